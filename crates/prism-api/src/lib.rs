@@ -1,0 +1,3 @@
+//! Prism's Kubernetes API, group `prism.dev`, version `v1alpha1`.
+
+pub mod strategy;
