@@ -1,0 +1,844 @@
+//! One decision: roles, the contender's step, every cluster's next move, conditions and events.
+
+use jiff::Timestamp;
+use prism_api::strategy::{
+    Duration, GateKind, HeaderMatch, Route, RouteMatch, RouteTo, Share, Step,
+};
+
+use crate::converge::{ClusterTarget, NOTHING, VersionTarget, converge};
+use crate::effective::{StepState, in_scope, state_at};
+use crate::model::{
+    Abort, AbortCause, Change, ClusterDecision, ClusterObservation, ClusterPhase, Condition,
+    ConditionKind, Decision, Event, EventKind, Input, Phase, Progress, ReleaseDecision,
+    ResolvedRoute, Role, Verdict, VersionDecision,
+};
+
+/// Decides the next move of one application. Pure: the same input gives the same decision.
+pub fn decide<'a>(input: &Input<'a>) -> Decision<'a> {
+    let mut events = Vec::new();
+    let mut progress: Vec<Progress> = input
+        .releases
+        .iter()
+        .map(|release| release.progress.clone())
+        .collect();
+    apply_commands(input, &mut progress, &mut events);
+    let mut roles = Roles::assign(input, &progress);
+
+    let mut requeue_after = roles.ttl_expiry;
+    let (fleet, hold) = match roles.contender {
+        Some(contender) => {
+            let mut rollout = Rollout {
+                input,
+                contender,
+                events: &mut events,
+                requeue_after: None,
+            };
+            let (fleet, hold) = rollout.advance(&mut roles, &mut progress);
+            requeue_after = earliest(requeue_after, rollout.requeue_after);
+            (fleet, hold)
+        }
+        None => (Fleet::plan(input, &roles, 0), None),
+    };
+    let Fleet {
+        clusters,
+        mut changes,
+    } = fleet;
+
+    let releases = input
+        .releases
+        .iter()
+        .enumerate()
+        .map(|(index, release)| {
+            let retired = roles.of[index] == Role::Retiring
+                && retire(input, index, &mut changes, &mut events);
+            let progress = &mut progress[index];
+            if retired && progress.phase == Phase::RollingBack {
+                progress.phase = Phase::Aborted;
+                events.push(Event {
+                    release: release.name,
+                    kind: EventKind::Warning,
+                    reason: "Aborted",
+                    message: format!("rolled back in every cluster; {}", abort_message(progress)),
+                });
+            }
+            let hold = hold.as_ref().filter(|_| roles.contender == Some(index));
+            ReleaseDecision {
+                release: release.name,
+                role: roles.of[index],
+                conditions: conditions(input, index, progress, hold),
+                progress: progress.clone(),
+                retired,
+            }
+        })
+        .collect();
+
+    Decision {
+        releases,
+        clusters,
+        changes,
+        events,
+        requeue_after,
+    }
+}
+
+/// A person's abort and a newer release's arrival change phases before anything else.
+fn apply_commands<'a>(input: &Input<'a>, progress: &mut [Progress], events: &mut Vec<Event<'a>>) {
+    let newest = input.releases.len().saturating_sub(1);
+    for (index, (release, progress)) in input.releases.iter().zip(progress).enumerate() {
+        let unfinished = progress.phase.is_rolling_out();
+        if release.aborted && (unfinished || progress.phase == Phase::Complete) {
+            start_rollback(
+                release.name,
+                progress,
+                AbortCause::Command,
+                "aborted by a person".into(),
+                events,
+            );
+        } else if unfinished && index < newest {
+            progress.phase = Phase::Superseded;
+            events.push(Event {
+                release: release.name,
+                kind: EventKind::Normal,
+                reason: "Superseded",
+                message: format!(
+                    "release {} replaced it before it completed",
+                    input.releases[newest].name
+                ),
+            });
+        }
+    }
+}
+
+fn start_rollback<'a>(
+    release: &'a str,
+    progress: &mut Progress,
+    cause: AbortCause,
+    message: String,
+    events: &mut Vec<Event<'a>>,
+) {
+    progress.phase = Phase::RollingBack;
+    events.push(Event {
+        release,
+        kind: EventKind::Warning,
+        reason: "RollbackStarted",
+        message: format!("rolling back: {message}"),
+    });
+    progress.abort = Some(Abort { cause, message });
+}
+
+fn abort_message(progress: &Progress) -> &str {
+    progress
+        .abort
+        .as_ref()
+        .map_or("aborted", |abort| abort.message.as_str())
+}
+
+/// Who is who among the live releases.
+struct Roles {
+    of: Vec<Role>,
+    contender: Option<usize>,
+    incumbent: Option<usize>,
+    /// When the next retained version reaches its TTL.
+    ttl_expiry: Option<Duration>,
+}
+
+impl Roles {
+    fn assign(input: &Input, progress: &[Progress]) -> Roles {
+        let count = input.releases.len();
+        let complete = |index: usize| progress[index].phase == Phase::Complete;
+        let newest = count.checked_sub(1);
+        let contender = newest.filter(|&newest| progress[newest].phase.is_rolling_out());
+        let incumbent = (0..contender.unwrap_or(count))
+            .rev()
+            .find(|&index| complete(index));
+        let mut of = vec![Role::Retiring; count];
+        let mut live = 0;
+        for (index, role) in [(contender, Role::Contender), (incumbent, Role::Incumbent)] {
+            if let Some(index) = index {
+                of[index] = role;
+                live += 1;
+            }
+        }
+        let mut ttl_expiry = None;
+        for index in (0..incumbent.unwrap_or(0))
+            .rev()
+            .filter(|&index| complete(index))
+        {
+            let age = input.releases[index].created_at.duration_until(input.now);
+            let left = input.app.version_ttl.map(|ttl| ttl.0.saturating_sub(age));
+            let young = left.is_none_or(|left| left.is_positive());
+            if young && live < input.app.max_versions.max(2) {
+                of[index] = Role::Retained;
+                live += 1;
+                ttl_expiry = earliest(ttl_expiry, left.map(Duration));
+            }
+        }
+        Roles {
+            of,
+            contender,
+            incumbent,
+            ttl_expiry,
+        }
+    }
+
+    fn is_live(&self, index: usize) -> bool {
+        self.of[index] != Role::Retiring
+    }
+}
+
+fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Why the contender is not moving on, for its conditions.
+enum Hold<'a> {
+    /// A cluster in the step's scope has not reached the step yet.
+    Converging {
+        cluster: &'a str,
+        phase: ClusterPhase,
+    },
+    Analysis,
+    Inconclusive(String),
+    Pause {
+        until: Timestamp,
+    },
+    Webhook,
+    Command,
+    NoSteps,
+}
+
+struct Rollout<'a, 'e> {
+    input: &'e Input<'a>,
+    contender: usize,
+    events: &'e mut Vec<Event<'a>>,
+    requeue_after: Option<Duration>,
+}
+
+impl<'a> Rollout<'a, '_> {
+    /// Moves the contender on as far as the observed fleet allows: to a person's target step, then
+    /// through every step that is achieved and whose gate is open.
+    /// Returns what holds the contender, if it is still the contender.
+    fn advance(
+        &mut self,
+        roles: &mut Roles,
+        all_progress: &mut [Progress],
+    ) -> (Fleet<'a>, Option<Hold<'a>>) {
+        let input = self.input;
+        let release = &input.releases[self.contender];
+        let steps = &release.pipeline.steps;
+        let Some(last) = steps.len().checked_sub(1) else {
+            return (Fleet::plan(input, roles, 0), Some(Hold::NoSteps));
+        };
+        let progress = &mut all_progress[self.contender];
+        let judged_step = progress.step as usize;
+        progress.step = progress.step.min(last as u32);
+
+        if let Some(verdict) = self.failure(judged_step, steps.get(judged_step)) {
+            let (cause, message) = verdict;
+            start_rollback(release.name, progress, cause, message, self.events);
+            *roles = Roles::assign(input, all_progress);
+            return (Fleet::plan(input, roles, 0), None);
+        }
+
+        let first_release = roles.incumbent.is_none();
+        let command = release.target_step.map(|target| target as usize);
+        let jump = if first_release {
+            Some(last)
+        } else {
+            command.filter(|&target| target > progress.step as usize)
+        };
+        if let Some(target) = jump
+            .map(|target| target.min(last))
+            .filter(|&target| target != progress.step as usize)
+        {
+            let (reason, why) = if first_release {
+                (
+                    "InitialDeploy",
+                    "no incumbent to shift from, going straight to the last step",
+                )
+            } else {
+                ("Promoted", "promoted by a person")
+            };
+            self.event(reason, format!("{why}: step {}", step_label(steps, target)));
+            progress.step = target as u32;
+            progress.achieved_at = None;
+        }
+        let gates_skipped_at_last = command.is_some_and(|target| target > last);
+
+        // Each pass advances one step or returns, and the last step returns.
+        loop {
+            let step = progress.step as usize;
+            let fleet = Fleet::plan(input, roles, step);
+            let everywhere = first_release || step == last;
+            let scope = steps[step].clusters.as_ref().filter(|_| !everywhere);
+            if let Some(blocking) = fleet.clusters.iter().enumerate().find(|(index, cluster)| {
+                cluster.phase != ClusterPhase::Achieved && in_scope(scope, input.clusters, *index)
+            }) {
+                progress.phase = Phase::Progressing;
+                let hold = Hold::Converging {
+                    cluster: blocking.1.cluster,
+                    phase: blocking.1.phase,
+                };
+                return (fleet, Some(hold));
+            }
+            let achieved_at = *progress.achieved_at.get_or_insert_with(|| {
+                self.event(
+                    "StepAchieved",
+                    format!("step {} achieved", step_label(steps, step)),
+                );
+                input.now
+            });
+
+            let fresh = step == judged_step;
+            let hold = if gates_skipped_at_last && step == last {
+                None
+            } else {
+                self.gate(&steps[step], fresh, achieved_at)
+            };
+            if let Some(hold) = hold {
+                let phase = match hold {
+                    Hold::Command => Phase::WaitingForCommand,
+                    Hold::Inconclusive(_) => Phase::Paused,
+                    _ => Phase::Progressing,
+                };
+                if phase != progress.phase {
+                    match &hold {
+                        Hold::Command => self.event(
+                            "WaitingForCommand",
+                            format!(
+                                "step {} is achieved; run `prism promote` to go on",
+                                step_label(steps, step)
+                            ),
+                        ),
+                        Hold::Inconclusive(reason) => {
+                            self.warning("AnalysisInconclusive", reason.clone())
+                        }
+                        _ => {}
+                    }
+                }
+                progress.phase = phase;
+                return (fleet, Some(hold));
+            }
+
+            if step == last {
+                progress.phase = Phase::Complete;
+                self.event("Complete", "rolled out to every cluster".into());
+                *roles = Roles::assign(input, all_progress);
+                return (Fleet::plan(input, roles, 0), None);
+            }
+            progress.step += 1;
+            progress.achieved_at = None;
+            progress.phase = Phase::Progressing;
+            self.event(
+                "StepAdvanced",
+                format!(
+                    "from step {} to step {}",
+                    step_label(steps, step),
+                    step_label(steps, step + 1)
+                ),
+            );
+        }
+    }
+
+    /// A failed analysis or webhook of the step the adapters judged.
+    fn failure(&self, judged_step: usize, step: Option<&Step>) -> Option<(AbortCause, String)> {
+        let release = &self.input.releases[self.contender];
+        let step = step?;
+        let failed = |verdict: &Verdict| match verdict {
+            Verdict::Failed { reason } => Some(reason.clone()),
+            _ => None,
+        };
+        let name = &step.name;
+        let step_number = judged_step + 1;
+        if step.analysis.is_some()
+            && let Some(reason) = failed(&release.analysis)
+        {
+            let message = format!("analysis of step {step_number} ({name}) failed: {reason}");
+            return Some((AbortCause::AnalysisFailed, message));
+        }
+        let webhook = matches!(
+            step.gate.as_ref().map(|gate| gate.kind()),
+            Some(GateKind::Webhook(_))
+        );
+        if webhook && let Some(reason) = failed(&release.webhook) {
+            let message = format!("webhook of step {step_number} ({name}) failed: {reason}");
+            return Some((AbortCause::WebhookFailed, message));
+        }
+        None
+    }
+
+    /// What keeps an achieved step from advancing, if anything. Verdicts only count for the step
+    /// the adapters judged (`fresh`); a step reached within this decision waits for its own.
+    fn gate(&mut self, step: &Step, fresh: bool, achieved_at: Timestamp) -> Option<Hold<'a>> {
+        let release = &self.input.releases[self.contender];
+        let verdict = |verdict: &Verdict| {
+            if fresh {
+                verdict.clone()
+            } else {
+                Verdict::Pending
+            }
+        };
+        if step.analysis.is_some() {
+            match verdict(&release.analysis) {
+                Verdict::Pending | Verdict::Failed { .. } => return Some(Hold::Analysis),
+                Verdict::Inconclusive { reason } => return Some(Hold::Inconclusive(reason)),
+                Verdict::Passed | Verdict::NotRequired => {}
+            }
+        }
+        match step
+            .gate
+            .as_ref()
+            .map_or(GateKind::Auto, |gate| gate.kind())
+        {
+            GateKind::Auto => None,
+            GateKind::Manual => Some(Hold::Command),
+            GateKind::Pause(pause) => {
+                let until = achieved_at
+                    .saturating_add(pause.0)
+                    .unwrap_or(Timestamp::MAX);
+                (self.input.now < until).then(|| {
+                    self.requeue_after = Some(Duration(self.input.now.duration_until(until)));
+                    Hold::Pause { until }
+                })
+            }
+            GateKind::Webhook(_) => match verdict(&release.webhook) {
+                Verdict::Passed | Verdict::NotRequired => None,
+                Verdict::Inconclusive { reason } => Some(Hold::Inconclusive(reason)),
+                Verdict::Pending | Verdict::Failed { .. } => Some(Hold::Webhook),
+            },
+        }
+    }
+
+    fn event(&mut self, reason: &'static str, message: String) {
+        let release = self.input.releases[self.contender].name;
+        self.events.push(Event {
+            release,
+            kind: EventKind::Normal,
+            reason,
+            message,
+        });
+    }
+
+    fn warning(&mut self, reason: &'static str, message: String) {
+        let release = self.input.releases[self.contender].name;
+        self.events.push(Event {
+            release,
+            kind: EventKind::Warning,
+            reason,
+            message,
+        });
+    }
+}
+
+fn step_label(steps: &[Step], index: usize) -> String {
+    format!("{}/{} {:?}", index + 1, steps.len(), steps[index].name)
+}
+
+/// The next move of every scheduled cluster.
+struct Fleet<'a> {
+    clusters: Vec<ClusterDecision<'a>>,
+    changes: Vec<Change<'a>>,
+}
+
+impl<'a> Fleet<'a> {
+    /// `step` is the contender's current step; without a contender it is unused.
+    fn plan(input: &Input<'a>, roles: &Roles, step: usize) -> Fleet<'a> {
+        let mut changes = Vec::new();
+        let clusters = input
+            .clusters
+            .iter()
+            .enumerate()
+            .map(|(index, cluster)| {
+                let observed = input.observed.get(&cluster.name);
+                let target = cluster_target(input, roles, step, index, observed);
+                match observed.filter(|observed| observed.reachable) {
+                    Some(observed) => converge(
+                        &cluster.name,
+                        target,
+                        observed,
+                        input.app.traffic,
+                        &mut changes,
+                    ),
+                    None => unreachable_cluster(&cluster.name, target),
+                }
+            })
+            .collect();
+        Fleet { clusters, changes }
+    }
+}
+
+fn unreachable_cluster<'a>(cluster: &'a str, target: ClusterTarget<'a>) -> ClusterDecision<'a> {
+    ClusterDecision {
+        cluster,
+        phase: ClusterPhase::Unreachable,
+        versions: target
+            .versions
+            .iter()
+            .map(|version| VersionDecision {
+                release: version.release,
+                capacity: version.capacity,
+                target: version.capacity,
+                target_weight: version.weight,
+            })
+            .collect(),
+        traffic: None,
+    }
+}
+
+/// What the current step asks of one cluster, for every release that runs or ran there.
+fn cluster_target<'a>(
+    input: &Input<'a>,
+    roles: &Roles,
+    step: usize,
+    cluster: usize,
+    observed: Option<&ClusterObservation>,
+) -> ClusterTarget<'a> {
+    let releases = input.releases;
+    let contender_state = roles
+        .contender
+        .map(|contender| state_at(releases[contender].pipeline, step, input.clusters, cluster));
+    let mut versions = Vec::with_capacity(releases.len());
+    for (index, release) in releases.iter().enumerate() {
+        let seen = observed.and_then(|observed| observed.versions.get(release.name));
+        let (share, weight) = match (roles.of[index], contender_state) {
+            (Role::Contender, Some(state)) => {
+                let weight = if roles.incumbent.is_some() {
+                    state.contender_weight
+                } else {
+                    100
+                };
+                (state.contender, weight)
+            }
+            (Role::Incumbent, Some(state)) => (state.incumbent, 100 - state.contender_weight),
+            (Role::Contender | Role::Incumbent, None) => (Share::Percent(100), 100),
+            (Role::Retained, _) => (retained_share(input, roles, index, cluster), 0),
+            (Role::Retiring, _) if seen.is_none() => continue,
+            (Role::Retiring, _) => (Share::Percent(0), 0),
+        };
+        let capacity = release.capacity.share(share);
+        versions.push(VersionTarget {
+            release: release.name,
+            capacity,
+            weight,
+            seen: *seen.unwrap_or(&NOTHING),
+        });
+    }
+
+    let live = || {
+        (0..releases.len())
+            .filter(|&index| roles.is_live(index))
+            .map(|index| releases[index].name)
+    };
+    let steady_routes = |incumbent: usize| {
+        let pipeline = releases[incumbent].pipeline;
+        let last = pipeline.steps.len().saturating_sub(1);
+        state_at(pipeline, last, input.clusters, cluster)
+            .routes
+            .map(|routes| resolve_routes(routes, Some(releases[incumbent].name), None, live()))
+            .unwrap_or_default()
+    };
+    let routes = match (roles.contender, contender_state) {
+        (
+            Some(contender),
+            Some(StepState {
+                routes: Some(routes),
+                ..
+            }),
+        ) => resolve_routes(
+            routes,
+            Some(releases[contender].name),
+            roles.incumbent.map(|incumbent| releases[incumbent].name),
+            live(),
+        ),
+        _ => roles.incumbent.map(steady_routes).unwrap_or_default(),
+    };
+    ClusterTarget {
+        versions,
+        routes,
+        max_surge: contender_state.and_then(|state| state.max_surge),
+    }
+}
+
+/// A retained version keeps the share the incumbent had at the last step of the rollout that
+/// superseded it: the rollout of the next complete release.
+fn retained_share(input: &Input, roles: &Roles, retained: usize, cluster: usize) -> Share {
+    let successor = (retained + 1..input.releases.len()).find(|&index| {
+        matches!(roles.of[index], Role::Incumbent | Role::Retained)
+            || input.releases[index].progress.phase == Phase::Complete
+    });
+    successor.map_or(Share::Percent(100), |successor| {
+        let pipeline = input.releases[successor].pipeline;
+        let last = pipeline.steps.len().saturating_sub(1);
+        state_at(pipeline, last, input.clusters, cluster).incumbent
+    })
+}
+
+/// The routes of a step, each to one release; an `each` route once per live release.
+fn resolve_routes<'n>(
+    routes: &[Route],
+    contender: Option<&str>,
+    incumbent: Option<&str>,
+    live: impl Iterator<Item = &'n str> + Clone,
+) -> Vec<ResolvedRoute> {
+    let mut resolved = Vec::new();
+    for route in routes {
+        let mut push = |version: &str| {
+            resolved.push(ResolvedRoute {
+                name: route.name.clone(),
+                version: version.to_owned(),
+                matches: with_version(&route.matches, version),
+            })
+        };
+        match route.to {
+            RouteTo::Contender => contender.into_iter().for_each(&mut push),
+            RouteTo::Incumbent => incumbent.into_iter().for_each(&mut push),
+            RouteTo::Each => live.clone().for_each(&mut push),
+        }
+    }
+    resolved
+}
+
+fn with_version(matches: &RouteMatch, version: &str) -> RouteMatch {
+    let fill = |text: &String| text.replace("{version}", version);
+    RouteMatch {
+        header: matches.header.as_ref().map(|header| HeaderMatch {
+            name: fill(&header.name),
+            value: fill(&header.value),
+        }),
+        path_prefix: matches.path_prefix.as_ref().map(fill),
+        subdomain: matches.subdomain.as_ref().map(fill),
+    }
+}
+
+/// Whether a retiring release is gone from the capacity and traffic of every cluster; if so, the
+/// removal of whatever objects it still has.
+fn retire<'a>(
+    input: &Input<'a>,
+    index: usize,
+    changes: &mut Vec<Change<'a>>,
+    events: &mut Vec<Event<'a>>,
+) -> bool {
+    let name = input.releases[index].name;
+    let drained = input.clusters.iter().all(|cluster| {
+        input.observed.get(&cluster.name).is_some_and(|observed| {
+            observed.reachable
+                && observed.routes.iter().all(|route| route.version != name)
+                && observed
+                    .versions
+                    .get(name)
+                    .is_none_or(|version| version.capacity.is_zero() && version.weight == 0)
+        })
+    });
+    if !drained {
+        return false;
+    }
+    let before = changes.len();
+    for cluster in input.clusters {
+        if input.observed[&cluster.name].versions.contains_key(name) {
+            changes.push(Change::Remove {
+                cluster: &cluster.name,
+                release: name,
+            });
+        }
+    }
+    if changes.len() > before {
+        events.push(Event {
+            release: name,
+            kind: EventKind::Normal,
+            reason: "Retired",
+            message: "no traffic and no capacity left in any cluster: deleting its objects".into(),
+        });
+    }
+    true
+}
+
+fn conditions(
+    input: &Input,
+    index: usize,
+    progress: &Progress,
+    hold: Option<&Hold>,
+) -> Vec<Condition> {
+    let release = &input.releases[index];
+    let steps = &release.pipeline.steps;
+    let step = progress.step as usize;
+    let condition = |kind, status, reason, message: String| Condition {
+        kind,
+        status,
+        reason,
+        message,
+    };
+    // A condition that does not hold says which phase the release is in instead.
+    let no = |kind| condition(kind, false, progress.phase.as_str(), String::new());
+    let current = || {
+        if step < steps.len() {
+            step_label(steps, step)
+        } else {
+            "-".into()
+        }
+    };
+
+    let progressing = match (progress.phase, hold) {
+        (Phase::RollingBack, _) => condition(
+            ConditionKind::Progressing,
+            true,
+            "RollingBack",
+            format!("rolling back: {}", abort_message(progress)),
+        ),
+        (Phase::Aborted, _) => condition(
+            ConditionKind::Progressing,
+            false,
+            "Aborted",
+            abort_message(progress).to_owned(),
+        ),
+        (Phase::Complete, _) => condition(
+            ConditionKind::Progressing,
+            false,
+            "Complete",
+            "rolled out to every cluster".into(),
+        ),
+        (Phase::Superseded, _) => condition(
+            ConditionKind::Progressing,
+            false,
+            "Superseded",
+            "a newer release replaced it before it completed".into(),
+        ),
+        (_, Some(Hold::NoSteps)) => condition(
+            ConditionKind::Progressing,
+            false,
+            "InvalidStrategy",
+            "the strategy has no steps: add at least one step".into(),
+        ),
+        (_, Some(Hold::Inconclusive(reason))) => condition(
+            ConditionKind::Progressing,
+            false,
+            "AnalysisInconclusive",
+            format!(
+                "step {}: {reason}; waiting for a conclusive analysis or `prism promote`",
+                current()
+            ),
+        ),
+        (_, Some(Hold::Converging { cluster, phase })) => condition(
+            ConditionKind::Progressing,
+            true,
+            "Converging",
+            format!("step {}: cluster {cluster} {}", current(), describe(*phase)),
+        ),
+        (_, Some(Hold::Analysis)) => condition(
+            ConditionKind::Progressing,
+            true,
+            "WaitingForAnalysis",
+            format!("step {} is achieved; waiting for its analysis", current()),
+        ),
+        (_, Some(Hold::Pause { until })) => condition(
+            ConditionKind::Progressing,
+            true,
+            "Pausing",
+            format!("step {} is achieved; pausing until {until}", current()),
+        ),
+        (_, Some(Hold::Webhook)) => condition(
+            ConditionKind::Progressing,
+            true,
+            "WaitingForWebhook",
+            format!(
+                "step {} is achieved; waiting for its webhook to pass",
+                current()
+            ),
+        ),
+        (_, Some(Hold::Command)) => condition(
+            ConditionKind::Progressing,
+            true,
+            "WaitingForCommand",
+            format!("step {} is achieved", current()),
+        ),
+        (_, _) => condition(
+            ConditionKind::Progressing,
+            true,
+            "Progressing",
+            format!("step {}", current()),
+        ),
+    };
+
+    let step_achieved = match (progress.phase, hold) {
+        (Phase::Complete, _) => condition(
+            ConditionKind::StepAchieved,
+            true,
+            "Complete",
+            "the last step is achieved".into(),
+        ),
+        (
+            _,
+            Some(Hold::Converging {
+                cluster,
+                phase: ClusterPhase::Unreachable,
+            }),
+        ) => condition(
+            ConditionKind::StepAchieved,
+            false,
+            "ClusterUnreachable",
+            format!(
+                "cluster {cluster} is unreachable; step {} holds until it is back",
+                current()
+            ),
+        ),
+        (_, Some(Hold::Converging { cluster, phase })) => condition(
+            ConditionKind::StepAchieved,
+            false,
+            "Converging",
+            format!("cluster {cluster} {}", describe(*phase)),
+        ),
+        (phase, Some(_)) if phase.is_rolling_out() && progress.achieved_at.is_some() => condition(
+            ConditionKind::StepAchieved,
+            true,
+            "Achieved",
+            format!("step {} achieved", current()),
+        ),
+        _ => no(ConditionKind::StepAchieved),
+    };
+
+    let waiting = if progress.phase == Phase::WaitingForCommand {
+        condition(
+            ConditionKind::WaitingForCommand,
+            true,
+            "ManualGate",
+            format!(
+                "step {} is achieved; run `prism promote` to go on",
+                current()
+            ),
+        )
+    } else {
+        no(ConditionKind::WaitingForCommand)
+    };
+    let complete = if progress.phase == Phase::Complete {
+        condition(
+            ConditionKind::Complete,
+            true,
+            "RolloutComplete",
+            "rolled out to every cluster".into(),
+        )
+    } else {
+        no(ConditionKind::Complete)
+    };
+    let aborted = match (&progress.abort, progress.phase) {
+        (Some(abort), Phase::RollingBack | Phase::Aborted) => condition(
+            ConditionKind::Aborted,
+            true,
+            abort.cause.reason(),
+            abort.message.clone(),
+        ),
+        _ => no(ConditionKind::Aborted),
+    };
+    vec![progressing, step_achieved, waiting, complete, aborted]
+}
+
+fn describe(phase: ClusterPhase) -> &'static str {
+    match phase {
+        ClusterPhase::CapacityUp => "is scaling up (waiting for ready pods)",
+        ClusterPhase::Traffic => "is shifting traffic",
+        ClusterPhase::CapacityDown => "is scaling down",
+        ClusterPhase::Achieved => "has achieved the step",
+        ClusterPhase::Unreachable => "is unreachable",
+    }
+}

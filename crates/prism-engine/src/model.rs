@@ -1,0 +1,321 @@
+//! The engine's inputs and outputs.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use prism_api::strategy::{Duration, Pipeline, RouteMatch};
+use serde::Serialize;
+
+pub use crate::capacity::Capacity;
+
+/// What the engine needs to know about an application, beyond its releases.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppPolicy {
+    /// The application has a traffic provider; without one, weights and routes are never emitted
+    /// and never waited for (a headless worker).
+    pub traffic: bool,
+    /// How many versions may live at once (contender, incumbent and retained ones): 2 for a
+    /// canary or blue/green, more for rainbow. Below 2 counts as 2: a rollout needs both.
+    pub max_versions: u32,
+    /// Retained versions older than this retire.
+    pub version_ttl: Option<Duration>,
+}
+
+/// One scheduled cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterInfo {
+    pub name: String,
+    pub region: String,
+}
+
+/// One live release, as the controller read it from its Release object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReleaseInput<'a> {
+    pub name: &'a str,
+    pub created_at: Timestamp,
+    /// The strategy this release rolls out under.
+    pub pipeline: &'a Pipeline,
+    /// What this release runs at 100%: its template's replicas, or its autoscaler's bounds.
+    pub capacity: Capacity,
+    /// As persisted in the Release's status by the previous decision.
+    pub progress: Progress,
+    /// A person's command (`prism promote`): move to this step, skipping the gates before it.
+    /// At or past the step count (`prism promote --full`), the last step's gate is skipped too.
+    pub target_step: Option<u32>,
+    /// A person's command (`prism abort`).
+    pub aborted: bool,
+    /// The verdict of the current step's analysis, from the analysis adapter.
+    pub analysis: Verdict,
+    /// The verdict of the current step's webhook gate, from the webhook adapter.
+    pub webhook: Verdict,
+}
+
+/// Where a release is in its rollout; persisted in the Release's status.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// Index of the current step.
+    pub step: u32,
+    /// When every cluster in the step's scope first reached it; pauses count from here.
+    pub achieved_at: Option<Timestamp>,
+    pub phase: Phase,
+    /// Why the release is rolling back or was rolled back.
+    pub abort: Option<Abort>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Abort {
+    pub cause: AbortCause,
+    /// For humans: what failed, or who aborted.
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum AbortCause {
+    /// `prism abort`, or the Release's `spec.aborted`.
+    Command,
+    AnalysisFailed,
+    WebhookFailed,
+}
+
+impl AbortCause {
+    /// The CamelCase reason of the release's Aborted condition.
+    pub fn reason(self) -> &'static str {
+        match self {
+            AbortCause::Command => "AbortedByCommand",
+            AbortCause::AnalysisFailed => "AnalysisFailed",
+            AbortCause::WebhookFailed => "WebhookFailed",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum Phase {
+    #[default]
+    Progressing,
+    WaitingForCommand,
+    /// An analysis was inconclusive: waiting for a conclusive one or a person.
+    Paused,
+    Complete,
+    RollingBack,
+    Aborted,
+    /// A newer release replaced this one before it completed.
+    Superseded,
+}
+
+impl Phase {
+    /// Still on its way through the steps: the phases of a contender.
+    pub fn is_rolling_out(self) -> bool {
+        matches!(
+            self,
+            Phase::Progressing | Phase::WaitingForCommand | Phase::Paused
+        )
+    }
+
+    /// The phase's name, CamelCase.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Progressing => "Progressing",
+            Phase::WaitingForCommand => "WaitingForCommand",
+            Phase::Paused => "Paused",
+            Phase::Complete => "Complete",
+            Phase::RollingBack => "RollingBack",
+            Phase::Aborted => "Aborted",
+            Phase::Superseded => "Superseded",
+        }
+    }
+}
+
+/// The outcome of an analysis or a webhook gate, as an adapter reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Verdict {
+    /// The step has no such check.
+    #[default]
+    NotRequired,
+    Pending,
+    Passed,
+    Failed {
+        reason: String,
+    },
+    Inconclusive {
+        reason: String,
+    },
+}
+
+/// What one cluster runs for this application, as the controller last observed it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClusterObservation {
+    /// False when the cluster's API server could not be reached: nothing below is current.
+    pub reachable: bool,
+    /// Per release name. A release not listed has nothing installed.
+    pub versions: BTreeMap<String, VersionObservation>,
+    pub routes: Vec<ResolvedRoute>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VersionObservation {
+    /// As installed (the Deployment's replicas, or its autoscaler's bounds).
+    pub capacity: Capacity,
+    pub ready: u32,
+    /// Percent of the application's default route.
+    pub weight: u32,
+}
+
+/// A route that reaches one release; `{version}` in its match is already replaced.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ResolvedRoute {
+    pub name: String,
+    pub version: String,
+    pub matches: RouteMatch,
+}
+
+/// Everything one decision looks at.
+#[derive(Clone, Copy, Debug)]
+pub struct Input<'a> {
+    pub now: Timestamp,
+    pub app: &'a AppPolicy,
+    /// The application's live releases, oldest first.
+    pub releases: &'a [ReleaseInput<'a>],
+    /// The clusters scheduled for the application, in schedule order (the order `first: N` counts).
+    pub clusters: &'a [ClusterInfo],
+    /// Per cluster name. A scheduled cluster not listed is treated as unreachable.
+    pub observed: &'a BTreeMap<String, ClusterObservation>,
+}
+
+/// What the controller should do next.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision<'a> {
+    /// One per input release, in input order.
+    pub releases: Vec<ReleaseDecision<'a>>,
+    /// One per scheduled cluster, in schedule order.
+    pub clusters: Vec<ClusterDecision<'a>>,
+    /// The writes to make: only what differs from the observed state.
+    pub changes: Vec<Change<'a>>,
+    /// Transitions only.
+    pub events: Vec<Event<'a>>,
+    /// Decide again after this long even if nothing is observed to change (a pause ends, a
+    /// retained version reaches its TTL).
+    pub requeue_after: Option<Duration>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Role {
+    /// The release being rolled out.
+    Contender,
+    /// The newest complete release.
+    Incumbent,
+    /// An older complete release kept alive (rainbow): its own routes, no share of the default route.
+    Retained,
+    /// Going away: traffic 0, then capacity 0, then its objects are deleted.
+    Retiring,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReleaseDecision<'a> {
+    pub release: &'a str,
+    pub role: Role,
+    /// To persist in the Release's status.
+    pub progress: Progress,
+    pub conditions: Vec<Condition>,
+    /// Retiring and gone from the traffic and capacity of every cluster: its objects may be deleted.
+    pub retired: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Condition {
+    pub kind: ConditionKind,
+    pub status: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ConditionKind {
+    Progressing,
+    StepAchieved,
+    WaitingForCommand,
+    Complete,
+    Aborted,
+}
+
+/// Where one cluster is on its way to the current step's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum ClusterPhase {
+    /// Versions going up are being scaled up or are not ready yet.
+    CapacityUp,
+    /// Capacity is in place; weights and routes are moving.
+    Traffic,
+    /// Traffic is in place; versions going down are being scaled down.
+    CapacityDown,
+    Achieved,
+    /// Not observed: no writes, and it holds any step whose scope includes it.
+    Unreachable,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterDecision<'a> {
+    pub cluster: &'a str,
+    pub phase: ClusterPhase,
+    /// Every release with something to run or to take down here, in input order.
+    pub versions: Vec<VersionDecision<'a>>,
+    /// The default route's weights and the routes to write; None leaves traffic as it is (no
+    /// traffic provider, no version with ready capacity, or the cluster is unreachable).
+    pub traffic: Option<Traffic<'a>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VersionDecision<'a> {
+    pub release: &'a str,
+    /// What to run now: a safe move from the observed capacity towards `target`.
+    pub capacity: Capacity,
+    /// What the current step wants.
+    pub target: Capacity,
+    /// The current step's weight for this release, before any safety redistribution.
+    pub target_weight: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Traffic<'a> {
+    /// One per version of the cluster, in input order; the percents sum to 100.
+    pub weights: Vec<Weight<'a>>,
+    pub routes: Vec<ResolvedRoute>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Weight<'a> {
+    pub release: &'a str,
+    pub percent: u32,
+}
+
+/// One write for the controller.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change<'a> {
+    /// Create or scale the release's objects in the cluster.
+    Capacity {
+        cluster: &'a str,
+        release: &'a str,
+        capacity: Capacity,
+    },
+    /// Rewrite the application's traffic objects in the cluster.
+    Traffic {
+        cluster: &'a str,
+        traffic: Traffic<'a>,
+    },
+    /// Delete the release's objects in the cluster: the release is retired.
+    Remove { cluster: &'a str, release: &'a str },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event<'a> {
+    pub release: &'a str,
+    pub kind: EventKind,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Normal,
+    Warning,
+}

@@ -1,0 +1,330 @@
+//! Builders shared by the engine's tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use prism_api::strategy::{
+    CapacityStep, ClusterScope, Duration, Gate, Pipeline, Share, Step, TrafficStep,
+};
+use prism_engine::{
+    AppPolicy, Capacity, ClusterInfo, ClusterObservation, Progress, ReleaseInput, Verdict,
+    VersionObservation,
+};
+
+pub fn app(traffic: bool) -> AppPolicy {
+    AppPolicy {
+        traffic,
+        max_versions: 2,
+        version_ttl: None,
+    }
+}
+
+pub fn clusters(count: usize) -> Vec<ClusterInfo> {
+    (0..count)
+        .map(|index| ClusterInfo {
+            name: format!("c{index}"),
+            region: if index % 2 == 0 {
+                "eu".into()
+            } else {
+                "us".into()
+            },
+        })
+        .collect()
+}
+
+pub fn at(secs: i64) -> Timestamp {
+    Timestamp::from_second(1_700_000_000 + secs).unwrap()
+}
+
+pub fn step(name: &str) -> Step {
+    Step {
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+pub fn capacity(mut step: Step, contender: u32, incumbent: u32) -> Step {
+    step.capacity = Some(CapacityStep {
+        contender: Some(Share::Percent(contender)),
+        incumbent: Some(Share::Percent(incumbent)),
+        max_surge: None,
+    });
+    step
+}
+
+pub fn traffic(mut step: Step, contender: u32) -> Step {
+    step.traffic = Some(TrafficStep {
+        contender: Some(contender),
+        ..Default::default()
+    });
+    step
+}
+
+pub fn manual(mut step: Step) -> Step {
+    step.gate = Some(Gate {
+        manual: true,
+        ..Default::default()
+    });
+    step
+}
+
+pub fn pause(mut step: Step, secs: i64) -> Step {
+    step.gate = Some(Gate {
+        pause: Some(Duration::from_secs(secs)),
+        ..Default::default()
+    });
+    step
+}
+
+pub fn scoped(mut step: Step, first: u32) -> Step {
+    step.clusters = Some(ClusterScope {
+        first: Some(first),
+        ..Default::default()
+    });
+    step
+}
+
+/// staging (1 pod, 0%), canary 10/10 (manual), 50/50, full.
+pub fn canary() -> Pipeline {
+    Pipeline {
+        steps: vec![
+            capacity(step("staging"), 10, 100),
+            manual(traffic(capacity(step("canary"), 10, 100), 10)),
+            traffic(capacity(step("half"), 50, 50), 50),
+            traffic(capacity(step("full"), 100, 0), 100),
+        ],
+    }
+}
+
+pub fn release<'a>(
+    name: &'a str,
+    pipeline: &'a Pipeline,
+    replicas: u32,
+    phase: prism_engine::Phase,
+) -> ReleaseInput<'a> {
+    ReleaseInput {
+        name,
+        created_at: at(0),
+        pipeline,
+        capacity: Capacity::Replicas(replicas),
+        progress: Progress {
+            phase,
+            ..Default::default()
+        },
+        target_step: None,
+        aborted: false,
+        analysis: Verdict::NotRequired,
+        webhook: Verdict::NotRequired,
+    }
+}
+
+/// Every cluster running `versions` (name, replicas all ready, weight), with no routes.
+pub fn fleet(
+    clusters: &[ClusterInfo],
+    versions: &[(&str, u32, u32)],
+) -> BTreeMap<String, ClusterObservation> {
+    clusters
+        .iter()
+        .map(|cluster| {
+            let versions = versions
+                .iter()
+                .map(|(name, replicas, weight)| {
+                    let observation = VersionObservation {
+                        capacity: Capacity::Replicas(*replicas),
+                        ready: *replicas,
+                        weight: *weight,
+                    };
+                    (name.to_string(), observation)
+                })
+                .collect();
+            (
+                cluster.name.clone(),
+                ClusterObservation {
+                    reachable: true,
+                    versions,
+                    routes: vec![],
+                },
+            )
+        })
+        .collect()
+}
+
+/// Lands a decision's writes on an idealised fleet: every pod becomes ready at once.
+pub fn apply(fleet: &mut BTreeMap<String, ClusterObservation>, decision: &prism_engine::Decision) {
+    use prism_engine::Change;
+    for change in &decision.changes {
+        match change {
+            Change::Capacity {
+                cluster,
+                release,
+                capacity,
+            } => {
+                let version = fleet
+                    .get_mut(*cluster)
+                    .unwrap()
+                    .versions
+                    .entry(release.to_string())
+                    .or_insert(VersionObservation {
+                        capacity: *capacity,
+                        ready: 0,
+                        weight: 0,
+                    });
+                version.capacity = *capacity;
+                version.ready = capacity.floor();
+            }
+            Change::Traffic { cluster, traffic } => {
+                let observed = fleet.get_mut(*cluster).unwrap();
+                for weight in &traffic.weights {
+                    if let Some(version) = observed.versions.get_mut(weight.release) {
+                        version.weight = weight.percent;
+                    }
+                }
+                observed.routes = traffic.routes.clone();
+            }
+            Change::Remove { cluster, release } => {
+                fleet.get_mut(*cluster).unwrap().versions.remove(*release);
+            }
+        }
+    }
+}
+
+/// An application on an idealised fleet, decided round by round.
+pub struct World<'a> {
+    pub now: Timestamp,
+    pub app: AppPolicy,
+    pub releases: Vec<ReleaseInput<'a>>,
+    pub clusters: Vec<ClusterInfo>,
+    pub fleet: BTreeMap<String, ClusterObservation>,
+}
+
+/// What one round decided, owned so that the world can change afterwards.
+pub struct Round {
+    pub decision_debug: String,
+    pub changes: usize,
+    pub events: Vec<(String, &'static str)>,
+    pub progress: Vec<Progress>,
+    pub roles: Vec<prism_engine::Role>,
+    pub retired: Vec<bool>,
+    pub phases: Vec<prism_engine::ClusterPhase>,
+    pub requeue_after: Option<Duration>,
+    pub conditions: Vec<Vec<prism_engine::Condition>>,
+}
+
+fn summarize(decision: &prism_engine::Decision) -> Round {
+    Round {
+        decision_debug: format!("{decision:#?}"),
+        changes: decision.changes.len(),
+        events: decision
+            .events
+            .iter()
+            .map(|event| (event.release.to_string(), event.reason))
+            .collect(),
+        progress: decision
+            .releases
+            .iter()
+            .map(|release| release.progress.clone())
+            .collect(),
+        roles: decision
+            .releases
+            .iter()
+            .map(|release| release.role)
+            .collect(),
+        retired: decision
+            .releases
+            .iter()
+            .map(|release| release.retired)
+            .collect(),
+        phases: decision
+            .clusters
+            .iter()
+            .map(|cluster| cluster.phase)
+            .collect(),
+        requeue_after: decision.requeue_after,
+        conditions: decision
+            .releases
+            .iter()
+            .map(|release| release.conditions.clone())
+            .collect(),
+    }
+}
+
+impl<'a> World<'a> {
+    pub fn new(
+        app: AppPolicy,
+        releases: Vec<ReleaseInput<'a>>,
+        clusters: Vec<ClusterInfo>,
+        fleet: BTreeMap<String, ClusterObservation>,
+    ) -> Self {
+        World {
+            now: at(0),
+            app,
+            releases,
+            clusters,
+            fleet,
+        }
+    }
+
+    /// One decision, without landing it.
+    pub fn decide(&self) -> Round {
+        let input = prism_engine::Input {
+            now: self.now,
+            app: &self.app,
+            releases: &self.releases,
+            clusters: &self.clusters,
+            observed: &self.fleet,
+        };
+        summarize(&prism_engine::decide(&input))
+    }
+
+    /// One decision, landed on the idealised fleet, with every release's progress carried on.
+    pub fn round(&mut self) -> Round {
+        let (fleet, releases) = (self.fleet.clone(), self.releases.clone());
+        let input = prism_engine::Input {
+            now: self.now,
+            app: &self.app,
+            releases: &releases,
+            clusters: &self.clusters,
+            observed: &fleet,
+        };
+        let decision = prism_engine::decide(&input);
+        apply(&mut self.fleet, &decision);
+        for (release, decided) in self.releases.iter_mut().zip(&decision.releases) {
+            release.progress = decided.progress.clone();
+        }
+        summarize(&decision)
+    }
+
+    /// Rounds until nothing is written and no progress changes, at most `limit`.
+    pub fn settle(&mut self, limit: usize) -> Round {
+        let mut last = self.round();
+        for _ in 0..limit {
+            let before: Vec<Progress> = self
+                .releases
+                .iter()
+                .map(|release| release.progress.clone())
+                .collect();
+            let round = self.round();
+            let moved = round.changes > 0 || round.progress != before;
+            last = round;
+            if !moved {
+                break;
+            }
+        }
+        last
+    }
+
+    pub fn weight(&self, cluster: &str, release: &str) -> u32 {
+        self.fleet[cluster]
+            .versions
+            .get(release)
+            .map_or(0, |version| version.weight)
+    }
+
+    pub fn replicas(&self, cluster: &str, release: &str) -> Capacity {
+        self.fleet[cluster]
+            .versions
+            .get(release)
+            .map_or(Capacity::ZERO, |version| version.capacity)
+    }
+}
