@@ -11,23 +11,66 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use kube::{CustomResource, KubeSchema};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::rules;
+
 /// A rollout pipeline, shared by `Strategy`, `ClusterStrategy` and an Application's inline strategy.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "prism.dev",
+    version = "v1alpha1",
+    kind = "Strategy",
+    namespaced,
+    shortname = "pstrat",
+    category = "prism",
+    doc = "A reusable rollout strategy, named by the Applications of its namespace in spec.strategy.name."
+)]
 #[serde(rename_all = "camelCase")]
 pub struct Pipeline {
     /// The steps, in order. The last step must leave the contender with all of the capacity and
     /// all of the default route's traffic: that is what "complete" means.
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = rules::STEPS_NOT_EMPTY, validation = rules::STEP_NAMES_UNIQUE)]
     pub steps: Vec<Step>,
 }
 
+/// A ClusterStrategy's spec: a pipeline that Applications of every namespace may name.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "prism.dev",
+    version = "v1alpha1",
+    kind = "ClusterStrategy",
+    shortname = "pcstrat",
+    category = "prism",
+    doc = "A reusable rollout strategy for every namespace, named by Applications in spec.strategy.clusterStrategyName."
+)]
+#[serde(transparent)]
+#[schemars(transparent)]
+pub struct ClusterStrategySpec(pub Pipeline);
+
+impl Strategy {
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.spec
+    }
+}
+
+impl ClusterStrategy {
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.spec.0
+    }
+}
+
 /// One step of a pipeline.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = rules::SURGE_STEP_KEEPS_TRAFFIC)]
 #[serde(rename_all = "camelCase")]
 pub struct Step {
-    /// Unique within the pipeline; shown by `kubectl get releases` and `prism status`.
+    /// Unique within the pipeline, a DNS label; shown by `kubectl get releases` and `prism status`.
+    #[schemars(length(max = 63))]
+    #[x_kube(validation = rules::STEP_NAME_IS_DNS_LABEL)]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<CapacityStep>,
@@ -55,6 +98,7 @@ pub struct CapacityStep {
     /// At most this many replicas above the template's count while the step moves capacity from
     /// one version to another (a surge-limited rolling update). Absent: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_surge: Option<u32>,
 }
 
@@ -73,6 +117,11 @@ impl Share {
             Share::Replicas(n) => n,
             Share::Percent(p) => (u64::from(total) * u64::from(p)).div_ceil(100) as u32,
         }
+    }
+
+    /// Whether the share runs no pods whatever the template's replicas.
+    pub fn is_zero(self) -> bool {
+        matches!(self, Share::Replicas(0) | Share::Percent(0))
     }
 }
 
@@ -107,11 +156,14 @@ impl<'de> Deserialize<'de> for Share {
             .map_err(|_| serde::de::Error::custom(format!("expected {EXPECTED}")))?
         {
             Raw::Count(n) => Ok(Share::Replicas(n)),
+            // Only the canonical spelling ("5%", not "05%"), which is what the schema's pattern
+            // accepts: the CLI must not accept what the API server rejects.
             Raw::Text(text) => text
                 .strip_suffix('%')
                 .and_then(|p| p.parse::<u32>().ok())
                 .filter(|p| *p <= 100)
                 .map(Share::Percent)
+                .filter(|share| share.to_string() == text)
                 .ok_or_else(|| serde::de::Error::custom(format!("{text:?}: expected {EXPECTED}"))),
         }
     }
@@ -123,39 +175,51 @@ impl JsonSchema for Share {
     }
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        // Not an anyOf of typed branches: kube strips `type` from anyOf branches (structural
+        // schemas), and an untyped `{pattern}` branch would then accept any integer and an
+        // untyped `{minimum}` branch any string. At the top, `minimum` applies to integers only
+        // and `pattern` to strings only, which is the intent.
         json_schema!({
             "x-kubernetes-int-or-string": true,
             "description": "A replica count such as 3, or a percentage of the template's replicas such as \"25%\".",
-            "anyOf": [
-                { "type": "integer", "minimum": 0 },
-                { "type": "string", "pattern": "^(100|[1-9]?[0-9])%$" }
-            ]
+            "minimum": 0,
+            "pattern": "^(100|[1-9]?[0-9])%$"
         })
     }
 }
 
 /// How requests reach each version. Weights are percentages of the application's default route;
 /// routes add matches (header, path prefix, subdomain) that reach one version whatever the weights.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = rules::WEIGHTS_SUM_TO_100)]
 #[serde(rename_all = "camelCase")]
 pub struct TrafficStep {
     /// Percent of the default route for the contender. Given alone, the incumbent gets the rest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
     pub contender: Option<u32>,
     /// Percent of the default route for the incumbent. Given alone, the contender gets the rest;
     /// given with `contender`, the two must sum to 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
     pub incumbent: Option<u32>,
     /// Routes that reach a version directly. Absent: keep the previous step's routes; an empty
     /// list removes them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = rules::ROUTE_NAMES_UNIQUE)]
     pub routes: Option<Vec<Route>>,
 }
 
 /// A match that sends requests to one version, for A/B tests and rainbow deployments.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(
+    validation = rules::EACH_ROUTE_HAS_PLACEHOLDER,
+    validation = rules::PLACEHOLDER_ONLY_IN_EACH_ROUTE
+)]
 #[serde(rename_all = "camelCase")]
 pub struct Route {
+    #[schemars(length(min = 1, max = 63))]
     pub name: String,
     /// Which version the route reaches; `each` gives every live version a route of its own, and
     /// then the match must contain `{version}`, replaced by the version's name.
@@ -164,7 +228,9 @@ pub struct Route {
     pub matches: RouteMatch,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum RouteTo {
     Contender,
@@ -173,35 +239,50 @@ pub enum RouteTo {
 }
 
 /// Exactly one of header, pathPrefix or subdomain.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(
+    validation = rules::ONE_ROUTE_MATCH,
+    validation = rules::PATH_PREFIX_IS_ABSOLUTE
+)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteMatch {
+    /// Requests carrying this header with exactly this value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<HeaderMatch>,
+    /// Requests whose path starts with this prefix, e.g. "/beta".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     pub path_prefix: Option<String>,
+    /// Requests to this subdomain of the application's host, e.g. "beta" for beta.example.com.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub subdomain: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HeaderMatch {
+    #[schemars(length(min = 1, max = 256))]
     pub name: String,
+    #[schemars(length(max = 4096))]
     pub value: String,
 }
 
 /// Metric checks that run while the step holds; their verdict decides whether the rollout goes on,
 /// pauses (inconclusive) or rolls back (failed).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = rules::THRESHOLD_JUDGE_NEEDS_THRESHOLDS)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisStep {
+    #[schemars(length(min = 1, max = 16))]
+    #[x_kube(validation = rules::METRIC_NAMES_UNIQUE)]
     pub metrics: Vec<MetricCheck>,
     /// Time between two measurements. Default 1m.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<Duration>,
     /// Measurements that must pass before the step may advance. Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub count: Option<u32>,
     /// Failed measurements tolerated; one more rolls back. Default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -214,9 +295,11 @@ pub struct AnalysisStep {
     pub judge: Option<Judge>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = rules::ONE_METRIC_SOURCE)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricCheck {
+    #[schemars(length(min = 1, max = 63))]
     pub name: String,
     /// A MetricTemplate in the application's namespace, or a ClusterMetricTemplate, to take the
     /// query from. Exactly one of templateRef and query.
@@ -236,7 +319,11 @@ pub struct MetricCheck {
     pub weight: Option<u32>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(
+    validation = rules::THRESHOLD_HAS_BOUND,
+    validation = rules::THRESHOLD_MIN_NOT_ABOVE_MAX
+)]
 #[serde(rename_all = "camelCase")]
 pub struct Threshold {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -257,7 +344,8 @@ pub enum Judge {
 
 /// What lets a rollout leave an achieved step. At most one of manual, pause and webhook;
 /// none means advance at once.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = rules::ONE_GATE)]
 #[serde(rename_all = "camelCase")]
 pub struct Gate {
     /// Wait for `prism promote` (or a raised `spec.targetStep` on the Release).
@@ -294,9 +382,11 @@ impl Gate {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = rules::WEBHOOK_URL_IS_HTTP)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookGate {
+    #[schemars(length(max = 2048))]
     pub url: String,
     /// Default 10s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -307,17 +397,21 @@ pub struct WebhookGate {
 }
 
 /// Which of a release's scheduled clusters a step changes. At most one field; none means all.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = rules::ONE_CLUSTER_SCOPE)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterScope {
     /// The first N clusters in schedule order (per-cluster vanguard).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub first: Option<u32>,
     /// Clusters by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), inner(length(max = 253)))]
     pub names: Option<Vec<String>>,
     /// Every scheduled cluster of one region (region waves).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
     pub region: Option<String>,
 }
 
@@ -351,8 +445,11 @@ impl Serialize for Duration {
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        text.parse::<jiff::SignedDuration>()
-            .ok()
+        // Only what the schema's pattern accepts: jiff alone would also take "5 minutes" or ISO
+        // 8601, which the API server rejects.
+        Some(&text)
+            .filter(|text| is_kubernetes_duration(text))
+            .and_then(|text| text.parse::<jiff::SignedDuration>().ok())
             .filter(|d| !d.is_negative())
             .map(Duration)
             .ok_or_else(|| {
@@ -361,6 +458,26 @@ impl<'de> Deserialize<'de> for Duration {
                 ))
             })
     }
+}
+
+/// Whether `text` matches `^([0-9]+(ms|s|m|h))+$`, the schema's pattern for a Duration.
+fn is_kubernetes_duration(text: &str) -> bool {
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return false;
+        }
+        rest = &rest[digits..];
+        let unit = ["ms", "s", "m", "h"]
+            .into_iter()
+            .find(|unit| rest.starts_with(unit));
+        match unit {
+            Some(unit) => rest = &rest[unit.len()..],
+            None => return false,
+        }
+    }
+    !text.is_empty()
 }
 
 impl JsonSchema for Duration {

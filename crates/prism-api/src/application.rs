@@ -1,0 +1,360 @@
+//! `Application`: what to run, how to roll a new version of it out, and where.
+
+use std::borrow::Cow;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use kube::{CustomResource, KubeSchema};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::conditions::Condition;
+use crate::rules;
+use crate::strategy::{Duration, Step};
+
+/// An application that Prism rolls out across the fleet. Each change of spec.template makes a
+/// new Release, rolled out under spec.strategy to the clusters spec.schedule chooses.
+// Each printcolumn(...) repeats `type_`, which the lint takes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "prism.dev",
+    version = "v1alpha1",
+    kind = "Application",
+    namespaced,
+    status = "ApplicationStatus",
+    shortname = "papp",
+    category = "prism",
+    doc = "An application that Prism rolls out across the fleet: each change of spec.template makes a new Release.",
+    printcolumn(name = "Strategy", type_ = "string", json_path = ".status.strategy"),
+    printcolumn(name = "Contender", type_ = "string", json_path = ".status.contender"),
+    printcolumn(name = "Incumbent", type_ = "string", json_path = ".status.incumbent"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(
+    validation = rules::NO_TRAFFIC_STEPS_WITHOUT_PROVIDER,
+    validation = rules::SELECTOR_SWITCH_WEIGHTS,
+    validation = rules::ROUTES_NEED_MATCHING_PROVIDER,
+    validation = rules::NGINX_ROUTES_BY_HEADER_TO_CONTENDER,
+    validation = rules::TRAFFIC_NEEDS_SERVICE
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationSpec {
+    /// What each cluster runs; a change makes a new Release.
+    pub template: Template,
+    /// How a new Release is rolled out.
+    pub strategy: StrategyRef,
+    /// How requests reach each version. Default: provider podLabels.
+    #[serde(default)]
+    pub traffic: TrafficPolicy,
+    /// Which clusters run the application. Default: every schedulable cluster.
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// How many versions may live at once.
+    #[serde(default)]
+    pub versions: VersionPolicy,
+    /// How many finished Releases to keep for `prism rollback`. Default 10.
+    #[serde(default = "default_revision_history_limit")]
+    #[schemars(range(max = 100))]
+    pub revision_history_limit: u32,
+}
+
+fn default_revision_history_limit() -> u32 {
+    10
+}
+
+impl ApplicationSpec {
+    /// Whether the application serves requests whose traffic Prism shifts.
+    pub fn has_traffic(&self) -> bool {
+        self.traffic.provider != TrafficProvider::None
+    }
+}
+
+/// The objects each version runs in a cluster.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(
+    validation = rules::NO_INLINE_SECRETS,
+    validation = rules::ONE_DEPLOYMENT,
+    validation = rules::AT_MOST_ONE_HPA
+)]
+#[serde(rename_all = "camelCase")]
+pub struct Template {
+    /// Kubernetes objects, inline: exactly one Deployment (the workload Prism scales), the Service
+    /// that receives its traffic, and optionally ConfigMaps and one HorizontalPodAutoscaler.
+    /// Secrets are referenced by name, never inlined.
+    #[schemars(length(min = 1, max = 32))]
+    pub manifests: Vec<Manifest>,
+}
+
+/// The bounds of a template's HorizontalPodAutoscaler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HpaBounds {
+    pub min: u32,
+    pub max: u32,
+}
+
+impl Template {
+    /// The objects of one kind.
+    pub fn of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Manifest> + 'a {
+        self.manifests
+            .iter()
+            .filter(move |m| m.kind() == Some(kind))
+    }
+
+    /// The Deployment that Prism scales, when the template has exactly one that parses.
+    pub fn deployment(&self) -> Option<Deployment> {
+        let mut deployments = self.of_kind("Deployment");
+        match (deployments.next(), deployments.next()) {
+            (Some(only), None) => only.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The Deployment's replica count (1 when the Deployment leaves it out).
+    pub fn replicas(&self) -> Option<u32> {
+        let deployment = self.deployment()?;
+        let replicas = deployment.spec.and_then(|spec| spec.replicas).unwrap_or(1);
+        u32::try_from(replicas).ok()
+    }
+
+    /// The bounds of the template's HorizontalPodAutoscaler, if it has one.
+    pub fn hpa_bounds(&self) -> Option<HpaBounds> {
+        let hpa: HorizontalPodAutoscaler = self
+            .of_kind("HorizontalPodAutoscaler")
+            .next()?
+            .parse()
+            .ok()?;
+        let spec = hpa.spec;
+        Some(HpaBounds {
+            min: u32::try_from(spec.min_replicas.unwrap_or(1)).ok()?,
+            max: u32::try_from(spec.max_replicas).ok()?,
+        })
+    }
+}
+
+/// One Kubernetes object of a template, kept as written: fields Prism does not know are
+/// preserved, and the object is applied to each cluster as it is (with the version's name and
+/// labels added).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Manifest(pub serde_json::Map<String, serde_json::Value>);
+
+impl Manifest {
+    pub fn kind(&self) -> Option<&str> {
+        self.0.get("kind")?.as_str()
+    }
+
+    pub fn api_version(&self) -> Option<&str> {
+        self.0.get("apiVersion")?.as_str()
+    }
+
+    pub fn name(&self) -> Option<&str> {
+        self.0.get("metadata")?.get("name")?.as_str()
+    }
+
+    /// The object as a typed Kubernetes object, e.g. a `Deployment`.
+    pub fn parse<K: DeserializeOwned>(&self) -> Result<K, serde_json::Error> {
+        serde_json::from_value(serde_json::Value::Object(self.0.clone()))
+    }
+}
+
+impl JsonSchema for Manifest {
+    fn schema_name() -> Cow<'static, str> {
+        "Manifest".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "object",
+            "description": "A Kubernetes object, e.g. a Deployment, Service, ConfigMap or HorizontalPodAutoscaler.",
+            "x-kubernetes-embedded-resource": true,
+            "x-kubernetes-preserve-unknown-fields": true,
+            "required": ["apiVersion", "kind"],
+            "properties": {
+                "apiVersion": { "type": "string", "maxLength": 253 },
+                "kind": { "type": "string", "maxLength": 63 }
+            }
+        })
+    }
+}
+
+/// Which strategy rolls a new Release out: exactly one of name, clusterStrategyName or steps.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = rules::ONE_STRATEGY)]
+#[serde(rename_all = "camelCase")]
+pub struct StrategyRef {
+    /// A Strategy in the application's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub name: Option<String>,
+    /// A ClusterStrategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub cluster_strategy_name: Option<String>,
+    /// An inline strategy: the steps of a pipeline, as in a Strategy's spec.steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = rules::STEPS_NOT_EMPTY, validation = rules::STEP_NAMES_UNIQUE)]
+    pub steps: Option<Vec<Step>>,
+}
+
+/// How requests reach each version.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(
+    validation = rules::GATEWAY_API_NEEDS_HTTP_ROUTE,
+    validation = rules::ISTIO_NEEDS_VIRTUAL_SERVICE,
+    validation = rules::NGINX_NEEDS_INGRESS
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficPolicy {
+    /// What shifts traffic between versions. Default podLabels.
+    #[serde(default)]
+    pub provider: TrafficProvider,
+    /// The template's Service whose traffic is shifted. Default: the template's only Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub service: Option<String>,
+    /// gatewayAPI: the HTTPRoute, in the application's namespace of each cluster, whose backend
+    /// weights Prism sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub http_route: Option<String>,
+    /// istio: the VirtualService whose route weights Prism sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub virtual_service: Option<String>,
+    /// nginx: the application's Ingress; Prism adds a canary Ingress beside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub ingress: Option<String>,
+}
+
+/// What shifts traffic between versions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum TrafficProvider {
+    /// The workload serves no requests (a headless worker): strategies have no traffic steps.
+    None,
+    /// One Service selects the pods of every version; a version's weight is its share of the
+    /// pods labelled to receive traffic. A split by pods, not by requests.
+    #[default]
+    PodLabels,
+    /// The Service's selector switches from one version to another: weights are 0 or 100.
+    ServiceSelector,
+    /// A Gateway API HTTPRoute's backend weights and matches.
+    #[serde(rename = "gatewayAPI")]
+    GatewayApi,
+    /// An Istio VirtualService's route weights and matches.
+    Istio,
+    /// An SMI TrafficSplit on the application's Service.
+    Smi,
+    /// NGINX Ingress canary annotations.
+    Nginx,
+}
+
+/// Which clusters run the application. With neither regions nor clusters, every schedulable
+/// cluster with the required capabilities runs it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = rules::ONE_CLUSTER_COUNT)]
+#[serde(rename_all = "camelCase")]
+pub struct Schedule {
+    /// How many clusters in each region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = rules::REGION_NAMES_UNIQUE)]
+    pub regions: Option<Vec<RegionCount>>,
+    /// How many clusters in all, whatever their regions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub clusters: Option<u32>,
+    /// Capabilities every chosen cluster must have (see a Cluster's spec.capabilities).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 63)))]
+    pub capabilities: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionCount {
+    /// A region, as in a Cluster's spec.region.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// How many of the region's clusters.
+    #[schemars(range(min = 1))]
+    pub clusters: u32,
+}
+
+/// How many versions may live at once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionPolicy {
+    /// Live versions at most, contender and incumbent included. Default 2; above 2, older
+    /// complete versions are retained (a rainbow deployment), each reachable by its own routes,
+    /// and the oldest retires when a new contender would exceed this.
+    #[serde(default = "default_max_versions")]
+    #[schemars(range(min = 2, max = 16))]
+    pub max: u32,
+    /// A retained version older than this retires. Absent: retained versions retire only by max.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<Duration>,
+}
+
+fn default_max_versions() -> u32 {
+    2
+}
+
+impl Default for VersionPolicy {
+    fn default() -> Self {
+        VersionPolicy {
+            max: default_max_versions(),
+            ttl: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationStatus {
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Valid, Blocked, Progressing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// The strategy in use: a Strategy's name, `ClusterStrategy/<name>`, or `inline`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    /// The Release being rolled out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contender: Option<String>,
+    /// The newest complete Release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incumbent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<ApplicationPhase>,
+    /// The revision of the newest Release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_revision: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ApplicationPhase {
+    /// The spec is invalid; the Valid condition says why. Nothing is rolled out.
+    Invalid,
+    /// A RolloutBlock stops the rollout.
+    Blocked,
+    Progressing,
+    /// A step waits for `prism promote`.
+    WaitingForCommand,
+    RollingBack,
+    Aborted,
+    /// The contender is complete; no rollout is under way.
+    Complete,
+}

@@ -1,0 +1,49 @@
+//! Condition types, in Kubernetes' standard shape (`metav1.Condition`).
+
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+/// The condition of `type_` in a status's conditions, if it is there.
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Whether the condition of `type_` is there with status "True".
+pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
+    find(conditions, type_).is_some_and(|c| c.status == "True")
+}
+
+/// Condition types of an Application.
+pub mod application {
+    /// False when the spec (or the strategy it names) is invalid; the message lists every error.
+    pub const VALID: &str = "Valid";
+    /// True while a RolloutBlock stops the application's rollouts.
+    pub const BLOCKED: &str = "Blocked";
+    /// True while a Release is being rolled out.
+    pub const PROGRESSING: &str = "Progressing";
+}
+
+/// Condition types of a Release.
+pub mod release {
+    /// True once the Release's clusters are chosen.
+    pub const SCHEDULED: &str = "Scheduled";
+    /// True while the Release moves towards its target step.
+    pub const PROGRESSING: &str = "Progressing";
+    /// True when every cluster in the current step's scope achieved it.
+    pub const STEP_ACHIEVED: &str = "StepAchieved";
+    /// True while a manual gate waits for `prism promote`.
+    pub const WAITING_FOR_COMMAND: &str = "WaitingForCommand";
+    /// True while a RolloutBlock stops the Release.
+    pub const BLOCKED: &str = "Blocked";
+    /// True once the last step is achieved.
+    pub const COMPLETE: &str = "Complete";
+    /// True once the Release is aborted (by a person or by a failed analysis).
+    pub const ABORTED: &str = "Aborted";
+}
+
+/// Condition types of a Cluster.
+pub mod cluster {
+    /// True when the cluster's API server answers and its credentials work.
+    pub const REACHABLE: &str = "Reachable";
+    /// True when the cluster may run rollouts: reachable, and its API server version supported.
+    pub const READY: &str = "Ready";
+}

@@ -1,0 +1,187 @@
+//! `Release`: one version of an application, immutable, and its progress across its clusters.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::application::Template;
+use crate::conditions::Condition;
+use crate::rules;
+use crate::strategy::Pipeline;
+
+/// One version of an Application, made by the controller when the Application's template changes.
+/// Everything but targetStep and aborted is immutable.
+// Each printcolumn(...) repeats `type_`, which the lint takes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "prism.dev",
+    version = "v1alpha1",
+    kind = "Release",
+    namespaced,
+    status = "ReleaseStatus",
+    shortname = "prel",
+    category = "prism",
+    doc = "One version of an Application and its progress across its clusters. Everything but spec.targetStep and spec.aborted is immutable.",
+    printcolumn(
+        name = "Application",
+        type_ = "string",
+        json_path = ".spec.application"
+    ),
+    printcolumn(name = "Revision", type_ = "integer", json_path = ".spec.revision"),
+    printcolumn(name = "Step", type_ = "string", json_path = ".status.stepName"),
+    printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = rules::TARGET_STEP_EXISTS)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseSpec {
+    /// The Application this Release is a version of.
+    #[x_kube(validation = rules::IMMUTABLE)]
+    pub application: String,
+    /// 1 for the Application's first Release, then one more for each.
+    #[x_kube(validation = rules::IMMUTABLE)]
+    pub revision: u32,
+    /// The Application's template when this Release was made.
+    #[x_kube(validation = rules::IMMUTABLE)]
+    pub template: Template,
+    /// The strategy, resolved when this Release was made: a later change of a Strategy does not
+    /// change a Release under way.
+    #[x_kube(validation = rules::IMMUTABLE)]
+    pub strategy: Pipeline,
+    /// The clusters chosen for this Release, in schedule order (the order of `first: N` scopes).
+    #[schemars(length(max = 1000))]
+    #[x_kube(validation = rules::IMMUTABLE)]
+    pub clusters: Vec<ScheduledCluster>,
+    /// The step a person asked for: `prism promote` raises it, and the rollout moves to it,
+    /// skipping the gates before it (past the last step, the last gate too). Absent: the
+    /// strategy's gates decide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_step: Option<u32>,
+    /// Set by `prism abort`, or by the controller when analysis fails: the Release rolls back and
+    /// stays rolled back.
+    #[serde(default)]
+    #[x_kube(validation = rules::ABORT_IS_FINAL)]
+    pub aborted: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduledCluster {
+    /// A Cluster's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The Cluster's region when it was chosen.
+    #[schemars(length(max = 63))]
+    pub region: String,
+}
+
+/// Analysis results the controller keeps, newest last.
+pub const MAX_ANALYSIS_RESULTS: usize = 32;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseStatus {
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The index of the latest step achieved in every cluster of its scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
+    /// The name of that step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_name: Option<String>,
+    /// When that step was achieved: a pause gate counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub achieved_at: Option<Time>,
+    /// Steps achieved out of the strategy's steps, e.g. "2/4".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<ReleasePhase>,
+    /// Progress in each scheduled cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub clusters: Vec<ClusterProgress>,
+    /// Scheduled, Progressing, StepAchieved, WaitingForCommand, Blocked, Complete, Aborted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// The most recent analysis results, newest last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_ANALYSIS_RESULTS))]
+    pub analysis: Vec<AnalysisResult>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ReleasePhase {
+    Progressing,
+    /// A manual gate waits for `prism promote`.
+    WaitingForCommand,
+    /// An inconclusive analysis, a block or an unreachable cluster holds the Release where it is.
+    Paused,
+    Complete,
+    /// Moving back towards the incumbent, after an abort or a failed analysis.
+    RollingBack,
+    /// Rolled back: the incumbent runs as before the Release.
+    Aborted,
+    /// A newer Release replaced this one before it completed.
+    Superseded,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterProgress {
+    /// The Cluster's name.
+    pub name: String,
+    /// The index of the latest step achieved in this cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub achieved_step: Option<u32>,
+    pub phase: ClusterPhase,
+    /// What the cluster waits for, or what failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ClusterPhase {
+    /// No step in scope yet.
+    #[default]
+    Pending,
+    /// Moving towards the target step.
+    Progressing,
+    /// The target step is achieved here.
+    Achieved,
+    /// The cluster's API server does not answer: nothing changes there until it does.
+    Unreachable,
+    /// The cluster cannot achieve the step (e.g. pods fail); the message says why.
+    Failed,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisResult {
+    /// The metric check's name.
+    pub metric: String,
+    /// The measured value; absent when the source had no data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    pub verdict: Verdict,
+    /// The cluster measured.
+    pub cluster: String,
+    pub time: Time,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// No data, or the metric source did not answer.
+    Inconclusive,
+}

@@ -1,0 +1,246 @@
+//! The CEL rules of the CRD schemas (`x-kubernetes-validations`).
+//!
+//! Each rule carries the message the API server shows when it fails; `validate` checks the same
+//! condition in Rust and reports the same message, so `prism plan`, the controller and
+//! `kubectl apply` agree word for word.
+
+use kube::core::Rule;
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CelRule {
+    pub rule: &'static str,
+    pub message: &'static str,
+    /// Where the API server reports a failure, relative to the node the rule is on.
+    pub field: Option<&'static str>,
+}
+
+impl From<CelRule> for Rule {
+    fn from(cel: CelRule) -> Rule {
+        let rule = Rule::new(cel.rule).message(cel.message);
+        match cel.field {
+            Some(field) => rule.field_path(field),
+            None => rule,
+        }
+    }
+}
+
+const fn rule(rule: &'static str, message: &'static str) -> CelRule {
+    CelRule {
+        rule,
+        message,
+        field: None,
+    }
+}
+
+const fn rule_at(field: &'static str, rule: &'static str, message: &'static str) -> CelRule {
+    CelRule {
+        rule,
+        message,
+        field: Some(field),
+    }
+}
+
+// Pipelines and steps.
+
+pub(crate) const STEPS_NOT_EMPTY: CelRule = rule(
+    "size(self) >= 1",
+    "a strategy needs at least one step: add a step whose capacity.contender is \"100%\"",
+);
+
+pub(crate) const STEP_NAMES_UNIQUE: CelRule = rule(
+    "self.all(s, self.exists_one(t, t.name == s.name))",
+    "step names must be unique within a strategy: rename one of the steps that share a name",
+);
+
+pub(crate) const STEP_NAME_IS_DNS_LABEL: CelRule = rule(
+    "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
+    "a step name must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters",
+);
+
+pub(crate) const SURGE_STEP_KEEPS_TRAFFIC: CelRule = rule_at(
+    ".traffic",
+    "!has(self.capacity) || !has(self.capacity.maxSurge) || !has(self.traffic)",
+    "a step with capacity.maxSurge moves capacity a few pods at a time, so it must not change traffic: move this traffic sub-step into a step of its own",
+);
+
+// Traffic.
+
+pub(crate) const WEIGHTS_SUM_TO_100: CelRule = rule(
+    "!has(self.contender) || !has(self.incumbent) || self.contender + self.incumbent == 100",
+    "contender and incumbent weights must sum to 100: give only one of them and the other gets the rest",
+);
+
+pub(crate) const ROUTE_NAMES_UNIQUE: CelRule = rule(
+    "self.all(r, self.exists_one(s, s.name == r.name))",
+    "route names must be unique within a step: rename one of the routes that share a name",
+);
+
+pub(crate) const EACH_ROUTE_HAS_PLACEHOLDER: CelRule = rule_at(
+    ".match",
+    "self.to != 'each' || (has(self.match.header) && self.match.header.value.contains('{version}')) || (has(self.match.pathPrefix) && self.match.pathPrefix.contains('{version}')) || (has(self.match.subdomain) && self.match.subdomain.contains('{version}'))",
+    "a route to `each` version must contain {version} in its match, replaced by each version's name: e.g. subdomain: \"{version}\" or pathPrefix: \"/{version}\"",
+);
+
+pub(crate) const PLACEHOLDER_ONLY_IN_EACH_ROUTE: CelRule = rule_at(
+    ".match",
+    "self.to == 'each' || !((has(self.match.header) && self.match.header.value.contains('{version}')) || (has(self.match.pathPrefix) && self.match.pathPrefix.contains('{version}')) || (has(self.match.subdomain) && self.match.subdomain.contains('{version}')))",
+    "{version} is replaced only in routes to `each`: set to: each, or write the match out",
+);
+
+pub(crate) const ONE_ROUTE_MATCH: CelRule = rule(
+    "(has(self.header) ? 1 : 0) + (has(self.pathPrefix) ? 1 : 0) + (has(self.subdomain) ? 1 : 0) == 1",
+    "a route matches on exactly one of header, pathPrefix or subdomain: keep one, and give each other match a route of its own",
+);
+
+pub(crate) const PATH_PREFIX_IS_ABSOLUTE: CelRule = rule_at(
+    ".pathPrefix",
+    "!has(self.pathPrefix) || self.pathPrefix.startsWith('/')",
+    "a pathPrefix starts with '/': e.g. \"/beta\"",
+);
+
+// Analysis.
+
+pub(crate) const METRIC_NAMES_UNIQUE: CelRule = rule(
+    "self.all(m, self.exists_one(n, n.name == m.name))",
+    "metric names must be unique within a step: rename one of the metrics that share a name",
+);
+
+pub(crate) const THRESHOLD_JUDGE_NEEDS_THRESHOLDS: CelRule = rule_at(
+    ".metrics",
+    "(has(self.judge) && self.judge != 'threshold') || self.metrics.all(m, has(m.threshold))",
+    "the threshold judge needs a threshold on every metric: add threshold.min or threshold.max, or set judge: mannWhitney",
+);
+
+pub(crate) const ONE_METRIC_SOURCE: CelRule = rule(
+    "has(self.templateRef) != has(self.query)",
+    "a metric takes its query from exactly one of templateRef or query",
+);
+
+pub(crate) const THRESHOLD_HAS_BOUND: CelRule = rule(
+    "has(self.min) || has(self.max)",
+    "a threshold needs min, max or both",
+);
+
+pub(crate) const THRESHOLD_MIN_NOT_ABOVE_MAX: CelRule = rule(
+    "!has(self.min) || !has(self.max) || self.min <= self.max",
+    "threshold.min must not be greater than threshold.max",
+);
+
+// Gates and cluster scopes.
+
+pub(crate) const ONE_GATE: CelRule = rule(
+    "((has(self.manual) && self.manual) ? 1 : 0) + (has(self.pause) ? 1 : 0) + (has(self.webhook) ? 1 : 0) <= 1",
+    "a gate is one of manual, pause or webhook: keep one, and put the others on steps of their own",
+);
+
+pub(crate) const WEBHOOK_URL_IS_HTTP: CelRule = rule_at(
+    ".url",
+    "self.url.startsWith('http://') || self.url.startsWith('https://')",
+    "a webhook url starts with http:// or https://",
+);
+
+pub(crate) const ONE_CLUSTER_SCOPE: CelRule = rule(
+    "(has(self.first) ? 1 : 0) + (has(self.names) ? 1 : 0) + (has(self.region) ? 1 : 0) <= 1",
+    "a step's clusters are chosen by one of first, names or region: keep one, and give the others steps of their own",
+);
+
+// Applications.
+
+pub(crate) const ONE_STRATEGY: CelRule = rule(
+    "(has(self.name) ? 1 : 0) + (has(self.clusterStrategyName) ? 1 : 0) + (has(self.steps) ? 1 : 0) == 1",
+    "give exactly one of name (a Strategy in this namespace), clusterStrategyName (a ClusterStrategy) or steps (an inline strategy)",
+);
+
+pub(crate) const NO_TRAFFIC_STEPS_WITHOUT_PROVIDER: CelRule = rule_at(
+    ".strategy.steps",
+    "!has(self.traffic) || !has(self.traffic.provider) || self.traffic.provider != 'none' || !has(self.strategy.steps) || self.strategy.steps.all(s, !has(s.traffic))",
+    "spec.traffic.provider is none, so no step may shift traffic: remove the step's traffic sub-step, or choose a traffic provider",
+);
+
+pub(crate) const SELECTOR_SWITCH_WEIGHTS: CelRule = rule_at(
+    ".strategy.steps",
+    "!has(self.traffic) || !has(self.traffic.provider) || self.traffic.provider != 'serviceSelector' || !has(self.strategy.steps) || self.strategy.steps.all(s, !has(s.traffic) || ((!has(s.traffic.contender) || s.traffic.contender in [0, 100]) && (!has(s.traffic.incumbent) || s.traffic.incumbent in [0, 100])))",
+    "provider serviceSelector switches the Service from one version to the other, so weights are 0 or 100: for a weighted canary choose gatewayAPI, istio, smi, nginx or podLabels",
+);
+
+pub(crate) const ROUTES_NEED_MATCHING_PROVIDER: CelRule = rule_at(
+    ".strategy.steps",
+    "!has(self.strategy.steps) || (has(self.traffic) && has(self.traffic.provider) && self.traffic.provider in ['none', 'gatewayAPI', 'istio', 'nginx']) || self.strategy.steps.all(s, !has(s.traffic) || !has(s.traffic.routes) || size(s.traffic.routes) == 0)",
+    "routes match requests, which only providers gatewayAPI, istio and nginx can do: choose one of them, or remove the routes",
+);
+
+pub(crate) const NGINX_ROUTES_BY_HEADER_TO_CONTENDER: CelRule = rule_at(
+    ".strategy.steps",
+    "!has(self.traffic) || !has(self.traffic.provider) || self.traffic.provider != 'nginx' || !has(self.strategy.steps) || self.strategy.steps.all(s, !has(s.traffic) || !has(s.traffic.routes) || s.traffic.routes.all(r, r.to == 'contender' && has(r.match.header)))",
+    "provider nginx routes requests only by header and only to the contender (an NGINX canary Ingress): use header matches to the contender, or choose gatewayAPI or istio",
+);
+
+pub(crate) const TRAFFIC_NEEDS_SERVICE: CelRule = rule_at(
+    ".template.manifests",
+    "(has(self.traffic) && has(self.traffic.provider) && self.traffic.provider == 'none') || self.template.manifests.exists(m, m.kind == 'Service')",
+    "a traffic provider shifts the traffic of a Service: add the application's Service to spec.template.manifests, or set spec.traffic.provider: none for a workload that serves no requests",
+);
+
+pub(crate) const NO_INLINE_SECRETS: CelRule = rule_at(
+    ".manifests",
+    "self.manifests.all(m, m.kind != 'Secret')",
+    "a template never inlines a Secret, since every Release keeps a copy of its template: create the Secret in each cluster and reference it by name",
+);
+
+pub(crate) const ONE_DEPLOYMENT: CelRule = rule_at(
+    ".manifests",
+    "self.manifests.exists_one(m, m.kind == 'Deployment')",
+    "a template needs exactly one Deployment, the workload Prism scales: keep one (give other workloads an Application of their own)",
+);
+
+pub(crate) const AT_MOST_ONE_HPA: CelRule = rule_at(
+    ".manifests",
+    "self.manifests.filter(m, m.kind == 'HorizontalPodAutoscaler').size() <= 1",
+    "a template has at most one HorizontalPodAutoscaler, the one that scales its Deployment",
+);
+
+pub(crate) const GATEWAY_API_NEEDS_HTTP_ROUTE: CelRule = rule_at(
+    ".httpRoute",
+    "self.provider != 'gatewayAPI' || has(self.httpRoute)",
+    "provider gatewayAPI shifts traffic in an HTTPRoute: name it in httpRoute",
+);
+
+pub(crate) const ISTIO_NEEDS_VIRTUAL_SERVICE: CelRule = rule_at(
+    ".virtualService",
+    "self.provider != 'istio' || has(self.virtualService)",
+    "provider istio shifts traffic in a VirtualService: name it in virtualService",
+);
+
+pub(crate) const NGINX_NEEDS_INGRESS: CelRule = rule_at(
+    ".ingress",
+    "self.provider != 'nginx' || has(self.ingress)",
+    "provider nginx shifts traffic with a canary Ingress next to the application's Ingress: name that Ingress in ingress",
+);
+
+pub(crate) const ONE_CLUSTER_COUNT: CelRule = rule(
+    "!has(self.regions) || !has(self.clusters)",
+    "give clusters per region (regions) or a total count (clusters), not both",
+);
+
+pub(crate) const REGION_NAMES_UNIQUE: CelRule = rule(
+    "self.all(r, self.exists_one(s, s.name == r.name))",
+    "each region is listed once: add up the counts of the entries that share a name",
+);
+
+// Releases.
+
+pub(crate) const IMMUTABLE: CelRule = rule(
+    "self == oldSelf",
+    "is immutable: a Release is a snapshot; change the Application to make a new Release",
+);
+
+pub(crate) const ABORT_IS_FINAL: CelRule = rule(
+    "!oldSelf || self",
+    "an aborted Release stays aborted: change the Application to make a new Release",
+);
+
+pub(crate) const TARGET_STEP_EXISTS: CelRule = rule_at(
+    ".targetStep",
+    "!has(self.targetStep) || self.targetStep <= size(self.strategy.steps)",
+    "targetStep is the index of a step, or the number of steps to pass the last gate too (prism promote --full): it must not exceed the number of steps",
+);

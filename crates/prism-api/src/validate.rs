@@ -1,0 +1,1015 @@
+//! Semantic validation, pure: every CEL rule of the CRD schemas again (so that `prism plan` and
+//! the controller give the API server's message without one), and what CEL cannot check: the
+//! effective state each step leaves in each cluster, and the template's objects.
+//!
+//! Every error is collected, not just the first.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use serde::Serialize;
+
+use crate::application::{ApplicationSpec, Manifest, Schedule, TrafficProvider};
+use crate::rules::{self, CelRule};
+use crate::strategy::{
+    ClusterScope, Pipeline, Route, RouteMatch, RouteTo, Share, Step, TrafficStep,
+};
+
+/// One thing wrong with a spec.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message} (value: {value})")]
+pub struct ValidationError {
+    /// Where, e.g. `spec.strategy.steps[2].traffic.contender`.
+    pub path: String,
+    /// The value found there, as JSON.
+    pub value: String,
+    /// What is wrong, and the fix.
+    pub message: String,
+}
+
+/// Every error a spec has, in the order of its fields.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ValidationErrors(pub Vec<ValidationError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether the application a pipeline rolls out has traffic to shift.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppTraffic {
+    /// A Strategy checked on its own: it may serve applications with or without traffic.
+    Unknown,
+    /// The application's traffic provider is `none`.
+    None,
+    /// The application's traffic is shifted by this provider (never `none`).
+    Shifted(TrafficProvider),
+}
+
+impl AppTraffic {
+    pub fn of(spec: &ApplicationSpec) -> AppTraffic {
+        if spec.has_traffic() {
+            AppTraffic::Shifted(spec.traffic.provider)
+        } else {
+            AppTraffic::None
+        }
+    }
+}
+
+/// Checks an Application's spec, its inline strategy included. A strategy it names is checked
+/// with [`pipeline`], given [`AppTraffic::of`] this spec.
+pub fn application(spec: &ApplicationSpec) -> Result<(), ValidationErrors> {
+    let mut check = Checker::default();
+    check.application(spec);
+    check.finish()
+}
+
+/// Checks a pipeline whose steps are at `path` (e.g. `spec.steps` in a Strategy) for an
+/// application with `traffic`.
+pub fn pipeline(
+    pipeline: &Pipeline,
+    path: &str,
+    traffic: AppTraffic,
+) -> Result<(), ValidationErrors> {
+    let mut check = Checker::default();
+    check.steps(&pipeline.steps, path, traffic);
+    check.finish()
+}
+
+const MAX_STEPS: usize = 64;
+const MAX_ROUTES: usize = 16;
+const MAX_METRICS: usize = 16;
+const MAX_MANIFESTS: usize = 32;
+const MAX_VERSIONS: u32 = 16;
+const MAX_REVISION_HISTORY: u32 = 100;
+
+#[derive(Default)]
+struct Checker {
+    errors: Vec<ValidationError>,
+}
+
+impl Checker {
+    fn finish(self) -> Result<(), ValidationErrors> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationErrors(self.errors))
+        }
+    }
+
+    fn fail(
+        &mut self,
+        path: impl Into<String>,
+        value: &impl Serialize,
+        message: impl Into<String>,
+    ) {
+        self.errors.push(ValidationError {
+            path: path.into(),
+            value: serde_json::to_string(value).unwrap_or_default(),
+            message: message.into(),
+        });
+    }
+
+    /// Reports `rule` at `path` (the node the rule is on, plus the rule's field) unless `holds`.
+    fn rule(&mut self, holds: bool, path: &str, value: &impl Serialize, rule: CelRule) {
+        if !holds {
+            self.fail(
+                format!("{path}{}", rule.field.unwrap_or("")),
+                value,
+                rule.message,
+            );
+        }
+    }
+
+    fn application(&mut self, spec: &ApplicationSpec) {
+        self.manifests(&spec.template.manifests, spec);
+        self.traffic_policy(spec);
+
+        let strategy = &spec.strategy;
+        let given = [
+            strategy.name.is_some(),
+            strategy.cluster_strategy_name.is_some(),
+            strategy.steps.is_some(),
+        ];
+        self.rule(
+            given.iter().filter(|g| **g).count() == 1,
+            "spec.strategy",
+            strategy,
+            rules::ONE_STRATEGY,
+        );
+        if let Some(steps) = &strategy.steps {
+            self.steps(steps, "spec.strategy.steps", AppTraffic::of(spec));
+        }
+
+        self.schedule(&spec.schedule);
+
+        let max = spec.versions.max;
+        if !(2..=MAX_VERSIONS).contains(&max) {
+            self.fail(
+                "spec.versions.max",
+                &max,
+                format!("max counts the contender and the incumbent, so it is at least 2 (above 2 for a rainbow deployment), and at most {MAX_VERSIONS}"),
+            );
+        }
+        if spec.revision_history_limit > MAX_REVISION_HISTORY {
+            self.fail(
+                "spec.revisionHistoryLimit",
+                &spec.revision_history_limit,
+                format!("revisionHistoryLimit is at most {MAX_REVISION_HISTORY}"),
+            );
+        }
+    }
+
+    fn schedule(&mut self, schedule: &Schedule) {
+        self.rule(
+            schedule.regions.is_none() || schedule.clusters.is_none(),
+            "spec.schedule",
+            schedule,
+            rules::ONE_CLUSTER_COUNT,
+        );
+        if schedule.clusters == Some(0) {
+            self.fail(
+                "spec.schedule.clusters",
+                &0,
+                "a schedule chooses at least 1 cluster: omit clusters to choose every cluster",
+            );
+        }
+        if let Some(regions) = &schedule.regions {
+            if regions.is_empty() {
+                self.fail(
+                    "spec.schedule.regions",
+                    regions,
+                    "regions lists at least one region: omit it to choose clusters in every region",
+                );
+            }
+            for (i, region) in regions.iter().enumerate() {
+                let path = format!("spec.schedule.regions[{i}]");
+                if region.name.is_empty() {
+                    self.fail(
+                        format!("{path}.name"),
+                        &region.name,
+                        "a region needs a name, as in a Cluster's spec.region",
+                    );
+                }
+                let first = regions.iter().position(|r| r.name == region.name) == Some(i);
+                self.rule(
+                    first,
+                    &format!("{path}.name"),
+                    &region.name,
+                    rules::REGION_NAMES_UNIQUE,
+                );
+                if region.clusters == 0 {
+                    self.fail(format!("{path}.clusters"), &0, "a region entry chooses at least 1 cluster: remove the entry to leave the region out");
+                }
+            }
+        }
+    }
+
+    fn manifests(&mut self, manifests: &[Manifest], spec: &ApplicationSpec) {
+        let path = "spec.template.manifests";
+        if manifests.len() > MAX_MANIFESTS {
+            self.fail(
+                path,
+                &manifests.len(),
+                format!("a template has at most {MAX_MANIFESTS} objects"),
+            );
+        }
+        let kinds: Vec<Option<&str>> = manifests.iter().map(Manifest::kind).collect();
+        for (i, manifest) in manifests.iter().enumerate() {
+            let path = format!("{path}[{i}]");
+            if manifest.api_version().is_none() {
+                self.fail(
+                    format!("{path}.apiVersion"),
+                    &manifest.0.get("apiVersion"),
+                    "every object needs an apiVersion, e.g. apps/v1",
+                );
+            }
+            if manifest.kind().is_none() {
+                self.fail(
+                    format!("{path}.kind"),
+                    &manifest.0.get("kind"),
+                    "every object needs a kind, e.g. Deployment",
+                );
+            }
+            if manifest.name().is_none() {
+                self.fail(
+                    format!("{path}.metadata.name"),
+                    &manifest.0.get("metadata"),
+                    "every object needs a metadata.name",
+                );
+            }
+            self.rule(
+                manifest.kind() != Some("Secret"),
+                &format!("{path}.kind"),
+                &"Secret",
+                rule_without_field(rules::NO_INLINE_SECRETS),
+            );
+        }
+
+        let deployments: Vec<usize> = (0..manifests.len())
+            .filter(|i| kinds[*i] == Some("Deployment"))
+            .collect();
+        self.rule(
+            deployments.len() == 1,
+            "spec.template",
+            &kinds,
+            rules::ONE_DEPLOYMENT,
+        );
+        let deployment_name = match deployments.as_slice() {
+            [i] => self.deployment(&manifests[*i], &format!("{path}[{i}]")),
+            _ => None,
+        };
+
+        let hpas: Vec<usize> = (0..manifests.len())
+            .filter(|i| kinds[*i] == Some("HorizontalPodAutoscaler"))
+            .collect();
+        self.rule(
+            hpas.len() <= 1,
+            "spec.template",
+            &kinds,
+            rules::AT_MOST_ONE_HPA,
+        );
+        if let ([i], Some(deployment)) = (hpas.as_slice(), &deployment_name) {
+            self.hpa(&manifests[*i], &format!("{path}[{i}]"), deployment);
+        }
+
+        let has_service = kinds.contains(&Some("Service"));
+        self.rule(
+            !spec.has_traffic() || has_service,
+            "spec",
+            &kinds,
+            rules::TRAFFIC_NEEDS_SERVICE,
+        );
+    }
+
+    /// Checks the workload and returns its name.
+    fn deployment(&mut self, manifest: &Manifest, path: &str) -> Option<String> {
+        let deployment: Deployment = match manifest.parse() {
+            Ok(deployment) => deployment,
+            Err(error) => {
+                self.fail(
+                    path,
+                    &manifest.kind(),
+                    format!("not a valid Deployment: {error}"),
+                );
+                return None;
+            }
+        };
+        let spec = deployment.spec.unwrap_or_default();
+        let labels = spec
+            .template
+            .metadata
+            .and_then(|m| m.labels)
+            .unwrap_or_default();
+        if !selects(&spec.selector, &labels) {
+            self.fail(
+                format!("{path}.spec.selector"),
+                &spec.selector,
+                "the Deployment's selector must match its pod template's labels: add the selector's labels to spec.template.metadata.labels",
+            );
+        }
+        deployment.metadata.name
+    }
+
+    fn hpa(&mut self, manifest: &Manifest, path: &str, deployment: &str) {
+        let hpa: HorizontalPodAutoscaler = match manifest.parse() {
+            Ok(hpa) => hpa,
+            Err(error) => {
+                self.fail(
+                    path,
+                    &manifest.kind(),
+                    format!("not a valid HorizontalPodAutoscaler: {error}"),
+                );
+                return;
+            }
+        };
+        let spec = hpa.spec;
+        let target = &spec.scale_target_ref;
+        if target.kind != "Deployment" || target.name != deployment {
+            self.fail(
+                format!("{path}.spec.scaleTargetRef"),
+                target,
+                format!("the HorizontalPodAutoscaler must scale the template's Deployment: set kind: Deployment and name: {deployment}"),
+            );
+        }
+        if spec.min_replicas.unwrap_or(1) > spec.max_replicas {
+            self.fail(
+                format!("{path}.spec.minReplicas"),
+                &spec.min_replicas,
+                "minReplicas must not be greater than maxReplicas",
+            );
+        }
+    }
+
+    fn traffic_policy(&mut self, spec: &ApplicationSpec) {
+        let traffic = &spec.traffic;
+        let path = "spec.traffic";
+        let provider = traffic.provider;
+        self.rule(
+            provider != TrafficProvider::GatewayApi || traffic.http_route.is_some(),
+            path,
+            &traffic.http_route,
+            rules::GATEWAY_API_NEEDS_HTTP_ROUTE,
+        );
+        self.rule(
+            provider != TrafficProvider::Istio || traffic.virtual_service.is_some(),
+            path,
+            &traffic.virtual_service,
+            rules::ISTIO_NEEDS_VIRTUAL_SERVICE,
+        );
+        self.rule(
+            provider != TrafficProvider::Nginx || traffic.ingress.is_some(),
+            path,
+            &traffic.ingress,
+            rules::NGINX_NEEDS_INGRESS,
+        );
+
+        if !spec.has_traffic() {
+            return;
+        }
+        let services: Vec<&str> = spec
+            .template
+            .of_kind("Service")
+            .filter_map(Manifest::name)
+            .collect();
+        match &traffic.service {
+            Some(service) if !services.contains(&service.as_str()) => self.fail(
+                "spec.traffic.service",
+                service,
+                format!("names no Service of spec.template.manifests: choose one of {services:?}"),
+            ),
+            None if services.len() > 1 => self.fail(
+                "spec.traffic.service",
+                &None::<()>,
+                format!("the template has several Services: name the one whose traffic Prism shifts, one of {services:?}"),
+            ),
+            _ => {}
+        }
+    }
+
+    fn steps(&mut self, steps: &[Step], path: &str, traffic: AppTraffic) {
+        self.rule(!steps.is_empty(), path, &steps, rules::STEPS_NOT_EMPTY);
+        if steps.len() > MAX_STEPS {
+            self.fail(
+                path,
+                &steps.len(),
+                format!("a strategy has at most {MAX_STEPS} steps"),
+            );
+        }
+        for (i, step) in steps.iter().enumerate() {
+            let step_path = format!("{path}[{i}]");
+            let first = steps.iter().position(|s| s.name == step.name) == Some(i);
+            self.rule(
+                first,
+                &format!("{step_path}.name"),
+                &step.name,
+                rules::STEP_NAMES_UNIQUE,
+            );
+            self.step(step, &step_path);
+            if let Some(step_traffic) = &step.traffic {
+                self.traffic_for_provider(step_traffic, &format!("{step_path}.traffic"), traffic);
+            }
+        }
+        if !steps.is_empty() {
+            self.effective_states(steps, path, traffic);
+        }
+    }
+
+    fn step(&mut self, step: &Step, path: &str) {
+        self.rule(
+            is_dns_label(&step.name),
+            &format!("{path}.name"),
+            &step.name,
+            rules::STEP_NAME_IS_DNS_LABEL,
+        );
+        let surges = step
+            .capacity
+            .as_ref()
+            .is_some_and(|c| c.max_surge.is_some());
+        self.rule(
+            !surges || step.traffic.is_none(),
+            path,
+            &step.traffic,
+            rules::SURGE_STEP_KEEPS_TRAFFIC,
+        );
+
+        if let Some(capacity) = &step.capacity
+            && capacity.max_surge == Some(0)
+        {
+            self.fail(
+                format!("{path}.capacity.maxSurge"),
+                &0,
+                "maxSurge is at least 1: the number of pods a step may add above the template's replicas",
+            );
+        }
+        if let Some(traffic) = &step.traffic {
+            let path = format!("{path}.traffic");
+            for (role, weight) in [
+                ("contender", traffic.contender),
+                ("incumbent", traffic.incumbent),
+            ] {
+                if let Some(weight) = weight.filter(|w| *w > 100) {
+                    self.fail(
+                        format!("{path}.{role}"),
+                        &weight,
+                        "a weight is a percentage of the default route, from 0 to 100",
+                    );
+                }
+            }
+            let sum = traffic.contender.zip(traffic.incumbent).map(|(c, i)| c + i);
+            self.rule(
+                sum.is_none_or(|sum| sum == 100),
+                &path,
+                traffic,
+                rules::WEIGHTS_SUM_TO_100,
+            );
+            if let Some(routes) = &traffic.routes {
+                self.routes(routes, &format!("{path}.routes"));
+            }
+        }
+        if let Some(analysis) = &step.analysis {
+            let path = format!("{path}.analysis");
+            let metrics = &analysis.metrics;
+            if metrics.is_empty() {
+                self.fail(
+                    format!("{path}.metrics"),
+                    metrics,
+                    "an analysis needs at least one metric: add one, or remove the analysis",
+                );
+            }
+            if metrics.len() > MAX_METRICS {
+                self.fail(
+                    format!("{path}.metrics"),
+                    &metrics.len(),
+                    format!("an analysis has at most {MAX_METRICS} metrics"),
+                );
+            }
+            let thresholds_judged = analysis
+                .judge
+                .is_none_or(|j| j == crate::strategy::Judge::Threshold);
+            self.rule(
+                !thresholds_judged || metrics.iter().all(|m| m.threshold.is_some()),
+                &path,
+                &analysis.judge,
+                rules::THRESHOLD_JUDGE_NEEDS_THRESHOLDS,
+            );
+            if analysis.count == Some(0) {
+                self.fail(format!("{path}.count"), &0, "count is at least 1: the measurements that must pass before the step may advance");
+            }
+            for (k, metric) in metrics.iter().enumerate() {
+                let path = format!("{path}.metrics[{k}]");
+                if metric.name.is_empty() {
+                    self.fail(
+                        format!("{path}.name"),
+                        &metric.name,
+                        "a metric needs a name",
+                    );
+                }
+                let first = metrics.iter().position(|m| m.name == metric.name) == Some(k);
+                self.rule(
+                    first,
+                    &format!("{path}.name"),
+                    &metric.name,
+                    rules::METRIC_NAMES_UNIQUE,
+                );
+                self.rule(
+                    metric.template_ref.is_some() != metric.query.is_some(),
+                    &path,
+                    &metric.name,
+                    rules::ONE_METRIC_SOURCE,
+                );
+                if let Some(threshold) = &metric.threshold {
+                    let path = format!("{path}.threshold");
+                    self.rule(
+                        threshold.min.is_some() || threshold.max.is_some(),
+                        &path,
+                        threshold,
+                        rules::THRESHOLD_HAS_BOUND,
+                    );
+                    let ordered = threshold
+                        .min
+                        .zip(threshold.max)
+                        .is_none_or(|(min, max)| min <= max);
+                    self.rule(
+                        ordered,
+                        &path,
+                        threshold,
+                        rules::THRESHOLD_MIN_NOT_ABOVE_MAX,
+                    );
+                }
+            }
+        }
+        if let Some(gate) = &step.gate {
+            let path = format!("{path}.gate");
+            let kinds = [gate.manual, gate.pause.is_some(), gate.webhook.is_some()];
+            self.rule(
+                kinds.iter().filter(|k| **k).count() <= 1,
+                &path,
+                gate,
+                rules::ONE_GATE,
+            );
+            if let Some(webhook) = &gate.webhook {
+                let http =
+                    webhook.url.starts_with("http://") || webhook.url.starts_with("https://");
+                self.rule(
+                    http,
+                    &format!("{path}.webhook"),
+                    &webhook.url,
+                    rules::WEBHOOK_URL_IS_HTTP,
+                );
+            }
+        }
+        if let Some(scope) = &step.clusters {
+            let path = format!("{path}.clusters");
+            let given = [
+                scope.first.is_some(),
+                scope.names.is_some(),
+                scope.region.is_some(),
+            ];
+            self.rule(
+                given.iter().filter(|g| **g).count() <= 1,
+                &path,
+                scope,
+                rules::ONE_CLUSTER_SCOPE,
+            );
+            if scope.first == Some(0) {
+                self.fail(format!("{path}.first"), &0, "first is at least 1: the number of clusters, in schedule order, the step changes");
+            }
+            if scope.names.as_ref().is_some_and(Vec::is_empty) {
+                self.fail(
+                    format!("{path}.names"),
+                    &scope.names,
+                    "names lists at least one cluster: remove it to change every cluster",
+                );
+            }
+        }
+    }
+
+    /// What the application's traffic provider can do with a step's traffic sub-step at `path`.
+    fn traffic_for_provider(&mut self, traffic: &TrafficStep, path: &str, app: AppTraffic) {
+        let provider = match app {
+            AppTraffic::Unknown => return,
+            AppTraffic::None => {
+                self.fail(
+                    path,
+                    traffic,
+                    rules::NO_TRAFFIC_STEPS_WITHOUT_PROVIDER.message,
+                );
+                return;
+            }
+            AppTraffic::Shifted(provider) => provider,
+        };
+        let switch = |weight: Option<u32>| weight.is_none_or(|w| w == 0 || w == 100);
+        if provider == TrafficProvider::ServiceSelector
+            && !(switch(traffic.contender) && switch(traffic.incumbent))
+        {
+            self.fail(path, traffic, rules::SELECTOR_SWITCH_WEIGHTS.message);
+        }
+        let routes = traffic.routes.as_deref().unwrap_or_default();
+        let matches_requests = matches!(
+            provider,
+            TrafficProvider::GatewayApi | TrafficProvider::Istio | TrafficProvider::Nginx
+        );
+        if !routes.is_empty() && !matches_requests {
+            self.fail(
+                format!("{path}.routes"),
+                &provider,
+                rules::ROUTES_NEED_MATCHING_PROVIDER.message,
+            );
+        }
+        if provider == TrafficProvider::Nginx {
+            for (j, route) in routes.iter().enumerate() {
+                if route.to != RouteTo::Contender || route.matches.header.is_none() {
+                    self.fail(
+                        format!("{path}.routes[{j}]"),
+                        route,
+                        rules::NGINX_ROUTES_BY_HEADER_TO_CONTENDER.message,
+                    );
+                }
+            }
+        }
+    }
+
+    fn routes(&mut self, routes: &[Route], path: &str) {
+        if routes.len() > MAX_ROUTES {
+            self.fail(
+                path,
+                &routes.len(),
+                format!("a step has at most {MAX_ROUTES} routes"),
+            );
+        }
+        for (j, route) in routes.iter().enumerate() {
+            let path = format!("{path}[{j}]");
+            if route.name.is_empty() {
+                self.fail(format!("{path}.name"), &route.name, "a route needs a name");
+            }
+            let first = routes.iter().position(|r| r.name == route.name) == Some(j);
+            self.rule(
+                first,
+                &format!("{path}.name"),
+                &route.name,
+                rules::ROUTE_NAMES_UNIQUE,
+            );
+            let placeholder = has_version_placeholder(&route.matches);
+            self.rule(
+                route.to != RouteTo::Each || placeholder,
+                &path,
+                &route.matches,
+                rules::EACH_ROUTE_HAS_PLACEHOLDER,
+            );
+            self.rule(
+                route.to == RouteTo::Each || !placeholder,
+                &path,
+                &route.matches,
+                rules::PLACEHOLDER_ONLY_IN_EACH_ROUTE,
+            );
+
+            let matches = &route.matches;
+            let given = [
+                matches.header.is_some(),
+                matches.path_prefix.is_some(),
+                matches.subdomain.is_some(),
+            ];
+            let match_path = format!("{path}.match");
+            self.rule(
+                given.iter().filter(|g| **g).count() == 1,
+                &match_path,
+                matches,
+                rules::ONE_ROUTE_MATCH,
+            );
+            self.rule(
+                matches
+                    .path_prefix
+                    .as_ref()
+                    .is_none_or(|p| p.starts_with('/')),
+                &match_path,
+                &matches.path_prefix,
+                rules::PATH_PREFIX_IS_ABSOLUTE,
+            );
+            if let Some(header) = &matches.header
+                && header.name.is_empty()
+            {
+                self.fail(
+                    format!("{match_path}.header.name"),
+                    &header.name,
+                    "a header match needs the header's name",
+                );
+            }
+        }
+    }
+
+    /// Walks the steps over every kind of cluster the steps' scopes tell apart, and checks the
+    /// state each step leaves: no traffic to a role without pods, and a complete contender at
+    /// the end.
+    fn effective_states(&mut self, steps: &[Step], path: &str, traffic: AppTraffic) {
+        let last = steps.len() - 1;
+        let last_path = format!("{path}[{last}]");
+        if let Some(scope) = steps[last].clusters.as_ref().filter(|s| !is_everywhere(s)) {
+            self.fail(
+                format!("{last_path}.clusters"),
+                scope,
+                "the last step must apply to every cluster, so that the Release completes everywhere: remove its clusters, or add a last step without them",
+            );
+        }
+        let shifts_traffic = match traffic {
+            AppTraffic::Shifted(_) => true,
+            AppTraffic::None => false,
+            AppTraffic::Unknown => steps.iter().any(|s| s.traffic.is_some()),
+        };
+
+        let mut reported = BTreeSet::new();
+        let mut final_capacity_wrong = None;
+        let mut final_weight_wrong = None;
+        for class in cluster_classes(steps) {
+            let mut state = EffectiveState::initial();
+            for (k, step) in steps.iter().enumerate() {
+                if !class.in_scope(step.clusters.as_ref()) {
+                    continue;
+                }
+                state.apply(step);
+                if !shifts_traffic {
+                    continue;
+                }
+                for role in [RouteTo::Contender, RouteTo::Incumbent] {
+                    if state.reaches(role)
+                        && state.capacity(role).is_zero()
+                        && reported.insert((k, role))
+                    {
+                        self.no_pods_for_traffic(steps, path, k, role, &state);
+                    }
+                }
+            }
+            if state.contender != Share::Percent(100) {
+                final_capacity_wrong.get_or_insert(state.contender);
+            }
+            if shifts_traffic && state.contender_weight != 100 {
+                final_weight_wrong.get_or_insert(state.contender_weight);
+            }
+        }
+        if let Some(share) = final_capacity_wrong {
+            self.fail(
+                format!("{last_path}.capacity.contender"),
+                &share,
+                "the last step must leave the contender at \"100%\" capacity in every cluster: set capacity.contender: \"100%\" on the last step",
+            );
+        }
+        if let Some(weight) = final_weight_wrong {
+            self.fail(
+                format!("{last_path}.traffic.contender"),
+                &weight,
+                "the last step must leave the contender 100% of the traffic in every cluster: set traffic.contender: 100 on the last step",
+            );
+        }
+    }
+
+    fn no_pods_for_traffic(
+        &mut self,
+        steps: &[Step],
+        path: &str,
+        k: usize,
+        role: RouteTo,
+        state: &EffectiveState,
+    ) {
+        let role_name = if role == RouteTo::Contender {
+            "contender"
+        } else {
+            "incumbent"
+        };
+        let step = &steps[k];
+        let field = if step.traffic.is_some() {
+            format!(".traffic.{role_name}")
+        } else if step.capacity.is_some() {
+            format!(".capacity.{role_name}")
+        } else {
+            String::new()
+        };
+        #[derive(Serialize)]
+        struct RoleState {
+            capacity: Share,
+            weight: u32,
+        }
+        let weight = if role == RouteTo::Contender {
+            state.contender_weight
+        } else {
+            100 - state.contender_weight
+        };
+        self.fail(
+            format!("{path}[{k}]{field}"),
+            &RoleState { capacity: state.capacity(role), weight },
+            format!(
+                "step {:?} sends traffic to the {role_name} while it runs no pods in some cluster: give the {role_name} capacity in this step or an earlier one, or send it no traffic",
+                step.name
+            ),
+        );
+    }
+}
+
+/// The rule's message reported at a path that already names the field.
+fn rule_without_field(rule: CelRule) -> CelRule {
+    CelRule {
+        field: None,
+        ..rule
+    }
+}
+
+fn is_dns_label(name: &str) -> bool {
+    let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    (1..=63).contains(&name.len())
+        && name.chars().all(valid_char)
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+fn has_version_placeholder(matches: &RouteMatch) -> bool {
+    const PLACEHOLDER: &str = "{version}";
+    matches
+        .header
+        .as_ref()
+        .is_some_and(|h| h.value.contains(PLACEHOLDER))
+        || matches
+            .path_prefix
+            .as_ref()
+            .is_some_and(|p| p.contains(PLACEHOLDER))
+        || matches
+            .subdomain
+            .as_ref()
+            .is_some_and(|s| s.contains(PLACEHOLDER))
+}
+
+fn is_everywhere(scope: &ClusterScope) -> bool {
+    scope.first.is_none() && scope.names.is_none() && scope.region.is_none()
+}
+
+/// Whether a Deployment's selector selects its own pods.
+fn selects(selector: &LabelSelector, labels: &std::collections::BTreeMap<String, String>) -> bool {
+    let has_terms = selector
+        .match_labels
+        .as_ref()
+        .is_some_and(|m| !m.is_empty())
+        || selector
+            .match_expressions
+            .as_ref()
+            .is_some_and(|e| !e.is_empty());
+    let labels_match = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let expressions_match = selector.match_expressions.iter().flatten().all(|e| {
+        let value = labels.get(&e.key);
+        let listed = || value.is_some_and(|v| e.values.iter().flatten().any(|x| x == v));
+        match e.operator.as_str() {
+            "In" => listed(),
+            "NotIn" => !listed(),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    has_terms && labels_match && expressions_match
+}
+
+/// What the steps so far leave in one cluster: per aspect, the latest step that set it.
+struct EffectiveState<'a> {
+    contender: Share,
+    incumbent: Share,
+    contender_weight: u32,
+    routes: &'a [Route],
+}
+
+impl<'a> EffectiveState<'a> {
+    fn initial() -> Self {
+        EffectiveState {
+            contender: Share::Percent(0),
+            incumbent: Share::Percent(100),
+            contender_weight: 0,
+            routes: &[],
+        }
+    }
+
+    fn apply(&mut self, step: &'a Step) {
+        if let Some(capacity) = &step.capacity {
+            self.contender = capacity.contender.unwrap_or(self.contender);
+            self.incumbent = capacity.incumbent.unwrap_or(self.incumbent);
+        }
+        if let Some(traffic) = &step.traffic {
+            match (traffic.contender, traffic.incumbent) {
+                (Some(contender), _) => self.contender_weight = contender.min(100),
+                (None, Some(incumbent)) => self.contender_weight = 100 - incumbent.min(100),
+                (None, None) => {}
+            }
+            if let Some(routes) = &traffic.routes {
+                self.routes = routes;
+            }
+        }
+    }
+
+    fn capacity(&self, role: RouteTo) -> Share {
+        if role == RouteTo::Contender {
+            self.contender
+        } else {
+            self.incumbent
+        }
+    }
+
+    /// Whether requests reach `role`, by weight or by a route to it.
+    fn reaches(&self, role: RouteTo) -> bool {
+        let weight = if role == RouteTo::Contender {
+            self.contender_weight
+        } else {
+            100 - self.contender_weight
+        };
+        weight > 0 || self.routes.iter().any(|r| r.to == role)
+    }
+}
+
+/// A kind of cluster as the steps' scopes tell clusters apart: its place in schedule order, its
+/// name and its region, each either one the scopes mention or none of them (`None`).
+struct ClusterClass<'a> {
+    position: u32,
+    name: Option<&'a str>,
+    region: Option<&'a str>,
+}
+
+impl ClusterClass<'_> {
+    fn in_scope(&self, scope: Option<&ClusterScope>) -> bool {
+        let Some(scope) = scope else { return true };
+        if let Some(first) = scope.first {
+            self.position <= first
+        } else if let Some(names) = &scope.names {
+            self.name
+                .is_some_and(|name| names.iter().any(|n| n == name))
+        } else if let Some(region) = &scope.region {
+            self.region == Some(region.as_str())
+        } else {
+            true
+        }
+    }
+}
+
+/// More kinds of cluster than this, and only one aspect (place, name, region) varies at a time.
+const MAX_CLUSTER_CLASSES: usize = 4096;
+
+/// Every kind of cluster the steps' scopes tell apart. A cluster named by one step may be in any
+/// region and at any place, so every combination counts: a strategy must be safe for all of them.
+fn cluster_classes(steps: &[Step]) -> Vec<ClusterClass<'_>> {
+    let scopes = || steps.iter().filter_map(|s| s.clusters.as_ref());
+    let firsts: BTreeSet<u32> = scopes().filter_map(|s| s.first).collect();
+    let mut positions: Vec<u32> = firsts.iter().copied().collect();
+    positions.push(firsts.last().map_or(1, |n| n.saturating_add(1)));
+    let names: BTreeSet<Option<&str>> = scopes()
+        .filter_map(|s| s.names.as_ref())
+        .flatten()
+        .map(|n| Some(n.as_str()))
+        .chain([None])
+        .collect();
+    let regions: BTreeSet<Option<&str>> = scopes()
+        .filter_map(|s| s.region.as_deref())
+        .map(Some)
+        .chain([None])
+        .collect();
+
+    if positions.len() * names.len() * regions.len() <= MAX_CLUSTER_CLASSES {
+        let mut classes = Vec::new();
+        for &position in &positions {
+            for &name in &names {
+                for &region in &regions {
+                    classes.push(ClusterClass {
+                        position,
+                        name,
+                        region,
+                    });
+                }
+            }
+        }
+        return classes;
+    }
+    let beyond = *positions.last().unwrap_or(&1);
+    let by_position = positions.iter().map(|&position| ClusterClass {
+        position,
+        name: None,
+        region: None,
+    });
+    let by_name = names.iter().map(|&name| ClusterClass {
+        position: beyond,
+        name,
+        region: None,
+    });
+    let by_region = regions.iter().map(|&region| ClusterClass {
+        position: beyond,
+        name: None,
+        region,
+    });
+    by_position.chain(by_name).chain(by_region).collect()
+}

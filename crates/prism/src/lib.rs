@@ -1,0 +1,5 @@
+//! The `prism` binary's commands; `main.rs` only parses the command line.
+
+pub mod crds;
+pub mod input;
+pub mod plan;

@@ -1,0 +1,258 @@
+//! `prism plan`: an application's rollout, simulated by the engine on an idealised fleet, as a
+//! table (or JSON for scripts).
+
+use std::fmt::Write as _;
+
+use prism_api::strategy::RouteMatch;
+use prism_engine::{
+    AppPolicy, Capacity, ClusterInfo, ClusterRow, ResolvedRoute, Scenario, SimulateError, Timeline,
+    VersionRow,
+};
+
+use crate::input::{self, InputErrors};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{0}")]
+    Invalid(#[from] InputErrors),
+    #[error("{0}")]
+    Simulate(#[from] SimulateError),
+}
+
+impl PlanError {
+    /// 2 for input to fix (the file, or --fail-at), 1 for anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            PlanError::Invalid(_) => 2,
+            PlanError::Simulate(SimulateError::Stuck { .. }) => 1,
+            PlanError::Simulate(_) => 2,
+        }
+    }
+}
+
+/// The idealised fleet: clusters c1..cN, the first half (rounded up) in region eu, the rest in us.
+pub fn fleet(clusters: u32) -> Vec<ClusterInfo> {
+    let eu = clusters.div_ceil(2);
+    (1..=clusters)
+        .map(|i| ClusterInfo {
+            name: format!("c{i}"),
+            region: if i <= eu { "eu" } else { "us" }.into(),
+        })
+        .collect()
+}
+
+/// Reads and checks an application file's text, then simulates its rollout on `clusters`
+/// clusters, failing the analysis (or webhook) of the step named `fail_at`.
+pub fn plan(text: &str, clusters: u32, fail_at: Option<&str>) -> Result<Timeline, PlanError> {
+    let input = input::read(text)?;
+    let spec = &input.application.spec;
+    let app = AppPolicy {
+        traffic: spec.has_traffic(),
+        max_versions: spec.versions.max,
+        version_ttl: spec.versions.ttl,
+    };
+    let template = &spec.template;
+    // Validation guarantees a Deployment, hence a replica count.
+    let capacity = match template.hpa_bounds() {
+        Some(bounds) => Capacity::Autoscaled {
+            min: bounds.min,
+            max: bounds.max,
+        },
+        None => Capacity::Replicas(template.replicas().unwrap_or(1)),
+    };
+    let clusters = fleet(clusters);
+    let scenario = Scenario {
+        app: &app,
+        capacity,
+        pipeline: &input.pipeline,
+        clusters: &clusters,
+        fail_at,
+    };
+    Ok(prism_engine::simulate(&scenario)?)
+}
+
+/// The timeline as a table: one block per step, clusters in the same state on one line.
+pub fn table(timeline: &Timeline) -> String {
+    let blocks: Vec<Block> = timeline
+        .rows
+        .iter()
+        .map(|row| Block::of(&row.clusters))
+        .collect();
+    let capacity_width = blocks
+        .iter()
+        .flat_map(|b| &b.groups)
+        .map(|g| g.capacity_width())
+        .max()
+        .unwrap_or(1);
+    let label_width = blocks
+        .iter()
+        .flat_map(|b| &b.groups)
+        .map(|g| g.label.len())
+        .max()
+        .unwrap_or(0);
+    let state_width = blocks
+        .iter()
+        .flat_map(|b| &b.groups)
+        .map(|g| g.state(capacity_width).chars().count())
+        .max()
+        .unwrap_or(0);
+    let name_width = timeline
+        .rows
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(0)
+        .max("STEP".len());
+    let time_width = timeline
+        .rows
+        .iter()
+        .map(|r| r.elapsed.to_string().len())
+        .max()
+        .unwrap_or(0)
+        .max("TIME".len());
+    let clusters_width = label_width + 2 + state_width;
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:name_width$}  {:time_width$}  {:clusters_width$}  GATE",
+        "STEP", "TIME", "CLUSTERS"
+    );
+    for (row, block) in timeline.rows.iter().zip(&blocks) {
+        for (i, group) in block.groups.iter().enumerate() {
+            let (name, time, gate) = if i == 0 {
+                (row.name.clone(), row.elapsed.to_string(), row.gate.as_str())
+            } else {
+                (String::new(), String::new(), "")
+            };
+            let label = format!("{}:", group.label);
+            let state = group.state(capacity_width);
+            let line = format!(
+                "{name:name_width$}  {time:time_width$}  {label:label_width$} {state:state_width$}  {gate}",
+                label_width = label_width + 1,
+                state_width = state_width,
+            );
+            let _ = writeln!(out, "{}", line.trim_end());
+            for route in &group.routes {
+                let indent = name_width + time_width + label_width + 6;
+                let _ = writeln!(out, "{:indent$}route {}", "", describe_route(route));
+            }
+        }
+    }
+    let outcome = match timeline.outcome {
+        prism_engine::Outcome::Complete => "complete",
+        prism_engine::Outcome::RolledBack => "rolled back",
+    };
+    let elapsed = timeline
+        .rows
+        .last()
+        .map(|r| r.elapsed.to_string())
+        .unwrap_or_default();
+    let _ = writeln!(out, "\noutcome: {outcome} after {elapsed}");
+    out
+}
+
+/// One timeline row's clusters, those in the same state together.
+struct Block {
+    groups: Vec<Group>,
+}
+
+/// Consecutive clusters (in schedule order) in the same state.
+struct Group {
+    label: String,
+    contender: VersionRow,
+    incumbent: VersionRow,
+    routes: Vec<ResolvedRoute>,
+}
+
+impl Block {
+    fn of(clusters: &[ClusterRow]) -> Block {
+        let mut groups: Vec<(Vec<&str>, &ClusterRow)> = Vec::new();
+        for cluster in clusters {
+            match groups.last_mut() {
+                Some((names, first)) if same_state(first, cluster) => names.push(&cluster.cluster),
+                _ => groups.push((vec![&cluster.cluster], cluster)),
+            }
+        }
+        let groups = groups
+            .into_iter()
+            .map(|(names, row)| Group {
+                label: range_label(&names),
+                contender: row.contender,
+                incumbent: row.incumbent,
+                routes: row.routes.clone(),
+            })
+            .collect();
+        Block { groups }
+    }
+}
+
+impl Group {
+    fn capacity_width(&self) -> usize {
+        capacity_text(self.contender.capacity)
+            .len()
+            .max(capacity_text(self.incumbent.capacity).len())
+    }
+
+    /// `new 1/ 10% · old 9/ 90%`, or `new 1 · old 9` without traffic.
+    fn state(&self, capacity_width: usize) -> String {
+        let version = |role: &str, row: VersionRow| {
+            let capacity = capacity_text(row.capacity);
+            match row.weight {
+                Some(weight) => format!("{role} {capacity:>capacity_width$}/{weight:>3}%"),
+                None => format!("{role} {capacity:>capacity_width$}"),
+            }
+        };
+        format!(
+            "{} · {}",
+            version("new", self.contender),
+            version("old", self.incumbent)
+        )
+    }
+}
+
+/// `10` replicas, `4-20` for an autoscaler's bounds, `0` for none.
+fn capacity_text(capacity: Capacity) -> String {
+    if capacity.is_zero() {
+        "0".into()
+    } else {
+        capacity.to_string()
+    }
+}
+
+fn same_state(a: &ClusterRow, b: &ClusterRow) -> bool {
+    a.contender == b.contender && a.incumbent == b.incumbent && a.routes == b.routes
+}
+
+/// `c1`, `c1,c2` or `c1-c4`.
+fn range_label(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [a, b] => format!("{a},{b}"),
+        [first, .., last] => format!("{first}-{last}"),
+    }
+}
+
+fn describe_route(route: &ResolvedRoute) -> String {
+    let RouteMatch {
+        header,
+        path_prefix,
+        subdomain,
+    } = &route.matches;
+    let matched = if let Some(header) = header {
+        format!("header {}: {}", header.name, header.value)
+    } else if let Some(prefix) = path_prefix {
+        format!("path {prefix}*")
+    } else if let Some(subdomain) = subdomain {
+        format!("subdomain {subdomain}")
+    } else {
+        String::new()
+    };
+    let version = match route.version.as_str() {
+        "contender" => "new",
+        "incumbent" => "old",
+        other => other,
+    };
+    format!("{} ({matched}) → {version}", route.name)
+}

@@ -1,0 +1,118 @@
+//! Malformed application files under `tests/bad/` get precise errors: the document, the field's
+//! path, the value and the fix.
+
+use std::path::Path;
+
+use prism::input::{self, InputError};
+
+fn errors_of(file: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/bad")
+        .join(file);
+    let text = std::fs::read_to_string(path).unwrap();
+    match input::read(&text) {
+        Ok(_) => vec![],
+        Err(errors) => errors.0.iter().map(InputError::to_string).collect(),
+    }
+}
+
+#[test]
+fn an_unknown_field() {
+    assert_eq!(
+        errors_of("unknown-field.yaml"),
+        [
+            "Application/web: spec.strategy.steps[0].traffic.contendr: unknown field `contendr`: remove it, or fix its spelling; expected one of: contender, incumbent, routes"
+        ]
+    );
+}
+
+#[test]
+fn a_weight_of_140() {
+    assert_eq!(
+        errors_of("weight-140.yaml"),
+        [
+            "Application/web: spec.strategy.steps[0].traffic.contender: a weight is a percentage of the default route, from 0 to 100 (value: 140)"
+        ]
+    );
+}
+
+#[test]
+fn a_duplicate_step() {
+    assert_eq!(
+        errors_of("duplicate-step.yaml"),
+        [
+            "Application/web: spec.strategy.steps[1].name: step names must be unique within a strategy: rename one of the steps that share a name (value: \"canary\")"
+        ]
+    );
+}
+
+#[test]
+fn empty_steps() {
+    assert_eq!(
+        errors_of("empty-steps.yaml"),
+        [
+            "Application/web: spec.strategy.steps: a strategy needs at least one step: add a step whose capacity.contender is \"100%\" (value: [])"
+        ]
+    );
+}
+
+#[test]
+fn a_route_to_a_missing_version() {
+    assert_eq!(
+        errors_of("route-to-missing-version.yaml"),
+        [
+            "Application/web: spec.strategy.steps[0].traffic.routes[0].to: unknown variant `canary`, expected one of `contender`, `incumbent`, `each`"
+        ]
+    );
+}
+
+#[test]
+fn a_route_without_a_version() {
+    assert_eq!(
+        errors_of("route-without-to.yaml"),
+        ["Application/web: spec.strategy.steps[0].traffic.routes[0]: missing field `to`"]
+    );
+}
+
+#[test]
+fn traffic_without_a_traffic_provider() {
+    assert_eq!(
+        errors_of("traffic-without-provider.yaml"),
+        [
+            "Application/worker: spec.strategy.steps[0].traffic: spec.traffic.provider is none, so no step may shift traffic: remove the step's traffic sub-step, or choose a traffic provider (value: {\"contender\":50})"
+        ]
+    );
+}
+
+#[test]
+fn a_strategy_the_file_lacks() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/vanguard.yaml"),
+    )
+    .unwrap();
+    let application_only = text.split("\n---\n").next().unwrap();
+    assert_eq!(
+        input::read(application_only).unwrap_err().to_string(),
+        "Application/web: spec.strategy.name: no Strategy named \"vanguard\" in this file: add it as a YAML document after the Application (prism plan reads no cluster) (value: \"vanguard\")"
+    );
+}
+
+#[test]
+fn documents_prism_plan_does_not_read() {
+    let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n---\napiVersion: prism.dev/v1beta1\nkind: Application\n";
+    assert_eq!(
+        input::read(text).unwrap_err().to_string(),
+        [
+            "ConfigMap/x: apiVersion: expected prism.dev/v1alpha1 (value: \"v1\")",
+            "document 2: apiVersion: expected prism.dev/v1alpha1 (value: \"prism.dev/v1beta1\")",
+            "file: expected exactly one Application document, found 0",
+        ]
+        .join("\n")
+    );
+}
+
+#[test]
+fn yaml_that_does_not_parse() {
+    let error = input::read("spec: [unclosed").unwrap_err().to_string();
+    assert!(error.starts_with("file: not valid YAML: "), "{error}");
+}

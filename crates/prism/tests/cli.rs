@@ -1,0 +1,112 @@
+//! The `prism` binary: output, exit codes (0 done, 2 invalid input, 1 anything else), no panics.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn prism(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_prism"))
+        .args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn plan_prints_the_timeline() {
+    let output = prism(&["plan", "-f", "examples/vanguard.yaml"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let table = text(&output.stdout);
+    assert!(table.starts_with("STEP"), "{table}");
+    assert!(
+        table.lines().all(|line| line.chars().count() <= 100),
+        "{table}"
+    );
+    assert!(table.ends_with("outcome: complete after 20m\n"), "{table}");
+}
+
+#[test]
+fn plan_prints_json_for_scripts() {
+    let output = prism(&[
+        "plan",
+        "-f",
+        "examples/worker.yaml",
+        "--clusters",
+        "4",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let timeline: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(timeline["outcome"], "Complete");
+    assert_eq!(timeline["rows"][0]["clusters"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn invalid_input_exits_2_with_every_error() {
+    let output = prism(&["plan", "-f", "crates/prism/tests/bad/weight-140.yaml"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        "prism: crates/prism/tests/bad/weight-140.yaml is invalid:\nApplication/web: spec.strategy.steps[0].traffic.contender: a weight is a percentage of the default route, from 0 to 100 (value: 140)\n"
+    );
+}
+
+#[test]
+fn every_bad_file_exits_2_without_a_panic() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let output = prism(&["plan", "-f", path.to_str().unwrap()]);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{}: {}",
+            path.display(),
+            text(&output.stderr)
+        );
+        assert!(
+            !text(&output.stderr).contains("panicked"),
+            "{}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn an_unknown_fail_at_step_exits_2() {
+    let output = prism(&[
+        "plan",
+        "-f",
+        "examples/canary.yaml",
+        "--fail-at",
+        "weight-99",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("no step is named \"weight-99\""),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn a_missing_file_exits_1() {
+    let output = prism(&["plan", "-f", "examples/missing.yaml"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).starts_with("prism: cannot read examples/missing.yaml: "),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn crds_prints_yaml() {
+    let output = prism(&["crds"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(text(&output.stdout).contains("name: applications.prism.dev"));
+}

@@ -1,0 +1,173 @@
+//! Every example under `examples/` passes the CRD schemas (structure and CEL rules, evaluated
+//! locally), `prism plan`'s checks, and a simulated rollout that completes; the plans are
+//! snapshots, shown in docs/strategies.md.
+
+use std::path::{Path, PathBuf};
+
+use kube::CustomResourceExt;
+use prism::plan::{plan, table};
+use prism_api::{Application, ClusterStrategy, Strategy};
+use prism_engine::Outcome;
+use serde_json::Value;
+
+fn examples() -> Vec<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&path).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn there_is_an_example_for_each_kind_of_rollout() {
+    let names: Vec<String> = examples().into_iter().map(|(name, _)| name).collect();
+    assert_eq!(
+        names,
+        [
+            "autoscaled",
+            "blue-green",
+            "canary",
+            "rainbow",
+            "rolling",
+            "vanguard",
+            "worker"
+        ]
+    );
+}
+
+fn schema_of(kind: &str) -> Value {
+    let crd = match kind {
+        "Application" => Application::crd(),
+        "Strategy" => Strategy::crd(),
+        "ClusterStrategy" => ClusterStrategy::crd(),
+        other => panic!("no CRD for {other}"),
+    };
+    serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// The errors the API server's schema validation would report, but for unknown fields (which it
+/// prunes): the OpenAPI structure, then the CEL rules.
+fn schema_errors(document: &Value) -> Vec<String> {
+    let schema = schema_of(document["kind"].as_str().unwrap());
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let mut errors: Vec<String> = validator
+        .iter_errors(document)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    if let Err(cel) = kube_cel::Validator::new().validate(&schema, document, None) {
+        errors.extend(
+            cel.iter()
+                .map(|e| format!("{}: {}", e.field_path, e.message)),
+        );
+    }
+    errors
+}
+
+#[test]
+fn every_example_passes_the_crd_schemas() {
+    for (name, text) in examples() {
+        let documents: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+        for document in documents {
+            assert_eq!(
+                schema_errors(&document),
+                Vec::<String>::new(),
+                "{name}: {}",
+                document["kind"]
+            );
+        }
+    }
+}
+
+#[test]
+fn the_schema_check_rejects_what_the_api_server_would() {
+    let (_, text) = examples()
+        .into_iter()
+        .find(|(name, _)| name == "vanguard")
+        .unwrap();
+    let mut strategy = serde_saphyr::from_multiple::<Value>(&text)
+        .unwrap()
+        .remove(1);
+    strategy["spec"]["steps"][1]["traffic"]["contender"] = Value::from(140);
+    strategy["spec"]["steps"][2]["capacity"]["contender"] = Value::from("140%");
+    strategy["spec"]["steps"][3]["name"] = Value::from("half");
+    assert_eq!(
+        schema_errors(&strategy),
+        [
+            "/spec/steps/1/traffic/contender: 140 is greater than the maximum of 100.0",
+            "/spec/steps/2/capacity/contender: \"140%\" does not match \"^(100|[1-9]?[0-9])%$\"",
+            "spec.steps: step names must be unique within a strategy: rename one of the steps that share a name",
+        ]
+    );
+}
+
+#[test]
+fn every_example_plans_to_completion() {
+    for (name, text) in examples() {
+        let timeline = plan(&text, 3, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(timeline.outcome, Outcome::Complete, "{name}");
+        insta::assert_snapshot!(name.clone(), table(&timeline));
+    }
+}
+
+#[test]
+fn a_failed_analysis_rolls_the_canary_back() {
+    let (_, text) = examples()
+        .into_iter()
+        .find(|(name, _)| name == "canary")
+        .unwrap();
+    let timeline = plan(&text, 3, Some("weight-30")).unwrap();
+    assert_eq!(timeline.outcome, Outcome::RolledBack);
+    insta::assert_snapshot!("canary-fail-at-weight-30", table(&timeline));
+}
+
+#[test]
+fn the_vanguard_over_five_clusters() {
+    let (_, text) = examples()
+        .into_iter()
+        .find(|(name, _)| name == "vanguard")
+        .unwrap();
+    let timeline = plan(&text, 5, None).unwrap();
+    insta::assert_snapshot!("vanguard-5-clusters", table(&timeline));
+}
+
+#[test]
+fn the_strategy_guide_shows_every_plan_as_it_is() {
+    let guide_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/strategies.md");
+    let guide = std::fs::read_to_string(guide_path).unwrap();
+    let mut plans: Vec<(String, String)> = examples()
+        .into_iter()
+        .map(|(name, text)| (name, table(&plan(&text, 3, None).unwrap())))
+        .collect();
+    let (_, canary) = examples()
+        .into_iter()
+        .find(|(name, _)| name == "canary")
+        .unwrap();
+    plans.push((
+        "canary --fail-at weight-30".into(),
+        table(&plan(&canary, 3, Some("weight-30")).unwrap()),
+    ));
+    for (name, table) in plans {
+        assert!(
+            guide.contains(&format!("```text\n{table}```")),
+            "docs/strategies.md does not show the plan of {name} as prism plan prints it:\n{table}"
+        );
+    }
+}
