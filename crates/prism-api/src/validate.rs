@@ -1,10 +1,13 @@
-//! Semantic validation, pure: every CEL rule of the CRD schemas again (so that `prism plan` and
-//! the controller give the API server's message without one), and what CEL cannot check: the
-//! effective state each step leaves in each cluster, and the template's objects.
+//! Field-level validation, pure: every CEL rule of the CRD schemas again (so that `prism plan` and
+//! the controller give the API server's message without one), and what CEL cannot check in one
+//! object: the template's objects, and what the application's traffic provider can do.
+//!
+//! The rules that need the state each step leaves in each cluster (traffic only to roles with
+//! pods, a contender complete everywhere at the end) are the engine's:
+//! `prism_engine::check_pipeline`, which reports in [`ValidationError`]s too.
 //!
 //! Every error is collected, not just the first.
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -14,9 +17,7 @@ use serde::Serialize;
 
 use crate::application::{ApplicationSpec, Manifest, Schedule, TrafficProvider};
 use crate::rules::{self, CelRule};
-use crate::strategy::{
-    ClusterScope, Pipeline, Route, RouteMatch, RouteTo, Share, Step, TrafficStep,
-};
+use crate::strategy::{Pipeline, Route, RouteMatch, RouteTo, Step, TrafficStep};
 
 /// One thing wrong with a spec.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -30,11 +31,26 @@ pub struct ValidationError {
     pub message: String,
 }
 
-/// Every error a spec has, in the order of its fields.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub struct ValidationErrors(pub Vec<ValidationError>);
+impl ValidationError {
+    /// The error at `path`, showing `value` as JSON.
+    pub fn new(
+        path: impl Into<String>,
+        value: &impl Serialize,
+        message: impl Into<String>,
+    ) -> ValidationError {
+        ValidationError {
+            path: path.into(),
+            value: serde_json::to_string(value).unwrap_or_default(),
+            message: message.into(),
+        }
+    }
+}
 
-impl fmt::Display for ValidationErrors {
+/// Several errors, in the order they were found, shown one a line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Errors<E>(pub Vec<E>);
+
+impl<E: fmt::Display> fmt::Display for Errors<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, error) in self.0.iter().enumerate() {
             if i > 0 {
@@ -45,6 +61,11 @@ impl fmt::Display for ValidationErrors {
         Ok(())
     }
 }
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for Errors<E> {}
+
+/// Every error a spec has, in the order of its fields.
+pub type ValidationErrors = Errors<ValidationError>;
 
 /// Whether the application a pipeline rolls out has traffic to shift.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,7 +125,7 @@ impl Checker {
         if self.errors.is_empty() {
             Ok(())
         } else {
-            Err(ValidationErrors(self.errors))
+            Err(Errors(self.errors))
         }
     }
 
@@ -114,11 +135,7 @@ impl Checker {
         value: &impl Serialize,
         message: impl Into<String>,
     ) {
-        self.errors.push(ValidationError {
-            path: path.into(),
-            value: serde_json::to_string(value).unwrap_or_default(),
-            message: message.into(),
-        });
+        self.errors.push(ValidationError::new(path, value, message));
     }
 
     /// Reports `rule` at `path` (the node the rule is on, plus the rule's field) unless `holds`.
@@ -421,9 +438,6 @@ impl Checker {
                 self.traffic_for_provider(step_traffic, &format!("{step_path}.traffic"), traffic);
             }
         }
-        if !steps.is_empty() {
-            self.effective_states(steps, path, traffic);
-        }
     }
 
     fn step(&mut self, step: &Step, path: &str) {
@@ -708,111 +722,6 @@ impl Checker {
             }
         }
     }
-
-    /// Walks the steps over every kind of cluster the steps' scopes tell apart, and checks the
-    /// state each step leaves: no traffic to a role without pods, and a complete contender at
-    /// the end.
-    fn effective_states(&mut self, steps: &[Step], path: &str, traffic: AppTraffic) {
-        let last = steps.len() - 1;
-        let last_path = format!("{path}[{last}]");
-        if let Some(scope) = steps[last].clusters.as_ref().filter(|s| !is_everywhere(s)) {
-            self.fail(
-                format!("{last_path}.clusters"),
-                scope,
-                "the last step must apply to every cluster, so that the Release completes everywhere: remove its clusters, or add a last step without them",
-            );
-        }
-        let shifts_traffic = match traffic {
-            AppTraffic::Shifted(_) => true,
-            AppTraffic::None => false,
-            AppTraffic::Unknown => steps.iter().any(|s| s.traffic.is_some()),
-        };
-
-        let mut reported = BTreeSet::new();
-        let mut final_capacity_wrong = None;
-        let mut final_weight_wrong = None;
-        for class in cluster_classes(steps) {
-            let mut state = EffectiveState::initial();
-            for (k, step) in steps.iter().enumerate() {
-                if !class.in_scope(step.clusters.as_ref()) {
-                    continue;
-                }
-                state.apply(step);
-                if !shifts_traffic {
-                    continue;
-                }
-                for role in [RouteTo::Contender, RouteTo::Incumbent] {
-                    if state.reaches(role)
-                        && state.capacity(role).is_zero()
-                        && reported.insert((k, role))
-                    {
-                        self.no_pods_for_traffic(steps, path, k, role, &state);
-                    }
-                }
-            }
-            if state.contender != Share::Percent(100) {
-                final_capacity_wrong.get_or_insert(state.contender);
-            }
-            if shifts_traffic && state.contender_weight != 100 {
-                final_weight_wrong.get_or_insert(state.contender_weight);
-            }
-        }
-        if let Some(share) = final_capacity_wrong {
-            self.fail(
-                format!("{last_path}.capacity.contender"),
-                &share,
-                "the last step must leave the contender at \"100%\" capacity in every cluster: set capacity.contender: \"100%\" on the last step",
-            );
-        }
-        if let Some(weight) = final_weight_wrong {
-            self.fail(
-                format!("{last_path}.traffic.contender"),
-                &weight,
-                "the last step must leave the contender 100% of the traffic in every cluster: set traffic.contender: 100 on the last step",
-            );
-        }
-    }
-
-    fn no_pods_for_traffic(
-        &mut self,
-        steps: &[Step],
-        path: &str,
-        k: usize,
-        role: RouteTo,
-        state: &EffectiveState,
-    ) {
-        let role_name = if role == RouteTo::Contender {
-            "contender"
-        } else {
-            "incumbent"
-        };
-        let step = &steps[k];
-        let field = if step.traffic.is_some() {
-            format!(".traffic.{role_name}")
-        } else if step.capacity.is_some() {
-            format!(".capacity.{role_name}")
-        } else {
-            String::new()
-        };
-        #[derive(Serialize)]
-        struct RoleState {
-            capacity: Share,
-            weight: u32,
-        }
-        let weight = if role == RouteTo::Contender {
-            state.contender_weight
-        } else {
-            100 - state.contender_weight
-        };
-        self.fail(
-            format!("{path}[{k}]{field}"),
-            &RoleState { capacity: state.capacity(role), weight },
-            format!(
-                "step {:?} sends traffic to the {role_name} while it runs no pods in some cluster: give the {role_name} capacity in this step or an earlier one, or send it no traffic",
-                step.name
-            ),
-        );
-    }
 }
 
 /// The rule's message reported at a path that already names the field.
@@ -847,10 +756,6 @@ fn has_version_placeholder(matches: &RouteMatch) -> bool {
             .is_some_and(|s| s.contains(PLACEHOLDER))
 }
 
-fn is_everywhere(scope: &ClusterScope) -> bool {
-    scope.first.is_none() && scope.names.is_none() && scope.region.is_none()
-}
-
 /// Whether a Deployment's selector selects its own pods.
 fn selects(selector: &LabelSelector, labels: &std::collections::BTreeMap<String, String>) -> bool {
     let has_terms = selector
@@ -878,138 +783,4 @@ fn selects(selector: &LabelSelector, labels: &std::collections::BTreeMap<String,
         }
     });
     has_terms && labels_match && expressions_match
-}
-
-/// What the steps so far leave in one cluster: per aspect, the latest step that set it.
-struct EffectiveState<'a> {
-    contender: Share,
-    incumbent: Share,
-    contender_weight: u32,
-    routes: &'a [Route],
-}
-
-impl<'a> EffectiveState<'a> {
-    fn initial() -> Self {
-        EffectiveState {
-            contender: Share::Percent(0),
-            incumbent: Share::Percent(100),
-            contender_weight: 0,
-            routes: &[],
-        }
-    }
-
-    fn apply(&mut self, step: &'a Step) {
-        if let Some(capacity) = &step.capacity {
-            self.contender = capacity.contender.unwrap_or(self.contender);
-            self.incumbent = capacity.incumbent.unwrap_or(self.incumbent);
-        }
-        if let Some(traffic) = &step.traffic {
-            match (traffic.contender, traffic.incumbent) {
-                (Some(contender), _) => self.contender_weight = contender.min(100),
-                (None, Some(incumbent)) => self.contender_weight = 100 - incumbent.min(100),
-                (None, None) => {}
-            }
-            if let Some(routes) = &traffic.routes {
-                self.routes = routes;
-            }
-        }
-    }
-
-    fn capacity(&self, role: RouteTo) -> Share {
-        if role == RouteTo::Contender {
-            self.contender
-        } else {
-            self.incumbent
-        }
-    }
-
-    /// Whether requests reach `role`, by weight or by a route to it.
-    fn reaches(&self, role: RouteTo) -> bool {
-        let weight = if role == RouteTo::Contender {
-            self.contender_weight
-        } else {
-            100 - self.contender_weight
-        };
-        weight > 0 || self.routes.iter().any(|r| r.to == role)
-    }
-}
-
-/// A kind of cluster as the steps' scopes tell clusters apart: its place in schedule order, its
-/// name and its region, each either one the scopes mention or none of them (`None`).
-struct ClusterClass<'a> {
-    position: u32,
-    name: Option<&'a str>,
-    region: Option<&'a str>,
-}
-
-impl ClusterClass<'_> {
-    fn in_scope(&self, scope: Option<&ClusterScope>) -> bool {
-        let Some(scope) = scope else { return true };
-        if let Some(first) = scope.first {
-            self.position <= first
-        } else if let Some(names) = &scope.names {
-            self.name
-                .is_some_and(|name| names.iter().any(|n| n == name))
-        } else if let Some(region) = &scope.region {
-            self.region == Some(region.as_str())
-        } else {
-            true
-        }
-    }
-}
-
-/// More kinds of cluster than this, and only one aspect (place, name, region) varies at a time.
-const MAX_CLUSTER_CLASSES: usize = 4096;
-
-/// Every kind of cluster the steps' scopes tell apart. A cluster named by one step may be in any
-/// region and at any place, so every combination counts: a strategy must be safe for all of them.
-fn cluster_classes(steps: &[Step]) -> Vec<ClusterClass<'_>> {
-    let scopes = || steps.iter().filter_map(|s| s.clusters.as_ref());
-    let firsts: BTreeSet<u32> = scopes().filter_map(|s| s.first).collect();
-    let mut positions: Vec<u32> = firsts.iter().copied().collect();
-    positions.push(firsts.last().map_or(1, |n| n.saturating_add(1)));
-    let names: BTreeSet<Option<&str>> = scopes()
-        .filter_map(|s| s.names.as_ref())
-        .flatten()
-        .map(|n| Some(n.as_str()))
-        .chain([None])
-        .collect();
-    let regions: BTreeSet<Option<&str>> = scopes()
-        .filter_map(|s| s.region.as_deref())
-        .map(Some)
-        .chain([None])
-        .collect();
-
-    if positions.len() * names.len() * regions.len() <= MAX_CLUSTER_CLASSES {
-        let mut classes = Vec::new();
-        for &position in &positions {
-            for &name in &names {
-                for &region in &regions {
-                    classes.push(ClusterClass {
-                        position,
-                        name,
-                        region,
-                    });
-                }
-            }
-        }
-        return classes;
-    }
-    let beyond = *positions.last().unwrap_or(&1);
-    let by_position = positions.iter().map(|&position| ClusterClass {
-        position,
-        name: None,
-        region: None,
-    });
-    let by_name = names.iter().map(|&name| ClusterClass {
-        position: beyond,
-        name,
-        region: None,
-    });
-    let by_region = regions.iter().map(|&region| ClusterClass {
-        position: beyond,
-        name: None,
-        region,
-    });
-    by_position.chain(by_name).chain(by_region).collect()
 }

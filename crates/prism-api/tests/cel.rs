@@ -1,6 +1,8 @@
 //! The CRDs' CEL rules, evaluated locally by kube-cel as the API server would, agree with
 //! `prism_api::validate`: every rule rejects what it should, with the same message in both.
 
+mod common;
+
 use std::collections::BTreeSet;
 
 use kube::CustomResourceExt;
@@ -33,39 +35,18 @@ fn rust_messages(object: &Value) -> BTreeSet<String> {
 }
 
 fn application() -> Value {
+    let canary = json!({
+        "name": "canary",
+        "capacity": {"contender": "25%"},
+        "traffic": {"contender": 25},
+        "analysis": {"metrics": [{"name": "errors", "query": "sum(errors)", "threshold": {"max": 1.0}}]},
+        "gate": {"pause": "5m"}
+    });
     json!({
         "apiVersion": "prism.dev/v1alpha1",
         "kind": "Application",
         "metadata": {"name": "web", "namespace": "shop"},
-        "spec": {
-            "template": {"manifests": [
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "metadata": {"name": "web"},
-                    "spec": {
-                        "replicas": 4,
-                        "selector": {"matchLabels": {"app": "web"}},
-                        "template": {
-                            "metadata": {"labels": {"app": "web"}},
-                            "spec": {"containers": [{"name": "web", "image": "web:2"}]}
-                        }
-                    }
-                },
-                {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}
-            ]},
-            "traffic": {"provider": "gatewayAPI", "httpRoute": "web"},
-            "strategy": {"steps": [
-                {
-                    "name": "canary",
-                    "capacity": {"contender": "25%"},
-                    "traffic": {"contender": 25},
-                    "analysis": {"metrics": [{"name": "errors", "query": "sum(errors)", "threshold": {"max": 1.0}}]},
-                    "gate": {"pause": "5m"}
-                },
-                {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100}}
-            ]}
-        }
+        "spec": common::spec(json!([canary, common::full()]))
     })
 }
 

@@ -1,106 +1,26 @@
 //! One decision for an application with 3 versions across 20 clusters, and 10,000 applications
 //! of 3 clusters each decided in a loop.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 
+use common::{at, canary, clusters, release, running};
 use criterion::{Criterion, criterion_group, criterion_main};
-use jiff::Timestamp;
-use prism_api::strategy::{CapacityStep, Gate, Pipeline, Share, Step, TrafficStep};
-use prism_engine::{
-    AppPolicy, Capacity, ClusterInfo, ClusterObservation, Input, Phase, Progress, ReleaseInput,
-    Verdict, VersionObservation, decide,
-};
-
-fn step(name: &str, contender: u32, incumbent: u32, weight: u32, manual: bool) -> Step {
-    Step {
-        name: name.into(),
-        capacity: Some(CapacityStep {
-            contender: Some(Share::Percent(contender)),
-            incumbent: Some(Share::Percent(incumbent)),
-            max_surge: None,
-        }),
-        traffic: Some(TrafficStep {
-            contender: Some(weight),
-            ..Default::default()
-        }),
-        gate: manual.then(|| Gate {
-            manual: true,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn canary() -> Pipeline {
-    Pipeline {
-        steps: vec![
-            step("staging", 10, 100, 0, false),
-            step("canary", 10, 100, 10, true),
-            step("half", 50, 50, 50, false),
-            step("full", 100, 0, 100, false),
-        ],
-    }
-}
-
-fn clusters(count: usize) -> Vec<ClusterInfo> {
-    (0..count)
-        .map(|index| ClusterInfo {
-            name: format!("cluster-{index}"),
-            region: format!("region-{}", index % 3),
-        })
-        .collect()
-}
-
-fn release<'a>(name: &'a str, pipeline: &'a Pipeline, phase: Phase, step: u32) -> ReleaseInput<'a> {
-    ReleaseInput {
-        name,
-        created_at: Timestamp::UNIX_EPOCH,
-        pipeline,
-        capacity: Capacity::Replicas(10),
-        progress: Progress {
-            step,
-            phase,
-            ..Default::default()
-        },
-        target_step: None,
-        aborted: false,
-        analysis: Verdict::NotRequired,
-        webhook: Verdict::NotRequired,
-    }
-}
+use prism_engine::{AppPolicy, ClusterInfo, ClusterObservation, Input, Phase, decide};
 
 /// Mid-rollout: the contender at step "half" with half of the clusters still at "canary" (10%).
 fn observed(clusters: &[ClusterInfo]) -> BTreeMap<String, ClusterObservation> {
-    let version = |replicas: u32, weight: u32| VersionObservation {
-        capacity: Capacity::Replicas(replicas),
-        ready: replicas,
-        weight,
-    };
+    let half = [("v1", 0, 0), ("v2", 5, 50), ("v3", 5, 50)];
+    let canary = [("v1", 0, 0), ("v2", 10, 90), ("v3", 1, 10)];
     clusters
         .iter()
         .enumerate()
         .map(|(index, cluster)| {
-            let (contender, incumbent) = if index % 2 == 0 {
-                ((5, 50), (5, 50))
-            } else {
-                ((1, 10), (10, 90))
-            };
-            let versions = [
-                ("v1".to_string(), version(0, 0)),
-                ("v2".to_string(), version(incumbent.0, incumbent.1)),
-                ("v3".to_string(), version(contender.0, contender.1)),
-            ]
-            .into_iter()
-            .collect();
-            (
-                cluster.name.clone(),
-                ClusterObservation {
-                    reachable: true,
-                    versions,
-                    routes: vec![],
-                },
-            )
+            let versions = if index % 2 == 0 { &half } else { &canary };
+            (cluster.name.clone(), running(versions))
         })
         .collect()
 }
@@ -112,16 +32,21 @@ fn bench(c: &mut Criterion) {
         max_versions: 3,
         version_ttl: None,
     };
+    let at_step = |name, phase, step| {
+        let mut release = release(name, &pipeline, 10, phase);
+        release.progress.step = step;
+        release
+    };
     let releases = [
-        release("v1", &pipeline, Phase::Complete, 3),
-        release("v2", &pipeline, Phase::Complete, 3),
-        release("v3", &pipeline, Phase::Progressing, 2),
+        at_step("v1", Phase::Complete, 3),
+        at_step("v2", Phase::Complete, 3),
+        at_step("v3", Phase::Progressing, 2),
     ];
 
     let twenty = clusters(20);
     let fleet = observed(&twenty);
     let input = Input {
-        now: Timestamp::UNIX_EPOCH,
+        now: at(0),
         app: &app,
         releases: &releases,
         clusters: &twenty,
@@ -139,7 +64,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             for fleet in &fleets {
                 let input = Input {
-                    now: Timestamp::UNIX_EPOCH,
+                    now: at(0),
                     app: &app,
                     releases: &releases,
                     clusters: &three,

@@ -18,6 +18,19 @@ pub(crate) struct VersionTarget<'a> {
     pub seen: VersionObservation,
 }
 
+impl<'a> VersionTarget<'a> {
+    /// Running what the step wants, as a decision: the start of a safe move, or all there is to
+    /// say of a cluster that cannot be reached.
+    pub fn as_wanted(&self) -> VersionDecision<'a> {
+        VersionDecision {
+            release: self.release,
+            capacity: self.capacity,
+            target: self.capacity,
+            target_weight: self.weight,
+        }
+    }
+}
+
 /// What the step wants of one cluster.
 #[derive(Clone, Debug)]
 pub(crate) struct ClusterTarget<'a> {
@@ -57,15 +70,8 @@ pub(crate) fn converge<'a>(
     } else {
         None
     };
-    let mut decided: Vec<VersionDecision<'a>> = versions
-        .iter()
-        .map(|version| VersionDecision {
-            release: version.release,
-            capacity: version.capacity,
-            target: version.capacity,
-            target_weight: version.weight,
-        })
-        .collect();
+    let mut decided: Vec<VersionDecision<'a>> =
+        versions.iter().map(VersionTarget::as_wanted).collect();
     desired_capacities(
         &target,
         &mut decided,

@@ -6,11 +6,11 @@ use prism_api::strategy::{
 };
 
 use crate::converge::{ClusterTarget, NOTHING, VersionTarget, converge};
-use crate::effective::{StepState, in_scope, state_at};
+use crate::effective::{ClusterPlace, StepState, in_scope, state_at};
 use crate::model::{
     Abort, AbortCause, Change, ClusterDecision, ClusterObservation, ClusterPhase, Condition,
     ConditionKind, Decision, Event, EventKind, Input, Phase, Progress, ReleaseDecision,
-    ResolvedRoute, Role, Verdict, VersionDecision,
+    ResolvedRoute, Role, Verdict,
 };
 
 /// Decides the next move of one application. Pure: the same input gives the same decision.
@@ -275,7 +275,8 @@ impl<'a> Rollout<'a, '_> {
             let everywhere = first_release || step == last;
             let scope = steps[step].clusters.as_ref().filter(|_| !everywhere);
             if let Some(blocking) = fleet.clusters.iter().enumerate().find(|(index, cluster)| {
-                cluster.phase != ClusterPhase::Achieved && in_scope(scope, input.clusters, *index)
+                cluster.phase != ClusterPhase::Achieved
+                    && in_scope(scope, ClusterPlace::scheduled(input.clusters, *index))
             }) {
                 progress.phase = Phase::Progressing;
                 let hold = Hold::Converging {
@@ -477,12 +478,7 @@ fn unreachable_cluster<'a>(cluster: &'a str, target: ClusterTarget<'a>) -> Clust
         versions: target
             .versions
             .iter()
-            .map(|version| VersionDecision {
-                release: version.release,
-                capacity: version.capacity,
-                target: version.capacity,
-                target_weight: version.weight,
-            })
+            .map(VersionTarget::as_wanted)
             .collect(),
         traffic: None,
     }
@@ -497,9 +493,13 @@ fn cluster_target<'a>(
     observed: Option<&ClusterObservation>,
 ) -> ClusterTarget<'a> {
     let releases = input.releases;
-    let contender_state = roles
-        .contender
-        .map(|contender| state_at(releases[contender].pipeline, step, input.clusters, cluster));
+    let contender_state = roles.contender.map(|contender| {
+        state_at(
+            releases[contender].pipeline,
+            step,
+            ClusterPlace::scheduled(input.clusters, cluster),
+        )
+    });
     let mut versions = Vec::with_capacity(releases.len());
     for (index, release) in releases.iter().enumerate() {
         let seen = observed.and_then(|observed| observed.versions.get(release.name));
@@ -535,10 +535,14 @@ fn cluster_target<'a>(
     let steady_routes = |incumbent: usize| {
         let pipeline = releases[incumbent].pipeline;
         let last = pipeline.steps.len().saturating_sub(1);
-        state_at(pipeline, last, input.clusters, cluster)
-            .routes
-            .map(|routes| resolve_routes(routes, Some(releases[incumbent].name), None, live()))
-            .unwrap_or_default()
+        state_at(
+            pipeline,
+            last,
+            ClusterPlace::scheduled(input.clusters, cluster),
+        )
+        .routes
+        .map(|routes| resolve_routes(routes, Some(releases[incumbent].name), None, live()))
+        .unwrap_or_default()
     };
     let routes = match (roles.contender, contender_state) {
         (
@@ -572,7 +576,12 @@ fn retained_share(input: &Input, roles: &Roles, retained: usize, cluster: usize)
     successor.map_or(Share::Percent(100), |successor| {
         let pipeline = input.releases[successor].pipeline;
         let last = pipeline.steps.len().saturating_sub(1);
-        state_at(pipeline, last, input.clusters, cluster).incumbent
+        state_at(
+            pipeline,
+            last,
+            ClusterPlace::scheduled(input.clusters, cluster),
+        )
+        .incumbent
     })
 }
 

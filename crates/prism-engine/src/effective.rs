@@ -1,7 +1,7 @@
 //! The state a step leaves one cluster in: per aspect, the value of the latest step at or before
 //! it whose scope includes the cluster and which sets that aspect.
 
-use prism_api::strategy::{ClusterScope, Pipeline, Route, Share};
+use prism_api::strategy::{ClusterScope, Pipeline, Route, Share, Step};
 
 use crate::model::ClusterInfo;
 
@@ -29,59 +29,97 @@ impl StepState<'_> {
     };
 }
 
-/// The state of the cluster at `clusters[cluster]` once `pipeline` reached step `step` (clamped to
-/// the last step).
-pub(crate) fn state_at<'a>(
-    pipeline: &'a Pipeline,
-    step: usize,
-    clusters: &[ClusterInfo],
-    cluster: usize,
-) -> StepState<'a> {
-    let mut state = StepState::INITIAL;
-    let reached = pipeline.steps.iter().take(step.saturating_add(1));
-    for step in reached.filter(|step| in_scope(step.clusters.as_ref(), clusters, cluster)) {
+impl<'a> StepState<'a> {
+    /// The state once `step` applied to the cluster: the aspects it sets replace the earlier ones.
+    fn apply(&mut self, step: &'a Step) {
         if let Some(capacity) = &step.capacity {
-            state.contender = capacity.contender.unwrap_or(state.contender);
-            state.incumbent = capacity.incumbent.unwrap_or(state.incumbent);
-            state.max_surge = capacity.max_surge;
+            self.contender = capacity.contender.unwrap_or(self.contender);
+            self.incumbent = capacity.incumbent.unwrap_or(self.incumbent);
+            self.max_surge = capacity.max_surge;
         }
         if let Some(traffic) = &step.traffic {
-            state.contender_weight = match (traffic.contender, traffic.incumbent) {
+            self.contender_weight = match (traffic.contender, traffic.incumbent) {
                 (Some(contender), _) => contender.min(100),
                 (None, Some(incumbent)) => 100 - incumbent.min(100),
-                (None, None) => state.contender_weight,
+                (None, None) => self.contender_weight,
             };
             if let Some(routes) = &traffic.routes {
-                state.routes = Some(routes);
+                self.routes = Some(routes);
             }
         }
     }
-    state
 }
 
-/// Whether a step scoped by `scope` changes the cluster at `clusters[cluster]`. A scope that
-/// gives several fields asks for all of them.
-pub(crate) fn in_scope(
-    scope: Option<&ClusterScope>,
-    clusters: &[ClusterInfo],
-    cluster: usize,
-) -> bool {
+/// A cluster as the steps' scopes see it: its place in schedule order (from 0), its name and its
+/// region. `None` stands for a name or a region that no scope mentions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ClusterPlace<'c> {
+    pub index: usize,
+    pub name: Option<&'c str>,
+    pub region: Option<&'c str>,
+}
+
+impl<'c> ClusterPlace<'c> {
+    /// The scheduled cluster at `clusters[index]`.
+    pub fn scheduled(clusters: &'c [ClusterInfo], index: usize) -> ClusterPlace<'c> {
+        let info = &clusters[index];
+        ClusterPlace {
+            index,
+            name: Some(&info.name),
+            region: Some(&info.region),
+        }
+    }
+}
+
+/// The state `cluster` is in after each step of `pipeline`, in step order.
+pub(crate) fn states<'a>(
+    pipeline: &'a Pipeline,
+    cluster: ClusterPlace<'_>,
+) -> impl Iterator<Item = StepState<'a>> {
+    pipeline
+        .steps
+        .iter()
+        .scan(StepState::INITIAL, move |state, step| {
+            if in_scope(step.clusters.as_ref(), cluster) {
+                state.apply(step);
+            }
+            Some(*state)
+        })
+}
+
+/// The state of `cluster` once `pipeline` reached step `step` (clamped to the last step).
+pub(crate) fn state_at<'a>(
+    pipeline: &'a Pipeline,
+    step: usize,
+    cluster: ClusterPlace<'_>,
+) -> StepState<'a> {
+    states(pipeline, cluster)
+        .take(step.saturating_add(1))
+        .last()
+        .unwrap_or(StepState::INITIAL)
+}
+
+/// Whether a step scoped by `scope` changes `cluster`. A scope that gives several fields asks for
+/// all of them.
+pub(crate) fn in_scope(scope: Option<&ClusterScope>, cluster: ClusterPlace<'_>) -> bool {
     let Some(scope) = scope else { return true };
-    let info = &clusters[cluster];
-    scope.first.is_none_or(|first| cluster < first as usize)
-        && scope
-            .names
-            .as_ref()
-            .is_none_or(|names| names.contains(&info.name))
+    scope
+        .first
+        .is_none_or(|first| cluster.index < first as usize)
+        && scope.names.as_ref().is_none_or(|names| {
+            cluster
+                .name
+                .is_some_and(|name| names.iter().any(|n| n == name))
+        })
         && scope
             .region
             .as_ref()
-            .is_none_or(|region| *region == info.region)
+            .is_none_or(|region| cluster.region == Some(region.as_str()))
 }
 
 #[cfg(test)]
 mod tests {
-    use prism_api::strategy::{CapacityStep, Step, TrafficStep};
+    use prism_api::strategy::{CapacityStep, TrafficStep};
 
     use super::*;
 
@@ -121,7 +159,7 @@ mod tests {
         let pipeline = Pipeline {
             steps: vec![step("capacity", 50, None), traffic],
         };
-        let state = state_at(&pipeline, 1, &clusters(), 0);
+        let state = state_at(&pipeline, 1, ClusterPlace::scheduled(&clusters(), 0));
         assert_eq!(state.contender, Share::Percent(50));
         assert_eq!(state.incumbent, Share::Percent(100));
         assert_eq!(state.contender_weight, 20);
@@ -140,11 +178,11 @@ mod tests {
             ],
         };
         assert_eq!(
-            state_at(&pipeline, 1, &clusters(), 0).contender,
+            state_at(&pipeline, 1, ClusterPlace::scheduled(&clusters(), 0)).contender,
             Share::Percent(100)
         );
         assert_eq!(
-            state_at(&pipeline, 1, &clusters(), 1).contender,
+            state_at(&pipeline, 1, ClusterPlace::scheduled(&clusters(), 1)).contender,
             Share::Percent(10)
         );
     }
@@ -162,13 +200,13 @@ mod tests {
         let clusters = clusters();
         assert_eq!(
             (0..3)
-                .map(|c| in_scope(Some(&eu), &clusters, c))
+                .map(|c| in_scope(Some(&eu), ClusterPlace::scheduled(&clusters, c)))
                 .collect::<Vec<_>>(),
             [true, true, false]
         );
         assert_eq!(
             (0..3)
-                .map(|c| in_scope(Some(&us_1), &clusters, c))
+                .map(|c| in_scope(Some(&us_1), ClusterPlace::scheduled(&clusters, c)))
                 .collect::<Vec<_>>(),
             [false, false, true]
         );
@@ -184,6 +222,9 @@ mod tests {
         let pipeline = Pipeline {
             steps: vec![only_incumbent],
         };
-        assert_eq!(state_at(&pipeline, 0, &clusters(), 0).contender_weight, 30);
+        assert_eq!(
+            state_at(&pipeline, 0, ClusterPlace::scheduled(&clusters(), 0)).contender_weight,
+            30
+        );
     }
 }

@@ -31,6 +31,6 @@ mod validate;
 pub use decide::decide;
 pub use model::*;
 pub use simulate::{
-    ClusterRow, Outcome, Scenario, SimulateError, Timeline, TimelineRow, VersionRow, simulate,
+    ClusterRow, Outcome, Scenario, SimulateError, Timeline, TimelineRow, VersionRow, land, simulate,
 };
-pub use validate::{PipelineError, check_pipeline};
+pub use validate::{Clusters, check_pipeline};

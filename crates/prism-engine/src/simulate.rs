@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use prism_api::strategy::{Duration, GateKind, Pipeline, Step};
+use prism_api::validate::ValidationErrors;
 use serde::Serialize;
 use thiserror::Error;
 
@@ -14,7 +15,7 @@ use crate::model::{
     AppPolicy, Change, ClusterInfo, ClusterObservation, Decision, Input, Phase, Progress,
     ReleaseInput, ResolvedRoute, Verdict, VersionObservation,
 };
-use crate::validate::{PipelineError, check_pipeline};
+use crate::validate::{Clusters, check_pipeline};
 
 /// What to simulate: an incumbent at its steady state, then a contender under `pipeline`.
 #[derive(Clone, Copy, Debug)]
@@ -78,7 +79,7 @@ pub struct VersionRow {
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum SimulateError {
     #[error(transparent)]
-    Pipeline(#[from] PipelineError),
+    Pipeline(#[from] ValidationErrors),
     #[error("--fail-at: no step is named {name:?}; the steps are {steps}")]
     UnknownStep { name: String, steps: String },
     #[error(
@@ -105,7 +106,11 @@ pub fn simulate(scenario: &Scenario) -> Result<Timeline, SimulateError> {
         .fail_at
         .map(|name| find_failing_step(steps, name))
         .transpose()?;
-    check_pipeline(scenario.pipeline, scenario.app, scenario.clusters)?;
+    check_pipeline(
+        scenario.pipeline,
+        scenario.app.traffic,
+        Clusters::Scheduled(scenario.clusters),
+    )?;
 
     let start = Timestamp::UNIX_EPOCH;
     let fleet = scenario
@@ -158,7 +163,7 @@ pub fn simulate(scenario: &Scenario) -> Result<Timeline, SimulateError> {
             }
             return Ok(Timeline { rows, outcome });
         }
-        let acted = world.apply(&decision);
+        let acted = land(&mut world.fleet, &decision);
         let judged = world.judge(&mut releases, &decision, fail_at);
         if !acted && !judged {
             let progress = &decision.releases[1].progress;
@@ -303,7 +308,7 @@ impl<'s> World<'s> {
             }
             incumbent.progress = progress.clone();
             self.judge_first_release(&mut incumbent, &decision);
-            self.apply(&decision);
+            land(&mut self.fleet, &decision);
         }
         let progress = &incumbent.progress;
         Err(SimulateError::Stuck {
@@ -325,52 +330,6 @@ impl<'s> World<'s> {
         {
             self.now = self.now.saturating_add(wait.0).unwrap_or(self.now);
         }
-    }
-
-    /// Lands every write of the decision, with every pod ready at once. Returns whether it wrote.
-    fn apply(&mut self, decision: &Decision) -> bool {
-        for change in &decision.changes {
-            match change {
-                Change::Capacity {
-                    cluster,
-                    release,
-                    capacity,
-                } => {
-                    let versions = &mut self
-                        .fleet
-                        .get_mut(*cluster)
-                        .expect("a scheduled cluster")
-                        .versions;
-                    let version =
-                        versions
-                            .entry((*release).to_owned())
-                            .or_insert(VersionObservation {
-                                capacity: *capacity,
-                                ready: 0,
-                                weight: 0,
-                            });
-                    version.capacity = *capacity;
-                    version.ready = capacity.floor();
-                }
-                Change::Traffic { cluster, traffic } => {
-                    let observed = self.fleet.get_mut(*cluster).expect("a scheduled cluster");
-                    for weight in &traffic.weights {
-                        if let Some(version) = observed.versions.get_mut(weight.release) {
-                            version.weight = weight.percent;
-                        }
-                    }
-                    observed.routes = traffic.routes.clone();
-                }
-                Change::Remove { cluster, release } => {
-                    self.fleet
-                        .get_mut(*cluster)
-                        .expect("a scheduled cluster")
-                        .versions
-                        .remove(*release);
-                }
-            }
-        }
-        !decision.changes.is_empty()
     }
 
     /// Plays the adapters and the person: analyses pass (or fail at `fail_at`) after their
@@ -478,4 +437,50 @@ impl<'s> World<'s> {
             gate,
         }
     }
+}
+
+/// Lands every write of `decision` on `fleet` as an idealised fleet would: at once, with every
+/// pod ready. Returns whether there was anything to write.
+///
+/// # Panics
+///
+/// If the decision writes to a cluster `fleet` lacks: the fleet is the decision's input.
+pub fn land(fleet: &mut BTreeMap<String, ClusterObservation>, decision: &Decision) -> bool {
+    for change in &decision.changes {
+        let cluster = match change {
+            Change::Capacity { cluster, .. }
+            | Change::Traffic { cluster, .. }
+            | Change::Remove { cluster, .. } => *cluster,
+        };
+        let observed = fleet.get_mut(cluster).expect("a scheduled cluster");
+        match change {
+            Change::Capacity {
+                release, capacity, ..
+            } => {
+                let version =
+                    observed
+                        .versions
+                        .entry((*release).to_owned())
+                        .or_insert(VersionObservation {
+                            capacity: *capacity,
+                            ready: 0,
+                            weight: 0,
+                        });
+                version.capacity = *capacity;
+                version.ready = capacity.floor();
+            }
+            Change::Traffic { traffic, .. } => {
+                for weight in &traffic.weights {
+                    if let Some(version) = observed.versions.get_mut(weight.release) {
+                        version.weight = weight.percent;
+                    }
+                }
+                observed.routes = traffic.routes.clone();
+            }
+            Change::Remove { release, .. } => {
+                observed.versions.remove(*release);
+            }
+        }
+    }
+    !decision.changes.is_empty()
 }

@@ -1,325 +1,246 @@
-//! The rules a pipeline must follow for the engine to complete it, checked against the clusters it
-//! will run on. Field paths are relative to the pipeline (`steps[2].traffic.contender`).
+//! The rules a pipeline must follow for the engine to complete it, which need the state each step
+//! leaves in each cluster: no traffic to a role without pods, and a contender with all of the
+//! capacity and traffic everywhere at the end. Checked against the clusters an application is
+//! scheduled to, or against any fleet, before it is scheduled.
+//!
+//! The field-level rules (weights are percentages, steps have unique names, ...) are
+//! `prism_api::validate`'s; this check expects a pipeline that passed them, and reports in the same
+//! [`ValidationError`]s. Paths are relative to the pipeline (`steps[2].traffic.contender`).
 
-use prism_api::strategy::{Pipeline, Share};
-use thiserror::Error;
+use std::collections::BTreeSet;
+use std::fmt;
 
-use crate::effective::state_at;
-use crate::model::{AppPolicy, ClusterInfo};
+use prism_api::strategy::{ClusterScope, Pipeline, RouteTo, Share};
+use prism_api::validate::{Errors, ValidationError, ValidationErrors};
+use serde::Serialize;
 
-#[derive(Clone, Debug, PartialEq, Eq, Error)]
-pub enum PipelineError {
-    #[error("steps: the strategy has no steps; add at least one step")]
-    NoSteps,
-    #[error(
-        "steps[{step}].traffic: the application has no traffic provider, so weights and routes cannot apply; remove the traffic sub-step or give the application a traffic provider"
-    )]
-    TrafficWithoutProvider { step: usize },
-    #[error(
-        "steps[{step}].traffic.{role}: {value} is not a percentage; give a weight from 0 to 100"
-    )]
-    WeightAbove100 {
-        step: usize,
-        role: &'static str,
-        value: u32,
-    },
-    #[error(
-        "steps[{step}].traffic: contender {contender} and incumbent {incumbent} sum to {}; give weights that sum to 100, or only one of them",
-        contender + incumbent
-    )]
-    WeightsDoNotSum {
-        step: usize,
-        contender: u32,
-        incumbent: u32,
-    },
-    #[error(
-        "steps[{step}].capacity.maxSurge: 0 lets no pod start before another stops; give at least 1"
-    )]
-    ZeroSurge { step: usize },
-    #[error(
-        "steps[{step}]: a step with capacity.maxSurge must not change traffic weights; move the traffic sub-step to a step of its own"
-    )]
-    SurgeWithTraffic { step: usize },
-    #[error(
-        "steps[{step}]: in cluster {cluster}, the {role} gets {weight}% of the traffic but no capacity; give it capacity in this step or an earlier one"
-    )]
-    TrafficWithoutCapacity {
-        step: usize,
-        cluster: String,
-        role: &'static str,
-        weight: u32,
-    },
-    #[error(
-        "steps[{step}]: the last step leaves the contender with {share} of its capacity in cluster {cluster}; the last step must leave it with \"100%\" (add a final step without `clusters` that sets capacity.contender: \"100%\")"
-    )]
-    IncompleteCapacity {
-        step: usize,
-        cluster: String,
-        share: Share,
-    },
-    #[error(
-        "steps[{step}]: the last step leaves the contender with {weight}% of the traffic in cluster {cluster}; the last step must leave it with 100 (add a final step without `clusters` that sets traffic.contender: 100)"
-    )]
-    IncompleteTraffic {
-        step: usize,
-        cluster: String,
-        weight: u32,
-    },
+use crate::effective::{ClusterPlace, StepState, states};
+use crate::model::ClusterInfo;
+
+/// The clusters a pipeline is checked against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clusters<'a> {
+    /// The clusters an application is scheduled to, in schedule order; errors name one of them.
+    Scheduled(&'a [ClusterInfo]),
+    /// Any fleet: one cluster of every kind the steps' scopes tell apart, for an application not
+    /// scheduled yet or a Strategy on its own.
+    Any,
 }
 
-/// Checks that `pipeline` can be rolled out to `clusters` and completes there: weights are
-/// percentages, surge steps leave traffic alone, no step sends traffic to a role without capacity,
-/// and the last step leaves the contender with all of the capacity and traffic everywhere.
+/// Checks that `pipeline` completes on `clusters` and is safe on the way, for an application with
+/// (`traffic`) or without a traffic provider: the last step applies to every cluster, no step sends
+/// traffic (a weight or a route) to a role without capacity, and the last step leaves the contender
+/// with all of the capacity (and traffic) everywhere.
+///
+/// Expects a pipeline that passed `prism_api::validate`; on any other it does not panic, but what
+/// it reports is only as meaningful as the pipeline. Every error is collected, not just the first.
 pub fn check_pipeline(
     pipeline: &Pipeline,
-    app: &AppPolicy,
-    clusters: &[ClusterInfo],
-) -> Result<(), PipelineError> {
-    let last = pipeline
-        .steps
-        .len()
-        .checked_sub(1)
-        .ok_or(PipelineError::NoSteps)?;
-    for (index, step) in pipeline.steps.iter().enumerate() {
-        if let Some(traffic) = &step.traffic {
-            if !app.traffic {
-                return Err(PipelineError::TrafficWithoutProvider { step: index });
-            }
-            for (role, value) in [
-                ("contender", traffic.contender),
-                ("incumbent", traffic.incumbent),
-            ] {
-                if let Some(value) = value.filter(|value| *value > 100) {
-                    return Err(PipelineError::WeightAbove100 {
-                        step: index,
-                        role,
-                        value,
-                    });
-                }
-            }
-            if let (Some(contender), Some(incumbent)) = (traffic.contender, traffic.incumbent)
-                && contender + incumbent != 100
-            {
-                return Err(PipelineError::WeightsDoNotSum {
-                    step: index,
-                    contender,
-                    incumbent,
-                });
-            }
-        }
-        if let Some(surge) = step
-            .capacity
-            .as_ref()
-            .and_then(|capacity| capacity.max_surge)
-        {
-            if surge == 0 {
-                return Err(PipelineError::ZeroSurge { step: index });
-            }
-            if step
-                .traffic
-                .as_ref()
-                .is_some_and(|traffic| traffic.contender.is_some() || traffic.incumbent.is_some())
-            {
-                return Err(PipelineError::SurgeWithTraffic { step: index });
-            }
-        }
+    traffic: bool,
+    clusters: Clusters<'_>,
+) -> Result<(), ValidationErrors> {
+    let steps = &pipeline.steps;
+    let Some(last) = steps.len().checked_sub(1) else {
+        return Err(Errors(vec![ValidationError::new(
+            "steps",
+            steps,
+            "the contender never reaches \"100%\" capacity: add a step that sets capacity.contender: \"100%\"",
+        )]));
+    };
+    let last_path = format!("steps[{last}]");
+    let mut errors = Vec::new();
+    if let Some(scope) = steps[last].clusters.as_ref().filter(|s| !everywhere(s)) {
+        errors.push(ValidationError::new(
+            format!("{last_path}.clusters"),
+            scope,
+            "the last step must apply to every cluster, so that the Release completes everywhere: remove its clusters, or add a last step without them",
+        ));
     }
-    for (cluster, info) in clusters.iter().enumerate() {
-        for step in 0..=last {
-            let state = state_at(pipeline, step, clusters, cluster);
-            let weights = [
-                ("contender", state.contender, state.contender_weight),
-                ("incumbent", state.incumbent, 100 - state.contender_weight),
-            ];
-            for (role, share, weight) in weights {
-                if app.traffic
-                    && weight > 0
-                    && matches!(share, Share::Percent(0) | Share::Replicas(0))
-                {
-                    let cluster = info.name.clone();
-                    return Err(PipelineError::TrafficWithoutCapacity {
-                        step,
-                        cluster,
-                        role,
-                        weight,
-                    });
+
+    let mut reported = BTreeSet::new();
+    let mut short_capacity = None;
+    let mut short_traffic = None;
+    for (place, name) in places(pipeline, clusters) {
+        let mut end = StepState::INITIAL;
+        for (k, state) in states(pipeline, place).enumerate() {
+            end = state;
+            if !traffic {
+                continue;
+            }
+            for role in [RouteTo::Contender, RouteTo::Incumbent] {
+                let (capacity, weight) = share_of(&state, role);
+                let routed = state
+                    .routes
+                    .is_some_and(|routes| routes.iter().any(|route| route.to == role));
+                if (weight > 0 || routed) && capacity.is_zero() && reported.insert((k, role)) {
+                    errors.push(no_pods_for_traffic(pipeline, k, role, &state, name));
                 }
             }
         }
-        let end = state_at(pipeline, last, clusters, cluster);
         if end.contender != Share::Percent(100) {
-            let cluster = info.name.clone();
-            return Err(PipelineError::IncompleteCapacity {
-                step: last,
-                cluster,
-                share: end.contender,
-            });
+            short_capacity.get_or_insert((end.contender, name));
         }
-        if app.traffic && end.contender_weight != 100 {
-            let cluster = info.name.clone();
-            return Err(PipelineError::IncompleteTraffic {
-                step: last,
-                cluster,
-                weight: end.contender_weight,
-            });
+        if traffic && end.contender_weight != 100 {
+            short_traffic.get_or_insert((end.contender_weight, name));
         }
     }
-    Ok(())
+    if let Some((share, name)) = short_capacity {
+        errors.push(ValidationError::new(
+            format!("{last_path}.capacity.contender"),
+            &share,
+            format!(
+                "the last step must leave the contender at \"100%\" capacity in every cluster{}: set capacity.contender: \"100%\" on the last step",
+                left_at(name, share)
+            ),
+        ));
+    }
+    if let Some((weight, name)) = short_traffic {
+        errors.push(ValidationError::new(
+            format!("{last_path}.traffic.contender"),
+            &weight,
+            format!(
+                "the last step must leave the contender 100% of the traffic in every cluster{}: set traffic.contender: 100 on the last step",
+                left_at(name, format!("{weight}%"))
+            ),
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Errors(errors))
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use prism_api::strategy::{CapacityStep, ClusterScope, Step, TrafficStep};
-
-    use super::*;
-
-    fn app(traffic: bool) -> AppPolicy {
-        AppPolicy {
-            traffic,
-            max_versions: 2,
-            version_ttl: None,
-        }
+/// The capacity and the weight of `role` in `state`.
+fn share_of(state: &StepState, role: RouteTo) -> (Share, u32) {
+    if role == RouteTo::Contender {
+        (state.contender, state.contender_weight)
+    } else {
+        (state.incumbent, 100 - state.contender_weight)
     }
+}
 
-    fn clusters() -> Vec<ClusterInfo> {
-        vec![
-            ClusterInfo {
-                name: "eu-1".into(),
-                region: "eu".into(),
-            },
-            ClusterInfo {
-                name: "us-1".into(),
-                region: "us".into(),
-            },
-        ]
+fn no_pods_for_traffic(
+    pipeline: &Pipeline,
+    k: usize,
+    role: RouteTo,
+    state: &StepState,
+    cluster: Option<&str>,
+) -> ValidationError {
+    let role_name = if role == RouteTo::Contender {
+        "contender"
+    } else {
+        "incumbent"
+    };
+    let step = &pipeline.steps[k];
+    let field = if step.traffic.is_some() {
+        format!(".traffic.{role_name}")
+    } else if step.capacity.is_some() {
+        format!(".capacity.{role_name}")
+    } else {
+        String::new()
+    };
+    #[derive(Serialize)]
+    struct RoleState {
+        capacity: Share,
+        weight: u32,
     }
+    let (capacity, weight) = share_of(state, role);
+    let cluster = match cluster {
+        Some(name) => format!("cluster {name}"),
+        None => "some cluster".into(),
+    };
+    ValidationError::new(
+        format!("steps[{k}]{field}"),
+        &RoleState { capacity, weight },
+        format!(
+            "step {:?} sends traffic to the {role_name} while it runs no pods in {cluster}: give the {role_name} capacity in this step or an earlier one, or send it no traffic",
+            step.name
+        ),
+    )
+}
 
-    fn full(scope: Option<ClusterScope>) -> Step {
-        Step {
-            name: "full".into(),
-            capacity: Some(CapacityStep {
-                contender: Some(Share::Percent(100)),
-                incumbent: Some(Share::Percent(0)),
-                max_surge: None,
-            }),
-            traffic: Some(TrafficStep {
-                contender: Some(100),
-                ..Default::default()
-            }),
-            clusters: scope,
-            ..Default::default()
-        }
-    }
+/// `, and leaves cluster c2 at 0%` after a rule, when the cluster is a scheduled one.
+fn left_at(cluster: Option<&str>, value: impl fmt::Display) -> String {
+    cluster
+        .map(|name| format!(", and leaves cluster {name} at {value}"))
+        .unwrap_or_default()
+}
 
-    #[test]
-    fn a_full_last_step_is_valid() {
-        let pipeline = Pipeline {
-            steps: vec![full(None)],
-        };
-        assert_eq!(check_pipeline(&pipeline, &app(true), &clusters()), Ok(()));
-    }
+fn everywhere(scope: &ClusterScope) -> bool {
+    scope.first.is_none() && scope.names.is_none() && scope.region.is_none()
+}
 
-    #[test]
-    fn an_empty_pipeline_is_rejected() {
-        assert_eq!(
-            check_pipeline(&Pipeline::default(), &app(true), &clusters()),
-            Err(PipelineError::NoSteps)
-        );
-    }
-
-    #[test]
-    fn a_last_step_scoped_to_one_region_leaves_the_other_incomplete_and_names_it() {
-        let eu = ClusterScope {
-            region: Some("eu".into()),
-            ..Default::default()
-        };
-        let pipeline = Pipeline {
-            steps: vec![full(Some(eu))],
-        };
-        let error = check_pipeline(&pipeline, &app(true), &clusters()).unwrap_err();
-        assert_eq!(
-            error,
-            PipelineError::IncompleteCapacity {
-                step: 0,
-                cluster: "us-1".into(),
-                share: Share::Percent(0)
-            }
-        );
-        assert!(
-            error
-                .to_string()
-                .starts_with("steps[0]: the last step leaves the contender with 0%")
-        );
-    }
-
-    #[test]
-    fn traffic_to_a_contender_without_capacity_is_rejected() {
-        let mut early = full(None);
-        early.capacity = None;
-        early.traffic = Some(TrafficStep {
-            contender: Some(10),
-            ..Default::default()
-        });
-        let pipeline = Pipeline {
-            steps: vec![early, full(None)],
-        };
-        assert!(matches!(
-            check_pipeline(&pipeline, &app(true), &clusters()),
-            Err(PipelineError::TrafficWithoutCapacity {
-                step: 0,
-                role: "contender",
-                weight: 10,
-                ..
+/// The clusters to walk the steps over, each with its name when it is a scheduled one.
+fn places<'c>(
+    pipeline: &'c Pipeline,
+    clusters: Clusters<'c>,
+) -> Vec<(ClusterPlace<'c>, Option<&'c str>)> {
+    match clusters {
+        Clusters::Scheduled(clusters) => (0..clusters.len())
+            .map(|index| {
+                let place = ClusterPlace::scheduled(clusters, index);
+                (place, place.name)
             })
-        ));
+            .collect(),
+        Clusters::Any => cluster_kinds(pipeline)
+            .into_iter()
+            .map(|place| (place, None))
+            .collect(),
     }
+}
 
-    #[test]
-    fn a_surge_step_that_shifts_traffic_is_rejected() {
-        let mut surge = full(None);
-        surge.capacity.as_mut().unwrap().max_surge = Some(2);
-        let pipeline = Pipeline { steps: vec![surge] };
-        assert_eq!(
-            check_pipeline(&pipeline, &app(true), &clusters()),
-            Err(PipelineError::SurgeWithTraffic { step: 0 })
-        );
-    }
+/// More kinds of cluster than this, and only one aspect (place, name, region) varies at a time.
+const MAX_CLUSTER_KINDS: usize = 4096;
 
-    #[test]
-    fn weights_are_percentages_that_sum_to_100() {
-        let mut step = full(None);
-        step.traffic = Some(TrafficStep {
-            contender: Some(140),
-            ..Default::default()
-        });
-        let pipeline = Pipeline {
-            steps: vec![step.clone()],
-        };
-        let error = check_pipeline(&pipeline, &app(true), &clusters()).unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "steps[0].traffic.contender: 140 is not a percentage; give a weight from 0 to 100"
-        );
-        step.traffic = Some(TrafficStep {
-            contender: Some(60),
-            incumbent: Some(60),
-            routes: None,
-        });
-        let pipeline = Pipeline { steps: vec![step] };
-        assert!(matches!(
-            check_pipeline(&pipeline, &app(true), &clusters()),
-            Err(PipelineError::WeightsDoNotSum { .. })
-        ));
-    }
+/// One cluster of every kind the steps' scopes tell apart: its place in schedule order (inside or
+/// outside each `first`), its name (one a scope names, or none of them) and its region (likewise).
+/// A cluster named by one step may be in any region and at any place, so every combination counts:
+/// a strategy must be safe for all of them.
+fn cluster_kinds(pipeline: &Pipeline) -> Vec<ClusterPlace<'_>> {
+    let scopes = || pipeline.steps.iter().filter_map(|s| s.clusters.as_ref());
+    let firsts: BTreeSet<usize> = scopes()
+        .filter_map(|s| s.first)
+        .map(|f| f as usize)
+        .collect();
+    // The last place inside each `first`, and one place beyond them all.
+    let mut indices: Vec<usize> = firsts.iter().filter_map(|f| f.checked_sub(1)).collect();
+    indices.push(firsts.last().copied().unwrap_or(0));
+    let names: BTreeSet<Option<&str>> = scopes()
+        .filter_map(|s| s.names.as_ref())
+        .flatten()
+        .map(|n| Some(n.as_str()))
+        .chain([None])
+        .collect();
+    let regions: BTreeSet<Option<&str>> = scopes()
+        .filter_map(|s| s.region.as_deref())
+        .map(Some)
+        .chain([None])
+        .collect();
 
-    #[test]
-    fn traffic_without_a_provider_is_rejected() {
-        let pipeline = Pipeline {
-            steps: vec![full(None)],
-        };
-        assert_eq!(
-            check_pipeline(&pipeline, &app(false), &clusters()),
-            Err(PipelineError::TrafficWithoutProvider { step: 0 })
-        );
+    let kind = |index, name, region| ClusterPlace {
+        index,
+        name,
+        region,
+    };
+    let count = indices
+        .len()
+        .saturating_mul(names.len())
+        .saturating_mul(regions.len());
+    if count <= MAX_CLUSTER_KINDS {
+        let mut kinds = Vec::new();
+        for &index in &indices {
+            for &name in &names {
+                for &region in &regions {
+                    kinds.push(kind(index, name, region));
+                }
+            }
+        }
+        return kinds;
     }
+    let beyond = indices.last().copied().unwrap_or(0);
+    let by_index = indices.iter().map(|&index| kind(index, None, None));
+    let by_name = names.iter().map(|&name| kind(beyond, name, None));
+    let by_region = regions.iter().map(|&region| kind(beyond, None, region));
+    by_index.chain(by_name).chain(by_region).collect()
 }

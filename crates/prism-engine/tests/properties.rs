@@ -9,8 +9,9 @@ use prism_api::strategy::{
     AnalysisStep, CapacityStep, ClusterScope, Duration, Gate, Pipeline, Share, Step, TrafficStep,
 };
 use prism_engine::{
-    AppPolicy, Capacity, Change, ClusterInfo, ClusterObservation, ClusterPhase, Input, Phase,
-    Progress, ReleaseInput, ResolvedRoute, Verdict, VersionObservation, check_pipeline, decide,
+    AppPolicy, Capacity, Change, ClusterInfo, ClusterObservation, ClusterPhase, Clusters, Input,
+    Phase, Progress, ReleaseInput, ResolvedRoute, Verdict, VersionObservation, check_pipeline,
+    decide,
 };
 use proptest::prelude::*;
 
@@ -77,20 +78,9 @@ fn pipeline() -> impl Strategy<Value = Pipeline> {
         .prop_flat_map(|count| {
             let steps: Vec<_> = (0..count).map(random_step).collect();
             (steps, gate()).prop_map(move |(mut steps, gate)| {
-                steps.push(Step {
-                    name: "full".into(),
-                    capacity: Some(CapacityStep {
-                        contender: Some(Share::Percent(100)),
-                        incumbent: Some(Share::Percent(0)),
-                        max_surge: None,
-                    }),
-                    traffic: Some(TrafficStep {
-                        contender: Some(100),
-                        ..Default::default()
-                    }),
-                    gate,
-                    ..Default::default()
-                });
+                let mut full = traffic(capacity(step("full"), 100, 0), 100);
+                full.gate = gate;
+                steps.push(full);
                 steps
             })
         })
@@ -425,7 +415,7 @@ proptest! {
         let pipeline = if traffic { pipeline } else { headless(pipeline) };
         let app = AppPolicy { traffic, max_versions: 2, version_ttl: None };
         let clusters = common::clusters(clusters);
-        prop_assume!(check_pipeline(&pipeline, &app, &clusters).is_ok());
+        prop_assume!(check_pipeline(&pipeline, app.traffic, Clusters::Scheduled(&clusters)).is_ok());
         let mut world = steady_world(&pipeline, app, clusters);
         let mut done = false;
         for _ in 0..200 {
@@ -445,7 +435,7 @@ proptest! {
     fn an_abort_restores_the_incumbent_capacity_before_its_traffic(pipeline in pipeline(), clusters in 1usize..=8, rounds in 0usize..12) {
         let app = AppPolicy { traffic: true, max_versions: 2, version_ttl: None };
         let clusters = common::clusters(clusters);
-        prop_assume!(check_pipeline(&pipeline, &app, &clusters).is_ok());
+        prop_assume!(check_pipeline(&pipeline, app.traffic, Clusters::Scheduled(&clusters)).is_ok());
         let mut world = steady_world(&pipeline, app, clusters);
         for _ in 0..rounds {
             if follow(&mut world) != Phase::Progressing && world.releases[1].progress.phase == Phase::Complete {
@@ -481,7 +471,7 @@ proptest! {
     fn at_a_fixed_point_nothing_is_written_and_nothing_is_said(pipeline in pipeline(), clusters in 1usize..=8, rounds in 0usize..30) {
         let app = AppPolicy { traffic: true, max_versions: 2, version_ttl: None };
         let clusters = common::clusters(clusters);
-        prop_assume!(check_pipeline(&pipeline, &app, &clusters).is_ok());
+        prop_assume!(check_pipeline(&pipeline, app.traffic, Clusters::Scheduled(&clusters)).is_ok());
         let mut world = steady_world(&pipeline, app, clusters);
         for _ in 0..rounds {
             follow(&mut world);

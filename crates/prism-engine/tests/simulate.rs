@@ -2,7 +2,7 @@ mod common;
 
 use common::*;
 use prism_api::strategy::{AnalysisStep, Duration, Pipeline};
-use prism_engine::{Capacity, Outcome, PipelineError, Scenario, SimulateError, Timeline, simulate};
+use prism_engine::{Capacity, Outcome, Scenario, SimulateError, Timeline, simulate};
 
 fn plan(
     pipeline: &Pipeline,
@@ -125,5 +125,9 @@ fn failing_a_step_without_checks_is_an_error() {
 #[test]
 fn an_invalid_pipeline_is_an_error_not_a_plan() {
     let error = plan(&Pipeline::default(), true, 1, None).unwrap_err();
-    assert_eq!(error, SimulateError::Pipeline(PipelineError::NoSteps));
+    assert!(matches!(error, SimulateError::Pipeline(_)), "{error}");
+    assert_eq!(
+        error.to_string(),
+        "steps: the contender never reaches \"100%\" capacity: add a step that sets capacity.contender: \"100%\" (value: [])"
+    );
 }

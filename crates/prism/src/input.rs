@@ -6,8 +6,9 @@ use std::fmt;
 
 use kube::CustomResourceExt;
 use prism_api::strategy::Pipeline;
-use prism_api::validate::{self, AppTraffic, ValidationError};
+use prism_api::validate::{self, AppTraffic, Errors, ValidationError, ValidationErrors};
 use prism_api::{Application, ClusterStrategy, Strategy};
+use prism_engine::{Clusters, check_pipeline};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -49,25 +50,12 @@ impl fmt::Display for InputError {
 }
 
 /// Every error in the file, in document order.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub struct InputErrors(pub Vec<InputError>);
-
-impl fmt::Display for InputErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, error) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{error}")?;
-        }
-        Ok(())
-    }
-}
+pub type InputErrors = Errors<InputError>;
 
 /// Parses and validates an application file's text.
 pub fn read(text: &str) -> Result<Input, InputErrors> {
     let documents: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|error| {
-        InputErrors(vec![InputError {
+        Errors(vec![InputError {
             document: "file".into(),
             path: String::new(),
             value: None,
@@ -129,7 +117,7 @@ pub fn read(text: &str) -> Result<Input, InputErrors> {
         }
     };
     let (Some((label, application)), []) = (application, errors.as_slice()) else {
-        return Err(InputErrors(errors));
+        return Err(Errors(errors));
     };
     let strategies: Vec<Strategy> = strategies.into_iter().flatten().collect();
     let cluster_strategies: Vec<ClusterStrategy> =
@@ -146,12 +134,15 @@ fn check(
 ) -> Result<Input, InputErrors> {
     let spec = &application.spec;
     let mut errors = Vec::new();
-    collect(&mut errors, app_label, validate::application(spec));
+    collect(&mut errors, app_label, "", validate::application(spec));
 
     let traffic = AppTraffic::of(spec);
     let strategy = &spec.strategy;
     let named = |kind: &str, name: &str| format!("{kind}/{name}");
     let mut pipeline = strategy.steps.clone().map(|steps| Pipeline { steps });
+    if let Some(inline) = &pipeline {
+        check_effective_states(&mut errors, app_label, inline, "spec.strategy.", traffic);
+    }
     if let Some(name) = &strategy.name {
         match strategies
             .iter()
@@ -181,31 +172,28 @@ fn check(
         }
     }
     // Every strategy document is checked; the one the application names, against the application.
-    for s in strategies {
-        let name = s.metadata.name.as_deref().unwrap_or("");
-        let traffic = if strategy.name.as_deref() == Some(name) {
+    let documents = strategies
+        .iter()
+        .map(|s| ("Strategy", &s.metadata, s.pipeline(), &strategy.name))
+        .chain(cluster_strategies.iter().map(|s| {
+            let named_by_app = &strategy.cluster_strategy_name;
+            ("ClusterStrategy", &s.metadata, s.pipeline(), named_by_app)
+        }));
+    for (kind, metadata, steps, named_by_app) in documents {
+        let name = metadata.name.as_deref().unwrap_or("");
+        let traffic = if named_by_app.as_deref() == Some(name) {
             traffic
         } else {
             AppTraffic::Unknown
         };
+        let document = named(kind, name);
         collect(
             &mut errors,
-            &named("Strategy", name),
-            validate::pipeline(s.pipeline(), "spec.steps", traffic),
+            &document,
+            "",
+            validate::pipeline(steps, "spec.steps", traffic),
         );
-    }
-    for s in cluster_strategies {
-        let name = s.metadata.name.as_deref().unwrap_or("");
-        let traffic = if strategy.cluster_strategy_name.as_deref() == Some(name) {
-            traffic
-        } else {
-            AppTraffic::Unknown
-        };
-        collect(
-            &mut errors,
-            &named("ClusterStrategy", name),
-            validate::pipeline(s.pipeline(), "spec.steps", traffic),
-        );
+        check_effective_states(&mut errors, &document, steps, "spec.", traffic);
     }
 
     match pipeline {
@@ -213,7 +201,7 @@ fn check(
             application,
             pipeline,
         }),
-        _ => Err(InputErrors(errors)),
+        _ => Err(Errors(errors)),
     }
 }
 
@@ -228,10 +216,39 @@ fn missing_strategy(document: &str, path: &str, kind: &str, name: &str) -> Input
     }
 }
 
+/// The engine's rules for the pipeline whose steps are at `{parent}steps`, which need the state
+/// each step leaves in each cluster, on any fleet: `prism plan` reads no cluster.
+fn check_effective_states(
+    errors: &mut Vec<InputError>,
+    document: &str,
+    pipeline: &Pipeline,
+    parent: &str,
+    traffic: AppTraffic,
+) {
+    // `validate` reports a pipeline without steps.
+    if pipeline.steps.is_empty() {
+        return;
+    }
+    let traffic = match traffic {
+        AppTraffic::Shifted(_) => true,
+        AppTraffic::None => false,
+        // A Strategy on its own shifts traffic if one of its steps does.
+        AppTraffic::Unknown => pipeline.steps.iter().any(|step| step.traffic.is_some()),
+    };
+    collect(
+        errors,
+        document,
+        parent,
+        check_pipeline(pipeline, traffic, Clusters::Any),
+    );
+}
+
+/// The errors of `result` as errors of `document`, their paths below `parent`.
 fn collect(
     errors: &mut Vec<InputError>,
     document: &str,
-    result: Result<(), validate::ValidationErrors>,
+    parent: &str,
+    result: Result<(), ValidationErrors>,
 ) {
     if let Err(found) = result {
         errors.extend(found.0.into_iter().map(
@@ -241,7 +258,7 @@ fn collect(
                  message,
              }| InputError {
                 document: document.into(),
-                path,
+                path: format!("{parent}{path}"),
                 value: Some(value),
                 message,
             },

@@ -2,8 +2,9 @@
 //! rules within its cost budget), admits every example, and rejects bad values with Prism's
 //! messages.
 
-use std::path::Path;
+mod common;
 
+use common::{documents, examples};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
@@ -92,13 +93,6 @@ async fn create(
     )
 }
 
-fn documents(example: &str) -> Vec<Value> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples")
-        .join(example);
-    serde_saphyr::from_multiple(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 #[tokio::test]
 async fn the_api_server_takes_the_crds_and_judges_applications_by_them() {
     let env = TestEnv::new("prism-crds").await;
@@ -106,17 +100,8 @@ async fn the_api_server_takes_the_crds_and_judges_applications_by_them() {
     let namespace = env.namespace();
     install_crds(&client).await;
 
-    let examples = [
-        "autoscaled",
-        "blue-green",
-        "canary",
-        "rainbow",
-        "rolling",
-        "vanguard",
-        "worker",
-    ];
-    for example in examples {
-        for document in documents(&format!("{example}.yaml")) {
+    for (example, _) in examples() {
+        for document in documents(&example) {
             let kind = document["kind"].clone();
             assert_eq!(
                 create(&client, namespace, document, false).await,
@@ -126,7 +111,7 @@ async fn the_api_server_takes_the_crds_and_judges_applications_by_them() {
         }
     }
 
-    let mut strategy = documents("vanguard.yaml").remove(1);
+    let mut strategy = documents("vanguard").remove(1);
     strategy["spec"]["steps"][3]["name"] = json!("half");
     strategy["spec"]["steps"][1]["traffic"]["contender"] = json!(140);
     let causes = create(&client, namespace, strategy, false).await;
@@ -148,7 +133,7 @@ async fn the_api_server_takes_the_crds_and_judges_applications_by_them() {
         "{causes:?}"
     );
 
-    let mut worker = documents("worker.yaml").remove(0);
+    let mut worker = documents("worker").remove(0);
     worker["spec"]["strategy"]["steps"][1]["traffic"] = json!({"contender": 25});
     let causes = create(&client, namespace, worker, false).await;
     assert!(
@@ -168,7 +153,7 @@ async fn a_release_is_immutable_but_for_its_commands() {
     let namespace = env.namespace();
     install_crds(&client).await;
 
-    let app = documents("blue-green.yaml").remove(0);
+    let app = documents("blue-green").remove(0);
     let release = json!({
         "apiVersion": "prism.dev/v1alpha1",
         "kind": "Release",

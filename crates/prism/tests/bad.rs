@@ -116,3 +116,33 @@ fn yaml_that_does_not_parse() {
     let error = input::read("spec: [unclosed").unwrap_err().to_string();
     assert!(error.starts_with("file: not valid YAML: "), "{error}");
 }
+
+#[test]
+fn every_error_at_once_field_rules_first_then_the_state_each_step_leaves() {
+    let paths: Vec<String> = errors_of("every-error.yaml")
+        .iter()
+        .map(|error| error.splitn(3, ": ").take(2).collect::<Vec<_>>().join(": "))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "Application/web: spec.strategy.steps[0].name",
+            "Application/web: spec.strategy.steps[0].traffic.contender",
+            "Application/web: spec.strategy.steps[0].gate",
+            "Application/web: spec.strategy.steps[1].name",
+            "Application/web: spec.strategy.steps[1].name",
+            // The contender gets 100% of the traffic in step 0 with no pods.
+            "Application/web: spec.strategy.steps[0].traffic.contender",
+        ]
+    );
+}
+
+#[test]
+fn a_strategy_document_the_application_does_not_name_is_checked_on_its_own() {
+    assert_eq!(
+        errors_of("unsafe-strategy.yaml"),
+        [
+            "ClusterStrategy/dark: spec.steps[0].traffic.contender: step \"dark\" sends traffic to the contender while it runs no pods in some cluster: give the contender capacity in this step or an earlier one, or send it no traffic (value: {\"capacity\":\"0%\",\"weight\":10})"
+        ]
+    );
+}

@@ -2,30 +2,16 @@
 //! locally), `prism plan`'s checks, and a simulated rollout that completes; the plans are
 //! snapshots, shown in docs/strategies.md.
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::path::Path;
+
+use common::{documents, example, examples};
 use kube::CustomResourceExt;
 use prism::plan::{plan, table};
 use prism_api::{Application, ClusterStrategy, Strategy};
 use prism_engine::Outcome;
 use serde_json::Value;
-
-fn examples() -> Vec<(String, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|path| {
-            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read_to_string(&path).unwrap())
-        })
-        .collect()
-}
 
 #[test]
 fn there_is_an_example_for_each_kind_of_rollout() {
@@ -83,9 +69,8 @@ fn schema_errors(document: &Value) -> Vec<String> {
 
 #[test]
 fn every_example_passes_the_crd_schemas() {
-    for (name, text) in examples() {
-        let documents: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
-        for document in documents {
+    for (name, _) in examples() {
+        for document in documents(&name) {
             assert_eq!(
                 schema_errors(&document),
                 Vec::<String>::new(),
@@ -98,13 +83,7 @@ fn every_example_passes_the_crd_schemas() {
 
 #[test]
 fn the_schema_check_rejects_what_the_api_server_would() {
-    let (_, text) = examples()
-        .into_iter()
-        .find(|(name, _)| name == "vanguard")
-        .unwrap();
-    let mut strategy = serde_saphyr::from_multiple::<Value>(&text)
-        .unwrap()
-        .remove(1);
+    let mut strategy = documents("vanguard").remove(1);
     strategy["spec"]["steps"][1]["traffic"]["contender"] = Value::from(140);
     strategy["spec"]["steps"][2]["capacity"]["contender"] = Value::from("140%");
     strategy["spec"]["steps"][3]["name"] = Value::from("half");
@@ -129,10 +108,7 @@ fn every_example_plans_to_completion() {
 
 #[test]
 fn a_failed_analysis_rolls_the_canary_back() {
-    let (_, text) = examples()
-        .into_iter()
-        .find(|(name, _)| name == "canary")
-        .unwrap();
+    let text = example("canary");
     let timeline = plan(&text, 3, Some("weight-30")).unwrap();
     assert_eq!(timeline.outcome, Outcome::RolledBack);
     insta::assert_snapshot!("canary-fail-at-weight-30", table(&timeline));
@@ -140,10 +116,7 @@ fn a_failed_analysis_rolls_the_canary_back() {
 
 #[test]
 fn the_vanguard_over_five_clusters() {
-    let (_, text) = examples()
-        .into_iter()
-        .find(|(name, _)| name == "vanguard")
-        .unwrap();
+    let text = example("vanguard");
     let timeline = plan(&text, 5, None).unwrap();
     insta::assert_snapshot!("vanguard-5-clusters", table(&timeline));
 }
@@ -156,10 +129,7 @@ fn the_strategy_guide_shows_every_plan_as_it_is() {
         .into_iter()
         .map(|(name, text)| (name, table(&plan(&text, 3, None).unwrap())))
         .collect();
-    let (_, canary) = examples()
-        .into_iter()
-        .find(|(name, _)| name == "canary")
-        .unwrap();
+    let canary = example("canary");
     plans.push((
         "canary --fail-at weight-30".into(),
         table(&plan(&canary, 3, Some("weight-30")).unwrap()),

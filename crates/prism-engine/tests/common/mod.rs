@@ -126,66 +126,27 @@ pub fn fleet(
 ) -> BTreeMap<String, ClusterObservation> {
     clusters
         .iter()
-        .map(|cluster| {
-            let versions = versions
-                .iter()
-                .map(|(name, replicas, weight)| {
-                    let observation = VersionObservation {
-                        capacity: Capacity::Replicas(*replicas),
-                        ready: *replicas,
-                        weight: *weight,
-                    };
-                    (name.to_string(), observation)
-                })
-                .collect();
-            (
-                cluster.name.clone(),
-                ClusterObservation {
-                    reachable: true,
-                    versions,
-                    routes: vec![],
-                },
-            )
-        })
+        .map(|cluster| (cluster.name.clone(), running(versions)))
         .collect()
 }
 
-/// Lands a decision's writes on an idealised fleet: every pod becomes ready at once.
-pub fn apply(fleet: &mut BTreeMap<String, ClusterObservation>, decision: &prism_engine::Decision) {
-    use prism_engine::Change;
-    for change in &decision.changes {
-        match change {
-            Change::Capacity {
-                cluster,
-                release,
-                capacity,
-            } => {
-                let version = fleet
-                    .get_mut(*cluster)
-                    .unwrap()
-                    .versions
-                    .entry(release.to_string())
-                    .or_insert(VersionObservation {
-                        capacity: *capacity,
-                        ready: 0,
-                        weight: 0,
-                    });
-                version.capacity = *capacity;
-                version.ready = capacity.floor();
-            }
-            Change::Traffic { cluster, traffic } => {
-                let observed = fleet.get_mut(*cluster).unwrap();
-                for weight in &traffic.weights {
-                    if let Some(version) = observed.versions.get_mut(weight.release) {
-                        version.weight = weight.percent;
-                    }
-                }
-                observed.routes = traffic.routes.clone();
-            }
-            Change::Remove { cluster, release } => {
-                fleet.get_mut(*cluster).unwrap().versions.remove(*release);
-            }
-        }
+/// A reachable cluster running `versions` (name, replicas all ready, weight), with no routes.
+pub fn running(versions: &[(&str, u32, u32)]) -> ClusterObservation {
+    let versions = versions
+        .iter()
+        .map(|(name, replicas, weight)| {
+            let observation = VersionObservation {
+                capacity: Capacity::Replicas(*replicas),
+                ready: *replicas,
+                weight: *weight,
+            };
+            (name.to_string(), observation)
+        })
+        .collect();
+    ClusterObservation {
+        reachable: true,
+        versions,
+        routes: vec![],
     }
 }
 
@@ -288,7 +249,7 @@ impl<'a> World<'a> {
             observed: &fleet,
         };
         let decision = prism_engine::decide(&input);
-        apply(&mut self.fleet, &decision);
+        prism_engine::land(&mut self.fleet, &decision);
         for (release, decided) in self.releases.iter_mut().zip(&decision.releases) {
             release.progress = decided.progress.clone();
         }
