@@ -96,8 +96,9 @@ pub enum SimulateError {
     },
 }
 
-const INCUMBENT: &str = "incumbent";
-const CONTENDER: &str = "contender";
+// The versions are named as `prism plan` shows them, so that `{version}` in a route reads well.
+const INCUMBENT: &str = "old";
+const CONTENDER: &str = "new";
 
 /// Rolls a contender out over an idealised fleet and returns the timeline.
 pub fn simulate(scenario: &Scenario) -> Result<Timeline, SimulateError> {

@@ -249,10 +249,5 @@ fn describe_route(route: &ResolvedRoute) -> String {
     } else {
         String::new()
     };
-    let version = match route.version.as_str() {
-        "contender" => "new",
-        "incumbent" => "old",
-        other => other,
-    };
-    format!("{} ({matched}) → {version}", route.name)
+    format!("{} ({matched}) → {}", route.name, route.version)
 }
