@@ -119,8 +119,9 @@ pub struct ReleaseStatus {
     pub analysis: Vec<AnalysisResult>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ReleasePhase {
+    #[default]
     Progressing,
     /// A manual gate waits for `prism promote`.
     WaitingForCommand,
@@ -133,6 +134,29 @@ pub enum ReleasePhase {
     Aborted,
     /// A newer Release replaced this one before it completed.
     Superseded,
+}
+
+impl ReleasePhase {
+    /// Still on its way through the steps: the phases of a contender.
+    pub fn is_rolling_out(self) -> bool {
+        matches!(
+            self,
+            ReleasePhase::Progressing | ReleasePhase::WaitingForCommand | ReleasePhase::Paused
+        )
+    }
+
+    /// The phase's name, as the status and condition reasons spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleasePhase::Progressing => "Progressing",
+            ReleasePhase::WaitingForCommand => "WaitingForCommand",
+            ReleasePhase::Paused => "Paused",
+            ReleasePhase::Complete => "Complete",
+            ReleasePhase::RollingBack => "RollingBack",
+            ReleasePhase::Aborted => "Aborted",
+            ReleasePhase::Superseded => "Superseded",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

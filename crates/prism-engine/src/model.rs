@@ -90,42 +90,8 @@ impl AbortCause {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub enum Phase {
-    #[default]
-    Progressing,
-    WaitingForCommand,
-    /// An analysis was inconclusive: waiting for a conclusive one or a person.
-    Paused,
-    Complete,
-    RollingBack,
-    Aborted,
-    /// A newer release replaced this one before it completed.
-    Superseded,
-}
-
-impl Phase {
-    /// Still on its way through the steps: the phases of a contender.
-    pub fn is_rolling_out(self) -> bool {
-        matches!(
-            self,
-            Phase::Progressing | Phase::WaitingForCommand | Phase::Paused
-        )
-    }
-
-    /// The phase's name, CamelCase.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Progressing => "Progressing",
-            Phase::WaitingForCommand => "WaitingForCommand",
-            Phase::Paused => "Paused",
-            Phase::Complete => "Complete",
-            Phase::RollingBack => "RollingBack",
-            Phase::Aborted => "Aborted",
-            Phase::Superseded => "Superseded",
-        }
-    }
-}
+/// A release's phase is the one its status shows.
+pub use prism_api::release::ReleasePhase as Phase;
 
 /// The outcome of an analysis or a webhook gate, as an adapter reports it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
