@@ -1,5 +1,6 @@
 //! The `prism` binary's commands; `main.rs` only parses the command line.
 
+pub mod controller;
 pub mod crds;
 pub mod input;
 pub mod plan;

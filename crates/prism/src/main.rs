@@ -15,6 +15,12 @@ struct Cli {
 enum Command {
     /// Print every CRD as YAML, for `kubectl apply -f -`.
     Crds,
+    /// Run the controllers against the cluster of the current kubeconfig (logs: RUST_LOG).
+    Controller {
+        /// Watch this namespace only. Default: every namespace.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
     /// Simulate an application's rollout on an idealised fleet and print the timeline.
     Plan {
         /// The application file: an Application, and the Strategy or ClusterStrategy it names.
@@ -44,6 +50,10 @@ fn main() -> ExitCode {
                 print!("{yaml}");
                 ExitCode::SUCCESS
             }
+            Err(error) => fail(1, error),
+        },
+        Command::Controller { namespace } => match prism::controller::run(namespace) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(error) => fail(1, error),
         },
         Command::Plan {

@@ -1,0 +1,864 @@
+//! The Application reconciler: each change of an Application's template or resolved strategy
+//! becomes a new, immutable Release, and old Releases beyond `revisionHistoryLimit` are pruned.
+//!
+//! One reconcile is a pipeline: [`dereference`] (read what the Application names) → [`validate`]
+//! (pure) → [`desired_release`], [`releases_to_prune`] and [`desired_status`] (pure, no client)
+//! → apply (server-side apply, field manager [`FIELD_MANAGER`]) → status. Nothing is written
+//! when nothing changed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Client, Resource, ResourceExt};
+use prism_api::Strategy;
+use prism_api::application::{ApplicationPhase, ApplicationStatus};
+use prism_api::conditions::{self, Condition};
+use prism_api::release::{ReleasePhase, ScheduledCluster};
+use prism_api::validate::{self, AppTraffic, ValidationErrors};
+use prism_api::{Application, ApplicationSpec, ClusterStrategy, Pipeline, Release, ReleaseSpec};
+use prism_engine::{Clusters, check_pipeline};
+use tracing::{info, warn};
+
+use crate::error::Error;
+
+/// The one field manager of every write Prism makes.
+pub const FIELD_MANAGER: &str = "prism";
+/// The label naming the Application a Release (and later each installed object) belongs to.
+pub const APP_LABEL: &str = "prism.dev/app";
+/// The label naming the Release an object belongs to.
+pub const RELEASE_LABEL: &str = "prism.dev/release";
+
+/// `Valid` condition reasons.
+pub const REASON_VALID: &str = "Valid";
+pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+pub const REASON_STRATEGY_NOT_FOUND: &str = "StrategyNotFound";
+/// The Event emitted when a Release is created.
+pub const REASON_RELEASE_CREATED: &str = "ReleaseCreated";
+
+/// Resync period: every event the reconciler depends on is watched, so this is only a safety net.
+const RESYNC: Duration = Duration::from_secs(300);
+const RETRY: Duration = Duration::from_secs(5);
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+}
+
+/// The strategy an Application names, as found in the cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StrategySource {
+    /// `spec.strategy.steps`.
+    Inline(Pipeline),
+    /// A Strategy of the Application's namespace.
+    Strategy {
+        name: String,
+        found: Option<Pipeline>,
+    },
+    /// A ClusterStrategy.
+    ClusterStrategy {
+        name: String,
+        found: Option<Pipeline>,
+    },
+    /// The spec names none (the schema forbids it; `validate` reports it).
+    None,
+}
+
+impl StrategySource {
+    /// How `status.strategy` names it: a Strategy's name, `ClusterStrategy/<name>`, or `inline`.
+    pub fn label(&self) -> Option<String> {
+        match self {
+            StrategySource::Inline(_) => Some("inline".into()),
+            StrategySource::Strategy { name, .. } => Some(name.clone()),
+            StrategySource::ClusterStrategy { name, .. } => Some(format!("ClusterStrategy/{name}")),
+            StrategySource::None => None,
+        }
+    }
+}
+
+/// Everything one reconcile reads.
+pub struct Observed {
+    pub strategy: StrategySource,
+    /// The Application's Releases, by revision.
+    pub releases: Vec<Release>,
+}
+
+/// Why an Application is not valid: the `Valid` condition's reason and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = app
+        .namespace()
+        .ok_or_else(|| Error::MissingField(app.name_any(), "metadata.namespace"))?;
+    let name = app.name_any();
+    let releases_api: Api<Release> = Api::namespaced(ctx.client.clone(), &namespace);
+
+    // 1. Dereference.
+    let observed = dereference(&app, &ctx.client, &namespace).await?;
+
+    // 2. Validate.
+    let verdict = validate(&app.spec, &observed.strategy);
+
+    // 3. Build.
+    let created = match &verdict {
+        Ok(pipeline) => desired_release(&app, pipeline, &observed.releases)?,
+        Err(_) => None,
+    };
+    let mut releases = observed.releases;
+    if let Some(release) = &created {
+        releases.push(release.clone());
+    }
+    let prune = match &verdict {
+        Ok(_) => releases_to_prune(&releases, app.spec.revision_history_limit),
+        Err(_) => Vec::new(),
+    };
+    releases.retain(|r| !prune.contains(&r.name_any()));
+    let current = app.status.clone().unwrap_or_default();
+    let status = desired_status(
+        &app,
+        &current,
+        observed.strategy.label(),
+        verdict.as_ref().err(),
+        &releases,
+        Time(jiff_now()),
+    );
+
+    // 4. Apply.
+    if let Some(release) = &created {
+        let release_name = release.name_any();
+        releases_api
+            .patch(
+                &release_name,
+                &PatchParams::apply(FIELD_MANAGER),
+                &Patch::Apply(release),
+            )
+            .await
+            .map_err(Error::kube(format!(
+                "creating Release {namespace}/{release_name}"
+            )))?;
+        info!(application = %name, release = %release_name, "created a Release");
+        publish(
+            &ctx,
+            &app,
+            EventType::Normal,
+            REASON_RELEASE_CREATED,
+            format!(
+                "created Release {release_name} (revision {})",
+                release.spec.revision
+            ),
+            "CreateRelease",
+        )
+        .await;
+    }
+    for old in &prune {
+        match releases_api.delete(old, &DeleteParams::default()).await {
+            Ok(_) => info!(application = %name, release = %old, "pruned a Release"),
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => {
+                return Err(Error::kube(format!("pruning Release {namespace}/{old}"))(
+                    error,
+                ));
+            }
+        }
+    }
+
+    // 5. Status.
+    if let Err(invalid) = &verdict {
+        let valid_before = conditions::find(&current.conditions, conditions::application::VALID);
+        let same = valid_before
+            .is_some_and(|c| c.reason == invalid.reason && c.message == invalid.message);
+        if !same {
+            warn!(application = %name, reason = invalid.reason, "{}", invalid.message);
+            publish(
+                &ctx,
+                &app,
+                EventType::Warning,
+                invalid.reason,
+                invalid.message.clone(),
+                "Validate",
+            )
+            .await;
+        }
+    }
+    if app.status.as_ref() != Some(&status) {
+        let patch = serde_json::json!({
+            "apiVersion": Application::api_version(&()),
+            "kind": Application::kind(&()),
+            "status": status,
+        });
+        Api::<Application>::namespaced(ctx.client.clone(), &namespace)
+            .patch_status(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(Error::kube(format!(
+                "updating the status of Application {namespace}/{name}"
+            )))?;
+    }
+    Ok(Action::requeue(RESYNC))
+}
+
+pub fn error_policy(app: Arc<Application>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(
+        application = %app.name_any(),
+        error = %error,
+        kind = error.metric_label(),
+        "reconcile failed"
+    );
+    Action::requeue(RETRY)
+}
+
+async fn publish(
+    ctx: &Context,
+    app: &Application,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    action: &str,
+) {
+    // An Event's note is at most 1 kB.
+    let note = truncate(note, 1000);
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    // An Event is a courtesy: failing to record one does not fail the reconcile.
+    if let Err(error) = ctx.recorder.publish(&event, &app.object_ref(&())).await {
+        warn!(application = %app.name_any(), %error, "could not publish an Event");
+    }
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max - 3;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
+fn jiff_now() -> k8s_openapi::jiff::Timestamp {
+    k8s_openapi::jiff::Timestamp::now()
+}
+
+/// Stage 1: the Application's Releases and the strategy it names.
+pub async fn dereference(
+    app: &Application,
+    client: &Client,
+    namespace: &str,
+) -> Result<Observed, Error> {
+    let name = app.name_any();
+    let releases_api: Api<Release> = Api::namespaced(client.clone(), namespace);
+    let mut releases = releases_api
+        .list(&ListParams::default().labels(&format!("{APP_LABEL}={name}")))
+        .await
+        .map_err(Error::kube(format!(
+            "listing the Releases of Application {namespace}/{name}"
+        )))?
+        .items;
+    releases.sort_by_key(|r| r.spec.revision);
+
+    let strategy = &app.spec.strategy;
+    let strategy = if let Some(steps) = &strategy.steps {
+        StrategySource::Inline(Pipeline {
+            steps: steps.clone(),
+        })
+    } else if let Some(strategy_name) = &strategy.name {
+        let found = Api::<Strategy>::namespaced(client.clone(), namespace)
+            .get_opt(strategy_name)
+            .await
+            .map_err(Error::kube(format!(
+                "reading Strategy {namespace}/{strategy_name}"
+            )))?;
+        StrategySource::Strategy {
+            name: strategy_name.clone(),
+            found: found.map(|s| s.pipeline().clone()),
+        }
+    } else if let Some(strategy_name) = &strategy.cluster_strategy_name {
+        let found = Api::<ClusterStrategy>::all(client.clone())
+            .get_opt(strategy_name)
+            .await
+            .map_err(Error::kube(format!(
+                "reading ClusterStrategy {strategy_name}"
+            )))?;
+        StrategySource::ClusterStrategy {
+            name: strategy_name.clone(),
+            found: found.map(|s| s.pipeline().clone()),
+        }
+    } else {
+        StrategySource::None
+    };
+    Ok(Observed { strategy, releases })
+}
+
+/// Stage 2: the pipeline a new Release would snapshot, or why there is none. Every error is
+/// listed as `path: message`; the paths of a named strategy's errors start with its kind and name.
+pub fn validate(spec: &ApplicationSpec, strategy: &StrategySource) -> Result<Pipeline, Invalid> {
+    let mut errors = Vec::new();
+    collect(&mut errors, "", validate::application(spec));
+    let (pipeline, prefix) = match strategy {
+        StrategySource::Inline(pipeline) => (pipeline.clone(), "spec.strategy.".to_owned()),
+        StrategySource::Strategy {
+            name,
+            found: Some(pipeline),
+        } => (pipeline.clone(), format!("Strategy/{name} spec.")),
+        StrategySource::ClusterStrategy {
+            name,
+            found: Some(pipeline),
+        } => (pipeline.clone(), format!("ClusterStrategy/{name} spec.")),
+        StrategySource::Strategy { name, found: None } => {
+            return Err(Invalid {
+                reason: REASON_STRATEGY_NOT_FOUND,
+                message: format!(
+                    "spec.strategy.name: no Strategy named {name:?} in the Application's namespace"
+                ),
+            });
+        }
+        StrategySource::ClusterStrategy { name, found: None } => {
+            return Err(Invalid {
+                reason: REASON_STRATEGY_NOT_FOUND,
+                message: format!(
+                    "spec.strategy.clusterStrategyName: no ClusterStrategy named {name:?}"
+                ),
+            });
+        }
+        // `validate::application` has reported it.
+        StrategySource::None => (Pipeline::default(), String::new()),
+    };
+    if !matches!(strategy, StrategySource::Inline(_)) && !pipeline.steps.is_empty() {
+        // An inline strategy is part of the spec, which `validate::application` checked.
+        collect(
+            &mut errors,
+            &prefix,
+            validate::pipeline(&pipeline, "steps", AppTraffic::of(spec)),
+        );
+    }
+    // `validate` reports a pipeline without steps.
+    if !pipeline.steps.is_empty() {
+        collect(
+            &mut errors,
+            &prefix,
+            check_pipeline(&pipeline, spec.has_traffic(), Clusters::Any),
+        );
+    }
+    if errors.is_empty() {
+        Ok(pipeline)
+    } else {
+        Err(Invalid {
+            reason: REASON_INVALID_SPEC,
+            message: errors.join("; "),
+        })
+    }
+}
+
+fn collect(errors: &mut Vec<String>, prefix: &str, result: Result<(), ValidationErrors>) {
+    if let Err(found) = result {
+        errors.extend(
+            found
+                .0
+                .into_iter()
+                .map(|e| format!("{prefix}{}: {}", e.path, e.message)),
+        );
+    }
+}
+
+/// Where a new Release runs. The management cluster is the only cluster until the fleet
+/// (issue 5) schedules Cluster objects: `local` stands for it, in a region of the same name, so
+/// that a Release's schedule already has the shape the fleet will fill in.
+pub fn schedule() -> Vec<ScheduledCluster> {
+    vec![ScheduledCluster {
+        name: "local".into(),
+        region: "local".into(),
+    }]
+}
+
+/// Whether `release` is a snapshot of this template and pipeline.
+fn is_snapshot_of(release: &Release, app: &Application, pipeline: &Pipeline) -> bool {
+    release.spec.template == app.spec.template && release.spec.strategy == *pipeline
+}
+
+/// Stage 3: the Release to create, when the newest one (by revision) does not snapshot the
+/// Application's template and resolved `pipeline`, or when there is none. `releases` are the
+/// Application's, in any order.
+pub fn desired_release(
+    app: &Application,
+    pipeline: &Pipeline,
+    releases: &[Release],
+) -> Result<Option<Release>, Error> {
+    let newest = releases.iter().max_by_key(|r| r.spec.revision);
+    if newest.is_some_and(|r| is_snapshot_of(r, app, pipeline)) {
+        return Ok(None);
+    }
+    let app_name = app.name_any();
+    let owner = app
+        .controller_owner_ref(&())
+        .ok_or_else(|| Error::MissingField(app_name.clone(), "metadata.uid"))?;
+    let revision = newest.map_or(1, |r| r.spec.revision + 1);
+    let name = release_name(&app_name, revision);
+    let labels = BTreeMap::from([
+        (APP_LABEL.to_owned(), app_name.clone()),
+        (RELEASE_LABEL.to_owned(), name.clone()),
+    ]);
+    let mut release = Release::new(
+        &name,
+        ReleaseSpec {
+            application: app_name,
+            revision,
+            template: app.spec.template.clone(),
+            strategy: pipeline.clone(),
+            clusters: schedule(),
+            target_step: None,
+            aborted: false,
+        },
+    );
+    release.metadata = ObjectMeta {
+        name: Some(name),
+        namespace: app.namespace(),
+        labels: Some(labels),
+        owner_references: Some(vec![owner]),
+        ..ObjectMeta::default()
+    };
+    Ok(Some(release))
+}
+
+/// `<app>-<revision>`.
+pub fn release_name(app: &str, revision: u32) -> String {
+    format!("{app}-{revision}")
+}
+
+/// The newest Release and the newest complete one (the incumbent), which are never pruned.
+fn live(releases: &[Release]) -> (Option<&Release>, Option<&Release>) {
+    let newest = releases.iter().max_by_key(|r| r.spec.revision);
+    let incumbent = releases
+        .iter()
+        .filter(|r| phase(r) == Some(ReleasePhase::Complete))
+        .max_by_key(|r| r.spec.revision);
+    (newest, incumbent)
+}
+
+fn phase(release: &Release) -> Option<ReleasePhase> {
+    release.status.as_ref()?.phase
+}
+
+/// Stage 3: the names of the Releases to delete: of those that are neither the newest nor the
+/// incumbent, all but the `limit` newest.
+pub fn releases_to_prune(releases: &[Release], limit: u32) -> Vec<String> {
+    let (newest, incumbent) = live(releases);
+    let is_live = |r: &Release| {
+        [newest, incumbent]
+            .into_iter()
+            .flatten()
+            .any(|l| l.spec.revision == r.spec.revision)
+    };
+    let mut history: Vec<&Release> = releases.iter().filter(|r| !is_live(r)).collect();
+    history.sort_by_key(|r| std::cmp::Reverse(r.spec.revision));
+    history
+        .into_iter()
+        .skip(limit as usize)
+        .map(|r| r.name_any())
+        .collect()
+}
+
+/// Stage 3: the Application's status, given its `current` one, the outcome of validation and its
+/// Releases (after this reconcile's writes). The `Valid` condition keeps its
+/// lastTransitionTime unless its status flips; `now` is the time of a flip.
+pub fn desired_status(
+    app: &Application,
+    current: &ApplicationStatus,
+    strategy: Option<String>,
+    invalid: Option<&Invalid>,
+    releases: &[Release],
+    now: Time,
+) -> ApplicationStatus {
+    let generation = app.metadata.generation;
+    let (status, reason, message) = match invalid {
+        Some(invalid) => ("False", invalid.reason, invalid.message.clone()),
+        None => (
+            "True",
+            REASON_VALID,
+            "the spec and its strategy are valid".to_owned(),
+        ),
+    };
+    let before = conditions::find(&current.conditions, conditions::application::VALID);
+    let last_transition_time = match before {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => now,
+    };
+    let valid = Condition {
+        type_: conditions::application::VALID.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    };
+    // Conditions of other types are left as they are (the Release controller will own them).
+    let mut conditions: Vec<Condition> = current
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != conditions::application::VALID)
+        .cloned()
+        .collect();
+    conditions.insert(0, valid);
+    let (newest, incumbent) = live(releases);
+    ApplicationStatus {
+        observed_generation: generation,
+        conditions,
+        strategy,
+        contender: newest.map(ResourceExt::name_any),
+        incumbent: incumbent.map(ResourceExt::name_any),
+        phase: invalid.map(|_| ApplicationPhase::Invalid),
+        current_revision: newest.map(|r| r.spec.revision),
+    }
+}
+
+/// The Applications among `apps` that name the Strategy `name` of `namespace`: those to
+/// reconcile when it changes.
+pub fn naming_strategy<'a>(
+    apps: impl IntoIterator<Item = &'a Application>,
+    namespace: &str,
+    name: &str,
+) -> Vec<&'a Application> {
+    apps.into_iter()
+        .filter(|a| a.namespace().as_deref() == Some(namespace))
+        .filter(|a| a.spec.strategy.name.as_deref() == Some(name))
+        .collect()
+}
+
+/// The Applications among `apps` that name the ClusterStrategy `name`.
+pub fn naming_cluster_strategy<'a>(
+    apps: impl IntoIterator<Item = &'a Application>,
+    name: &str,
+) -> Vec<&'a Application> {
+    apps.into_iter()
+        .filter(|a| a.spec.strategy.cluster_strategy_name.as_deref() == Some(name))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prism_api::application::{Manifest, StrategyRef, Template};
+    use prism_api::release::ReleaseStatus;
+    use prism_api::strategy::{CapacityStep, Share, Step, TrafficStep};
+
+    fn template(image: &str) -> Template {
+        let deployment = serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 4,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": image}]}
+                }
+            }
+        });
+        let service = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}
+        });
+        Template {
+            manifests: [deployment, service]
+                .into_iter()
+                .map(|v| serde_json::from_value::<Manifest>(v).unwrap())
+                .collect(),
+        }
+    }
+
+    fn full_step() -> Step {
+        Step {
+            name: "full".into(),
+            capacity: Some(CapacityStep {
+                contender: Some(Share::Percent(100)),
+                incumbent: Some(Share::Percent(0)),
+                max_surge: None,
+            }),
+            traffic: Some(TrafficStep {
+                contender: Some(100),
+                ..TrafficStep::default()
+            }),
+            ..Step::default()
+        }
+    }
+
+    fn pipeline() -> Pipeline {
+        Pipeline {
+            steps: vec![full_step()],
+        }
+    }
+
+    fn app(image: &str) -> Application {
+        let mut app = Application::new(
+            "web",
+            ApplicationSpec {
+                template: template(image),
+                strategy: StrategyRef {
+                    steps: Some(pipeline().steps),
+                    ..StrategyRef::default()
+                },
+                traffic: Default::default(),
+                schedule: Default::default(),
+                versions: Default::default(),
+                revision_history_limit: 10,
+            },
+        );
+        app.metadata.namespace = Some("ns".into());
+        app.metadata.uid = Some("uid-1".into());
+        app.metadata.generation = Some(3);
+        app
+    }
+
+    fn release(app: &Application, revision: u32, phase: Option<ReleasePhase>) -> Release {
+        let mut r = Release::new(
+            &release_name(&app.name_any(), revision),
+            ReleaseSpec {
+                application: app.name_any(),
+                revision,
+                template: app.spec.template.clone(),
+                strategy: pipeline(),
+                clusters: schedule(),
+                target_step: None,
+                aborted: false,
+            },
+        );
+        r.status = phase.map(|phase| ReleaseStatus {
+            phase: Some(phase),
+            ..ReleaseStatus::default()
+        });
+        r
+    }
+
+    fn time(seconds: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(seconds).unwrap())
+    }
+
+    #[test]
+    fn the_first_release_is_revision_1_owned_and_labelled() {
+        let app = app("web:1");
+        let r = desired_release(&app, &pipeline(), &[]).unwrap().unwrap();
+        assert_eq!(r.name_any(), "web-1");
+        assert_eq!(r.spec.revision, 1);
+        assert_eq!(r.namespace().as_deref(), Some("ns"));
+        assert_eq!(r.labels()[APP_LABEL], "web");
+        assert_eq!(r.labels()[RELEASE_LABEL], "web-1");
+        let owner = &r.owner_references()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("Application", "uid-1", Some(true))
+        );
+        assert_eq!(r.spec.template, app.spec.template);
+        assert_eq!(r.spec.strategy, pipeline());
+        assert_eq!(r.spec.clusters, schedule());
+    }
+
+    #[test]
+    fn an_unchanged_snapshot_makes_no_release() {
+        let app = app("web:1");
+        let releases = [release(&app, 1, None)];
+        assert!(
+            desired_release(&app, &pipeline(), &releases)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_changed_template_or_pipeline_makes_the_next_revision() {
+        let old = app("web:1");
+        let releases = [release(&old, 2, None), release(&old, 1, None)];
+        let new = app("web:2");
+        let r = desired_release(&new, &pipeline(), &releases)
+            .unwrap()
+            .unwrap();
+        assert_eq!((r.name_any(), r.spec.revision), ("web-3".into(), 3));
+
+        let mut other = pipeline();
+        other.steps.insert(
+            0,
+            Step {
+                name: "canary".into(),
+                ..Step::default()
+            },
+        );
+        let r = desired_release(&old, &other, &releases).unwrap().unwrap();
+        assert_eq!(r.spec.revision, 3);
+    }
+
+    #[test]
+    fn only_the_newest_release_counts_as_the_snapshot() {
+        let old = app("web:1");
+        let new = app("web:2");
+        // Revision 2 was web:2, revision 3 went back to web:1: web:2 again is a new release.
+        let releases = [release(&new, 2, None), release(&old, 3, None)];
+        let r = desired_release(&new, &pipeline(), &releases).unwrap();
+        assert_eq!(r.map(|r| r.spec.revision), Some(4));
+    }
+
+    #[test]
+    fn an_application_without_uid_cannot_own_a_release() {
+        let mut app = app("web:1");
+        app.metadata.uid = None;
+        assert!(matches!(
+            desired_release(&app, &pipeline(), &[]),
+            Err(Error::MissingField(..))
+        ));
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_the_incumbent_and_the_history_limit() {
+        let app = app("web:1");
+        let releases: Vec<Release> = (1..=5)
+            .map(|rev| {
+                let phase = (rev == 2).then_some(ReleasePhase::Complete);
+                release(&app, rev, phase)
+            })
+            .collect();
+        // Newest 5 and incumbent 2 stay; of 4, 3, 1 the limit keeps the newest.
+        assert_eq!(releases_to_prune(&releases, 1), vec!["web-3", "web-1"]);
+        assert_eq!(
+            releases_to_prune(&releases, 0),
+            vec!["web-4", "web-3", "web-1"]
+        );
+        assert_eq!(releases_to_prune(&releases, 3), Vec::<String>::new());
+        assert_eq!(releases_to_prune(&[], 0), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_status_names_the_newest_release_and_keeps_transition_times() {
+        let app = app("web:1");
+        let releases = [
+            release(&app, 1, Some(ReleasePhase::Complete)),
+            release(&app, 2, None),
+        ];
+        let first = desired_status(
+            &app,
+            &ApplicationStatus::default(),
+            Some("inline".into()),
+            None,
+            &releases,
+            time(100),
+        );
+        assert_eq!(first.observed_generation, Some(3));
+        assert_eq!(first.current_revision, Some(2));
+        assert_eq!(first.contender.as_deref(), Some("web-2"));
+        assert_eq!(first.incumbent.as_deref(), Some("web-1"));
+        assert_eq!(first.phase, None);
+        let valid = &first.conditions[0];
+        assert_eq!(
+            (valid.status.as_str(), valid.reason.as_str()),
+            ("True", "Valid")
+        );
+        assert_eq!(valid.last_transition_time, time(100));
+
+        // Nothing changed: the same status, so nothing is written.
+        let again = desired_status(
+            &app,
+            &first,
+            Some("inline".into()),
+            None,
+            &releases,
+            time(200),
+        );
+        assert_eq!(again, first);
+
+        // The status flips: a new transition time.
+        let invalid = Invalid {
+            reason: REASON_STRATEGY_NOT_FOUND,
+            message: "spec.strategy.name: gone".into(),
+        };
+        let flipped = desired_status(&app, &first, None, Some(&invalid), &releases, time(300));
+        let valid = &flipped.conditions[0];
+        assert_eq!(
+            (valid.status.as_str(), valid.reason.as_str()),
+            ("False", REASON_STRATEGY_NOT_FOUND)
+        );
+        assert_eq!(valid.last_transition_time, time(300));
+        assert_eq!(flipped.phase, Some(ApplicationPhase::Invalid));
+    }
+
+    #[test]
+    fn a_missing_strategy_is_strategy_not_found() {
+        let app = app("web:1");
+        let source = StrategySource::Strategy {
+            name: "canary".into(),
+            found: None,
+        };
+        let invalid = validate(&app.spec, &source).unwrap_err();
+        assert_eq!(invalid.reason, REASON_STRATEGY_NOT_FOUND);
+        assert!(invalid.message.starts_with("spec.strategy.name: "));
+    }
+
+    #[test]
+    fn a_pipeline_that_sends_traffic_to_no_pods_is_invalid_with_its_path() {
+        let app = app("web:1");
+        let dark = Pipeline {
+            steps: vec![
+                Step {
+                    name: "dark".into(),
+                    traffic: Some(TrafficStep {
+                        contender: Some(10),
+                        ..TrafficStep::default()
+                    }),
+                    ..Step::default()
+                },
+                full_step(),
+            ],
+        };
+        let source = StrategySource::ClusterStrategy {
+            name: "dark".into(),
+            found: Some(dark),
+        };
+        let invalid = validate(&app.spec, &source).unwrap_err();
+        assert_eq!(invalid.reason, REASON_INVALID_SPEC);
+        assert!(
+            invalid
+                .message
+                .starts_with("ClusterStrategy/dark spec.steps[0]"),
+            "{}",
+            invalid.message
+        );
+    }
+
+    #[test]
+    fn a_valid_application_resolves_its_pipeline() {
+        let app = app("web:1");
+        let source = StrategySource::Inline(pipeline());
+        assert_eq!(validate(&app.spec, &source), Ok(pipeline()));
+    }
+
+    #[test]
+    fn strategy_watches_map_to_the_applications_naming_them() {
+        let mut named = app("web:1");
+        named.spec.strategy = StrategyRef {
+            name: Some("canary".into()),
+            ..StrategyRef::default()
+        };
+        let inline = app("web:1");
+        let apps = [named.clone(), inline];
+        assert_eq!(naming_strategy(&apps, "ns", "canary").len(), 1);
+        assert_eq!(naming_strategy(&apps, "other", "canary").len(), 0);
+        assert_eq!(naming_cluster_strategy(&apps, "canary").len(), 0);
+    }
+}

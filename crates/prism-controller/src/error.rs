@@ -1,0 +1,41 @@
+//! The controllers' errors. An invalid spec is not one: it is reported in the object's status
+//! and in an Event, and reconciling succeeds.
+
+/// What stopped one reconcile; the controller logs it and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request to the API server failed.
+    #[error("{action}: {source}")]
+    Kube {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// An object the controller needs lacks a field the API server always sets.
+    #[error("{0} has no {1}")]
+    MissingField(String, &'static str),
+    /// An object could not be turned into the JSON of an apply.
+    #[error("serializing {what}: {source}")]
+    Serialize {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Error {
+    /// The error's kind, a label for metrics and logs.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube { .. } => "kube",
+            Error::MissingField(..) => "missing_field",
+            Error::Serialize { .. } => "serialize",
+        }
+    }
+
+    /// Wraps a client error with what was being done.
+    pub(crate) fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+        let action = action.into();
+        move |source| Error::Kube { action, source }
+    }
+}

@@ -1,0 +1,433 @@
+//! The Application controller on the sandbox (c1 is the management cluster): each change of an
+//! Application's template makes a Release, nothing else does, old Releases are pruned, and an
+//! invalid Application is reported and gets none.
+
+use std::collections::BTreeSet;
+
+use anyhow::Context as _;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use prism_api::application::ApplicationStatus;
+use prism_api::conditions::{self, Condition};
+use prism_api::{Application, Release, Strategy};
+use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
+use serde_json::{Value, json};
+
+const TEST_MANAGER: &str = "prism-tests";
+
+async fn install_crds(client: &Client) -> anyhow::Result<()> {
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    for crd in prism_api::crds() {
+        let name = crd.name_any();
+        crds.patch(
+            &name,
+            &PatchParams::apply(TEST_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await?;
+        wait_until(
+            format!("CRD {name} is established"),
+            DEFAULT_TIMEOUT,
+            || async {
+                let crd = crds.get(&name).await?;
+                let established = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                Ok(established.then_some(()))
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The controller, scoped to one namespace, stopped when dropped.
+struct RunningController(tokio::task::JoinHandle<Result<(), prism_controller::Error>>);
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The management cluster's client, with the CRDs installed and the controller running in the
+/// test's namespace.
+async fn setup(env: &TestEnv) -> anyhow::Result<(Client, RunningController)> {
+    let client = env.cluster("c1").client();
+    install_crds(&client).await?;
+    let controller = tokio::spawn(prism_controller::run(
+        client.clone(),
+        Some(env.namespace().to_owned()),
+    ));
+    Ok((client, RunningController(controller)))
+}
+
+fn template(image: &str) -> Value {
+    json!({
+        "manifests": [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "web"},
+                "spec": {
+                    "replicas": 2,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "web"}},
+                        "spec": {"containers": [{"name": "web", "image": image}]}
+                    }
+                }
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "web"},
+                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}
+            }
+        ]
+    })
+}
+
+fn canary_steps() -> Value {
+    json!([
+        {"name": "canary", "capacity": {"contender": "50%"}, "traffic": {"contender": 50}},
+        {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100}}
+    ])
+}
+
+fn application(name: &str, spec: Value) -> anyhow::Result<Application> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "prism.dev/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))?)
+}
+
+async fn apply(apps: &Api<Application>, app: &Application) -> anyhow::Result<Application> {
+    apps.patch(
+        &app.name_any(),
+        &PatchParams::apply(TEST_MANAGER).force(),
+        &Patch::Apply(app),
+    )
+    .await
+    .with_context(|| format!("applying Application {}", app.name_any()))
+}
+
+async fn release_names(releases: &Api<Release>, app: &str) -> anyhow::Result<BTreeSet<String>> {
+    let list = releases
+        .list(&ListParams::default().labels(&format!("prism.dev/app={app}")))
+        .await?;
+    Ok(list.items.iter().map(ResourceExt::name_any).collect())
+}
+
+/// Waits until the Application's status describes its current generation and passes `check`.
+async fn wait_for_status(
+    apps: &Api<Application>,
+    name: &str,
+    what: &str,
+    check: impl Fn(&ApplicationStatus) -> bool,
+) -> anyhow::Result<ApplicationStatus> {
+    wait_until(
+        format!("Application {name}: {what}"),
+        DEFAULT_TIMEOUT,
+        || async {
+            let app = apps.get(name).await?;
+            let status = app.status.unwrap_or_default();
+            let caught_up = status.observed_generation == app.metadata.generation;
+            Ok((caught_up && check(&status)).then_some(status))
+        },
+    )
+    .await
+}
+
+fn valid_condition(status: &ApplicationStatus) -> Option<&Condition> {
+    conditions::find(&status.conditions, conditions::application::VALID)
+}
+
+fn names(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+#[tokio::test]
+async fn an_application_gets_release_1() -> anyhow::Result<()> {
+    let env = TestEnv::new("app-release-1").await;
+    let (client, _controller) = setup(&env).await?;
+    let apps: Api<Application> = Api::namespaced(client.clone(), env.namespace());
+    let releases: Api<Release> = Api::namespaced(client.clone(), env.namespace());
+
+    let web = apply(
+        &apps,
+        &application(
+            "web",
+            json!({"template": template("web:1"), "strategy": {"steps": canary_steps()}}),
+        )?,
+    )
+    .await?;
+
+    let release = wait_until("Release web-1 exists", DEFAULT_TIMEOUT, || async {
+        Ok(releases.get_opt("web-1").await?)
+    })
+    .await?;
+    assert_eq!(release.spec.revision, 1);
+    assert_eq!(release.spec.application, "web");
+    assert_eq!(release.labels()["prism.dev/app"], "web");
+    assert_eq!(release.labels()["prism.dev/release"], "web-1");
+    let owner = &release.owner_references()[0];
+    assert_eq!(owner.kind, "Application");
+    assert_eq!(owner.name, "web");
+    assert_eq!(Some(&owner.uid), web.metadata.uid.as_ref());
+    assert_eq!(owner.controller, Some(true));
+    assert_eq!(release.spec.template, web.spec.template);
+    assert_eq!(
+        Some(&release.spec.strategy.steps),
+        web.spec.strategy.steps.as_ref()
+    );
+    assert_eq!(release.spec.clusters.len(), 1);
+
+    let status = wait_for_status(&apps, "web", "current revision 1", |s| {
+        s.current_revision == Some(1)
+    })
+    .await?;
+    assert_eq!(status.contender.as_deref(), Some("web-1"));
+    assert_eq!(status.strategy.as_deref(), Some("inline"));
+    let valid = valid_condition(&status).context("no Valid condition")?;
+    assert_eq!(
+        (valid.status.as_str(), valid.reason.as_str()),
+        ("True", "Valid")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_template_change_makes_a_release_and_nothing_else_does() -> anyhow::Result<()> {
+    let env = TestEnv::new("app-release-change").await;
+    let (client, _controller) = setup(&env).await?;
+    let apps: Api<Application> = Api::namespaced(client.clone(), env.namespace());
+    let releases: Api<Release> = Api::namespaced(client.clone(), env.namespace());
+    let spec = |image: &str, history: u32| {
+        json!({
+            "template": template(image),
+            "strategy": {"steps": canary_steps()},
+            "revisionHistoryLimit": history,
+        })
+    };
+
+    apply(&apps, &application("web", spec("web:1", 10))?).await?;
+    wait_for_status(&apps, "web", "current revision 1", |s| {
+        s.current_revision == Some(1)
+    })
+    .await?;
+
+    apply(&apps, &application("web", spec("web:2", 10))?).await?;
+    let status = wait_for_status(&apps, "web", "current revision 2", |s| {
+        s.current_revision == Some(2)
+    })
+    .await?;
+    assert_eq!(status.contender.as_deref(), Some("web-2"));
+    let web_2 = releases.get("web-2").await?;
+    assert_eq!(web_2.spec.revision, 2);
+    assert_eq!(
+        web_2
+            .spec
+            .template
+            .deployment()
+            .unwrap()
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .containers[0]
+            .image
+            .as_deref(),
+        Some("web:2")
+    );
+
+    // The same spec again, then a label: neither changes the generation, nor makes a Release.
+    apply(&apps, &application("web", spec("web:2", 10))?).await?;
+    let mut labelled = application("web", spec("web:2", 10))?;
+    labelled
+        .labels_mut()
+        .insert("team".into(), "payments".into());
+    apply(&apps, &labelled).await?;
+    // A change of spec that is neither template nor strategy: once the status has caught up
+    // with it, the controller has seen the changes before it too.
+    let mut history = application("web", spec("web:2", 9))?;
+    history
+        .labels_mut()
+        .insert("team".into(), "payments".into());
+    let applied = apply(&apps, &history).await?;
+    wait_for_status(&apps, "web", "the history limit is observed", |s| {
+        s.observed_generation == applied.metadata.generation
+    })
+    .await?;
+    assert_eq!(
+        release_names(&releases, "web").await?,
+        names(&["web-1", "web-2"])
+    );
+    // And the newest Release was not written again.
+    assert_eq!(
+        releases.get("web-2").await?.resource_version(),
+        web_2.resource_version()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn old_releases_beyond_the_history_limit_are_pruned() -> anyhow::Result<()> {
+    let env = TestEnv::new("app-release-prune").await;
+    let (client, _controller) = setup(&env).await?;
+    let apps: Api<Application> = Api::namespaced(client.clone(), env.namespace());
+    let releases: Api<Release> = Api::namespaced(client.clone(), env.namespace());
+    let roll = |image: String, expected: BTreeSet<String>| {
+        let apps = apps.clone();
+        let releases = releases.clone();
+        async move {
+            let spec = json!({
+                "template": template(&image),
+                "strategy": {"steps": canary_steps()},
+                "revisionHistoryLimit": 1,
+            });
+            apply(&apps, &application("web", spec)?).await?;
+            wait_until(
+                format!("the Releases after {image} are {expected:?}"),
+                DEFAULT_TIMEOUT,
+                || async {
+                    let found = release_names(&releases, "web").await?;
+                    Ok((found == expected).then_some(()))
+                },
+            )
+            .await
+        }
+    };
+
+    roll("web:1".into(), names(&["web-1"])).await?;
+    roll("web:2".into(), names(&["web-1", "web-2"])).await?;
+    // Newest 3; of the others (2, 1) the limit keeps one.
+    roll("web:3".into(), names(&["web-2", "web-3"])).await?;
+
+    // web-2 completes: as the incumbent, it is kept beside the newest and the history.
+    releases
+        .patch_status(
+            "web-2",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Complete"}})),
+        )
+        .await?;
+    wait_for_status(&apps, "web", "web-2 is the incumbent", |s| {
+        s.incumbent.as_deref() == Some("web-2")
+    })
+    .await?;
+    roll("web:4".into(), names(&["web-2", "web-3", "web-4"])).await?;
+    roll("web:5".into(), names(&["web-2", "web-4", "web-5"])).await?;
+    wait_for_status(&apps, "web", "current revision 5", |s| {
+        s.current_revision == Some(5)
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_invalid_application_is_reported_and_gets_no_release() -> anyhow::Result<()> {
+    let env = TestEnv::new("app-release-invalid").await;
+    let (client, _controller) = setup(&env).await?;
+    let apps: Api<Application> = Api::namespaced(client.clone(), env.namespace());
+    let releases: Api<Release> = Api::namespaced(client.clone(), env.namespace());
+
+    // A Strategy that does not exist.
+    apply(
+        &apps,
+        &application(
+            "missing",
+            json!({"template": template("web:1"), "strategy": {"name": "canary"}}),
+        )?,
+    )
+    .await?;
+    let status = wait_for_status(&apps, "missing", "StrategyNotFound", |s| {
+        valid_condition(s).is_some_and(|c| c.status == "False" && c.reason == "StrategyNotFound")
+    })
+    .await?;
+    assert!(
+        valid_condition(&status)
+            .unwrap()
+            .message
+            .contains("spec.strategy.name"),
+        "{status:?}"
+    );
+    assert_eq!(release_names(&releases, "missing").await?, BTreeSet::new());
+    let events: Api<Event> = Api::namespaced(client.clone(), env.namespace());
+    wait_until("a StrategyNotFound Event", DEFAULT_TIMEOUT, || async {
+        let found = events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("StrategyNotFound")
+                    && e.type_.as_deref() == Some("Warning")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("missing")
+            });
+        Ok(found)
+    })
+    .await?;
+
+    // A strategy the API server accepts but that sends traffic to a contender without pods.
+    apply(
+        &apps,
+        &application(
+            "dark",
+            json!({
+                "template": template("web:1"),
+                "strategy": {"steps": [
+                    {"name": "dark", "traffic": {"contender": 10}},
+                    {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100}}
+                ]},
+            }),
+        )?,
+    )
+    .await?;
+    let status = wait_for_status(&apps, "dark", "InvalidSpec", |s| {
+        valid_condition(s).is_some_and(|c| c.status == "False" && c.reason == "InvalidSpec")
+    })
+    .await?;
+    assert!(
+        valid_condition(&status)
+            .unwrap()
+            .message
+            .contains("spec.strategy.steps[0]"),
+        "{status:?}"
+    );
+    assert_eq!(release_names(&releases, "dark").await?, BTreeSet::new());
+
+    // Once the Strategy exists, the Application that names it is valid and gets its Release.
+    let strategy: Strategy = serde_json::from_value(json!({
+        "apiVersion": "prism.dev/v1alpha1",
+        "kind": "Strategy",
+        "metadata": {"name": "canary"},
+        "spec": {"steps": canary_steps()},
+    }))?;
+    Api::<Strategy>::namespaced(client.clone(), env.namespace())
+        .patch(
+            "canary",
+            &PatchParams::apply(TEST_MANAGER),
+            &Patch::Apply(&strategy),
+        )
+        .await?;
+    let status = wait_for_status(&apps, "missing", "current revision 1", |s| {
+        s.current_revision == Some(1)
+    })
+    .await?;
+    let valid = valid_condition(&status).unwrap();
+    assert_eq!(
+        (valid.status.as_str(), valid.reason.as_str()),
+        ("True", "Valid")
+    );
+    assert_eq!(status.strategy.as_deref(), Some("canary"));
+    Ok(())
+}
