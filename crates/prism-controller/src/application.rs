@@ -555,36 +555,13 @@ pub fn naming_cluster_strategy<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prism_api::application::{Manifest, StrategyRef, Template};
+    use prism_api::application::{StrategyRef, Template};
     use prism_api::release::ReleaseStatus;
     use prism_api::strategy::{CapacityStep, Share, Step, TrafficStep};
+    use prism_testkit::fixtures::web_template;
 
     fn template(image: &str) -> Template {
-        let deployment = serde_json::json!({
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": 4,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "web", "image": image}]}
-                }
-            }
-        });
-        let service = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "web"},
-            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}
-        });
-        Template {
-            manifests: [deployment, service]
-                .into_iter()
-                .map(|v| serde_json::from_value::<Manifest>(v).unwrap())
-                .collect(),
-        }
+        serde_json::from_value(web_template(image, 4)).unwrap()
     }
 
     fn full_step() -> Step {

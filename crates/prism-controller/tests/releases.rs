@@ -12,6 +12,7 @@ use kube::{Api, Client, ResourceExt};
 use prism_api::application::ApplicationStatus;
 use prism_api::conditions::{self, Condition};
 use prism_api::{Application, Release, Strategy};
+use prism_testkit::fixtures::web_template;
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
 use serde_json::{Value, json};
 
@@ -68,29 +69,7 @@ async fn setup(env: &TestEnv) -> anyhow::Result<(Client, RunningController)> {
 }
 
 fn template(image: &str) -> Value {
-    json!({
-        "manifests": [
-            {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": {"name": "web"},
-                "spec": {
-                    "replicas": 2,
-                    "selector": {"matchLabels": {"app": "web"}},
-                    "template": {
-                        "metadata": {"labels": {"app": "web"}},
-                        "spec": {"containers": [{"name": "web", "image": image}]}
-                    }
-                }
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": "web"},
-                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}
-            }
-        ]
-    })
+    web_template(image, 2)
 }
 
 fn canary_steps() -> Value {

@@ -31,6 +31,8 @@
 //! }
 //! ```
 
+pub mod fixtures;
+
 use std::collections::hash_map::RandomState;
 use std::fmt::Display;
 use std::future::Future;
