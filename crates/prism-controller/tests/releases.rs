@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 
 use anyhow::Context as _;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use prism_api::application::ApplicationStatus;
@@ -18,54 +17,19 @@ use serde_json::{Value, json};
 
 const TEST_MANAGER: &str = "prism-tests";
 
-async fn install_crds(client: &Client) -> anyhow::Result<()> {
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    for crd in prism_api::crds() {
-        let name = crd.name_any();
-        crds.patch(
-            &name,
-            &PatchParams::apply(TEST_MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await?;
-        wait_until(
-            format!("CRD {name} is established"),
-            DEFAULT_TIMEOUT,
-            || async {
-                let crd = crds.get(&name).await?;
-                let established = crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                Ok(established.then_some(()))
-            },
-        )
-        .await?;
-    }
-    Ok(())
-}
-
 /// The controller, scoped to one namespace, stopped when dropped.
-struct RunningController(tokio::task::JoinHandle<Result<(), prism_controller::Error>>);
-
-impl Drop for RunningController {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+type RunningController = prism_testkit::AbortOnDrop<Result<(), prism_controller::Error>>;
 
 /// The management cluster's client, with the CRDs installed and the controller running in the
 /// test's namespace.
 async fn setup(env: &TestEnv) -> anyhow::Result<(Client, RunningController)> {
     let client = env.cluster("c1").client();
-    install_crds(&client).await?;
-    let controller = tokio::spawn(prism_controller::run(
+    prism_testkit::install_crds(&client, prism_api::crds()).await?;
+    let controller = prism_testkit::spawn_for_test(prism_controller::run(
         client.clone(),
         Some(env.namespace().to_owned()),
     ));
-    Ok((client, RunningController(controller)))
+    Ok((client, controller))
 }
 
 fn template(image: &str) -> Value {

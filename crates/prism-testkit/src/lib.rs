@@ -44,8 +44,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use tokio::sync::OnceCell;
@@ -418,5 +419,62 @@ where
             bail!("timed out after {timeout:?} waiting until {what}; last: {last}");
         }
         tokio::time::sleep(POLL_INTERVAL.min(deadline - Instant::now())).await;
+    }
+}
+
+/// Applies `crds` (server-side, field manager `prism-tests`) and waits until each is
+/// established. CRDs are cluster-wide and stay installed; applying them again is a no-op. The
+/// caller passes them (e.g. `prism_api::crds()`), so the harness depends on no Prism crate.
+pub async fn install_crds(
+    client: &Client,
+    crds: impl IntoIterator<Item = CustomResourceDefinition>,
+) -> anyhow::Result<()> {
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    for crd in crds {
+        let name = crd.metadata.name.clone().context("a CRD without a name")?;
+        api.patch(
+            &name,
+            &PatchParams::apply("prism-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .with_context(|| format!("applying CRD {name}"))?;
+        wait_until(
+            format!("CRD {name} is established"),
+            DEFAULT_TIMEOUT,
+            || async {
+                let conditions = api
+                    .get(&name)
+                    .await?
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default();
+                Ok(conditions
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+                    .then_some(()))
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// A task that lives as long as the test holds this handle: dropping it aborts the task, so a
+/// controller started in-process stops when its test ends, even when the test fails.
+pub struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+/// Spawns `future` on the test's runtime; see [`AbortOnDrop`].
+pub fn spawn_for_test<F>(future: F) -> AbortOnDrop<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    AbortOnDrop(tokio::spawn(future))
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -2,5 +2,6 @@
 
 pub mod controller;
 pub mod crds;
+pub mod history;
 pub mod input;
 pub mod plan;

@@ -35,7 +35,23 @@ enum Command {
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// List an Application's Releases, oldest first: revision, phase, step, images, age, role.
+    #[command(after_help = HISTORY_EXIT_CODES)]
+    History {
+        /// The Application's name.
+        app: String,
+        /// The Application's namespace. Default: the kubeconfig context's.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
 }
+
+const HISTORY_EXIT_CODES: &str = "Exit codes:
+  0  listed
+  1  no kubeconfig, the cluster cannot be reached, access denied, or Prism's CRDs are not installed
+  3  the Application does not exist in the namespace";
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Output {
@@ -81,6 +97,29 @@ fn main() -> ExitCode {
                     error.exit_code(),
                     format!("{} is invalid:\n{error}", file.display()),
                 ),
+                Err(error) => fail(error.exit_code(), error),
+            }
+        }
+        Command::History {
+            app,
+            namespace,
+            output,
+        } => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(error) => return fail(1, format!("starting tokio: {error}")),
+            };
+            match runtime.block_on(prism::history::read(&app, namespace)) {
+                Ok(rows) => {
+                    match output {
+                        Output::Table => print!("{}", prism::history::table(&rows)),
+                        Output::Json => match serde_json::to_string_pretty(&rows) {
+                            Ok(json) => println!("{json}"),
+                            Err(error) => return fail(1, error),
+                        },
+                    }
+                    ExitCode::SUCCESS
+                }
                 Err(error) => fail(error.exit_code(), error),
             }
         }

@@ -5,44 +5,11 @@
 mod common;
 
 use common::{documents, examples};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::{Api, Client};
-use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
+use prism_testkit::TestEnv;
 use serde_json::{Value, json};
-
-async fn install_crds(client: &Client) {
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    for crd in prism_api::crds() {
-        let name = crd.metadata.name.clone().unwrap();
-        crds.patch(
-            &name,
-            &PatchParams::apply("prism-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-        wait_until(
-            format!("CRD {name} is established"),
-            DEFAULT_TIMEOUT,
-            || async {
-                let conditions = crds
-                    .get(&name)
-                    .await?
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default();
-                Ok(conditions
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-                    .then_some(()))
-            },
-        )
-        .await
-        .unwrap();
-    }
-}
 
 fn api(client: &Client, namespace: &str, kind: &str) -> Api<DynamicObject> {
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("prism.dev", "v1alpha1", kind));
@@ -98,7 +65,9 @@ async fn the_api_server_takes_the_crds_and_judges_applications_by_them() {
     let env = TestEnv::new("prism-crds").await;
     let client = env.clusters()[0].client();
     let namespace = env.namespace();
-    install_crds(&client).await;
+    prism_testkit::install_crds(&client, prism_api::crds())
+        .await
+        .unwrap();
 
     for (example, _) in examples() {
         for document in documents(&example) {
@@ -151,7 +120,9 @@ async fn a_release_is_immutable_but_for_its_commands() {
     let env = TestEnv::new("prism-release").await;
     let client = env.clusters()[0].client();
     let namespace = env.namespace();
-    install_crds(&client).await;
+    prism_testkit::install_crds(&client, prism_api::crds())
+        .await
+        .unwrap();
 
     let app = documents("blue-green").remove(0);
     let release = json!({

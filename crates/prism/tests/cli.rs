@@ -1,4 +1,5 @@
-//! The `prism` binary: output, exit codes (0 done, 2 invalid input, 1 anything else), no panics.
+//! The `prism` binary: output, exit codes (0 done, 2 invalid input, 3 no such Application, 1
+//! anything else), no panics.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -109,4 +110,43 @@ fn crds_prints_yaml() {
     let output = prism(&["crds"]);
     assert_eq!(output.status.code(), Some(0));
     assert!(text(&output.stdout).contains("name: applications.prism.dev"));
+}
+
+#[test]
+fn history_without_a_reachable_cluster_exits_1_and_says_so() {
+    let kubeconfig = Path::new(env!("CARGO_TARGET_TMPDIR")).join("unreachable.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1
+kind: Config
+clusters: [{name: nowhere, cluster: {server: 'https://127.0.0.1:1'}}]
+users: [{name: nobody, user: {token: none}}]
+contexts: [{name: nowhere, context: {cluster: nowhere, user: nobody, namespace: team}}]
+current-context: nowhere
+",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_prism"))
+        .args(["history", "web"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with("prism: cannot reach the cluster at https://127.0.0.1:1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn history_help_documents_the_exit_codes() {
+    let output = prism(&["history", "--help"]);
+    assert_eq!(output.status.code(), Some(0));
+    let help = text(&output.stdout);
+    assert!(help.contains("Exit codes:"), "{help}");
+    assert!(
+        help.contains("  3  the Application does not exist"),
+        "{help}"
+    );
 }
