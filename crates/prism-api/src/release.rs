@@ -91,13 +91,15 @@ pub struct ReleaseStatus {
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// The index of the latest step achieved in every cluster of its scope.
+    /// The index of the current step: the one the clusters move towards, or have achieved when
+    /// achievedAt is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<u32>,
     /// The name of that step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_name: Option<String>,
-    /// When that step was achieved: a pause gate counts from here.
+    /// When every cluster in the current step's scope first reached it: a pause gate counts from
+    /// here. Absent while the step is not achieved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub achieved_at: Option<Time>,
     /// Steps achieved out of the strategy's steps, e.g. "2/4".
@@ -105,7 +107,10 @@ pub struct ReleaseStatus {
     pub progress: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<ReleasePhase>,
-    /// Progress in each scheduled cluster.
+    /// Why the Release is rolling back or was rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<Abort>,
+    /// This version in each scheduled cluster.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub clusters: Vec<ClusterProgress>,
@@ -117,6 +122,34 @@ pub struct ReleaseStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_ANALYSIS_RESULTS))]
     pub analysis: Vec<AnalysisResult>,
+}
+
+/// Why a Release rolls back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Abort {
+    pub cause: AbortCause,
+    /// For humans: what failed, or who aborted.
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AbortCause {
+    /// `prism abort`, or the Release's `spec.aborted`.
+    Command,
+    AnalysisFailed,
+    WebhookFailed,
+}
+
+impl AbortCause {
+    /// The CamelCase reason of the release's Aborted condition.
+    pub fn reason(self) -> &'static str {
+        match self {
+            AbortCause::Command => "AbortedByCommand",
+            AbortCause::AnalysisFailed => "AnalysisFailed",
+            AbortCause::WebhookFailed => "WebhookFailed",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -164,10 +197,19 @@ impl ReleasePhase {
 pub struct ClusterProgress {
     /// The Cluster's name.
     pub name: String,
+    pub phase: ClusterPhase,
     /// The index of the latest step achieved in this cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub achieved_step: Option<u32>,
-    pub phase: ClusterPhase,
+    /// The replicas this version runs here now (the autoscaler's lower bound when autoscaled).
+    #[serde(default)]
+    pub replicas: u32,
+    /// How many of them are ready.
+    #[serde(default)]
+    pub ready_replicas: u32,
+    /// The percent of the application's traffic this version is set to receive here.
+    #[serde(default)]
+    pub weight: u32,
     /// What the cluster waits for, or what failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

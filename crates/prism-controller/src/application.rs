@@ -7,24 +7,25 @@
 //! when nothing changed.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
-use kube::{Api, Client, Resource, ResourceExt};
-use prism_api::Strategy;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
 use prism_api::application::{ApplicationPhase, ApplicationStatus};
 use prism_api::conditions::{self, Condition};
 use prism_api::release::{ReleasePhase, ScheduledCluster};
 use prism_api::validate::{self, AppTraffic, ValidationErrors};
-use prism_api::{Application, ApplicationSpec, ClusterStrategy, Pipeline, Release, ReleaseSpec};
+use prism_api::{Application, ApplicationSpec, Pipeline, Release, ReleaseSpec};
 use prism_engine::{Clusters, check_pipeline};
 use tracing::{info, warn};
 
+use crate::Context;
 use crate::error::Error;
+use crate::expectations::ObjectKey;
+use crate::fleet::MANAGEMENT_CLUSTER;
 
 /// The one field manager of every write Prism makes.
 pub const FIELD_MANAGER: &str = "prism";
@@ -39,16 +40,6 @@ pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
 pub const REASON_STRATEGY_NOT_FOUND: &str = "StrategyNotFound";
 /// The Event emitted when a Release is created.
 pub const REASON_RELEASE_CREATED: &str = "ReleaseCreated";
-
-/// Resync period: every event the reconciler depends on is watched, so this is only a safety net.
-const RESYNC: Duration = Duration::from_secs(300);
-const RETRY: Duration = Duration::from_secs(5);
-
-/// What every reconcile shares.
-pub struct Context {
-    pub client: Client,
-    pub recorder: Recorder,
-}
 
 /// The strategy an Application names, as found in the cluster.
 #[derive(Clone, Debug, PartialEq)]
@@ -95,7 +86,9 @@ pub struct Invalid {
     pub message: String,
 }
 
-pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// The Application stage of a reconcile; returns the Application's Releases after its writes,
+/// by revision, for the Release stage.
+pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Vec<Release>, Error> {
     let namespace = app
         .namespace()
         .ok_or_else(|| Error::MissingField(app.name_any(), "metadata.namespace"))?;
@@ -103,14 +96,14 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
     let releases_api: Api<Release> = Api::namespaced(ctx.client.clone(), &namespace);
 
     // 1. Dereference.
-    let observed = dereference(&app, &ctx.client, &namespace).await?;
+    let observed = dereference(app, ctx, &namespace);
 
     // 2. Validate.
     let verdict = validate(&app.spec, &observed.strategy);
 
     // 3. Build.
     let created = match &verdict {
-        Ok(pipeline) => desired_release(&app, pipeline, &observed.releases)?,
+        Ok(pipeline) => desired_release(app, pipeline, &observed.releases)?,
         Err(_) => None,
     };
     let mut releases = observed.releases;
@@ -124,7 +117,7 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
     releases.retain(|r| !prune.contains(&r.name_any()));
     let current = app.status.clone().unwrap_or_default();
     let status = desired_status(
-        &app,
+        app,
         &current,
         observed.strategy.label(),
         verdict.as_ref().err(),
@@ -133,22 +126,31 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
     );
 
     // 4. Apply.
+    let app_ref = ObjectRef::from_obj(app);
+    let release_key = |name: &str| ObjectKey::new::<Release>(MANAGEMENT_CLUSTER, &namespace, name);
     if let Some(release) = &created {
         let release_name = release.name_any();
-        releases_api
-            .patch(
-                &release_name,
-                &PatchParams::apply(FIELD_MANAGER),
-                &Patch::Apply(release),
+        let params = PatchParams::apply(FIELD_MANAGER);
+        let written = ctx
+            .expectations
+            .track(
+                &app_ref,
+                release_key(&release_name),
+                releases_api.patch(&release_name, &params, &Patch::Apply(release)),
+                ResourceExt::resource_version,
             )
             .await
             .map_err(Error::kube(format!(
                 "creating Release {namespace}/{release_name}"
             )))?;
         info!(application = %name, release = %release_name, "created a Release");
+        // The Release stage needs its uid (it owns its objects).
+        if let Some(last) = releases.last_mut() {
+            *last = written;
+        }
         publish(
-            &ctx,
-            &app,
+            ctx,
+            &app.object_ref(&()),
             EventType::Normal,
             REASON_RELEASE_CREATED,
             format!(
@@ -160,7 +162,16 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
         .await;
     }
     for old in &prune {
-        match releases_api.delete(old, &DeleteParams::default()).await {
+        let deleted = ctx
+            .expectations
+            .track(
+                &app_ref,
+                release_key(old),
+                releases_api.delete(old, &DeleteParams::default()),
+                |_| None,
+            )
+            .await;
+        match deleted {
             Ok(_) => info!(application = %name, release = %old, "pruned a Release"),
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(error) => {
@@ -179,8 +190,8 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
         if !same {
             warn!(application = %name, reason = invalid.reason, "{}", invalid.message);
             publish(
-                &ctx,
-                &app,
+                ctx,
+                &app.object_ref(&()),
                 EventType::Warning,
                 invalid.reason,
                 invalid.message.clone(),
@@ -195,33 +206,27 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
             "kind": Application::kind(&()),
             "status": status,
         });
-        Api::<Application>::namespaced(ctx.client.clone(), &namespace)
-            .patch_status(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
+        let api = Api::<Application>::namespaced(ctx.client.clone(), &namespace);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        ctx.expectations
+            .track(
+                &app_ref,
+                ObjectKey::new::<Application>(MANAGEMENT_CLUSTER, &namespace, &name),
+                api.patch_status(&name, &params, &Patch::Apply(&patch)),
+                ResourceExt::resource_version,
             )
             .await
             .map_err(Error::kube(format!(
                 "updating the status of Application {namespace}/{name}"
             )))?;
     }
-    Ok(Action::requeue(RESYNC))
+    Ok(releases)
 }
 
-pub fn error_policy(app: Arc<Application>, error: &Error, _ctx: Arc<Context>) -> Action {
-    warn!(
-        application = %app.name_any(),
-        error = %error,
-        kind = error.metric_label(),
-        "reconcile failed"
-    );
-    Action::requeue(RETRY)
-}
-
-async fn publish(
+/// Records an Event about `object`.
+pub(crate) async fn publish(
     ctx: &Context,
-    app: &Application,
+    object: &ObjectReference,
     type_: EventType,
     reason: &str,
     note: String,
@@ -237,8 +242,8 @@ async fn publish(
         secondary: None,
     };
     // An Event is a courtesy: failing to record one does not fail the reconcile.
-    if let Err(error) = ctx.recorder.publish(&event, &app.object_ref(&())).await {
-        warn!(application = %app.name_any(), %error, "could not publish an Event");
+    if let Err(error) = ctx.recorder.publish(&event, object).await {
+        warn!(object = ?object.name, %error, "could not publish an Event");
     }
 }
 
@@ -258,21 +263,18 @@ fn jiff_now() -> k8s_openapi::jiff::Timestamp {
     k8s_openapi::jiff::Timestamp::now()
 }
 
-/// Stage 1: the Application's Releases and the strategy it names.
-pub async fn dereference(
-    app: &Application,
-    client: &Client,
-    namespace: &str,
-) -> Result<Observed, Error> {
+/// Stage 1: the Application's Releases and the strategy it names, from the caches.
+pub fn dereference(app: &Application, ctx: &Context, namespace: &str) -> Observed {
     let name = app.name_any();
-    let releases_api: Api<Release> = Api::namespaced(client.clone(), namespace);
-    let mut releases = releases_api
-        .list(&ListParams::default().labels(&format!("{APP_LABEL}={name}")))
-        .await
-        .map_err(Error::kube(format!(
-            "listing the Releases of Application {namespace}/{name}"
-        )))?
-        .items;
+    let mut releases: Vec<Release> = ctx
+        .releases
+        .state()
+        .iter()
+        .filter(|r| {
+            r.namespace().as_deref() == Some(namespace) && r.labels().get(APP_LABEL) == Some(&name)
+        })
+        .map(|r| Release::clone(r))
+        .collect();
     releases.sort_by_key(|r| r.spec.revision);
 
     let strategy = &app.spec.strategy;
@@ -281,23 +283,15 @@ pub async fn dereference(
             steps: steps.clone(),
         })
     } else if let Some(strategy_name) = &strategy.name {
-        let found = Api::<Strategy>::namespaced(client.clone(), namespace)
-            .get_opt(strategy_name)
-            .await
-            .map_err(Error::kube(format!(
-                "reading Strategy {namespace}/{strategy_name}"
-            )))?;
+        let found = ctx
+            .strategies
+            .get(&ObjectRef::new(strategy_name).within(namespace));
         StrategySource::Strategy {
             name: strategy_name.clone(),
             found: found.map(|s| s.pipeline().clone()),
         }
     } else if let Some(strategy_name) = &strategy.cluster_strategy_name {
-        let found = Api::<ClusterStrategy>::all(client.clone())
-            .get_opt(strategy_name)
-            .await
-            .map_err(Error::kube(format!(
-                "reading ClusterStrategy {strategy_name}"
-            )))?;
+        let found = ctx.cluster_strategies.get(&ObjectRef::new(strategy_name));
         StrategySource::ClusterStrategy {
             name: strategy_name.clone(),
             found: found.map(|s| s.pipeline().clone()),
@@ -305,7 +299,7 @@ pub async fn dereference(
     } else {
         StrategySource::None
     };
-    Ok(Observed { strategy, releases })
+    Observed { strategy, releases }
 }
 
 /// Stage 2: the pipeline a new Release would snapshot, or why there is none. Every error is
@@ -384,8 +378,8 @@ fn collect(errors: &mut Vec<String>, prefix: &str, result: Result<(), Validation
 /// that a Release's schedule already has the shape the fleet will fill in.
 pub fn schedule() -> Vec<ScheduledCluster> {
     vec![ScheduledCluster {
-        name: "local".into(),
-        region: "local".into(),
+        name: MANAGEMENT_CLUSTER.into(),
+        region: MANAGEMENT_CLUSTER.into(),
     }]
 }
 

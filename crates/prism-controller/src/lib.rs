@@ -1,17 +1,32 @@
-//! Prism's controllers. Each reconciles one kind as a pipeline: dereference → validate → build
-//! (pure, no client) → apply → status. So far: the Application controller, which turns each
-//! change of an Application's template or strategy into a Release (see [`application`]).
+//! Prism's controller. One reconcile per Application, in two stages, each a pipeline of
+//! dereference → validate → build (pure, no client) → apply → status:
+//! - [`application`]: each change of the Application's template or strategy becomes an
+//!   immutable Release; old Releases are pruned; the Application's status.
+//! - [`rollout`]: the Application's Releases rolled out across their clusters by the engine's
+//!   decision, through the [`workload`] and [`traffic`] providers; each Release's status.
+//!
+//! Everything is read from caches filled by watches ([`fleet`] for the application clusters),
+//! and a reconcile waits until the caches show its own writes ([`expectations`]).
 
 pub mod application;
 pub mod error;
+pub mod expectations;
+pub mod fleet;
+pub mod rollout;
+pub mod status;
+pub mod traffic;
+pub mod workload;
+pub mod write;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt, TryStreamExt, stream};
 use kube::api::ListParams;
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use prism_api::{Application, ClusterStrategy, Release, Strategy};
 use tracing::{debug, info, warn};
@@ -19,77 +34,115 @@ use tracing::{debug, info, warn};
 pub use application::FIELD_MANAGER;
 pub use error::Error;
 
-/// Runs the Application controller until a signal (SIGINT, SIGTERM) stops it. With a
-/// `namespace`, every namespaced watch is scoped to it (tests run one controller per test
-/// namespace); ClusterStrategies are watched cluster-wide either way.
-pub async fn run(client: Client, namespace: Option<String>) -> Result<(), Error> {
-    let scoped = |client: &Client| match &namespace {
-        Some(ns) => (
-            Api::<Application>::namespaced(client.clone(), ns),
-            Api::<Release>::namespaced(client.clone(), ns),
-            Api::<Strategy>::namespaced(client.clone(), ns),
-        ),
-        None => (
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-        ),
-    };
-    let (applications, releases, strategies) = scoped(&client);
-    let cluster_strategies = Api::<ClusterStrategy>::all(client.clone());
+use crate::expectations::{Expectations, PATIENCE, application_of};
+use crate::fleet::{Change, Changes, Fleet, MANAGEMENT_CLUSTER, cache_of};
 
+/// Every event a reconcile depends on is watched, so this is only a safety net.
+const RESYNC: Duration = Duration::from_secs(300);
+const RETRY: Duration = Duration::from_secs(5);
+
+/// What every reconcile shares.
+pub struct Context {
+    /// The management cluster's.
+    pub client: Client,
+    pub recorder: Recorder,
+    pub releases: Store<Release>,
+    pub strategies: Store<Strategy>,
+    pub cluster_strategies: Store<ClusterStrategy>,
+    pub fleet: Fleet,
+    pub expectations: Arc<Expectations>,
+}
+
+/// Runs the controller until a signal (SIGINT, SIGTERM) stops it. With a `namespace`, every
+/// namespaced watch is scoped to it (tests run one controller per test namespace);
+/// ClusterStrategies are watched cluster-wide either way.
+pub async fn run(client: Client, namespace: Option<String>) -> Result<(), Error> {
+    let namespace = namespace.as_deref();
+    let applications_api: Api<Application> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     // Fail at once, with a message, when the CRDs are missing or access is denied, rather than
     // have the watchers retry forever.
-    applications
+    applications_api
         .list(&ListParams::default().limit(1))
         .await
         .map_err(Error::kube(
             "listing Applications (are the CRDs installed?)",
         ))?;
 
-    let context = Arc::new(application::Context {
+    let expectations = Arc::new(Expectations::default());
+    let (applications, application_writer) = reflector::store();
+    let application_stream = {
+        let reader = applications.clone();
+        let expectations = expectations.clone();
+        reflector::reflector(
+            application_writer,
+            watcher(applications_api, watcher::Config::default())
+                .default_backoff()
+                .modify(|app: &mut Application| app.metadata.managed_fields = None),
+        )
+        .applied_objects()
+        .inspect_ok(move |app| {
+            expectations.observe(&ObjectRef::from_obj(app), MANAGEMENT_CLUSTER, app, &reader);
+        })
+    };
+    let (releases, release_changes) = cache_of::<Release>(
+        &client,
+        namespace,
+        watcher::Config::default(),
+        |_| {},
+        application_of,
+        MANAGEMENT_CLUSTER,
+        &expectations,
+    );
+    let strategies_api: Api<Strategy> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (strategies, strategy_changes) = strategy_cache(
+        strategies_api,
+        applications.clone(),
+        |apps, s: &Strategy| {
+            application::naming_strategy(apps, &s.namespace().unwrap_or_default(), &s.name_any())
+        },
+    );
+    let (cluster_strategies, cluster_strategy_changes) = strategy_cache(
+        Api::all(client.clone()),
+        applications.clone(),
+        |apps, s: &ClusterStrategy| application::naming_cluster_strategy(apps, &s.name_any()),
+    );
+
+    let mut fleet = Fleet::default();
+    let member_changes = fleet.join(
+        MANAGEMENT_CLUSTER,
+        client.clone(),
+        true,
+        namespace,
+        expectations.clone(),
+    );
+    let context = Arc::new(Context {
         recorder: Recorder::new(client.clone(), Reporter::from(FIELD_MANAGER)),
         client,
+        releases,
+        strategies,
+        cluster_strategies,
+        fleet,
+        expectations,
     });
-    let controller = Controller::new(applications, watcher::Config::default());
-    // A Strategy or ClusterStrategy change requeues the Applications that name it, found in
-    // the controller's own cache of Applications.
-    let by_strategy = controller.store();
-    let by_cluster_strategy = controller.store();
     info!(
-        namespace = namespace.as_deref().unwrap_or("*"),
-        "starting the Application controller"
+        namespace = namespace.unwrap_or("*"),
+        "starting the controller"
     );
-    controller
-        .owns(releases, watcher::Config::default())
-        .watches(strategies, watcher::Config::default(), move |strategy| {
-            let namespace = strategy.namespace().unwrap_or_default();
-            let apps = by_strategy.state();
-            application::naming_strategy(
-                apps.iter().map(|a| &**a),
-                &namespace,
-                &strategy.name_any(),
-            )
-            .into_iter()
-            .map(ObjectRef::from_obj)
-            .collect::<Vec<_>>()
-        })
-        .watches(
-            cluster_strategies,
-            watcher::Config::default(),
-            move |strategy| {
-                let apps = by_cluster_strategy.state();
-                application::naming_cluster_strategy(
-                    apps.iter().map(|a| &**a),
-                    &strategy.name_any(),
-                )
-                .into_iter()
-                .map(ObjectRef::from_obj)
-                .collect::<Vec<_>>()
-            },
-        )
+    Controller::for_stream(application_stream, applications)
+        .reconcile_on(stream::select_all([
+            triggers(release_changes).boxed(),
+            strategy_changes.boxed(),
+            cluster_strategy_changes.boxed(),
+            member_changes.boxed(),
+        ]))
         .shutdown_on_signal()
-        .run(application::reconcile, application::error_policy, context)
+        .run(reconcile, error_policy, context)
         .for_each(|result| async move {
             match result {
                 Ok((app, _)) => debug!(application = %app, "reconciled"),
@@ -97,6 +150,82 @@ pub async fn run(client: Client, namespace: Option<String>) -> Result<(), Error>
             }
         })
         .await;
-    info!("the Application controller stopped");
+    info!("the controller stopped");
     Ok(())
+}
+
+async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if ctx.expectations.waiting(&ObjectRef::from_obj(app.as_ref())) {
+        // The watch events of this application's last writes are on their way, and each
+        // triggers a reconcile; this one would decide on stale caches.
+        return Ok(Action::requeue(PATIENCE));
+    }
+    let releases = application::reconcile(&app, &ctx).await?;
+    let after = rollout::reconcile(&app, &releases, &ctx).await?;
+    Ok(Action::requeue(
+        after.map_or(RESYNC, |after| after.min(RESYNC)),
+    ))
+}
+
+fn error_policy(app: Arc<Application>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(
+        application = %app.name_any(),
+        error = %error,
+        kind = error.metric_label(),
+        "reconcile failed"
+    );
+    Action::requeue(RETRY)
+}
+
+/// The Applications that changes of the caches concern; a failing watch is logged and retried
+/// by its backoff.
+fn triggers(changes: Changes) -> impl Stream<Item = ObjectRef<Application>> {
+    changes.flat_map(|change| {
+        stream::iter(match change {
+            Ok(Change::Objects(apps)) => apps,
+            Ok(Change::Pending) => Vec::new(),
+            Err(error) => {
+                warn!(%error, "a watch failed");
+                Vec::new()
+            }
+        })
+    })
+}
+
+/// A cache of strategies, and the Applications to reconcile when one changes: those that
+/// `naming` finds among the cached Applications.
+fn strategy_cache<S>(
+    api: Api<S>,
+    applications: Store<Application>,
+    naming: for<'a> fn(Vec<&'a Application>, &S) -> Vec<&'a Application>,
+) -> (
+    Store<S>,
+    impl Stream<Item = ObjectRef<Application>> + Send + 'static,
+)
+where
+    S: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let changes = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    )
+    .touched_objects()
+    .filter_map(|strategy| async move { strategy.ok() })
+    .flat_map(move |strategy| {
+        let apps = applications.state();
+        let named: Vec<ObjectRef<Application>> =
+            naming(apps.iter().map(|a| a.as_ref()).collect(), &strategy)
+                .into_iter()
+                .map(ObjectRef::from_obj)
+                .collect();
+        stream::iter(named)
+    });
+    (store, changes)
 }

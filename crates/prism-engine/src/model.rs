@@ -63,32 +63,8 @@ pub struct Progress {
     pub abort: Option<Abort>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Abort {
-    pub cause: AbortCause,
-    /// For humans: what failed, or who aborted.
-    pub message: String,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum AbortCause {
-    /// `prism abort`, or the Release's `spec.aborted`.
-    Command,
-    AnalysisFailed,
-    WebhookFailed,
-}
-
-impl AbortCause {
-    /// The CamelCase reason of the release's Aborted condition.
-    pub fn reason(self) -> &'static str {
-        match self {
-            AbortCause::Command => "AbortedByCommand",
-            AbortCause::AnalysisFailed => "AnalysisFailed",
-            AbortCause::WebhookFailed => "WebhookFailed",
-        }
-    }
-}
+/// Why a release rolls back, as its status shows it.
+pub use prism_api::release::{Abort, AbortCause};
 
 /// A release's phase is the one its status shows.
 pub use prism_api::release::ReleasePhase as Phase;

@@ -1,0 +1,38 @@
+//! The blue/green switch: the application's Service selects the pods of one version, and moving
+//! traffic is changing its selector. Weights are 0 or 100 (the schema enforces it); should a
+//! split ever reach this provider, the version with the larger weight gets everything.
+
+use serde_json::{Map, Value};
+
+use super::{AppView, TrafficProvider, Weights, service, service_is};
+use crate::application::{APP_LABEL, RELEASE_LABEL};
+use crate::write::Write;
+
+pub struct ServiceSelector;
+
+impl TrafficProvider for ServiceSelector {
+    fn observe(&self, view: &AppView) -> Weights {
+        view.observed_service
+            .and_then(|service| service.spec.as_ref()?.selector.as_ref()?.get(RELEASE_LABEL))
+            .map(|release| [(release.clone(), 100)].into())
+            .unwrap_or_default()
+    }
+
+    fn writes(&self, view: &AppView, weights: &Weights) -> Vec<Write> {
+        let Some((selected, _)) = weights
+            .iter()
+            .filter(|(_, weight)| **weight > 0)
+            .max_by_key(|(_, weight)| **weight)
+        else {
+            return Vec::new();
+        };
+        let selector = Map::from_iter([
+            (APP_LABEL.to_owned(), Value::from(view.app)),
+            (RELEASE_LABEL.to_owned(), Value::from(selected.as_str())),
+        ]);
+        if service_is(view, &selector, &Map::new()) {
+            return Vec::new();
+        }
+        service(view, selector, Map::new()).into_iter().collect()
+    }
+}

@@ -1,0 +1,489 @@
+//! The workload provider: each version's objects in a cluster — its Deployment, ConfigMaps and
+//! HorizontalPodAutoscaler, named after its Release — and what a cluster runs of each version.
+//!
+//! Building is pure: a Release and a capacity in, server-side apply bodies out.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::ResourceExt;
+use prism_api::Release;
+use prism_api::application::Template;
+use prism_engine::{Capacity, VersionObservation};
+use serde_json::{Map, Value, json};
+
+use crate::application::{APP_LABEL, RELEASE_LABEL};
+use crate::write::{Kind, Write};
+
+/// On a version's Deployment: the capacity Prism set, `3` or, when autoscaled, `2-10`.
+pub const CAPACITY_ANNOTATION: &str = "prism.dev/capacity";
+
+/// The writes that make a cluster run `capacity` of `release`. A version not installed yet
+/// (`installed` false) gets all its objects, ConfigMaps first so that its pods find them.
+/// `owner` is the Release's reference when the cluster is the management cluster.
+pub fn install(
+    release: &Release,
+    capacity: Capacity,
+    installed: bool,
+    owner: Option<&OwnerReference>,
+) -> Vec<Write> {
+    let template = &release.spec.template;
+    let name = release.name_any();
+    let mut writes = Vec::new();
+    if !installed {
+        for config_map in template.of_kind("ConfigMap") {
+            let mut body = config_map.0.clone();
+            let renamed = config_map_name(&name, config_map.name().unwrap_or_default());
+            set_metadata(&mut body, &renamed, release, owner);
+            writes.push(Write::Apply {
+                kind: Kind::ConfigMap,
+                body: Value::Object(body),
+            });
+        }
+    }
+    if let Some(deployment) = deployment(release, capacity, owner) {
+        writes.push(Write::Apply {
+            kind: Kind::Deployment,
+            body: deployment,
+        });
+    }
+    if template.of_kind("HorizontalPodAutoscaler").next().is_some() {
+        writes.push(match capacity {
+            Capacity::Autoscaled { min, max } if max > 0 => Write::Apply {
+                kind: Kind::HorizontalPodAutoscaler,
+                body: autoscaler(release, min.max(1), max, owner),
+            },
+            // An autoscaler cannot hold zero replicas: the Deployment does.
+            _ => Write::Delete {
+                kind: Kind::HorizontalPodAutoscaler,
+                name: name.clone(),
+            },
+        });
+    }
+    writes
+}
+
+/// The writes that delete every object of `release` from a cluster.
+pub fn remove(release: &Release) -> Vec<Write> {
+    let name = release.name_any();
+    let template = &release.spec.template;
+    let mut writes = vec![Write::Delete {
+        kind: Kind::Deployment,
+        name: name.clone(),
+    }];
+    if template.of_kind("HorizontalPodAutoscaler").next().is_some() {
+        writes.push(Write::Delete {
+            kind: Kind::HorizontalPodAutoscaler,
+            name: name.clone(),
+        });
+    }
+    writes.extend(
+        template
+            .of_kind("ConfigMap")
+            .map(|config_map| Write::Delete {
+                kind: Kind::ConfigMap,
+                name: config_map_name(&name, config_map.name().unwrap_or_default()),
+            }),
+    );
+    writes
+}
+
+/// What a cluster runs of each version, from the Deployments of one application, by release.
+pub fn observe<'d>(
+    deployments: impl IntoIterator<Item = &'d Deployment>,
+) -> BTreeMap<String, VersionObservation> {
+    deployments
+        .into_iter()
+        .filter(|deployment| deployment.metadata.deletion_timestamp.is_none())
+        .filter_map(|deployment| {
+            let release = deployment.labels().get(RELEASE_LABEL)?.clone();
+            let replicas = deployment
+                .spec
+                .as_ref()
+                .and_then(|spec| spec.replicas)
+                .unwrap_or(1);
+            let replicas = u32::try_from(replicas).unwrap_or(0);
+            let capacity = deployment
+                .annotations()
+                .get(CAPACITY_ANNOTATION)
+                .and_then(|text| parse_capacity(text))
+                .filter(|capacity| matches!(capacity, Capacity::Autoscaled { .. }))
+                .unwrap_or(Capacity::Replicas(replicas));
+            let ready = deployment
+                .status
+                .as_ref()
+                .and_then(|status| status.ready_replicas)
+                .and_then(|ready| u32::try_from(ready).ok())
+                .unwrap_or(0);
+            Some((
+                release,
+                VersionObservation {
+                    capacity,
+                    ready,
+                    weight: 0,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// What a Release runs at 100%: its autoscaler's bounds, or its Deployment's replicas.
+pub fn full_capacity(template: &Template) -> Capacity {
+    match template.hpa_bounds() {
+        Some(bounds) => Capacity::Autoscaled {
+            min: bounds.min,
+            max: bounds.max,
+        },
+        None => Capacity::Replicas(template.replicas().unwrap_or(1)),
+    }
+}
+
+fn capacity_text(capacity: Capacity) -> String {
+    match capacity {
+        Capacity::Replicas(n) => n.to_string(),
+        Capacity::Autoscaled { min, max } => format!("{min}-{max}"),
+    }
+}
+
+fn parse_capacity(text: &str) -> Option<Capacity> {
+    match text.split_once('-') {
+        Some((min, max)) => Some(Capacity::Autoscaled {
+            min: min.parse().ok()?,
+            max: max.parse().ok()?,
+        }),
+        None => Some(Capacity::Replicas(text.parse().ok()?)),
+    }
+}
+
+/// A version's copy of a template ConfigMap: versions never share one, so a new version's
+/// configuration cannot change an old version's pods.
+pub fn config_map_name(release: &str, config_map: &str) -> String {
+    format!("{release}-{config_map}")
+}
+
+/// The template's Deployment as this version's: named after the release, its selector and pods
+/// labelled with the application and the release, ConfigMap references renamed, and the
+/// replicas of `capacity` (an autoscaler's lower bound when autoscaled).
+fn deployment(
+    release: &Release,
+    capacity: Capacity,
+    owner: Option<&OwnerReference>,
+) -> Option<Value> {
+    let template = &release.spec.template;
+    let manifest = template.of_kind("Deployment").next()?;
+    let name = release.name_any();
+    let config_maps: BTreeSet<&str> = template
+        .of_kind("ConfigMap")
+        .filter_map(|config_map| config_map.name())
+        .collect();
+    let mut body = manifest.0.clone();
+    set_metadata(&mut body, &name, release, owner);
+    let annotations = object(object(&mut body, "metadata"), "annotations");
+    annotations.insert(CAPACITY_ANNOTATION.into(), capacity_text(capacity).into());
+    let labels = version_labels(release);
+    let spec = object(&mut body, "spec");
+    spec.insert("replicas".into(), capacity.floor().into());
+    let match_labels = object(object(spec, "selector"), "matchLabels");
+    match_labels.insert(RELEASE_LABEL.into(), name.clone().into());
+    let pod = object(spec, "template");
+    let pod_labels = object(object(pod, "metadata"), "labels");
+    pod_labels.extend(labels);
+    if let Some(pod_spec) = pod.get_mut("spec") {
+        rename_config_maps(pod_spec, &name, &config_maps);
+    }
+    Some(Value::Object(body))
+}
+
+fn autoscaler(release: &Release, min: u32, max: u32, owner: Option<&OwnerReference>) -> Value {
+    let name = release.name_any();
+    let manifest = release
+        .spec
+        .template
+        .of_kind("HorizontalPodAutoscaler")
+        .next()
+        .map(|manifest| manifest.0.clone())
+        .unwrap_or_default();
+    let mut body = manifest;
+    set_metadata(&mut body, &name, release, owner);
+    let spec = object(&mut body, "spec");
+    spec.insert("minReplicas".into(), min.into());
+    spec.insert("maxReplicas".into(), max.into());
+    spec.insert(
+        "scaleTargetRef".into(),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": name}),
+    );
+    Value::Object(body)
+}
+
+/// The labels of every object and pod of a version.
+fn version_labels(release: &Release) -> Map<String, Value> {
+    Map::from_iter([
+        (
+            APP_LABEL.to_owned(),
+            release.spec.application.clone().into(),
+        ),
+        (RELEASE_LABEL.to_owned(), release.name_any().into()),
+    ])
+}
+
+/// Names the object, puts it in the version's labels, and makes the Release its owner when
+/// they share an API server. The namespace is the Api's.
+fn set_metadata(
+    body: &mut Map<String, Value>,
+    name: &str,
+    release: &Release,
+    owner: Option<&OwnerReference>,
+) {
+    let metadata = object(body, "metadata");
+    metadata.insert("name".into(), name.into());
+    metadata.remove("namespace");
+    object(metadata, "labels").extend(version_labels(release));
+    if let Some(owner) = owner {
+        metadata.insert(
+            "ownerReferences".into(),
+            json!([serde_json::to_value(owner).unwrap_or_default()]),
+        );
+    }
+}
+
+/// `body[key]` as an object, created when missing.
+pub(crate) fn object<'b>(
+    body: &'b mut Map<String, Value>,
+    key: &str,
+) -> &'b mut Map<String, Value> {
+    let entry = body.entry(key).or_insert_with(|| Value::Object(Map::new()));
+    if !entry.is_object() {
+        *entry = Value::Object(Map::new());
+    }
+    entry.as_object_mut().expect("just made an object")
+}
+
+/// Points every reference to a template ConfigMap in a pod spec (volumes, projected sources,
+/// envFrom, env valueFrom) at the version's copy.
+fn rename_config_maps(value: &mut Value, release: &str, config_maps: &BTreeSet<&str>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                let is_reference = matches!(
+                    key.as_str(),
+                    "configMap" | "configMapRef" | "configMapKeyRef"
+                );
+                if is_reference
+                    && let Some(Value::String(name)) = child.get_mut("name")
+                    && config_maps.contains(name.as_str())
+                {
+                    *name = config_map_name(release, name);
+                } else {
+                    rename_config_maps(child, release, config_maps);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                rename_config_maps(item, release, config_maps);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prism_api::ReleaseSpec;
+
+    fn release(manifests: Value) -> Release {
+        let mut release = Release::new(
+            "web-3",
+            ReleaseSpec {
+                application: "web".into(),
+                revision: 3,
+                template: serde_json::from_value(json!({ "manifests": manifests })).unwrap(),
+                strategy: Default::default(),
+                clusters: Vec::new(),
+                target_step: None,
+                aborted: false,
+            },
+        );
+        release.metadata.namespace = Some("ns".into());
+        release
+    }
+
+    fn web(replicas: u32) -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {"tier": "front"}},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {
+                        "containers": [{
+                            "name": "web", "image": "web:2",
+                            "envFrom": [{"configMapRef": {"name": "settings"}}],
+                            "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "other", "key": "x"}}}]
+                        }],
+                        "volumes": [{"name": "conf", "configMap": {"name": "settings"}}]
+                    }
+                }
+            }
+        })
+    }
+
+    fn settings() -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"a": "1"}})
+    }
+
+    fn body(write: &Write) -> &Value {
+        match write {
+            Write::Apply { body, .. } => body,
+            other => panic!("not an apply: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_new_version_gets_its_config_maps_then_its_deployment() {
+        let release = release(json!([web(4), settings()]));
+        let writes = install(&release, Capacity::Replicas(1), false, None);
+        assert_eq!(writes.len(), 2);
+        let config_map = body(&writes[0]);
+        assert_eq!(config_map["metadata"]["name"], "web-3-settings");
+        assert_eq!(
+            config_map["metadata"]["labels"]["prism.dev/release"],
+            "web-3"
+        );
+        assert_eq!(config_map["data"]["a"], "1");
+
+        let deployment = body(&writes[1]);
+        assert_eq!(deployment["metadata"]["name"], "web-3");
+        assert_eq!(
+            deployment["metadata"]["labels"]["tier"], "front",
+            "template labels stay"
+        );
+        assert_eq!(
+            deployment["metadata"]["annotations"][CAPACITY_ANNOTATION],
+            "1"
+        );
+        assert_eq!(deployment["spec"]["replicas"], 1);
+        assert_eq!(
+            deployment["spec"]["selector"]["matchLabels"],
+            json!({"app": "web", "prism.dev/release": "web-3"})
+        );
+        assert_eq!(
+            deployment["spec"]["template"]["metadata"]["labels"],
+            json!({"app": "web", "prism.dev/app": "web", "prism.dev/release": "web-3"})
+        );
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(pod["volumes"][0]["configMap"]["name"], "web-3-settings");
+        assert_eq!(
+            pod["containers"][0]["envFrom"][0]["configMapRef"]["name"],
+            "web-3-settings"
+        );
+        assert_eq!(
+            pod["containers"][0]["env"][0]["valueFrom"]["configMapKeyRef"]["name"], "other",
+            "a ConfigMap the template does not hold is left alone"
+        );
+    }
+
+    #[test]
+    fn an_installed_version_is_only_scaled() {
+        let release = release(json!([web(4), settings()]));
+        let writes = install(&release, Capacity::Replicas(4), true, None);
+        assert_eq!(writes.len(), 1);
+        assert_eq!(body(&writes[0])["spec"]["replicas"], 4);
+    }
+
+    #[test]
+    fn in_the_management_cluster_the_release_owns_its_objects() {
+        let release = release(json!([web(4), settings()]));
+        let owner = OwnerReference {
+            api_version: "prism.dev/v1alpha1".into(),
+            kind: "Release".into(),
+            name: "web-3".into(),
+            uid: "u".into(),
+            controller: Some(true),
+            block_owner_deletion: None,
+        };
+        for write in install(&release, Capacity::Replicas(1), false, Some(&owner)) {
+            assert_eq!(body(&write)["metadata"]["ownerReferences"][0]["uid"], "u");
+        }
+    }
+
+    #[test]
+    fn an_autoscaled_version_gets_bounds_and_at_zero_loses_its_autoscaler() {
+        let hpa = json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web"},
+            "spec": {"minReplicas": 2, "maxReplicas": 10,
+                     "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}}
+        });
+        let release = release(json!([web(4), hpa]));
+        let writes = install(
+            &release,
+            Capacity::Autoscaled { min: 1, max: 5 },
+            true,
+            None,
+        );
+        assert_eq!(
+            body(&writes[0])["metadata"]["annotations"][CAPACITY_ANNOTATION],
+            "1-5"
+        );
+        let autoscaler = body(&writes[1]);
+        assert_eq!(autoscaler["spec"]["minReplicas"], 1);
+        assert_eq!(autoscaler["spec"]["maxReplicas"], 5);
+        assert_eq!(autoscaler["spec"]["scaleTargetRef"]["name"], "web-3");
+
+        let writes = install(
+            &release,
+            Capacity::Autoscaled { min: 0, max: 0 },
+            true,
+            None,
+        );
+        assert_eq!(body(&writes[0])["spec"]["replicas"], 0);
+        assert!(matches!(
+            writes[1],
+            Write::Delete {
+                kind: Kind::HorizontalPodAutoscaler,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn removal_deletes_every_object_of_the_version() {
+        let release = release(json!([web(4), settings()]));
+        let names: Vec<String> = remove(&release)
+            .iter()
+            .map(|write| match write {
+                Write::Delete { kind, name } => format!("{kind:?}/{name}"),
+                other => panic!("not a delete: {other:?}"),
+            })
+            .collect();
+        assert_eq!(names, ["Deployment/web-3", "ConfigMap/web-3-settings"]);
+    }
+
+    #[test]
+    fn observation_reads_replicas_ready_and_autoscaler_bounds() {
+        let deployment = |name: &str, replicas: i32, ready: i32, capacity: &str| -> Deployment {
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "labels": {"prism.dev/release": name},
+                             "annotations": {CAPACITY_ANNOTATION: capacity}},
+                "spec": {"replicas": replicas, "selector": {}, "template": {}},
+                "status": {"readyReplicas": ready}
+            }))
+            .unwrap()
+        };
+        let observed = observe(&[
+            deployment("web-2", 4, 3, "4"),
+            deployment("web-3", 2, 2, "2-6"),
+        ]);
+        assert_eq!(observed["web-2"].capacity, Capacity::Replicas(4));
+        assert_eq!(observed["web-2"].ready, 3);
+        assert_eq!(
+            observed["web-3"].capacity,
+            Capacity::Autoscaled { min: 2, max: 6 }
+        );
+    }
+}

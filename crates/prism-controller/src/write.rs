@@ -1,0 +1,140 @@
+//! Writes to an application cluster, as providers build them (pure), and their execution:
+//! server-side apply with the one field manager, or a delete; each awaited in the caches.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, ResourceExt};
+use prism_api::Application;
+use serde_json::Value;
+use tracing::debug;
+
+use crate::application::FIELD_MANAGER;
+use crate::error::Error;
+use crate::expectations::{Expectations, ObjectKey};
+use crate::fleet::Member;
+
+/// The kinds Prism writes in application clusters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Deployment,
+    ConfigMap,
+    HorizontalPodAutoscaler,
+    Service,
+    Pod,
+}
+
+impl Kind {
+    fn resource(self) -> ApiResource {
+        match self {
+            Kind::Deployment => ApiResource::erase::<Deployment>(&()),
+            Kind::ConfigMap => ApiResource::erase::<ConfigMap>(&()),
+            Kind::HorizontalPodAutoscaler => ApiResource::erase::<HorizontalPodAutoscaler>(&()),
+            Kind::Service => ApiResource::erase::<Service>(&()),
+            Kind::Pod => ApiResource::erase::<Pod>(&()),
+        }
+    }
+
+    /// Whether the controller caches this kind, so that a write of it can be awaited.
+    fn is_cached(self) -> bool {
+        matches!(self, Kind::Deployment | Kind::Service | Kind::Pod)
+    }
+}
+
+/// One write in one namespace of an application cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Write {
+    /// Server-side apply of `body`, whose metadata.name names the object; apiVersion and kind
+    /// are set from `kind`.
+    Apply { kind: Kind, body: Value },
+    /// Delete, if it exists.
+    Delete { kind: Kind, name: String },
+    /// Set (Some) or remove (None) labels of an existing object, if it still exists. A merge
+    /// patch rather than an apply: an apply of an object deleted meanwhile would create it.
+    Label {
+        kind: Kind,
+        name: String,
+        labels: BTreeMap<String, Option<String>>,
+    },
+}
+
+/// Makes `writes`, in order, in `namespace` of `member`, and records each in `expectations`
+/// for `app`.
+pub async fn execute(
+    member: &Member,
+    namespace: &str,
+    app: &ObjectRef<Application>,
+    writes: Vec<Write>,
+    expectations: &Expectations,
+) -> Result<(), Error> {
+    for write in writes {
+        let (kind, name) = match &write {
+            Write::Apply { kind, body } => (
+                *kind,
+                body["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+            Write::Delete { kind, name } | Write::Label { kind, name, .. } => (*kind, name.clone()),
+        };
+        let resource = kind.resource();
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(member.client.clone(), namespace, &resource);
+        let key = ObjectKey {
+            cluster: member.name.clone(),
+            kind: resource.kind.clone(),
+            namespace: namespace.to_owned(),
+            name: name.clone(),
+        };
+        let what = format!(
+            "{} {namespace}/{name} in cluster {}",
+            resource.kind, member.name
+        );
+        // What the write leaves: Some(resourceVersion), or None when the object is gone.
+        let request = async {
+            match write {
+                Write::Apply { mut body, .. } => {
+                    body["apiVersion"] = resource.api_version.clone().into();
+                    body["kind"] = resource.kind.clone().into();
+                    let params = PatchParams::apply(FIELD_MANAGER).force();
+                    api.patch(&name, &params, &Patch::Apply(&body))
+                        .await
+                        .map(|applied| applied.resource_version())
+                }
+                Write::Delete { .. } => {
+                    match api.delete(&name, &DeleteParams::background()).await {
+                        Ok(_) => Ok(None),
+                        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+                        Err(error) => Err(error),
+                    }
+                }
+                Write::Label { labels, .. } => {
+                    let patch = serde_json::json!({"metadata": {"labels": labels}});
+                    let params = PatchParams {
+                        field_manager: Some(FIELD_MANAGER.into()),
+                        ..PatchParams::default()
+                    };
+                    match api.patch(&name, &params, &Patch::Merge(&patch)).await {
+                        Ok(patched) => Ok(patched.resource_version()),
+                        // The pod went away: nothing left to label.
+                        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+                        Err(error) => Err(error),
+                    }
+                }
+            }
+        };
+        let outcome = if kind.is_cached() {
+            expectations.track(app, key, request, Clone::clone).await
+        } else {
+            request.await
+        };
+        let version = outcome.map_err(Error::kube(format!("writing {what}")))?;
+        debug!(object = %what, ?version, "written");
+    }
+    Ok(())
+}

@@ -1,0 +1,473 @@
+//! An invalid Application on the sandbox (c1 is the management cluster): either the API server
+//! refuses it with a message that names the field, or the controller reports the problem in the
+//! `Valid` condition and a Warning Event, and installs nothing: no Release, and no object of the
+//! application in any cluster. Fixed, it gets its first Release.
+
+use std::collections::BTreeSet;
+
+use anyhow::{Context as _, bail};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use prism_api::application::{ApplicationPhase, ApplicationStatus};
+use prism_api::conditions::{self, Condition};
+use prism_api::{Application, Release, Strategy};
+use prism_testkit::fixtures::web_template;
+use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+const TEST_MANAGER: &str = "prism-tests";
+
+/// The controller, scoped to one namespace, stopped when dropped.
+type RunningController = prism_testkit::AbortOnDrop<Result<(), prism_controller::Error>>;
+
+/// The management cluster's client, with the CRDs installed and the controller running in the
+/// test's namespace.
+async fn setup(env: &TestEnv) -> anyhow::Result<(Client, RunningController)> {
+    let client = env.cluster("c1").client();
+    prism_testkit::install_crds(&client, prism_api::crds()).await?;
+    let controller = prism_testkit::spawn_for_test(prism_controller::run(
+        client.clone(),
+        Some(env.namespace().to_owned()),
+    ));
+    Ok((client, controller))
+}
+
+/// The `web` template (a Deployment and a Service) after `change`.
+fn template_with(change: impl FnOnce(&mut Value)) -> Value {
+    let mut template = web_template("web:1", 2);
+    change(&mut template);
+    template
+}
+
+fn canary_steps() -> Value {
+    json!([
+        {"name": "canary", "capacity": {"contender": "50%"}, "traffic": {"contender": 50}},
+        {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100}}
+    ])
+}
+
+/// A spec with `template` rolled out by the canary.
+fn spec_of(template: Value) -> Value {
+    json!({"template": template, "strategy": {"steps": canary_steps()}})
+}
+
+fn object<K: DeserializeOwned>(kind: &str, name: &str, spec: Value) -> anyhow::Result<K> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "prism.dev/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": spec,
+    }))?)
+}
+
+async fn apply<K>(api: &Api<K>, object: &K) -> Result<K, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    api.patch(
+        &object.name_any(),
+        &PatchParams::apply(TEST_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+}
+
+fn valid_condition(status: &ApplicationStatus) -> Option<&Condition> {
+    conditions::find(&status.conditions, conditions::application::VALID)
+}
+
+/// Waits until the Application's status describes its current generation and its `Valid`
+/// condition passes `check`.
+async fn wait_for_valid(
+    apps: &Api<Application>,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Condition) -> bool,
+) -> anyhow::Result<ApplicationStatus> {
+    wait_until(
+        format!("Application {name}: {what}"),
+        DEFAULT_TIMEOUT,
+        || async {
+            let app = apps.get(name).await?;
+            let status = app.status.unwrap_or_default();
+            let caught_up = status.observed_generation == app.metadata.generation;
+            let passes = valid_condition(&status).is_some_and(&check);
+            Ok((caught_up && passes).then_some(status))
+        },
+    )
+    .await
+}
+
+/// The names of the objects of kind `K` labelled as the application's, in the test's namespace
+/// of every cluster.
+async fn installed<K>(env: &TestEnv, app: &str) -> anyhow::Result<BTreeSet<String>>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let mut names = BTreeSet::new();
+    for cluster in env.clusters() {
+        let api: Api<K> = Api::namespaced(cluster.client(), env.namespace());
+        let list = api
+            .list(&ListParams::default().labels(&format!("prism.dev/app={app}")))
+            .await?;
+        names.extend(list.items.iter().map(|o| {
+            format!(
+                "{} {}/{}",
+                K::kind(&Default::default()),
+                cluster.name(),
+                o.name_any()
+            )
+        }));
+    }
+    Ok(names)
+}
+
+/// Everything Prism would have made for `app`: its Releases, and its objects in every cluster.
+async fn made_for(env: &TestEnv, client: &Client, app: &str) -> anyhow::Result<BTreeSet<String>> {
+    let releases: Api<Release> = Api::namespaced(client.clone(), env.namespace());
+    let mut made: BTreeSet<String> = releases
+        .list(&ListParams::default().labels(&format!("prism.dev/app={app}")))
+        .await?
+        .items
+        .iter()
+        .map(|r| format!("Release {}", r.name_any()))
+        .collect();
+    made.extend(installed::<Deployment>(env, app).await?);
+    made.extend(installed::<Service>(env, app).await?);
+    made.extend(installed::<ConfigMap>(env, app).await?);
+    Ok(made)
+}
+
+/// Waits for the Warning Event that reports `problem` about `app`.
+async fn wait_for_warning(
+    client: &Client,
+    namespace: &str,
+    app: &str,
+    reason: &str,
+    problem: &str,
+) -> anyhow::Result<Event> {
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    wait_until(
+        format!("a Warning Event {reason} about {app} that says {problem:?}"),
+        DEFAULT_TIMEOUT,
+        || async {
+            let found = events
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.type_.as_deref() == Some("Warning")
+                        && e.reason.as_deref() == Some(reason)
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(app)
+                        && e.note.as_deref().is_some_and(|note| note.contains(problem))
+                });
+            Ok(found)
+        },
+    )
+    .await
+}
+
+/// An Application the API server refuses, and what its answer must say.
+struct Refused {
+    name: &'static str,
+    spec: Value,
+    /// The field the API server names.
+    field: &'static str,
+    /// The rule's message.
+    message: &'static str,
+}
+
+#[tokio::test]
+async fn the_api_server_refuses_what_the_schema_can_tell_and_names_the_field() -> anyhow::Result<()>
+{
+    let env = TestEnv::new("invalid-refused").await;
+    let client = env.cluster("c1").client();
+    prism_testkit::install_crds(&client, prism_api::crds()).await?;
+    let apps: Api<Application> = Api::namespaced(client.clone(), env.namespace());
+
+    let web = || web_template("web:1", 2);
+    let refused = [
+        Refused {
+            name: "weight-140",
+            spec: json!({"template": web(), "strategy": {"steps": [
+                {"name": "canary", "capacity": {"contender": "50%"}, "traffic": {"contender": 140}},
+                {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100}}
+            ]}}),
+            field: "spec.strategy.steps[0].traffic.contender",
+            message: "should be less than or equal to 100",
+        },
+        Refused {
+            name: "traffic-without-provider",
+            spec: json!({"template": web(), "traffic": {"provider": "none"}, "strategy": {"steps": canary_steps()}}),
+            field: "spec.strategy.steps",
+            message: "spec.traffic.provider is none, so no step may shift traffic: remove the step's traffic sub-step, or choose a traffic provider",
+        },
+        Refused {
+            name: "no-strategy",
+            spec: json!({"template": web(), "strategy": {}}),
+            field: "spec.strategy",
+            message: "give exactly one of name (a Strategy in this namespace), clusterStrategyName (a ClusterStrategy) or steps (an inline strategy)",
+        },
+        Refused {
+            name: "no-service",
+            spec: spec_of(template_with(|t| {
+                t["manifests"].as_array_mut().unwrap().truncate(1)
+            })),
+            field: "spec.template.manifests",
+            message: "a traffic provider shifts the traffic of a Service: add the application's Service to spec.template.manifests, or set spec.traffic.provider: none for a workload that serves no requests",
+        },
+        Refused {
+            name: "selector-switch-without-service",
+            spec: json!({
+                "template": template_with(|t| t["manifests"].as_array_mut().unwrap().truncate(1)),
+                "traffic": {"provider": "serviceSelector"},
+                "strategy": {"steps": [{"name": "switch", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100}}]},
+            }),
+            field: "spec.template.manifests",
+            message: "a traffic provider shifts the traffic of a Service",
+        },
+        Refused {
+            name: "a-pod",
+            spec: spec_of(template_with(|t| {
+                t["manifests"].as_array_mut().unwrap().push(json!({
+                    "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "debug"},
+                    "spec": {"containers": [{"name": "debug", "image": "busybox"}]}
+                }))
+            })),
+            field: "spec.template.manifests",
+            message: "a template holds only Deployment, Service, ConfigMap and HorizontalPodAutoscaler objects: run pods through the Deployment, and create other objects in each cluster outside the Application",
+        },
+        Refused {
+            name: "a-secret",
+            spec: spec_of(template_with(|t| {
+                t["manifests"].as_array_mut().unwrap().push(json!({
+                    "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+                    "stringData": {"password": "hunter2"}
+                }))
+            })),
+            field: "spec.template.manifests",
+            message: "a template never inlines a Secret, since every Release keeps a copy of its template: create the Secret in each cluster and reference it by name",
+        },
+        Refused {
+            name: "old-api-version",
+            spec: spec_of(template_with(|t| {
+                t["manifests"][0]["apiVersion"] = json!("apps/v1beta1")
+            })),
+            field: "spec.template.manifests",
+            message: "set each object's apiVersion to the one of its kind: apps/v1 for a Deployment, v1 for a Service or a ConfigMap, autoscaling/v2 for a HorizontalPodAutoscaler",
+        },
+        Refused {
+            name: "no-kind",
+            spec: spec_of(template_with(|t| {
+                t["manifests"][1].as_object_mut().unwrap().remove("kind");
+            })),
+            field: "spec.template.manifests[1].kind",
+            message: "Required value",
+        },
+    ];
+
+    for case in refused {
+        let app: Application = object("Application", case.name, case.spec)?;
+        let status = match apply(&apps, &app).await {
+            Err(kube::Error::Api(status)) => status,
+            Ok(_) => bail!("the API server accepted Application {}", case.name),
+            Err(error) => return Err(error).context(format!("applying {}", case.name)),
+        };
+        assert_eq!(status.code, 422, "{}: {status:?}", case.name);
+        assert!(
+            status.message.contains(&format!("{}: ", case.field))
+                && status.message.contains(case.message),
+            "{}: the API server said {:?}",
+            case.name,
+            status.message
+        );
+        assert_eq!(apps.get_opt(case.name).await?.map(|a| a.name_any()), None);
+    }
+    Ok(())
+}
+
+/// An Application the API server accepts, and the problem its `Valid` condition must report.
+struct Reported {
+    name: &'static str,
+    spec: Value,
+    /// `path: message`, as the condition and the Event say it.
+    problem: &'static str,
+}
+
+#[tokio::test]
+async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> anyhow::Result<()> {
+    let env = TestEnv::new("invalid-reported").await;
+    let (client, _controller) = setup(&env).await?;
+    let apps: Api<Application> = Api::namespaced(client.clone(), env.namespace());
+
+    let shifts_traffic: Strategy = object(
+        "Strategy",
+        "shifts-traffic",
+        json!({"steps": canary_steps()}),
+    )?;
+    apply(
+        &Api::namespaced(client.clone(), env.namespace()),
+        &shifts_traffic,
+    )
+    .await?;
+
+    let reported = [
+        Reported {
+            name: "strategy-for-another-provider",
+            spec: json!({
+                "template": template_with(|t| t["manifests"].as_array_mut().unwrap().truncate(1)),
+                "traffic": {"provider": "none"},
+                "strategy": {"name": "shifts-traffic"},
+            }),
+            problem: "Strategy/shifts-traffic spec.steps[0].traffic: spec.traffic.provider is none, so no step may shift traffic: remove the step's traffic sub-step, or choose a traffic provider",
+        },
+        Reported {
+            name: "never-complete",
+            spec: json!({"template": web_template("web:1", 2), "strategy": {"steps": [
+                {"name": "half", "capacity": {"contender": "50%"}, "traffic": {"contender": 50}}
+            ]}}),
+            problem: r#"spec.strategy.steps[0].capacity.contender: the last step must leave the contender at "100%" capacity in every cluster: set capacity.contender: "100%" on the last step"#,
+        },
+        Reported {
+            name: "a-service-the-template-lacks",
+            spec: json!({
+                "template": web_template("web:1", 2),
+                "traffic": {"provider": "podLabels", "service": "api"},
+                "strategy": {"steps": canary_steps()},
+            }),
+            problem: r#"spec.traffic.service: names no Service of spec.template.manifests: choose one of ["web"]"#,
+        },
+        Reported {
+            name: "no-selector",
+            spec: spec_of(template_with(|t| {
+                t["manifests"][0]["spec"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("selector");
+            })),
+            problem: "spec.template.manifests[0].spec.selector: a Deployment needs spec.selector, the labels that pick its pods: e.g. matchLabels: {app: web}, with the same labels in spec.template.metadata.labels",
+        },
+        Reported {
+            name: "selector-misses-pods",
+            spec: spec_of(template_with(|t| {
+                t["manifests"][0]["spec"]["selector"] = json!({"matchLabels": {"app": "api"}})
+            })),
+            problem: "spec.template.manifests[0].spec.selector: the Deployment's selector must match its pod template's labels: add the selector's labels to spec.template.metadata.labels",
+        },
+        Reported {
+            name: "replicas-three",
+            spec: spec_of(template_with(|t| {
+                t["manifests"][0]["spec"]["replicas"] = json!("three")
+            })),
+            problem: r#"spec.template.manifests[0] (Deployment web): spec.replicas: invalid type: string "three", expected i32"#,
+        },
+        Reported {
+            name: "containers-five",
+            spec: spec_of(template_with(|t| {
+                t["manifests"][0]["spec"]["template"]["spec"]["containers"] = json!(5)
+            })),
+            problem: "spec.template.manifests[0] (Deployment web): spec.template.spec.containers: invalid type: integer `5`, expected a sequence",
+        },
+        Reported {
+            name: "ports-x",
+            spec: spec_of(template_with(|t| {
+                t["manifests"][1]["spec"]["ports"] = json!("x")
+            })),
+            problem: r#"spec.template.manifests[1] (Service web): spec.ports: invalid type: string "x", expected a sequence"#,
+        },
+        Reported {
+            name: "config-map-data-list",
+            spec: spec_of(template_with(|t| {
+                t["manifests"].as_array_mut().unwrap().push(json!({
+                    "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": [1]
+                }))
+            })),
+            problem: "spec.template.manifests[2] (ConfigMap settings): data: invalid type: sequence, expected a map",
+        },
+        Reported {
+            name: "unnamed-config-map",
+            spec: spec_of(template_with(|t| {
+                t["manifests"].as_array_mut().unwrap().push(json!({
+                    "apiVersion": "v1", "kind": "ConfigMap", "data": {"level": "debug"}
+                }))
+            })),
+            problem: "spec.template.manifests[2].metadata.name: every object needs a metadata.name",
+        },
+    ];
+
+    for case in &reported {
+        let app: Application = object("Application", case.name, case.spec.clone())?;
+        apply(&apps, &app)
+            .await
+            .with_context(|| format!("applying Application {}", case.name))?;
+    }
+    for case in &reported {
+        let status =
+            wait_for_valid(&apps, case.name, "Valid is False", |c| c.status == "False").await?;
+        let valid = valid_condition(&status).unwrap();
+        assert_eq!(valid.reason, "InvalidSpec", "{}: {valid:?}", case.name);
+        assert!(
+            valid.message.contains(case.problem),
+            "{}: the condition says {:?}",
+            case.name,
+            valid.message
+        );
+        wait_for_warning(
+            &client,
+            env.namespace(),
+            case.name,
+            "InvalidSpec",
+            case.problem,
+        )
+        .await?;
+    }
+    // Every Application has been reconciled and reported: nothing was made for any of them.
+    for case in &reported {
+        assert_eq!(
+            made_for(&env, &client, case.name).await?,
+            BTreeSet::new(),
+            "{}",
+            case.name
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_invalid_application_once_fixed_gets_its_first_release() -> anyhow::Result<()> {
+    let env = TestEnv::new("invalid-fixed").await;
+    let (client, _controller) = setup(&env).await?;
+    let apps: Api<Application> = Api::namespaced(client.clone(), env.namespace());
+    let releases: Api<Release> = Api::namespaced(client.clone(), env.namespace());
+
+    let broken = spec_of(template_with(|t| {
+        t["manifests"][0]["spec"]["replicas"] = json!("three")
+    }));
+    apply(&apps, &object("Application", "web", broken)?).await?;
+    let problem = r#"spec.template.manifests[0] (Deployment web): spec.replicas: invalid type: string "three", expected i32"#;
+    wait_for_valid(&apps, "web", "Valid is False", |c| {
+        c.status == "False" && c.message.contains(problem)
+    })
+    .await?;
+    wait_for_warning(&client, env.namespace(), "web", "InvalidSpec", problem).await?;
+    assert_eq!(made_for(&env, &client, "web").await?, BTreeSet::new());
+
+    let fixed = spec_of(web_template("web:1", 2));
+    let applied = apply(&apps, &object("Application", "web", fixed)?).await?;
+    let status = wait_for_valid(&apps, "web", "Valid is True", |c| c.status == "True").await?;
+    assert_eq!(status.current_revision, Some(1));
+    assert_eq!(status.contender.as_deref(), Some("web-1"));
+    assert_ne!(status.phase, Some(ApplicationPhase::Invalid));
+    let release = releases.get("web-1").await?;
+    assert_eq!(release.spec.template, applied.spec.template);
+    Ok(())
+}
