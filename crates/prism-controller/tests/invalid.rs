@@ -182,7 +182,7 @@ struct Refused {
     spec: Value,
     /// The field the API server names.
     field: &'static str,
-    /// The rule's message.
+    /// What it says is wrong there.
     message: &'static str,
 }
 
@@ -266,6 +266,16 @@ async fn the_api_server_refuses_what_the_schema_can_tell_and_names_the_field() -
             message: "set each object's apiVersion to the one of its kind: apps/v1 for a Deployment, v1 for a Service or a ConfigMap, autoscaling/v2 for a HorizontalPodAutoscaler",
         },
         Refused {
+            name: "unnamed-config-map",
+            spec: spec_of(template_with(|t| {
+                t["manifests"].as_array_mut().unwrap().push(json!({
+                    "apiVersion": "v1", "kind": "ConfigMap", "metadata": {}, "data": {"level": "debug"}
+                }))
+            })),
+            field: "spec.template.manifests[2].metadata.name",
+            message: "Required value",
+        },
+        Refused {
             name: "no-kind",
             spec: spec_of(template_with(|t| {
                 t["manifests"][1].as_object_mut().unwrap().remove("kind");
@@ -299,6 +309,8 @@ async fn the_api_server_refuses_what_the_schema_can_tell_and_names_the_field() -
 struct Reported {
     name: &'static str,
     spec: Value,
+    /// The `Valid` condition's reason, and the Event's.
+    reason: &'static str,
     /// `path: message`, as the condition and the Event say it.
     problem: &'static str,
 }
@@ -322,12 +334,19 @@ async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> a
 
     let reported = [
         Reported {
+            name: "unknown-strategy",
+            spec: json!({"template": web_template("web:1", 2), "strategy": {"name": "canary"}}),
+            reason: "StrategyNotFound",
+            problem: r#"spec.strategy.name: no Strategy named "canary" in the Application's namespace"#,
+        },
+        Reported {
             name: "strategy-for-another-provider",
             spec: json!({
                 "template": template_with(|t| t["manifests"].as_array_mut().unwrap().truncate(1)),
                 "traffic": {"provider": "none"},
                 "strategy": {"name": "shifts-traffic"},
             }),
+            reason: "InvalidSpec",
             problem: "Strategy/shifts-traffic spec.steps[0].traffic: spec.traffic.provider is none, so no step may shift traffic: remove the step's traffic sub-step, or choose a traffic provider",
         },
         Reported {
@@ -335,6 +354,7 @@ async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> a
             spec: json!({"template": web_template("web:1", 2), "strategy": {"steps": [
                 {"name": "half", "capacity": {"contender": "50%"}, "traffic": {"contender": 50}}
             ]}}),
+            reason: "InvalidSpec",
             problem: r#"spec.strategy.steps[0].capacity.contender: the last step must leave the contender at "100%" capacity in every cluster: set capacity.contender: "100%" on the last step"#,
         },
         Reported {
@@ -344,6 +364,7 @@ async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> a
                 "traffic": {"provider": "podLabels", "service": "api"},
                 "strategy": {"steps": canary_steps()},
             }),
+            reason: "InvalidSpec",
             problem: r#"spec.traffic.service: names no Service of spec.template.manifests: choose one of ["web"]"#,
         },
         Reported {
@@ -354,6 +375,7 @@ async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> a
                     .unwrap()
                     .remove("selector");
             })),
+            reason: "InvalidSpec",
             problem: "spec.template.manifests[0].spec.selector: a Deployment needs spec.selector, the labels that pick its pods: e.g. matchLabels: {app: web}, with the same labels in spec.template.metadata.labels",
         },
         Reported {
@@ -361,6 +383,7 @@ async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> a
             spec: spec_of(template_with(|t| {
                 t["manifests"][0]["spec"]["selector"] = json!({"matchLabels": {"app": "api"}})
             })),
+            reason: "InvalidSpec",
             problem: "spec.template.manifests[0].spec.selector: the Deployment's selector must match its pod template's labels: add the selector's labels to spec.template.metadata.labels",
         },
         Reported {
@@ -368,6 +391,7 @@ async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> a
             spec: spec_of(template_with(|t| {
                 t["manifests"][0]["spec"]["replicas"] = json!("three")
             })),
+            reason: "InvalidSpec",
             problem: r#"spec.template.manifests[0] (Deployment web): spec.replicas: invalid type: string "three", expected i32"#,
         },
         Reported {
@@ -375,6 +399,7 @@ async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> a
             spec: spec_of(template_with(|t| {
                 t["manifests"][0]["spec"]["template"]["spec"]["containers"] = json!(5)
             })),
+            reason: "InvalidSpec",
             problem: "spec.template.manifests[0] (Deployment web): spec.template.spec.containers: invalid type: integer `5`, expected a sequence",
         },
         Reported {
@@ -382,6 +407,7 @@ async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> a
             spec: spec_of(template_with(|t| {
                 t["manifests"][1]["spec"]["ports"] = json!("x")
             })),
+            reason: "InvalidSpec",
             problem: r#"spec.template.manifests[1] (Service web): spec.ports: invalid type: string "x", expected a sequence"#,
         },
         Reported {
@@ -391,16 +417,8 @@ async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> a
                     "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": [1]
                 }))
             })),
+            reason: "InvalidSpec",
             problem: "spec.template.manifests[2] (ConfigMap settings): data: invalid type: sequence, expected a map",
-        },
-        Reported {
-            name: "unnamed-config-map",
-            spec: spec_of(template_with(|t| {
-                t["manifests"].as_array_mut().unwrap().push(json!({
-                    "apiVersion": "v1", "kind": "ConfigMap", "data": {"level": "debug"}
-                }))
-            })),
-            problem: "spec.template.manifests[2].metadata.name: every object needs a metadata.name",
         },
     ];
 
@@ -414,7 +432,7 @@ async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> a
         let status =
             wait_for_valid(&apps, case.name, "Valid is False", |c| c.status == "False").await?;
         let valid = valid_condition(&status).unwrap();
-        assert_eq!(valid.reason, "InvalidSpec", "{}: {valid:?}", case.name);
+        assert_eq!(valid.reason, case.reason, "{}: {valid:?}", case.name);
         assert!(
             valid.message.contains(case.problem),
             "{}: the condition says {:?}",
@@ -425,7 +443,7 @@ async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> a
             &client,
             env.namespace(),
             case.name,
-            "InvalidSpec",
+            case.reason,
             case.problem,
         )
         .await?;
@@ -469,5 +487,15 @@ async fn an_invalid_application_once_fixed_gets_its_first_release() -> anyhow::R
     assert_ne!(status.phase, Some(ApplicationPhase::Invalid));
     let release = releases.get("web-1").await?;
     assert_eq!(release.spec.template, applied.spec.template);
+    // What was not installed before is now: the checks above would have seen it.
+    wait_until(
+        "the fixed Application's Deployment is installed",
+        DEFAULT_TIMEOUT,
+        || async {
+            let deployments = installed::<Deployment>(&env, "web").await?;
+            Ok((!deployments.is_empty()).then_some(()))
+        },
+    )
+    .await?;
     Ok(())
 }

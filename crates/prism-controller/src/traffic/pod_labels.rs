@@ -34,19 +34,10 @@ impl TrafficProvider for PodLabels {
             .unwrap_or_default()
     }
 
+    /// Pods gain their label first, then the Service states the weights, then pods lose their
+    /// label: at every moment, a version the Service gives a weight has pods serving it, and the
+    /// Service always has pods to send requests to.
     fn writes(&self, view: &AppView, weights: &Weights) -> Vec<Write> {
-        let mut writes = Vec::new();
-        let selector = Map::from_iter([
-            (APP_LABEL.to_owned(), Value::from(view.app)),
-            (TRAFFIC_LABEL.to_owned(), Value::from("enabled")),
-        ]);
-        let annotations = Map::from_iter([(
-            WEIGHTS_ANNOTATION.to_owned(),
-            Value::from(weights_text(weights)),
-        )]);
-        if !service_is(view, &selector, &annotations) {
-            writes.extend(service(view, selector, annotations));
-        }
         let pods: Vec<PodState> = view
             .pods
             .iter()
@@ -64,20 +55,32 @@ impl TrafficProvider for PodLabels {
             })
             .collect();
         let chosen = labelled_pods(weights, &pods);
-        for pod in &pods {
-            let wanted = chosen.contains(pod.name.as_str());
-            if wanted != pod.labelled {
-                writes.push(Write::Label {
-                    kind: Kind::Pod,
-                    name: pod.name.clone(),
-                    labels: [(
-                        TRAFFIC_LABEL.to_owned(),
-                        wanted.then(|| "enabled".to_owned()),
-                    )]
-                    .into(),
-                });
-            }
+        let label = |pod: &PodState, on: bool| Write::Label {
+            kind: Kind::Pod,
+            name: pod.name.clone(),
+            labels: [(TRAFFIC_LABEL.to_owned(), on.then(|| "enabled".to_owned()))].into(),
+        };
+        let mut writes: Vec<Write> = pods
+            .iter()
+            .filter(|pod| !pod.labelled && chosen.contains(pod.name.as_str()))
+            .map(|pod| label(pod, true))
+            .collect();
+        let selector = Map::from_iter([
+            (APP_LABEL.to_owned(), Value::from(view.app)),
+            (TRAFFIC_LABEL.to_owned(), Value::from("enabled")),
+        ]);
+        let annotations = Map::from_iter([(
+            WEIGHTS_ANNOTATION.to_owned(),
+            Value::from(weights_text(weights)),
+        )]);
+        if !service_is(view, &selector, &annotations) {
+            writes.extend(service(view, selector, annotations));
         }
+        writes.extend(
+            pods.iter()
+                .filter(|pod| pod.labelled && !chosen.contains(pod.name.as_str()))
+                .map(|pod| label(pod, false)),
+        );
         writes
     }
 }

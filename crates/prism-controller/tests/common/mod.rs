@@ -1,0 +1,109 @@
+//! What the controller's end-to-end tests share: a controller per test namespace, Applications
+//! written the way a user writes them, and waits on Releases.
+
+#![allow(dead_code)] // Each test binary uses its own part.
+
+use anyhow::Context as _;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use prism_api::release::ReleasePhase;
+use prism_api::{Application, Release};
+use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
+use serde_json::{Value, json};
+
+pub const TEST_MANAGER: &str = "prism-tests";
+
+/// The controller, scoped to one namespace, stopped when dropped.
+pub type RunningController = prism_testkit::AbortOnDrop<Result<(), prism_controller::Error>>;
+
+/// The management cluster's client, with the CRDs installed and the controller running in the
+/// test's namespace.
+pub async fn setup(env: &TestEnv) -> anyhow::Result<(Client, RunningController)> {
+    let client = env.cluster("c1").client();
+    prism_testkit::install_crds(&client, prism_api::crds()).await?;
+    let controller = prism_testkit::spawn_for_test(prism_controller::run(
+        client.clone(),
+        Some(env.namespace().to_owned()),
+    ));
+    Ok((client, controller))
+}
+
+pub fn application(name: &str, spec: Value) -> anyhow::Result<Application> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "prism.dev/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))?)
+}
+
+pub async fn apply(apps: &Api<Application>, app: &Application) -> anyhow::Result<Application> {
+    apps.patch(
+        &app.name_any(),
+        &PatchParams::apply(TEST_MANAGER).force(),
+        &Patch::Apply(app),
+    )
+    .await
+    .with_context(|| format!("applying Application {}", app.name_any()))
+}
+
+/// Waits until Release `name` is in `phase`.
+pub async fn wait_for_phase(
+    releases: &Api<Release>,
+    name: &str,
+    phase: ReleasePhase,
+) -> anyhow::Result<Release> {
+    wait_until(
+        format!("Release {name} is {}", phase.as_str()),
+        DEFAULT_TIMEOUT,
+        || async {
+            let release = releases.get_opt(name).await?;
+            Ok(release.filter(|r| r.status.as_ref().and_then(|s| s.phase) == Some(phase)))
+        },
+    )
+    .await
+}
+
+/// Waits until Release `name` has achieved step `step` (0-based) and waits there.
+pub async fn wait_for_step(
+    releases: &Api<Release>,
+    name: &str,
+    step: u32,
+) -> anyhow::Result<Release> {
+    wait_until(
+        format!("Release {name} achieves step {}", step + 1),
+        DEFAULT_TIMEOUT,
+        || async {
+            let release = releases.get_opt(name).await?;
+            Ok(release.filter(|r| {
+                r.status
+                    .as_ref()
+                    .is_some_and(|s| s.step == Some(step) && s.achieved_at.is_some())
+            }))
+        },
+    )
+    .await
+}
+
+/// Sets a Release's spec field, as `prism promote` and `prism abort` do, once the Release exists.
+pub async fn patch_release_spec(
+    releases: &Api<Release>,
+    name: &str,
+    spec: Value,
+) -> anyhow::Result<()> {
+    wait_until(
+        format!("Release {name} exists"),
+        DEFAULT_TIMEOUT,
+        || async { Ok(releases.get_opt(name).await?) },
+    )
+    .await?;
+    releases
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": spec })),
+        )
+        .await
+        .with_context(|| format!("patching Release {name}"))?;
+    Ok(())
+}

@@ -1,0 +1,397 @@
+//! Rollouts on the sandbox with the default traffic provider (pod labels behind one Service):
+//! a 3-step canary with capacity and traffic checked at every step, an abort mid-rollout, and a
+//! rollback to an earlier revision. Throughout, a sampler checks that no version with a share of
+//! the traffic is left without a ready pod receiving it.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use common::{application, apply, patch_release_spec, setup, wait_for_phase, wait_for_step};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::ListParams;
+use kube::{Api, Client};
+use prism_api::release::ReleasePhase;
+use prism_api::{Application, Release};
+use prism_testkit::fixtures::web_template;
+use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
+use serde_json::{Value, json};
+
+/// 4 replicas: a quarter, then a half, then everything, each step held for `prism promote`.
+fn spec(image: &str) -> Value {
+    json!({
+        "template": web_template(image, 4),
+        "strategy": {"steps": [
+            {"name": "canary", "capacity": {"contender": "25%"}, "traffic": {"contender": 25}, "gate": {"manual": true}},
+            {"name": "half", "capacity": {"contender": "50%"}, "traffic": {"contender": 50}, "gate": {"manual": true}},
+            {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100}},
+        ]},
+    })
+}
+
+/// What one version runs in the namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Version {
+    /// The Deployment's replicas; None without a Deployment.
+    replicas: Option<i32>,
+    ready: usize,
+    /// Ready pods labelled to receive traffic.
+    serving: usize,
+}
+
+/// Every version's state and the Service's weights, read at once.
+#[derive(Clone, Debug, Default)]
+struct Observed {
+    versions: BTreeMap<String, Version>,
+    weights: BTreeMap<String, u32>,
+}
+
+/// Reads the Service before and after the pods, and fails when it changed meanwhile: the
+/// controller orders its writes so that a consistent read never breaks a promise, and only a
+/// consistent read can show that.
+async fn observe(client: &Client, namespace: &str) -> anyhow::Result<Observed> {
+    let services = Api::<Service>::namespaced(client.clone(), namespace);
+    let selector = ListParams::default().labels("prism.dev/app=web");
+    let service = services.get_opt("web").await?;
+    let deployments = Api::<Deployment>::namespaced(client.clone(), namespace)
+        .list(&selector)
+        .await?;
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace)
+        .list(&selector)
+        .await?;
+    let after = services.get_opt("web").await?;
+    let version =
+        |s: &Option<Service>| s.as_ref().and_then(|s| s.metadata.resource_version.clone());
+    anyhow::ensure!(
+        version(&service) == version(&after),
+        "the Service changed while reading"
+    );
+    let mut observed = Observed::default();
+    for deployment in deployments.items {
+        let name = deployment.metadata.name.clone().unwrap_or_default();
+        observed.versions.entry(name).or_default().replicas =
+            deployment.spec.and_then(|spec| spec.replicas);
+    }
+    for pod in pods.items {
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        let ready = pod.metadata.deletion_timestamp.is_none()
+            && pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let version = observed
+            .versions
+            .entry(labels.get("prism.dev/release").cloned().unwrap_or_default())
+            .or_default();
+        if ready {
+            version.ready += 1;
+            if labels.get("prism.dev/traffic").map(String::as_str) == Some("enabled") {
+                version.serving += 1;
+            }
+        }
+    }
+    if let Some(service) = service {
+        let selector = service.spec.and_then(|s| s.selector).unwrap_or_default();
+        anyhow::ensure!(
+            selector
+                == BTreeMap::from([
+                    ("prism.dev/app".to_owned(), "web".to_owned()),
+                    ("prism.dev/traffic".to_owned(), "enabled".to_owned()),
+                ]),
+            "the Service selects {selector:?}"
+        );
+        let annotations = service.metadata.annotations.unwrap_or_default();
+        for pair in annotations
+            .get("prism.dev/weights")
+            .map(String::as_str)
+            .unwrap_or_default()
+            .split(',')
+            .filter(|pair| !pair.is_empty())
+        {
+            let (release, weight) = pair.split_once('=').context("a weight without =")?;
+            observed.weights.insert(release.into(), weight.parse()?);
+        }
+    }
+    Ok(observed)
+}
+
+/// The traffic promise: every version with a weight has a ready pod that receives traffic.
+fn broken_promises(observed: &Observed) -> Vec<String> {
+    observed
+        .weights
+        .iter()
+        .filter(|(_, weight)| **weight > 0)
+        .filter(|(release, _)| {
+            observed
+                .versions
+                .get(*release)
+                .is_none_or(|v| v.serving == 0)
+        })
+        .map(|(release, weight)| {
+            format!("{release} has weight {weight} but no ready pod serving it: {observed:?}")
+        })
+        .collect()
+}
+
+/// Samples the namespace every 100 ms until dropped and keeps every broken promise it sees.
+struct Sampler {
+    violations: Arc<Mutex<Vec<String>>>,
+    _task: prism_testkit::AbortOnDrop<()>,
+}
+
+impl Sampler {
+    fn start(client: &Client, namespace: &str) -> Sampler {
+        let violations = Arc::new(Mutex::new(Vec::new()));
+        let (client, namespace, found) = (client.clone(), namespace.to_owned(), violations.clone());
+        let task = prism_testkit::spawn_for_test(async move {
+            loop {
+                if let Ok(observed) = observe(&client, &namespace).await {
+                    found.lock().unwrap().extend(broken_promises(&observed));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Sampler {
+            violations,
+            _task: task,
+        }
+    }
+
+    fn assert_kept(&self) {
+        let violations = self.violations.lock().unwrap();
+        assert!(
+            violations.is_empty(),
+            "broken traffic promises: {violations:#?}"
+        );
+    }
+}
+
+/// Waits until the namespace runs `expected`: per version (replicas, ready, serving), and the
+/// Service's weights above 0.
+async fn wait_for_state(
+    client: &Client,
+    namespace: &str,
+    what: &str,
+    expected: &[(&str, Option<i32>, usize, usize)],
+    weights: &[(&str, u32)],
+) -> anyhow::Result<Observed> {
+    let expected_versions: BTreeMap<String, Version> = expected
+        .iter()
+        .map(|(name, replicas, ready, serving)| {
+            (
+                name.to_string(),
+                Version {
+                    replicas: *replicas,
+                    ready: *ready,
+                    serving: *serving,
+                },
+            )
+        })
+        .collect();
+    let expected_weights: BTreeMap<String, u32> =
+        weights.iter().map(|(r, w)| (r.to_string(), *w)).collect();
+    let last = Arc::new(Mutex::new(None));
+    let seen = last.clone();
+    let outcome = wait_until(what.to_owned(), DEFAULT_TIMEOUT, || {
+        let seen = seen.clone();
+        let (expected_versions, expected_weights) = (&expected_versions, &expected_weights);
+        async move {
+            let observed = observe(client, namespace).await?;
+            *seen.lock().unwrap() = Some(observed.clone());
+            let weights: BTreeMap<String, u32> = observed
+                .weights
+                .iter()
+                .filter(|(_, weight)| **weight > 0)
+                .map(|(r, w)| (r.clone(), *w))
+                .collect();
+            Ok(
+                (&observed.versions == expected_versions && &weights == expected_weights)
+                    .then_some(observed),
+            )
+        }
+    })
+    .await;
+    outcome.with_context(|| format!("last observed: {:?}", last.lock().unwrap()))
+}
+
+async fn start(
+    env: &TestEnv,
+) -> anyhow::Result<(
+    Client,
+    Api<Application>,
+    Api<Release>,
+    common::RunningController,
+)> {
+    let (client, controller) = setup(env).await?;
+    let apps = Api::namespaced(client.clone(), env.namespace());
+    let releases = Api::namespaced(client.clone(), env.namespace());
+    Ok((client, apps, releases, controller))
+}
+
+#[tokio::test]
+async fn a_three_step_canary_completes_with_capacity_and_traffic_at_every_step()
+-> anyhow::Result<()> {
+    let env = TestEnv::new("rollout-canary").await;
+    let ns = env.namespace();
+    let (client, apps, releases, _controller) = start(&env).await?;
+
+    apply(&apps, &application("web", spec("web:1"))?).await?;
+    wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
+    wait_for_state(
+        &client,
+        ns,
+        "web-1 serves alone",
+        &[("web-1", Some(4), 4, 4)],
+        &[("web-1", 100)],
+    )
+    .await?;
+    let sampler = Sampler::start(&client, ns);
+
+    apply(&apps, &application("web", spec("web:2"))?).await?;
+    wait_for_step(&releases, "web-2", 0).await?;
+    // A quarter of 4 is 1 pod; 1 contender pod beside 3 of the 4 incumbent pods is 25%.
+    wait_for_state(
+        &client,
+        ns,
+        "canary: 1 contender pod, 3 of 4 incumbent pods serving",
+        &[("web-1", Some(4), 4, 3), ("web-2", Some(1), 1, 1)],
+        &[("web-1", 75), ("web-2", 25)],
+    )
+    .await?;
+    let web_2 = releases.get("web-2").await?;
+    let status = web_2.status.clone().unwrap_or_default();
+    assert_eq!(status.phase, Some(ReleasePhase::WaitingForCommand));
+    assert_eq!(status.progress.as_deref(), Some("1/3"));
+    assert_eq!(status.step_name.as_deref(), Some("canary"));
+    let local = &status.clusters[0];
+    assert_eq!(
+        (local.replicas, local.ready_replicas, local.weight),
+        (1, 1, 25)
+    );
+
+    patch_release_spec(&releases, "web-2", json!({"targetStep": 1})).await?;
+    wait_for_step(&releases, "web-2", 1).await?;
+    wait_for_state(
+        &client,
+        ns,
+        "half: 2 contender pods, 2 of 4 incumbent pods serving",
+        &[("web-1", Some(4), 4, 2), ("web-2", Some(2), 2, 2)],
+        &[("web-1", 50), ("web-2", 50)],
+    )
+    .await?;
+
+    patch_release_spec(&releases, "web-2", json!({"targetStep": 2})).await?;
+    let web_2 = wait_for_phase(&releases, "web-2", ReleasePhase::Complete).await?;
+    assert_eq!(web_2.status.unwrap().progress.as_deref(), Some("3/3"));
+    wait_for_state(
+        &client,
+        ns,
+        "full: web-2 alone, web-1 kept at 0 replicas",
+        &[("web-1", Some(0), 0, 0), ("web-2", Some(4), 4, 4)],
+        &[("web-2", 100)],
+    )
+    .await?;
+    let app = apps.get("web").await?.status.unwrap_or_default();
+    assert_eq!(app.incumbent.as_deref(), Some("web-2"));
+    sampler.assert_kept();
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_abort_mid_rollout_restores_the_incumbent() -> anyhow::Result<()> {
+    let env = TestEnv::new("rollout-abort").await;
+    let ns = env.namespace();
+    let (client, apps, releases, _controller) = start(&env).await?;
+
+    apply(&apps, &application("web", spec("web:1"))?).await?;
+    wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
+    let sampler = Sampler::start(&client, ns);
+    apply(&apps, &application("web", spec("web:2"))?).await?;
+    patch_release_spec(&releases, "web-2", json!({"targetStep": 1})).await?;
+    wait_for_step(&releases, "web-2", 1).await?;
+    wait_for_state(
+        &client,
+        ns,
+        "half",
+        &[("web-1", Some(4), 4, 2), ("web-2", Some(2), 2, 2)],
+        &[("web-1", 50), ("web-2", 50)],
+    )
+    .await?;
+
+    patch_release_spec(&releases, "web-2", json!({"aborted": true})).await?;
+    let web_2 = wait_for_phase(&releases, "web-2", ReleasePhase::Aborted).await?;
+    wait_for_state(
+        &client,
+        ns,
+        "web-1 serves alone again, web-2 removed",
+        &[("web-1", Some(4), 4, 4)],
+        &[("web-1", 100)],
+    )
+    .await?;
+    let status = web_2.status.unwrap_or_default();
+    let aborted = prism_api::conditions::find(&status.conditions, "Aborted")
+        .context("no Aborted condition")?;
+    assert_eq!(
+        (aborted.status.as_str(), aborted.reason.as_str()),
+        ("True", "AbortedByCommand")
+    );
+    assert_eq!(
+        releases.get("web-1").await?.status.and_then(|s| s.phase),
+        Some(ReleasePhase::Complete),
+        "the incumbent stays the complete release"
+    );
+    sampler.assert_kept();
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rollback_to_an_earlier_revision_rolls_its_template_out_again() -> anyhow::Result<()> {
+    let env = TestEnv::new("rollout-rollback").await;
+    let ns = env.namespace();
+    let (client, apps, releases, _controller) = start(&env).await?;
+
+    apply(&apps, &application("web", spec("web:1"))?).await?;
+    wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
+    apply(&apps, &application("web", spec("web:2"))?).await?;
+    patch_release_spec(&releases, "web-2", json!({"targetStep": 3})).await?;
+    wait_for_phase(&releases, "web-2", ReleasePhase::Complete).await?;
+
+    // What `prism rollback --to 1` does: the Application's template becomes revision 1's.
+    let template = releases.get("web-1").await?.spec.template;
+    let mut rolled_back = spec("web:1");
+    rolled_back["template"] = serde_json::to_value(&template)?;
+    apply(&apps, &application("web", rolled_back)?).await?;
+    let web_3 = wait_until("Release web-3 exists", DEFAULT_TIMEOUT, || async {
+        Ok(releases.get_opt("web-3").await?)
+    })
+    .await?;
+    assert_eq!(web_3.spec.template, template);
+    let sampler = Sampler::start(&client, ns);
+    patch_release_spec(&releases, "web-3", json!({"targetStep": 3})).await?;
+    wait_for_phase(&releases, "web-3", ReleasePhase::Complete).await?;
+    wait_for_state(
+        &client,
+        ns,
+        "web-3 serves alone, web-2 kept at 0 replicas, web-1 gone",
+        &[("web-2", Some(0), 0, 0), ("web-3", Some(4), 4, 4)],
+        &[("web-3", 100)],
+    )
+    .await?;
+    let pods = Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels("prism.dev/release=web-3"))
+        .await?;
+    for pod in pods.items {
+        let image = pod
+            .spec
+            .and_then(|s| s.containers.into_iter().next())
+            .and_then(|c| c.image);
+        assert_eq!(image.as_deref(), Some("web:1"));
+    }
+    sampler.assert_kept();
+    Ok(())
+}
