@@ -307,6 +307,15 @@ pub fn dereference(app: &Application, ctx: &Context, namespace: &str) -> Observe
 pub fn validate(spec: &ApplicationSpec, strategy: &StrategySource) -> Result<Pipeline, Invalid> {
     let mut errors = Vec::new();
     collect(&mut errors, "", validate::application(spec));
+    if !crate::traffic::is_implemented(spec.traffic.provider) {
+        errors.push(format!(
+            "spec.traffic.provider: {} is not implemented yet: use podLabels (the default) or serviceSelector",
+            serde_json::to_value(spec.traffic.provider)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        ));
+    }
     let (pipeline, prefix) = match strategy {
         StrategySource::Inline(pipeline) => (pipeline.clone(), "spec.strategy.".to_owned()),
         StrategySource::Strategy {
@@ -516,10 +525,28 @@ pub fn desired_status(
         observed_generation: generation,
         conditions,
         strategy,
-        contender: newest.map(ResourceExt::name_any),
+        contender: newest
+            .filter(|r| phase(r) != Some(ReleasePhase::Complete))
+            .map(ResourceExt::name_any),
         incumbent: incumbent.map(ResourceExt::name_any),
-        phase: invalid.map(|_| ApplicationPhase::Invalid),
+        phase: match invalid {
+            Some(_) => Some(ApplicationPhase::Invalid),
+            None => newest.map(|r| application_phase(phase(r).unwrap_or_default())),
+        },
         current_revision: newest.map(|r| r.spec.revision),
+    }
+}
+
+/// The Application's phase while its newest Release is in `phase`.
+fn application_phase(phase: ReleasePhase) -> ApplicationPhase {
+    match phase {
+        ReleasePhase::Progressing | ReleasePhase::Paused | ReleasePhase::Superseded => {
+            ApplicationPhase::Progressing
+        }
+        ReleasePhase::WaitingForCommand => ApplicationPhase::WaitingForCommand,
+        ReleasePhase::RollingBack => ApplicationPhase::RollingBack,
+        ReleasePhase::Aborted => ApplicationPhase::Aborted,
+        ReleasePhase::Complete => ApplicationPhase::Complete,
     }
 }
 
@@ -735,7 +762,16 @@ mod tests {
         assert_eq!(first.current_revision, Some(2));
         assert_eq!(first.contender.as_deref(), Some("web-2"));
         assert_eq!(first.incumbent.as_deref(), Some("web-1"));
-        assert_eq!(first.phase, None);
+        assert_eq!(first.phase, Some(ApplicationPhase::Progressing));
+
+        let done = [
+            release(&app, 1, Some(ReleasePhase::Complete)),
+            release(&app, 2, Some(ReleasePhase::Complete)),
+        ];
+        let complete = desired_status(&app, &first, None, None, &done, time(100));
+        assert_eq!(complete.contender, None, "no rollout under way");
+        assert_eq!(complete.incumbent.as_deref(), Some("web-2"));
+        assert_eq!(complete.phase, Some(ApplicationPhase::Complete));
         let valid = &first.conditions[0];
         assert_eq!(
             (valid.status.as_str(), valid.reason.as_str()),
@@ -809,6 +845,20 @@ mod tests {
                 .starts_with("ClusterStrategy/dark spec.steps[0]"),
             "{}",
             invalid.message
+        );
+    }
+
+    #[test]
+    fn a_traffic_provider_not_implemented_yet_is_reported() {
+        let mut app = app("web:1");
+        app.spec.traffic.provider = prism_api::application::TrafficProvider::Istio;
+        app.spec.traffic.virtual_service = Some("web".into());
+        let source = StrategySource::Inline(pipeline());
+        let invalid = validate(&app.spec, &source).unwrap_err();
+        assert_eq!(invalid.reason, REASON_INVALID_SPEC);
+        assert_eq!(
+            invalid.message,
+            "spec.traffic.provider: istio is not implemented yet: use podLabels (the default) or serviceSelector"
         );
     }
 
