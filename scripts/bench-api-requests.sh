@@ -90,7 +90,6 @@ wait_complete() {
   done
   KEEP=1
   fail "Release revision $revision of $APP in $NS is not Complete after ${DEADLINE}s: ${name:-not created}, step '${step:-}', phase '${phase:-}'.
-      (Until the Release controller advances Releases, no Release completes: this is where the benchmark stops.)
       Controller log: $WORK/controller.log"
 }
 
@@ -109,6 +108,7 @@ kubectl wait --for condition=established --timeout=60s crd/applications.prism.de
 kubectl create namespace "$NS" >/dev/null
 
 step "starting the controller as prism-controller"
+start_offset=$(stat -c %s "$LOG")
 KUBECONFIG=.sandbox/c1/controller.kubeconfig RUST_LOG=${RUST_LOG:-info} \
   "$prism" controller -n "$NS" >"$WORK/controller.log" 2>&1 &
 controller_pid=$!
@@ -137,6 +137,8 @@ marks=$(cut -d' ' -f1 "$WORK/steps" | paste -sd,)
 status=0
 step "rollout of revision 2: $started .. $idle_start (step marks: polled step changes; then Complete at $completed)"
 count --until "$idle_start" --marks "$marks,$completed" --step-of "$NS/$release2" --fail-on-noop || status=1
+step "everything since the controller started (its first lists and watches, revision 1, revision 2)"
+scripts/count-api-requests.py "$LOG" --offset "$start_offset" --until "$idle_start" --fail-on-noop || status=1
 step "idle window: $idle_start .. $idle_end"
 count --since "$idle_start" --until "$idle_end" --max-writes 0 || status=1
 exit "$status"
