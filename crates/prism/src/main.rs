@@ -1,7 +1,15 @@
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use k8s_openapi::jiff::Timestamp;
+use prism::connection::Connection;
+use prism::error::{CommandError, EXIT_CODES};
+use prism::status::Status;
+use prism_api::strategy::Duration;
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
 
 /// Progressive delivery for Kubernetes fleets.
 #[derive(Parser)]
@@ -35,8 +43,65 @@ enum Command {
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Where an Application's rollout is: the contender's step and what it waits for, then each
+    /// live version in each cluster (ready/desired replicas, traffic weight, step, state).
+    #[command(after_help = EXIT_CODES)]
+    Status {
+        /// The Application's name.
+        app: String,
+        /// The Application's namespace. Default: the kubeconfig context's.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// With --watch, json prints one line of JSON per change.
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+        /// Redraw on every change until the newest Release is complete (exit 0) or rolled back
+        /// (exit 5).
+        #[arg(short = 'w', long)]
+        watch: bool,
+        /// How long --watch waits at most (exit 6), e.g. 90s, 10m, 1h30m.
+        #[arg(long, value_name = "DURATION", requires = "watch", value_parser = duration)]
+        timeout: Option<Duration>,
+    },
+    /// Let the contender leave its current step now, whatever the step's gate (pause, analysis,
+    /// approval) says.
+    #[command(after_help = EXIT_CODES)]
+    Promote {
+        /// The Application's name.
+        app: String,
+        /// The Application's namespace. Default: the kubeconfig context's.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Skip every remaining gate, the last step's too: the contender completes as fast as its
+        /// clusters get ready.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Roll the contender back: the incumbent gets its capacity, then its traffic, back. Final.
+    #[command(after_help = EXIT_CODES)]
+    Abort {
+        /// The Application's name.
+        app: String,
+        /// The Application's namespace. Default: the kubeconfig context's.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
+    /// Make the Application's template that of an earlier Release again; the controller rolls it
+    /// out as a new revision under the Application's strategy.
+    #[command(after_help = EXIT_CODES)]
+    Rollback {
+        /// The Application's name.
+        app: String,
+        /// The Application's namespace. Default: the kubeconfig context's.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// The revision to go back to (see `prism history`). Default: the newest complete
+        /// Release older than the incumbent.
+        #[arg(long, value_name = "REVISION")]
+        to: Option<u32>,
+    },
     /// List an Application's Releases, oldest first: revision, phase, step, images, age, role.
-    #[command(after_help = HISTORY_EXIT_CODES)]
+    #[command(after_help = EXIT_CODES)]
     History {
         /// The Application's name.
         app: String,
@@ -48,10 +113,11 @@ enum Command {
     },
 }
 
-const HISTORY_EXIT_CODES: &str = "Exit codes:
-  0  listed
-  1  no kubeconfig, the cluster cannot be reached, access denied, or Prism's CRDs are not installed
-  3  the Application does not exist in the namespace";
+/// A duration as the strategy language writes one: `30s`, `5m`, `1h30m`.
+fn duration(text: &str) -> Result<Duration, String> {
+    Duration::deserialize(text.into_deserializer())
+        .map_err(|error: serde::de::value::Error| error.to_string())
+}
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Output {
@@ -60,7 +126,12 @@ enum Output {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let mut command = Cli::command();
+    if invoked_as_kubectl_plugin() {
+        command = command.bin_name("kubectl prism");
+    }
+    let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|error| error.exit());
+    match cli.command {
         Command::Crds => match prism::crds::render() {
             Ok(yaml) => {
                 print!("{yaml}");
@@ -100,30 +171,126 @@ fn main() -> ExitCode {
                 Err(error) => fail(error.exit_code(), error),
             }
         }
+        Command::Status {
+            app,
+            namespace,
+            output,
+            watch,
+            timeout,
+        } => {
+            let result = if watch {
+                let terminal = std::io::stdout().is_terminal();
+                let mut first = true;
+                block_on(async {
+                    let connection = Connection::new(namespace).await?;
+                    prism::status::watch(&connection, &app, timeout, |status| {
+                        draw(status, output, terminal, first);
+                        first = false;
+                    })
+                    .await
+                })
+            } else {
+                block_on(async {
+                    let connection = Connection::new(namespace).await?;
+                    let status = prism::status::read(&connection, &app).await?;
+                    match output {
+                        Output::Table => {
+                            print!("{}", prism::status::render(&status, Timestamp::now()))
+                        }
+                        Output::Json => println!("{}", json(&status, true)?),
+                    }
+                    Ok(())
+                })
+            };
+            exit(result)
+        }
+        Command::Promote {
+            app,
+            namespace,
+            full,
+        } => say(block_on(async {
+            let connection = Connection::new(namespace).await?;
+            prism::promote::promote(&connection, &app, full).await
+        })),
+        Command::Abort { app, namespace } => say(block_on(async {
+            let connection = Connection::new(namespace).await?;
+            prism::abort::abort(&connection, &app).await
+        })),
+        Command::Rollback { app, namespace, to } => say(block_on(async {
+            let connection = Connection::new(namespace).await?;
+            prism::rollback::rollback(&connection, &app, to).await
+        })),
         Command::History {
             app,
             namespace,
             output,
-        } => {
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(runtime) => runtime,
-                Err(error) => return fail(1, format!("starting tokio: {error}")),
-            };
-            match runtime.block_on(prism::history::read(&app, namespace)) {
-                Ok(rows) => {
-                    match output {
-                        Output::Table => print!("{}", prism::history::table(&rows)),
-                        Output::Json => match serde_json::to_string_pretty(&rows) {
-                            Ok(json) => println!("{json}"),
-                            Err(error) => return fail(1, error),
-                        },
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(error) => fail(error.exit_code(), error),
+        } => exit(block_on(async {
+            let connection = Connection::new(namespace).await?;
+            let rows = prism::history::read(&connection, &app).await?;
+            match output {
+                Output::Table => print!("{}", prism::history::table(&rows)),
+                Output::Json => println!("{}", json(&rows, true)?),
+            }
+            Ok(())
+        })),
+    }
+}
+
+/// Whether the binary runs as `kubectl-prism`, the name kubectl finds plugins by: its usage
+/// lines then read `kubectl prism ...`, as people type them.
+fn invoked_as_kubectl_plugin() -> bool {
+    std::env::args_os()
+        .next()
+        .is_some_and(|arg0| Path::new(&arg0).file_stem() == Some("kubectl-prism".as_ref()))
+}
+
+/// Runs a command that talks to the cluster.
+fn block_on<T>(command: impl Future<Output = Result<T, CommandError>>) -> Result<T, CommandError> {
+    tokio::runtime::Runtime::new()
+        .map_err(|e| CommandError::Api(format!("starting tokio: {e}")))?
+        .block_on(command)
+}
+
+fn json(value: &impl serde::Serialize, pretty: bool) -> Result<String, CommandError> {
+    let text = if pretty {
+        serde_json::to_string_pretty(value)
+    } else {
+        serde_json::to_string(value)
+    };
+    text.map_err(|e| CommandError::Api(format!("writing JSON: {e}")))
+}
+
+/// One frame of `status --watch`: on a terminal the screen is redrawn; elsewhere (a pipe, a CI
+/// log) each change is appended, as a block or as one line of JSON.
+fn draw(status: &Status, output: Output, terminal: bool, first: bool) {
+    match output {
+        Output::Json => match json(status, false) {
+            Ok(line) => println!("{line}"),
+            Err(error) => eprintln!("prism: {error}"),
+        },
+        Output::Table => {
+            let text = prism::status::render(status, Timestamp::now());
+            if terminal {
+                print!("\x1b[H\x1b[2J{text}");
+            } else if first {
+                print!("{text}");
+            } else {
+                print!("\n{text}");
             }
         }
     }
+}
+
+fn exit(result: Result<(), CommandError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(error.exit_code(), error),
+    }
+}
+
+/// Prints what a command did, or why it failed.
+fn say(result: Result<String, CommandError>) -> ExitCode {
+    exit(result.map(|message| println!("{message}")))
 }
 
 fn fail(code: u8, error: impl std::fmt::Display) -> ExitCode {

@@ -150,3 +150,53 @@ fn history_help_documents_the_exit_codes() {
         "{help}"
     );
 }
+
+#[test]
+fn every_command_on_a_cluster_documents_the_same_exit_codes() {
+    for command in ["status", "promote", "abort", "rollback", "history"] {
+        let output = prism(&[command, "--help"]);
+        assert_eq!(output.status.code(), Some(0), "{command}");
+        let help = text(&output.stdout);
+        assert!(help.contains(prism::error::EXIT_CODES), "{command}: {help}");
+    }
+}
+
+#[test]
+fn status_timeout_needs_watch_and_a_duration() {
+    let without_watch = prism(&["status", "web", "--timeout", "2s"]);
+    assert_eq!(without_watch.status.code(), Some(2));
+    let not_a_duration = prism(&["status", "web", "--watch", "--timeout", "soon"]);
+    assert_eq!(not_a_duration.status.code(), Some(2));
+    assert!(
+        text(&not_a_duration.stderr).contains("expected a duration such as \"30s\""),
+        "{}",
+        text(&not_a_duration.stderr)
+    );
+}
+
+/// kubectl runs `kubectl-prism` from PATH for `kubectl prism ...`; the usage says so.
+#[test]
+fn as_a_kubectl_plugin_the_usage_reads_kubectl_prism() {
+    let plugin = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kubectl-prism");
+    if plugin.symlink_metadata().is_ok() {
+        std::fs::remove_file(&plugin).unwrap();
+    }
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_prism"), &plugin).unwrap();
+    let output = Command::new(&plugin)
+        .args(["promote", "--help"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let help = text(&output.stdout);
+    assert!(
+        help.contains("Usage: kubectl prism promote [OPTIONS] <APP>"),
+        "{help}"
+    );
+    let usage_error = Command::new(&plugin).arg("promote").output().unwrap();
+    assert_eq!(usage_error.status.code(), Some(2));
+    assert!(
+        text(&usage_error.stderr).contains("Usage: kubectl prism promote"),
+        "{}",
+        text(&usage_error.stderr)
+    );
+}

@@ -1,43 +1,14 @@
 //! `prism history` against the sandbox (c1 is the management cluster): the binary lists an
 //! Application's Releases, oldest first, and exits 3 for an Application that does not exist.
 
-use std::process::{Command, Output};
+mod run;
 
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use prism_api::{Application, Release};
-use prism_testkit::fixtures::web_template;
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
+use run::{application, prism, text};
 use serde_json::{Value, json};
-
-/// The controller, stopped when dropped.
-fn application(image: &str) -> Application {
-    serde_json::from_value(json!({
-        "apiVersion": "prism.dev/v1alpha1",
-        "kind": "Application",
-        "metadata": {"name": "web"},
-        "spec": {
-            "template": web_template(image, 2),
-            "strategy": {"steps": [
-                {"name": "canary", "capacity": {"contender": "50%"}, "traffic": {"contender": 50}},
-                {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100}}
-            ]},
-        },
-    }))
-    .unwrap()
-}
-
-fn prism(env: &TestEnv, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prism"))
-        .args(args)
-        .env("KUBECONFIG", env.cluster("c1").kubeconfig())
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 #[tokio::test]
 async fn history_lists_the_releases_oldest_first() {
@@ -74,7 +45,8 @@ async fn history_lists_the_releases_oldest_first() {
     let output = prism(
         &env,
         &["history", "web", "-n", env.namespace(), "-o", "json"],
-    );
+    )
+    .await;
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let rows: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
     let summary: Vec<(Value, Value, Value)> = rows
@@ -101,13 +73,13 @@ async fn history_lists_the_releases_oldest_first() {
         assert!(row["created"].is_string(), "{row}");
     }
 
-    let table = prism(&env, &["history", "web", "-n", env.namespace()]);
+    let table = prism(&env, &["history", "web", "-n", env.namespace()]).await;
     assert_eq!(table.status.code(), Some(0), "{}", text(&table.stderr));
     let lines: Vec<String> = text(&table.stdout).lines().map(str::to_owned).collect();
     assert!(lines[0].starts_with("REVISION"), "{lines:?}");
     assert_eq!(lines.len(), 3, "{lines:?}");
 
-    let missing = prism(&env, &["history", "nope", "-n", env.namespace()]);
+    let missing = prism(&env, &["history", "nope", "-n", env.namespace()]).await;
     assert_eq!(missing.status.code(), Some(3), "{}", text(&missing.stderr));
     assert_eq!(
         text(&missing.stderr),

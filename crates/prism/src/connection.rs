@@ -1,0 +1,131 @@
+//! The cluster of the current kubeconfig, in one namespace: what the CLI's commands read (an
+//! Application and its Releases) and write (merge patches), each failure mapped to a
+//! [`CommandError`] whose message says what to do.
+
+use std::fmt::Debug;
+
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client, Config, Resource};
+use prism_api::{Application, Release};
+use prism_controller::application::APP_LABEL;
+use serde::de::DeserializeOwned;
+
+use crate::error::CommandError;
+
+/// The field manager of the CLI's writes, apart from the controller's `prism`: `managedFields`
+/// tell a person's command from the controller's work.
+pub const FIELD_MANAGER: &str = "prism-cli";
+
+pub struct Connection {
+    client: Client,
+    namespace: String,
+    /// The API server's address, for messages.
+    url: String,
+}
+
+impl Connection {
+    /// A client from the current kubeconfig (or the in-cluster service account), working in
+    /// `namespace` or else the context's namespace.
+    pub async fn new(namespace: Option<String>) -> Result<Connection, CommandError> {
+        let config = Config::infer()
+            .await
+            .map_err(|e| CommandError::Api(format!("no Kubernetes configuration: {e}")))?;
+        let namespace = namespace.unwrap_or_else(|| config.default_namespace.clone());
+        let url = config.cluster_url.to_string();
+        let client = Client::try_from(config)
+            .map_err(|e| CommandError::Api(format!("no Kubernetes client: {e}")))?;
+        Ok(Connection {
+            client,
+            namespace,
+            url,
+        })
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub fn applications(&self) -> Api<Application> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub fn releases(&self) -> Api<Release> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// The label selector of the Application `app`'s Releases.
+    pub fn releases_of(app: &str) -> String {
+        format!("{APP_LABEL}={app}")
+    }
+
+    /// The Application `app` and its Releases, in no particular order.
+    pub async fn read(&self, app: &str) -> Result<(Application, Vec<Release>), CommandError> {
+        let namespace = &self.namespace;
+        // Listing first: a missing resource type is a 404 on a list, where a get could not tell
+        // it from a missing Application.
+        let releases = self
+            .releases()
+            .list(&ListParams::default().labels(&Self::releases_of(app)))
+            .await
+            .map_err(|error| match error {
+                kube::Error::Api(status) if status.is_not_found() => CommandError::Api(
+                    "Prism's CRDs are not installed: run `prism crds | kubectl apply --server-side -f -`"
+                        .to_owned(),
+                ),
+                error => self.explain(&format!("listing Releases in {namespace}"), error),
+            })?;
+        let application = self
+            .applications()
+            .get_opt(app)
+            .await
+            .map_err(|e| self.explain(&format!("reading Application {namespace}/{app}"), e))?
+            .ok_or_else(|| {
+                CommandError::NotFound(format!("application {namespace}/{app} not found"))
+            })?;
+        Ok((application, releases.items))
+    }
+
+    /// Merges `patch` (RFC 7386) into the object `name` of `api`: only the fields it names
+    /// change, and the controller's ownership of the others stays as it is.
+    pub async fn merge_patch<K>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        patch: serde_json::Value,
+    ) -> Result<(), CommandError>
+    where
+        K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
+    {
+        api.patch(
+            name,
+            &PatchParams {
+                field_manager: Some(FIELD_MANAGER.to_owned()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(patch),
+        )
+        .await
+        .map_err(|e| {
+            let kind = K::kind(&());
+            self.explain(&format!("patching {kind} {}/{name}", self.namespace), e)
+        })?;
+        Ok(())
+    }
+
+    /// `error` of the request described by `what`, as the exit code and message a person or a
+    /// script can act on.
+    pub fn explain(&self, what: &str, error: kube::Error) -> CommandError {
+        match error {
+            kube::Error::Api(status) if status.is_not_found() => {
+                CommandError::NotFound(format!("{what}: {}", status.message))
+            }
+            kube::Error::Api(status) if status.is_conflict() || status.is_invalid() => {
+                CommandError::Refused(format!("{what}: {}", status.message))
+            }
+            kube::Error::Api(status) => CommandError::Api(format!("{what}: {}", status.message)),
+            error => {
+                CommandError::Api(format!("cannot reach the cluster at {}: {error}", self.url))
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! `prism rollback APP [--to REVISION]`: makes the Application's template that of an earlier
+//! Release; the Application controller then makes a new revision of it, rolled out under the
+//! Application's strategy like any other.
+//!
+//! [`target`] is pure; [`rollback`] reads and writes through a [`Connection`].
+
+use kube::ResourceExt;
+use prism_api::release::ReleasePhase;
+use prism_api::{Application, Release};
+use serde_json::json;
+
+use crate::connection::Connection;
+use crate::error::CommandError;
+use crate::releases;
+
+/// The Release whose template `app` rolls back to: revision `to`, or else the previous good
+/// version (the newest complete Release older than the incumbent). Not found (exit 3) when
+/// revision `to` does not exist; refused (exit 4) when there is no previous good version, or when
+/// the target's template is the Application's already.
+pub fn target<'a>(
+    app: &Application,
+    releases: &'a [Release],
+    to: Option<u32>,
+) -> Result<&'a Release, CommandError> {
+    let name = app.name_any();
+    let revisions = match releases::revisions(releases) {
+        list if list.is_empty() => "none".to_owned(),
+        list => list,
+    };
+    let target = match to {
+        Some(revision) => releases
+            .iter()
+            .find(|r| r.spec.revision == revision)
+            .ok_or_else(|| {
+                CommandError::NotFound(format!(
+                    "{name} has no revision {revision}; its revisions: {revisions} \
+                     (older ones are pruned beyond spec.revisionHistoryLimit)"
+                ))
+            })?,
+        None => previous_good(releases).map_err(|why| {
+            CommandError::Refused(format!(
+                "{why}; name one with --to REVISION (revisions of {name}: {revisions})"
+            ))
+        })?,
+    };
+    if target.spec.template == app.spec.template {
+        return Err(CommandError::Refused(format!(
+            "the template of revision {} ({}) is {name}'s current template already: nothing to roll back",
+            target.spec.revision,
+            target.name_any()
+        )));
+    }
+    Ok(target)
+}
+
+/// The newest complete Release older than the incumbent (the newest complete one), or why there
+/// is none.
+fn previous_good(releases: &[Release]) -> Result<&Release, String> {
+    let mut complete: Vec<&Release> = releases
+        .iter()
+        .filter(|r| releases::phase(r) == Some(ReleasePhase::Complete))
+        .collect();
+    complete.sort_by_key(|r| std::cmp::Reverse(r.spec.revision));
+    match complete[..] {
+        [] => Err("no Release is complete, so there is no good version to go back to".to_owned()),
+        [incumbent] => Err(format!(
+            "{} is the only complete Release: there is no earlier good version",
+            incumbent.name_any()
+        )),
+        [_, previous, ..] => Ok(previous),
+    }
+}
+
+/// Rolls the Application `app` back, and says what was done.
+pub async fn rollback(
+    connection: &Connection,
+    app: &str,
+    to: Option<u32>,
+) -> Result<String, CommandError> {
+    let (application, releases) = connection.read(app).await?;
+    let target = target(&application, &releases, to)?;
+    connection
+        .merge_patch(
+            &connection.applications(),
+            app,
+            json!({"spec": {"template": target.spec.template}}),
+        )
+        .await?;
+    Ok(format!(
+        "rolled {app} back to the template of revision {} ({}): the controller rolls it out as a new revision, under {app}'s strategy",
+        target.spec.revision,
+        target.name_any()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::releases::fixtures::{application, release};
+    use serde_json::json;
+
+    /// web-1 and web-3 completed, web-2 was rolled back, web-4 rolls out.
+    fn releases() -> Vec<Release> {
+        vec![
+            release(1, "web:1", json!({"phase": "Complete"})),
+            release(2, "web:2", json!({"phase": "Aborted"})),
+            release(3, "web:3", json!({"phase": "Complete"})),
+            release(4, "web:4", json!({"phase": "Progressing"})),
+        ]
+    }
+
+    fn app() -> Application {
+        application("web:4", json!({"contender": "web-4", "incumbent": "web-3"}))
+    }
+
+    #[test]
+    fn by_default_the_target_is_the_complete_release_before_the_incumbent() {
+        let releases = releases();
+        assert_eq!(target(&app(), &releases, None).unwrap().name_any(), "web-1");
+    }
+
+    #[test]
+    fn to_picks_a_revision_whatever_its_phase() {
+        let releases = releases();
+        assert_eq!(
+            target(&app(), &releases, Some(2)).unwrap().name_any(),
+            "web-2"
+        );
+    }
+
+    #[test]
+    fn a_missing_revision_is_not_found_and_the_message_lists_the_others() {
+        let error = target(&app(), &releases(), Some(9)).unwrap_err();
+        assert_eq!(error.exit_code(), 3);
+        assert_eq!(
+            error.to_string(),
+            "web has no revision 9; its revisions: 1, 2, 3, 4 (older ones are pruned beyond spec.revisionHistoryLimit)"
+        );
+    }
+
+    #[test]
+    fn without_an_earlier_good_version_rollback_is_refused() {
+        let releases = [
+            release(1, "web:1", json!({"phase": "Aborted"})),
+            release(2, "web:2", json!({"phase": "Complete"})),
+        ];
+        let error = target(&application("web:2", json!({})), &releases, None).unwrap_err();
+        assert_eq!(error.exit_code(), 4);
+        assert_eq!(
+            error.to_string(),
+            "web-2 is the only complete Release: there is no earlier good version; name one with --to REVISION (revisions of web: 1, 2)"
+        );
+    }
+
+    #[test]
+    fn rolling_back_to_the_current_template_is_refused() {
+        let error = target(&app(), &releases(), Some(4)).unwrap_err();
+        assert_eq!(error.exit_code(), 4);
+        assert_eq!(
+            error.to_string(),
+            "the template of revision 4 (web-4) is web's current template already: nothing to roll back"
+        );
+    }
+}
