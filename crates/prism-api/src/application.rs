@@ -80,6 +80,8 @@ impl ApplicationSpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[x_kube(
     validation = rules::NO_INLINE_SECRETS,
+    validation = rules::TEMPLATE_KINDS,
+    validation = rules::TEMPLATE_API_VERSIONS,
     validation = rules::ONE_DEPLOYMENT,
     validation = rules::AT_MOST_ONE_HPA
 )]
@@ -158,9 +160,11 @@ impl Manifest {
         self.0.get("metadata")?.get("name")?.as_str()
     }
 
-    /// The object as a typed Kubernetes object, e.g. a `Deployment`.
-    pub fn parse<K: DeserializeOwned>(&self) -> Result<K, serde_json::Error> {
-        serde_json::from_value(serde_json::Value::Object(self.0.clone()))
+    /// The object as a typed Kubernetes object, e.g. a `Deployment`; an error names the field.
+    pub fn parse<K: DeserializeOwned>(
+        &self,
+    ) -> Result<K, serde_path_to_error::Error<serde_json::Error>> {
+        serde_path_to_error::deserialize(serde_json::Value::Object(self.0.clone()))
     }
 }
 
@@ -175,10 +179,15 @@ impl JsonSchema for Manifest {
             "description": "A Kubernetes object, e.g. a Deployment, Service, ConfigMap or HorizontalPodAutoscaler.",
             "x-kubernetes-embedded-resource": true,
             "x-kubernetes-preserve-unknown-fields": true,
-            "required": ["apiVersion", "kind"],
+            "required": ["apiVersion", "kind", "metadata"],
             "properties": {
                 "apiVersion": { "type": "string", "maxLength": 253 },
-                "kind": { "type": "string", "maxLength": 63 }
+                "kind": { "type": "string", "maxLength": 63 },
+                "metadata": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": { "name": { "type": "string", "maxLength": 253 } }
+                }
             }
         })
     }

@@ -187,6 +187,20 @@ pub(crate) const NO_INLINE_SECRETS: CelRule = rule_at(
     "a template never inlines a Secret, since every Release keeps a copy of its template: create the Secret in each cluster and reference it by name",
 );
 
+// A Secret fails NO_INLINE_SECRETS alone, whose message says what to do instead.
+pub(crate) const TEMPLATE_KINDS: CelRule = rule_at(
+    ".manifests",
+    "self.manifests.all(m, m.kind in ['Deployment', 'Service', 'ConfigMap', 'HorizontalPodAutoscaler', 'Secret'])",
+    "a template holds only Deployment, Service, ConfigMap and HorizontalPodAutoscaler objects: run pods through the Deployment, and create other objects in each cluster outside the Application",
+);
+
+// Only the kinds TEMPLATE_KINDS allows, so that an unknown kind fails that rule alone.
+pub(crate) const TEMPLATE_API_VERSIONS: CelRule = rule_at(
+    ".manifests",
+    "self.manifests.all(m, m.kind == 'Deployment' ? m.apiVersion == 'apps/v1' : m.kind == 'HorizontalPodAutoscaler' ? m.apiVersion == 'autoscaling/v2' : !(m.kind in ['Service', 'ConfigMap']) || m.apiVersion == 'v1')",
+    "set each object's apiVersion to the one of its kind: apps/v1 for a Deployment, v1 for a Service or a ConfigMap, autoscaling/v2 for a HorizontalPodAutoscaler",
+);
+
 pub(crate) const ONE_DEPLOYMENT: CelRule = rule_at(
     ".manifests",
     "self.manifests.exists_one(m, m.kind == 'Deployment')",

@@ -10,10 +10,15 @@
 
 use std::fmt;
 
+use k8s_openapi::Resource;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use serde_path_to_error::Segment;
 
 use crate::application::{ApplicationSpec, Manifest, Schedule, TrafficProvider};
 use crate::rules::{self, CelRule};
@@ -114,6 +119,14 @@ const MAX_METRICS: usize = 16;
 const MAX_MANIFESTS: usize = 32;
 const MAX_VERSIONS: u32 = 16;
 const MAX_REVISION_HISTORY: u32 = 100;
+/// The kinds a template may hold (besides a Secret, which has a rule of its own):
+/// [`rules::TEMPLATE_KINDS`].
+const TEMPLATE_KINDS: [&str; 4] = [
+    "Deployment",
+    "Service",
+    "ConfigMap",
+    "HorizontalPodAutoscaler",
+];
 
 #[derive(Default)]
 struct Checker {
@@ -243,6 +256,8 @@ impl Checker {
             );
         }
         let kinds: Vec<Option<&str>> = manifests.iter().map(Manifest::kind).collect();
+        let mut deployments = Vec::new();
+        let mut autoscalers = Vec::new();
         for (i, manifest) in manifests.iter().enumerate() {
             let path = format!("{path}[{i}]");
             if manifest.api_version().is_none() {
@@ -272,86 +287,145 @@ impl Checker {
                 &"Secret",
                 rule_without_field(rules::NO_INLINE_SECRETS),
             );
+            self.rule(
+                manifest
+                    .kind()
+                    .is_none_or(|kind| TEMPLATE_KINDS.contains(&kind) || kind == "Secret"),
+                &format!("{path}.kind"),
+                &manifest.kind(),
+                rule_without_field(rules::TEMPLATE_KINDS),
+            );
+            // A missing apiVersion is reported above; `typed` would report it a second time.
+            if manifest.api_version().is_none() {
+                continue;
+            }
+            match manifest.kind() {
+                Some("Deployment") => deployments.push(self.deployment(manifest, &path)),
+                Some("HorizontalPodAutoscaler") => {
+                    autoscalers.push((path.clone(), self.typed(manifest, &path)));
+                }
+                Some("Service") => {
+                    self.typed::<Service>(manifest, &path);
+                }
+                Some("ConfigMap") => {
+                    self.typed::<ConfigMap>(manifest, &path);
+                }
+                _ => {}
+            }
         }
 
-        let deployments: Vec<usize> = (0..manifests.len())
-            .filter(|i| kinds[*i] == Some("Deployment"))
-            .collect();
+        let count = |kind: &str| kinds.iter().filter(|k| **k == Some(kind)).count();
         self.rule(
-            deployments.len() == 1,
+            count("Deployment") == 1,
             "spec.template",
             &kinds,
             rules::ONE_DEPLOYMENT,
         );
-        let deployment_name = match deployments.as_slice() {
-            [i] => self.deployment(&manifests[*i], &format!("{path}[{i}]")),
-            _ => None,
-        };
-
-        let hpas: Vec<usize> = (0..manifests.len())
-            .filter(|i| kinds[*i] == Some("HorizontalPodAutoscaler"))
-            .collect();
         self.rule(
-            hpas.len() <= 1,
+            count("HorizontalPodAutoscaler") <= 1,
             "spec.template",
             &kinds,
             rules::AT_MOST_ONE_HPA,
         );
-        if let ([i], Some(deployment)) = (hpas.as_slice(), &deployment_name) {
-            self.hpa(&manifests[*i], &format!("{path}[{i}]"), deployment);
+        let deployment_name = match deployments.as_slice() {
+            [Some(deployment)] => deployment.metadata.name.as_deref(),
+            _ => None,
+        };
+        if let ([(path, Some(hpa))], Some(deployment)) = (autoscalers.as_slice(), deployment_name) {
+            self.hpa(hpa, path, deployment);
         }
 
-        let has_service = kinds.contains(&Some("Service"));
         self.rule(
-            !spec.has_traffic() || has_service,
+            !spec.has_traffic() || count("Service") > 0,
             "spec",
             &kinds,
             rules::TRAFFIC_NEEDS_SERVICE,
         );
     }
 
-    /// Checks the workload and returns its name.
-    fn deployment(&mut self, manifest: &Manifest, path: &str) -> Option<String> {
-        let deployment: Deployment = match manifest.parse() {
-            Ok(deployment) => deployment,
-            Err(error) => {
-                self.fail(
-                    path,
-                    &manifest.kind(),
-                    format!("not a valid Deployment: {error}"),
-                );
-                return None;
-            }
-        };
-        let spec = deployment.spec.unwrap_or_default();
-        let labels = spec
-            .template
-            .metadata
-            .and_then(|m| m.labels)
-            .unwrap_or_default();
-        if !selects(&spec.selector, &labels) {
+    /// The manifest at `path` as the typed object of its kind, or an error that names the object
+    /// and the field that does not parse.
+    fn typed<K: Resource + DeserializeOwned>(
+        &mut self,
+        manifest: &Manifest,
+        path: &str,
+    ) -> Option<K> {
+        if manifest.api_version() != Some(K::API_VERSION) {
             self.fail(
-                format!("{path}.spec.selector"),
-                &spec.selector,
+                format!("{path}.apiVersion"),
+                &manifest.api_version(),
+                rules::TEMPLATE_API_VERSIONS.message,
+            );
+            return None;
+        }
+        let error = match manifest.parse() {
+            Ok(object) => return Some(object),
+            Err(error) => error,
+        };
+        let object = match manifest.name() {
+            Some(name) => format!("{} {name}", K::KIND),
+            None => K::KIND.to_owned(),
+        };
+        let value = value_at(&Value::Object(manifest.0.clone()), error.path()).clone();
+        self.fail(
+            format!("{path} ({object})"),
+            &value,
+            format!("{}: {}", error.path(), error.inner()),
+        );
+        None
+    }
+
+    /// Checks the workload: it parses, its selector selects its own pods, and it runs containers.
+    fn deployment(&mut self, manifest: &Manifest, path: &str) -> Option<Deployment> {
+        let deployment: Deployment = self.typed(manifest, path)?;
+        let spec = deployment.spec.clone().unwrap_or_default();
+        let selector = &spec.selector;
+        let pod = spec.template;
+        let labels = pod.metadata.and_then(|m| m.labels).unwrap_or_default();
+        let selector_path = format!("{path}.spec.selector");
+        if !has_terms(selector) {
+            self.fail(
+                &selector_path,
+                selector,
+                "a Deployment needs spec.selector, the labels that pick its pods: e.g. matchLabels: {app: web}, with the same labels in spec.template.metadata.labels",
+            );
+        } else if !selects(selector, &labels) {
+            self.fail(
+                &selector_path,
+                selector,
                 "the Deployment's selector must match its pod template's labels: add the selector's labels to spec.template.metadata.labels",
             );
         }
-        deployment.metadata.name
+        let containers = pod.spec.map(|spec| spec.containers).unwrap_or_default();
+        let containers_path = format!("{path}.spec.template.spec.containers");
+        if containers.is_empty() {
+            self.fail(
+                &containers_path,
+                &containers,
+                "a Deployment runs at least one container: add one with a name and an image",
+            );
+        }
+        for (j, container) in containers.iter().enumerate() {
+            if container.name.is_empty() {
+                self.fail(
+                    format!("{containers_path}[{j}].name"),
+                    &container.name,
+                    "every container needs a name",
+                );
+            }
+            if container.image.as_deref().unwrap_or_default().is_empty() {
+                self.fail(
+                    format!("{containers_path}[{j}].image"),
+                    &container.image,
+                    "every container needs an image: the images are what a new version changes",
+                );
+            }
+        }
+        Some(deployment)
     }
 
-    fn hpa(&mut self, manifest: &Manifest, path: &str, deployment: &str) {
-        let hpa: HorizontalPodAutoscaler = match manifest.parse() {
-            Ok(hpa) => hpa,
-            Err(error) => {
-                self.fail(
-                    path,
-                    &manifest.kind(),
-                    format!("not a valid HorizontalPodAutoscaler: {error}"),
-                );
-                return;
-            }
-        };
-        let spec = hpa.spec;
+    fn hpa(&mut self, hpa: &HorizontalPodAutoscaler, path: &str, deployment: &str) {
+        let spec = &hpa.spec;
         let target = &spec.scale_target_ref;
         if target.kind != "Deployment" || target.name != deployment {
             self.fail(
@@ -360,7 +434,13 @@ impl Checker {
                 format!("the HorizontalPodAutoscaler must scale the template's Deployment: set kind: Deployment and name: {deployment}"),
             );
         }
-        if spec.min_replicas.unwrap_or(1) > spec.max_replicas {
+        if spec.max_replicas < 1 {
+            self.fail(
+                format!("{path}.spec.maxReplicas"),
+                &spec.max_replicas,
+                "maxReplicas is at least 1: the most pods the HorizontalPodAutoscaler may run",
+            );
+        } else if spec.min_replicas.unwrap_or(1) > spec.max_replicas {
             self.fail(
                 format!("{path}.spec.minReplicas"),
                 &spec.min_replicas,
@@ -756,16 +836,21 @@ fn has_version_placeholder(matches: &RouteMatch) -> bool {
             .is_some_and(|s| s.contains(PLACEHOLDER))
 }
 
-/// Whether a Deployment's selector selects its own pods.
-fn selects(selector: &LabelSelector, labels: &std::collections::BTreeMap<String, String>) -> bool {
-    let has_terms = selector
+/// Whether a selector names any label: an empty one would select every pod of the namespace,
+/// other applications' included.
+fn has_terms(selector: &LabelSelector) -> bool {
+    selector
         .match_labels
         .as_ref()
         .is_some_and(|m| !m.is_empty())
         || selector
             .match_expressions
             .as_ref()
-            .is_some_and(|e| !e.is_empty());
+            .is_some_and(|e| !e.is_empty())
+}
+
+/// Whether a Deployment's selector selects its own pods.
+fn selects(selector: &LabelSelector, labels: &std::collections::BTreeMap<String, String>) -> bool {
     let labels_match = selector
         .match_labels
         .iter()
@@ -782,5 +867,23 @@ fn selects(selector: &LabelSelector, labels: &std::collections::BTreeMap<String,
             _ => false,
         }
     });
-    has_terms && labels_match && expressions_match
+    labels_match && expressions_match
+}
+
+/// The value at `path` in `object`, or as near to it as the path leads (a missing field's
+/// path ends at the object that lacks it).
+fn value_at<'a>(object: &'a Value, path: &serde_path_to_error::Path) -> &'a Value {
+    let mut node = object;
+    for segment in path.iter() {
+        let child = match segment {
+            Segment::Seq { index } => node.get(*index),
+            Segment::Map { key } => node.get(key),
+            Segment::Enum { .. } | Segment::Unknown => None,
+        };
+        match child {
+            Some(child) => node = child,
+            None => break,
+        }
+    }
+    node
 }

@@ -336,6 +336,44 @@ fn an_inlined_secret() {
 }
 
 #[test]
+fn a_kind_a_template_does_not_hold() {
+    rejects(
+        |app| {
+            let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "debug"}, "spec": {}});
+            app["spec"]["template"]["manifests"]
+                .as_array_mut()
+                .unwrap()
+                .push(pod);
+        },
+        "a template holds only Deployment, Service, ConfigMap and HorizontalPodAutoscaler objects: run pods through the Deployment, and create other objects in each cluster outside the Application",
+    );
+}
+
+#[test]
+fn an_api_version_that_is_not_its_kinds() {
+    let message = "set each object's apiVersion to the one of its kind: apps/v1 for a Deployment, v1 for a Service or a ConfigMap, autoscaling/v2 for a HorizontalPodAutoscaler";
+    rejects(
+        |app| app["spec"]["template"]["manifests"][0]["apiVersion"] = json!("apps/v1beta1"),
+        message,
+    );
+    rejects(
+        |app| {
+            let hpa = json!({
+                "apiVersion": "autoscaling/v1",
+                "kind": "HorizontalPodAutoscaler",
+                "metadata": {"name": "web"},
+                "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 8}
+            });
+            app["spec"]["template"]["manifests"]
+                .as_array_mut()
+                .unwrap()
+                .push(hpa);
+        },
+        message,
+    );
+}
+
+#[test]
 fn two_deployments() {
     rejects(
         |app| {

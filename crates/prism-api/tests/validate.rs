@@ -31,6 +31,174 @@ fn a_deployment_whose_selector_misses_its_pods() {
     );
 }
 
+const NEEDS_SELECTOR: &str = "a Deployment needs spec.selector, the labels that pick its pods: e.g. matchLabels: {app: web}, with the same labels in spec.template.metadata.labels";
+
+#[test]
+fn a_deployment_without_a_selector() {
+    let mut spec = spec(json!([full()]));
+    let deployment = &mut spec["template"]["manifests"][0];
+    deployment["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("selector");
+    let at_selector = |value: Value| {
+        ValidationError::new(
+            "spec.template.manifests[0].spec.selector",
+            &value,
+            NEEDS_SELECTOR,
+        )
+    };
+    assert_eq!(errors(spec.clone()), vec![at_selector(json!({}))]);
+    // An empty selector would pick every pod of the namespace.
+    spec["template"]["manifests"][0]["spec"]["selector"] = json!({"matchLabels": {}});
+    assert_eq!(errors(spec), vec![at_selector(json!({"matchLabels": {}}))]);
+}
+
+#[test]
+fn a_deployment_without_containers() {
+    let mut spec = spec(json!([full()]));
+    let pod = &mut spec["template"]["manifests"][0]["spec"]["template"]["spec"];
+    pod["containers"] = json!([]);
+    assert_eq!(
+        errors(spec.clone()),
+        vec![ValidationError::new(
+            "spec.template.manifests[0].spec.template.spec.containers",
+            &json!([]),
+            "a Deployment runs at least one container: add one with a name and an image",
+        )]
+    );
+    spec["template"]["manifests"][0]["spec"]["template"]["spec"]["containers"] =
+        json!([{"ports": [{"containerPort": 80}]}]);
+    assert_eq!(
+        errors(spec),
+        vec![
+            ValidationError::new(
+                "spec.template.manifests[0].spec.template.spec.containers[0].name",
+                &"",
+                "every container needs a name",
+            ),
+            ValidationError::new(
+                "spec.template.manifests[0].spec.template.spec.containers[0].image",
+                &None::<String>,
+                "every container needs an image: the images are what a new version changes",
+            ),
+        ]
+    );
+}
+
+/// The errors of `spec` once `manifest` is added to its template.
+fn errors_with(manifest: Value) -> Vec<ValidationError> {
+    let mut spec = spec(json!([full()]));
+    spec["template"]["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(manifest);
+    errors(spec)
+}
+
+#[test]
+fn objects_that_do_not_parse_as_their_kind_name_the_object_and_the_field() {
+    let mut spec = spec(json!([full()]));
+    spec["template"]["manifests"][0]["spec"]["replicas"] = json!("three");
+    assert_eq!(
+        errors(spec.clone()),
+        vec![ValidationError::new(
+            "spec.template.manifests[0] (Deployment web)",
+            &"three",
+            r#"spec.replicas: invalid type: string "three", expected i32"#,
+        )]
+    );
+    spec["template"]["manifests"][0]["spec"]["replicas"] = json!(4);
+    spec["template"]["manifests"][0]["spec"]["template"]["spec"]["containers"] = json!(5);
+    spec["template"]["manifests"][1]["spec"]["ports"] = json!("x");
+    assert_eq!(
+        errors(spec),
+        vec![
+            ValidationError::new(
+                "spec.template.manifests[0] (Deployment web)",
+                &5,
+                "spec.template.spec.containers: invalid type: integer `5`, expected a sequence",
+            ),
+            ValidationError::new(
+                "spec.template.manifests[1] (Service web)",
+                &"x",
+                r#"spec.ports: invalid type: string "x", expected a sequence"#,
+            ),
+        ]
+    );
+    assert_eq!(
+        errors_with(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": [1]})
+        ),
+        vec![ValidationError::new(
+            "spec.template.manifests[2] (ConfigMap settings)",
+            &json!([1]),
+            "data: invalid type: sequence, expected a map",
+        )]
+    );
+    assert_eq!(
+        errors_with(json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"level": 3}})),
+        vec![
+            ValidationError::new(
+                "spec.template.manifests[2].metadata.name",
+                &None::<()>,
+                "every object needs a metadata.name",
+            ),
+            ValidationError::new(
+                "spec.template.manifests[2] (ConfigMap)",
+                &3,
+                "data.level: invalid type: integer `3`, expected a string",
+            ),
+        ]
+    );
+}
+
+#[test]
+fn an_object_of_a_kind_a_template_does_not_hold() {
+    let found =
+        errors_with(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "debug"}}));
+    assert_eq!(
+        found,
+        vec![ValidationError::new(
+            "spec.template.manifests[2].kind",
+            &"Pod",
+            "a template holds only Deployment, Service, ConfigMap and HorizontalPodAutoscaler objects: run pods through the Deployment, and create other objects in each cluster outside the Application",
+        )]
+    );
+}
+
+#[test]
+fn an_object_whose_api_version_is_not_its_kinds() {
+    let mut spec = spec(json!([full()]));
+    spec["template"]["manifests"][1]["apiVersion"] = json!("apps/v1");
+    assert_eq!(
+        errors(spec),
+        vec![ValidationError::new(
+            "spec.template.manifests[1].apiVersion",
+            &"apps/v1",
+            "set each object's apiVersion to the one of its kind: apps/v1 for a Deployment, v1 for a Service or a ConfigMap, autoscaling/v2 for a HorizontalPodAutoscaler",
+        )]
+    );
+}
+
+#[test]
+fn an_autoscaler_without_max_replicas() {
+    let found = errors_with(json!({
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web"},
+        "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "minReplicas": 2}
+    }));
+    assert_eq!(
+        found,
+        vec![ValidationError::new(
+            "spec.template.manifests[2].spec.maxReplicas",
+            &0,
+            "maxReplicas is at least 1: the most pods the HorizontalPodAutoscaler may run",
+        )]
+    );
+}
+
 #[test]
 fn selector_expressions_are_evaluated() {
     let mut spec = spec(json!([full()]));

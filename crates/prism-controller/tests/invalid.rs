@@ -3,9 +3,12 @@
 //! `Valid` condition and a Warning Event, and installs nothing: no Release, and no object of the
 //! application in any cluster. Fixed, it gets its first Release.
 
+mod common;
+
 use std::collections::BTreeSet;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
+use common::{TEST_MANAGER, application, apply, setup};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::events::v1::Event;
@@ -18,23 +21,6 @@ use prism_testkit::fixtures::web_template;
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-
-const TEST_MANAGER: &str = "prism-tests";
-
-/// The controller, scoped to one namespace, stopped when dropped.
-type RunningController = prism_testkit::AbortOnDrop<Result<(), prism_controller::Error>>;
-
-/// The management cluster's client, with the CRDs installed and the controller running in the
-/// test's namespace.
-async fn setup(env: &TestEnv) -> anyhow::Result<(Client, RunningController)> {
-    let client = env.cluster("c1").client();
-    prism_testkit::install_crds(&client, prism_api::crds()).await?;
-    let controller = prism_testkit::spawn_for_test(prism_controller::run(
-        client.clone(),
-        Some(env.namespace().to_owned()),
-    ));
-    Ok((client, controller))
-}
 
 /// The `web` template (a Deployment and a Service) after `change`.
 fn template_with(change: impl FnOnce(&mut Value)) -> Value {
@@ -53,27 +39,6 @@ fn canary_steps() -> Value {
 /// A spec with `template` rolled out by the canary.
 fn spec_of(template: Value) -> Value {
     json!({"template": template, "strategy": {"steps": canary_steps()}})
-}
-
-fn object<K: DeserializeOwned>(kind: &str, name: &str, spec: Value) -> anyhow::Result<K> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "prism.dev/v1alpha1",
-        "kind": kind,
-        "metadata": {"name": name},
-        "spec": spec,
-    }))?)
-}
-
-async fn apply<K>(api: &Api<K>, object: &K) -> Result<K, kube::Error>
-where
-    K: Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    api.patch(
-        &object.name_any(),
-        &PatchParams::apply(TEST_MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await
 }
 
 fn valid_condition(status: &ApplicationStatus) -> Option<&Condition> {
@@ -286,11 +251,12 @@ async fn the_api_server_refuses_what_the_schema_can_tell_and_names_the_field() -
     ];
 
     for case in refused {
-        let app: Application = object("Application", case.name, case.spec)?;
-        let status = match apply(&apps, &app).await {
-            Err(kube::Error::Api(status)) => status,
+        let error = match apply(&apps, &application(case.name, case.spec)?).await {
             Ok(_) => bail!("the API server accepted Application {}", case.name),
-            Err(error) => return Err(error).context(format!("applying {}", case.name)),
+            Err(error) => error,
+        };
+        let Some(kube::Error::Api(status)) = error.downcast_ref::<kube::Error>() else {
+            return Err(error);
         };
         assert_eq!(status.code, 422, "{}: {status:?}", case.name);
         assert!(
@@ -321,16 +287,19 @@ async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> a
     let (client, _controller) = setup(&env).await?;
     let apps: Api<Application> = Api::namespaced(client.clone(), env.namespace());
 
-    let shifts_traffic: Strategy = object(
-        "Strategy",
-        "shifts-traffic",
-        json!({"steps": canary_steps()}),
-    )?;
-    apply(
-        &Api::namespaced(client.clone(), env.namespace()),
-        &shifts_traffic,
-    )
-    .await?;
+    let shifts_traffic: Strategy = serde_json::from_value(json!({
+        "apiVersion": "prism.dev/v1alpha1",
+        "kind": "Strategy",
+        "metadata": {"name": "shifts-traffic"},
+        "spec": {"steps": canary_steps()},
+    }))?;
+    Api::<Strategy>::namespaced(client.clone(), env.namespace())
+        .patch(
+            "shifts-traffic",
+            &PatchParams::apply(TEST_MANAGER),
+            &Patch::Apply(&shifts_traffic),
+        )
+        .await?;
 
     let reported = [
         Reported {
@@ -423,10 +392,7 @@ async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> a
     ];
 
     for case in &reported {
-        let app: Application = object("Application", case.name, case.spec.clone())?;
-        apply(&apps, &app)
-            .await
-            .with_context(|| format!("applying Application {}", case.name))?;
+        apply(&apps, &application(case.name, case.spec.clone())?).await?;
     }
     for case in &reported {
         let status =
@@ -470,7 +436,7 @@ async fn an_invalid_application_once_fixed_gets_its_first_release() -> anyhow::R
     let broken = spec_of(template_with(|t| {
         t["manifests"][0]["spec"]["replicas"] = json!("three")
     }));
-    apply(&apps, &object("Application", "web", broken)?).await?;
+    apply(&apps, &application("web", broken)?).await?;
     let problem = r#"spec.template.manifests[0] (Deployment web): spec.replicas: invalid type: string "three", expected i32"#;
     wait_for_valid(&apps, "web", "Valid is False", |c| {
         c.status == "False" && c.message.contains(problem)
@@ -480,7 +446,7 @@ async fn an_invalid_application_once_fixed_gets_its_first_release() -> anyhow::R
     assert_eq!(made_for(&env, &client, "web").await?, BTreeSet::new());
 
     let fixed = spec_of(web_template("web:1", 2));
-    let applied = apply(&apps, &object("Application", "web", fixed)?).await?;
+    let applied = apply(&apps, &application("web", fixed)?).await?;
     let status = wait_for_valid(&apps, "web", "Valid is True", |c| c.status == "True").await?;
     assert_eq!(status.current_revision, Some(1));
     assert_eq!(status.contender.as_deref(), Some("web-1"));

@@ -85,6 +85,50 @@ fn traffic_without_a_traffic_provider() {
 }
 
 #[test]
+fn traffic_without_a_service() {
+    assert_eq!(
+        errors_of("traffic-without-service.yaml"),
+        [
+            "Application/web: spec.template.manifests: a traffic provider shifts the traffic of a Service: add the application's Service to spec.template.manifests, or set spec.traffic.provider: none for a workload that serves no requests (value: [\"Deployment\"])"
+        ]
+    );
+}
+
+#[test]
+fn a_deployment_without_a_selector() {
+    assert_eq!(
+        errors_of("deployment-without-selector.yaml"),
+        [
+            "Application/web: spec.template.manifests[0].spec.selector: a Deployment needs spec.selector, the labels that pick its pods: e.g. matchLabels: {app: web}, with the same labels in spec.template.metadata.labels (value: {})"
+        ]
+    );
+}
+
+#[test]
+fn manifests_that_do_not_parse_as_their_kind() {
+    assert_eq!(
+        errors_of("manifests-that-do-not-parse.yaml"),
+        [
+            "Application/web: spec.template.manifests[0] (Deployment web): spec.replicas: invalid type: string \"three\", expected i32 (value: \"three\")",
+            "Application/web: spec.template.manifests[1] (Service web): spec.ports: invalid type: string \"x\", expected a sequence (value: \"x\")",
+            "Application/web: spec.template.manifests[2] (ConfigMap settings): data: invalid type: sequence, expected a map (value: [1])",
+        ]
+    );
+}
+
+#[test]
+fn objects_a_template_does_not_hold() {
+    assert_eq!(
+        errors_of("objects-a-template-does-not-hold.yaml"),
+        [
+            "Application/web: spec.template.manifests[0].apiVersion: set each object's apiVersion to the one of its kind: apps/v1 for a Deployment, v1 for a Service or a ConfigMap, autoscaling/v2 for a HorizontalPodAutoscaler (value: \"apps/v1beta1\")",
+            "Application/web: spec.template.manifests[2].kind: a template holds only Deployment, Service, ConfigMap and HorizontalPodAutoscaler objects: run pods through the Deployment, and create other objects in each cluster outside the Application (value: \"Pod\")",
+            "Application/web: spec.template.manifests[3].kind: a template never inlines a Secret, since every Release keeps a copy of its template: create the Secret in each cluster and reference it by name (value: \"Secret\")",
+        ]
+    );
+}
+
+#[test]
 fn a_strategy_the_file_lacks() {
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/vanguard.yaml"),
