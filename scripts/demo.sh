@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Sets up everything and runs Prism's main job on the local sandbox: three real clusters, Prism's
-# CRDs on the management cluster (c1), an Application with a vanguard strategy accepted by the real
-# API server, and the rollout it asks for, step by step across the fleet.
+# CRDs and controller on the management cluster (c1), the quickstart Application
+# (examples/quickstart.yaml), and a new version of it rolled out through three steps, shown live
+# until it completes.
 #
-# The controller that carries the rollout out on the clusters is foundation 3 (issue 4); until it
-# lands, the rollout is shown as the engine plans it (`prism plan`), on the real fleet's names.
+# The fleet (Cluster objects, issue 5) comes next: today the controller rolls out to the
+# management cluster itself, which the Releases name `local`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 kubectl() { sandbox/sandbox kubectl c1 "$@"; }
+export KUBECONFIG="$PWD/.sandbox/c1/kubeconfig"
+NS=demo
 
 step "building the sandbox (cached after the first run; the first takes about 15 minutes)"
 sandbox/sandbox build
@@ -22,17 +25,29 @@ cargo build --release --locked -p prism
 prism=target/release/prism
 
 step "installing Prism's CRDs on the management cluster c1"
-"$prism" crds | kubectl apply --server-side --field-manager=prism -f -
+"$prism" crds | kubectl apply --server-side --force-conflicts --field-manager=prism -f -
 kubectl wait --for condition=established --timeout=60s \
   crd/applications.prism.dev crd/releases.prism.dev crd/strategies.prism.dev \
   crd/clusterstrategies.prism.dev crd/clusters.prism.dev crd/rolloutblocks.prism.dev
 
-step "applying the vanguard Application (examples/vanguard.yaml)"
-kubectl create namespace shop --dry-run=client -o yaml | kubectl apply -f -
-kubectl apply --server-side --field-manager=prism -f examples/vanguard.yaml
-kubectl get applications.prism.dev,strategies.prism.dev -n shop
+step "starting the controller (log: .sandbox/demo-controller.log)"
+RUST_LOG=info "$prism" controller -n "$NS" >.sandbox/demo-controller.log 2>&1 &
+controller=$!
+trap 'kill "$controller" 2>/dev/null || true' EXIT
 
-step "the rollout across c1..c3, step by step"
-"$prism" plan -f examples/vanguard.yaml --clusters 3
+step "the quickstart Application, version 1.0.0 (the first release goes straight to its last step)"
+kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl apply --server-side --force-conflicts --field-manager=demo -f examples/quickstart.yaml
+"$prism" status web -n "$NS" --watch --timeout 3m
+
+step "a new version, 1.1.0: a quarter, half, then all of the pods and traffic"
+sed 's/web:1.0.0/web:1.1.0/' examples/quickstart.yaml |
+  kubectl apply --server-side --force-conflicts --field-manager=demo -f -
+"$prism" status web -n "$NS" --watch --timeout 5m
+
+step "the Releases"
+kubectl get releases.prism.dev -n "$NS"
+"$prism" history web -n "$NS"
 
 step "done; the sandbox keeps running (sandbox/sandbox status, sandbox/sandbox down)"
+echo "Run it again by hand: $prism controller -n $NS &  then edit the image in examples/quickstart.yaml"
