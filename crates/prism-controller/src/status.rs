@@ -76,12 +76,14 @@ pub fn release_status(
                     Some("scaling down".to_owned()),
                 ),
             };
-            let achieved_step =
-                if phase == ReleaseClusterPhase::Achieved && progress.phase.is_rolling_out() {
+            let last = (steps.len() as u32).checked_sub(1);
+            let achieved_step = match progress.phase {
+                Phase::Complete => last,
+                phase if phase.is_rolling_out() && cluster.phase == ClusterPhase::Achieved => {
                     Some(progress.step)
-                } else {
-                    before.and_then(|c| c.achieved_step)
-                };
+                }
+                _ => before.and_then(|c| c.achieved_step),
+            };
             Some(ClusterProgress {
                 name: cluster.cluster.to_owned(),
                 phase,

@@ -2,35 +2,21 @@
 //! Application's template makes a Release, nothing else does, old Releases are pruned, and an
 //! invalid Application is reported and gets none.
 
+mod common;
+
 use std::collections::BTreeSet;
 
 use anyhow::Context as _;
+use common::{TEST_MANAGER, application, apply, patch_release_spec, setup};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::{Api, Client, ResourceExt};
-use prism_api::application::ApplicationStatus;
+use kube::{Api, ResourceExt};
+use prism_api::application::{ApplicationPhase, ApplicationStatus};
 use prism_api::conditions::{self, Condition};
 use prism_api::{Application, Release, Strategy};
 use prism_testkit::fixtures::web_template;
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
 use serde_json::{Value, json};
-
-const TEST_MANAGER: &str = "prism-tests";
-
-/// The controller, scoped to one namespace, stopped when dropped.
-type RunningController = prism_testkit::AbortOnDrop<Result<(), prism_controller::Error>>;
-
-/// The management cluster's client, with the CRDs installed and the controller running in the
-/// test's namespace.
-async fn setup(env: &TestEnv) -> anyhow::Result<(Client, RunningController)> {
-    let client = env.cluster("c1").client();
-    prism_testkit::install_crds(&client, prism_api::crds()).await?;
-    let controller = prism_testkit::spawn_for_test(prism_controller::run(
-        client.clone(),
-        Some(env.namespace().to_owned()),
-    ));
-    Ok((client, controller))
-}
 
 fn template(image: &str) -> Value {
     web_template(image, 2)
@@ -41,25 +27,6 @@ fn canary_steps() -> Value {
         {"name": "canary", "capacity": {"contender": "50%"}, "traffic": {"contender": 50}},
         {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100}}
     ])
-}
-
-fn application(name: &str, spec: Value) -> anyhow::Result<Application> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "prism.dev/v1alpha1",
-        "kind": "Application",
-        "metadata": {"name": name},
-        "spec": spec,
-    }))?)
-}
-
-async fn apply(apps: &Api<Application>, app: &Application) -> anyhow::Result<Application> {
-    apps.patch(
-        &app.name_any(),
-        &PatchParams::apply(TEST_MANAGER).force(),
-        &Patch::Apply(app),
-    )
-    .await
-    .with_context(|| format!("applying Application {}", app.name_any()))
 }
 
 async fn release_names(releases: &Api<Release>, app: &str) -> anyhow::Result<BTreeSet<String>> {
@@ -133,11 +100,13 @@ async fn an_application_gets_release_1() -> anyhow::Result<()> {
     );
     assert_eq!(release.spec.clusters.len(), 1);
 
-    let status = wait_for_status(&apps, "web", "current revision 1", |s| {
-        s.current_revision == Some(1)
+    // A first release has no incumbent to shift from: it is rolled out at once.
+    let status = wait_for_status(&apps, "web", "web-1 is complete", |s| {
+        s.current_revision == Some(1) && s.phase == Some(ApplicationPhase::Complete)
     })
     .await?;
-    assert_eq!(status.contender.as_deref(), Some("web-1"));
+    assert_eq!(status.incumbent.as_deref(), Some("web-1"));
+    assert_eq!(status.contender, None);
     assert_eq!(status.strategy.as_deref(), Some("inline"));
     let valid = valid_condition(&status).context("no Valid condition")?;
     assert_eq!(
@@ -214,11 +183,10 @@ async fn a_template_change_makes_a_release_and_nothing_else_does() -> anyhow::Re
         release_names(&releases, "web").await?,
         names(&["web-1", "web-2"])
     );
-    // And the newest Release was not written again.
-    assert_eq!(
-        releases.get("web-2").await?.resource_version(),
-        web_2.resource_version()
-    );
+    // And the newest Release's spec was not written again (its status moves with the rollout).
+    let now = releases.get("web-2").await?;
+    assert_eq!(now.metadata.generation, web_2.metadata.generation);
+    assert_eq!(now.spec, web_2.spec);
     Ok(())
 }
 
@@ -228,13 +196,17 @@ async fn old_releases_beyond_the_history_limit_are_pruned() -> anyhow::Result<()
     let (client, _controller) = setup(&env).await?;
     let apps: Api<Application> = Api::namespaced(client.clone(), env.namespace());
     let releases: Api<Release> = Api::namespaced(client.clone(), env.namespace());
+    // Each new release waits at its first step, so that older ones stay unfinished.
     let roll = |image: String, expected: BTreeSet<String>| {
         let apps = apps.clone();
         let releases = releases.clone();
         async move {
             let spec = json!({
                 "template": template(&image),
-                "strategy": {"steps": canary_steps()},
+                "strategy": {"steps": [
+                    {"name": "canary", "capacity": {"contender": "50%"}, "traffic": {"contender": 50}, "gate": {"manual": true}},
+                    {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100}}
+                ]},
                 "revisionHistoryLimit": 1,
             });
             apply(&apps, &application("web", spec)?).await?;
@@ -250,25 +222,20 @@ async fn old_releases_beyond_the_history_limit_are_pruned() -> anyhow::Result<()
         }
     };
 
+    // web-1, the first, completes at once and is the incumbent.
     roll("web:1".into(), names(&["web-1"])).await?;
     roll("web:2".into(), names(&["web-1", "web-2"])).await?;
-    // Newest 3; of the others (2, 1) the limit keeps one.
-    roll("web:3".into(), names(&["web-2", "web-3"])).await?;
+    // Newest 3 and incumbent 1; of the others (2) the limit keeps one.
+    roll("web:3".into(), names(&["web-1", "web-2", "web-3"])).await?;
+    roll("web:4".into(), names(&["web-1", "web-3", "web-4"])).await?;
 
-    // web-2 completes: as the incumbent, it is kept beside the newest and the history.
-    releases
-        .patch_status(
-            "web-2",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"phase": "Complete"}})),
-        )
-        .await?;
-    wait_for_status(&apps, "web", "web-2 is the incumbent", |s| {
-        s.incumbent.as_deref() == Some("web-2")
+    // web-4 completes and becomes the incumbent: web-1 is history now, older than web-3.
+    patch_release_spec(&releases, "web-4", json!({"targetStep": 2})).await?;
+    wait_for_status(&apps, "web", "web-4 is the incumbent", |s| {
+        s.incumbent.as_deref() == Some("web-4")
     })
     .await?;
-    roll("web:4".into(), names(&["web-2", "web-3", "web-4"])).await?;
-    roll("web:5".into(), names(&["web-2", "web-4", "web-5"])).await?;
+    roll("web:5".into(), names(&["web-3", "web-4", "web-5"])).await?;
     wait_for_status(&apps, "web", "current revision 5", |s| {
         s.current_revision == Some(5)
     })

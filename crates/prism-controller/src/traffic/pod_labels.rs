@@ -216,6 +216,15 @@ mod tests {
     }
 
     #[test]
+    fn a_small_weight_gets_one_pod_however_few_the_others() {
+        let all = [pods("new", 1, 0), pods("old", 4, 4)].concat();
+        assert_eq!(
+            counts(&[("new", 10), ("old", 90)], &all),
+            [("new".into(), 1), ("old".into(), 4)]
+        );
+    }
+
+    #[test]
     fn a_lone_version_gets_every_ready_pod() {
         let mut all = pods("old", 3, 1);
         all.push(PodState {
