@@ -395,3 +395,35 @@ async fn a_rollback_to_an_earlier_revision_rolls_its_template_out_again() -> any
     sampler.assert_kept();
     Ok(())
 }
+
+#[tokio::test]
+async fn deleting_a_release_removes_its_objects() -> anyhow::Result<()> {
+    let env = TestEnv::new("rollout-delete").await;
+    let ns = env.namespace();
+    let (client, apps, releases, _controller) = start(&env).await?;
+
+    apply(&apps, &application("web", spec("web:1"))?).await?;
+    wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
+    apply(&apps, &application("web", spec("web:2"))?).await?;
+    patch_release_spec(&releases, "web-2", json!({"targetStep": 3})).await?;
+    wait_for_phase(&releases, "web-2", ReleasePhase::Complete).await?;
+    wait_for_state(
+        &client,
+        ns,
+        "web-1 kept at 0 replicas",
+        &[("web-1", Some(0), 0, 0), ("web-2", Some(4), 4, 4)],
+        &[("web-2", 100)],
+    )
+    .await?;
+
+    releases.delete("web-1", &Default::default()).await?;
+    wait_for_state(
+        &client,
+        ns,
+        "web-1's Deployment garbage-collected",
+        &[("web-2", Some(4), 4, 4)],
+        &[("web-2", 100)],
+    )
+    .await?;
+    Ok(())
+}
