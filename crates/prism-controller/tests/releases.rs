@@ -7,12 +7,13 @@ mod common;
 use std::collections::BTreeSet;
 
 use anyhow::Context as _;
-use common::{TEST_MANAGER, application, apply, patch_release_spec, setup};
+use common::{TEST_MANAGER, application, apply, patch_release_spec, setup, wait_for_phase};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use prism_api::application::{ApplicationPhase, ApplicationStatus};
 use prism_api::conditions::{self, Condition};
+use prism_api::release::ReleasePhase;
 use prism_api::{Application, Release, Strategy};
 use prism_testkit::fixtures::web_template;
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
@@ -224,6 +225,7 @@ async fn old_releases_beyond_the_history_limit_are_pruned() -> anyhow::Result<()
 
     // web-1, the first, completes at once and is the incumbent.
     roll("web:1".into(), names(&["web-1"])).await?;
+    wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
     roll("web:2".into(), names(&["web-1", "web-2"])).await?;
     // Newest 3 and incumbent 1; of the others (2) the limit keeps one.
     roll("web:3".into(), names(&["web-1", "web-2", "web-3"])).await?;

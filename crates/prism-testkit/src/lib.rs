@@ -407,13 +407,15 @@ where
     Fut: Future<Output = anyhow::Result<Option<T>>>,
 {
     let deadline = Instant::now() + timeout;
+    let mut last = String::from("no check finished");
     loop {
-        // A check that hangs (say, on a dead server) must not outlive the deadline.
-        let last = match tokio::time::timeout_at(deadline, check()).await {
+        // A check that hangs (say, on a dead server) must not outlive the deadline; the deadline
+        // falling during a check says nothing new, so the previous outcome is the one reported.
+        last = match tokio::time::timeout_at(deadline, check()).await {
             Ok(Ok(Some(value))) => return Ok(value),
             Ok(Ok(None)) => String::from("the condition was not met"),
             Ok(Err(error)) => format!("{error:#}"),
-            Err(_) => String::from("the last check did not finish"),
+            Err(_) => format!("{last} (and the check under way at the deadline did not finish)"),
         };
         if Instant::now() >= deadline {
             bail!("timed out after {timeout:?} waiting until {what}; last: {last}");
