@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use prism_api::application::{ApplicationPhase, ApplicationStatus};
@@ -242,7 +242,10 @@ pub(crate) async fn publish(
         secondary: None,
     };
     // An Event is a courtesy: failing to record one does not fail the reconcile.
-    if let Err(error) = ctx.recorder.publish(&event, object).await {
+    // A Recorder per Event: a Recorder folds Events of the same reason about the same object into
+    // one series, and each Event here is its own transition (a step achieved is not the last one).
+    let recorder = Recorder::new(ctx.client.clone(), Reporter::from(FIELD_MANAGER));
+    if let Err(error) = recorder.publish(&event, object).await {
         warn!(object = ?object.name, %error, "could not publish an Event");
     }
 }

@@ -9,7 +9,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::{Stream, StreamExt, TryStreamExt, stream};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{Pod, PodStatus, Service};
 use kube::core::NamespaceResourceScope;
@@ -42,9 +42,20 @@ pub struct Member {
 }
 
 impl Member {
-    /// Whether the cluster's caches are current: its watches work and have listed once.
+    /// Whether every cache of the cluster has listed once.
+    pub fn has_listed(&self) -> bool {
+        [
+            self.deployments.wait_until_ready().now_or_never(),
+            self.pods.wait_until_ready().now_or_never(),
+            self.services.wait_until_ready().now_or_never(),
+        ]
+        .iter()
+        .all(|ready| matches!(ready, Some(Ok(()))))
+    }
+
+    /// Whether the cluster's caches are current: they have listed, and the watches work.
     pub fn is_observed(&self) -> bool {
-        self.reachable.load(Ordering::Relaxed)
+        self.has_listed() && self.reachable.load(Ordering::Relaxed)
     }
 }
 
@@ -57,6 +68,12 @@ pub struct Fleet {
 impl Fleet {
     pub fn get(&self, name: &str) -> Option<&Arc<Member>> {
         self.members.get(name)
+    }
+
+    /// Whether every member's caches have listed once (since then, a member not observed is
+    /// one whose watches fail).
+    pub fn has_listed(&self) -> bool {
+        self.members.values().all(|member| member.has_listed())
     }
 
     /// Adds a member and returns the stream of Applications its watch events concern. The
@@ -100,16 +117,6 @@ impl Fleet {
             };
             stream::iter(apps)
         })
-    }
-
-    /// Waits until every member's caches have listed once.
-    pub async fn wait_until_observed(&self) {
-        for member in self.members.values() {
-            // The writers live as long as the streams, which the controller polls for its life.
-            let _ = member.deployments.wait_until_ready().await;
-            let _ = member.pods.wait_until_ready().await;
-            let _ = member.services.wait_until_ready().await;
-        }
     }
 }
 

@@ -21,10 +21,9 @@ pub mod write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt, TryStreamExt, stream};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt, stream};
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -45,7 +44,6 @@ const RETRY: Duration = Duration::from_secs(5);
 pub struct Context {
     /// The management cluster's.
     pub client: Client,
-    pub recorder: Recorder,
     pub releases: Store<Release>,
     pub strategies: Store<Strategy>,
     pub cluster_strategies: Store<ClusterStrategy>,
@@ -122,7 +120,6 @@ pub async fn run(client: Client, namespace: Option<String>) -> Result<(), Error>
         expectations.clone(),
     );
     let context = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), Reporter::from(FIELD_MANAGER)),
         client,
         releases,
         strategies,
@@ -154,7 +151,25 @@ pub async fn run(client: Client, namespace: Option<String>) -> Result<(), Error>
     Ok(())
 }
 
+impl Context {
+    /// Whether every cache has listed once: before that, an empty cache would pass for no
+    /// Releases (and make revision 1 again) or for a cluster that runs nothing.
+    fn listed(&self) -> bool {
+        self.fleet.has_listed()
+            && [
+                self.releases.wait_until_ready().now_or_never(),
+                self.strategies.wait_until_ready().now_or_never(),
+                self.cluster_strategies.wait_until_ready().now_or_never(),
+            ]
+            .iter()
+            .all(|ready| matches!(ready, Some(Ok(()))))
+    }
+}
+
 async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.listed() {
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
     if ctx.expectations.waiting(&ObjectRef::from_obj(app.as_ref())) {
         // The watch events of this application's last writes are on their way, and each
         // triggers a reconcile; this one would decide on stale caches.

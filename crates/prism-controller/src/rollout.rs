@@ -94,7 +94,10 @@ pub async fn reconcile(
         version_ttl: app.spec.versions.ttl,
     };
     let inputs: Vec<ReleaseInput> = releases.iter().map(release_input).collect();
-    let now = jiff::Timestamp::now();
+    // Whole seconds, as the status keeps times: a decision that saw nanoseconds would describe
+    // a pause's end differently from the next one, and write the status again for it.
+    let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
+        .unwrap_or_else(|_| jiff::Timestamp::now());
     let decision = decide(&Input {
         now,
         app: &policy,

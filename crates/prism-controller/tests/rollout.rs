@@ -17,6 +17,7 @@ use kube::api::ListParams;
 use kube::{Api, Client};
 use prism_api::release::ReleasePhase;
 use prism_api::{Application, Release};
+use prism_controller::fleet::is_ready;
 use prism_testkit::fixtures::web_template;
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
 use serde_json::{Value, json};
@@ -78,12 +79,7 @@ async fn observe(client: &Client, namespace: &str) -> anyhow::Result<Observed> {
     }
     for pod in pods.items {
         let labels = pod.metadata.labels.clone().unwrap_or_default();
-        let ready = pod.metadata.deletion_timestamp.is_none()
-            && pod
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let ready = is_ready(&pod);
         let version = observed
             .versions
             .entry(labels.get("prism.dev/release").cloned().unwrap_or_default())
@@ -291,8 +287,8 @@ async fn a_three_step_canary_completes_with_capacity_and_traffic_at_every_step()
     wait_for_state(
         &client,
         ns,
-        "full: web-2 alone, web-1 kept at 0 replicas",
-        &[("web-1", Some(0), 0, 0), ("web-2", Some(4), 4, 4)],
+        "full: web-2 alone, web-1 removed",
+        &[("web-2", Some(4), 4, 4)],
         &[("web-2", 100)],
     )
     .await?;
@@ -377,8 +373,8 @@ async fn a_rollback_to_an_earlier_revision_rolls_its_template_out_again() -> any
     wait_for_state(
         &client,
         ns,
-        "web-3 serves alone, web-2 kept at 0 replicas, web-1 gone",
-        &[("web-2", Some(0), 0, 0), ("web-3", Some(4), 4, 4)],
+        "web-3 serves alone, web-1 and web-2 removed",
+        &[("web-3", Some(4), 4, 4)],
         &[("web-3", 100)],
     )
     .await?;
@@ -397,7 +393,8 @@ async fn a_rollback_to_an_earlier_revision_rolls_its_template_out_again() -> any
 }
 
 #[tokio::test]
-async fn deleting_a_release_removes_its_objects() -> anyhow::Result<()> {
+async fn deleting_an_application_mid_rollout_removes_everything_it_installed() -> anyhow::Result<()>
+{
     let env = TestEnv::new("rollout-delete").await;
     let ns = env.namespace();
     let (client, apps, releases, _controller) = start(&env).await?;
@@ -405,25 +402,25 @@ async fn deleting_a_release_removes_its_objects() -> anyhow::Result<()> {
     apply(&apps, &application("web", spec("web:1"))?).await?;
     wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
     apply(&apps, &application("web", spec("web:2"))?).await?;
-    patch_release_spec(&releases, "web-2", json!({"targetStep": 3})).await?;
-    wait_for_phase(&releases, "web-2", ReleasePhase::Complete).await?;
-    wait_for_state(
-        &client,
-        ns,
-        "web-1 kept at 0 replicas",
-        &[("web-1", Some(0), 0, 0), ("web-2", Some(4), 4, 4)],
-        &[("web-2", 100)],
-    )
-    .await?;
+    wait_for_step(&releases, "web-2", 0).await?;
 
-    releases.delete("web-1", &Default::default()).await?;
-    wait_for_state(
-        &client,
-        ns,
-        "web-1's Deployment garbage-collected",
-        &[("web-2", Some(4), 4, 4)],
-        &[("web-2", 100)],
-    )
+    // The Application owns its Releases and Service, each Release its version's objects.
+    apps.delete("web", &Default::default()).await?;
+    wait_until("every object of web is gone", DEFAULT_TIMEOUT, || async {
+        let selector = ListParams::default().labels("prism.dev/app=web");
+        let left = Api::<Deployment>::namespaced(client.clone(), ns)
+            .list(&selector)
+            .await?
+            .items
+            .len()
+            + Api::<Service>::namespaced(client.clone(), ns)
+                .list(&selector)
+                .await?
+                .items
+                .len()
+            + releases.list(&selector).await?.items.len();
+        Ok((left == 0).then_some(()))
+    })
     .await?;
     Ok(())
 }

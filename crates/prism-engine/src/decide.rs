@@ -167,7 +167,8 @@ impl Roles {
             let age = input.releases[index].created_at.duration_until(input.now);
             let left = input.app.version_ttl.map(|ttl| ttl.0.saturating_sub(age));
             let young = left.is_none_or(|left| left.is_positive());
-            if young && live < input.app.max_versions.max(2) {
+            // Only a rainbow (more than 2 versions) keeps older complete versions alive.
+            if young && input.app.max_versions > 2 && live < input.app.max_versions {
                 of[index] = Role::Retained;
                 live += 1;
                 ttl_expiry = earliest(ttl_expiry, left.map(Duration));

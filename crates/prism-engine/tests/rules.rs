@@ -53,6 +53,21 @@ fn roles_follow_age_and_completion() {
 }
 
 #[test]
+fn with_two_versions_at_most_the_previous_one_retires_once_the_contender_completes() {
+    let pipeline = canary();
+    let releases = vec![
+        release("v1", &pipeline, 10, Phase::Complete),
+        release("v2", &pipeline, 10, Phase::Complete),
+    ];
+    let clusters = clusters(1);
+    let fleet = fleet(&clusters, &[("v1", 0, 0), ("v2", 10, 100)]);
+    let world = World::new(app(true), releases, clusters, fleet);
+    let round = world.decide();
+    assert_eq!(round.roles, [Role::Retiring, Role::Incumbent]);
+    assert!(round.events.contains(&("v1".into(), "Retired")));
+}
+
+#[test]
 fn an_aborted_release_retires_and_the_newest_complete_one_is_incumbent() {
     let pipeline = canary();
     let mut releases = vec![
