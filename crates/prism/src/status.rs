@@ -232,9 +232,14 @@ pub fn outcome(app: &Application, releases: &[Release]) -> Option<Outcome> {
         return None;
     }
     let newest = releases::newest(releases)?;
+    // The last frame should show the Application as it ends too (its incumbent, its phase), and
+    // the Application's status follows its newest Release's one reconcile later.
+    let app_phase = app.status.as_ref().and_then(|s| s.phase);
     match releases::phase(newest)? {
-        ReleasePhase::Complete => Some(Outcome::Complete),
-        ReleasePhase::Aborted => {
+        ReleasePhase::Complete if app_phase == Some(ApplicationPhase::Complete) => {
+            Some(Outcome::Complete)
+        }
+        ReleasePhase::Aborted if app_phase == Some(ApplicationPhase::Aborted) => {
             let why = rollout(newest)
                 .aborted_because
                 .unwrap_or_else(|| "aborted".to_owned());
@@ -644,7 +649,20 @@ mod tests {
         assert_eq!(outcome(&app(), &releases), None);
 
         releases[1].status.as_mut().unwrap().phase = Some(ReleasePhase::Complete);
-        assert_eq!(outcome(&app(), &releases), Some(Outcome::Complete));
+        assert_eq!(
+            outcome(&app(), &releases),
+            None,
+            "the Application's status has not caught up"
+        );
+        let finished = |phase| {
+            let mut app = app();
+            app.status.as_mut().unwrap().phase = Some(phase);
+            app
+        };
+        assert_eq!(
+            outcome(&finished(ApplicationPhase::Complete), &releases),
+            Some(Outcome::Complete)
+        );
 
         let web_3 = releases[1].status.as_mut().unwrap();
         web_3.phase = Some(ReleasePhase::Aborted);
@@ -653,7 +671,7 @@ mod tests {
             message: "aborted by prism abort".into(),
         });
         assert_eq!(
-            outcome(&app(), &releases),
+            outcome(&finished(ApplicationPhase::Aborted), &releases),
             Some(Outcome::RolledBack(
                 "web-3 was rolled back: aborted by prism abort".into()
             ))

@@ -107,6 +107,18 @@ impl Rollout {
             .unwrap();
     }
 
+    /// The Application's phase, as the controller sets it after its newest Release's.
+    async fn set_app_phase(&self, phase: &str) {
+        Api::<Application>::namespaced(self.env.cluster("c1").client(), self.env.namespace())
+            .patch_status(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"phase": phase}})),
+            )
+            .await
+            .unwrap();
+    }
+
     async fn spec(&self, release: &str) -> ReleaseSpec {
         self.releases.get(release).await.unwrap().spec
     }
@@ -344,6 +356,7 @@ async fn status_watch_times_out_while_the_rollout_goes_on_and_exits_5_once_rolle
             }),
         )
         .await;
+    rollout.set_app_phase("Aborted").await;
     let rolled_back = rollout
         .prism(&["status", "web", "--watch", "--timeout", "1m"])
         .await;
@@ -403,6 +416,7 @@ async fn status_watch_redraws_each_change_and_exits_0_when_the_newest_release_co
     );
 
     rollout.set_status("web-2", complete(2)).await;
+    rollout.set_app_phase("Complete").await;
     let exit = tokio::time::timeout(DEFAULT_TIMEOUT, watch.wait())
         .await
         .expect("status --watch did not exit once web-2 was complete")
