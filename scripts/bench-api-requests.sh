@@ -137,6 +137,7 @@ marks=$(cut -d' ' -f1 "$WORK/steps" | paste -sd,)
 status=0
 step "rollout of revision 2: $started .. $idle_start (step marks: polled step changes; then Complete at $completed)"
 count --until "$idle_start" --marks "$marks,$completed" --step-of "$NS/$release2" --fail-on-noop || status=1
+step "the controller's peak memory: $(awk '/VmHWM/ {print $2 / 1024 " MiB"}' "/proc/$controller_pid/status")"
 step "everything since the controller started (its first lists and watches, revision 1, revision 2)"
 scripts/count-api-requests.py "$LOG" --offset "$start_offset" --until "$idle_start" --fail-on-noop || status=1
 step "idle window: $idle_start .. $idle_end"
