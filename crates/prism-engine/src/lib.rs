@@ -25,11 +25,13 @@ mod converge;
 mod decide;
 mod effective;
 mod model;
+mod schedule;
 mod simulate;
 mod validate;
 
 pub use decide::decide;
 pub use model::*;
+pub use schedule::{Candidate, Exclusion, Requirement, ScheduleError, Shortfall, schedule};
 pub use simulate::{
     ClusterRow, Outcome, Scenario, SimulateError, Timeline, TimelineRow, VersionRow, land, simulate,
 };
