@@ -86,11 +86,35 @@ impl Fleet {
         namespace: Option<&str>,
         expectations: Arc<Expectations>,
     ) -> impl Stream<Item = ObjectRef<Application>> + Send + 'static {
-        let (deployments, deployment_events) =
-            cache(&client, namespace, strip_deployment, name, &expectations);
-        let (pods, pod_events) = cache(&client, namespace, strip_pod, name, &expectations);
-        let (services, service_events) =
-            cache(&client, namespace, strip_service, name, &expectations);
+        // Only what Prism installed: the objects labelled with an application.
+        let labelled = || watcher::Config::default().labels(APP_LABEL);
+        let (deployments, deployment_events) = cache_of(
+            &client,
+            namespace,
+            labelled(),
+            strip_deployment,
+            application_of,
+            name,
+            &expectations,
+        );
+        let (pods, pod_events) = cache_of(
+            &client,
+            namespace,
+            labelled(),
+            strip_pod,
+            application_of,
+            name,
+            &expectations,
+        );
+        let (services, service_events) = cache_of(
+            &client,
+            namespace,
+            labelled(),
+            strip_service,
+            application_of,
+            name,
+            &expectations,
+        );
         let member = Arc::new(Member {
             name: name.to_owned(),
             client,
@@ -131,38 +155,9 @@ pub(crate) enum Change {
 pub(crate) type Changes =
     std::pin::Pin<Box<dyn Stream<Item = Result<Change, watcher::Error>> + Send>>;
 
-/// A cache of `K` objects labelled `prism.dev/app` in `namespace` (every namespace when None),
-/// and the stream that fills it. `strip` drops what Prism never reads before it is cached.
-pub(crate) fn cache<K>(
-    client: &Client,
-    namespace: Option<&str>,
-    strip: fn(&mut K),
-    cluster: &str,
-    expectations: &Arc<Expectations>,
-) -> (Store<K>, Changes)
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + Debug
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let config = watcher::Config::default().labels(APP_LABEL);
-    cache_of(
-        client,
-        namespace,
-        config,
-        strip,
-        application_of,
-        cluster,
-        expectations,
-    )
-}
-
-/// A cache of the `K` objects `config` selects, and the stream that fills it; `owner` names the
-/// Application an object concerns.
+/// A cache of the `K` objects `config` selects in `namespace` (every namespace when None), and
+/// the stream that fills it. `strip` drops what Prism never reads before it is cached; `owner`
+/// names the Application an object concerns.
 pub(crate) fn cache_of<K>(
     client: &Client,
     namespace: Option<&str>,

@@ -8,14 +8,14 @@ mod common;
 use std::collections::BTreeSet;
 
 use anyhow::bail;
-use common::{TEST_MANAGER, application, apply, setup};
+use common::{TEST_MANAGER, application, apply, setup, valid_condition, wait_for_status};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use prism_api::application::{ApplicationPhase, ApplicationStatus};
-use prism_api::conditions::{self, Condition};
+use prism_api::conditions::Condition;
 use prism_api::{Application, Release, Strategy};
 use prism_testkit::fixtures::web_template;
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
@@ -41,10 +41,6 @@ fn spec_of(template: Value) -> Value {
     json!({"template": template, "strategy": {"steps": canary_steps()}})
 }
 
-fn valid_condition(status: &ApplicationStatus) -> Option<&Condition> {
-    conditions::find(&status.conditions, conditions::application::VALID)
-}
-
 /// Waits until the Application's status describes its current generation and its `Valid`
 /// condition passes `check`.
 async fn wait_for_valid(
@@ -53,17 +49,9 @@ async fn wait_for_valid(
     what: &str,
     check: impl Fn(&Condition) -> bool,
 ) -> anyhow::Result<ApplicationStatus> {
-    wait_until(
-        format!("Application {name}: {what}"),
-        DEFAULT_TIMEOUT,
-        || async {
-            let app = apps.get(name).await?;
-            let status = app.status.unwrap_or_default();
-            let caught_up = status.observed_generation == app.metadata.generation;
-            let passes = valid_condition(&status).is_some_and(&check);
-            Ok((caught_up && passes).then_some(status))
-        },
-    )
+    wait_for_status(apps, name, what, |status| {
+        valid_condition(status).is_some_and(&check)
+    })
     .await
 }
 

@@ -7,12 +7,14 @@ mod common;
 use std::collections::BTreeSet;
 
 use anyhow::Context as _;
-use common::{TEST_MANAGER, application, apply, patch_release_spec, setup, wait_for_phase};
+use common::{
+    TEST_MANAGER, application, apply, patch_release_spec, setup, valid_condition, wait_for_phase,
+    wait_for_status,
+};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
-use prism_api::application::{ApplicationPhase, ApplicationStatus};
-use prism_api::conditions::{self, Condition};
+use prism_api::application::ApplicationPhase;
 use prism_api::release::ReleasePhase;
 use prism_api::{Application, Release, Strategy};
 use prism_testkit::fixtures::web_template;
@@ -35,30 +37,6 @@ async fn release_names(releases: &Api<Release>, app: &str) -> anyhow::Result<BTr
         .list(&ListParams::default().labels(&format!("prism.dev/app={app}")))
         .await?;
     Ok(list.items.iter().map(ResourceExt::name_any).collect())
-}
-
-/// Waits until the Application's status describes its current generation and passes `check`.
-async fn wait_for_status(
-    apps: &Api<Application>,
-    name: &str,
-    what: &str,
-    check: impl Fn(&ApplicationStatus) -> bool,
-) -> anyhow::Result<ApplicationStatus> {
-    wait_until(
-        format!("Application {name}: {what}"),
-        DEFAULT_TIMEOUT,
-        || async {
-            let app = apps.get(name).await?;
-            let status = app.status.unwrap_or_default();
-            let caught_up = status.observed_generation == app.metadata.generation;
-            Ok((caught_up && check(&status)).then_some(status))
-        },
-    )
-    .await
-}
-
-fn valid_condition(status: &ApplicationStatus) -> Option<&Condition> {
-    conditions::find(&status.conditions, conditions::application::VALID)
 }
 
 fn names(names: &[&str]) -> BTreeSet<String> {

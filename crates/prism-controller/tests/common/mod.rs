@@ -6,6 +6,8 @@
 use anyhow::Context as _;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
+use prism_api::application::ApplicationStatus;
+use prism_api::conditions::{self, Condition};
 use prism_api::release::ReleasePhase;
 use prism_api::{Application, Release};
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
@@ -106,4 +108,28 @@ pub async fn patch_release_spec(
         .await
         .with_context(|| format!("patching Release {name}"))?;
     Ok(())
+}
+
+/// Waits until the Application's status describes its current generation and passes `check`.
+pub async fn wait_for_status(
+    apps: &Api<Application>,
+    name: &str,
+    what: &str,
+    check: impl Fn(&ApplicationStatus) -> bool,
+) -> anyhow::Result<ApplicationStatus> {
+    wait_until(
+        format!("Application {name}: {what}"),
+        DEFAULT_TIMEOUT,
+        || async {
+            let app = apps.get(name).await?;
+            let status = app.status.unwrap_or_default();
+            let caught_up = status.observed_generation == app.metadata.generation;
+            Ok((caught_up && check(&status)).then_some(status))
+        },
+    )
+    .await
+}
+
+pub fn valid_condition(status: &ApplicationStatus) -> Option<&Condition> {
+    conditions::find(&status.conditions, conditions::application::VALID)
 }
