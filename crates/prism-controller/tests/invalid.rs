@@ -8,15 +8,17 @@ mod common;
 use std::collections::BTreeSet;
 
 use anyhow::bail;
-use common::{TEST_MANAGER, application, apply, setup, valid_condition, wait_for_status};
+use common::{
+    application, apply, apply_strategy, canary_steps, setup, valid_condition, wait_for_status,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::{Api, Client, Resource, ResourceExt};
 use prism_api::application::{ApplicationPhase, ApplicationStatus};
 use prism_api::conditions::Condition;
-use prism_api::{Application, Release, Strategy};
+use prism_api::{Application, Release};
 use prism_testkit::fixtures::web_template;
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
 use serde::de::DeserializeOwned;
@@ -27,13 +29,6 @@ fn template_with(change: impl FnOnce(&mut Value)) -> Value {
     let mut template = web_template("web:1", 2);
     change(&mut template);
     template
-}
-
-fn canary_steps() -> Value {
-    json!([
-        {"name": "canary", "capacity": {"contender": "50%"}, "traffic": {"contender": 50}},
-        {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100}}
-    ])
 }
 
 /// A spec with `template` rolled out by the canary.
@@ -275,19 +270,7 @@ async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> a
     let (client, _controller) = setup(&env).await?;
     let apps: Api<Application> = Api::namespaced(client.clone(), env.namespace());
 
-    let shifts_traffic: Strategy = serde_json::from_value(json!({
-        "apiVersion": "prism.dev/v1alpha1",
-        "kind": "Strategy",
-        "metadata": {"name": "shifts-traffic"},
-        "spec": {"steps": canary_steps()},
-    }))?;
-    Api::<Strategy>::namespaced(client.clone(), env.namespace())
-        .patch(
-            "shifts-traffic",
-            &PatchParams::apply(TEST_MANAGER),
-            &Patch::Apply(&shifts_traffic),
-        )
-        .await?;
+    apply_strategy(&client, env.namespace(), "shifts-traffic", canary_steps()).await?;
 
     let reported = [
         Reported {

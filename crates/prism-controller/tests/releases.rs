@@ -8,28 +8,21 @@ use std::collections::BTreeSet;
 
 use anyhow::Context as _;
 use common::{
-    TEST_MANAGER, application, apply, patch_release_spec, setup, valid_condition, wait_for_phase,
-    wait_for_status,
+    application, apply, apply_strategy, canary_steps, patch_release_spec, setup, valid_condition,
+    wait_for_phase, wait_for_status,
 };
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use prism_api::application::ApplicationPhase;
 use prism_api::release::ReleasePhase;
-use prism_api::{Application, Release, Strategy};
+use prism_api::{Application, Release};
 use prism_testkit::fixtures::web_template;
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
 use serde_json::{Value, json};
 
 fn template(image: &str) -> Value {
     web_template(image, 2)
-}
-
-fn canary_steps() -> Value {
-    json!([
-        {"name": "canary", "capacity": {"contender": "50%"}, "traffic": {"contender": 50}},
-        {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100}}
-    ])
 }
 
 async fn release_names(releases: &Api<Release>, app: &str) -> anyhow::Result<BTreeSet<String>> {
@@ -296,19 +289,7 @@ async fn an_invalid_application_is_reported_and_gets_no_release() -> anyhow::Res
     assert_eq!(release_names(&releases, "dark").await?, BTreeSet::new());
 
     // Once the Strategy exists, the Application that names it is valid and gets its Release.
-    let strategy: Strategy = serde_json::from_value(json!({
-        "apiVersion": "prism.dev/v1alpha1",
-        "kind": "Strategy",
-        "metadata": {"name": "canary"},
-        "spec": {"steps": canary_steps()},
-    }))?;
-    Api::<Strategy>::namespaced(client.clone(), env.namespace())
-        .patch(
-            "canary",
-            &PatchParams::apply(TEST_MANAGER),
-            &Patch::Apply(&strategy),
-        )
-        .await?;
+    apply_strategy(&client, env.namespace(), "canary", canary_steps()).await?;
     let status = wait_for_status(&apps, "missing", "current revision 1", |s| {
         s.current_revision == Some(1)
     })

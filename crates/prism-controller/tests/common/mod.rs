@@ -9,7 +9,7 @@ use kube::{Api, Client, ResourceExt};
 use prism_api::application::ApplicationStatus;
 use prism_api::conditions::{self, Condition};
 use prism_api::release::ReleasePhase;
-use prism_api::{Application, Release};
+use prism_api::{Application, Release, Strategy};
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
 use serde_json::{Value, json};
 
@@ -132,4 +132,36 @@ pub async fn wait_for_status(
 
 pub fn valid_condition(status: &ApplicationStatus) -> Option<&Condition> {
     conditions::find(&status.conditions, conditions::application::VALID)
+}
+
+/// Two steps without gates: half of the capacity and traffic, then all of it.
+pub fn canary_steps() -> Value {
+    json!([
+        {"name": "canary", "capacity": {"contender": "50%"}, "traffic": {"contender": 50}},
+        {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100}}
+    ])
+}
+
+/// Creates (or updates) the Strategy `name` with `steps` in the test's namespace.
+pub async fn apply_strategy(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    steps: Value,
+) -> anyhow::Result<()> {
+    let strategy: Strategy = serde_json::from_value(json!({
+        "apiVersion": "prism.dev/v1alpha1",
+        "kind": "Strategy",
+        "metadata": {"name": name},
+        "spec": {"steps": steps},
+    }))?;
+    Api::<Strategy>::namespaced(client.clone(), namespace)
+        .patch(
+            name,
+            &PatchParams::apply(TEST_MANAGER),
+            &Patch::Apply(&strategy),
+        )
+        .await
+        .with_context(|| format!("applying Strategy {name}"))?;
+    Ok(())
 }
