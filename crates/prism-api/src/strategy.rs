@@ -37,6 +37,21 @@ pub struct Pipeline {
     pub steps: Vec<Step>,
 }
 
+impl Pipeline {
+    /// Step `index` (from 0) as people read it: `2/3 "half"`.
+    pub fn step_label(&self, index: usize) -> String {
+        let name = self.steps.get(index).map(|step| step.name.as_str());
+        step_label(index, self.steps.len(), name)
+    }
+}
+
+/// Step `index` (from 0) of `steps` steps as people read it, counted from 1, with its name
+/// when known: `2/3 "half"`, `2/3`. Events, conditions and the CLI all say it this way.
+pub fn step_label(index: usize, steps: usize, name: Option<&str>) -> String {
+    let name = name.map_or_else(String::new, |name| format!(" {name:?}"));
+    format!("{}/{steps}{name}", index + 1)
+}
+
 /// A ClusterStrategy's spec: a pipeline that Applications of every namespace may name.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(

@@ -1,6 +1,6 @@
 //! The strategy language's own values parse as the CRD schema says, no more.
 
-use prism_api::strategy::{Duration, Share};
+use prism_api::strategy::{Duration, Pipeline, Share, Step, step_label};
 
 #[test]
 fn shares_are_counts_or_canonical_percentages() {
@@ -49,4 +49,18 @@ fn durations_are_written_as_kubernetes_writes_them() {
             "{rejected}"
         );
     }
+}
+
+#[test]
+fn steps_are_counted_from_one_and_named() {
+    let step = |name: &str| Step {
+        name: name.into(),
+        ..Step::default()
+    };
+    let pipeline = Pipeline {
+        steps: vec![step("canary"), step("half"), step("full")],
+    };
+    assert_eq!(pipeline.step_label(0), "1/3 \"canary\"");
+    assert_eq!(pipeline.step_label(1), "2/3 \"half\"");
+    assert_eq!(step_label(1, 3, None), "2/3");
 }

@@ -263,7 +263,10 @@ impl<'a> Rollout<'a, '_> {
             } else {
                 ("Promoted", "promoted by a person")
             };
-            self.event(reason, format!("{why}: step {}", step_label(steps, target)));
+            self.event(
+                reason,
+                format!("{why}: step {}", release.pipeline.step_label(target)),
+            );
             progress.step = target as u32;
             progress.achieved_at = None;
         }
@@ -289,7 +292,7 @@ impl<'a> Rollout<'a, '_> {
             let achieved_at = *progress.achieved_at.get_or_insert_with(|| {
                 self.event(
                     "StepAchieved",
-                    format!("step {} achieved", step_label(steps, step)),
+                    format!("step {} achieved", release.pipeline.step_label(step)),
                 );
                 input.now
             });
@@ -312,7 +315,7 @@ impl<'a> Rollout<'a, '_> {
                             "WaitingForCommand",
                             format!(
                                 "step {} is achieved; run `prism promote` to go on",
-                                step_label(steps, step)
+                                release.pipeline.step_label(step)
                             ),
                         ),
                         Hold::Inconclusive(reason) => {
@@ -338,8 +341,8 @@ impl<'a> Rollout<'a, '_> {
                 "StepAdvanced",
                 format!(
                     "from step {} to step {}",
-                    step_label(steps, step),
-                    step_label(steps, step + 1)
+                    release.pipeline.step_label(step),
+                    release.pipeline.step_label(step + 1)
                 ),
             );
         }
@@ -433,10 +436,6 @@ impl<'a> Rollout<'a, '_> {
             message,
         });
     }
-}
-
-fn step_label(steps: &[Step], index: usize) -> String {
-    format!("{}/{} {:?}", index + 1, steps.len(), steps[index].name)
 }
 
 /// The next move of every scheduled cluster.
@@ -684,7 +683,7 @@ fn conditions(
     let no = |kind| condition(kind, false, progress.phase.as_str(), String::new());
     let current = || {
         if step < steps.len() {
-            step_label(steps, step)
+            release.pipeline.step_label(step)
         } else {
             "-".into()
         }

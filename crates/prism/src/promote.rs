@@ -59,12 +59,12 @@ fn destination(release: &Release, target_step: u32) -> String {
         let last = u32::try_from(steps.saturating_sub(1)).unwrap_or(u32::MAX);
         format!(
             "the end, past the gate of step {}",
-            releases::release_step_label(release, last)
+            release.spec.strategy.step_label(last as usize)
         )
     } else {
         format!(
             "step {}",
-            releases::release_step_label(release, target_step)
+            release.spec.strategy.step_label(target_step as usize)
         )
     }
 }

@@ -68,20 +68,6 @@ pub fn rolling_out<'a>(app: &str, releases: &'a [Release]) -> Result<&'a Release
     }
 }
 
-/// Step `index` of `steps` as people read it, counted from 1, with its name when given:
-/// `2/3 "half"`, `2/3`.
-pub fn step_label(index: u32, steps: usize, name: Option<&str>) -> String {
-    let name = name.map_or_else(String::new, |name| format!(" {name:?}"));
-    format!("{}/{steps}{name}", index + 1)
-}
-
-/// Step `index` of the Release's strategy, with its name: `2/3 "half"`.
-pub fn release_step_label(release: &Release, index: u32) -> String {
-    let steps = &release.spec.strategy.steps;
-    let name = steps.get(index as usize).map(|step| step.name.as_str());
-    step_label(index, steps.len(), name)
-}
-
 /// The revisions of `releases`, ascending, for messages: `1, 2, 4`.
 pub fn revisions(releases: &[Release]) -> String {
     let mut revisions: Vec<u32> = releases.iter().map(|r| r.spec.revision).collect();
@@ -203,14 +189,6 @@ mod tests {
             rolling_out("web", &[]).unwrap_err(),
             "web has no Release yet"
         );
-    }
-
-    #[test]
-    fn steps_are_counted_from_one_and_named() {
-        let release = release(1, "web:1", json!(null));
-        assert_eq!(release_step_label(&release, 0), "1/3 \"canary\"");
-        assert_eq!(release_step_label(&release, 1), "2/3 \"half\"");
-        assert_eq!(step_label(1, 3, None), "2/3");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use prism_api::application::ApplicationPhase;
 use prism_api::conditions::{self, release as condition};
 use prism_api::release::{ClusterPhase, ClusterProgress, ReleasePhase};
-use prism_api::strategy::Duration;
+use prism_api::strategy::{Duration, step_label};
 use prism_api::{Application, Release};
 use serde::Serialize;
 
@@ -260,8 +260,11 @@ fn summary(rollout: &Rollout, now: Timestamp) -> String {
         rollout.release, rollout.revision, rollout.phase
     );
     if let Some(step) = rollout.step {
-        let label =
-            releases::step_label(step, rollout.steps as usize, rollout.step_name.as_deref());
+        let label = step_label(
+            step as usize,
+            rollout.steps as usize,
+            rollout.step_name.as_deref(),
+        );
         match &rollout.achieved_at {
             Some(achieved) => line.push_str(&format!(
                 " at step {label}, achieved {} ago",
@@ -336,7 +339,7 @@ pub fn render(status: &Status, now: Timestamp) -> String {
                 format!("{}%", row.weight),
                 row.achieved_step.map_or_else(
                     || "-".to_owned(),
-                    |step| releases::step_label(step, row.steps as usize, None),
+                    |step| step_label(step as usize, row.steps as usize, None),
                 ),
                 state,
             ]
