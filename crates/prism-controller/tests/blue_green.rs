@@ -207,7 +207,7 @@ impl Fixture {
 #[tokio::test]
 async fn blue_green_switches_the_service_between_two_full_versions() -> anyhow::Result<()> {
     let env = TestEnv::new("blue-green").await;
-    let (client, _controller) = setup(&env).await?;
+    let (client, _apps, _releases, _controller) = setup(&env).await?;
     let ns = env.namespace();
     let apps = Api::namespaced(client.clone(), ns);
     let fixture = Fixture {

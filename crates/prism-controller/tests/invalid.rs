@@ -267,8 +267,7 @@ struct Reported {
 #[tokio::test]
 async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> anyhow::Result<()> {
     let env = TestEnv::new("invalid-reported").await;
-    let (client, _controller) = setup(&env).await?;
-    let apps: Api<Application> = Api::namespaced(client.clone(), env.namespace());
+    let (client, apps, _releases, _controller) = setup(&env).await?;
 
     apply_strategy(&client, env.namespace(), "shifts-traffic", canary_steps()).await?;
 
@@ -400,9 +399,7 @@ async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> a
 #[tokio::test]
 async fn an_invalid_application_once_fixed_gets_its_first_release() -> anyhow::Result<()> {
     let env = TestEnv::new("invalid-fixed").await;
-    let (client, _controller) = setup(&env).await?;
-    let apps: Api<Application> = Api::namespaced(client.clone(), env.namespace());
-    let releases: Api<Release> = Api::namespaced(client.clone(), env.namespace());
+    let (client, apps, releases, _controller) = setup(&env).await?;
 
     let broken = spec_of(template_with(|t| {
         t["manifests"][0]["spec"]["replicas"] = json!("three")

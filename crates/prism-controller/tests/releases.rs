@@ -16,7 +16,7 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use prism_api::application::ApplicationPhase;
 use prism_api::release::ReleasePhase;
-use prism_api::{Application, Release};
+use prism_api::Release;
 use prism_testkit::fixtures::web_template;
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
 use serde_json::{Value, json};
@@ -39,9 +39,7 @@ fn names(names: &[&str]) -> BTreeSet<String> {
 #[tokio::test]
 async fn an_application_gets_release_1() -> anyhow::Result<()> {
     let env = TestEnv::new("app-release-1").await;
-    let (client, _controller) = setup(&env).await?;
-    let apps: Api<Application> = Api::namespaced(client.clone(), env.namespace());
-    let releases: Api<Release> = Api::namespaced(client.clone(), env.namespace());
+    let (_client, apps, releases, _controller) = setup(&env).await?;
 
     let web = apply(
         &apps,
@@ -91,9 +89,7 @@ async fn an_application_gets_release_1() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_template_change_makes_a_release_and_nothing_else_does() -> anyhow::Result<()> {
     let env = TestEnv::new("app-release-change").await;
-    let (client, _controller) = setup(&env).await?;
-    let apps: Api<Application> = Api::namespaced(client.clone(), env.namespace());
-    let releases: Api<Release> = Api::namespaced(client.clone(), env.namespace());
+    let (_client, apps, releases, _controller) = setup(&env).await?;
     let spec = |image: &str, history: u32| {
         json!({
             "template": template(image),
@@ -165,9 +161,7 @@ async fn a_template_change_makes_a_release_and_nothing_else_does() -> anyhow::Re
 #[tokio::test]
 async fn old_releases_beyond_the_history_limit_are_pruned() -> anyhow::Result<()> {
     let env = TestEnv::new("app-release-prune").await;
-    let (client, _controller) = setup(&env).await?;
-    let apps: Api<Application> = Api::namespaced(client.clone(), env.namespace());
-    let releases: Api<Release> = Api::namespaced(client.clone(), env.namespace());
+    let (_client, apps, releases, _controller) = setup(&env).await?;
     // Each new release waits at its first step, so that older ones stay unfinished.
     let roll = |image: String, expected: BTreeSet<String>| {
         let apps = apps.clone();
@@ -219,9 +213,7 @@ async fn old_releases_beyond_the_history_limit_are_pruned() -> anyhow::Result<()
 #[tokio::test]
 async fn an_invalid_application_is_reported_and_gets_no_release() -> anyhow::Result<()> {
     let env = TestEnv::new("app-release-invalid").await;
-    let (client, _controller) = setup(&env).await?;
-    let apps: Api<Application> = Api::namespaced(client.clone(), env.namespace());
-    let releases: Api<Release> = Api::namespaced(client.clone(), env.namespace());
+    let (client, apps, releases, _controller) = setup(&env).await?;
 
     // A Strategy that does not exist.
     apply(

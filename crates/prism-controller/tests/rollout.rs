@@ -16,7 +16,6 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::ListParams;
 use kube::{Api, Client};
 use prism_api::release::ReleasePhase;
-use prism_api::{Application, Release};
 use prism_controller::fleet::is_ready;
 use prism_testkit::fixtures::web_template;
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
@@ -215,26 +214,12 @@ async fn wait_for_state(
     outcome.with_context(|| format!("last observed: {:?}", last.lock().unwrap()))
 }
 
-async fn start(
-    env: &TestEnv,
-) -> anyhow::Result<(
-    Client,
-    Api<Application>,
-    Api<Release>,
-    common::RunningController,
-)> {
-    let (client, controller) = setup(env).await?;
-    let apps = Api::namespaced(client.clone(), env.namespace());
-    let releases = Api::namespaced(client.clone(), env.namespace());
-    Ok((client, apps, releases, controller))
-}
-
 #[tokio::test]
 async fn a_three_step_canary_completes_with_capacity_and_traffic_at_every_step()
 -> anyhow::Result<()> {
     let env = TestEnv::new("rollout-canary").await;
     let ns = env.namespace();
-    let (client, apps, releases, _controller) = start(&env).await?;
+    let (client, apps, releases, _controller) = setup(&env).await?;
 
     apply(&apps, &application("web", spec("web:1"))?).await?;
     wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
@@ -302,7 +287,7 @@ async fn a_three_step_canary_completes_with_capacity_and_traffic_at_every_step()
 async fn an_abort_mid_rollout_restores_the_incumbent() -> anyhow::Result<()> {
     let env = TestEnv::new("rollout-abort").await;
     let ns = env.namespace();
-    let (client, apps, releases, _controller) = start(&env).await?;
+    let (client, apps, releases, _controller) = setup(&env).await?;
 
     apply(&apps, &application("web", spec("web:1"))?).await?;
     wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
@@ -349,7 +334,7 @@ async fn an_abort_mid_rollout_restores_the_incumbent() -> anyhow::Result<()> {
 async fn a_rollback_to_an_earlier_revision_rolls_its_template_out_again() -> anyhow::Result<()> {
     let env = TestEnv::new("rollout-rollback").await;
     let ns = env.namespace();
-    let (client, apps, releases, _controller) = start(&env).await?;
+    let (client, apps, releases, _controller) = setup(&env).await?;
 
     apply(&apps, &application("web", spec("web:1"))?).await?;
     wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
@@ -397,7 +382,7 @@ async fn deleting_an_application_mid_rollout_removes_everything_it_installed() -
 {
     let env = TestEnv::new("rollout-delete").await;
     let ns = env.namespace();
-    let (client, apps, releases, _controller) = start(&env).await?;
+    let (client, apps, releases, _controller) = setup(&env).await?;
 
     apply(&apps, &application("web", spec("web:1"))?).await?;
     wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;

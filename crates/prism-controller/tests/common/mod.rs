@@ -18,16 +18,20 @@ pub const TEST_MANAGER: &str = "prism-tests";
 /// The controller, scoped to one namespace, stopped when dropped.
 pub type RunningController = prism_testkit::AbortOnDrop<Result<(), prism_controller::Error>>;
 
-/// The management cluster's client, with the CRDs installed and the controller running in the
-/// test's namespace.
-pub async fn setup(env: &TestEnv) -> anyhow::Result<(Client, RunningController)> {
+/// The management cluster's client and the test namespace's Applications and Releases, with
+/// the CRDs installed and the controller running in the namespace.
+pub async fn setup(
+    env: &TestEnv,
+) -> anyhow::Result<(Client, Api<Application>, Api<Release>, RunningController)> {
     let client = env.cluster("c1").client();
     prism_testkit::install_crds(&client, prism_api::crds()).await?;
     let controller = prism_testkit::spawn_for_test(prism_controller::run(
         client.clone(),
         Some(env.namespace().to_owned()),
     ));
-    Ok((client, controller))
+    let apps = Api::namespaced(client.clone(), env.namespace());
+    let releases = Api::namespaced(client.clone(), env.namespace());
+    Ok((client, apps, releases, controller))
 }
 
 pub fn application(name: &str, spec: Value) -> anyhow::Result<Application> {
