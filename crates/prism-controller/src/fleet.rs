@@ -125,23 +125,37 @@ impl Fleet {
             reachable: AtomicBool::new(false),
         });
         self.members.insert(name.to_owned(), member.clone());
-        stream::select_all([deployment_events, pod_events, service_events]).flat_map(move |event| {
-            let apps = match event {
-                Ok(Change::Objects(apps)) => {
-                    member.reachable.store(true, Ordering::Relaxed);
-                    apps
+        let changes = stream::select_all([deployment_events, pod_events, service_events]);
+        triggers(changes.boxed(), move |health| match health {
+            Ok(()) => member.reachable.store(true, Ordering::Relaxed),
+            Err(error) => {
+                if member.reachable.swap(false, Ordering::Relaxed) {
+                    warn!(cluster = %member.name, %error, "lost the cluster's watches");
                 }
-                Ok(Change::Pending) => Vec::new(),
-                Err(error) => {
-                    if member.reachable.swap(false, Ordering::Relaxed) {
-                        warn!(cluster = %member.name, %error, "lost the cluster's watches");
-                    }
-                    Vec::new()
-                }
-            };
-            stream::iter(apps)
+            }
         })
     }
+}
+
+/// The Applications that `changes` concern. `health` hears of each change (Ok) and each watch
+/// failure, which the watch's backoff retries.
+pub(crate) fn triggers(
+    changes: Changes,
+    health: impl Fn(Result<(), &watcher::Error>) + Send + 'static,
+) -> impl Stream<Item = ObjectRef<Application>> + Send + 'static {
+    changes.flat_map(move |change| {
+        stream::iter(match change {
+            Ok(Change::Objects(apps)) => {
+                health(Ok(()));
+                apps
+            }
+            Ok(Change::Pending) => Vec::new(),
+            Err(error) => {
+                health(Err(&error));
+                Vec::new()
+            }
+        })
+    })
 }
 
 /// What one watch event means for the controller.

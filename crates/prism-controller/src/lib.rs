@@ -34,7 +34,7 @@ pub use application::FIELD_MANAGER;
 pub use error::Error;
 
 use crate::expectations::{Expectations, PATIENCE, application_of};
-use crate::fleet::{Change, Changes, Fleet, MANAGEMENT_CLUSTER, cache_of};
+use crate::fleet::{Fleet, MANAGEMENT_CLUSTER, cache_of, triggers};
 
 /// Every event a reconcile depends on is watched, so this is only a safety net.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -133,7 +133,12 @@ pub async fn run(client: Client, namespace: Option<String>) -> Result<(), Error>
     );
     Controller::for_stream(application_stream, applications)
         .reconcile_on(stream::select_all([
-            triggers(release_changes).boxed(),
+            triggers(release_changes, |health| {
+                if let Err(error) = health {
+                    warn!(%error, "the Release watch failed");
+                }
+            })
+            .boxed(),
             strategy_changes.boxed(),
             cluster_strategy_changes.boxed(),
             member_changes.boxed(),
@@ -190,21 +195,6 @@ fn error_policy(app: Arc<Application>, error: &Error, _ctx: Arc<Context>) -> Act
         "reconcile failed"
     );
     Action::requeue(RETRY)
-}
-
-/// The Applications that changes of the caches concern; a failing watch is logged and retried
-/// by its backoff.
-fn triggers(changes: Changes) -> impl Stream<Item = ObjectRef<Application>> {
-    changes.flat_map(|change| {
-        stream::iter(match change {
-            Ok(Change::Objects(apps)) => apps,
-            Ok(Change::Pending) => Vec::new(),
-            Err(error) => {
-                warn!(%error, "a watch failed");
-                Vec::new()
-            }
-        })
-    })
 }
 
 /// A cache of strategies, and the Applications to reconcile when one changes: those that

@@ -14,9 +14,9 @@ use common::{
 use k8s_openapi::api::events::v1::Event;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
+use prism_api::Release;
 use prism_api::application::ApplicationPhase;
 use prism_api::release::ReleasePhase;
-use prism_api::Release;
 use prism_testkit::fixtures::web_template;
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
 use serde_json::{Value, json};
