@@ -13,6 +13,11 @@ use crate::conditions::Condition;
 use crate::rules;
 use crate::strategy::{Duration, Step};
 
+/// The annotation that asks for a new Release of the same template on a fresh schedule (a no-op
+/// rollout, e.g. to move an application off a drained cluster): each new value makes one. The
+/// Release made for it carries the same annotation and value.
+pub const RESCHEDULE_ANNOTATION: &str = "prism.dev/reschedule";
+
 /// An application that Prism rolls out across the fleet. Each change of spec.template makes a
 /// new Release, rolled out under spec.strategy to the clusters spec.schedule chooses.
 // Each printcolumn(...) repeats `type_`, which the lint takes for a duplicated attribute.

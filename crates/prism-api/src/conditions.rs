@@ -12,12 +12,26 @@ pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
     find(conditions, type_).is_some_and(|c| c.status == "True")
 }
 
+/// Gives each of `desired` the transition time of the same condition in `current` when its
+/// status is the same: a condition's lastTransitionTime moves only when its status flips.
+pub fn keep_transition_times(desired: &mut [Condition], current: &[Condition]) {
+    for condition in desired {
+        if let Some(before) = find(current, &condition.type_)
+            && before.status == condition.status
+        {
+            condition.last_transition_time = before.last_transition_time.clone();
+        }
+    }
+}
+
 /// Condition types of an Application.
 pub mod application {
     /// False when the spec (or the strategy it names) is invalid; the message lists every error.
     pub const VALID: &str = "Valid";
     /// True while a RolloutBlock stops the application's rollouts.
     pub const BLOCKED: &str = "Blocked";
+    /// False when no set of clusters meets spec.schedule; the message says what is missing.
+    pub const SCHEDULED: &str = "Scheduled";
     /// True while a Release is being rolled out.
     pub const PROGRESSING: &str = "Progressing";
 }

@@ -7,6 +7,7 @@
 //! when nothing changed.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -14,15 +15,17 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
+use prism_api::application::RESCHEDULE_ANNOTATION;
 use prism_api::application::{ApplicationPhase, ApplicationStatus};
 use prism_api::conditions::{self, Condition};
 use prism_api::release::{ReleasePhase, ScheduledCluster};
 use prism_api::validate::{self, AppTraffic, ValidationErrors};
-use prism_api::{Application, ApplicationSpec, Pipeline, Release, ReleaseSpec};
-use prism_engine::{Clusters, check_pipeline};
+use prism_api::{Application, ApplicationSpec, Cluster, Pipeline, Release, ReleaseSpec};
+use prism_engine::{Candidate, Clusters, check_pipeline};
 use tracing::{info, warn};
 
 use crate::Context;
+use crate::blocks::Blocks;
 use crate::error::Error;
 use crate::expectations::ObjectKey;
 use crate::fleet::MANAGEMENT_CLUSTER;
@@ -38,6 +41,10 @@ pub const RELEASE_LABEL: &str = "prism.dev/release";
 pub const REASON_VALID: &str = "Valid";
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
 pub const REASON_STRATEGY_NOT_FOUND: &str = "StrategyNotFound";
+/// Why an Application has no new Release: a RolloutBlock stops it.
+pub const REASON_ROLLOUT_BLOCKED: &str = "RolloutBlocked";
+/// Why an Application has no new Release: no set of clusters meets its schedule.
+pub const REASON_UNSCHEDULABLE: &str = "Unschedulable";
 /// The Event emitted when a Release is created.
 pub const REASON_RELEASE_CREATED: &str = "ReleaseCreated";
 
@@ -77,6 +84,17 @@ pub struct Observed {
     pub strategy: StrategySource,
     /// The Application's Releases, by revision.
     pub releases: Vec<Release>,
+    /// The RolloutBlocks that apply to it.
+    pub blocks: Blocks,
+    /// The Clusters a new Release may be scheduled on.
+    pub clusters: Vec<Arc<Cluster>>,
+}
+
+/// What the Application stage leaves the Release stage: the Releases after its writes, by
+/// revision, and the block that stops the rollout, if any.
+pub struct Outcome {
+    pub releases: Vec<Release>,
+    pub blocked: Option<String>,
 }
 
 /// Why an Application is not valid: the `Valid` condition's reason and message.
@@ -86,9 +104,8 @@ pub struct Invalid {
     pub message: String,
 }
 
-/// The Application stage of a reconcile; returns the Application's Releases after its writes,
-/// by revision, for the Release stage.
-pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Vec<Release>, Error> {
+/// The Application stage of a reconcile.
+pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Error> {
     let namespace = app
         .namespace()
         .ok_or_else(|| Error::MissingField(app.name_any(), "metadata.namespace"))?;
@@ -102,9 +119,24 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Vec<Release>,
     let verdict = validate(&app.spec, &observed.strategy);
 
     // 3. Build.
+    let blocked = observed.blocks.stopping();
+    let mut unschedulable = None;
     let created = match &verdict {
-        Ok(pipeline) => desired_release(app, pipeline, &observed.releases)?,
-        Err(_) => None,
+        Ok(pipeline) if blocked.is_none() && needs_release(app, pipeline, &observed.releases) => {
+            match schedule(app, &observed.clusters) {
+                Ok(clusters) => Some(desired_release(
+                    app,
+                    pipeline,
+                    &observed.releases,
+                    clusters,
+                )?),
+                Err(why) => {
+                    unschedulable = Some(why);
+                    None
+                }
+            }
+        }
+        _ => None,
     };
     let mut releases = observed.releases;
     if let Some(release) = &created {
@@ -121,6 +153,10 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Vec<Release>,
         &current,
         observed.strategy.label(),
         verdict.as_ref().err(),
+        &Holds {
+            blocked: blocked.as_deref(),
+            unschedulable: unschedulable.as_deref(),
+        },
         &releases,
         Time(jiff_now()),
     );
@@ -182,7 +218,32 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Vec<Release>,
         }
     }
 
+    let rolling_out = releases
+        .last()
+        .filter(|newest| phase(newest).is_none_or(|phase| phase.is_rolling_out()));
+    if let Some(newest) = rolling_out {
+        observed
+            .blocks
+            .record_overrides(&ctx.client, app, &newest.name_any())
+            .await?;
+    }
+
     // 5. Status.
+    if let Some(why) = unschedulable.as_ref().filter(|why| {
+        conditions::find(&current.conditions, conditions::application::SCHEDULED)
+            .is_none_or(|before| &before.message != *why)
+    }) {
+        warn!(application = %name, "{why}");
+        publish(
+            ctx,
+            &app.object_ref(&()),
+            EventType::Warning,
+            REASON_UNSCHEDULABLE,
+            why.clone(),
+            "Schedule",
+        )
+        .await;
+    }
     if let Err(invalid) = &verdict {
         let valid_before = conditions::find(&current.conditions, conditions::application::VALID);
         let same = valid_before
@@ -220,7 +281,7 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Vec<Release>,
                 "updating the status of Application {namespace}/{name}"
             )))?;
     }
-    Ok(releases)
+    Ok(Outcome { releases, blocked })
 }
 
 /// Records an Event about `object`.
@@ -302,7 +363,12 @@ pub fn dereference(app: &Application, ctx: &Context, namespace: &str) -> Observe
     } else {
         StrategySource::None
     };
-    Observed { strategy, releases }
+    Observed {
+        strategy,
+        releases,
+        blocks: Blocks::of(app, &ctx.blocks, &ctx.global_namespace),
+        clusters: ctx.clusters.state(),
+    }
 }
 
 /// Stage 2: the pipeline a new Release would snapshot, or why there is none. Every error is
@@ -385,33 +451,62 @@ fn collect(errors: &mut Vec<String>, prefix: &str, result: Result<(), Validation
     }
 }
 
-/// Where a new Release runs. The management cluster is the only cluster until the fleet
-/// (issue 5) schedules Cluster objects: `local` stands for it, in a region of the same name, so
-/// that a Release's schedule already has the shape the fleet will fill in.
-pub fn schedule() -> Vec<ScheduledCluster> {
-    vec![ScheduledCluster {
-        name: MANAGEMENT_CLUSTER.into(),
-        region: MANAGEMENT_CLUSTER.into(),
-    }]
+/// Where a new Release runs: the clusters the Application's schedule chooses among `clusters`
+/// (stable from one Release to the next: see `prism_engine::schedule`), or, in a fleet without
+/// Cluster objects, the management cluster alone under the name `local`.
+pub fn schedule(
+    app: &Application,
+    clusters: &[Arc<Cluster>],
+) -> Result<Vec<ScheduledCluster>, String> {
+    if clusters.is_empty() {
+        return Ok(vec![ScheduledCluster {
+            name: MANAGEMENT_CLUSTER.into(),
+            region: MANAGEMENT_CLUSTER.into(),
+        }]);
+    }
+    let candidates: Vec<Candidate> = clusters
+        .iter()
+        .filter(|cluster| cluster.name_any() != MANAGEMENT_CLUSTER)
+        .map(|cluster| Candidate::new(&cluster.name_any(), &cluster.spec))
+        .collect();
+    let key = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
+    prism_engine::schedule(&key, &app.spec.schedule, &candidates)
+        .map_err(|error| format!("spec.schedule cannot be met: {error}"))
 }
 
-/// Whether `release` is a snapshot of this template and pipeline.
+/// The value of the reschedule annotation on an object, if any.
+fn reschedule_request<K: Resource>(object: &K) -> Option<&String> {
+    object
+        .meta()
+        .annotations
+        .as_ref()?
+        .get(RESCHEDULE_ANNOTATION)
+}
+
+/// Whether `release` is a snapshot of this template and pipeline, made for the Application's
+/// latest reschedule request.
 fn is_snapshot_of(release: &Release, app: &Application, pipeline: &Pipeline) -> bool {
-    release.spec.template == app.spec.template && release.spec.strategy == *pipeline
+    release.spec.template == app.spec.template
+        && release.spec.strategy == *pipeline
+        && reschedule_request(release) == reschedule_request(app)
 }
 
-/// Stage 3: the Release to create, when the newest one (by revision) does not snapshot the
-/// Application's template and resolved `pipeline`, or when there is none. `releases` are the
+/// Whether the Application needs a new Release: its newest one (by revision) does not snapshot
+/// its template and resolved `pipeline`, or it has none. `releases` are in any order.
+pub fn needs_release(app: &Application, pipeline: &Pipeline, releases: &[Release]) -> bool {
+    let newest = releases.iter().max_by_key(|r| r.spec.revision);
+    !newest.is_some_and(|r| is_snapshot_of(r, app, pipeline))
+}
+
+/// Stage 3: the next Release of the Application, on `clusters`. `releases` are the
 /// Application's, in any order.
 pub fn desired_release(
     app: &Application,
     pipeline: &Pipeline,
     releases: &[Release],
-) -> Result<Option<Release>, Error> {
+    clusters: Vec<ScheduledCluster>,
+) -> Result<Release, Error> {
     let newest = releases.iter().max_by_key(|r| r.spec.revision);
-    if newest.is_some_and(|r| is_snapshot_of(r, app, pipeline)) {
-        return Ok(None);
-    }
     let app_name = app.name_any();
     let owner = app
         .controller_owner_ref(&())
@@ -422,6 +517,8 @@ pub fn desired_release(
         (APP_LABEL.to_owned(), app_name.clone()),
         (RELEASE_LABEL.to_owned(), name.clone()),
     ]);
+    let annotations = reschedule_request(app)
+        .map(|request| BTreeMap::from([(RESCHEDULE_ANNOTATION.to_owned(), request.clone())]));
     let mut release = Release::new(
         &name,
         ReleaseSpec {
@@ -429,7 +526,7 @@ pub fn desired_release(
             revision,
             template: app.spec.template.clone(),
             strategy: pipeline.clone(),
-            clusters: schedule(),
+            clusters,
             target_step: None,
             aborted: false,
         },
@@ -438,10 +535,11 @@ pub fn desired_release(
         name: Some(name),
         namespace: app.namespace(),
         labels: Some(labels),
+        annotations,
         owner_references: Some(vec![owner]),
         ..ObjectMeta::default()
     };
-    Ok(Some(release))
+    Ok(release)
 }
 
 /// `<app>-<revision>`.
@@ -482,14 +580,24 @@ pub fn releases_to_prune(releases: &[Release], limit: u32) -> Vec<String> {
         .collect()
 }
 
-/// Stage 3: the Application's status, given its `current` one, the outcome of validation and its
-/// Releases (after this reconcile's writes). The `Valid` condition keeps its
-/// lastTransitionTime unless its status flips; `now` is the time of a flip.
+/// What keeps a valid Application from its next Release.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Holds<'a> {
+    /// The RolloutBlock that stops it, as people read it.
+    pub blocked: Option<&'a str>,
+    /// Why no set of clusters meets its schedule.
+    pub unschedulable: Option<&'a str>,
+}
+
+/// Stage 3: the Application's status, given its `current` one, the outcome of validation, what
+/// holds it, and its Releases (after this reconcile's writes). Conditions keep their
+/// lastTransitionTime unless their status flips; `now` is the time of a flip.
 pub fn desired_status(
     app: &Application,
     current: &ApplicationStatus,
     strategy: Option<String>,
     invalid: Option<&Invalid>,
+    holds: &Holds,
     releases: &[Release],
     now: Time,
 ) -> ApplicationStatus {
@@ -502,28 +610,67 @@ pub fn desired_status(
             "the spec and its strategy are valid".to_owned(),
         ),
     };
-    let before = conditions::find(&current.conditions, conditions::application::VALID);
-    let last_transition_time = match before {
-        Some(c) if c.status == status => c.last_transition_time.clone(),
-        _ => now,
-    };
-    let valid = Condition {
-        type_: conditions::application::VALID.into(),
-        status: status.into(),
+    let (newest, incumbent) = live(releases);
+    let condition = |type_: &str, status: bool, reason: &str, message: String| Condition {
+        type_: type_.into(),
+        status: if status { "True" } else { "False" }.into(),
         reason: reason.into(),
         message,
         observed_generation: generation,
-        last_transition_time,
+        last_transition_time: now.clone(),
     };
-    // Conditions of other types are left as they are (the Release controller will own them).
-    let mut conditions: Vec<Condition> = current
-        .conditions
+    let mut desired = vec![Condition {
+        status: status.into(),
+        ..condition(conditions::application::VALID, true, reason, message)
+    }];
+    desired.push(match holds.blocked {
+        Some(message) => condition(
+            conditions::application::BLOCKED,
+            true,
+            REASON_ROLLOUT_BLOCKED,
+            message.to_owned(),
+        ),
+        None => condition(
+            conditions::application::BLOCKED,
+            false,
+            "NotBlocked",
+            "no RolloutBlock stops this Application".into(),
+        ),
+    });
+    if let Some(why) = holds.unschedulable {
+        desired.push(condition(
+            conditions::application::SCHEDULED,
+            false,
+            REASON_UNSCHEDULABLE,
+            why.to_owned(),
+        ));
+    } else if let Some(newest) = newest {
+        let names: Vec<&str> = newest
+            .spec
+            .clusters
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        desired.push(condition(
+            conditions::application::SCHEDULED,
+            true,
+            "Scheduled",
+            format!("{} is scheduled on {}", newest.name_any(), names.join(", ")),
+        ));
+    }
+    conditions::keep_transition_times(&mut desired, &current.conditions);
+    // Conditions of other types are left as they are.
+    let conditions: Vec<Condition> = desired
         .iter()
-        .filter(|c| c.type_ != conditions::application::VALID)
         .cloned()
+        .chain(
+            current
+                .conditions
+                .iter()
+                .filter(|c| desired.iter().all(|d| d.type_ != c.type_))
+                .cloned(),
+        )
         .collect();
-    conditions.insert(0, valid);
-    let (newest, incumbent) = live(releases);
     ApplicationStatus {
         observed_generation: generation,
         conditions,
@@ -639,7 +786,7 @@ mod tests {
                 revision,
                 template: app.spec.template.clone(),
                 strategy: pipeline(),
-                clusters: schedule(),
+                clusters: schedule(app, &[]).unwrap(),
                 target_step: None,
                 aborted: false,
             },
@@ -658,7 +805,7 @@ mod tests {
     #[test]
     fn the_first_release_is_revision_1_owned_and_labelled() {
         let app = app("web:1");
-        let r = desired_release(&app, &pipeline(), &[]).unwrap().unwrap();
+        let r = desired_release(&app, &pipeline(), &[], local()).unwrap();
         assert_eq!(r.name_any(), "web-1");
         assert_eq!(r.spec.revision, 1);
         assert_eq!(r.namespace().as_deref(), Some("ns"));
@@ -671,18 +818,73 @@ mod tests {
         );
         assert_eq!(r.spec.template, app.spec.template);
         assert_eq!(r.spec.strategy, pipeline());
-        assert_eq!(r.spec.clusters, schedule());
+        assert_eq!(r.spec.clusters, local());
+        assert_eq!(r.annotations().get(RESCHEDULE_ANNOTATION), None);
+    }
+
+    fn local() -> Vec<ScheduledCluster> {
+        vec![ScheduledCluster {
+            name: MANAGEMENT_CLUSTER.into(),
+            region: MANAGEMENT_CLUSTER.into(),
+        }]
+    }
+
+    fn cluster(name: &str, region: &str) -> Arc<Cluster> {
+        let spec: prism_api::ClusterSpec = serde_json::from_value(serde_json::json!({
+            "region": region,
+            "credentials": {"secretRef": {"name": name, "namespace": "prism-system"}},
+        }))
+        .unwrap();
+        Arc::new(Cluster::new(name, spec))
+    }
+
+    #[test]
+    fn without_clusters_the_management_cluster_runs_everything() {
+        assert_eq!(schedule(&app("web:1"), &[]).unwrap(), local());
+    }
+
+    #[test]
+    fn the_schedule_picks_from_the_clusters_and_says_what_is_missing() {
+        let mut app = app("web:1");
+        app.spec.schedule.clusters = Some(2);
+        let fleet = [cluster("a", "eu"), cluster("b", "us"), cluster("c", "eu")];
+        let chosen = schedule(&app, &fleet).unwrap();
+        assert_eq!(chosen.len(), 2);
+        assert_eq!(schedule(&app, &fleet).unwrap(), chosen, "stable");
+
+        app.spec.schedule.clusters = Some(4);
+        let why = schedule(&app, &fleet).unwrap_err();
+        assert!(why.starts_with("spec.schedule cannot be met: "), "{why}");
+    }
+
+    #[test]
+    fn a_reschedule_request_makes_a_release_of_the_same_template() {
+        let mut app = app("web:1");
+        let releases = [release(&app, 1, Some(ReleasePhase::Complete))];
+        assert!(!needs_release(&app, &pipeline(), &releases));
+        app.annotations_mut()
+            .insert(RESCHEDULE_ANNOTATION.into(), "drain-a-1".into());
+        assert!(needs_release(&app, &pipeline(), &releases));
+        let r = desired_release(&app, &pipeline(), &releases, local()).unwrap();
+        assert_eq!(r.spec.revision, 2);
+        assert_eq!(r.spec.template, app.spec.template);
+        assert_eq!(
+            r.annotations()
+                .get(RESCHEDULE_ANNOTATION)
+                .map(String::as_str),
+            Some("drain-a-1")
+        );
+        assert!(
+            !needs_release(&app, &pipeline(), &[r]),
+            "one Release per request"
+        );
     }
 
     #[test]
     fn an_unchanged_snapshot_makes_no_release() {
         let app = app("web:1");
         let releases = [release(&app, 1, None)];
-        assert!(
-            desired_release(&app, &pipeline(), &releases)
-                .unwrap()
-                .is_none()
-        );
+        assert!(!needs_release(&app, &pipeline(), &releases));
     }
 
     #[test]
@@ -690,9 +892,8 @@ mod tests {
         let old = app("web:1");
         let releases = [release(&old, 2, None), release(&old, 1, None)];
         let new = app("web:2");
-        let r = desired_release(&new, &pipeline(), &releases)
-            .unwrap()
-            .unwrap();
+        assert!(needs_release(&new, &pipeline(), &releases));
+        let r = desired_release(&new, &pipeline(), &releases, local()).unwrap();
         assert_eq!((r.name_any(), r.spec.revision), ("web-3".into(), 3));
 
         let mut other = pipeline();
@@ -703,7 +904,8 @@ mod tests {
                 ..Step::default()
             },
         );
-        let r = desired_release(&old, &other, &releases).unwrap().unwrap();
+        assert!(needs_release(&old, &other, &releases));
+        let r = desired_release(&old, &other, &releases, local()).unwrap();
         assert_eq!(r.spec.revision, 3);
     }
 
@@ -713,8 +915,9 @@ mod tests {
         let new = app("web:2");
         // Revision 2 was web:2, revision 3 went back to web:1: web:2 again is a new release.
         let releases = [release(&new, 2, None), release(&old, 3, None)];
-        let r = desired_release(&new, &pipeline(), &releases).unwrap();
-        assert_eq!(r.map(|r| r.spec.revision), Some(4));
+        assert!(needs_release(&new, &pipeline(), &releases));
+        let r = desired_release(&new, &pipeline(), &releases, local()).unwrap();
+        assert_eq!(r.spec.revision, 4);
     }
 
     #[test]
@@ -722,7 +925,7 @@ mod tests {
         let mut app = app("web:1");
         app.metadata.uid = None;
         assert!(matches!(
-            desired_release(&app, &pipeline(), &[]),
+            desired_release(&app, &pipeline(), &[], local()),
             Err(Error::MissingField(..))
         ));
     }
@@ -758,6 +961,7 @@ mod tests {
             &ApplicationStatus::default(),
             Some("inline".into()),
             None,
+            &Holds::default(),
             &releases,
             time(100),
         );
@@ -771,7 +975,15 @@ mod tests {
             release(&app, 1, Some(ReleasePhase::Complete)),
             release(&app, 2, Some(ReleasePhase::Complete)),
         ];
-        let complete = desired_status(&app, &first, None, None, &done, time(100));
+        let complete = desired_status(
+            &app,
+            &first,
+            None,
+            None,
+            &Holds::default(),
+            &done,
+            time(100),
+        );
         assert_eq!(complete.contender, None, "no rollout under way");
         assert_eq!(complete.incumbent.as_deref(), Some("web-2"));
         assert_eq!(complete.phase, Some(ApplicationPhase::Complete));
@@ -788,6 +1000,7 @@ mod tests {
             &first,
             Some("inline".into()),
             None,
+            &Holds::default(),
             &releases,
             time(200),
         );
@@ -798,7 +1011,15 @@ mod tests {
             reason: REASON_STRATEGY_NOT_FOUND,
             message: "spec.strategy.name: gone".into(),
         };
-        let flipped = desired_status(&app, &first, None, Some(&invalid), &releases, time(300));
+        let flipped = desired_status(
+            &app,
+            &first,
+            None,
+            Some(&invalid),
+            &Holds::default(),
+            &releases,
+            time(300),
+        );
         let valid = &flipped.conditions[0];
         assert_eq!(
             (valid.status.as_str(), valid.reason.as_str()),

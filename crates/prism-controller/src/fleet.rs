@@ -1,14 +1,17 @@
 //! The application clusters: a client and caches of what Prism installed in each, and the watch
 //! events that trigger a reconcile of the Application they belong to.
 //!
-//! Until the fleet (issue 5) turns Cluster objects into members, the only member is the
-//! management cluster itself, under the name [`MANAGEMENT_CLUSTER`].
+//! Members come and go with the Cluster objects ([`crate::clusters`] keeps them in step). The
+//! management cluster itself is a member named [`MANAGEMENT_CLUSTER`] while the fleet has no
+//! Cluster objects (a single-cluster installation) or a Release is still scheduled there.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
+use futures::channel::mpsc;
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{Pod, PodStatus, Service};
@@ -18,27 +21,64 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use prism_api::Application;
 use serde::de::DeserializeOwned;
-use tracing::warn;
+use tokio::sync::Notify;
+use tracing::{info, warn};
 
 use crate::application::APP_LABEL;
 use crate::expectations::{Expectations, application_of};
 
-/// The name a Release's schedule gives the management cluster while it is the only member.
+/// The name a Release's schedule gives the management cluster when it is the only cluster.
+/// No Cluster object may take this name.
 pub const MANAGEMENT_CLUSTER: &str = "local";
 
+/// How long a member that has not listed yet counts as connecting (a reconcile waits for it)
+/// rather than unreachable (a reconcile goes on without it).
+const CONNECTING: Duration = Duration::from_secs(10);
+
 /// One application cluster: a client, and caches of the objects Prism installed there (those
-/// labelled `prism.dev/app`), stripped of what Prism never reads.
+/// labelled `prism.dev/app`), stripped of what Prism never reads. Dropping the last reference
+/// stops its watches.
 pub struct Member {
     pub name: String,
     pub client: Client,
     /// The cluster is the management cluster, so its objects can be owned by Releases (owner
     /// references do not cross API servers).
     pub is_management: bool,
+    /// What the member was made from; a change of it makes a new member.
+    pub source: String,
     pub deployments: Store<Deployment>,
     pub pods: Store<Pod>,
     pub services: Store<Service>,
-    /// Whether its watches last succeeded.
+    health: Arc<Health>,
+    joined: Instant,
+    watches: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.watches.abort();
+    }
+}
+
+/// What the member's watches last said.
+#[derive(Default)]
+struct Health {
     reachable: AtomicBool,
+    /// Unix seconds of the last watch event.
+    last_seen: AtomicI64,
+    /// The last watch error, while unreachable.
+    error: Mutex<Option<String>>,
+}
+
+/// Whether a member's caches can be trusted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Connection {
+    /// Just joined: its caches have not listed yet.
+    Connecting,
+    /// Listed, and its watches work.
+    Connected,
+    /// Its watches fail (the message says how) or it never listed.
+    Unreachable(String),
 }
 
 impl Member {
@@ -53,41 +93,100 @@ impl Member {
         .all(|ready| matches!(ready, Some(Ok(()))))
     }
 
+    pub fn connection(&self) -> Connection {
+        let error = self.health.error.lock().expect("health lock").clone();
+        let reachable = self.health.reachable.load(Ordering::Relaxed);
+        match (self.has_listed(), reachable, error) {
+            (true, true, _) => Connection::Connected,
+            (_, _, Some(error)) => Connection::Unreachable(error),
+            (false, _, None) if self.joined.elapsed() < CONNECTING => Connection::Connecting,
+            (false, _, None) => Connection::Unreachable(format!(
+                "no answer from the API server in {}s",
+                CONNECTING.as_secs()
+            )),
+            (true, false, None) => Connection::Connecting,
+        }
+    }
+
     /// Whether the cluster's caches are current: they have listed, and the watches work.
     pub fn is_observed(&self) -> bool {
-        self.has_listed() && self.reachable.load(Ordering::Relaxed)
+        self.connection() == Connection::Connected
+    }
+
+    /// When the member last heard from its API server.
+    pub fn last_seen(&self) -> Option<jiff::Timestamp> {
+        match self.health.last_seen.load(Ordering::Relaxed) {
+            0 => None,
+            seconds => jiff::Timestamp::from_second(seconds).ok(),
+        }
     }
 }
 
-/// The members, by name.
-#[derive(Default)]
+/// The members, by name, and the stream of Applications their watch events concern.
 pub struct Fleet {
-    members: BTreeMap<String, Arc<Member>>,
+    members: RwLock<BTreeMap<String, Arc<Member>>>,
+    /// Every namespaced watch is scoped to it, when set.
+    namespace: Option<String>,
+    expectations: Arc<Expectations>,
+    triggers: mpsc::UnboundedSender<ObjectRef<Application>>,
+    /// Woken when a member's reachability changes, so its Cluster's status follows.
+    pub changed: Arc<Notify>,
+    /// Whether the members have followed the Cluster objects once.
+    synced: AtomicBool,
 }
 
 impl Fleet {
-    pub fn get(&self, name: &str) -> Option<&Arc<Member>> {
-        self.members.get(name)
-    }
-
-    /// Whether every member's caches have listed once (since then, a member not observed is
-    /// one whose watches fail).
-    pub fn has_listed(&self) -> bool {
-        self.members.values().all(|member| member.has_listed())
-    }
-
-    /// Adds a member and returns the stream of Applications its watch events concern. The
-    /// caches fill as the stream is polled.
-    pub fn join(
-        &mut self,
-        name: &str,
-        client: Client,
-        is_management: bool,
+    /// An empty fleet, and the stream of Applications to reconcile on its members' changes.
+    pub fn new(
         namespace: Option<&str>,
         expectations: Arc<Expectations>,
-    ) -> impl Stream<Item = ObjectRef<Application>> + Send + 'static {
+    ) -> (
+        Fleet,
+        impl Stream<Item = ObjectRef<Application>> + Send + 'static,
+    ) {
+        let (triggers, changes) = mpsc::unbounded();
+        let fleet = Fleet {
+            members: RwLock::default(),
+            namespace: namespace.map(str::to_owned),
+            expectations,
+            triggers,
+            changed: Arc::default(),
+            synced: AtomicBool::new(false),
+        };
+        (fleet, changes)
+    }
+
+    /// Whether the members have followed the Cluster objects once: before that, a Release's
+    /// cluster without a member is not yet joined rather than gone.
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Relaxed)
+    }
+
+    pub fn mark_synced(&self) {
+        self.synced.store(true, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Member>> {
+        self.members.read().expect("fleet lock").get(name).cloned()
+    }
+
+    /// Every member, by name.
+    pub fn members(&self) -> Vec<Arc<Member>> {
+        self.members
+            .read()
+            .expect("fleet lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Adds a member (replacing one of the same name) and starts its watches; its caches fill
+    /// as they list. Must run within a tokio runtime.
+    pub fn join(&self, name: &str, client: Client, is_management: bool, source: String) {
+        let namespace = self.namespace.as_deref();
         // Only what Prism installed: the objects labelled with an application.
         let labelled = || watcher::Config::default().labels(APP_LABEL);
+        let expectations = &self.expectations;
         let (deployments, deployment_events) = cache_of(
             &client,
             namespace,
@@ -95,7 +194,7 @@ impl Fleet {
             strip_deployment,
             application_of,
             name,
-            &expectations,
+            expectations,
         );
         let (pods, pod_events) = cache_of(
             &client,
@@ -104,7 +203,7 @@ impl Fleet {
             strip_pod,
             application_of,
             name,
-            &expectations,
+            expectations,
         );
         let (services, service_events) = cache_of(
             &client,
@@ -113,47 +212,111 @@ impl Fleet {
             strip_service,
             application_of,
             name,
-            &expectations,
+            expectations,
         );
+        let health = Arc::new(Health::default());
+        let changes = stream::select_all([deployment_events, pod_events, service_events]);
+        let cluster = name.to_owned();
+        let changed = self.changed.clone();
+        let watch_health = health.clone();
+        let apps_here = deployments.clone();
+        let events = triggers(changes.boxed(), move |outcome| {
+            let now = jiff::Timestamp::now().as_second();
+            match outcome {
+                Ok(()) => {
+                    watch_health.last_seen.store(now, Ordering::Relaxed);
+                    *watch_health.error.lock().expect("health lock") = None;
+                    if !watch_health.reachable.swap(true, Ordering::Relaxed) {
+                        info!(cluster, "the cluster's watches work");
+                        changed.notify_one();
+                    }
+                    Vec::new()
+                }
+                Err(error) => {
+                    *watch_health.error.lock().expect("health lock") = Some(error.to_string());
+                    if watch_health.reachable.swap(false, Ordering::Relaxed) {
+                        warn!(cluster, %error, "lost the cluster's watches");
+                        changed.notify_one();
+                        // Their status must say the cluster is unreachable.
+                        return application_refs(&apps_here);
+                    }
+                    Vec::new()
+                }
+            }
+        });
+        let sender = self.triggers.clone();
+        let watches = tokio::spawn(events.for_each(move |app| {
+            // The receiver goes only when the controller stops.
+            let _ = sender.unbounded_send(app);
+            futures::future::ready(())
+        }));
         let member = Arc::new(Member {
             name: name.to_owned(),
             client,
             is_management,
+            source,
             deployments,
             pods,
             services,
-            reachable: AtomicBool::new(false),
+            health,
+            joined: Instant::now(),
+            watches,
         });
-        self.members.insert(name.to_owned(), member.clone());
-        let changes = stream::select_all([deployment_events, pod_events, service_events]);
-        triggers(changes.boxed(), move |health| match health {
-            Ok(()) => member.reachable.store(true, Ordering::Relaxed),
-            Err(error) => {
-                if member.reachable.swap(false, Ordering::Relaxed) {
-                    warn!(cluster = %member.name, %error, "lost the cluster's watches");
-                }
-            }
-        })
+        info!(cluster = name, "joined the fleet");
+        self.members
+            .write()
+            .expect("fleet lock")
+            .insert(name.to_owned(), member);
+    }
+
+    /// Removes a member: its watches stop once no reconcile holds it any more.
+    pub fn leave(&self, name: &str) {
+        if self
+            .members
+            .write()
+            .expect("fleet lock")
+            .remove(name)
+            .is_some()
+        {
+            info!(cluster = name, "left the fleet");
+        }
+    }
+
+    /// Asks for a reconcile of `app`.
+    pub fn request(&self, app: ObjectRef<Application>) {
+        // The receiver goes only when the controller stops.
+        let _ = self.triggers.unbounded_send(app);
     }
 }
 
+/// The Applications that have objects in a cache.
+fn application_refs<K: Resource<DynamicType = ()> + Clone>(
+    store: &Store<K>,
+) -> Vec<ObjectRef<Application>> {
+    let mut apps: Vec<_> = store
+        .state()
+        .iter()
+        .filter_map(|object| application_of(object.as_ref()))
+        .collect();
+    apps.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    apps.dedup();
+    apps
+}
+
 /// The Applications that `changes` concern. `health` hears of each change (Ok) and each watch
-/// failure, which the watch's backoff retries.
+/// failure, which the watch's backoff retries, and names more Applications to reconcile.
 pub(crate) fn triggers(
     changes: Changes,
-    health: impl Fn(Result<(), &watcher::Error>) + Send + 'static,
+    health: impl Fn(Result<(), &watcher::Error>) -> Vec<ObjectRef<Application>> + Send + 'static,
 ) -> impl Stream<Item = ObjectRef<Application>> + Send + 'static {
     changes.flat_map(move |change| {
         stream::iter(match change {
-            Ok(Change::Objects(apps)) => {
-                health(Ok(()));
+            Ok(Change::Objects(mut apps)) => {
+                apps.extend(health(Ok(())));
                 apps
             }
             Ok(Change::Pending) => Vec::new(),
-            Err(error) => {
-                health(Err(&error));
-                Vec::new()
-            }
+            Err(error) => health(Err(&error)),
         })
     })
 }

@@ -5,10 +5,13 @@
 //! - [`rollout`]: the Application's Releases rolled out across their clusters by the engine's
 //!   decision, through the [`workload`] and [`traffic`] providers; each Release's status.
 //!
-//! Everything is read from caches filled by watches ([`fleet`] for the application clusters),
-//! and a reconcile waits until the caches show its own writes ([`expectations`]).
+//! Everything is read from caches filled by watches ([`fleet`] for the application clusters,
+//! whose members follow the Cluster objects through [`clusters`]), and a reconcile waits until
+//! the caches show its own writes ([`expectations`]).
 
 pub mod application;
+pub mod blocks;
+pub mod clusters;
 pub mod error;
 pub mod expectations;
 pub mod fleet;
@@ -27,14 +30,14 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use prism_api::{Application, ClusterStrategy, Release, Strategy};
+use prism_api::{Application, Cluster, ClusterStrategy, Release, RolloutBlock, Strategy};
 use tracing::{debug, info, warn};
 
 pub use application::FIELD_MANAGER;
 pub use error::Error;
 
 use crate::expectations::{Expectations, PATIENCE, application_of};
-use crate::fleet::{Fleet, MANAGEMENT_CLUSTER, cache_of, triggers};
+use crate::fleet::{Connection, Fleet, MANAGEMENT_CLUSTER, cache_of, triggers};
 
 /// Every event a reconcile depends on is watched, so this is only a safety net.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -44,18 +47,38 @@ const RETRY: Duration = Duration::from_secs(5);
 pub struct Context {
     /// The management cluster's.
     pub client: Client,
+    pub applications: Store<Application>,
+    /// The Cluster objects the controller deploys to (those its selector picks).
+    pub clusters: Store<Cluster>,
     pub releases: Store<Release>,
     pub strategies: Store<Strategy>,
     pub cluster_strategies: Store<ClusterStrategy>,
+    /// Every namespace's.
+    pub blocks: Store<RolloutBlock>,
+    /// Where a RolloutBlock stops every Application.
+    pub global_namespace: String,
     pub fleet: Fleet,
     pub expectations: Arc<Expectations>,
 }
 
-/// Runs the controller until a signal (SIGINT, SIGTERM) stops it. With a `namespace`, every
-/// namespaced watch is scoped to it (tests run one controller per test namespace);
-/// ClusterStrategies are watched cluster-wide either way.
-pub async fn run(client: Client, namespace: Option<String>) -> Result<(), Error> {
-    let namespace = namespace.as_deref();
+/// Which objects a controller looks after.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Watch this namespace only: every namespaced watch is scoped to it (tests run one
+    /// controller per test namespace). ClusterStrategies are watched cluster-wide either way.
+    pub namespace: Option<String>,
+    /// Deploy only to the Clusters with these labels (a label selector, e.g. `fleet=eu`).
+    pub cluster_selector: Option<String>,
+    /// A RolloutBlock in this namespace stops every Application. Default: prism-system.
+    pub global_namespace: Option<String>,
+}
+
+/// Where the controller runs by default, and where a RolloutBlock stops every Application.
+pub const DEFAULT_GLOBAL_NAMESPACE: &str = "prism-system";
+
+/// Runs the controller until a signal (SIGINT, SIGTERM) stops it.
+pub async fn run(client: Client, options: Options) -> Result<(), Error> {
+    let namespace = options.namespace.as_deref();
     let applications_api: Api<Application> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -111,36 +134,70 @@ pub async fn run(client: Client, namespace: Option<String>) -> Result<(), Error>
         |apps, s: &ClusterStrategy| application::naming_cluster_strategy(apps, &s.name_any()),
     );
 
-    let mut fleet = Fleet::default();
-    let member_changes = fleet.join(
-        MANAGEMENT_CLUSTER,
-        client.clone(),
-        true,
-        namespace,
-        expectations.clone(),
-    );
+    let (clusters, cluster_writer) = reflector::store();
+    let cluster_config = match &options.cluster_selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    };
+    let cluster_changes = reflector::reflector(
+        cluster_writer,
+        watcher(Api::<Cluster>::all(client.clone()), cluster_config)
+            .default_backoff()
+            .modify(|cluster: &mut Cluster| cluster.metadata.managed_fields = None),
+    )
+    // Every event, the end of a (re)list too: an empty fleet has no object to announce it.
+    .filter_map(|event| async move { event.ok().map(|_| ()) });
+
+    let global_namespace = options
+        .global_namespace
+        .clone()
+        .unwrap_or_else(|| DEFAULT_GLOBAL_NAMESPACE.to_owned());
+    // Every namespace's: a namespaced controller still obeys the global namespace's blocks.
+    let (blocks, block_changes) = {
+        let global_namespace = global_namespace.clone();
+        strategy_cache(
+            Api::<RolloutBlock>::all(client.clone()),
+            applications.clone(),
+            move |apps, block: &RolloutBlock| {
+                let home = block.namespace().unwrap_or_default();
+                apps.into_iter()
+                    .filter(|app| home == global_namespace || app.namespace() == Some(home.clone()))
+                    .collect()
+            },
+        )
+    };
+
+    let (fleet, member_changes) = Fleet::new(namespace, expectations.clone());
     let context = Arc::new(Context {
         client,
+        applications: applications.clone(),
+        clusters,
         releases,
         strategies,
         cluster_strategies,
+        blocks,
+        global_namespace,
         fleet,
         expectations,
     });
     info!(
         namespace = namespace.unwrap_or("*"),
+        clusters = options.cluster_selector.as_deref().unwrap_or("*"),
         "starting the controller"
     );
+    let membership = tokio::spawn(clusters::keep_in_step(context.clone(), cluster_changes));
     Controller::for_stream(application_stream, applications)
         .reconcile_on(stream::select_all([
             triggers(release_changes, |health| {
                 if let Err(error) = health {
                     warn!(%error, "the Release watch failed");
                 }
+                Vec::new()
             })
             .boxed(),
             strategy_changes.boxed(),
             cluster_strategy_changes.boxed(),
+            block_changes.boxed(),
             member_changes.boxed(),
         ]))
         .shutdown_on_signal()
@@ -152,22 +209,34 @@ pub async fn run(client: Client, namespace: Option<String>) -> Result<(), Error>
             }
         })
         .await;
+    membership.abort();
     info!("the controller stopped");
     Ok(())
 }
 
 impl Context {
-    /// Whether every cache has listed once: before that, an empty cache would pass for no
-    /// Releases (and make revision 1 again) or for a cluster that runs nothing.
+    /// Whether every cache of the management cluster has listed once: before that, an empty
+    /// cache would pass for no Releases (and make revision 1 again) or for no Clusters.
     fn listed(&self) -> bool {
-        self.fleet.has_listed()
+        self.fleet.is_synced()
             && [
                 self.releases.wait_until_ready().now_or_never(),
                 self.strategies.wait_until_ready().now_or_never(),
                 self.cluster_strategies.wait_until_ready().now_or_never(),
+                self.clusters.wait_until_ready().now_or_never(),
             ]
             .iter()
             .all(|ready| matches!(ready, Some(Ok(()))))
+    }
+
+    /// Whether a cluster of the application's Releases is still connecting: deciding now would
+    /// take it for unreachable, and report so, for no reason.
+    fn connecting(&self, releases: &[Release]) -> bool {
+        releases
+            .iter()
+            .flat_map(|release| &release.spec.clusters)
+            .filter_map(|cluster| self.fleet.get(&cluster.name))
+            .any(|member| member.connection() == Connection::Connecting)
     }
 }
 
@@ -180,8 +249,12 @@ async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action, E
         // triggers a reconcile; this one would decide on stale caches.
         return Ok(Action::requeue(PATIENCE));
     }
-    let releases = application::reconcile(&app, &ctx).await?;
-    let after = rollout::reconcile(&app, &releases, &ctx).await?;
+    let outcome = application::reconcile(&app, &ctx).await?;
+    if ctx.connecting(&outcome.releases) {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
+    let after =
+        rollout::reconcile(&app, &outcome.releases, outcome.blocked.as_deref(), &ctx).await?;
     Ok(Action::requeue(
         after.map_or(RESYNC, |after| after.min(RESYNC)),
     ))
@@ -197,12 +270,12 @@ fn error_policy(app: Arc<Application>, error: &Error, _ctx: Arc<Context>) -> Act
     Action::requeue(RETRY)
 }
 
-/// A cache of strategies, and the Applications to reconcile when one changes: those that
-/// `naming` finds among the cached Applications.
+/// A cache of strategies (or of anything Applications depend on by name), and the Applications
+/// to reconcile when one changes: those that `naming` finds among the cached Applications.
 fn strategy_cache<S>(
     api: Api<S>,
     applications: Store<Application>,
-    naming: for<'a> fn(Vec<&'a Application>, &S) -> Vec<&'a Application>,
+    naming: impl for<'a> Fn(Vec<&'a Application>, &S) -> Vec<&'a Application> + Send + 'static,
 ) -> (
     Store<S>,
     impl Stream<Item = ObjectRef<Application>> + Send + 'static,

@@ -37,6 +37,7 @@ use crate::write::execute;
 pub async fn reconcile(
     app: &Application,
     releases: &[Release],
+    blocked: Option<&str>,
     ctx: &Context,
 ) -> Result<Option<Duration>, Error> {
     let Some(newest) = releases.last() else {
@@ -67,7 +68,7 @@ pub async fn reconcile(
         if !member.is_observed() {
             continue;
         }
-        let view = ClusterView::read(member, &namespace, &app_name);
+        let view = ClusterView::read(&member, &namespace, &app_name);
         let mut versions = workload::observe(view.deployments.iter().map(|d| d.as_ref()));
         let routes = Vec::new();
         if let Some(provider) = provider {

@@ -62,6 +62,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(90);
 
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
+/// Label of the Cluster objects of one test: its value is the test's namespace.
+pub const TEST_CLUSTER_LABEL: &str = "prism.dev/test-namespace";
+
 /// Label put on every namespace the harness creates.
 pub const TEST_NAMESPACE_LABEL: &str = "prism.dev/testkit";
 
@@ -290,6 +293,18 @@ impl TestEnv {
             .iter()
             .find(|cluster| cluster.name() == name)
             .unwrap_or_else(|| panic!("the sandbox has no cluster named {name}"))
+    }
+
+    /// The label selector of the test's own Cluster objects: a test's controller deploys only to
+    /// the Clusters labelled with its namespace (`TestEnv::cluster_labels`), so tests that run at
+    /// once never see each other's fleet. A test without Clusters has the management cluster alone.
+    pub fn cluster_selector(&self) -> String {
+        format!("{TEST_CLUSTER_LABEL}={}", self.namespace)
+    }
+
+    /// The labels that put a Cluster object in this test's fleet.
+    pub fn cluster_labels(&self) -> std::collections::BTreeMap<String, String> {
+        [(TEST_CLUSTER_LABEL.to_owned(), self.namespace.clone())].into()
     }
 
     /// The fleet, for fault injection.

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`), then runs the controllers.
-pub fn run(namespace: Option<String>) -> Result<(), String> {
+pub fn run(options: prism_controller::Options) -> Result<(), String> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -19,7 +19,7 @@ pub fn run(namespace: Option<String>) -> Result<(), String> {
         let client = kube::Client::try_default()
             .await
             .map_err(|e| format!("no Kubernetes client: {e}"))?;
-        prism_controller::run(client, namespace)
+        prism_controller::run(client, options)
             .await
             .map_err(|e| e.to_string())
     })

@@ -28,6 +28,13 @@ enum Command {
         /// Watch this namespace only. Default: every namespace.
         #[arg(short = 'n', long)]
         namespace: Option<String>,
+        /// Deploy only to the Clusters with these labels, e.g. `fleet=eu`. Default: every
+        /// Cluster; with none, the management cluster alone (as "local").
+        #[arg(long, value_name = "SELECTOR")]
+        cluster_selector: Option<String>,
+        /// A RolloutBlock in this namespace stops every Application.
+        #[arg(long, value_name = "NAMESPACE", default_value = prism_controller::DEFAULT_GLOBAL_NAMESPACE)]
+        global_namespace: String,
     },
     /// Simulate an application's rollout on an idealised fleet and print the timeline.
     Plan {
@@ -111,6 +118,78 @@ enum Command {
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// The fleet's application clusters: join one, list them, cordon, drain, uncordon.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Give Prism least-privilege access to an application cluster (a ServiceAccount and a
+    /// ClusterRole there) and register it as a Cluster in the management cluster (that of the
+    /// current kubeconfig). Running it again changes nothing unless a flag did.
+    #[command(after_help = prism::cluster::EXIT_CODES)]
+    Join {
+        /// The application cluster's kubeconfig, with the rights to create namespaces, RBAC and
+        /// Secrets there.
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: PathBuf,
+        /// The kubeconfig's context to use. Default: its current context.
+        #[arg(long)]
+        context: Option<String>,
+        /// The Cluster's name.
+        #[arg(long, value_parser = prism::cluster::join::cluster_name)]
+        name: String,
+        /// The cluster's region.
+        #[arg(long, value_parser = prism::cluster::join::short_text)]
+        region: String,
+        /// The cluster's zone.
+        #[arg(long, value_parser = prism::cluster::join::short_text)]
+        zone: Option<String>,
+        /// What the cluster offers (e.g. gpu), for schedules that require it; repeatable.
+        #[arg(long = "capability", value_name = "CAPABILITY", value_parser = prism::cluster::join::short_text)]
+        capabilities: Vec<String>,
+        /// The cluster's chance to be chosen against the others of its region. Default: 100 for
+        /// a new Cluster, else the weight it has.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=10000))]
+        weight: Option<u32>,
+        /// The management cluster's namespace for the Secret that holds the cluster's
+        /// kubeconfig (created if missing).
+        #[arg(long, value_name = "NAMESPACE", default_value = prism::cluster::join::NAMESPACE)]
+        secret_namespace: String,
+    },
+    /// Each cluster's region, state, weight, and what runs there: applications, versions,
+    /// ready/desired replicas.
+    #[command(after_help = prism::cluster::EXIT_CODES)]
+    List {
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Schedule no new Release to the cluster; what runs there stays.
+    #[command(after_help = prism::cluster::EXIT_CODES)]
+    Cordon {
+        /// The Cluster's name.
+        name: String,
+    },
+    /// Let new Releases be scheduled to the cluster again.
+    #[command(after_help = prism::cluster::EXIT_CODES)]
+    Uncordon {
+        /// The Cluster's name.
+        name: String,
+    },
+    /// Cordon the cluster, then move every application off it: each gets a new Release without
+    /// the cluster, rolled out under its own strategy. Shows the progress until nothing runs
+    /// there.
+    #[command(after_help = prism::cluster::EXIT_CODES)]
+    Drain {
+        /// The Cluster's name.
+        name: String,
+        /// How long to wait at most (exit 6), e.g. 90s, 10m, 1h30m.
+        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        timeout: Option<Duration>,
+    },
 }
 
 /// A duration as the strategy language writes one: `30s`, `5m`, `1h30m`.
@@ -139,7 +218,15 @@ fn main() -> ExitCode {
             }
             Err(error) => fail(1, error),
         },
-        Command::Controller { namespace } => match prism::controller::run(namespace) {
+        Command::Controller {
+            namespace,
+            cluster_selector,
+            global_namespace,
+        } => match prism::controller::run(prism_controller::Options {
+            namespace,
+            cluster_selector,
+            global_namespace: Some(global_namespace),
+        }) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => fail(1, error),
         },
@@ -233,6 +320,62 @@ fn main() -> ExitCode {
             }
             Ok(())
         })),
+        Command::Cluster { command } => cluster(command),
+    }
+}
+
+fn cluster(command: ClusterCommand) -> ExitCode {
+    use prism::cluster::{self, Management};
+    match command {
+        ClusterCommand::Join {
+            kubeconfig,
+            context,
+            name,
+            region,
+            zone,
+            capabilities,
+            weight,
+            secret_namespace,
+        } => {
+            let options = cluster::join::JoinOptions {
+                kubeconfig,
+                context,
+                name,
+                region,
+                zone,
+                capabilities,
+                weight,
+                secret_namespace,
+            };
+            exit(block_on(cluster::join::join(&options, |line| {
+                println!("{line}")
+            })))
+        }
+        ClusterCommand::List { output } => exit(block_on(async {
+            let rows = cluster::list::read(&Management::new().await?).await?;
+            match output {
+                Output::Table => print!("{}", cluster::list::table(&rows)),
+                Output::Json => println!("{}", json(&rows, true)?),
+            }
+            Ok(())
+        })),
+        ClusterCommand::Cordon { name } => say(block_on(async {
+            cluster::set_unschedulable(&Management::new().await?, &name, true).await
+        })),
+        ClusterCommand::Uncordon { name } => say(block_on(async {
+            cluster::set_unschedulable(&Management::new().await?, &name, false).await
+        })),
+        ClusterCommand::Drain { name, timeout } => {
+            let terminal = std::io::stdout().is_terminal();
+            exit(block_on(async {
+                let management = Management::new().await?;
+                cluster::drain::drain(&management, &name, timeout, terminal, |text| {
+                    print!("{text}");
+                    let _ = std::io::Write::flush(&mut std::io::stdout());
+                })
+                .await
+            }))
+        }
     }
 }
 

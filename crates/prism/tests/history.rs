@@ -19,7 +19,11 @@ async fn history_lists_the_releases_oldest_first() {
         .unwrap();
     let _controller = prism_testkit::spawn_for_test(prism_controller::run(
         client.clone(),
-        Some(env.namespace().to_owned()),
+        prism_controller::Options {
+            namespace: Some(env.namespace().to_owned()),
+            cluster_selector: Some(env.cluster_selector()),
+            global_namespace: None,
+        },
     ));
     let apps: Api<Application> = Api::namespaced(client.clone(), env.namespace());
     let releases: Api<Release> = Api::namespaced(client.clone(), env.namespace());

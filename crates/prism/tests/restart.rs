@@ -48,6 +48,7 @@ impl ControllerProcess {
         let file = File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_prism"))
             .args(["controller", "-n", env.namespace()])
+            .args(["--cluster-selector", &env.cluster_selector()])
             .env("KUBECONFIG", env.cluster("c1").kubeconfig())
             // Debug for the controller's crate: each reconcile says when it is done.
             .env("RUST_LOG", "info,prism_controller=debug")

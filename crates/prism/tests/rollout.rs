@@ -447,7 +447,11 @@ async fn with_controller(
         .unwrap();
     let controller = prism_testkit::spawn_for_test(prism_controller::run(
         client.clone(),
-        Some(env.namespace().to_owned()),
+        prism_controller::Options {
+            namespace: Some(env.namespace().to_owned()),
+            cluster_selector: Some(env.cluster_selector()),
+            global_namespace: None,
+        },
     ));
     (
         Api::namespaced(client.clone(), env.namespace()),

@@ -27,7 +27,11 @@ pub async fn setup(
     prism_testkit::install_crds(&client, prism_api::crds()).await?;
     let controller = prism_testkit::spawn_for_test(prism_controller::run(
         client.clone(),
-        Some(env.namespace().to_owned()),
+        prism_controller::Options {
+            namespace: Some(env.namespace().to_owned()),
+            cluster_selector: Some(env.cluster_selector()),
+            global_namespace: None,
+        },
     ));
     let apps = Api::namespaced(client.clone(), env.namespace());
     let releases = Api::namespaced(client.clone(), env.namespace());
