@@ -1,0 +1,114 @@
+//! End-to-end: rollouts across the sandbox's three clusters in two regions (c1 and c3 in eu-west,
+//! c2 in us-east), each a Cluster of the test's fleet.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{
+    application, apply, join_fleet, leave_fleet, patch_release_spec, setup, wait_for_phase,
+    wait_for_step,
+};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use prism_api::Release;
+use prism_api::release::ReleasePhase;
+use prism_testkit::TestEnv;
+use prism_testkit::fixtures::web_template;
+use serde_json::json;
+
+/// The sandbox cluster of each of the test's Cluster objects.
+fn sandbox_clusters(env: &TestEnv, release: &Release) -> Vec<String> {
+    let prefix = format!("{}-", env.namespace());
+    release
+        .spec
+        .clusters
+        .iter()
+        .map(|c| c.name.strip_prefix(&prefix).unwrap_or(&c.name).to_owned())
+        .collect()
+}
+
+/// Each sandbox cluster's replicas of the Deployment `name` (None where it is not installed).
+async fn replicas(env: &TestEnv, name: &str) -> anyhow::Result<BTreeMap<String, Option<i32>>> {
+    let mut found = BTreeMap::new();
+    for cluster in env.clusters() {
+        let deployments = Api::<Deployment>::namespaced(cluster.client(), env.namespace());
+        let deployment = deployments.get_opt(name).await?;
+        found.insert(
+            cluster.name().to_owned(),
+            deployment.and_then(|d| d.spec.and_then(|s| s.replicas)),
+        );
+    }
+    Ok(found)
+}
+
+#[tokio::test]
+async fn a_per_cluster_vanguard_reaches_its_canary_before_the_other_clusters_move()
+-> anyhow::Result<()> {
+    let env = TestEnv::new("fleet-vanguard").await;
+    let (client, apps, releases, _controller) = setup(&env).await?;
+    let fleet = join_fleet(&env, &client).await?;
+    let steps = json!([
+        {"name": "vanguard", "clusters": {"first": 1},
+         "capacity": {"contender": "50%"}, "traffic": {"contender": 50}, "gate": {"manual": true}},
+        {"name": "everywhere", "capacity": {"contender": "50%"}, "traffic": {"contender": 50},
+         "gate": {"manual": true}},
+        {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"},
+         "traffic": {"contender": 100}}
+    ]);
+    let spec = |image: &str| {
+        json!({
+            "template": web_template(image, 2),
+            "strategy": {"steps": steps},
+            "schedule": {"regions": [
+                {"name": "eu-west", "clusters": 2},
+                {"name": "us-east", "clusters": 1},
+            ]},
+        })
+    };
+    apply(&apps, &application("web", spec("web:1"))?).await?;
+    let first = wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
+    let scheduled = sandbox_clusters(&env, &first);
+    assert_eq!(scheduled.len(), 3, "every cluster: {scheduled:?}");
+    assert_eq!(
+        scheduled[2], "c2",
+        "regions in the order listed: eu-west first"
+    );
+    for (cluster, replicas) in replicas(&env, "web-1").await? {
+        assert_eq!(replicas, Some(2), "web-1 in {cluster}");
+    }
+
+    apply(&apps, &application("web", spec("web:2"))?).await?;
+    let second = wait_for_step(&releases, "web-2", 0).await?;
+    assert_eq!(
+        sandbox_clusters(&env, &second),
+        scheduled,
+        "the same clusters"
+    );
+    let vanguard = &scheduled[0];
+    let canary = replicas(&env, "web-2").await?;
+    for (cluster, replicas) in &canary {
+        let expected = (cluster == vanguard).then_some(1);
+        assert_eq!(*replicas, expected, "web-2 in {cluster} at the vanguard step");
+    }
+
+    patch_release_spec(&releases, "web-2", json!({"targetStep": 1})).await?;
+    wait_for_step(&releases, "web-2", 1).await?;
+    for (cluster, replicas) in replicas(&env, "web-2").await? {
+        assert_eq!(replicas, Some(1), "web-2 in {cluster} once every cluster moved");
+    }
+
+    patch_release_spec(&releases, "web-2", json!({"targetStep": 3})).await?;
+    wait_for_phase(&releases, "web-2", ReleasePhase::Complete).await?;
+    for cluster in env.clusters() {
+        let deployments = Api::<Deployment>::namespaced(cluster.client(), env.namespace());
+        prism_testkit::wait_until(
+            format!("web-1 is removed from {}", cluster.name()),
+            prism_testkit::DEFAULT_TIMEOUT,
+            || async { Ok(deployments.get_opt("web-1").await?.is_none().then_some(())) },
+        )
+        .await?;
+    }
+    leave_fleet(&client, &fleet).await;
+    Ok(())
+}
