@@ -2,6 +2,8 @@
 //! its Secret's kubeconfig, and watches), is made anew when the Cluster's credentials change, and
 //! leaves with its Cluster. Each Cluster's status says whether its API server answers.
 //!
+//! Each sync also sweeps the orphans of every application cluster ([`cleanup`]).
+//!
 //! Members reconnect by themselves: a member's watches retry with backoff for as long as it is
 //! in the fleet, and the Applications with objects there are reconciled when it fails.
 
@@ -23,6 +25,7 @@ use tracing::{info, warn};
 
 use crate::Context;
 use crate::application::FIELD_MANAGER;
+use crate::cleanup;
 use crate::fleet::{Connection, MANAGEMENT_CLUSTER, Member};
 
 /// How often membership and Cluster statuses are checked without a change to wake them: a
@@ -133,6 +136,11 @@ impl State {
         }
         self.failures
             .retain(|name, _| clusters.iter().any(|c| &c.name_any() == name));
+        for member in ctx.fleet.members() {
+            if !member.is_management && member.is_observed() {
+                cleanup::sweep(ctx, &member).await;
+            }
+        }
 
         for cluster in &clusters {
             let name = cluster.name_any();

@@ -11,6 +11,7 @@
 
 pub mod application;
 pub mod blocks;
+pub mod cleanup;
 pub mod clusters;
 pub mod error;
 pub mod expectations;

@@ -89,13 +89,20 @@ async fn a_per_cluster_vanguard_reaches_its_canary_before_the_other_clusters_mov
     let canary = replicas(&env, "web-2").await?;
     for (cluster, replicas) in &canary {
         let expected = (cluster == vanguard).then_some(1);
-        assert_eq!(*replicas, expected, "web-2 in {cluster} at the vanguard step");
+        assert_eq!(
+            *replicas, expected,
+            "web-2 in {cluster} at the vanguard step"
+        );
     }
 
     patch_release_spec(&releases, "web-2", json!({"targetStep": 1})).await?;
     wait_for_step(&releases, "web-2", 1).await?;
     for (cluster, replicas) in replicas(&env, "web-2").await? {
-        assert_eq!(replicas, Some(1), "web-2 in {cluster} once every cluster moved");
+        assert_eq!(
+            replicas,
+            Some(1),
+            "web-2 in {cluster} once every cluster moved"
+        );
     }
 
     patch_release_spec(&releases, "web-2", json!({"targetStep": 3})).await?;
@@ -106,6 +113,46 @@ async fn a_per_cluster_vanguard_reaches_its_canary_before_the_other_clusters_mov
             format!("web-1 is removed from {}", cluster.name()),
             prism_testkit::DEFAULT_TIMEOUT,
             || async { Ok(deployments.get_opt("web-1").await?.is_none().then_some(())) },
+        )
+        .await?;
+    }
+    leave_fleet(&client, &fleet).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn deleting_an_application_removes_what_it_installed_in_every_cluster() -> anyhow::Result<()>
+{
+    let env = TestEnv::new("fleet-delete").await;
+    let (client, apps, releases, _controller) = setup(&env).await?;
+    let fleet = join_fleet(&env, &client).await?;
+    let spec = json!({
+        "template": web_template("web:1", 1),
+        "strategy": {"steps": [{"name": "full", "capacity": {"contender": "100%"},
+                                "traffic": {"contender": 100}}]},
+        "schedule": {"clusters": 3},
+    });
+    apply(&apps, &application("web", spec)?).await?;
+    wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
+    apps.delete("web", &Default::default()).await?;
+    for cluster in env.clusters() {
+        let deployments = Api::<Deployment>::namespaced(cluster.client(), env.namespace());
+        let services = Api::<k8s_openapi::api::core::v1::Service>::namespaced(
+            cluster.client(),
+            env.namespace(),
+        );
+        prism_testkit::wait_until(
+            format!(
+                "web's Deployment and Service are gone from {}",
+                cluster.name()
+            ),
+            // The sweep waits out a grace period before it takes anything for an orphan.
+            prism_testkit::DEFAULT_TIMEOUT,
+            || async {
+                let gone = deployments.get_opt("web-1").await?.is_none()
+                    && services.get_opt("web").await?.is_none();
+                Ok(gone.then_some(()))
+            },
         )
         .await?;
     }

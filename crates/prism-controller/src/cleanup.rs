@@ -1,0 +1,106 @@
+//! Owner references do not cross API servers, so what Prism installed in an application cluster
+//! is not garbage-collected there when its Release or Application is deleted (in the management
+//! cluster, it is). The sweep deletes such orphans: a version whose Release is gone, and an
+//! application's Service whose Application is gone.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, ListParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Client, Resource, ResourceExt};
+use prism_api::{Application, Release};
+use tracing::{info, warn};
+
+use crate::Context;
+use crate::application::{APP_LABEL, RELEASE_LABEL};
+use crate::fleet::Member;
+
+/// An object younger than this is never an orphan: its Release may be on its way to the cache
+/// (the management cluster's watch and the application cluster's are not ordered).
+const GRACE: Duration = Duration::from_secs(30);
+
+/// Deletes the orphans of `member`, an application cluster whose caches are current.
+pub async fn sweep(ctx: &Context, member: &Member) {
+    let now = jiff::Timestamp::now();
+    let settled = |meta: &ObjectMeta| {
+        meta.deletion_timestamp.is_none()
+            && meta
+                .creation_timestamp
+                .as_ref()
+                .is_some_and(|created| now.duration_since(created.0).unsigned_abs() > GRACE)
+    };
+    let mut versions: Vec<(String, String)> = member
+        .deployments
+        .state()
+        .iter()
+        .filter(|deployment| settled(&deployment.metadata))
+        .filter_map(|deployment| {
+            let namespace = deployment.namespace()?;
+            let release = deployment.labels().get(RELEASE_LABEL)?.clone();
+            let known = ctx
+                .releases
+                .get(&ObjectRef::<Release>::new(&release).within(&namespace))
+                .is_some();
+            (!known).then_some((namespace, release))
+        })
+        .collect();
+    versions.dedup();
+    for (namespace, release) in versions {
+        info!(cluster = %member.name, %namespace, %release, "deleting what a deleted Release left");
+        let selector = format!("{RELEASE_LABEL}={release}");
+        let client = &member.client;
+        let outcome = async {
+            delete_all::<Deployment>(client, &namespace, &selector).await?;
+            delete_all::<ConfigMap>(client, &namespace, &selector).await?;
+            delete_all::<HorizontalPodAutoscaler>(client, &namespace, &selector).await
+        };
+        if let Err(error) = outcome.await {
+            warn!(cluster = %member.name, %namespace, %release, %error, "could not delete an orphaned version");
+        }
+    }
+
+    let services: Vec<(String, String)> = member
+        .services
+        .state()
+        .iter()
+        .filter(|service| settled(&service.metadata))
+        .filter_map(|service| {
+            let namespace = service.namespace()?;
+            let app = service.labels().get(APP_LABEL)?;
+            let known = ctx
+                .applications
+                .get(&ObjectRef::<Application>::new(app).within(&namespace))
+                .is_some();
+            (!known).then(|| (namespace, service.name_any()))
+        })
+        .collect();
+    for (namespace, name) in services {
+        info!(cluster = %member.name, %namespace, service = %name, "deleting what a deleted Application left");
+        let deleted = Api::<Service>::namespaced(member.client.clone(), &namespace)
+            .delete(&name, &DeleteParams::background())
+            .await;
+        if let Err(error) = deleted {
+            warn!(cluster = %member.name, %namespace, service = %name, %error, "could not delete an orphaned Service");
+        }
+    }
+}
+
+async fn delete_all<K>(client: &Client, namespace: &str, selector: &str) -> kube::Result<()>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+{
+    Api::<K>::namespaced(client.clone(), namespace)
+        .delete_collection(
+            &DeleteParams::background(),
+            &ListParams::default().labels(selector),
+        )
+        .await?;
+    Ok(())
+}
