@@ -230,11 +230,11 @@ async fn join_grants_least_privilege_registers_the_cluster_and_changes_nothing_t
     assert_eq!(
         serde_json::to_value(role.rules).unwrap(),
         json!([
-            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch", "create", "patch", "delete"]},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch", "create", "patch", "delete", "deletecollection"]},
             {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "patch"]},
             {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch", "create", "patch", "delete"]},
-            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "patch", "delete"]},
-            {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["create", "patch", "delete"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "patch", "delete", "deletecollection"]},
+            {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["create", "patch", "delete", "deletecollection"]},
         ])
     );
     let binding = Api::<ClusterRoleBinding>::all(c3.clone())

@@ -65,8 +65,8 @@ pub const RULES: &[Rule] = &[
     Rule {
         api_group: "apps",
         resource: "deployments",
-        verbs: &["list", "watch", "create", "patch", "delete"],
-        why: "each version is a Deployment: watched (those labelled prism.dev/app) to see what runs, applied to scale it, deleted when the version retires",
+        verbs: &["list", "watch", "create", "patch", "delete", "deletecollection"],
+        why: "each version is a Deployment: watched (those labelled prism.dev/app) to see what runs, applied to scale it, deleted when the version retires or its Release is deleted (by label)",
     },
     Rule {
         api_group: "",
@@ -78,19 +78,19 @@ pub const RULES: &[Rule] = &[
         api_group: "",
         resource: "services",
         verbs: &["list", "watch", "create", "patch", "delete"],
-        why: "the application's Service carries its traffic: watched (labelled prism.dev/app), applied to move traffic, deleted when the application leaves the cluster",
+        why: "the application's Service carries its traffic: watched (labelled prism.dev/app), applied to move traffic, deleted when its Application is deleted",
     },
     Rule {
         api_group: "",
         resource: "configmaps",
-        verbs: &["create", "patch", "delete"],
-        why: "each version gets its own copy of the template's ConfigMaps, deleted with the version",
+        verbs: &["create", "patch", "delete", "deletecollection"],
+        why: "each version gets its own copy of the template's ConfigMaps, deleted with the version (by label when its Release is deleted)",
     },
     Rule {
         api_group: "autoscaling",
         resource: "horizontalpodautoscalers",
-        verbs: &["create", "patch", "delete"],
-        why: "an autoscaled version's HorizontalPodAutoscaler, applied with the version's bounds and deleted at zero",
+        verbs: &["create", "patch", "delete", "deletecollection"],
+        why: "an autoscaled version's HorizontalPodAutoscaler, applied with the version's bounds and deleted at zero (by label when its Release is deleted)",
     },
 ];
 
