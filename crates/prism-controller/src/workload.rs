@@ -110,12 +110,7 @@ pub fn observe<'d>(
                 .and_then(|text| parse_capacity(text))
                 .filter(|capacity| matches!(capacity, Capacity::Autoscaled { .. }))
                 .unwrap_or(Capacity::Replicas(replicas));
-            let ready = deployment
-                .status
-                .as_ref()
-                .and_then(|status| status.ready_replicas)
-                .and_then(|ready| u32::try_from(ready).ok())
-                .unwrap_or(0);
+            let ready = ready_replicas(deployment).min(replicas);
             Some((
                 release,
                 VersionObservation {
@@ -126,6 +121,24 @@ pub fn observe<'d>(
             ))
         })
         .collect()
+}
+
+/// The ready pods of the Deployment's current pod template. Only updated pods count: after a
+/// change of the template (by hand: Prism never changes a version's), ready pods of the old one
+/// are not this version. A status not yet updated for the latest spec may still count pods a
+/// scale-down is removing; the caller caps it by the replicas asked for.
+fn ready_replicas(deployment: &Deployment) -> u32 {
+    let Some(status) = &deployment.status else {
+        return 0;
+    };
+    let count = |n: Option<i32>| n.and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+    let ready = count(status.ready_replicas);
+    let current = status.observed_generation >= deployment.metadata.generation;
+    if current {
+        ready.min(count(status.updated_replicas))
+    } else {
+        ready
+    }
 }
 
 /// What a Release runs at 100%: its autoscaler's bounds, or its Deployment's replicas.

@@ -5,16 +5,14 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{
-    application, apply, join_fleet, leave_fleet, patch_release_spec, setup, wait_for_phase,
-    wait_for_step,
-};
+use common::{application, apply, patch_release_spec, setup, wait_for_phase, wait_for_step};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use prism_api::Release;
 use prism_api::release::ReleasePhase;
 use prism_testkit::TestEnv;
 use prism_testkit::fixtures::web_template;
+use prism_testkit::fleet::TestFleet;
 use serde_json::json;
 
 /// The sandbox cluster of each of the test's Cluster objects.
@@ -47,7 +45,7 @@ async fn a_per_cluster_vanguard_reaches_its_canary_before_the_other_clusters_mov
 -> anyhow::Result<()> {
     let env = TestEnv::new("fleet-vanguard").await;
     let (client, apps, releases, _controller) = setup(&env).await?;
-    let fleet = join_fleet(&env, &client).await?;
+    let fleet = TestFleet::join(&env, &client).await?;
     let steps = json!([
         {"name": "vanguard", "clusters": {"first": 1},
          "capacity": {"contender": "50%"}, "traffic": {"contender": 50}, "gate": {"manual": true}},
@@ -116,7 +114,7 @@ async fn a_per_cluster_vanguard_reaches_its_canary_before_the_other_clusters_mov
         )
         .await?;
     }
-    leave_fleet(&client, &fleet).await;
+    fleet.leave().await;
     Ok(())
 }
 
@@ -125,7 +123,7 @@ async fn deleting_an_application_removes_what_it_installed_in_every_cluster() ->
 {
     let env = TestEnv::new("fleet-delete").await;
     let (client, apps, releases, _controller) = setup(&env).await?;
-    let fleet = join_fleet(&env, &client).await?;
+    let fleet = TestFleet::join(&env, &client).await?;
     let spec = json!({
         "template": web_template("web:1", 1),
         "strategy": {"steps": [{"name": "full", "capacity": {"contender": "100%"},
@@ -156,6 +154,6 @@ async fn deleting_an_application_removes_what_it_installed_in_every_cluster() ->
         )
         .await?;
     }
-    leave_fleet(&client, &fleet).await;
+    fleet.leave().await;
     Ok(())
 }

@@ -3,13 +3,11 @@
 
 mod common;
 
-use common::{
-    application, apply, cluster_name, join_fleet, leave_fleet, patch_release_spec, setup,
-    wait_for_cluster, wait_for_phase, wait_for_step,
-};
+use common::{application, apply, patch_release_spec, setup, wait_for_phase, wait_for_step};
 use prism_api::Release;
 use prism_api::release::{ClusterPhase, ReleasePhase};
 use prism_testkit::fixtures::web_template;
+use prism_testkit::fleet::TestFleet;
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
 use serde_json::json;
 
@@ -26,7 +24,7 @@ fn cluster_phase(release: &Release, cluster: &str) -> Option<ClusterPhase> {
 async fn a_stopped_api_server_pauses_only_the_steps_that_need_its_cluster() -> anyhow::Result<()> {
     let env = TestEnv::new("fleet-outage").await;
     let (client, apps, releases, _controller) = setup(&env).await?;
-    let fleet = join_fleet(&env, &client).await?;
+    let fleet = TestFleet::join(&env, &client).await?;
     let manual = json!({"manual": true});
     let spec = |image: &str| {
         json!({
@@ -50,10 +48,10 @@ async fn a_stopped_api_server_pauses_only_the_steps_that_need_its_cluster() -> a
     apply(&apps, &application("web", spec("web:2"))?).await?;
     wait_for_step(&releases, "web-2", 0).await?;
 
-    let us = cluster_name(&env, "c2");
+    let us = env.cluster_object_name("c2");
     env.sandbox().stop_apiserver("c2").await?;
     let outcome = async {
-        wait_for_cluster(&client, &us, false).await?;
+        fleet.wait_for_reachable(&us, false).await?;
         // Europe does not need us-east: its step is achieved without it.
         patch_release_spec(&releases, "web-2", json!({"targetStep": 1})).await?;
         let europe = wait_for_step(&releases, "web-2", 1).await?;
@@ -78,7 +76,7 @@ async fn a_stopped_api_server_pauses_only_the_steps_that_need_its_cluster() -> a
             held.status.as_ref().and_then(|s| s.phase),
             Some(ReleasePhase::Progressing)
         );
-        for cluster in &fleet {
+        for cluster in fleet.names() {
             if cluster != &us {
                 assert_ne!(
                     cluster_phase(&held, cluster),
@@ -93,8 +91,8 @@ async fn a_stopped_api_server_pauses_only_the_steps_that_need_its_cluster() -> a
     env.sandbox().start_apiserver("c2").await?;
     outcome?;
 
-    wait_for_cluster(&client, &us, true).await?;
+    fleet.wait_for_reachable(&us, true).await?;
     wait_for_phase(&releases, "web-2", ReleasePhase::Complete).await?;
-    leave_fleet(&client, &fleet).await;
+    fleet.leave().await;
     Ok(())
 }

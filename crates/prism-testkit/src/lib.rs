@@ -32,6 +32,7 @@
 //! ```
 
 pub mod fixtures;
+pub mod fleet;
 
 use std::collections::hash_map::RandomState;
 use std::fmt::Display;
@@ -300,6 +301,11 @@ impl TestEnv {
     /// once never see each other's fleet. A test without Clusters has the management cluster alone.
     pub fn cluster_selector(&self) -> String {
         format!("{TEST_CLUSTER_LABEL}={}", self.namespace)
+    }
+
+    /// The name of the test's Cluster object for the sandbox cluster `sandbox_cluster`.
+    pub fn cluster_object_name(&self, sandbox_cluster: &str) -> String {
+        format!("{}-{sandbox_cluster}", self.namespace)
     }
 
     /// The labels that put a Cluster object in this test's fleet.

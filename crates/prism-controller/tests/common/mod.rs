@@ -4,7 +4,6 @@
 #![allow(dead_code)] // Each test binary uses its own part.
 
 use anyhow::Context as _;
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use prism_api::application::ApplicationStatus;
@@ -179,82 +178,4 @@ pub async fn apply_strategy(
 /// so that a test's global block stops no other test).
 pub fn global_namespace(env: &TestEnv) -> String {
     format!("{}-global", env.namespace())
-}
-
-/// The name of the test's Cluster object for a sandbox cluster (Clusters are cluster-scoped, so
-/// each test has its own).
-pub fn cluster_name(env: &TestEnv, sandbox_cluster: &str) -> String {
-    format!("{}-{sandbox_cluster}", env.namespace())
-}
-
-/// Makes every sandbox cluster (c1, c2, c3) a Cluster of the test's fleet: a Secret with its
-/// kubeconfig in the test namespace and a Cluster labelled for the test's controller, in the
-/// cluster's region. Returns once the controller reports each Reachable, so that the next
-/// Release is scheduled on them.
-pub async fn join_fleet(env: &TestEnv, client: &Client) -> anyhow::Result<Vec<String>> {
-    let namespace = env.namespace();
-    let mut names = Vec::new();
-    for cluster in env.clusters() {
-        let kubeconfig = std::fs::read_to_string(cluster.kubeconfig())?;
-        let secret: Secret = serde_json::from_value(json!({
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": cluster.name()},
-            "stringData": {"kubeconfig": kubeconfig},
-        }))?;
-        Api::<Secret>::namespaced(client.clone(), namespace)
-            .patch(
-                cluster.name(),
-                &PatchParams::apply(TEST_MANAGER).force(),
-                &Patch::Apply(&secret),
-            )
-            .await?;
-        let name = cluster_name(env, cluster.name());
-        let object: prism_api::Cluster = serde_json::from_value(json!({
-            "apiVersion": "prism.dev/v1alpha1",
-            "kind": "Cluster",
-            "metadata": {"name": name, "labels": env.cluster_labels()},
-            "spec": {
-                "region": cluster.region(),
-                "credentials": {"secretRef": {"name": cluster.name(), "namespace": namespace}},
-            },
-        }))?;
-        Api::<prism_api::Cluster>::all(client.clone())
-            .patch(
-                &name,
-                &PatchParams::apply(TEST_MANAGER).force(),
-                &Patch::Apply(&object),
-            )
-            .await?;
-        names.push(name);
-    }
-    for name in &names {
-        wait_for_cluster(client, name, true).await?;
-    }
-    Ok(names)
-}
-
-/// Waits until the controller reports the Cluster `name` Reachable (or not).
-pub async fn wait_for_cluster(client: &Client, name: &str, reachable: bool) -> anyhow::Result<()> {
-    let clusters = Api::<prism_api::Cluster>::all(client.clone());
-    wait_until(
-        &format!("Cluster {name} is reported reachable: {reachable}"),
-        DEFAULT_TIMEOUT,
-        || async {
-            let status = clusters.get(name).await?.status.unwrap_or_default();
-            let reported = conditions::find(&status.conditions, conditions::cluster::REACHABLE)
-                .map(|c| c.status == "True");
-            Ok((reported == Some(reachable)).then_some(()))
-        },
-    )
-    .await
-}
-
-/// Deletes the test's Cluster objects (they are cluster-scoped: the namespace's deletion does
-/// not take them).
-pub async fn leave_fleet(client: &Client, names: &[String]) {
-    let clusters = Api::<prism_api::Cluster>::all(client.clone());
-    for name in names {
-        let _ = clusters.delete(name, &Default::default()).await;
-    }
 }
