@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
-# Sets up everything and runs Prism's main job on the local sandbox: three real clusters, Prism's
-# CRDs and controller on the management cluster (c1), the quickstart Application
-# (examples/quickstart.yaml), and a new version of it rolled out through three steps, shown live
-# until it completes.
-#
-# The fleet (Cluster objects, issue 5) comes next: today the controller rolls out to the
-# management cluster itself, which the Releases name `local`.
+# Sets up everything and runs Prism's main job on the local sandbox: three real clusters in two
+# regions joined as one fleet (`prism cluster join`), Prism's CRDs and controller on the
+# management cluster (c1), the quickstart Application (examples/quickstart.yaml) on every
+# cluster, and a new version of it rolled out through three steps (a canary in one cluster
+# first), shown live until it completes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,24 +28,35 @@ kubectl wait --for condition=established --timeout=60s \
   crd/applications.prism.dev crd/releases.prism.dev crd/strategies.prism.dev \
   crd/clusterstrategies.prism.dev crd/clusters.prism.dev crd/rolloutblocks.prism.dev
 
+step "joining c1 (eu-west), c2 (us-east) and c3 (eu-west) to the fleet"
+for cluster in c1 c2 c3; do
+  "$prism" cluster join --kubeconfig ".sandbox/$cluster/kubeconfig" --name "$cluster" \
+    --region "$(cat ".sandbox/$cluster/region")"
+  # Prism installs into the Application's namespace of each cluster; it does not create it.
+  sandbox/sandbox kubectl "$cluster" create namespace "$NS" --dry-run=client -o yaml |
+    sandbox/sandbox kubectl "$cluster" apply -f - >/dev/null
+done
+
 step "starting the controller (log: .sandbox/demo-controller.log)"
 RUST_LOG=info "$prism" controller -n "$NS" >.sandbox/demo-controller.log 2>&1 &
 controller=$!
 trap 'kill "$controller" 2>/dev/null || true' EXIT
 
 step "the quickstart Application, version 1.0.0 (the first release goes straight to its last step)"
-kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl apply --server-side --force-conflicts --field-manager=demo -f examples/quickstart.yaml
 "$prism" status web -n "$NS" --watch --timeout 3m
 
-step "a new version, 1.1.0: a quarter, half, then all of the pods and traffic"
+"$prism" cluster list
+
+step "a new version, 1.1.0: a quarter of the pods and traffic in one cluster, then half everywhere, then all"
 sed 's/web:1.0.0/web:1.1.0/' examples/quickstart.yaml |
   kubectl apply --server-side --force-conflicts --field-manager=demo -f -
 "$prism" status web -n "$NS" --watch --timeout 5m
 
-step "the Releases"
+step "the Releases, and the fleet"
 kubectl get releases.prism.dev -n "$NS"
 "$prism" history web -n "$NS"
+"$prism" cluster list
 
 step "done; the sandbox keeps running (sandbox/sandbox status, sandbox/sandbox down)"
 echo "Run it again by hand: $prism controller -n $NS &  then edit the image in examples/quickstart.yaml"

@@ -157,3 +157,71 @@ async fn deleting_an_application_removes_what_it_installed_in_every_cluster() ->
     fleet.leave().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_failure_beyond_the_budget_in_the_second_wave_rolls_the_first_wave_back_too()
+-> anyhow::Result<()> {
+    let env = TestEnv::new("fleet-budget").await;
+    let (client, apps, releases, _controller) = setup(&env).await?;
+    let fleet = TestFleet::join(&env, &client).await?;
+    let strategy = json!({
+        "steps": [
+            {"name": "eu", "clusters": {"region": "eu-west"},
+             "capacity": {"contender": "50%"}, "traffic": {"contender": 50},
+             "gate": {"manual": true}},
+            {"name": "everywhere", "capacity": {"contender": "50%"}, "traffic": {"contender": 50}},
+            {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"},
+             "traffic": {"contender": 100}}
+        ],
+        "waves": {"progressDeadline": "15s", "failureBudget": 0},
+    });
+    let spec = |template: serde_json::Value| {
+        json!({
+            "template": template,
+            "strategy": {"steps": strategy["steps"], "waves": strategy["waves"]},
+            "schedule": {"regions": [
+                {"name": "eu-west", "clusters": 2},
+                {"name": "us-east", "clusters": 1},
+            ]},
+        })
+    };
+    apply(&apps, &application("web", spec(web_template("web:1", 2)))?).await?;
+    wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
+
+    // Version 2's pods can only run on eu-west's nodes: in us-east they stay Pending, so the
+    // second wave never gets ready there.
+    let mut broken = web_template("web:2", 2);
+    broken["manifests"][0]["spec"]["template"]["spec"]["nodeSelector"] =
+        json!({"topology.kubernetes.io/region": "eu-west"});
+    apply(&apps, &application("web", spec(broken))?).await?;
+    wait_for_step(&releases, "web-2", 0).await?;
+    for (cluster, replicas) in replicas(&env, "web-2").await? {
+        let expected = (cluster != "c2").then_some(1);
+        assert_eq!(replicas, expected, "web-2 in {cluster} in the first wave");
+    }
+    patch_release_spec(&releases, "web-2", json!({"targetStep": 1})).await?;
+
+    let aborted = wait_for_phase(&releases, "web-2", ReleasePhase::Aborted).await?;
+    let abort = aborted
+        .status
+        .as_ref()
+        .and_then(|s| s.abort.clone())
+        .expect("an abort cause");
+    assert_eq!(
+        abort.cause,
+        prism_api::release::AbortCause::ProgressDeadlineExceeded
+    );
+    assert!(
+        abort.message.contains(&env.cluster_object_name("c2")),
+        "{}",
+        abort.message
+    );
+    for (cluster, replicas) in replicas(&env, "web-2").await? {
+        assert_eq!(replicas, None, "web-2 is gone from {cluster}");
+    }
+    for (cluster, replicas) in replicas(&env, "web-1").await? {
+        assert_eq!(replicas, Some(2), "web-1 is whole again in {cluster}");
+    }
+    fleet.leave().await;
+    Ok(())
+}

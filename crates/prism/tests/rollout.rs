@@ -76,7 +76,7 @@ impl Rollout {
                 strategy: prism_api::Pipeline {
                     steps: app.spec.strategy.steps.clone().unwrap(),
                 },
-                clusters: schedule(),
+                clusters: schedule(&app, &[]).unwrap(),
                 target_step: None,
                 aborted: false,
             },

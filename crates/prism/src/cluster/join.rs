@@ -65,7 +65,14 @@ pub const RULES: &[Rule] = &[
     Rule {
         api_group: "apps",
         resource: "deployments",
-        verbs: &["list", "watch", "create", "patch", "delete", "deletecollection"],
+        verbs: &[
+            "list",
+            "watch",
+            "create",
+            "patch",
+            "delete",
+            "deletecollection",
+        ],
         why: "each version is a Deployment: watched (those labelled prism.dev/app) to see what runs, applied to scale it, deleted when the version retires or its Release is deleted (by label)",
     },
     Rule {

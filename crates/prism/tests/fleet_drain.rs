@@ -1,0 +1,194 @@
+//! End-to-end: `prism cluster drain` moves every application off a cluster of a three-cluster
+//! fleet with a no-op rollout, and no application ever has less ready capacity than it had.
+
+mod run;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client};
+use prism_api::release::ReleasePhase;
+use prism_api::{Application, Cluster, Release};
+use prism_testkit::fixtures::web_template;
+use prism_testkit::fleet::TestFleet;
+use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
+use run::{prism, text};
+use serde_json::json;
+
+const APPS: [&str; 2] = ["web", "api"];
+const REPLICAS: u32 = 2;
+const CLUSTERS_PER_APP: u32 = 2;
+
+/// Each application's ready pods, summed over every version in every cluster.
+async fn ready_by_app(clients: &[Client], namespace: &str) -> BTreeMap<String, u32> {
+    let mut ready = BTreeMap::new();
+    for client in clients {
+        let deployments = Api::<Deployment>::namespaced(client.clone(), namespace);
+        let Ok(list) = deployments
+            .list(&ListParams::default().labels("prism.dev/app"))
+            .await
+        else {
+            continue;
+        };
+        for deployment in list {
+            let app = deployment.metadata.labels.unwrap_or_default()["prism.dev/app"].clone();
+            let count = deployment
+                .status
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0);
+            *ready.entry(app).or_default() += count as u32;
+        }
+    }
+    ready
+}
+
+#[tokio::test]
+async fn drain_moves_every_application_off_a_cluster_without_losing_ready_capacity() {
+    let env = TestEnv::new("fleet-drain").await;
+    let client = env.cluster("c1").client();
+    prism_testkit::install_crds(&client, prism_api::crds())
+        .await
+        .unwrap();
+    let _controller = prism_testkit::spawn_for_test(prism_controller::run(
+        client.clone(),
+        prism_controller::Options {
+            namespace: Some(env.namespace().to_owned()),
+            cluster_selector: Some(env.cluster_selector()),
+            global_namespace: None,
+        },
+    ));
+    let fleet = TestFleet::join(&env, &client).await.unwrap();
+    let apps = Api::<Application>::namespaced(client.clone(), env.namespace());
+    let releases = Api::<Release>::namespaced(client.clone(), env.namespace());
+    for name in APPS {
+        let app: Application = serde_json::from_value(json!({
+            "apiVersion": "prism.dev/v1alpha1",
+            "kind": "Application",
+            "metadata": {"name": name},
+            "spec": {
+                "template": web_template(&format!("{name}:1"), REPLICAS),
+                "strategy": {"steps": [
+                    {"name": "canary", "capacity": {"contender": "50%"}, "traffic": {"contender": 50}},
+                    {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"},
+                     "traffic": {"contender": 100}}
+                ]},
+                "schedule": {"clusters": CLUSTERS_PER_APP},
+            },
+        }))
+        .unwrap();
+        apps.patch(
+            name,
+            &PatchParams::apply("prism-tests"),
+            &Patch::Apply(&app),
+        )
+        .await
+        .unwrap();
+    }
+    let mut drained = None;
+    for name in APPS {
+        let release = format!("{name}-1");
+        let first = wait_until(
+            format!("{release} is Complete"),
+            DEFAULT_TIMEOUT,
+            || async {
+                let release = releases.get_opt(&release).await?;
+                Ok(release.filter(|r| {
+                    r.status.as_ref().and_then(|s| s.phase) == Some(ReleasePhase::Complete)
+                }))
+            },
+        )
+        .await
+        .unwrap();
+        drained.get_or_insert_with(|| first.spec.clusters[0].name.clone());
+    }
+    let drained = drained.unwrap();
+    let clients: Vec<Client> = env.clusters().iter().map(|c| c.client()).collect();
+    let full = REPLICAS * CLUSTERS_PER_APP;
+    let before = ready_by_app(&clients, env.namespace()).await;
+    for name in APPS {
+        assert_eq!(before.get(name), Some(&full), "{before:?}");
+    }
+
+    // Sample every application's ready capacity for as long as the drain runs.
+    let lowest: Arc<Mutex<BTreeMap<String, u32>>> = Arc::new(Mutex::new(before.clone()));
+    let sampler = {
+        let lowest = lowest.clone();
+        let clients = clients.clone();
+        let namespace = env.namespace().to_owned();
+        prism_testkit::spawn_for_test(async move {
+            loop {
+                let now = ready_by_app(&clients, &namespace).await;
+                {
+                    let mut lowest = lowest.lock().unwrap();
+                    for name in APPS {
+                        let ready = now.get(name).copied().unwrap_or(0);
+                        let entry = lowest.entry(name.to_owned()).or_insert(ready);
+                        *entry = (*entry).min(ready);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let output = prism(&env, &["cluster", "drain", &drained, "--timeout", "3m"]).await;
+    drop(sampler);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+
+    let lowest = lowest.lock().unwrap().clone();
+    for name in APPS {
+        assert!(
+            lowest[name] >= full,
+            "{name} fell to {} ready pods during the drain (it runs {full})",
+            lowest[name]
+        );
+        let second = releases.get(&format!("{name}-2")).await.unwrap();
+        let clusters: Vec<&str> = second
+            .spec
+            .clusters
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert!(
+            !clusters.contains(&drained.as_str()),
+            "{name}-2 on {clusters:?}"
+        );
+        assert_eq!(clusters.len(), CLUSTERS_PER_APP as usize);
+        assert_eq!(
+            second.spec.template,
+            releases
+                .get(&format!("{name}-1"))
+                .await
+                .unwrap()
+                .spec
+                .template,
+            "a no-op rollout: the same version"
+        );
+    }
+    let sandbox_cluster = drained
+        .strip_prefix(&format!("{}-", env.namespace()))
+        .unwrap();
+    let left =
+        Api::<Deployment>::namespaced(env.cluster(sandbox_cluster).client(), env.namespace())
+            .list(&ListParams::default().labels("prism.dev/app"))
+            .await
+            .unwrap();
+    assert!(left.items.is_empty(), "{} still runs something", drained);
+    let cordoned = Api::<Cluster>::all(client.clone())
+        .get(&drained)
+        .await
+        .unwrap();
+    assert!(
+        cordoned.spec.unschedulable,
+        "a drained cluster stays cordoned"
+    );
+    fleet.leave().await;
+}

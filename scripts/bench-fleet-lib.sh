@@ -1,0 +1,130 @@
+# Shared by the fleet benchmarks (scripts/bench-fleet-memory.sh, scripts/bench-fleet-requests.sh):
+# a fleet of the sandbox's clusters c1..c3 as Cluster objects, and the controller that deploys to
+# it, running as the prism-controller identity so that each cluster's audit log counts its requests
+# (sandbox/README.md, "Identities and the audit log"). Sourced, not run.
+#
+# The caller sets, before `fleet_setup`:
+#   NS        the namespace: in c1 it holds the Applications, Releases and the Clusters' Secrets;
+#             in every cluster it receives the workloads
+#   LABEL     the Clusters' label, "key=value"; the controller deploys to the Clusters it selects
+#   PREFIX    the Clusters (and their Secrets) are PREFIX-c1..c3
+#   WORK      a scratch directory (the controller's log)
+# and may call `fleet_cleanup` from its EXIT trap.
+#
+# Identities: the controller runs with .sandbox/c1/controller.kubeconfig (the management side)
+# and reaches c1..c3 with .sandbox/cN/controller.kubeconfig from the Clusters' Secrets. In the
+# sandbox that user is in system:masters (see sandbox/README.md), so it may read the Secrets,
+# Clusters, Applications and Releases on c1. Everything the script itself does goes through the
+# admin kubeconfig (sandbox/sandbox kubectl), which the audit logs do not record.
+
+CLUSTERS=(c1 c2 c3)
+MANAGEMENT=c1
+controller_pid=""
+
+k() { local cluster=$1; shift; sandbox/sandbox kubectl "$cluster" "$@"; }
+step() { printf '\n==> %s\n' "$*" >&2; }
+fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+now() { date -u +%Y-%m-%dT%H:%M:%S.%NZ; }
+audit_log() { echo ".sandbox/$1/audit.log"; }
+audit_size() { stat -c %s "$(audit_log "$1")"; }
+
+# Prints "c1=LOG@OFFSET c2=..." with each log's current size, for scripts/bench-fleet.py.
+audit_marks() {
+  local c out=()
+  for c in "${CLUSTERS[@]}"; do out+=("$c=$(audit_log "$c")@$(audit_size "$c")"); done
+  echo "${out[*]}"
+}
+
+# Waits (at most $2 seconds, default 300) until namespace $1 is gone from every cluster (a
+# previous run's may still terminate); returns 1 when one is still there.
+wait_namespace_gone() {
+  local c deadline=$((SECONDS + ${2:-300}))
+  for c in "${CLUSTERS[@]}"; do
+    while k "$c" get namespace "$1" >/dev/null 2>&1; do
+      if ((SECONDS >= deadline)); then
+        echo "namespace $1 in $c is still there (terminating?)" >&2
+        return 1
+      fi
+      sleep 2
+    done
+  done
+}
+
+# The sandbox, the CRDs, the namespace in every cluster, the Secrets and the Clusters.
+fleet_setup() {
+  local prism=$1 c
+  sandbox/sandbox up --clusters "${#CLUSTERS[@]}" >&2
+  step "installing the CRDs on $MANAGEMENT"
+  "$prism" crds | k "$MANAGEMENT" apply --server-side --field-manager=prism -f - >/dev/null
+  k "$MANAGEMENT" wait --for condition=established --timeout=60s \
+    crd/applications.prism.dev crd/releases.prism.dev crd/clusters.prism.dev >/dev/null
+  step "namespace $NS in ${CLUSTERS[*]}; Secrets and Clusters $PREFIX-c1..c${#CLUSTERS[@]} ($LABEL)"
+  wait_namespace_gone "$NS" || fail "namespace $NS is left from an earlier run: delete it, or wait"
+  for c in "${CLUSTERS[@]}"; do
+    k "$c" create namespace "$NS" >/dev/null
+  done
+  for c in "${CLUSTERS[@]}"; do
+    k "$MANAGEMENT" create secret generic "$PREFIX-$c" -n "$NS" \
+      --from-file=kubeconfig=".sandbox/$c/controller.kubeconfig" >/dev/null
+    k "$MANAGEMENT" apply --server-side --field-manager=bench -f - >/dev/null <<EOF
+apiVersion: prism.dev/v1alpha1
+kind: Cluster
+metadata:
+  name: $PREFIX-$c
+  labels: {${LABEL%%=*}: "${LABEL#*=}"}
+spec:
+  region: $(cat ".sandbox/$c/region")
+  credentials: {secretRef: {name: $PREFIX-$c, namespace: $NS}}
+EOF
+  done
+}
+
+# Starts the controller as prism-controller, on the namespace and the Clusters of the benchmark.
+fleet_start_controller() {
+  local prism=$1
+  KUBECONFIG=.sandbox/$MANAGEMENT/controller.kubeconfig RUST_LOG=${RUST_LOG:-info} \
+    "$prism" controller -n "$NS" --cluster-selector "$LABEL" >"$WORK/controller.log" 2>&1 &
+  controller_pid=$!
+}
+
+# Waits until the controller reports every Cluster of the benchmark Reachable.
+fleet_wait_reachable() {
+  local deadline=$((SECONDS + ${1:-60})) states
+  while :; do
+    states=$(k "$MANAGEMENT" get clusters.prism.dev -l "$LABEL" \
+      -o jsonpath='{range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Reachable")].status} {end}')
+    [[ "$states" != *"=False"* && $(grep -o "=True" <<<"$states" | wc -l) == "${#CLUSTERS[@]}" ]] && return 0
+    kill -0 "$controller_pid" 2>/dev/null || fail "the controller exited: $(tail -5 "$WORK/controller.log")"
+    ((SECONDS < deadline)) || fail "Clusters not all Reachable after ${1:-60}s: $states"
+    sleep 1
+  done
+}
+
+# The controller's warnings and errors, counted by message (their fields left out).
+controller_problems() {
+  local log=$WORK/controller.log
+  local n
+  n=$(grep -cE ' (WARN|ERROR) ' "$log" || true)
+  echo "controller log: $(wc -l <"$log") lines, $n WARN/ERROR"
+  if ((n > 0)); then
+    # "TIME  WARN target: message field=..." -> "WARN target: message" (fields differ per object).
+    grep -E ' (WARN|ERROR) ' "$log" | sed -E 's/^\S+\s+//; s/ [a-z_.]+=.*$//' \
+      | sort | uniq -c | sort -rn | head -10
+    echo "first of them:"
+    grep -m 3 -E ' (WARN|ERROR) ' "$log" | cut -c1-400
+  fi
+}
+
+# Stops the controller, then deletes the Clusters and the namespace everywhere (the Secrets,
+# Applications and Releases go with c1's namespace; the workloads with each cluster's).
+fleet_cleanup() {
+  local c
+  if [[ -n "$controller_pid" ]] && kill "$controller_pid" 2>/dev/null; then
+    wait "$controller_pid" 2>/dev/null || true
+  fi
+  controller_pid=""
+  k "$MANAGEMENT" delete clusters.prism.dev -l "$LABEL" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  for c in "${CLUSTERS[@]}"; do
+    k "$c" delete namespace "$NS" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  done
+}
