@@ -139,6 +139,8 @@ pub enum AbortCause {
     Command,
     AnalysisFailed,
     WebhookFailed,
+    /// More clusters than the strategy's `waves.failureBudget` missed their `progressDeadline`.
+    ProgressDeadlineExceeded,
 }
 
 impl AbortCause {
@@ -148,6 +150,7 @@ impl AbortCause {
             AbortCause::Command => "AbortedByCommand",
             AbortCause::AnalysisFailed => "AnalysisFailed",
             AbortCause::WebhookFailed => "WebhookFailed",
+            AbortCause::ProgressDeadlineExceeded => "ProgressDeadlineExceeded",
         }
     }
 }
@@ -201,6 +204,14 @@ pub struct ClusterProgress {
     /// The index of the latest step achieved in this cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub achieved_step: Option<u32>,
+    /// When the cluster's wave started moving it towards the current step (or it was found
+    /// there): its progress deadline counts from here. Absent while it waits for its wave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
+    /// When the cluster reached the current step, while it stays there: its soak counts from
+    /// here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub achieved_at: Option<Time>,
     /// The replicas this version runs here now (the autoscaler's lower bound when autoscaled).
     #[serde(default)]
     pub replicas: u32,
@@ -217,7 +228,7 @@ pub struct ClusterProgress {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ClusterPhase {
-    /// No step in scope yet.
+    /// No step in scope yet, or waiting for its wave.
     #[default]
     Pending,
     /// Moving towards the target step.
@@ -226,7 +237,8 @@ pub enum ClusterPhase {
     Achieved,
     /// The cluster's API server does not answer: nothing changes there until it does.
     Unreachable,
-    /// The cluster cannot achieve the step (e.g. pods fail); the message says why.
+    /// The cluster missed its progress deadline for the current step; the message says what it
+    /// waited for. It no longer holds the step.
     Failed,
 }
 

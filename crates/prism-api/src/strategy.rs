@@ -35,6 +35,10 @@ pub struct Pipeline {
     #[schemars(length(max = 64))]
     #[x_kube(validation = rules::STEPS_NOT_EMPTY, validation = rules::STEP_NAMES_UNIQUE)]
     pub steps: Vec<Step>,
+    /// How the clusters in a step's scope move: how many at once, how long each wave soaks, how
+    /// long a cluster may take, and how many may fail. Absent: all at once, with no deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waves: Option<Waves>,
 }
 
 impl Pipeline {
@@ -50,6 +54,31 @@ impl Pipeline {
 pub fn step_label(index: usize, steps: usize, name: Option<&str>) -> String {
     let name = name.map_or_else(String::new, |name| format!(" {name:?}"));
     format!("{}/{steps}{name}", index + 1)
+}
+
+/// Waves within a step: the clusters in its scope move in schedule order, a few at a time, each
+/// wave soaking before the next starts. A cluster already at the step stays there; one waiting
+/// for its wave keeps the previous step's state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Waves {
+    /// At most this many clusters move towards a step at once. Absent: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_concurrency: Option<u32>,
+    /// How long a wave stays achieved before the next wave starts, and the last wave before the
+    /// rollout leaves the step. A cluster that drops out of its step starts its soak again.
+    /// Absent: 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak: Option<Duration>,
+    /// A cluster that has not achieved its step this long after its wave started is failed, and
+    /// no longer holds the step. Absent: no deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_deadline: Option<Duration>,
+    /// Failed clusters tolerated within a step; one more rolls the Release back in every
+    /// cluster. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_budget: Option<u32>,
 }
 
 /// A ClusterStrategy's spec: a pipeline that Applications of every namespace may name.

@@ -22,7 +22,7 @@ use serde_path_to_error::Segment;
 
 use crate::application::{ApplicationSpec, Manifest, Schedule, TrafficProvider};
 use crate::rules::{self, CelRule};
-use crate::strategy::{Pipeline, Route, RouteMatch, RouteTo, Step, TrafficStep};
+use crate::strategy::{Pipeline, Route, RouteMatch, RouteTo, Step, TrafficStep, Waves};
 
 /// One thing wrong with a spec.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -102,7 +102,7 @@ pub fn application(spec: &ApplicationSpec) -> Result<(), ValidationErrors> {
 }
 
 /// Checks a pipeline whose steps are at `path` (e.g. `spec.steps` in a Strategy) for an
-/// application with `traffic`.
+/// application with `traffic`; its waves are beside the steps (`spec.waves`).
 pub fn pipeline(
     pipeline: &Pipeline,
     path: &str,
@@ -110,6 +110,10 @@ pub fn pipeline(
 ) -> Result<(), ValidationErrors> {
     let mut check = Checker::default();
     check.steps(&pipeline.steps, path, traffic);
+    if let Some(waves) = &pipeline.waves {
+        let pipeline_path = path.strip_suffix("steps").unwrap_or_default();
+        check.waves(waves, &format!("{pipeline_path}waves"));
+    }
     check.finish()
 }
 
@@ -517,6 +521,16 @@ impl Checker {
             if let Some(step_traffic) = &step.traffic {
                 self.traffic_for_provider(step_traffic, &format!("{step_path}.traffic"), traffic);
             }
+        }
+    }
+
+    fn waves(&mut self, waves: &Waves, path: &str) {
+        if waves.max_concurrency == Some(0) {
+            self.fail(
+                format!("{path}.maxConcurrency"),
+                &0,
+                "maxConcurrency is at least 1: the number of clusters that move towards a step at once",
+            );
         }
     }
 

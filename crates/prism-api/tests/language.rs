@@ -59,6 +59,7 @@ fn steps_are_counted_from_one_and_named() {
     };
     let pipeline = Pipeline {
         steps: vec![step("canary"), step("half"), step("full")],
+        waves: None,
     };
     assert_eq!(pipeline.step_label(0), "1/3 \"canary\"");
     assert_eq!(pipeline.step_label(1), "2/3 \"half\"");

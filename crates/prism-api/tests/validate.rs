@@ -309,3 +309,19 @@ fn a_named_strategy_is_checked_against_the_application() {
     // On its own, a strategy without traffic steps may serve headless workloads.
     assert!(validate::pipeline(&capacity_only, "spec.steps", AppTraffic::Unknown).is_ok());
 }
+
+#[test]
+fn waves_move_at_least_one_cluster_at_once() {
+    let mut waves = pipeline(json!([full()]));
+    waves.waves = serde_json::from_value(json!({"maxConcurrency": 0, "soak": "2m"})).unwrap();
+    let found = validate::pipeline(&waves, "spec.steps", AppTraffic::Unknown)
+        .unwrap_err()
+        .0;
+    assert_eq!(
+        (found[0].path.as_str(), found[0].message.as_str()),
+        (
+            "spec.waves.maxConcurrency",
+            "maxConcurrency is at least 1: the number of clusters that move towards a step at once"
+        )
+    );
+}

@@ -345,6 +345,7 @@ pub fn dereference(app: &Application, ctx: &Context, namespace: &str) -> Observe
     let strategy = if let Some(steps) = &strategy.steps {
         StrategySource::Inline(Pipeline {
             steps: steps.clone(),
+            waves: None,
         })
     } else if let Some(strategy_name) = &strategy.name {
         let found = ctx
@@ -754,6 +755,7 @@ mod tests {
     fn pipeline() -> Pipeline {
         Pipeline {
             steps: vec![full_step()],
+            waves: None,
         }
     }
 
@@ -1056,6 +1058,7 @@ mod tests {
                 },
                 full_step(),
             ],
+            waves: None,
         };
         let source = StrategySource::ClusterStrategy {
             name: "dark".into(),

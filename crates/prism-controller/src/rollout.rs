@@ -18,7 +18,7 @@ use kube::{Api, Resource, ResourceExt};
 use prism_api::{Application, Release};
 use prism_engine::{
     AppPolicy, Change, ClusterInfo, ClusterObservation, Decision, EventKind, Input, ReleaseInput,
-    Verdict, decide,
+    Verdict, decide, scheduled_clusters,
 };
 use tracing::info;
 
@@ -49,19 +49,16 @@ pub async fn reconcile(
     let provider = traffic::provider(app.spec.traffic.provider);
 
     // 1. Dereference.
-    let clusters: Vec<ClusterInfo> = newest
-        .spec
-        .clusters
+    let schedules: Vec<Vec<ClusterInfo>> = releases.iter().map(schedule).collect();
+    let inputs: Vec<ReleaseInput> = releases
         .iter()
-        .map(|cluster| ClusterInfo {
-            name: cluster.name.clone(),
-            region: cluster.region.clone(),
-        })
+        .zip(&schedules)
+        .map(|(release, schedule)| release_input(release, schedule))
         .collect();
     let app_owner = app.controller_owner_ref(&());
     let mut views = BTreeMap::new();
     let mut observed = BTreeMap::new();
-    for cluster in &clusters {
+    for cluster in scheduled_clusters(&inputs) {
         let Some(member) = ctx.fleet.get(&cluster.name) else {
             continue;
         };
@@ -94,7 +91,6 @@ pub async fn reconcile(
         max_versions: app.spec.versions.max,
         version_ttl: app.spec.versions.ttl,
     };
-    let inputs: Vec<ReleaseInput> = releases.iter().map(release_input).collect();
     // Whole seconds, as the status keeps times: a decision that saw nanoseconds would describe
     // a pause's end differently from the next one, and write the status again for it.
     let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
@@ -103,8 +99,8 @@ pub async fn reconcile(
         now,
         app: &policy,
         releases: &inputs,
-        clusters: &clusters,
         observed: &observed,
+        blocked: None,
     });
 
     // 3. Apply.
@@ -235,7 +231,20 @@ async fn publish_events(
     }
 }
 
-fn release_input(release: &Release) -> ReleaseInput<'_> {
+/// The clusters chosen for `release`, as the engine reads them.
+fn schedule(release: &Release) -> Vec<ClusterInfo> {
+    release
+        .spec
+        .clusters
+        .iter()
+        .map(|cluster| ClusterInfo {
+            name: cluster.name.clone(),
+            region: cluster.region.clone(),
+        })
+        .collect()
+}
+
+fn release_input<'a>(release: &'a Release, clusters: &'a [ClusterInfo]) -> ReleaseInput<'a> {
     let step = progress(release).step as usize;
     let has_analysis = release
         .spec
@@ -256,6 +265,7 @@ fn release_input(release: &Release) -> ReleaseInput<'_> {
             .creation_timestamp
             .as_ref()
             .map_or(jiff::Timestamp::UNIX_EPOCH, |time| time.0),
+        clusters,
         pipeline: &release.spec.strategy,
         capacity: workload::full_capacity(&release.spec.template),
         progress: progress(release),

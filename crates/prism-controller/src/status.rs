@@ -9,8 +9,8 @@ use prism_api::Release;
 use prism_api::conditions::{self, Condition};
 use prism_api::release::{ClusterPhase as ReleaseClusterPhase, ClusterProgress, ReleaseStatus};
 use prism_engine::{
-    ClusterDecision, ClusterObservation, ClusterPhase, ConditionKind, Phase, Progress,
-    ReleaseDecision,
+    ClusterDecision, ClusterObservation, ClusterPhase, ClusterStepProgress, ConditionKind, Phase,
+    Progress, ReleaseDecision,
 };
 
 /// The engine's view of a release's progress, from its status. A release without a status is at
@@ -24,7 +24,23 @@ pub fn progress(release: &Release) -> Progress {
         achieved_at: status.achieved_at.as_ref().map(|time| time.0),
         phase: status.phase.unwrap_or_default(),
         abort: status.abort.clone(),
+        clusters: status
+            .clusters
+            .iter()
+            .filter_map(|cluster| Some((cluster.name.clone(), step_progress(cluster)?)))
+            .collect(),
     }
+}
+
+/// A cluster's record of the current step, kept in its entry of the status: a cluster whose
+/// wave started has `since`, and a failed one the Failed phase, with the reason as its message.
+fn step_progress(cluster: &ClusterProgress) -> Option<ClusterStepProgress> {
+    Some(ClusterStepProgress {
+        since: cluster.since.as_ref()?.0,
+        achieved_at: cluster.achieved_at.as_ref().map(|time| time.0),
+        failed: (cluster.phase == ReleaseClusterPhase::Failed)
+            .then(|| cluster.message.clone().unwrap_or_default()),
+    })
 }
 
 /// The status of `release` after `decision`, given what each cluster runs and the clusters'
@@ -53,12 +69,19 @@ pub fn release_status(
                 .get(cluster.cluster)
                 .and_then(|observation| observation.versions.get(&name));
             let decided = cluster.versions.iter().any(|v| v.release == name);
-            if seen.is_none() && !decided {
+            let record = progress.clusters.get(cluster.cluster);
+            if seen.is_none() && !decided && record.is_none() {
                 return None;
             }
             let before = current.clusters.iter().find(|c| c.name == cluster.cluster);
+            let failed = record.and_then(|record| record.failed.clone());
             let (phase, message) = match cluster.phase {
+                _ if failed.is_some() => (ReleaseClusterPhase::Failed, failed),
                 ClusterPhase::Achieved => (ReleaseClusterPhase::Achieved, None),
+                ClusterPhase::Queued => (
+                    ReleaseClusterPhase::Pending,
+                    Some("waiting for its wave".to_owned()),
+                ),
                 ClusterPhase::Unreachable => (
                     ReleaseClusterPhase::Unreachable,
                     Some("the cluster's API server does not answer".to_owned()),
@@ -88,6 +111,8 @@ pub fn release_status(
                 name: cluster.cluster.to_owned(),
                 phase,
                 achieved_step,
+                since: record.map(|record| Time(record.since)),
+                achieved_at: record.and_then(|record| record.achieved_at).map(Time),
                 replicas: seen.map_or(0, |seen| seen.capacity.floor()),
                 ready_replicas: seen.map_or(0, |seen| seen.ready),
                 weight: seen.map_or(0, |seen| seen.weight),
@@ -126,14 +151,6 @@ pub fn release_status(
             last_transition_time: now.clone(),
         },
     );
-    desired.push(Condition {
-        type_: conditions::release::BLOCKED.to_owned(),
-        status: "False".to_owned(),
-        reason: "NotBlocked".to_owned(),
-        message: "no RolloutBlock stops this Release".to_owned(),
-        observed_generation: generation,
-        last_transition_time: now.clone(),
-    });
     for condition in &mut desired {
         if let Some(before) = conditions::find(&current.conditions, &condition.type_)
             && before.status == condition.status
@@ -163,7 +180,107 @@ fn condition_type(kind: ConditionKind) -> &'static str {
         ConditionKind::Progressing => conditions::release::PROGRESSING,
         ConditionKind::StepAchieved => conditions::release::STEP_ACHIEVED,
         ConditionKind::WaitingForCommand => conditions::release::WAITING_FOR_COMMAND,
+        ConditionKind::Blocked => conditions::release::BLOCKED,
         ConditionKind::Complete => conditions::release::COMPLETE,
         ConditionKind::Aborted => conditions::release::ABORTED,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prism_api::release::{ReleaseSpec, ScheduledCluster};
+    use prism_api::strategy::Pipeline;
+    use prism_engine::{Capacity, Role, VersionDecision};
+    use prism_testkit::fixtures::web_template;
+
+    use super::*;
+
+    fn at(second: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_700_000_000 + second).unwrap()
+    }
+
+    fn cluster<'a>(name: &'a str, phase: ClusterPhase) -> ClusterDecision<'a> {
+        ClusterDecision {
+            cluster: name,
+            phase,
+            versions: vec![VersionDecision {
+                release: "web-2",
+                capacity: Capacity::Replicas(1),
+                target: Capacity::Replicas(1),
+                target_weight: 10,
+            }],
+            traffic: None,
+        }
+    }
+
+    #[test]
+    fn each_cluster_record_of_the_step_survives_a_restart() {
+        let scheduled = |name: &str| ScheduledCluster {
+            name: name.into(),
+            region: "eu".into(),
+        };
+        let mut release = Release::new(
+            "web-2",
+            ReleaseSpec {
+                application: "web".into(),
+                revision: 2,
+                template: serde_json::from_value(web_template("web:2", 4)).unwrap(),
+                strategy: Pipeline::default(),
+                clusters: vec![scheduled("c0"), scheduled("c1"), scheduled("c2")],
+                target_step: None,
+                aborted: false,
+            },
+        );
+        let record = |since, achieved_at: Option<i64>, failed: Option<&str>| ClusterStepProgress {
+            since: at(since),
+            achieved_at: achieved_at.map(at),
+            failed: failed.map(str::to_owned),
+        };
+        let progress = Progress {
+            step: 1,
+            clusters: [
+                ("c0".to_owned(), record(0, Some(60), None)),
+                (
+                    "c1".to_owned(),
+                    record(60, None, Some("step 2/3: not achieved")),
+                ),
+            ]
+            .into(),
+            ..Progress::default()
+        };
+        let decision = ReleaseDecision {
+            release: "web-2",
+            role: Role::Contender,
+            progress: progress.clone(),
+            conditions: vec![],
+            retired: false,
+        };
+        let clusters = [
+            cluster("c0", ClusterPhase::Achieved),
+            cluster("c1", ClusterPhase::CapacityUp),
+            cluster("c2", ClusterPhase::Queued),
+        ];
+        let status = release_status(
+            &release,
+            &decision,
+            &clusters,
+            &BTreeMap::new(),
+            &Time(at(90)),
+        );
+        let phases: Vec<_> = status.clusters.iter().map(|c| c.phase).collect();
+        assert_eq!(
+            phases,
+            [
+                ReleaseClusterPhase::Achieved,
+                ReleaseClusterPhase::Failed,
+                ReleaseClusterPhase::Pending
+            ]
+        );
+        assert_eq!(
+            status.clusters[1].message.as_deref(),
+            Some("step 2/3: not achieved")
+        );
+        release.status = Some(status);
+        assert_eq!(super::progress(&release), progress);
     }
 }

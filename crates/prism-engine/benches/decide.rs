@@ -37,27 +37,35 @@ fn bench(c: &mut Criterion) {
         release.progress.step = step;
         release
     };
-    let releases = [
-        at_step("v1", Phase::Complete, 3),
-        at_step("v2", Phase::Complete, 3),
-        at_step("v3", Phase::Progressing, 2),
-    ];
+    let on = |clusters| {
+        [
+            at_step("v1", Phase::Complete, 3),
+            at_step("v2", Phase::Complete, 3),
+            at_step("v3", Phase::Progressing, 2),
+        ]
+        .map(|mut release| {
+            release.clusters = clusters;
+            release
+        })
+    };
 
     let twenty = clusters(20);
-    let fleet = observed(&twenty);
+    let fleet = observed(twenty);
+    let releases = on(twenty);
     let input = Input {
         now: at(0),
         app: &app,
         releases: &releases,
-        clusters: &twenty,
         observed: &fleet,
+        blocked: None,
     };
     c.bench_function("decide: 3 versions x 20 clusters", |b| {
         b.iter(|| decide(black_box(&input)))
     });
 
     let three = clusters(3);
-    let fleets: Vec<_> = (0..10_000).map(|_| observed(&three)).collect();
+    let releases = on(three);
+    let fleets: Vec<_> = (0..10_000).map(|_| observed(three)).collect();
     let mut group = c.benchmark_group("fleet");
     group.sample_size(10);
     group.bench_function("decide: 10,000 applications x 3 clusters", |b| {
@@ -67,8 +75,8 @@ fn bench(c: &mut Criterion) {
                     now: at(0),
                     app: &app,
                     releases: &releases,
-                    clusters: &three,
                     observed: fleet,
+                    blocked: None,
                 };
                 black_box(decide(black_box(&input)));
             }

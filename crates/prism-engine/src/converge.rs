@@ -38,6 +38,9 @@ pub(crate) struct ClusterTarget<'a> {
     pub versions: Vec<VersionTarget<'a>>,
     pub routes: Vec<ResolvedRoute>,
     pub max_surge: Option<u32>,
+    /// The application leaves the cluster: every version goes, and its traffic goes to the
+    /// application's other clusters rather than to a version here.
+    pub vacate: bool,
 }
 
 pub(crate) const NOTHING: VersionObservation = VersionObservation {
@@ -55,6 +58,8 @@ pub(crate) fn converge<'a>(
     changes: &mut Vec<Change<'a>>,
 ) -> ClusterDecision<'a> {
     let versions = &target.versions;
+    // Nothing is left to move a vacated cluster's traffic to.
+    let has_traffic = has_traffic && !target.vacate;
     let ready_for_traffic = versions.iter().all(|version| {
         version.seen.ready >= version.capacity.floor()
             && !version.capacity.exceeds(version.seen.capacity)
@@ -212,7 +217,7 @@ fn distribute(weights: &mut [Weight], ready: impl Fn(usize) -> u32) -> bool {
 /// What each version runs next. Without a surge limit, versions going up get their target at
 /// once and versions going down wait until `may_scale_down` (every version ready and traffic in
 /// place). With one, capacity moves in rounds within the limit. Either way, a version that has
-/// or is given traffic keeps its capacity rather than drop to none.
+/// or is given traffic keeps its capacity rather than drop to none, unless the cluster is vacated.
 fn desired_capacities(
     target: &ClusterTarget,
     decided: &mut [VersionDecision],
@@ -236,7 +241,7 @@ fn desired_capacities(
                     .iter()
                     .any(|route| route.version == version.release)
         });
-        if (version.seen.weight > 0 || given) && decided.capacity.floor() == 0 {
+        if !target.vacate && (version.seen.weight > 0 || given) && decided.capacity.floor() == 0 {
             decided.capacity = version.seen.capacity;
         }
     }

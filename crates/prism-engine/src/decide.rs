@@ -2,19 +2,22 @@
 
 use jiff::Timestamp;
 use prism_api::strategy::{
-    Duration, GateKind, HeaderMatch, Route, RouteMatch, RouteTo, Share, Step,
+    ClusterScope, Duration, GateKind, HeaderMatch, Route, RouteMatch, RouteTo, Share, Step,
 };
 
 use crate::converge::{ClusterTarget, NOTHING, VersionTarget, converge};
 use crate::effective::{ClusterPlace, StepState, in_scope, state_at};
 use crate::model::{
-    Abort, AbortCause, Change, ClusterDecision, ClusterObservation, ClusterPhase, Condition,
-    ConditionKind, Decision, Event, EventKind, Input, Phase, Progress, ReleaseDecision,
+    Abort, AbortCause, Change, ClusterDecision, ClusterInfo, ClusterObservation, ClusterPhase,
+    Condition, ConditionKind, Decision, Event, EventKind, Input, Phase, Progress, ReleaseDecision,
     ResolvedRoute, Role, Verdict,
 };
+use crate::schedules::Schedules;
+use crate::waves::{Scope, WaveRules};
 
 /// Decides the next move of one application. Pure: the same input gives the same decision.
 pub fn decide<'a>(input: &Input<'a>) -> Decision<'a> {
+    let schedules = Schedules::of(input.releases);
     let mut events = Vec::new();
     let mut progress: Vec<Progress> = input
         .releases
@@ -29,6 +32,7 @@ pub fn decide<'a>(input: &Input<'a>) -> Decision<'a> {
         Some(contender) => {
             let mut rollout = Rollout {
                 input,
+                schedules: &schedules,
                 contender,
                 events: &mut events,
                 requeue_after: None,
@@ -37,12 +41,13 @@ pub fn decide<'a>(input: &Input<'a>) -> Decision<'a> {
             requeue_after = earliest(requeue_after, rollout.requeue_after);
             (fleet, hold)
         }
-        None => (Fleet::plan(input, &roles, 0), None),
+        None => (Fleet::plan(input, &schedules, &roles, &[]), None),
     };
     let Fleet {
         clusters,
         mut changes,
     } = fleet;
+    remove_strays(input, &schedules, &roles, &mut changes);
 
     let releases = input
         .releases
@@ -50,7 +55,7 @@ pub fn decide<'a>(input: &Input<'a>) -> Decision<'a> {
         .enumerate()
         .map(|(index, release)| {
             let retired = roles.of[index] == Role::Retiring
-                && retire(input, index, &mut changes, &mut events);
+                && retire(input, &schedules, &roles, index, &mut changes, &mut events);
             let progress = &mut progress[index];
             if retired && progress.phase == Phase::RollingBack {
                 progress.phase = Phase::Aborted;
@@ -201,6 +206,17 @@ enum Hold<'a> {
         cluster: &'a str,
         phase: ClusterPhase,
     },
+    /// A cluster in the step's scope waits for its wave: the clusters before it soak until then.
+    Queued {
+        cluster: &'a str,
+        until: Timestamp,
+    },
+    /// Every cluster in the step's scope reached it; the last to do so soaks until then.
+    Soaking {
+        until: Timestamp,
+    },
+    /// A RolloutBlock, with its message, keeps the achieved step from advancing.
+    Blocked(&'a str),
     Analysis,
     Inconclusive(String),
     Pause {
@@ -213,6 +229,7 @@ enum Hold<'a> {
 
 struct Rollout<'a, 'e> {
     input: &'e Input<'a>,
+    schedules: &'e Schedules<'a>,
     contender: usize,
     events: &'e mut Vec<Event<'a>>,
     requeue_after: Option<Duration>,
@@ -231,7 +248,9 @@ impl<'a> Rollout<'a, '_> {
         let release = &input.releases[self.contender];
         let steps = &release.pipeline.steps;
         let Some(last) = steps.len().checked_sub(1) else {
-            return (Fleet::plan(input, roles, 0), Some(Hold::NoSteps));
+            let states = self.states(|place| state_at(release.pipeline, 0, place));
+            let fleet = Fleet::plan(input, self.schedules, roles, &states);
+            return (fleet, Some(Hold::NoSteps));
         };
         let progress = &mut all_progress[self.contender];
         let judged_step = progress.step as usize;
@@ -241,15 +260,17 @@ impl<'a> Rollout<'a, '_> {
             let (cause, message) = verdict;
             start_rollback(release.name, progress, cause, message, self.events);
             *roles = Roles::assign(input, all_progress);
-            return (Fleet::plan(input, roles, 0), None);
+            return (Fleet::plan(input, self.schedules, roles, &[]), None);
         }
 
         let first_release = roles.incumbent.is_none();
         let command = release.target_step.map(|target| target as usize);
+        // A block holds a person's promotion, but not a first release on its way to its last
+        // step: that is where a first release starts.
         let jump = if first_release {
             Some(last)
         } else {
-            command.filter(|&target| target > progress.step as usize)
+            command.filter(|&target| target > progress.step as usize && input.blocked.is_none())
         };
         if let Some(target) = jump
             .map(|target| target.min(last))
@@ -267,26 +288,29 @@ impl<'a> Rollout<'a, '_> {
                 reason,
                 format!("{why}: step {}", release.pipeline.step_label(target)),
             );
-            progress.step = target as u32;
-            progress.achieved_at = None;
+            enter_step(progress, target);
         }
         let gates_skipped_at_last = command.is_some_and(|target| target > last);
 
         // Each pass advances one step or returns, and the last step returns.
         loop {
             let step = progress.step as usize;
-            let fleet = Fleet::plan(input, roles, step);
             let everywhere = first_release || step == last;
             let scope = steps[step].clusters.as_ref().filter(|_| !everywhere);
-            if let Some(blocking) = fleet.clusters.iter().enumerate().find(|(index, cluster)| {
-                cluster.phase != ClusterPhase::Achieved
-                    && in_scope(scope, ClusterPlace::scheduled(input.clusters, *index))
-            }) {
+            let StepMove {
+                fleet,
+                hold,
+                soaked_at,
+                over_budget,
+            } = self.move_clusters(roles, step, scope, first_release, progress);
+            if let Some(message) = over_budget {
+                let cause = AbortCause::ProgressDeadlineExceeded;
+                start_rollback(release.name, progress, cause, message, self.events);
+                *roles = Roles::assign(input, all_progress);
+                return (Fleet::plan(input, self.schedules, roles, &[]), None);
+            }
+            if let Some(hold) = hold {
                 progress.phase = Phase::Progressing;
-                let hold = Hold::Converging {
-                    cluster: blocking.1.cluster,
-                    phase: blocking.1.phase,
-                };
                 return (fleet, Some(hold));
             }
             let achieved_at = *progress.achieved_at.get_or_insert_with(|| {
@@ -302,25 +326,40 @@ impl<'a> Rollout<'a, '_> {
                 None
             } else {
                 self.gate(&steps[step], fresh, achieved_at)
+                    .or_else(|| self.soak(soaked_at))
+            };
+            let hold = match input.blocked {
+                // A person's promotion skips the gates, not a block.
+                Some(block) if hold.is_none() || command.is_some_and(|target| target > step) => {
+                    Some(Hold::Blocked(block))
+                }
+                _ => hold,
             };
             if let Some(hold) = hold {
                 let phase = match hold {
                     Hold::Command => Phase::WaitingForCommand,
-                    Hold::Inconclusive(_) => Phase::Paused,
+                    Hold::Inconclusive(_) | Hold::Blocked(_) => Phase::Paused,
                     _ => Phase::Progressing,
                 };
+                // Events go out on transitions, and the phase is what the previous decision
+                // left: a block shows as Paused, so the decision that first finds one holding
+                // the step is the one that turns the phase to Paused. (An inconclusive analysis
+                // that passes while a block holds goes from one pause to the other unannounced;
+                // its own warning said that the release had stopped.)
                 if phase != progress.phase {
+                    let label = release.pipeline.step_label(step);
                     match &hold {
                         Hold::Command => self.event(
                             "WaitingForCommand",
-                            format!(
-                                "step {} is achieved; run `prism promote` to go on",
-                                release.pipeline.step_label(step)
-                            ),
+                            format!("step {label} is achieved; run `prism promote` to go on"),
                         ),
                         Hold::Inconclusive(reason) => {
                             self.warning("AnalysisInconclusive", reason.clone())
                         }
+                        Hold::Blocked(block) => self.warning(
+                            "RolloutBlocked",
+                            format!("step {label} is achieved; a RolloutBlock holds it: {block}"),
+                        ),
                         _ => {}
                     }
                 }
@@ -332,10 +371,9 @@ impl<'a> Rollout<'a, '_> {
                 progress.phase = Phase::Complete;
                 self.event("Complete", "rolled out to every cluster".into());
                 *roles = Roles::assign(input, all_progress);
-                return (Fleet::plan(input, roles, 0), None);
+                return (Fleet::plan(input, self.schedules, roles, &[]), None);
             }
-            progress.step += 1;
-            progress.achieved_at = None;
+            enter_step(progress, step + 1);
             progress.phase = Phase::Progressing;
             self.event(
                 "StepAdvanced",
@@ -346,6 +384,139 @@ impl<'a> Rollout<'a, '_> {
                 ),
             );
         }
+    }
+
+    /// The contender's state in each cluster of the fleet, from its place in the contender's
+    /// schedule; None where the contender is not scheduled.
+    fn states(
+        &self,
+        state: impl Fn(ClusterPlace<'a>) -> StepState<'a>,
+    ) -> Vec<Option<StepState<'a>>> {
+        (0..self.schedules.clusters.len())
+            .map(|cluster| self.schedules.place(self.contender, cluster).map(&state))
+            .collect()
+    }
+
+    /// Moves the clusters in the scope of `step` on, wave by wave, and keeps each one's record of
+    /// its way through the step in `progress.clusters`: clusters already at the step stay there;
+    /// the others start, in schedule order, at most `maxConcurrency` at once, once every cluster
+    /// that started before them has soaked; the rest keep the previous step's state meanwhile.
+    fn move_clusters(
+        &mut self,
+        roles: &Roles,
+        step: usize,
+        scope: Option<&ClusterScope>,
+        first_release: bool,
+        progress: &mut Progress,
+    ) -> StepMove<'a> {
+        let (input, schedules, now) = (self.input, self.schedules, self.input.now);
+        let pipeline = input.releases[self.contender].pipeline;
+        let mut states = self.states(|place| state_at(pipeline, step, place));
+        let at_step = Fleet::plan(input, schedules, roles, &states);
+        // The contender is the newest release, so its clusters lead, in its schedule order.
+        let in_scope = (0..schedules.clusters.len())
+            .filter(|&cluster| {
+                schedules
+                    .place(self.contender, cluster)
+                    .is_some_and(|place| in_scope(scope, place))
+            })
+            .map(|cluster| {
+                let info: &'a ClusterInfo = schedules.clusters[cluster];
+                (cluster, info.name.as_str())
+            })
+            .collect();
+        let mut scope = Scope::new(WaveRules::of(pipeline), in_scope, &mut progress.clusters);
+        self.observe(&mut scope, &at_step, step);
+        let soaked_at = scope.soaked_at();
+        scope.start_next_wave(now);
+
+        let queued: Vec<usize> = scope.queued().map(|(cluster, _)| cluster).collect();
+        let mut fleet = if queued.is_empty() {
+            at_step
+        } else {
+            for &cluster in &queued {
+                if let Some(place) = schedules.place(self.contender, cluster) {
+                    // A first release has no previous step: it runs nothing before its wave.
+                    let previous = step.checked_sub(1).filter(|_| !first_release);
+                    states[cluster] = Some(previous.map_or(StepState::INITIAL, |previous| {
+                        state_at(pipeline, previous, place)
+                    }));
+                }
+            }
+            Fleet::plan(input, schedules, roles, &states)
+        };
+        for &cluster in &queued {
+            let decided = &mut fleet.clusters[cluster];
+            if decided.phase == ClusterPhase::Achieved {
+                decided.phase = ClusterPhase::Queued;
+            }
+        }
+
+        let hold = if let Some(cluster) = scope.moving() {
+            if let Some(deadline) = scope.next_deadline() {
+                self.requeue_at(deadline);
+            }
+            let decided = &fleet.clusters[cluster];
+            Some(Hold::Converging {
+                cluster: decided.cluster,
+                phase: decided.phase,
+            })
+        } else if let Some(&cluster) = queued.first() {
+            // Nothing moves, so the next wave did not start: the clusters before it soak.
+            let until = soaked_at.unwrap_or(now);
+            self.requeue_at(until);
+            Some(Hold::Queued {
+                cluster: fleet.clusters[cluster].cluster,
+                until,
+            })
+        } else {
+            None
+        };
+        StepMove {
+            over_budget: over_budget(&scope, &pipeline.step_label(step)),
+            fleet,
+            hold,
+            soaked_at,
+        }
+    }
+
+    /// Records what each cluster in scope shows at `step`, and fails those past their deadline.
+    fn observe(&mut self, scope: &mut Scope, at_step: &Fleet, step: usize) {
+        let now = self.input.now;
+        let label = self.input.releases[self.contender]
+            .pipeline
+            .step_label(step);
+        for (cluster, name) in scope.clusters.clone() {
+            let decided = &at_step.clusters[cluster];
+            let achieved = decided.phase == ClusterPhase::Achieved;
+            let rules = scope.rules;
+            let Some(record) = scope.observe(name, achieved, now) else {
+                continue;
+            };
+            let Some(deadline) = record.deadline(&rules).filter(|&deadline| deadline <= now) else {
+                continue;
+            };
+            let waited = Duration(record.since.duration_until(deadline));
+            let observed = self.input.observed.get(name);
+            let reason = format!(
+                "step {label}: not achieved within {waited}: {}",
+                waiting_for(decided, observed)
+            );
+            record.failed = Some(reason.clone());
+            self.warning("ClusterFailed", format!("cluster {name}: {reason}"));
+        }
+    }
+
+    /// Holds an achieved step until every cluster in its scope has soaked.
+    fn soak(&mut self, soaked_at: Option<Timestamp>) -> Option<Hold<'a>> {
+        let until = soaked_at.filter(|&until| self.input.now < until)?;
+        self.requeue_at(until);
+        Some(Hold::Soaking { until })
+    }
+
+    fn requeue_at(&mut self, at: Timestamp) {
+        let after = Duration(self.input.now.duration_until(at));
+        self.requeue_after = earliest(self.requeue_after, Some(after));
     }
 
     /// A failed analysis or webhook of the step the adapters judged.
@@ -405,7 +576,7 @@ impl<'a> Rollout<'a, '_> {
                     .saturating_add(pause.0)
                     .unwrap_or(Timestamp::MAX);
                 (self.input.now < until).then(|| {
-                    self.requeue_after = Some(Duration(self.input.now.duration_until(until)));
+                    self.requeue_at(until);
                     Hold::Pause { until }
                 })
             }
@@ -438,23 +609,83 @@ impl<'a> Rollout<'a, '_> {
     }
 }
 
-/// The next move of every scheduled cluster.
+/// What moving the clusters of a step's scope on gives.
+struct StepMove<'a> {
+    fleet: Fleet<'a>,
+    /// What keeps the step from being achieved: a cluster moving, or one waiting for its wave.
+    hold: Option<Hold<'a>>,
+    /// When every cluster in scope that has not failed has soaked; None while one is moving.
+    soaked_at: Option<Timestamp>,
+    /// Why the release rolls back, when more clusters failed than the budget allows.
+    over_budget: Option<String>,
+}
+
+/// The contender moves to `step`: the clusters' records are of the step they left.
+fn enter_step(progress: &mut Progress, step: usize) {
+    progress.step = step as u32;
+    progress.achieved_at = None;
+    progress.clusters.clear();
+}
+
+/// What a cluster that has not reached its step waits for, as people read it.
+fn waiting_for(cluster: &ClusterDecision, observed: Option<&ClusterObservation>) -> String {
+    let ready = |release: &str| {
+        observed
+            .and_then(|observed| observed.versions.get(release))
+            .map_or(0, |version| version.ready)
+    };
+    let short = cluster
+        .versions
+        .iter()
+        .find(|version| ready(version.release) < version.target.floor());
+    match (cluster.phase, short) {
+        (ClusterPhase::CapacityUp, Some(version)) => format!(
+            "{} has {}/{} ready",
+            version.release,
+            ready(version.release),
+            version.target.floor()
+        ),
+        (phase, _) => format!("it {}", describe(phase)),
+    }
+}
+
+/// Why the release rolls back, when more clusters of `scope` failed than its budget allows.
+fn over_budget(scope: &Scope, step_label: &str) -> Option<String> {
+    let failed = scope.failed();
+    let budget = scope.rules.failure_budget;
+    (failed.len() > budget).then(|| {
+        format!(
+            "{} of the clusters missed their progress deadline at step {step_label}, more than the failure budget of {budget}: {}",
+            failed.len(),
+            failed.join(", ")
+        )
+    })
+}
+
+/// The next move of every cluster of the releases' schedules.
 struct Fleet<'a> {
     clusters: Vec<ClusterDecision<'a>>,
     changes: Vec<Change<'a>>,
 }
 
 impl<'a> Fleet<'a> {
-    /// `step` is the contender's current step; without a contender it is unused.
-    fn plan(input: &Input<'a>, roles: &Roles, step: usize) -> Fleet<'a> {
+    /// `contender` is the contender's state per cluster, None where it is not scheduled; empty
+    /// without a contender.
+    fn plan(
+        input: &Input<'a>,
+        schedules: &Schedules<'a>,
+        roles: &Roles,
+        contender: &[Option<StepState<'a>>],
+    ) -> Fleet<'a> {
         let mut changes = Vec::new();
-        let clusters = input
+        let clusters = schedules
             .clusters
             .iter()
             .enumerate()
             .map(|(index, cluster)| {
                 let observed = input.observed.get(&cluster.name);
-                let target = cluster_target(input, roles, step, index, observed);
+                let state = contender.get(index).copied().flatten();
+                let target = cluster_target(input, schedules, roles, index, state, observed);
                 match observed.filter(|observed| observed.reachable) {
                     Some(observed) => converge(
                         &cluster.name,
@@ -484,28 +715,32 @@ fn unreachable_cluster<'a>(cluster: &'a str, target: ClusterTarget<'a>) -> Clust
     }
 }
 
-/// What the current step asks of one cluster, for every release that runs or ran there.
+/// What the current step asks of one cluster, for every release that runs or ran there, given
+/// the contender's state there (None where it is not scheduled, or without a contender).
 fn cluster_target<'a>(
     input: &Input<'a>,
+    schedules: &Schedules<'a>,
     roles: &Roles,
-    step: usize,
     cluster: usize,
+    contender_state: Option<StepState<'a>>,
     observed: Option<&ClusterObservation>,
 ) -> ClusterTarget<'a> {
     let releases = input.releases;
-    let contender_state = roles.contender.map(|contender| {
-        state_at(
-            releases[contender].pipeline,
-            step,
-            ClusterPlace::scheduled(input.clusters, cluster),
-        )
-    });
+    let here = |index: usize| schedules.is_scheduled(index, cluster);
+    // Without its incumbent here, the contender takes all of the cluster's traffic.
+    let incumbent = roles.incumbent.filter(|&incumbent| here(incumbent));
     let mut versions = Vec::with_capacity(releases.len());
     for (index, release) in releases.iter().enumerate() {
         let seen = observed.and_then(|observed| observed.versions.get(release.name));
-        let (share, weight) = match (roles.of[index], contender_state) {
+        // Outside its schedule, a release goes as a retiring one does.
+        let role = if here(index) {
+            roles.of[index]
+        } else {
+            Role::Retiring
+        };
+        let (share, weight) = match (role, contender_state) {
             (Role::Contender, Some(state)) => {
-                let weight = if roles.incumbent.is_some() {
+                let weight = if incumbent.is_some() {
                     state.contender_weight
                 } else {
                     100
@@ -514,7 +749,7 @@ fn cluster_target<'a>(
             }
             (Role::Incumbent, Some(state)) => (state.incumbent, 100 - state.contender_weight),
             (Role::Contender | Role::Incumbent, None) => (Share::Percent(100), 100),
-            (Role::Retained, _) => (retained_share(input, roles, index, cluster), 0),
+            (Role::Retained, _) => (retained_share(input, schedules, roles, index, cluster), 0),
             (Role::Retiring, _) if seen.is_none() => continue,
             (Role::Retiring, _) => (Share::Percent(0), 0),
         };
@@ -529,20 +764,17 @@ fn cluster_target<'a>(
 
     let live = || {
         (0..releases.len())
-            .filter(|&index| roles.is_live(index))
+            .filter(|&index| roles.is_live(index) && here(index))
             .map(|index| releases[index].name)
     };
     let steady_routes = |incumbent: usize| {
         let pipeline = releases[incumbent].pipeline;
         let last = pipeline.steps.len().saturating_sub(1);
-        state_at(
-            pipeline,
-            last,
-            ClusterPlace::scheduled(input.clusters, cluster),
-        )
-        .routes
-        .map(|routes| resolve_routes(routes, Some(releases[incumbent].name), None, live()))
-        .unwrap_or_default()
+        schedules
+            .place(incumbent, cluster)
+            .and_then(|place| state_at(pipeline, last, place).routes)
+            .map(|routes| resolve_routes(routes, Some(releases[incumbent].name), None, live()))
+            .unwrap_or_default()
     };
     let routes = match (roles.contender, contender_state) {
         (
@@ -554,35 +786,52 @@ fn cluster_target<'a>(
         ) => resolve_routes(
             routes,
             Some(releases[contender].name),
-            roles.incumbent.map(|incumbent| releases[incumbent].name),
+            incumbent.map(|incumbent| releases[incumbent].name),
             live(),
         ),
-        _ => roles.incumbent.map(steady_routes).unwrap_or_default(),
+        _ => incumbent.map(steady_routes).unwrap_or_default(),
     };
     ClusterTarget {
         versions,
         routes,
         max_surge: contender_state.and_then(|state| state.max_surge),
+        vacate: vacated(schedules, roles, cluster),
     }
+}
+
+/// Whether the application leaves `cluster`: no live release is scheduled there, while one is
+/// elsewhere. The cluster's traffic then goes to the application's other clusters (whatever
+/// spreads it across clusters stops sending it where nothing serves), so its versions go without
+/// waiting for traffic to move. With no live release anywhere, there is nowhere else for the
+/// traffic to go, and a version that has some keeps serving it.
+fn vacated(schedules: &Schedules, roles: &Roles, cluster: usize) -> bool {
+    let mut live = (0..roles.of.len())
+        .filter(|&index| roles.is_live(index))
+        .peekable();
+    live.peek().is_some() && live.all(|index| !schedules.is_scheduled(index, cluster))
 }
 
 /// A retained version keeps the share the incumbent had at the last step of the rollout that
 /// superseded it: the rollout of the next complete release.
-fn retained_share(input: &Input, roles: &Roles, retained: usize, cluster: usize) -> Share {
+fn retained_share(
+    input: &Input,
+    schedules: &Schedules,
+    roles: &Roles,
+    retained: usize,
+    cluster: usize,
+) -> Share {
     let successor = (retained + 1..input.releases.len()).find(|&index| {
         matches!(roles.of[index], Role::Incumbent | Role::Retained)
             || input.releases[index].progress.phase == Phase::Complete
     });
-    successor.map_or(Share::Percent(100), |successor| {
-        let pipeline = input.releases[successor].pipeline;
-        let last = pipeline.steps.len().saturating_sub(1);
-        state_at(
-            pipeline,
-            last,
-            ClusterPlace::scheduled(input.clusters, cluster),
-        )
-        .incumbent
-    })
+    successor
+        .and_then(|successor| {
+            let pipeline = input.releases[successor].pipeline;
+            let last = pipeline.steps.len().saturating_sub(1);
+            let place = schedules.place(successor, cluster)?;
+            Some(state_at(pipeline, last, place).incumbent)
+        })
+        .unwrap_or(Share::Percent(100))
 }
 
 /// The routes of a step, each to one release; an `each` route once per live release.
@@ -626,32 +875,35 @@ fn with_version(matches: &RouteMatch, version: &str) -> RouteMatch {
 /// removal of whatever objects it still has.
 fn retire<'a>(
     input: &Input<'a>,
+    schedules: &Schedules<'a>,
+    roles: &Roles,
     index: usize,
     changes: &mut Vec<Change<'a>>,
     events: &mut Vec<Event<'a>>,
 ) -> bool {
     let name = input.releases[index].name;
-    let drained = input.clusters.iter().all(|cluster| {
-        input.observed.get(&cluster.name).is_some_and(|observed| {
-            observed.reachable
-                && observed.routes.iter().all(|route| route.version != name)
-                && observed
-                    .versions
-                    .get(name)
-                    .is_none_or(|version| version.capacity.is_zero() && version.weight == 0)
-        })
-    });
+    let runs = |cluster: &ClusterInfo| {
+        input
+            .observed
+            .get(&cluster.name)
+            .is_some_and(|observed| observed.versions.contains_key(name))
+    };
+    // A release runs nowhere but in its schedule, unless it is observed elsewhere.
+    let drained = schedules
+        .clusters
+        .iter()
+        .enumerate()
+        .filter(|&(cluster, info)| schedules.is_scheduled(index, cluster) || runs(info))
+        .all(|(cluster, info)| drained(input, name, info, vacated(schedules, roles, cluster)));
     if !drained {
         return false;
     }
     let before = changes.len();
-    for cluster in input.clusters {
-        if input.observed[&cluster.name].versions.contains_key(name) {
-            changes.push(Change::Remove {
-                cluster: &cluster.name,
-                release: name,
-            });
-        }
+    for &cluster in schedules.clusters.iter().filter(|cluster| runs(cluster)) {
+        changes.push(Change::Remove {
+            cluster: &cluster.name,
+            release: name,
+        });
     }
     if changes.len() > before {
         events.push(Event {
@@ -662,6 +914,54 @@ fn retire<'a>(
         });
     }
     true
+}
+
+/// The removal of what a live release still has in a cluster outside its schedule, once it has
+/// neither capacity nor traffic there.
+fn remove_strays<'a>(
+    input: &Input<'a>,
+    schedules: &Schedules<'a>,
+    roles: &Roles,
+    changes: &mut Vec<Change<'a>>,
+) {
+    for (index, release) in input.releases.iter().enumerate() {
+        if !roles.is_live(index) {
+            continue;
+        }
+        for (cluster, &info) in schedules.clusters.iter().enumerate() {
+            let stray = !schedules.is_scheduled(index, cluster)
+                && input
+                    .observed
+                    .get(&info.name)
+                    .is_some_and(|observed| observed.versions.contains_key(release.name));
+            if stray
+                && drained(
+                    input,
+                    release.name,
+                    info,
+                    vacated(schedules, roles, cluster),
+                )
+            {
+                changes.push(Change::Remove {
+                    cluster: &info.name,
+                    release: release.name,
+                });
+            }
+        }
+    }
+}
+
+/// Whether `release` is observed to have neither capacity nor traffic in `cluster`; a cluster
+/// that is not observed might still run it. In a cluster the application leaves (`vacated`), what
+/// the traffic objects still say does not count: they serve nothing once the capacity is gone.
+fn drained(input: &Input, release: &str, cluster: &ClusterInfo, vacated: bool) -> bool {
+    input.observed.get(&cluster.name).is_some_and(|observed| {
+        observed.reachable
+            && (vacated || observed.routes.iter().all(|route| route.version != release))
+            && observed.versions.get(release).is_none_or(|version| {
+                version.capacity.is_zero() && (vacated || version.weight == 0)
+            })
+    })
 }
 
 fn conditions(
@@ -729,11 +1029,38 @@ fn conditions(
                 current()
             ),
         ),
+        (_, Some(Hold::Blocked(block))) => condition(
+            ConditionKind::Progressing,
+            false,
+            "RolloutBlocked",
+            format!(
+                "step {} is achieved; a RolloutBlock holds it: {block}",
+                current()
+            ),
+        ),
         (_, Some(Hold::Converging { cluster, phase })) => condition(
             ConditionKind::Progressing,
             true,
             "Converging",
             format!("step {}: cluster {cluster} {}", current(), describe(*phase)),
+        ),
+        (_, Some(Hold::Queued { cluster, until })) => condition(
+            ConditionKind::Progressing,
+            true,
+            "WaitingForWave",
+            format!(
+                "step {}: cluster {cluster} waits for its wave; the clusters before it soak until {until}",
+                current()
+            ),
+        ),
+        (_, Some(Hold::Soaking { until })) => condition(
+            ConditionKind::Progressing,
+            true,
+            "Soaking",
+            format!(
+                "step {} is achieved; its clusters soak until {until}",
+                current()
+            ),
         ),
         (_, Some(Hold::Analysis)) => condition(
             ConditionKind::Progressing,
@@ -798,6 +1125,12 @@ fn conditions(
             "Converging",
             format!("cluster {cluster} {}", describe(*phase)),
         ),
+        (_, Some(Hold::Queued { cluster, .. })) => condition(
+            ConditionKind::StepAchieved,
+            false,
+            "WaitingForWave",
+            format!("cluster {cluster} waits for its wave"),
+        ),
         (phase, Some(_)) if phase.is_rolling_out() && progress.achieved_at.is_some() => condition(
             ConditionKind::StepAchieved,
             true,
@@ -820,6 +1153,20 @@ fn conditions(
     } else {
         no(ConditionKind::WaitingForCommand)
     };
+    let blocked = match hold {
+        Some(Hold::Blocked(block)) => condition(
+            ConditionKind::Blocked,
+            true,
+            "RolloutBlocked",
+            (*block).to_owned(),
+        ),
+        _ => condition(
+            ConditionKind::Blocked,
+            false,
+            "NotBlocked",
+            "no RolloutBlock stops this Release".into(),
+        ),
+    };
     let complete = if progress.phase == Phase::Complete {
         condition(
             ConditionKind::Complete,
@@ -839,7 +1186,14 @@ fn conditions(
         ),
         _ => no(ConditionKind::Aborted),
     };
-    vec![progressing, step_achieved, waiting, complete, aborted]
+    vec![
+        progressing,
+        step_achieved,
+        waiting,
+        blocked,
+        complete,
+        aborted,
+    ]
 }
 
 fn describe(phase: ClusterPhase) -> &'static str {
@@ -848,6 +1202,7 @@ fn describe(phase: ClusterPhase) -> &'static str {
         ClusterPhase::Traffic => "is shifting traffic",
         ClusterPhase::CapacityDown => "is scaling down",
         ClusterPhase::Achieved => "has achieved the step",
+        ClusterPhase::Queued => "waits for its wave",
         ClusterPhase::Unreachable => "is unreachable",
     }
 }

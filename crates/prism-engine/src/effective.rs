@@ -158,6 +158,7 @@ mod tests {
         });
         let pipeline = Pipeline {
             steps: vec![step("capacity", 50, None), traffic],
+            waves: None,
         };
         let state = state_at(&pipeline, 1, ClusterPlace::scheduled(&clusters(), 0));
         assert_eq!(state.contender, Share::Percent(50));
@@ -176,6 +177,7 @@ mod tests {
                 step("staging", 10, None),
                 step("vanguard", 100, Some(vanguard)),
             ],
+            waves: None,
         };
         assert_eq!(
             state_at(&pipeline, 1, ClusterPlace::scheduled(&clusters(), 0)).contender,
@@ -221,6 +223,7 @@ mod tests {
         });
         let pipeline = Pipeline {
             steps: vec![only_incumbent],
+            waves: None,
         };
         assert_eq!(
             state_at(&pipeline, 0, ClusterPlace::scheduled(&clusters(), 0)).contender_weight,

@@ -21,7 +21,7 @@ pub struct AppPolicy {
     pub version_ttl: Option<Duration>,
 }
 
-/// One scheduled cluster.
+/// One cluster of a release's schedule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterInfo {
     pub name: String,
@@ -33,6 +33,9 @@ pub struct ClusterInfo {
 pub struct ReleaseInput<'a> {
     pub name: &'a str,
     pub created_at: Timestamp,
+    /// The clusters chosen for this release, in schedule order (the order `first: N` counts). It
+    /// has capacity and traffic nowhere else.
+    pub clusters: &'a [ClusterInfo],
     /// The strategy this release rolls out under.
     pub pipeline: &'a Pipeline,
     /// What this release runs at 100%: its template's replicas, or its autoscaler's bounds.
@@ -61,6 +64,22 @@ pub struct Progress {
     pub phase: Phase,
     /// Why the release is rolling back or was rolled back.
     pub abort: Option<Abort>,
+    /// Per cluster name, the clusters in the current step's scope whose wave has started.
+    /// Emptied when the step changes.
+    pub clusters: BTreeMap<String, ClusterStepProgress>,
+}
+
+/// One cluster's way through the current step; it changes only on a transition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStepProgress {
+    /// When the cluster's wave started moving it towards the step (or it was found there), or it
+    /// last dropped out of the step: its progress deadline counts from here.
+    pub since: Timestamp,
+    /// When the cluster reached the step, while it stays there: its soak counts from here.
+    pub achieved_at: Option<Timestamp>,
+    /// Why the cluster failed the step: it missed its progress deadline.
+    pub failed: Option<String>,
 }
 
 /// Why a release rolls back, as its status shows it.
@@ -119,10 +138,11 @@ pub struct Input<'a> {
     pub app: &'a AppPolicy,
     /// The application's live releases, oldest first.
     pub releases: &'a [ReleaseInput<'a>],
-    /// The clusters scheduled for the application, in schedule order (the order `first: N` counts).
-    pub clusters: &'a [ClusterInfo],
     /// Per cluster name. A scheduled cluster not listed is treated as unreachable.
     pub observed: &'a BTreeMap<String, ClusterObservation>,
+    /// The message of a RolloutBlock that applies to the application: while there is one, the
+    /// contender does not leave its current step (which still converges; aborts still roll back).
+    pub blocked: Option<&'a str>,
 }
 
 /// What the controller should do next.
@@ -130,14 +150,16 @@ pub struct Input<'a> {
 pub struct Decision<'a> {
     /// One per input release, in input order.
     pub releases: Vec<ReleaseDecision<'a>>,
-    /// One per scheduled cluster, in schedule order.
+    /// One per cluster of any release's schedule, in the order of [`scheduled_clusters`].
+    ///
+    /// [`scheduled_clusters`]: crate::scheduled_clusters
     pub clusters: Vec<ClusterDecision<'a>>,
     /// The writes to make: only what differs from the observed state.
     pub changes: Vec<Change<'a>>,
     /// Transitions only.
     pub events: Vec<Event<'a>>,
-    /// Decide again after this long even if nothing is observed to change (a pause ends, a
-    /// retained version reaches its TTL).
+    /// Decide again after this long even if nothing is observed to change (a pause or a soak
+    /// ends, a cluster reaches its progress deadline, a retained version reaches its TTL).
     pub requeue_after: Option<Duration>,
 }
 
@@ -177,6 +199,8 @@ pub enum ConditionKind {
     Progressing,
     StepAchieved,
     WaitingForCommand,
+    /// A RolloutBlock keeps the contender at its achieved step.
+    Blocked,
     Complete,
     Aborted,
 }
@@ -191,6 +215,9 @@ pub enum ClusterPhase {
     /// Traffic is in place; versions going down are being scaled down.
     CapacityDown,
     Achieved,
+    /// In the step's scope and at the previous step's state, which it keeps until its wave
+    /// starts.
+    Queued,
     /// Not observed: no writes, and it holds any step whose scope includes it.
     Unreachable,
 }

@@ -24,6 +24,7 @@ pub struct Scenario<'a> {
     /// What each release runs at 100%.
     pub capacity: Capacity,
     pub pipeline: &'a Pipeline,
+    /// Both releases' schedule.
     pub clusters: &'a [ClusterInfo],
     /// The step whose analysis (or webhook) fails, to show the rollback.
     pub fail_at: Option<&'a str>,
@@ -113,7 +114,6 @@ pub fn simulate(scenario: &Scenario) -> Result<Timeline, SimulateError> {
         Clusters::Scheduled(scenario.clusters),
     )?;
 
-    let start = Timestamp::UNIX_EPOCH;
     let fleet = scenario
         .clusters
         .iter()
@@ -130,18 +130,21 @@ pub fn simulate(scenario: &Scenario) -> Result<Timeline, SimulateError> {
     let mut world = World {
         scenario,
         fleet,
-        now: start,
+        now: Timestamp::UNIX_EPOCH,
         judged_step: None,
     };
 
-    let incumbent = world.release(INCUMBENT, start);
+    let incumbent = world.release(INCUMBENT, world.now);
     let incumbent = world.settle_first_release(incumbent)?;
+    // The contender appears once the incumbent is in place (its waves may have taken time).
+    let start = world.now;
     let mut rows = vec![world.row(None, "start".into(), start, String::new())];
 
     let mut releases = [incumbent, world.release(CONTENDER, start)];
-    // A rollout takes a few decisions per step (capacity up, traffic, capacity down, gate), and a
-    // rollback a few more: far fewer than this.
-    let limit = 8 * (steps.len() + 2) + 16;
+    // A rollout takes a few decisions per step and wave (capacity up, traffic, capacity down,
+    // gate), and a rollback a few more: far fewer than this.
+    let waves = scenario.clusters.len().max(1);
+    let limit = 8 * (steps.len() + 2) * waves + 16;
     for decisions in 0..limit {
         let contender = &releases[1];
         let before = (contender.progress.step, contender.progress.achieved_at);
@@ -264,6 +267,7 @@ impl<'s> World<'s> {
         ReleaseInput {
             name,
             created_at,
+            clusters: self.scenario.clusters,
             pipeline: self.scenario.pipeline,
             capacity: self.scenario.capacity,
             progress: Progress::default(),
@@ -288,8 +292,8 @@ impl<'s> World<'s> {
             now: self.now,
             app: self.scenario.app,
             releases,
-            clusters: self.scenario.clusters,
             observed,
+            blocked: None,
         }
     }
 
@@ -298,7 +302,8 @@ impl<'s> World<'s> {
         &mut self,
         mut incumbent: ReleaseInput<'s>,
     ) -> Result<ReleaseInput<'s>, SimulateError> {
-        let limit = 4 * (self.scenario.pipeline.steps.len() + 2);
+        let waves = self.scenario.clusters.len().max(1);
+        let limit = 4 * (self.scenario.pipeline.steps.len() + 2) * waves;
         for _ in 0..limit {
             let (observed, snapshot) = (self.fleet.clone(), [incumbent.clone()]);
             let decision = decide(&self.input(&snapshot, &observed));
@@ -360,11 +365,27 @@ impl<'s> World<'s> {
             contender.target_step = Some(progress.step + 1);
             return true;
         }
-        let step = &self.scenario.pipeline.steps[index];
-        if progress.achieved_at.is_none() {
-            return false;
-        }
+        let pipeline: &'s Pipeline = self.scenario.pipeline;
+        let step = &pipeline.steps[index];
         let fails = fail_at == Some(index);
+        if progress.achieved_at.is_some() && self.judge_step(contender, step, fails) {
+            return true;
+        }
+        // Time passes only while nothing lands: a pause, a soak, a wave waiting for one.
+        match decision
+            .requeue_after
+            .filter(|_| decision.changes.is_empty())
+        {
+            Some(wait) => {
+                self.now = self.now.saturating_add(wait.0).unwrap_or(self.now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The analysis and the webhook of an achieved step answer. Returns whether one did.
+    fn judge_step(&mut self, contender: &mut ReleaseInput<'s>, step: &Step, fails: bool) -> bool {
         let failure = |what: &str| Verdict::Failed {
             reason: format!("{what} failed at step {:?} (simulated)", step.name),
         };
@@ -398,13 +419,7 @@ impl<'s> World<'s> {
             };
             return true;
         }
-        match decision.requeue_after {
-            Some(wait) => {
-                self.now = self.now.saturating_add(wait.0).unwrap_or(self.now);
-                true
-            }
-            None => false,
-        }
+        false
     }
 
     fn row(&self, step: Option<u32>, name: String, start: Timestamp, gate: String) -> TimelineRow {

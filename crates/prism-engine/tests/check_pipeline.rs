@@ -47,7 +47,7 @@ fn a_canary_that_ends_complete_everywhere_is_valid() {
     ]);
     assert_eq!(errors(steps.clone()), vec![]);
     let clusters = common::clusters(3);
-    assert_eq!(errors_on(steps, Clusters::Scheduled(&clusters)), vec![]);
+    assert_eq!(errors_on(steps, Clusters::Scheduled(clusters)), vec![]);
 }
 
 #[test]
@@ -165,7 +165,7 @@ fn traffic_to_a_contender_without_pods() {
     );
     let clusters = common::clusters(2);
     assert_eq!(
-        errors_on(steps, Clusters::Scheduled(&clusters))[0].message,
+        errors_on(steps, Clusters::Scheduled(clusters))[0].message,
         "step \"dark\" sends traffic to the contender while it runs no pods in cluster c0: give the contender capacity in this step or an earlier one, or send it no traffic"
     );
 }
@@ -201,7 +201,7 @@ fn scopes_that_leave_some_cluster_with_traffic_but_no_pods() {
         vec![]
     );
     let clusters = common::clusters(3);
-    let found = errors_on(unsafe_steps, Clusters::Scheduled(&clusters));
+    let found = errors_on(unsafe_steps, Clusters::Scheduled(clusters));
     assert_eq!(found.len(), 1);
     assert!(found[0].message.contains("in cluster c2"), "{found:?}");
 

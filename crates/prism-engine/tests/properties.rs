@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use common::*;
 use prism_api::strategy::{
     AnalysisStep, CapacityStep, ClusterScope, Duration, Gate, Pipeline, Share, Step, TrafficStep,
+    Waves,
 };
 use prism_engine::{
     AppPolicy, Capacity, Change, ClusterInfo, ClusterObservation, ClusterPhase, Clusters, Input,
-    Phase, Progress, ReleaseInput, ResolvedRoute, Verdict, VersionObservation, check_pipeline,
-    decide,
+    Phase, Progress, ReleaseInput, ResolvedRoute, Role, Verdict, VersionObservation,
+    check_pipeline, decide,
 };
 use proptest::prelude::*;
 
@@ -72,19 +73,30 @@ fn random_step(index: usize) -> impl Strategy<Value = Step> {
     )
 }
 
+/// Waves without a progress deadline: an idealised fleet is followed with a clock that jumps to
+/// each requeue, which would pass every deadline.
+fn waves() -> impl Strategy<Value = Option<Waves>> {
+    prop::option::weighted(
+        0.3,
+        (prop::option::of(1u32..4), prop::option::of(0i64..300)).prop_map(|(max, soak)| Waves {
+            max_concurrency: max,
+            soak: soak.map(Duration::from_secs),
+            ..Default::default()
+        }),
+    )
+}
+
 /// Random steps, then a final full step so that most pipelines are valid.
 fn pipeline() -> impl Strategy<Value = Pipeline> {
-    (0usize..5)
-        .prop_flat_map(|count| {
-            let steps: Vec<_> = (0..count).map(random_step).collect();
-            (steps, gate()).prop_map(move |(mut steps, gate)| {
-                let mut full = traffic(capacity(step("full"), 100, 0), 100);
-                full.gate = gate;
-                steps.push(full);
-                steps
-            })
+    (0usize..5).prop_flat_map(|count| {
+        let steps: Vec<_> = (0..count).map(random_step).collect();
+        (steps, gate(), waves()).prop_map(move |(mut steps, gate, waves)| {
+            let mut full = traffic(capacity(step("full"), 100, 0), 100);
+            full.gate = gate;
+            steps.push(full);
+            Pipeline { steps, waves }
         })
-        .prop_map(|steps| Pipeline { steps })
+    })
 }
 
 fn headless(mut pipeline: Pipeline) -> Pipeline {
@@ -173,7 +185,8 @@ fn verdict() -> impl Strategy<Value = Verdict> {
 struct Case {
     app: AppPolicy,
     pipeline: Pipeline,
-    clusters: Vec<ClusterInfo>,
+    /// Per release.
+    schedules: Vec<Vec<ClusterInfo>>,
     progress: Vec<(Phase, u32, bool, Option<u32>, bool, Verdict)>,
     observed: BTreeMap<String, ClusterObservation>,
     now: i64,
@@ -188,6 +201,7 @@ impl Case {
                 |(index, (phase, step, achieved, target_step, aborted, verdict))| ReleaseInput {
                     name: ["v0", "v1", "v2", "v3", "v4"][index],
                     created_at: at(index as i64 * 100),
+                    clusters: &self.schedules[index],
                     pipeline: &self.pipeline,
                     capacity: Capacity::Replicas(BASE),
                     progress: Progress {
@@ -195,6 +209,7 @@ impl Case {
                         achieved_at: achieved.then(|| at(0)),
                         phase: *phase,
                         abort: None,
+                        clusters: BTreeMap::new(),
                     },
                     target_step: *target_step,
                     aborted: *aborted,
@@ -243,13 +258,29 @@ fn case() -> impl Strategy<Value = Case> {
                             version_ttl: ttl.map(Duration::from_secs),
                         },
                         pipeline: pipeline.clone(),
-                        clusters: common::clusters(clusters),
+                        schedules: vec![common::clusters(clusters).to_vec(); progress.len()],
                         progress,
                         observed,
                         now,
                     })
             },
         )
+}
+
+/// A case where every release has a schedule of its own: some of the clusters, in any order.
+fn fleet_case() -> impl Strategy<Value = Case> {
+    case().prop_flat_map(|case| {
+        let clusters = case.schedules[0].clone();
+        let count = clusters.len();
+        let schedule = Just(clusters)
+            .prop_shuffle()
+            .prop_flat_map(move |shuffled| prop::sample::subsequence(shuffled, 1..=count));
+        let schedules = prop::collection::vec(schedule, case.schedules.len());
+        (Just(case), schedules).prop_map(|(mut case, schedules)| {
+            case.schedules = schedules;
+            case
+        })
+    })
 }
 
 fn ready(observed: &BTreeMap<String, ClusterObservation>, cluster: &str, release: &str) -> u32 {
@@ -270,9 +301,9 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn traffic_sums_to_100_and_reaches_only_ready_versions(case in case()) {
+    fn traffic_sums_to_100_and_reaches_only_ready_versions(case in prop_oneof![case(), fleet_case()]) {
         let releases = case.releases();
-        let input = Input { now: at(case.now), app: &case.app, releases: &releases, clusters: &case.clusters, observed: &case.observed };
+        let input = Input { now: at(case.now), app: &case.app, releases: &releases, observed: &case.observed, blocked: None };
         let decision = decide(&input);
         for cluster in &decision.clusters {
             let Some(traffic) = &cluster.traffic else { continue };
@@ -290,7 +321,7 @@ proptest! {
     #[test]
     fn a_version_with_traffic_keeps_capacity(case in case()) {
         let releases = case.releases();
-        let input = Input { now: at(case.now), app: &case.app, releases: &releases, clusters: &case.clusters, observed: &case.observed };
+        let input = Input { now: at(case.now), app: &case.app, releases: &releases, observed: &case.observed, blocked: None };
         let decision = decide(&input);
         for change in &decision.changes {
             if let Change::Capacity { cluster, release, capacity } = change {
@@ -306,16 +337,16 @@ proptest! {
     }
 
     #[test]
-    fn the_same_input_gives_the_same_decision(case in case()) {
+    fn the_same_input_gives_the_same_decision(case in prop_oneof![case(), fleet_case()]) {
         let releases = case.releases();
-        let input = Input { now: at(case.now), app: &case.app, releases: &releases, clusters: &case.clusters, observed: &case.observed };
+        let input = Input { now: at(case.now), app: &case.app, releases: &releases, observed: &case.observed, blocked: None };
         prop_assert_eq!(decide(&input), decide(&input));
     }
 
     #[test]
-    fn only_writes_that_change_something_are_emitted(case in case()) {
+    fn only_writes_that_change_something_are_emitted(case in prop_oneof![case(), fleet_case()]) {
         let releases = case.releases();
-        let input = Input { now: at(case.now), app: &case.app, releases: &releases, clusters: &case.clusters, observed: &case.observed };
+        let input = Input { now: at(case.now), app: &case.app, releases: &releases, observed: &case.observed, blocked: None };
         let decision = decide(&input);
         for change in &decision.changes {
             match change {
@@ -338,6 +369,36 @@ proptest! {
         }
     }
 
+    /// A release never gets capacity outside its schedule (it only goes there), but an incumbent
+    /// keeps all of its own where its contender is not scheduled, until the contender completes.
+    #[test]
+    fn a_release_runs_only_in_its_schedule(case in fleet_case()) {
+        let releases = case.releases();
+        let input = Input { now: at(case.now), app: &case.app, releases: &releases, observed: &case.observed, blocked: None };
+        let decision = decide(&input);
+        let scheduled = |release: usize, cluster: &str| releases[release].clusters.iter().any(|c| c.name == cluster);
+        let index = |name: &str| releases.iter().position(|release| release.name == name).unwrap();
+        for cluster in &decision.clusters {
+            for version in &cluster.versions {
+                if scheduled(index(version.release), cluster.cluster) {
+                    continue;
+                }
+                let seen = case.observed[cluster.cluster].versions.get(version.release).map_or(Capacity::ZERO, |seen| seen.capacity);
+                prop_assert!(version.target.is_zero(), "{} wants {} in {} outside its schedule", version.release, version.target, cluster.cluster);
+                prop_assert!(!version.capacity.exceeds(seen), "{} grows in {} outside its schedule", version.release, cluster.cluster);
+            }
+        }
+        let role = |role: Role| decision.releases.iter().position(|release| release.role == role);
+        if let (Some(contender), Some(incumbent)) = (role(Role::Contender), role(Role::Incumbent)) {
+            for cluster in &decision.clusters {
+                if scheduled(incumbent, cluster.cluster) && !scheduled(contender, cluster.cluster) {
+                    let kept = cluster.versions.iter().find(|version| version.release == releases[incumbent].name);
+                    prop_assert_eq!(kept.map(|version| version.target), Some(Capacity::Replicas(BASE)));
+                }
+            }
+        }
+    }
+
     /// With an incumbent and a contender, a step is achieved (achieved_at set, or advanced past)
     /// only if every cluster in its scope shows exactly the step's state.
     #[test]
@@ -352,17 +413,20 @@ proptest! {
         let clusters = common::clusters(clusters);
         let mut releases = vec![release("v0", &pipeline, BASE, Phase::Complete), release("v1", &pipeline, BASE, Phase::Progressing)];
         releases[1].progress.step = step;
-        let input = Input { now: at(0), app: &app, releases: &releases, clusters: &clusters, observed: &observed };
+        for release in &mut releases {
+            release.clusters = clusters;
+        }
+        let input = Input { now: at(0), app: &app, releases: &releases, observed: &observed, blocked: None };
         let decision = decide(&input);
         let after = &decision.releases[1].progress;
         if after.achieved_at.is_some() || after.step > step || after.phase == Phase::Complete {
             let everywhere = step as usize == pipeline.steps.len() - 1;
             let scope = pipeline.steps[step as usize].clusters.as_ref().filter(|_| !everywhere);
             for (index, cluster) in clusters.iter().enumerate() {
-                if !oracle_in_scope(scope, &clusters, index) {
+                if !oracle_in_scope(scope, clusters, index) {
                     continue;
                 }
-                let (contender, incumbent, weight) = oracle_state(&pipeline, step as usize, &clusters, index);
+                let (contender, incumbent, weight) = oracle_state(&pipeline, step as usize, clusters, index);
                 let seen = &observed[&cluster.name];
                 prop_assert!(seen.reachable);
                 let version = |name: &str| seen.versions.get(name).copied().unwrap_or(VersionObservation { capacity: Capacity::ZERO, ready: 0, weight: 0 });
@@ -387,16 +451,19 @@ proptest! {
             name: "roll".into(),
             capacity: Some(CapacityStep { contender: Some(Share::Percent(100)), incumbent: Some(Share::Percent(incumbent_target)), max_surge: Some(surge) }),
             ..Default::default()
-        }] };
+        }], waves: None };
         let clusters = common::clusters(seen.len());
         let observed: BTreeMap<_, _> = clusters.iter().zip(&seen).map(|(cluster, &(old, old_ready, new, new_ready))| {
             let version = |replicas: u32, ready: u32| VersionObservation { capacity: Capacity::Replicas(replicas), ready, weight: 0 };
             let versions = [("v0".to_string(), version(old, old_ready)), ("v1".to_string(), version(new, new_ready))].into_iter().collect();
             (cluster.name.clone(), ClusterObservation { reachable: true, versions, routes: vec![] })
         }).collect();
-        let releases = vec![release("v0", &pipeline, BASE, Phase::Complete), release("v1", &pipeline, BASE, Phase::Progressing)];
+        let mut releases = vec![release("v0", &pipeline, BASE, Phase::Complete), release("v1", &pipeline, BASE, Phase::Progressing)];
+        for release in &mut releases {
+            release.clusters = clusters;
+        }
         let app = AppPolicy { traffic: false, max_versions: 2, version_ttl: None };
-        let input = Input { now: at(0), app: &app, releases: &releases, clusters: &clusters, observed: &observed };
+        let input = Input { now: at(0), app: &app, releases: &releases, observed: &observed, blocked: None };
         let decision = decide(&input);
         let bound = BASE + Share::Percent(incumbent_target).of(BASE) + surge;
         for (cluster, &(old, _, new, _)) in decision.clusters.iter().zip(&seen) {
@@ -415,17 +482,49 @@ proptest! {
         let pipeline = if traffic { pipeline } else { headless(pipeline) };
         let app = AppPolicy { traffic, max_versions: 2, version_ttl: None };
         let clusters = common::clusters(clusters);
-        prop_assume!(check_pipeline(&pipeline, app.traffic, Clusters::Scheduled(&clusters)).is_ok());
+        prop_assume!(check_pipeline(&pipeline, app.traffic, Clusters::Scheduled(clusters)).is_ok());
         let mut world = steady_world(&pipeline, app, clusters);
         let mut done = false;
-        for _ in 0..200 {
-            let round = follow(&mut world);
-            if round == Phase::Complete {
+        // Waves of one cluster at a time take a few rounds per cluster and step.
+        for _ in 0..600 {
+            follow(&mut world);
+            if world.releases[1].progress.phase == Phase::Complete {
                 done = true;
                 break;
             }
         }
         prop_assert!(done, "not complete: {:?}", world.releases[1].progress);
+    }
+
+    /// With `maxConcurrency: N`, at most N clusters are on their way to the contender's step at
+    /// any moment of a rollout: every other one is at the step, or waits for its wave at the
+    /// previous step's state.
+    #[test]
+    fn at_most_max_concurrency_clusters_move_at_once(
+        pipeline in pipeline(),
+        clusters in 1usize..=8,
+        max_concurrency in 1u32..4,
+        soak in prop::option::of(0i64..300),
+    ) {
+        let pipeline = Pipeline {
+            waves: Some(Waves { max_concurrency: Some(max_concurrency), soak: soak.map(Duration::from_secs), ..Default::default() }),
+            ..pipeline
+        };
+        let app = AppPolicy { traffic: true, max_versions: 2, version_ttl: None };
+        let clusters = common::clusters(clusters);
+        prop_assume!(check_pipeline(&pipeline, app.traffic, Clusters::Scheduled(clusters)).is_ok());
+        let mut world = steady_world(&pipeline, app, clusters);
+        for _ in 0..600 {
+            let round = follow(&mut world);
+            if !round.progress[1].phase.is_rolling_out() {
+                break;
+            }
+            let moving = round.phases.iter().filter(|phase| {
+                matches!(phase, ClusterPhase::CapacityUp | ClusterPhase::Traffic | ClusterPhase::CapacityDown)
+            });
+            prop_assert!(moving.count() <= max_concurrency as usize, "{}", round.decision_debug);
+        }
+        prop_assert_eq!(world.releases[1].progress.phase, Phase::Complete);
     }
 
     /// An abort at any step, followed on an idealised fleet: the incumbent's capacity is ready
@@ -435,10 +534,11 @@ proptest! {
     fn an_abort_restores_the_incumbent_capacity_before_its_traffic(pipeline in pipeline(), clusters in 1usize..=8, rounds in 0usize..12) {
         let app = AppPolicy { traffic: true, max_versions: 2, version_ttl: None };
         let clusters = common::clusters(clusters);
-        prop_assume!(check_pipeline(&pipeline, app.traffic, Clusters::Scheduled(&clusters)).is_ok());
+        prop_assume!(check_pipeline(&pipeline, app.traffic, Clusters::Scheduled(clusters)).is_ok());
         let mut world = steady_world(&pipeline, app, clusters);
         for _ in 0..rounds {
-            if follow(&mut world) != Phase::Progressing && world.releases[1].progress.phase == Phase::Complete {
+            follow(&mut world);
+            if world.releases[1].progress.phase == Phase::Complete {
                 return Ok(());
             }
         }
@@ -461,7 +561,7 @@ proptest! {
             }
         }
         prop_assert_eq!(world.releases[1].progress.phase, Phase::Aborted);
-        for cluster in &world.clusters {
+        for cluster in world.clusters {
             prop_assert_eq!(world.weight(&cluster.name, "v0"), 100);
             prop_assert_eq!(world.replicas(&cluster.name, "v0"), Capacity::Replicas(BASE));
         }
@@ -471,7 +571,7 @@ proptest! {
     fn at_a_fixed_point_nothing_is_written_and_nothing_is_said(pipeline in pipeline(), clusters in 1usize..=8, rounds in 0usize..30) {
         let app = AppPolicy { traffic: true, max_versions: 2, version_ttl: None };
         let clusters = common::clusters(clusters);
-        prop_assume!(check_pipeline(&pipeline, app.traffic, Clusters::Scheduled(&clusters)).is_ok());
+        prop_assume!(check_pipeline(&pipeline, app.traffic, Clusters::Scheduled(clusters)).is_ok());
         let mut world = steady_world(&pipeline, app, clusters);
         for _ in 0..rounds {
             follow(&mut world);
@@ -495,9 +595,13 @@ proptest! {
 }
 
 /// An incumbent complete and at its steady state everywhere, and a contender at step 0.
-fn steady_world(pipeline: &Pipeline, app: AppPolicy, clusters: Vec<ClusterInfo>) -> World<'_> {
+fn steady_world<'a>(
+    pipeline: &'a Pipeline,
+    app: AppPolicy,
+    clusters: &'a [ClusterInfo],
+) -> World<'a> {
     let traffic = app.traffic;
-    let fleet = fleet(&clusters, &[("v0", BASE, if traffic { 100 } else { 0 })]);
+    let fleet = fleet(clusters, &[("v0", BASE, if traffic { 100 } else { 0 })]);
     let mut incumbent = release("v0", pipeline, BASE, Phase::Complete);
     incumbent.progress.step = pipeline.steps.len() as u32 - 1;
     let mut contender = release("v1", pipeline, BASE, Phase::Progressing);
@@ -507,7 +611,7 @@ fn steady_world(pipeline: &Pipeline, app: AppPolicy, clusters: Vec<ClusterInfo>)
 
 /// One round on the idealised fleet, playing the adapters and the person like `prism plan`:
 /// analyses pass, manual gates are promoted, pauses run out. Checks traffic safety on the way.
-fn follow(world: &mut World) -> Phase {
+fn follow(world: &mut World) -> Round {
     let step_before = world.releases[1].progress.step;
     let round = world.round();
     let contender = &mut world.releases[1];
@@ -534,7 +638,7 @@ fn follow(world: &mut World) -> Phase {
                 .is_some_and(|version| version.ready > 0)
         }));
     }
-    world.releases[1].progress.phase
+    round
 }
 
 /// An observed fleet where each cluster is, at random, at a step's exact state or slightly off.

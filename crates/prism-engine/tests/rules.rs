@@ -10,7 +10,7 @@ use prism_engine::{
 
 fn canary_world(pipeline: &Pipeline, clusters: usize) -> World<'_> {
     let clusters = common::clusters(clusters);
-    let fleet = fleet(&clusters, &[("v1", 10, 100)]);
+    let fleet = fleet(clusters, &[("v1", 10, 100)]);
     World::new(
         app(true),
         vec![
@@ -35,7 +35,7 @@ fn roles_follow_age_and_completion() {
         release("v5", &pipeline, 10, Phase::Progressing),
     ];
     let clusters = clusters(1);
-    let fleet = fleet(&clusters, &[("v3", 10, 100)]);
+    let fleet = fleet(clusters, &[("v3", 10, 100)]);
     let world = World::new(app, releases, clusters, fleet);
     let round = world.decide();
     assert_eq!(
@@ -60,7 +60,7 @@ fn with_two_versions_at_most_the_previous_one_retires_once_the_contender_complet
         release("v2", &pipeline, 10, Phase::Complete),
     ];
     let clusters = clusters(1);
-    let fleet = fleet(&clusters, &[("v1", 0, 0), ("v2", 10, 100)]);
+    let fleet = fleet(clusters, &[("v1", 0, 0), ("v2", 10, 100)]);
     let world = World::new(app(true), releases, clusters, fleet);
     let round = world.decide();
     assert_eq!(round.roles, [Role::Retiring, Role::Incumbent]);
@@ -76,7 +76,7 @@ fn an_aborted_release_retires_and_the_newest_complete_one_is_incumbent() {
     ];
     releases[1].aborted = true;
     let clusters = clusters(1);
-    let fleet = fleet(&clusters, &[("v1", 0, 0), ("v2", 10, 100)]);
+    let fleet = fleet(clusters, &[("v1", 0, 0), ("v2", 10, 100)]);
     let world = World::new(app(true), releases, clusters, fleet);
     let round = world.decide();
     assert_eq!(round.roles, [Role::Incumbent, Role::Retiring]);
@@ -97,7 +97,7 @@ fn a_retained_version_older_than_the_ttl_retires() {
     releases[0].created_at = at(0);
     releases[1].created_at = at(3000);
     let clusters = clusters(1);
-    let fleet = fleet(&clusters, &[("v3", 10, 100)]);
+    let fleet = fleet(clusters, &[("v3", 10, 100)]);
     let mut world = World::new(app, releases, clusters, fleet);
     world.now = at(4000);
     let round = world.decide();
@@ -115,6 +115,7 @@ fn a_retained_version_older_than_the_ttl_retires() {
 fn a_retained_version_keeps_the_incumbent_share_of_the_last_step_that_superseded_it() {
     let keep_old = Pipeline {
         steps: vec![traffic(capacity(step("switch"), 100, 100), 100)],
+        waves: None,
     };
     let mut app = app(true);
     app.max_versions = 3;
@@ -123,7 +124,7 @@ fn a_retained_version_keeps_the_incumbent_share_of_the_last_step_that_superseded
         release("v2", &keep_old, 4, Phase::Complete),
     ];
     let clusters = clusters(1);
-    let fleet = fleet(&clusters, &[("v1", 4, 0), ("v2", 4, 100)]);
+    let fleet = fleet(clusters, &[("v1", 4, 0), ("v2", 4, 100)]);
     let world = World::new(app, releases, clusters, fleet);
     let round = world.decide();
     assert_eq!(round.roles, [Role::Retained, Role::Incumbent]);
@@ -134,7 +135,7 @@ fn a_retained_version_keeps_the_incumbent_share_of_the_last_step_that_superseded
 fn a_first_release_goes_straight_to_the_last_step_and_completes_once_achieved() {
     let pipeline = canary();
     let clusters = clusters(2);
-    let fleet = fleet(&clusters, &[]);
+    let fleet = fleet(clusters, &[]);
     let mut world = World::new(
         app(true),
         vec![release("v1", &pipeline, 3, Phase::Progressing)],
@@ -154,6 +155,7 @@ fn a_first_release_goes_straight_to_the_last_step_and_completes_once_achieved() 
 fn capacity_goes_up_before_traffic_and_traffic_moves_before_capacity_goes_down() {
     let pipeline = Pipeline {
         steps: vec![traffic(capacity(step("swap"), 100, 0), 100)],
+        waves: None,
     };
     let mut world = canary_world(&pipeline, 1);
     let up = world.round();
@@ -185,6 +187,7 @@ fn capacity_goes_up_before_traffic_and_traffic_moves_before_capacity_goes_down()
 fn traffic_waits_for_ready_pods_not_just_for_capacity() {
     let pipeline = Pipeline {
         steps: vec![traffic(capacity(step("swap"), 100, 100), 100)],
+        waves: None,
     };
     let mut world = canary_world(&pipeline, 1);
     world.fleet.get_mut("c0").unwrap().versions.insert(
@@ -204,6 +207,7 @@ fn traffic_waits_for_ready_pods_not_just_for_capacity() {
 fn weight_of_a_version_without_ready_pods_goes_to_the_ready_ones() {
     let pipeline = Pipeline {
         steps: vec![traffic(capacity(step("half"), 50, 50), 50)],
+        waves: None,
     };
     let mut world = canary_world(&pipeline, 1);
     let versions = &mut world.fleet.get_mut("c0").unwrap().versions;
@@ -247,15 +251,7 @@ fn traffic_is_held_when_no_version_has_ready_pods() {
         .get_mut("v1")
         .unwrap()
         .ready = 0;
-    let input_fleet = world.fleet.clone();
-    let input = prism_engine::Input {
-        now: world.now,
-        app: &world.app,
-        releases: &world.releases,
-        clusters: &world.clusters,
-        observed: &input_fleet,
-    };
-    let decision = prism_engine::decide(&input);
+    let decision = prism_engine::decide(&world.input(&world.releases, &world.fleet));
     assert_eq!(decision.clusters[0].traffic, None);
     assert!(
         !decision
@@ -270,6 +266,7 @@ fn a_version_with_traffic_never_loses_all_of_its_capacity() {
     // An invalid step: traffic to the incumbent, but no capacity for it.
     let pipeline = Pipeline {
         steps: vec![traffic(capacity(step("bad"), 100, 0), 50)],
+        waves: None,
     };
     let mut world = canary_world(&pipeline, 1);
     for _ in 0..6 {
@@ -284,9 +281,10 @@ fn a_surge_step_moves_capacity_in_rounds_within_the_limit() {
     rolling.capacity.as_mut().unwrap().max_surge = Some(2);
     let pipeline = Pipeline {
         steps: vec![rolling],
+        waves: None,
     };
     let clusters = clusters(1);
-    let fleet = fleet(&clusters, &[("v1", 10, 0)]);
+    let fleet = fleet(clusters, &[("v1", 10, 0)]);
     let releases = vec![
         release("v1", &pipeline, 10, Phase::Complete),
         release("v2", &pipeline, 10, Phase::Progressing),
@@ -314,6 +312,7 @@ fn a_step_waits_for_every_cluster_in_its_scope() {
             manual(capacity(step("all"), 100, 100)),
             traffic(capacity(step("full"), 100, 0), 100),
         ],
+        waves: None,
     };
     let mut world = canary_world(&pipeline, 3);
     // The vanguard step only changes c0, so it is achieved once c0 is.
@@ -379,6 +378,7 @@ fn a_pause_advances_once_its_time_is_up_and_asks_for_a_requeue() {
             pause(capacity(step("soak"), 10, 100), 300),
             traffic(capacity(step("full"), 100, 0), 100),
         ],
+        waves: None,
     };
     let mut world = canary_world(&pipeline, 1);
     world.round();
@@ -407,6 +407,7 @@ fn an_analysis_holds_the_step_until_it_passes() {
             analysed(capacity(step("canary"), 10, 100)),
             traffic(capacity(step("full"), 100, 0), 100),
         ],
+        waves: None,
     };
     let mut world = canary_world(&pipeline, 1);
     world.releases[1].analysis = Verdict::Pending;
@@ -429,6 +430,7 @@ fn a_failed_analysis_rolls_back_restoring_the_incumbent_capacity_before_its_traf
             analysed(traffic(capacity(step("half"), 50, 50), 50)),
             traffic(capacity(step("full"), 100, 0), 100),
         ],
+        waves: None,
     };
     let mut world = canary_world(&pipeline, 1);
     world.releases[1].analysis = Verdict::Pending;
@@ -488,6 +490,7 @@ fn achieved_steps_cascade_within_one_decision() {
             step("c"),
             traffic(capacity(step("full"), 100, 0), 100),
         ],
+        waves: None,
     };
     let mut world = canary_world(&pipeline, 1);
     world.round();
@@ -499,7 +502,7 @@ fn achieved_steps_cascade_within_one_decision() {
 fn nothing_is_written_and_nothing_is_said_at_the_steady_state() {
     let pipeline = canary();
     let clusters = clusters(3);
-    let fleet = fleet(&clusters, &[("v1", 10, 100)]);
+    let fleet = fleet(clusters, &[("v1", 10, 100)]);
     let mut complete = release("v1", &pipeline, 10, Phase::Complete);
     complete.progress.step = 3;
     let world = World::new(app(true), vec![complete], clusters, fleet);
@@ -521,6 +524,7 @@ fn each_routes_reach_every_live_version_by_name() {
     }]);
     let pipeline = Pipeline {
         steps: vec![rainbow_step],
+        waves: None,
     };
     let mut app = app(true);
     app.max_versions = 3;
@@ -530,7 +534,7 @@ fn each_routes_reach_every_live_version_by_name() {
         release("v3", &pipeline, 2, Phase::Progressing),
     ];
     let clusters = clusters(1);
-    let fleet = fleet(&clusters, &[("v1", 2, 0), ("v2", 2, 100)]);
+    let fleet = fleet(clusters, &[("v1", 2, 0), ("v2", 2, 100)]);
     let mut world = World::new(app, releases, clusters, fleet);
     let done = world.settle(10);
     assert_eq!(done.progress[2].phase, Phase::Complete);
@@ -567,6 +571,7 @@ fn routes_left_out_of_a_step_keep_the_incumbent_routes() {
     full.traffic = Some(routes);
     let pipeline = Pipeline {
         steps: vec![capacity(step("staging"), 10, 100), full],
+        waves: None,
     };
     let mut world = canary_world(&pipeline, 1);
     world.fleet.get_mut("c0").unwrap().routes = vec![prism_engine::ResolvedRoute {
@@ -594,10 +599,11 @@ fn autoscaled_capacity_shares_both_bounds_and_waits_for_the_lower_one() {
             capacity(step("canary"), 50, 100),
             capacity(step("full"), 100, 0),
         ],
+        waves: None,
     };
     let clusters = clusters(1);
     let hpa = Capacity::Autoscaled { min: 4, max: 10 };
-    let mut fleet = fleet(&clusters, &[]);
+    let mut fleet = fleet(clusters, &[]);
     fleet.get_mut("c0").unwrap().versions.insert(
         "v1".into(),
         VersionObservation {

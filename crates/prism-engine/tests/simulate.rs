@@ -1,7 +1,7 @@
 mod common;
 
 use common::*;
-use prism_api::strategy::{AnalysisStep, Duration, Pipeline};
+use prism_api::strategy::{AnalysisStep, Duration, Pipeline, Waves};
 use prism_engine::{Capacity, Outcome, Scenario, SimulateError, Timeline, simulate};
 
 fn plan(
@@ -16,7 +16,7 @@ fn plan(
         app: &app,
         capacity: Capacity::Replicas(10),
         pipeline,
-        clusters: &clusters,
+        clusters,
         fail_at,
     })
 }
@@ -64,6 +64,30 @@ fn pauses_and_analyses_take_simulated_time() {
     assert_eq!(half.elapsed, Duration::from_secs(0));
     // The pause counts from the step's achievement, and the analysis took 3m of it.
     assert_eq!(timeline.rows[4].elapsed, Duration::from_secs(300));
+}
+
+#[test]
+fn waves_take_their_soak_one_after_the_other() {
+    let pipeline = Pipeline {
+        steps: vec![
+            traffic(capacity(step("canary"), 25, 100), 25),
+            traffic(capacity(step("full"), 100, 0), 100),
+        ],
+        waves: Some(Waves {
+            max_concurrency: Some(1),
+            soak: Some(Duration::from_secs(60)),
+            ..Default::default()
+        }),
+    };
+    let timeline = plan(&pipeline, true, 3, None).unwrap();
+    assert_eq!(timeline.outcome, Outcome::Complete);
+    let elapsed: Vec<i64> = timeline
+        .rows
+        .iter()
+        .map(|row| row.elapsed.as_secs())
+        .collect();
+    // Each step: a wave per cluster, 1m apart; the rollout leaves it once the last wave soaked.
+    assert_eq!(elapsed, [0, 120, 300]);
 }
 
 #[test]

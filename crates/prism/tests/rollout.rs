@@ -75,6 +75,7 @@ impl Rollout {
                 template: application(image).spec.template,
                 strategy: prism_api::Pipeline {
                     steps: app.spec.strategy.steps.clone().unwrap(),
+                    waves: None,
                 },
                 clusters: schedule(&app, &[]).unwrap(),
                 target_step: None,

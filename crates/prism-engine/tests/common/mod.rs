@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use jiff::Timestamp;
 use prism_api::strategy::{
@@ -20,8 +21,9 @@ pub fn app(traffic: bool) -> AppPolicy {
     }
 }
 
-pub fn clusters(count: usize) -> Vec<ClusterInfo> {
-    (0..count)
+/// Clusters `c0`, `c1`, ... alternately in regions `eu` and `us`.
+static FLEET: LazyLock<Vec<ClusterInfo>> = LazyLock::new(|| {
+    (0..64)
         .map(|index| ClusterInfo {
             name: format!("c{index}"),
             region: if index % 2 == 0 {
@@ -29,6 +31,25 @@ pub fn clusters(count: usize) -> Vec<ClusterInfo> {
             } else {
                 "us".into()
             },
+        })
+        .collect()
+});
+
+/// The first `count` clusters of the test fleet (at most 64), in schedule order.
+pub fn clusters(count: usize) -> &'static [ClusterInfo] {
+    &FLEET[..count]
+}
+
+/// The clusters of the test fleet with these names, in this order.
+pub fn named(names: &[&str]) -> Vec<ClusterInfo> {
+    names
+        .iter()
+        .map(|name| {
+            let found = FLEET.iter().find(|cluster| cluster.name == *name);
+            found.cloned().unwrap_or_else(|| ClusterInfo {
+                name: (*name).into(),
+                region: "eu".into(),
+            })
         })
         .collect()
 }
@@ -94,9 +115,11 @@ pub fn canary() -> Pipeline {
             traffic(capacity(step("half"), 50, 50), 50),
             traffic(capacity(step("full"), 100, 0), 100),
         ],
+        waves: None,
     }
 }
 
+/// A release scheduled nowhere yet: `World::new` schedules it on the world's clusters.
 pub fn release<'a>(
     name: &'a str,
     pipeline: &'a Pipeline,
@@ -106,6 +129,7 @@ pub fn release<'a>(
     ReleaseInput {
         name,
         created_at: at(0),
+        clusters: &[],
         pipeline,
         capacity: Capacity::Replicas(replicas),
         progress: Progress {
@@ -155,8 +179,9 @@ pub struct World<'a> {
     pub now: Timestamp,
     pub app: AppPolicy,
     pub releases: Vec<ReleaseInput<'a>>,
-    pub clusters: Vec<ClusterInfo>,
+    pub clusters: &'a [ClusterInfo],
     pub fleet: BTreeMap<String, ClusterObservation>,
+    pub blocked: Option<&'a str>,
 }
 
 /// What one round decided, owned so that the world can change afterwards.
@@ -211,42 +236,57 @@ fn summarize(decision: &prism_engine::Decision) -> Round {
 }
 
 impl<'a> World<'a> {
+    /// Every release is scheduled on `clusters`; give one its own schedule in `releases` after.
     pub fn new(
         app: AppPolicy,
-        releases: Vec<ReleaseInput<'a>>,
-        clusters: Vec<ClusterInfo>,
+        mut releases: Vec<ReleaseInput<'a>>,
+        clusters: &'a [ClusterInfo],
         fleet: BTreeMap<String, ClusterObservation>,
     ) -> Self {
+        for release in &mut releases {
+            release.clusters = clusters;
+        }
         World {
             now: at(0),
             app,
             releases,
             clusters,
             fleet,
+            blocked: None,
+        }
+    }
+
+    pub fn input<'i>(
+        &'i self,
+        releases: &'i [ReleaseInput<'a>],
+        observed: &'i BTreeMap<String, ClusterObservation>,
+    ) -> prism_engine::Input<'i> {
+        prism_engine::Input {
+            now: self.now,
+            app: &self.app,
+            releases,
+            observed,
+            blocked: self.blocked,
         }
     }
 
     /// One decision, without landing it.
     pub fn decide(&self) -> Round {
-        let input = prism_engine::Input {
-            now: self.now,
-            app: &self.app,
-            releases: &self.releases,
-            clusters: &self.clusters,
-            observed: &self.fleet,
-        };
-        summarize(&prism_engine::decide(&input))
+        summarize(&prism_engine::decide(
+            &self.input(&self.releases, &self.fleet),
+        ))
     }
 
     /// One decision, landed on the idealised fleet, with every release's progress carried on.
     pub fn round(&mut self) -> Round {
         let (fleet, releases) = (self.fleet.clone(), self.releases.clone());
+        // Not `self.input`: the decision borrows `self.app` while the fleet changes.
         let input = prism_engine::Input {
             now: self.now,
             app: &self.app,
             releases: &releases,
-            clusters: &self.clusters,
             observed: &fleet,
+            blocked: self.blocked,
         };
         let decision = prism_engine::decide(&input);
         prism_engine::land(&mut self.fleet, &decision);
