@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::conditions::Condition;
 use crate::rules;
-use crate::strategy::{Duration, Step};
+use crate::strategy::{Duration, Step, Waves};
 
 /// The annotation that asks for a new Release of the same template on a fresh schedule (a no-op
 /// rollout, e.g. to move an application off a drained cluster): each new value makes one. The
@@ -216,6 +216,9 @@ pub struct StrategyRef {
     #[schemars(length(max = 64))]
     #[x_kube(validation = rules::STEPS_NOT_EMPTY, validation = rules::STEP_NAMES_UNIQUE)]
     pub steps: Option<Vec<Step>>,
+    /// With inline steps: how the rollout moves across clusters, as in a Strategy's spec.waves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waves: Option<Waves>,
 }
 
 /// How requests reach each version.

@@ -345,7 +345,7 @@ pub fn dereference(app: &Application, ctx: &Context, namespace: &str) -> Observe
     let strategy = if let Some(steps) = &strategy.steps {
         StrategySource::Inline(Pipeline {
             steps: steps.clone(),
-            waves: None,
+            waves: strategy.waves.clone(),
         })
     } else if let Some(strategy_name) = &strategy.name {
         let found = ctx

@@ -100,7 +100,7 @@ pub async fn reconcile(
         app: &policy,
         releases: &inputs,
         observed: &observed,
-        blocked: None,
+        blocked,
     });
 
     // 3. Apply.

@@ -77,7 +77,7 @@ impl Rollout {
                     steps: app.spec.strategy.steps.clone().unwrap(),
                     waves: None,
                 },
-                clusters: schedule(&app, &[]).unwrap(),
+                clusters: schedule(app, &[]).unwrap(),
                 target_step: None,
                 aborted: false,
             },
