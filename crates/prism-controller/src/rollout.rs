@@ -26,7 +26,7 @@ use crate::Context;
 use crate::application::{FIELD_MANAGER, publish};
 use crate::error::Error;
 use crate::expectations::ObjectKey;
-use crate::fleet::{MANAGEMENT_CLUSTER, Member, of_app};
+use crate::fleet::{Connection, MANAGEMENT_CLUSTER, Member, of_app};
 use crate::status::{progress, release_status};
 use crate::traffic::{self, AppView, Weights};
 use crate::workload;
@@ -58,10 +58,22 @@ pub async fn reconcile(
     let app_owner = app.controller_owner_ref(&());
     let mut views = BTreeMap::new();
     let mut observed = BTreeMap::new();
+    let mut unreachable = BTreeMap::new();
     for cluster in scheduled_clusters(&inputs) {
         let Some(member) = ctx.fleet.get(&cluster.name) else {
+            unreachable.insert(
+                cluster.name.clone(),
+                "not in the fleet: no Cluster of this name, or its credentials do not work (see its status)".to_owned(),
+            );
             continue;
         };
+        if let Connection::Unreachable(error) = member.connection() {
+            unreachable.insert(
+                cluster.name.clone(),
+                format!("the API server does not answer: {error}"),
+            );
+            continue;
+        }
         if !member.is_observed() {
             continue;
         }
@@ -170,6 +182,7 @@ pub async fn reconcile(
             release_decision,
             &decision.clusters,
             &observed,
+            &unreachable,
             &now,
         );
         if release.status.as_ref() == Some(&status) {

@@ -51,6 +51,7 @@ pub fn release_status(
     decision: &ReleaseDecision,
     clusters: &[ClusterDecision],
     observed: &BTreeMap<String, ClusterObservation>,
+    unreachable: &BTreeMap<String, String>,
     now: &Time,
 ) -> ReleaseStatus {
     let current = release.status.clone().unwrap_or_default();
@@ -62,64 +63,70 @@ pub fn release_status(
         _ => progress.step,
     };
     let name = release.name_any();
-    let cluster_progress = clusters
-        .iter()
-        .filter_map(|cluster| {
-            let seen = observed
-                .get(cluster.cluster)
-                .and_then(|observation| observation.versions.get(&name));
-            let decided = cluster.versions.iter().any(|v| v.release == name);
-            let record = progress.clusters.get(cluster.cluster);
-            if seen.is_none() && !decided && record.is_none() {
-                return None;
-            }
-            let before = current.clusters.iter().find(|c| c.name == cluster.cluster);
-            let failed = record.and_then(|record| record.failed.clone());
-            let (phase, message) = match cluster.phase {
-                _ if failed.is_some() => (ReleaseClusterPhase::Failed, failed),
-                ClusterPhase::Achieved => (ReleaseClusterPhase::Achieved, None),
-                ClusterPhase::Queued => (
-                    ReleaseClusterPhase::Pending,
-                    Some("waiting for its wave".to_owned()),
-                ),
-                ClusterPhase::Unreachable => (
-                    ReleaseClusterPhase::Unreachable,
-                    Some("the cluster's API server does not answer".to_owned()),
-                ),
-                ClusterPhase::CapacityUp => (
-                    ReleaseClusterPhase::Progressing,
-                    Some("scaling up: waiting for ready pods".to_owned()),
-                ),
-                ClusterPhase::Traffic => (
-                    ReleaseClusterPhase::Progressing,
-                    Some("shifting traffic".to_owned()),
-                ),
-                ClusterPhase::CapacityDown => (
-                    ReleaseClusterPhase::Progressing,
-                    Some("scaling down".to_owned()),
-                ),
-            };
-            let last = (steps.len() as u32).checked_sub(1);
-            let achieved_step = match progress.phase {
-                Phase::Complete => last,
-                phase if phase.is_rolling_out() && cluster.phase == ClusterPhase::Achieved => {
-                    Some(progress.step)
+    let cluster_progress =
+        clusters
+            .iter()
+            .filter_map(|cluster| {
+                let seen = observed
+                    .get(cluster.cluster)
+                    .and_then(|observation| observation.versions.get(&name));
+                let decided = cluster.versions.iter().any(|v| v.release == name);
+                let record = progress.clusters.get(cluster.cluster);
+                if seen.is_none() && !decided && record.is_none() {
+                    return None;
                 }
-                _ => before.and_then(|c| c.achieved_step),
-            };
-            Some(ClusterProgress {
-                name: cluster.cluster.to_owned(),
-                phase,
-                achieved_step,
-                since: record.map(|record| Time(record.since)),
-                achieved_at: record.and_then(|record| record.achieved_at).map(Time),
-                replicas: seen.map_or(0, |seen| seen.capacity.floor()),
-                ready_replicas: seen.map_or(0, |seen| seen.ready),
-                weight: seen.map_or(0, |seen| seen.weight),
-                message,
+                let before = current.clusters.iter().find(|c| c.name == cluster.cluster);
+                let failed = record.and_then(|record| record.failed.clone());
+                let (phase, message) =
+                    match cluster.phase {
+                        _ if failed.is_some() => (ReleaseClusterPhase::Failed, failed),
+                        ClusterPhase::Achieved => (ReleaseClusterPhase::Achieved, None),
+                        ClusterPhase::Queued => (
+                            ReleaseClusterPhase::Pending,
+                            Some("waiting for its wave".to_owned()),
+                        ),
+                        ClusterPhase::Unreachable => {
+                            (
+                                ReleaseClusterPhase::Unreachable,
+                                Some(unreachable.get(cluster.cluster).cloned().unwrap_or_else(
+                                    || "the cluster's API server does not answer".to_owned(),
+                                )),
+                            )
+                        }
+                        ClusterPhase::CapacityUp => (
+                            ReleaseClusterPhase::Progressing,
+                            Some("scaling up: waiting for ready pods".to_owned()),
+                        ),
+                        ClusterPhase::Traffic => (
+                            ReleaseClusterPhase::Progressing,
+                            Some("shifting traffic".to_owned()),
+                        ),
+                        ClusterPhase::CapacityDown => (
+                            ReleaseClusterPhase::Progressing,
+                            Some("scaling down".to_owned()),
+                        ),
+                    };
+                let last = (steps.len() as u32).checked_sub(1);
+                let achieved_step = match progress.phase {
+                    Phase::Complete => last,
+                    phase if phase.is_rolling_out() && cluster.phase == ClusterPhase::Achieved => {
+                        Some(progress.step)
+                    }
+                    _ => before.and_then(|c| c.achieved_step),
+                };
+                Some(ClusterProgress {
+                    name: cluster.cluster.to_owned(),
+                    phase,
+                    achieved_step,
+                    since: record.map(|record| Time(record.since)),
+                    achieved_at: record.and_then(|record| record.achieved_at).map(Time),
+                    replicas: seen.map_or(0, |seen| seen.capacity.floor()),
+                    ready_replicas: seen.map_or(0, |seen| seen.ready),
+                    weight: seen.map_or(0, |seen| seen.weight),
+                    message,
+                })
             })
-        })
-        .collect();
+            .collect();
 
     let generation = release.metadata.generation;
     let mut desired: Vec<Condition> = decision
@@ -264,6 +271,7 @@ mod tests {
             &release,
             &decision,
             &clusters,
+            &BTreeMap::new(),
             &BTreeMap::new(),
             &Time(at(90)),
         );

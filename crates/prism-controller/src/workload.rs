@@ -484,7 +484,7 @@ mod tests {
                 "metadata": {"name": name, "labels": {"prism.dev/release": name},
                              "annotations": {CAPACITY_ANNOTATION: capacity}},
                 "spec": {"replicas": replicas, "selector": {}, "template": {}},
-                "status": {"readyReplicas": ready}
+                "status": {"readyReplicas": ready, "updatedReplicas": ready}
             }))
             .unwrap()
         };
@@ -498,5 +498,26 @@ mod tests {
             observed["web-3"].capacity,
             Capacity::Autoscaled { min: 2, max: 6 }
         );
+    }
+
+    #[test]
+    fn only_ready_pods_of_the_current_template_count_up_to_the_replicas_asked_for() {
+        let deployment =
+            |generation: i64, observed: i64, replicas: i32, ready: i32, updated: i32| {
+                let deployment: Deployment = serde_json::from_value(json!({
+                    "metadata": {"name": "web-2", "generation": generation,
+                                 "labels": {"prism.dev/release": "web-2"}},
+                    "spec": {"replicas": replicas, "selector": {}, "template": {}},
+                    "status": {"observedGeneration": observed, "readyReplicas": ready,
+                               "updatedReplicas": updated}
+                }))
+                .unwrap();
+                observe(&[deployment])["web-2"].ready
+            };
+        assert_eq!(deployment(2, 2, 4, 4, 4), 4);
+        // Someone changed the pod template: the old template's ready pods are not this version.
+        assert_eq!(deployment(3, 3, 4, 4, 1), 1);
+        // Scaled down from 4 to 2, and the status does not show it yet.
+        assert_eq!(deployment(3, 2, 2, 4, 4), 2);
     }
 }
