@@ -11,11 +11,11 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use prism_api::release::ReleasePhase;
-use prism_api::{Application, Cluster, Release};
+use prism_api::{Application, Cluster};
 use prism_testkit::fixtures::web_template;
 use prism_testkit::fleet::TestFleet;
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
-use run::{prism, text};
+use run::{prism, text, with_controller};
 use serde_json::json;
 
 const APPS: [&str; 2] = ["web", "api"];
@@ -49,20 +49,8 @@ async fn ready_by_app(clients: &[Client], namespace: &str) -> BTreeMap<String, u
 async fn drain_moves_every_application_off_a_cluster_without_losing_ready_capacity() {
     let env = TestEnv::new("fleet-drain").await;
     let client = env.cluster("c1").client();
-    prism_testkit::install_crds(&client, prism_api::crds())
-        .await
-        .unwrap();
-    let _controller = prism_testkit::spawn_for_test(prism_controller::run(
-        client.clone(),
-        prism_controller::Options {
-            namespace: Some(env.namespace().to_owned()),
-            cluster_selector: Some(env.cluster_selector()),
-            global_namespace: None,
-        },
-    ));
+    let (apps, releases, _controller) = with_controller(&env).await;
     let fleet = TestFleet::join(&env, &client).await.unwrap();
-    let apps = Api::<Application>::namespaced(client.clone(), env.namespace());
-    let releases = Api::<Release>::namespaced(client.clone(), env.namespace());
     for name in APPS {
         let app: Application = serde_json::from_value(json!({
             "apiVersion": "prism.dev/v1alpha1",

@@ -3,30 +3,15 @@
 
 mod run;
 
-use kube::Api;
 use kube::api::{Patch, PatchParams};
-use prism_api::{Application, Release};
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
-use run::{application, prism, text};
+use run::{application, prism, text, with_controller};
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn history_lists_the_releases_oldest_first() {
     let env = TestEnv::new("history").await;
-    let client = env.cluster("c1").client();
-    prism_testkit::install_crds(&client, prism_api::crds())
-        .await
-        .unwrap();
-    let _controller = prism_testkit::spawn_for_test(prism_controller::run(
-        client.clone(),
-        prism_controller::Options {
-            namespace: Some(env.namespace().to_owned()),
-            cluster_selector: Some(env.cluster_selector()),
-            global_namespace: None,
-        },
-    ));
-    let apps: Api<Application> = Api::namespaced(client.clone(), env.namespace());
-    let releases: Api<Release> = Api::namespaced(client.clone(), env.namespace());
+    let (apps, releases, _controller) = with_controller(&env).await;
 
     for (revision, image) in [(1, "web:1"), (2, "web:2")] {
         apps.patch(

@@ -15,7 +15,7 @@ use prism_api::release::ReleasePhase;
 use prism_api::{Application, Release, ReleaseSpec};
 use prism_controller::application::{APP_LABEL, RELEASE_LABEL, release_name, schedule};
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
-use run::{application, prism, text};
+use run::{application, prism, text, with_controller};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -432,33 +432,6 @@ async fn status_watch_redraws_each_change_and_exits_0_when_the_newest_release_co
         last.contains("Contender:    web-2 (revision 2): Complete at step 2/2 \"full\""),
         "{last}"
     );
-}
-
-/// The controller running in the test's namespace, stopped when dropped, and the Releases.
-async fn with_controller(
-    env: &TestEnv,
-) -> (
-    Api<Application>,
-    Api<Release>,
-    prism_testkit::AbortOnDrop<Result<(), prism_controller::Error>>,
-) {
-    let client = env.cluster("c1").client();
-    prism_testkit::install_crds(&client, prism_api::crds())
-        .await
-        .unwrap();
-    let controller = prism_testkit::spawn_for_test(prism_controller::run(
-        client.clone(),
-        prism_controller::Options {
-            namespace: Some(env.namespace().to_owned()),
-            cluster_selector: Some(env.cluster_selector()),
-            global_namespace: None,
-        },
-    ));
-    (
-        Api::namespaced(client.clone(), env.namespace()),
-        Api::namespaced(client, env.namespace()),
-        controller,
-    )
 }
 
 /// Applies the Application `web` running `image`, as a user would, and waits for its Release

@@ -4,7 +4,8 @@
 
 use std::process::Output;
 
-use prism_api::Application;
+use kube::Api;
+use prism_api::{Application, Release};
 use prism_testkit::TestEnv;
 use prism_testkit::fixtures::web_template;
 use serde_json::json;
@@ -42,4 +43,33 @@ pub fn application(image: &str) -> Application {
         },
     }))
     .unwrap()
+}
+
+/// The Applications and Releases of the test's namespace, with the CRDs installed and the
+/// controller running there (stopped when the last value is dropped). It deploys to the test's
+/// own Clusters (`prism_testkit::fleet`), or, with none, to the management cluster.
+pub async fn with_controller(
+    env: &TestEnv,
+) -> (
+    Api<Application>,
+    Api<Release>,
+    prism_testkit::AbortOnDrop<Result<(), prism_controller::Error>>,
+) {
+    let client = env.cluster("c1").client();
+    prism_testkit::install_crds(&client, prism_api::crds())
+        .await
+        .unwrap();
+    let controller = prism_testkit::spawn_for_test(prism_controller::run(
+        client.clone(),
+        prism_controller::Options {
+            namespace: Some(env.namespace().to_owned()),
+            cluster_selector: Some(env.cluster_selector()),
+            global_namespace: None,
+        },
+    ));
+    (
+        Api::namespaced(client.clone(), env.namespace()),
+        Api::namespaced(client, env.namespace()),
+        controller,
+    )
 }
