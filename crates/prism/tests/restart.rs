@@ -617,11 +617,19 @@ async fn a_controller_killed_while_a_step_converges_resumes_it() {
     // Revision 2's pods are held unscheduled: step 0 cannot be achieved until the test says so.
     fixture.apply(&application("web:2", true)).await;
     wait_until(
-        "Deployment web-2 runs 1 replica, none ready",
+        "Deployment web-2 runs 1 replica, none ready, and its pod exists",
         DEFAULT_TIMEOUT,
         || async {
             let deployment = fixture.deployments.get_opt("web-2").await?;
-            Ok(deployment.filter(|d| d.spec.as_ref().and_then(|s| s.replicas) == Some(1)))
+            // The ReplicaSet's pod comes after the scale: without it, its arrival would show as
+            // a change while no controller runs.
+            let pods = fixture
+                .pods
+                .list(&ListParams::default().labels("prism.dev/release=web-2"))
+                .await?;
+            Ok(deployment
+                .filter(|d| d.spec.as_ref().and_then(|s| s.replicas) == Some(1))
+                .filter(|_| pods.items.len() == 1))
         },
     )
     .await
