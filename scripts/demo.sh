@@ -30,15 +30,19 @@ kubectl wait --for condition=established --timeout=60s \
 
 step "joining c1 (eu-west), c2 (us-east) and c3 (eu-west) to the fleet"
 for cluster in c1 c2 c3; do
+  # A fresh start: what an earlier demo left in its namespace goes.
+  sandbox/sandbox kubectl "$cluster" delete namespace "$NS" --ignore-not-found --wait=true >/dev/null
   "$prism" cluster join --kubeconfig ".sandbox/$cluster/kubeconfig" --name "$cluster" \
-    --region "$(cat ".sandbox/$cluster/region")"
+    --region "$(cat ".sandbox/$cluster/region")" --label prism.dev/fleet=demo
   # Prism installs into the Application's namespace of each cluster; it does not create it.
   sandbox/sandbox kubectl "$cluster" create namespace "$NS" --dry-run=client -o yaml |
     sandbox/sandbox kubectl "$cluster" apply -f - >/dev/null
 done
 
 step "starting the controller (log: .sandbox/demo-controller.log)"
-RUST_LOG=info "$prism" controller -n "$NS" >.sandbox/demo-controller.log 2>&1 &
+# Only the demo's Clusters, whatever else the sandbox's management cluster holds.
+RUST_LOG=info "$prism" controller -n "$NS" --cluster-selector prism.dev/fleet=demo \
+  >.sandbox/demo-controller.log 2>&1 &
 controller=$!
 trap 'kill "$controller" 2>/dev/null || true' EXIT
 

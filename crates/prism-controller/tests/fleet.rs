@@ -45,7 +45,7 @@ async fn a_per_cluster_vanguard_reaches_its_canary_before_the_other_clusters_mov
 -> anyhow::Result<()> {
     let env = TestEnv::new("fleet-vanguard").await;
     let (client, apps, releases, _controller) = setup(&env).await?;
-    let fleet = TestFleet::join(&env, &client).await?;
+    let _fleet = TestFleet::join(&env, &client).await?;
     let steps = json!([
         {"name": "vanguard", "clusters": {"first": 1},
          "capacity": {"contender": "50%"}, "traffic": {"contender": 50}, "gate": {"manual": true}},
@@ -114,7 +114,6 @@ async fn a_per_cluster_vanguard_reaches_its_canary_before_the_other_clusters_mov
         )
         .await?;
     }
-    fleet.leave().await;
     Ok(())
 }
 
@@ -123,7 +122,7 @@ async fn deleting_an_application_removes_what_it_installed_in_every_cluster() ->
 {
     let env = TestEnv::new("fleet-delete").await;
     let (client, apps, releases, _controller) = setup(&env).await?;
-    let fleet = TestFleet::join(&env, &client).await?;
+    let _fleet = TestFleet::join(&env, &client).await?;
     let spec = json!({
         "template": web_template("web:1", 1),
         "strategy": {"steps": [{"name": "full", "capacity": {"contender": "100%"},
@@ -154,7 +153,6 @@ async fn deleting_an_application_removes_what_it_installed_in_every_cluster() ->
         )
         .await?;
     }
-    fleet.leave().await;
     Ok(())
 }
 
@@ -163,7 +161,7 @@ async fn a_failure_beyond_the_budget_in_the_second_wave_rolls_the_first_wave_bac
 -> anyhow::Result<()> {
     let env = TestEnv::new("fleet-budget").await;
     let (client, apps, releases, _controller) = setup(&env).await?;
-    let fleet = TestFleet::join(&env, &client).await?;
+    let _fleet = TestFleet::join(&env, &client).await?;
     let strategy = json!({
         "steps": [
             {"name": "eu", "clusters": {"region": "eu-west"},
@@ -222,6 +220,5 @@ async fn a_failure_beyond_the_budget_in_the_second_wave_rolls_the_first_wave_bac
     for (cluster, replicas) in replicas(&env, "web-1").await? {
         assert_eq!(replicas, Some(2), "web-1 is whole again in {cluster}");
     }
-    fleet.leave().await;
     Ok(())
 }

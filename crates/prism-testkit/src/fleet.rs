@@ -14,6 +14,8 @@ const MANAGER: &str = "prism-testkit";
 pub struct TestFleet {
     client: Client,
     names: Vec<String>,
+    /// `sandbox/sandbox`, to delete the Clusters when the fleet is dropped.
+    script: std::path::PathBuf,
 }
 
 fn clusters_api(client: &Client) -> Api<DynamicObject> {
@@ -66,6 +68,7 @@ impl TestFleet {
         let fleet = TestFleet {
             client: client.clone(),
             names,
+            script: env.sandbox().script().to_owned(),
         };
         for name in &fleet.names {
             fleet.wait_for_reachable(name, true).await?;
@@ -97,12 +100,29 @@ impl TestFleet {
         )
         .await
     }
+}
 
-    /// Deletes the Cluster objects (the namespace's deletion does not take them).
-    pub async fn leave(self) {
-        let clusters = clusters_api(&self.client);
-        for name in &self.names {
-            let _ = clusters.delete(name, &Default::default()).await;
+impl Drop for TestFleet {
+    /// Deletes the Cluster objects, which the namespace's deletion does not take, also when the
+    /// test panicked: a leftover Cluster would join the fleet of every controller without a
+    /// selector. Blocking, through the sandbox's kubectl, since a drop cannot await.
+    fn drop(&mut self) {
+        let deleted = std::process::Command::new(&self.script)
+            .args([
+                "kubectl",
+                "c1",
+                "delete",
+                "clusters.prism.dev",
+                "--ignore-not-found",
+                "--wait=false",
+            ])
+            .args(&self.names)
+            .output();
+        if let Err(error) = deleted {
+            eprintln!(
+                "could not delete the test's Clusters {:?}: {error}",
+                self.names
+            );
         }
     }
 }

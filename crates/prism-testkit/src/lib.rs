@@ -182,6 +182,11 @@ impl Sandbox {
         self.run_script(&["stop-apiserver", cluster]).await
     }
 
+    /// The `sandbox/sandbox` command of this checkout.
+    pub fn script(&self) -> &Path {
+        &self.script
+    }
+
     /// Starts the kube-apiserver of one cluster again (and any other of its
     /// components that is not running) and waits until the cluster is ready.
     pub async fn start_apiserver(&self, cluster: &str) -> anyhow::Result<()> {

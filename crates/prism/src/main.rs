@@ -159,6 +159,10 @@ enum ClusterCommand {
         /// kubeconfig (created if missing).
         #[arg(long, value_name = "NAMESPACE", default_value = prism::cluster::join::NAMESPACE)]
         secret_namespace: String,
+        /// A label of the Cluster object, e.g. the one a controller's --cluster-selector picks;
+        /// repeatable.
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = prism::cluster::join::label)]
+        labels: Vec<(String, String)>,
     },
     /// Each cluster's region, state, weight, and what runs there: applications, versions,
     /// ready/desired replicas.
@@ -336,6 +340,7 @@ fn cluster(command: ClusterCommand) -> ExitCode {
             capabilities,
             weight,
             secret_namespace,
+            labels,
         } => {
             let options = cluster::join::JoinOptions {
                 kubeconfig,
@@ -346,6 +351,7 @@ fn cluster(command: ClusterCommand) -> ExitCode {
                 capabilities,
                 weight,
                 secret_namespace,
+                labels,
             };
             exit(block_on(cluster::join::join(&options, |line| {
                 println!("{line}")

@@ -117,6 +117,16 @@ pub struct JoinOptions {
     pub weight: Option<u32>,
     /// The management cluster's namespace for the kubeconfig Secret.
     pub secret_namespace: String,
+    /// More labels of the Cluster object, e.g. the one a controller's `--cluster-selector` picks.
+    pub labels: Vec<(String, String)>,
+}
+
+/// A label given as `KEY=VALUE`.
+pub fn label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{text:?}: expected KEY=VALUE")),
+    }
 }
 
 /// A name for a Cluster: a DNS-1123 subdomain short enough for its Secret `cluster-<name>`.
@@ -491,10 +501,15 @@ pub fn cluster(options: &JoinOptions) -> Value {
     if let Some(weight) = options.weight {
         spec["weight"] = json!(weight);
     }
+    let mut labels = serde_json::Map::new();
+    labels.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
+    for (key, value) in &options.labels {
+        labels.insert(key.clone(), value.clone().into());
+    }
     json!({
         "apiVersion": "prism.dev/v1alpha1",
         "kind": "Cluster",
-        "metadata": {"name": options.name, "labels": {MANAGED_BY.0: MANAGED_BY.1}},
+        "metadata": {"name": options.name, "labels": labels},
         "spec": spec,
     })
 }
@@ -811,6 +826,7 @@ mod tests {
             capabilities: Vec::new(),
             weight: None,
             secret_namespace: NAMESPACE.into(),
+            labels: Vec::new(),
         }
     }
 
@@ -1017,8 +1033,14 @@ current-context: c
             capabilities: vec!["gpu".into(), "arm64".into()],
             weight: Some(50),
             secret_namespace: "fleet".into(),
+            labels: vec![label("prism.dev/fleet=demo").unwrap()],
             ..options()
         };
+        assert_eq!(
+            cluster(&all)["metadata"]["labels"],
+            json!({"app.kubernetes.io/managed-by": "prism", "prism.dev/fleet": "demo"})
+        );
+        assert!(label("no-value").is_err() && label("=x").is_err());
         let spec = &cluster(&all)["spec"];
         assert_eq!(spec["zone"], "eu-west-a");
         assert_eq!(spec["capabilities"], json!(["gpu", "arm64"]));
