@@ -74,6 +74,9 @@ struct State {
     failures: BTreeMap<String, String>,
     /// Each member's Kubernetes version, read once per member.
     versions: BTreeMap<String, String>,
+    /// The status last written per Cluster: the cache may not show it yet when the next sync
+    /// comes, and writing it again would change nothing.
+    written: BTreeMap<String, ClusterStatus>,
 }
 
 impl State {
@@ -136,6 +139,8 @@ impl State {
         }
         self.failures
             .retain(|name, _| clusters.iter().any(|c| &c.name_any() == name));
+        self.written
+            .retain(|name, _| clusters.iter().any(|c| &c.name_any() == name));
         for member in ctx.fleet.members() {
             if !member.is_management && member.is_observed() {
                 cleanup::sweep(ctx, &member).await;
@@ -163,10 +168,17 @@ impl State {
                 self.versions.get(&name),
                 Time(jiff::Timestamp::now()),
             );
-            if cluster.status.as_ref() != Some(&status)
-                && let Err(error) = write_status(&ctx.client, &name, &status).await
+            if cluster.status.as_ref() == Some(&status) || self.written.get(&name) == Some(&status)
             {
-                warn!(cluster = %name, %error, "could not update the Cluster's status");
+                continue;
+            }
+            match write_status(&ctx.client, &name, &status).await {
+                Ok(()) => {
+                    self.written.insert(name, status);
+                }
+                Err(error) => {
+                    warn!(cluster = %name, %error, "could not update the Cluster's status")
+                }
             }
         }
     }
