@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the fleet benchmarks (scripts/bench-fleet-memory.sh, scripts/bench-fleet-requests.sh):
 # a fleet of the sandbox's clusters c1..c3 as Cluster objects, and the controller that deploys to
 # it, running as the prism-controller identity so that each cluster's audit log counts its requests
@@ -54,8 +55,10 @@ wait_namespace_gone() {
 fleet_setup() {
   local prism=$1 c
   sandbox/sandbox up --clusters "${#CLUSTERS[@]}" >&2
-  step "installing the CRDs on $MANAGEMENT"
-  "$prism" crds | k "$MANAGEMENT" apply --server-side --field-manager=prism -f - >/dev/null
+  # The CRDs of the binary under test, whoever applied the ones there (the tests apply theirs with
+  # their own field manager, so without --force-conflicts a changed CRD would be a conflict).
+  step "installing the CRDs of $prism on $MANAGEMENT"
+  "$prism" crds | k "$MANAGEMENT" apply --server-side --force-conflicts --field-manager=prism -f - >/dev/null
   k "$MANAGEMENT" wait --for condition=established --timeout=60s \
     crd/applications.prism.dev crd/releases.prism.dev crd/clusters.prism.dev >/dev/null
   step "namespace $NS in ${CLUSTERS[*]}; Secrets and Clusters $PREFIX-c1..c${#CLUSTERS[@]} ($LABEL)"
@@ -100,20 +103,21 @@ fleet_wait_reachable() {
   done
 }
 
-# The controller's warnings and errors, counted by message (their fields left out).
-controller_problems() {
-  local log=$WORK/controller.log
-  local n
+# The controller's log messages, counted (without the fields and spans that name the object),
+# and the first three warnings or errors. A subshell without pipefail: `head` may close the pipe.
+controller_problems() (
+  set +o pipefail
+  log=$WORK/controller.log
   n=$(grep -cE ' (WARN|ERROR) ' "$log" || true)
-  echo "controller log: $(wc -l <"$log") lines, $n WARN/ERROR"
+  echo "controller log: $(wc -l <"$log") lines, $n WARN/ERROR; its messages, counted:"
+  # "TIME LEVEL span{fields}: target: message field=..." -> "LEVEL span: target: message".
+  sed -E 's/^\S+\s+//; s/\{[^}]*\}//g; s/ [a-z_.]+=.*$//' "$log" | sort | uniq -c | sort -rn | head -15
   if ((n > 0)); then
-    # "TIME  WARN target: message field=..." -> "WARN target: message" (fields differ per object).
-    grep -E ' (WARN|ERROR) ' "$log" | sed -E 's/^\S+\s+//; s/ [a-z_.]+=.*$//' \
-      | sort | uniq -c | sort -rn | head -10
-    echo "first of them:"
+    echo "the first WARN/ERROR lines:"
     grep -m 3 -E ' (WARN|ERROR) ' "$log" | cut -c1-400
   fi
-}
+  true
+)
 
 # Stops the controller, then deletes the Clusters and the namespace everywhere (the Secrets,
 # Applications and Releases go with c1's namespace; the workloads with each cluster's).

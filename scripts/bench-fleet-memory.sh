@@ -22,7 +22,8 @@ source scripts/bench-fleet-lib.sh
 APPS=1000
 TRAFFIC=podLabels
 DEADLINE=600
-CHUNK=100          # Applications per `kubectl apply`
+CHUNK=50           # Applications per `kubectl apply`
+PARALLEL=4         # `kubectl apply`s at once
 SETTLE=${SETTLE:-15}  # seconds after completion before RSS "at rest" is read
 IDLE=${IDLE:-30}      # seconds of the window in which nothing may be written
 while (($#)); do
@@ -45,6 +46,9 @@ sampler_pid=""
 
 cleanup() {
   local status=$?
+  if ((status != 0)) && [[ -n "$controller_pid" && -r /proc/$controller_pid/status ]]; then
+    echo "the controller's peak RSS so far: $(mib "$(hwm_kib)") MiB (VmHWM), now $(mib "$(rss_kib)") MiB" >&2
+  fi
   [[ -n "$sampler_pid" ]] && kill "$sampler_pid" 2>/dev/null
   if [[ "${KEEP:-0}" == 1 ]]; then
     [[ -n "$controller_pid" ]] && kill "$controller_pid" 2>/dev/null && wait "$controller_pid" 2>/dev/null
@@ -59,7 +63,11 @@ cleanup() {
   else
     echo "namespace $NS still terminating after $((SECONDS - start))s; it goes on by itself" >&2
   fi
-  rm -rf "$WORK"
+  if ((status == 0)); then
+    rm -rf "$WORK"
+  else
+    echo "kept the controller's log and RSS samples (KiB, one a second): $WORK/controller.log, $WORK/rss" >&2
+  fi
   exit "$status"
 }
 trap cleanup EXIT
@@ -114,13 +122,27 @@ EOF
   done
 }
 
-apply_all() {
-  local image=$1 from to
+# Writes the Applications with image $1 in files of CHUNK under $WORK/$1/.
+generate() {
+  local from to
+  mkdir -p "$WORK/$1"
   for ((from = 1; from <= APPS; from += CHUNK)); do
     to=$((from + CHUNK - 1 > APPS ? APPS : from + CHUNK - 1))
-    applications "$from" "$to" "$image" >"$WORK/apps.yaml"
-    k c1 apply --server-side --field-manager=bench -f "$WORK/apps.yaml" >/dev/null
+    applications "$from" "$to" "$1" >"$WORK/$1/$(printf '%05d' "$from").yaml"
   done
+}
+
+# Applies the files of generate $1, PARALLEL at a time; a file whose apply fails (an API server
+# too busy answers 504) is applied again, at most 3 times in all.
+apply_all() {
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  printf '%s\0' "$WORK/$1"/*.yaml | xargs -0 -P "$PARALLEL" -n 1 bash -c '
+    for try in 1 2 3; do
+      sandbox/sandbox kubectl c1 apply --server-side --field-manager=bench -f "$1" >/dev/null && exit 0
+      echo "applying $1 failed (try $try of 3)" >&2
+      sleep 5
+    done
+    exit 1' apply
 }
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$controller_pid/status"; }
@@ -129,11 +151,13 @@ mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 # The highest sampled RSS (KiB) between two Unix times.
 peak_between() { awk -v a="$1" -v b="$2" '$1 >= a && $1 <= b && $2 > m {m = $2} END {print m + 0}' "$WORK/rss"; }
 
-# "Complete 700, Progressing 200, <none> 100" for the Releases of revision $1 (server-side table:
-# NAME APPLICATION REVISION STEP PROGRESS PHASE AGE; PROGRESS may hold spaces, PHASE and AGE not).
+# "Complete 700, Progressing 200" for the Releases of revision $1 (the server-side table, cheaper
+# than whole objects: NAME APPLICATION REVISION STEP PROGRESS PHASE AGE; empty cells are blank,
+# PROGRESS may hold spaces, PHASE and AGE not).
 phases() {
   k c1 get releases.prism.dev -n "$NS" --no-headers 2>/dev/null \
-    | awk -v r="$1" '$3 == r {n[$(NF - 1)]++} END {for (p in n) printf "%s %d\n", p, n[p]}' \
+    | awk -v r="$1" '$3 == r {p = $(NF - 1); if (p !~ /^[A-Z][A-Za-z]+$/) p = "(no phase yet)"; n[p]++}
+                     END {for (p in n) printf "%s %d\n", p, n[p]}' \
     | sort -k2,2nr | paste -sd, | sed 's/,/, /g'
 }
 
@@ -141,8 +165,8 @@ phases() {
 wait_all_complete() {
   local revision=$1 start=$SECONDS last=-100 counts complete
   while :; do
-    counts=$(phases "$revision")
-    complete=$(grep -oE 'Complete [0-9]+' <<<"$counts" | cut -d' ' -f2)
+    counts=$(phases "$revision") || counts="(kubectl get failed)"
+    complete=$(awk '$1 == "Complete" {print $2 + 0}' RS=', ' <<<"$counts")
     complete=${complete:-0}
     if ((complete == APPS)); then
       printf '[%4ds] revision %s: %s/%s Complete; RSS %s MiB\n' $((SECONDS - start)) "$revision" \
@@ -184,9 +208,11 @@ sampler_pid=$!
 fleet_wait_reachable 60
 rss_empty=$(rss_kib)
 
-step "installing $APPS Applications (1 replica, $TRAFFIC traffic, 3 clusters each)"
+generate bench:1.0
+generate bench:2.0
+step "installing $APPS Applications (1 replica, $TRAFFIC traffic, 3 clusters each; $PARALLEL kubectl applies of $CHUNK at once)"
 t0=$SECONDS; u0=$(date +%s)
-apply_all registry.example.com/bench:1.0
+apply_all bench:1.0
 applied1=$((SECONDS - t0))
 echo "applied in ${applied1}s" >&2
 wait_all_complete 1
@@ -197,7 +223,7 @@ marks_roll=$(audit_marks); roll_start=$(now)
 
 step "rolling all $APPS out to a new image"
 t0=$SECONDS; u2=$(date +%s)
-apply_all registry.example.com/bench:2.0
+apply_all bench:2.0
 applied2=$((SECONDS - t0))
 echo "applied in ${applied2}s" >&2
 wait_all_complete 2
@@ -237,9 +263,9 @@ controller_problems
 
 status=0
 step "API requests per cluster: controller start, install of revision 1 and ${SETTLE}s at rest"
-scripts/bench-fleet.py "${logs_start[@]}" --until "$roll_start" --resources || status=1
+scripts/bench-fleet.py --namespace "$NS" "${logs_start[@]}" --until "$roll_start" --resources --latency || status=1
 step "API requests per cluster: rollout of revision 2 ($roll_start .. $idle_start)"
-scripts/bench-fleet.py "${logs_roll[@]}" --until "$idle_start" --resources || status=1
+scripts/bench-fleet.py --namespace "$NS" "${logs_roll[@]}" --until "$idle_start" --resources --latency || status=1
 step "API requests per cluster at rest ($idle_start .. $idle_end): no write allowed"
-scripts/bench-fleet.py "${logs_idle[@]}" --since "$idle_start" --until "$idle_end" --max-writes 0 || status=1
+scripts/bench-fleet.py --namespace "$NS" "${logs_idle[@]}" --since "$idle_start" --until "$idle_end" --max-writes 0 || status=1
 exit "$status"

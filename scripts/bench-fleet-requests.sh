@@ -132,12 +132,12 @@ idle_end=$(now)
 
 status=0
 step "rollout of revision 2, per cluster: $started .. $idle_start (Complete at $completed)"
-scripts/bench-fleet.py "${logs_roll[@]}" --until "$idle_start" --step-of "$NS/$release2" \
-  --resources --fail-on-noop || status=1
+scripts/bench-fleet.py --namespace "$NS" "${logs_roll[@]}" --until "$idle_start" --step-of "$NS/$release2" \
+  --resources --latency --fail-on-noop || status=1
 step "the controller's peak memory: $(awk '/VmHWM/ {print $2 / 1024 " MiB"}' "/proc/$controller_pid/status")"
 step "everything since the controller started (its first lists and watches, revision 1, revision 2)"
-scripts/bench-fleet.py "${logs_start[@]}" --until "$idle_start" --fail-on-noop || status=1
+scripts/bench-fleet.py --namespace "$NS" "${logs_start[@]}" --until "$idle_start" --fail-on-noop || status=1
 step "idle window, per cluster: $idle_start .. $idle_end"
-scripts/bench-fleet.py "${logs_idle[@]}" --since "$idle_start" --until "$idle_end" --max-writes 0 || status=1
+scripts/bench-fleet.py --namespace "$NS" "${logs_idle[@]}" --since "$idle_start" --until "$idle_end" --max-writes 0 || status=1
 controller_problems
 exit "$status"

@@ -50,10 +50,16 @@ def main():
     p.add_argument("--step-of", metavar="NAMESPACE/RELEASE", help="writes per step of this Release")
     p.add_argument("--management", help="the cluster whose log has the Release (default: the first)")
     p.add_argument("--user", default="prism-controller")
+    p.add_argument("--namespace", help="leave out requests about objects of other namespaces (another "
+                   "controller running as the same user); cluster-wide ones still count")
     p.add_argument("--resources", action="store_true", help="also reads and writes per resource")
+    p.add_argument("--latency", action="store_true",
+                   help="also how long the requests took, and how many were in flight at once")
     p.add_argument("--fail-on-noop", action="store_true", help="exit 1 if a write changed nothing")
     p.add_argument("--max-writes", type=int, help="exit 1 if a cluster has more writes than this")
     args = p.parse_args()
+    if args.namespace:
+        only_namespace(args.namespace)
 
     reports = {name: report([(name, path, offset)], args.since, args.until, args.user)
                for name, path, offset in args.logs}
@@ -70,15 +76,19 @@ def main():
             for resource, c in r["by_resource"].items():
                 print(f"  {resource:<40} {c.get('reads', 0):7} {c.get('writes', 0):7}")
 
+    if args.latency:
+        print("latency of the controller's requests but watches, and the most in flight at once:")
+        table(["cluster", "requests", "p50", "p90", "p99", "max", "in flight"],
+              [[name] + latency(path, offset, args.since, args.until, args.user)
+               for name, path, offset in args.logs])
+
     status = 0
     for name, r in reports.items():
-        for w in r["noop_writes"]:
-            print(f"{name} no-op write: {w['time']} {w['verb']} {w['resource']} {w['object']}"
-                  f" rv {w['resourceVersion']} ({w['method']})")
-        for w in r["failed_writes"][:20]:
-            print(f"{name} failed write: {w['time']} {w['verb']} {w['resource']} {w['object']} {w['code']}")
-        if len(r["failed_writes"]) > 20:
-            print(f"{name}: {len(r['failed_writes']) - 20} more failed writes")
+        listing(name, "no-op write", r["noop_writes"],
+                lambda w: f"{w['time']} {w['verb']} {w['resource']} {w['object']}"
+                          f" rv {w['resourceVersion']} ({w['method']})")
+        listing(name, "failed write", r["failed_writes"],
+                lambda w: f"{w['time']} {w['verb']} {w['resource']} {w['object']} {w['code']}")
         if args.fail_on_noop and r["noop_writes"]:
             print(f"FAIL: {name}: {len(r['noop_writes'])} write(s) changed nothing", file=sys.stderr)
             status = 1
@@ -104,6 +114,47 @@ def main():
         table(["cluster"] + steps, [[name] + [counts.get(s, 0) for s in steps]
                                     for name, counts in by_step.items()])
     sys.exit(status)
+
+
+def only_namespace(namespace):
+    """Makes count-api-requests.py skip the events about objects of other namespaces."""
+    every = count.read_events
+
+    def read_events(*args):
+        return (e for e in every(*args)
+                if (e.get("objectRef") or {}).get("namespace") in (None, "", namespace))
+    count.read_events = read_events
+
+
+def listing(name, what, writes, line, most=10):
+    """Each write, or when there are many, their count by verb, resource and code, and examples."""
+    if len(writes) <= most:
+        for w in writes:
+            print(f"{name} {what}: {line(w)}")
+        return
+    kinds = collections.Counter((w["verb"], w["resource"], w["code"]) for w in writes)
+    print(f"{name}: {len(writes)} {what}s: " + ", ".join(
+        f"{n} {verb} {resource}" + (f" {code}" if what == "failed write" else "")
+        for (verb, resource, code), n in kinds.most_common()))
+    for w in writes[:3]:
+        print(f"  e.g. {line(w)}")
+
+
+def latency(path, offset, since, until, user):
+    """[requests, p50, p90, p99, max, most in flight] of the requests but watches (which last)."""
+    spans = [(e["_received"], e["_completed"])
+             for e in count.read_events(path, offset, since, until, user)
+             if count.counted(e) and e.get("verb") != "watch"]
+    if not spans:
+        return [0, "-", "-", "-", "-", 0]
+    took = sorted((done - received).total_seconds() for received, done in spans)
+    edges = sorted([(received, 1) for received, _ in spans] + [(done, -1) for _, done in spans])
+    in_flight = most = 0
+    for _, step in edges:
+        in_flight += step
+        most = max(most, in_flight)
+    at = lambda q: f"{took[min(len(took) - 1, int(q * len(took)))]:.2f}s"
+    return [len(took), at(0.5), at(0.9), at(0.99), f"{took[-1]:.2f}s", most]
 
 
 def table(header, rows):
