@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use prism_api::strategy::{Duration, Pipeline, Waves};
-use prism_engine::{AbortCause, ClusterInfo, ClusterPhase, ConditionKind, Phase, Role};
+use prism_engine::{AbortCause, ClusterPhase, ConditionKind, Phase, Role};
 
 fn waves(max_concurrency: Option<u32>, soak: i64, deadline: Option<i64>, budget: u32) -> Waves {
     Waves {
@@ -25,20 +25,6 @@ fn canary_then_full(manual_gate: bool, waves: Option<Waves>) -> Pipeline {
         ],
         waves,
     }
-}
-
-/// v1 complete with 10 pods and all of the traffic on `clusters`, v2 rolling out.
-fn rollout<'a>(pipeline: &'a Pipeline, clusters: &'a [ClusterInfo]) -> World<'a> {
-    let fleet = fleet(clusters, &[("v1", 10, 100)]);
-    World::new(
-        app(true),
-        vec![
-            release("v1", pipeline, 10, Phase::Complete),
-            release("v2", pipeline, 10, Phase::Progressing),
-        ],
-        clusters,
-        fleet,
-    )
 }
 
 fn contender_pods(world: &World, cluster: &str) -> u32 {
@@ -71,7 +57,7 @@ fn a_vanguard_step_reaches_the_first_cluster_of_the_contender_schedule_before_th
     };
     // The contender is scheduled c2 first: `first: 1` is c2, whatever the incumbent's order.
     let contender_schedule = named(&["c2", "c0", "c1"]);
-    let mut world = rollout(&pipeline, clusters(3));
+    let mut world = common::rollout(&pipeline, clusters(3));
     world.releases[1].clusters = &contender_schedule;
     let waiting = world.settle(10);
     assert_eq!(waiting.progress[1].phase, Phase::WaitingForCommand);
@@ -88,7 +74,7 @@ fn a_vanguard_step_reaches_the_first_cluster_of_the_contender_schedule_before_th
 #[test]
 fn with_a_concurrency_of_one_clusters_move_one_at_a_time_in_schedule_order() {
     let pipeline = canary_then_full(true, Some(waves(Some(1), 0, None, 0)));
-    let mut world = rollout(&pipeline, clusters(3));
+    let mut world = common::rollout(&pipeline, clusters(3));
     let mut started = Vec::new();
     for _ in 0..20 {
         let round = world.round();
@@ -127,7 +113,7 @@ fn with_a_concurrency_of_one_clusters_move_one_at_a_time_in_schedule_order() {
 #[test]
 fn a_wave_soaks_before_the_next_starts_and_the_last_before_the_step_is_left() {
     let pipeline = canary_then_full(false, Some(waves(Some(1), 120, None, 0)));
-    let mut world = rollout(&pipeline, clusters(3));
+    let mut world = common::rollout(&pipeline, clusters(3));
     let soaking = world.settle(10);
     assert_eq!(world.weight("c0", "v2"), 10);
     assert_eq!(contender_pods(&world, "c1"), 0);
@@ -193,7 +179,7 @@ fn a_wave_soaks_before_the_next_starts_and_the_last_before_the_step_is_left() {
 #[test]
 fn a_cluster_past_its_progress_deadline_fails_and_does_not_hold_the_step_within_the_budget() {
     let pipeline = canary_then_full(true, Some(waves(None, 0, Some(600), 1)));
-    let mut world = rollout(&pipeline, clusters(3));
+    let mut world = common::rollout(&pipeline, clusters(3));
     let mut waiting = world.round();
     for _ in 0..5 {
         break_pods(&mut world, "c1");
@@ -227,7 +213,7 @@ fn a_cluster_past_its_progress_deadline_fails_and_does_not_hold_the_step_within_
 #[test]
 fn one_failure_beyond_the_budget_rolls_back_every_cluster() {
     let pipeline = canary_then_full(true, Some(waves(Some(1), 0, Some(600), 0)));
-    let mut world = rollout(&pipeline, clusters(3));
+    let mut world = common::rollout(&pipeline, clusters(3));
     for _ in 0..6 {
         world.round();
         break_pods(&mut world, "c1");
@@ -269,7 +255,7 @@ fn one_failure_beyond_the_budget_rolls_back_every_cluster() {
 #[test]
 fn a_block_holds_an_achieved_step_and_lets_it_go_once_lifted() {
     let pipeline = canary_then_full(false, None);
-    let mut world = rollout(&pipeline, clusters(2));
+    let mut world = common::rollout(&pipeline, clusters(2));
     world.blocked = Some("change freeze until Monday");
     let mut events = Vec::new();
     let mut held = world.round();
@@ -309,7 +295,7 @@ fn a_block_holds_an_achieved_step_and_lets_it_go_once_lifted() {
 fn a_drain_keeps_the_old_release_where_the_new_one_is_not_until_it_completes() {
     let pipeline = canary_then_full(false, None);
     let (old, new) = (named(&["c0", "c1"]), named(&["c1", "c2"]));
-    let mut world = rollout(&pipeline, clusters(3));
+    let mut world = common::rollout(&pipeline, clusters(3));
     world.fleet.get_mut("c2").unwrap().versions.clear();
     world.releases[0].clusters = &old;
     world.releases[1].clusters = &new;
@@ -353,7 +339,7 @@ fn a_drain_keeps_the_old_release_where_the_new_one_is_not_until_it_completes() {
 fn the_decision_lists_the_newest_release_clusters_first() {
     let pipeline = canary_then_full(false, None);
     let (old, new) = (named(&["c0", "c1"]), named(&["c2", "c1"]));
-    let mut world = rollout(&pipeline, clusters(3));
+    let mut world = common::rollout(&pipeline, clusters(3));
     world.releases[0].clusters = &old;
     world.releases[1].clusters = &new;
     let input = world.input(&world.releases, &world.fleet);
@@ -372,7 +358,7 @@ fn the_decision_lists_the_newest_release_clusters_first() {
 #[test]
 fn where_only_the_contender_is_scheduled_it_takes_all_of_the_traffic() {
     let pipeline = canary_then_full(true, None);
-    let mut world = rollout(&pipeline, clusters(2));
+    let mut world = common::rollout(&pipeline, clusters(2));
     world.fleet.get_mut("c1").unwrap().versions.clear();
     world.releases[0].clusters = &clusters(2)[..1];
     let waiting = world.settle(10);

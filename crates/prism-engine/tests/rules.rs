@@ -8,20 +8,6 @@ use prism_engine::{
     AbortCause, Capacity, ClusterPhase, ConditionKind, Phase, Role, Verdict, VersionObservation,
 };
 
-fn canary_world(pipeline: &Pipeline, clusters: usize) -> World<'_> {
-    let clusters = common::clusters(clusters);
-    let fleet = fleet(clusters, &[("v1", 10, 100)]);
-    World::new(
-        app(true),
-        vec![
-            release("v1", pipeline, 10, Phase::Complete),
-            release("v2", pipeline, 10, Phase::Progressing),
-        ],
-        clusters,
-        fleet,
-    )
-}
-
 #[test]
 fn roles_follow_age_and_completion() {
     let pipeline = canary();
@@ -157,7 +143,7 @@ fn capacity_goes_up_before_traffic_and_traffic_moves_before_capacity_goes_down()
         steps: vec![traffic(capacity(step("swap"), 100, 0), 100)],
         waves: None,
     };
-    let mut world = canary_world(&pipeline, 1);
+    let mut world = common::rollout(&pipeline, common::clusters(1));
     let up = world.round();
     assert_eq!(up.phases, [ClusterPhase::CapacityUp]);
     assert_eq!(
@@ -189,7 +175,7 @@ fn traffic_waits_for_ready_pods_not_just_for_capacity() {
         steps: vec![traffic(capacity(step("swap"), 100, 100), 100)],
         waves: None,
     };
-    let mut world = canary_world(&pipeline, 1);
+    let mut world = common::rollout(&pipeline, common::clusters(1));
     world.fleet.get_mut("c0").unwrap().versions.insert(
         "v2".into(),
         VersionObservation {
@@ -209,7 +195,7 @@ fn weight_of_a_version_without_ready_pods_goes_to_the_ready_ones() {
         steps: vec![traffic(capacity(step("half"), 50, 50), 50)],
         waves: None,
     };
-    let mut world = canary_world(&pipeline, 1);
+    let mut world = common::rollout(&pipeline, common::clusters(1));
     let versions = &mut world.fleet.get_mut("c0").unwrap().versions;
     versions.insert(
         "v1".into(),
@@ -242,7 +228,7 @@ fn weight_of_a_version_without_ready_pods_goes_to_the_ready_ones() {
 #[test]
 fn traffic_is_held_when_no_version_has_ready_pods() {
     let pipeline = canary();
-    let mut world = canary_world(&pipeline, 1);
+    let mut world = common::rollout(&pipeline, common::clusters(1));
     world
         .fleet
         .get_mut("c0")
@@ -268,7 +254,7 @@ fn a_version_with_traffic_never_loses_all_of_its_capacity() {
         steps: vec![traffic(capacity(step("bad"), 100, 0), 50)],
         waves: None,
     };
-    let mut world = canary_world(&pipeline, 1);
+    let mut world = common::rollout(&pipeline, common::clusters(1));
     for _ in 0..6 {
         world.round();
         assert!(world.weight("c0", "v1") == 0 || !world.replicas("c0", "v1").is_zero());
@@ -314,7 +300,7 @@ fn a_step_waits_for_every_cluster_in_its_scope() {
         ],
         waves: None,
     };
-    let mut world = canary_world(&pipeline, 3);
+    let mut world = common::rollout(&pipeline, common::clusters(3));
     // The vanguard step only changes c0, so it is achieved once c0 is.
     world.round();
     assert_eq!(
@@ -345,7 +331,7 @@ fn a_step_waits_for_every_cluster_in_its_scope() {
 #[test]
 fn a_manual_gate_waits_for_a_command_and_a_target_step_moves_there() {
     let pipeline = canary();
-    let mut world = canary_world(&pipeline, 2);
+    let mut world = common::rollout(&pipeline, common::clusters(2));
     let waiting = world.settle(10);
     assert_eq!(
         (waiting.progress[1].step, waiting.progress[1].phase),
@@ -365,7 +351,7 @@ fn a_manual_gate_waits_for_a_command_and_a_target_step_moves_there() {
 #[test]
 fn promote_full_skips_every_gate_to_complete() {
     let pipeline = canary();
-    let mut world = canary_world(&pipeline, 2);
+    let mut world = common::rollout(&pipeline, common::clusters(2));
     world.releases[1].target_step = Some(4);
     let done = world.settle(20);
     assert_eq!(done.progress[1].phase, Phase::Complete);
@@ -380,7 +366,7 @@ fn a_pause_advances_once_its_time_is_up_and_asks_for_a_requeue() {
         ],
         waves: None,
     };
-    let mut world = canary_world(&pipeline, 1);
+    let mut world = common::rollout(&pipeline, common::clusters(1));
     world.round();
     let achieved = world.round();
     assert_eq!(achieved.progress[1].achieved_at, Some(at(0)));
@@ -409,7 +395,7 @@ fn an_analysis_holds_the_step_until_it_passes() {
         ],
         waves: None,
     };
-    let mut world = canary_world(&pipeline, 1);
+    let mut world = common::rollout(&pipeline, common::clusters(1));
     world.releases[1].analysis = Verdict::Pending;
     let held = world.settle(5);
     assert_eq!(held.progress[1].step, 0);
@@ -432,7 +418,7 @@ fn a_failed_analysis_rolls_back_restoring_the_incumbent_capacity_before_its_traf
         ],
         waves: None,
     };
-    let mut world = canary_world(&pipeline, 1);
+    let mut world = common::rollout(&pipeline, common::clusters(1));
     world.releases[1].analysis = Verdict::Pending;
     world.settle(5);
     assert_eq!(world.weight("c0", "v2"), 50);
@@ -467,7 +453,7 @@ fn a_failed_analysis_rolls_back_restoring_the_incumbent_capacity_before_its_traf
 #[test]
 fn an_abort_command_rolls_back() {
     let pipeline = canary();
-    let mut world = canary_world(&pipeline, 2);
+    let mut world = common::rollout(&pipeline, common::clusters(2));
     world.settle(10);
     world.releases[1].aborted = true;
     let started = world.round();
@@ -492,7 +478,7 @@ fn achieved_steps_cascade_within_one_decision() {
         ],
         waves: None,
     };
-    let mut world = canary_world(&pipeline, 1);
+    let mut world = common::rollout(&pipeline, common::clusters(1));
     world.round();
     let round = world.round();
     assert_eq!(round.progress[1].step, 3, "{}", round.decision_debug);
@@ -573,7 +559,7 @@ fn routes_left_out_of_a_step_keep_the_incumbent_routes() {
         steps: vec![capacity(step("staging"), 10, 100), full],
         waves: None,
     };
-    let mut world = canary_world(&pipeline, 1);
+    let mut world = common::rollout(&pipeline, common::clusters(1));
     world.fleet.get_mut("c0").unwrap().routes = vec![prism_engine::ResolvedRoute {
         name: "current".into(),
         version: "v1".into(),

@@ -329,3 +329,18 @@ impl<'a> World<'a> {
             .map_or(Capacity::ZERO, |version| version.capacity)
     }
 }
+
+/// v1 complete with 10 pods and all of the traffic on `clusters`, v2 rolling out under
+/// `pipeline`.
+pub fn rollout<'a>(pipeline: &'a Pipeline, clusters: &'a [ClusterInfo]) -> World<'a> {
+    let fleet = fleet(clusters, &[("v1", 10, 100)]);
+    World::new(
+        app(true),
+        vec![
+            release("v1", pipeline, 10, prism_engine::Phase::Complete),
+            release("v2", pipeline, 10, prism_engine::Phase::Progressing),
+        ],
+        clusters,
+        fleet,
+    )
+}
