@@ -10,8 +10,10 @@
 #   KEEP=1 ...   # keep the namespace, the Clusters and the controller's log (the controller stops)
 #
 # Defaults: 1000 applications, podLabels traffic (each application has a Service and Prism labels
-# its ready pods), 600 s for each of install and rollout. Run one benchmark at a time: the audit
-# logs count every request of the prism-controller user.
+# its ready pods), a deadline of 600 s for each wait once the Applications are applied. On the
+# 2-core machine, 1000 take about 30 min in all (applying them is slow: the three clusters saturate
+# the CPUs), 300 about 8 min. Run one benchmark at a time: the audit logs count every request of
+# the prism-controller user (requests about other namespaces are left out, cluster-wide ones not).
 #
 # Exit status: 0 when every Release completed both times and nothing was written at rest; 1
 # otherwise. Everything the script created is deleted on exit, failure or interrupt included.
@@ -31,7 +33,7 @@ while (($#)); do
     --apps) APPS=$2; shift 2 ;;
     --traffic) TRAFFIC=$2; shift 2 ;;
     --deadline) DEADLINE=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
