@@ -38,35 +38,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Three steps, each held by a short pause, so that the rollout advances on its own.
-application() {
-  cat <<EOF
-apiVersion: prism.dev/v1alpha1
-kind: Application
-metadata: {name: $APP, namespace: $NS}
-spec:
-  template:
-    manifests:
-      - apiVersion: apps/v1
-        kind: Deployment
-        metadata: {name: $APP}
-        spec:
-          replicas: 4
-          selector: {matchLabels: {app: $APP}}
-          template:
-            metadata: {labels: {app: $APP}}
-            spec: {containers: [{name: $APP, image: "$1"}]}
-      - apiVersion: v1
-        kind: Service
-        metadata: {name: $APP}
-        spec: {selector: {app: $APP}, ports: [{port: 80}]}
-  strategy:
-    steps:
-      - {name: canary, capacity: {contender: "25%"}, traffic: {contender: 25}, gate: {pause: 5s}}
-      - {name: half, capacity: {contender: "50%", incumbent: "50%"}, traffic: {contender: 50}, gate: {pause: 5s}}
-      - {name: full, capacity: {contender: "100%", incumbent: "0%"}, traffic: {contender: 100}, gate: {pause: 5s}}
-EOF
-}
+source scripts/bench-app.sh
+application() { bench_application "$1"; }
 
 # Prints "NAME|STEP|PHASE" of the Application's Release with this revision (empty: none yet).
 release() {
