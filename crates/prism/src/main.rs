@@ -131,39 +131,7 @@ enum ClusterCommand {
     /// ClusterRole there) and register it as a Cluster in the management cluster (that of the
     /// current kubeconfig). Running it again changes nothing unless a flag did.
     #[command(after_help = prism::cluster::EXIT_CODES)]
-    Join {
-        /// The application cluster's kubeconfig, with the rights to create namespaces, RBAC and
-        /// Secrets there.
-        #[arg(long, value_name = "FILE")]
-        kubeconfig: PathBuf,
-        /// The kubeconfig's context to use. Default: its current context.
-        #[arg(long)]
-        context: Option<String>,
-        /// The Cluster's name.
-        #[arg(long, value_parser = prism::cluster::join::cluster_name)]
-        name: String,
-        /// The cluster's region.
-        #[arg(long, value_parser = prism::cluster::join::short_text)]
-        region: String,
-        /// The cluster's zone.
-        #[arg(long, value_parser = prism::cluster::join::short_text)]
-        zone: Option<String>,
-        /// What the cluster offers (e.g. gpu), for schedules that require it; repeatable.
-        #[arg(long = "capability", value_name = "CAPABILITY", value_parser = prism::cluster::join::short_text)]
-        capabilities: Vec<String>,
-        /// The cluster's chance to be chosen against the others of its region. Default: 100 for
-        /// a new Cluster, else the weight it has.
-        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=10000))]
-        weight: Option<u32>,
-        /// The management cluster's namespace for the Secret that holds the cluster's
-        /// kubeconfig (created if missing).
-        #[arg(long, value_name = "NAMESPACE", default_value = prism::cluster::join::NAMESPACE)]
-        secret_namespace: String,
-        /// A label of the Cluster object, e.g. the one a controller's --cluster-selector picks;
-        /// repeatable.
-        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = prism::cluster::join::label)]
-        labels: Vec<(String, String)>,
-    },
+    Join(prism::cluster::join::JoinOptions),
     /// Each cluster's region, state, weight, and what runs there: applications, versions,
     /// ready/desired replicas.
     #[command(after_help = prism::cluster::EXIT_CODES)]
@@ -331,32 +299,9 @@ fn main() -> ExitCode {
 fn cluster(command: ClusterCommand) -> ExitCode {
     use prism::cluster::{self, Management};
     match command {
-        ClusterCommand::Join {
-            kubeconfig,
-            context,
-            name,
-            region,
-            zone,
-            capabilities,
-            weight,
-            secret_namespace,
-            labels,
-        } => {
-            let options = cluster::join::JoinOptions {
-                kubeconfig,
-                context,
-                name,
-                region,
-                zone,
-                capabilities,
-                weight,
-                secret_namespace,
-                labels,
-            };
-            exit(block_on(cluster::join::join(&options, |line| {
-                println!("{line}")
-            })))
-        }
+        ClusterCommand::Join(options) => exit(block_on(cluster::join::join(&options, |line| {
+            println!("{line}")
+        }))),
         ClusterCommand::List { output } => exit(block_on(async {
             let rows = cluster::list::read(&Management::new().await?).await?;
             match output {

@@ -101,23 +101,39 @@ pub const RULES: &[Rule] = &[
     },
 ];
 
-/// What `prism cluster join` is asked to do.
-#[derive(Clone, Debug)]
+/// What `prism cluster join` is asked to do: its flags.
+#[derive(Clone, Debug, clap::Args)]
 pub struct JoinOptions {
-    /// The application cluster's kubeconfig, with rights to create namespaces, RBAC and Secrets.
+    /// The application cluster's kubeconfig, with the rights to create namespaces, RBAC and
+    /// Secrets there.
+    #[arg(long, value_name = "FILE")]
     pub kubeconfig: PathBuf,
-    /// Its context to use; default: its current context.
+    /// The kubeconfig's context to use. Default: its current context.
+    #[arg(long)]
     pub context: Option<String>,
     /// The Cluster's name.
+    #[arg(long, value_parser = cluster_name)]
     pub name: String,
+    /// The cluster's region.
+    #[arg(long, value_parser = short_text)]
     pub region: String,
+    /// The cluster's zone.
+    #[arg(long, value_parser = short_text)]
     pub zone: Option<String>,
+    /// What the cluster offers (e.g. gpu), for schedules that require it; repeatable.
+    #[arg(long = "capability", value_name = "CAPABILITY", value_parser = short_text)]
     pub capabilities: Vec<String>,
-    /// Absent: the Cluster's default (100), or the weight it has.
+    /// The cluster's chance to be chosen against the others of its region. Default: 100 for
+    /// a new Cluster, else the weight it has.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=10000))]
     pub weight: Option<u32>,
-    /// The management cluster's namespace for the kubeconfig Secret.
+    /// The management cluster's namespace for the Secret that holds the cluster's
+    /// kubeconfig (created if missing).
+    #[arg(long, value_name = "NAMESPACE", default_value = NAMESPACE)]
     pub secret_namespace: String,
-    /// More labels of the Cluster object, e.g. the one a controller's `--cluster-selector` picks.
+    /// A label of the Cluster object, e.g. the one a controller's --cluster-selector picks;
+    /// repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = label)]
     pub labels: Vec<(String, String)>,
 }
 
