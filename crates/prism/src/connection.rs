@@ -19,25 +19,85 @@ pub const FIELD_MANAGER: &str = "prism-cli";
 pub struct Connection {
     client: Client,
     namespace: String,
-    /// The API server's address, for messages.
-    url: String,
+    target: Target,
+}
+
+/// A client from the current kubeconfig (or the in-cluster service account), and the
+/// configuration it was made from.
+pub async fn current_kubeconfig() -> Result<(Client, Config), CommandError> {
+    let config = Config::infer()
+        .await
+        .map_err(|e| CommandError::Api(format!("no Kubernetes configuration: {e}")))?;
+    let client = Client::try_from(config.clone())
+        .map_err(|e| CommandError::Api(format!("no Kubernetes client: {e}")))?;
+    Ok((client, config))
+}
+
+/// What to run to install the CRDs, for messages.
+const INSTALL_CRDS: &str = "run `prism crds | kubectl apply --server-side -f -` against it";
+
+/// A cluster the `cluster` commands talk to, for messages: which one, where, and what to do when
+/// access is denied.
+pub struct Target {
+    /// `the management cluster`, `the application cluster`.
+    pub name: String,
+    /// The API server's address.
+    pub url: String,
+    /// Appended to an access-denied message: the rights the command needs there.
+    pub needs: &'static str,
+}
+
+impl Target {
+    /// `error` of the request described by `what`, as the exit code and message a person or a
+    /// script can act on.
+    pub fn explain(&self, what: &str, error: kube::Error) -> CommandError {
+        let Target { name, url, needs } = self;
+        match error {
+            kube::Error::Api(status) if status.is_not_found() => {
+                CommandError::NotFound(format!("{what}: {}", status.message))
+            }
+            kube::Error::Api(status) if status.is_forbidden() => CommandError::Api(format!(
+                "{what}: access denied on {name} at {url}: {}; {needs}",
+                status.message
+            )),
+            kube::Error::Api(status) if status.is_conflict() || status.is_invalid() => {
+                CommandError::Refused(format!("{what}: {}", status.message))
+            }
+            kube::Error::Api(status) => CommandError::Api(format!("{what}: {}", status.message)),
+            error => CommandError::Api(format!(
+                "cannot reach {name} at {url}: {error}; check that it runs and that this machine \
+                 can reach it"
+            )),
+        }
+    }
+
+    /// As [`Target::explain`], for a list of one of Prism's resource types: a 404 means that the
+    /// type is missing, so the CRDs are.
+    pub fn explain_list(&self, what: &str, error: kube::Error) -> CommandError {
+        match error {
+            kube::Error::Api(status) if status.is_not_found() => CommandError::Api(format!(
+                "{what}: Prism's CRDs are not installed on {} at {}: {INSTALL_CRDS}",
+                self.name, self.url
+            )),
+            error => self.explain(what, error),
+        }
+    }
 }
 
 impl Connection {
     /// A client from the current kubeconfig (or the in-cluster service account), working in
     /// `namespace` or else the context's namespace.
     pub async fn new(namespace: Option<String>) -> Result<Connection, CommandError> {
-        let config = Config::infer()
-            .await
-            .map_err(|e| CommandError::Api(format!("no Kubernetes configuration: {e}")))?;
+        let (client, config) = current_kubeconfig().await?;
         let namespace = namespace.unwrap_or_else(|| config.default_namespace.clone());
-        let url = config.cluster_url.to_string();
-        let client = Client::try_from(config)
-            .map_err(|e| CommandError::Api(format!("no Kubernetes client: {e}")))?;
         Ok(Connection {
             client,
             namespace,
-            url,
+            target: Target {
+                name: "the cluster".to_owned(),
+                url: config.cluster_url.to_string(),
+                needs: "the command needs rights on Prism's resources in the namespace",
+            },
         })
     }
 
@@ -112,20 +172,8 @@ impl Connection {
         Ok(())
     }
 
-    /// `error` of the request described by `what`, as the exit code and message a person or a
-    /// script can act on.
+    /// See [`Target::explain`].
     pub fn explain(&self, what: &str, error: kube::Error) -> CommandError {
-        match error {
-            kube::Error::Api(status) if status.is_not_found() => {
-                CommandError::NotFound(format!("{what}: {}", status.message))
-            }
-            kube::Error::Api(status) if status.is_conflict() || status.is_invalid() => {
-                CommandError::Refused(format!("{what}: {}", status.message))
-            }
-            kube::Error::Api(status) => CommandError::Api(format!("{what}: {}", status.message)),
-            error => {
-                CommandError::Api(format!("cannot reach the cluster at {}: {error}", self.url))
-            }
-        }
+        self.target.explain(what, error)
     }
 }

@@ -10,11 +10,12 @@ pub mod join;
 pub mod list;
 
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::{Api, Client, Config};
+use kube::{Api, Client};
 use prism_api::Cluster;
 use serde_json::json;
 
-use crate::connection::FIELD_MANAGER;
+pub(crate) use crate::connection::Target;
+use crate::connection::{FIELD_MANAGER, current_kubeconfig};
 use crate::error::CommandError;
 
 /// The exit codes of the `cluster` commands, as their `--help` lists them.
@@ -25,57 +26,6 @@ pub const EXIT_CODES: &str = "Exit codes:
   3  the Cluster does not exist (cordon, uncordon, drain)
   6  drain: the --timeout passed before the cluster was empty";
 
-/// What to run to install the CRDs, for messages.
-const INSTALL_CRDS: &str = "run `prism crds | kubectl apply --server-side -f -` against it";
-
-/// A cluster the `cluster` commands talk to, for messages: which one, where, and what to do when
-/// access is denied.
-pub(crate) struct Target {
-    /// `the management cluster`, `the application cluster`.
-    pub name: String,
-    /// The API server's address.
-    pub url: String,
-    /// Appended to an access-denied message: the rights the command needs there.
-    pub needs: &'static str,
-}
-
-impl Target {
-    /// `error` of the request described by `what`, as the exit code and message a person or a
-    /// script can act on.
-    pub fn explain(&self, what: &str, error: kube::Error) -> CommandError {
-        let Target { name, url, needs } = self;
-        match error {
-            kube::Error::Api(status) if status.is_not_found() => {
-                CommandError::NotFound(format!("{what}: {}", status.message))
-            }
-            kube::Error::Api(status) if status.is_forbidden() => CommandError::Api(format!(
-                "{what}: access denied on {name} at {url}: {}; {needs}",
-                status.message
-            )),
-            kube::Error::Api(status) if status.is_conflict() || status.is_invalid() => {
-                CommandError::Refused(format!("{what}: {}", status.message))
-            }
-            kube::Error::Api(status) => CommandError::Api(format!("{what}: {}", status.message)),
-            error => CommandError::Api(format!(
-                "cannot reach {name} at {url}: {error}; check that it runs and that this machine \
-                 can reach it"
-            )),
-        }
-    }
-
-    /// As [`Target::explain`], for a list of one of Prism's resource types: a 404 means that the
-    /// type is missing, so the CRDs are.
-    pub fn explain_list(&self, what: &str, error: kube::Error) -> CommandError {
-        match error {
-            kube::Error::Api(status) if status.is_not_found() => CommandError::Api(format!(
-                "{what}: Prism's CRDs are not installed on {} at {}: {INSTALL_CRDS}",
-                self.name, self.url
-            )),
-            error => self.explain(what, error),
-        }
-    }
-}
-
 /// The management cluster: that of the current kubeconfig (or the in-cluster service account),
 /// where Cluster, Application and Release objects live.
 pub struct Management {
@@ -85,12 +35,8 @@ pub struct Management {
 
 impl Management {
     pub async fn new() -> Result<Management, CommandError> {
-        let config = Config::infer()
-            .await
-            .map_err(|e| CommandError::Api(format!("no Kubernetes configuration: {e}")))?;
+        let (client, config) = current_kubeconfig().await?;
         let url = config.cluster_url.to_string();
-        let client = Client::try_from(config)
-            .map_err(|e| CommandError::Api(format!("no Kubernetes client: {e}")))?;
         Ok(Management {
             client,
             target: Target {
