@@ -1,7 +1,8 @@
 //! Owner references do not cross API servers, so what Prism installed in an application cluster
 //! is not garbage-collected there when its Release or Application is deleted (in the management
 //! cluster, it is). The sweep deletes such orphans: a version whose Release is gone, and an
-//! application's Service whose Application is gone.
+//! application's Service whose Application is gone. The caches only suggest an orphan; the
+//! management cluster's API server confirms it before anything is deleted.
 
 use std::time::Duration;
 
@@ -50,6 +51,9 @@ pub async fn sweep(ctx: &Context, member: &Member) {
         .collect();
     versions.dedup();
     for (namespace, release) in versions {
+        if !is_gone::<Release>(&ctx.client, &namespace, &release).await {
+            continue;
+        }
         info!(cluster = %member.name, %namespace, %release, "deleting what a deleted Release left");
         let selector = format!("{RELEASE_LABEL}={release}");
         let client = &member.client;
@@ -63,7 +67,7 @@ pub async fn sweep(ctx: &Context, member: &Member) {
         }
     }
 
-    let services: Vec<(String, String)> = member
+    let services: Vec<(String, String, String)> = member
         .services
         .state()
         .iter()
@@ -75,10 +79,13 @@ pub async fn sweep(ctx: &Context, member: &Member) {
                 .applications
                 .get(&ObjectRef::<Application>::new(app).within(&namespace))
                 .is_some();
-            (!known).then(|| (namespace, service.name_any()))
+            (!known).then(|| (namespace, service.name_any(), app.clone()))
         })
         .collect();
-    for (namespace, name) in services {
+    for (namespace, name, app) in services {
+        if !is_gone::<Application>(&ctx.client, &namespace, &app).await {
+            continue;
+        }
         info!(cluster = %member.name, %namespace, service = %name, "deleting what a deleted Application left");
         let deleted = Api::<Service>::namespaced(member.client.clone(), &namespace)
             .delete(&name, &DeleteParams::background())
@@ -87,6 +94,24 @@ pub async fn sweep(ctx: &Context, member: &Member) {
             warn!(cluster = %member.name, %namespace, service = %name, %error, "could not delete an orphaned Service");
         }
     }
+}
+
+/// Whether the management cluster's API server says `name` is gone: the cache alone is not
+/// enough, since under load a new object can take longer than the grace period to reach it,
+/// and a version deleted by mistake is an outage. One read per suspected orphan.
+async fn is_gone<K>(client: &Client, namespace: &str, name: &str) -> bool
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+{
+    matches!(
+        Api::<K>::namespaced(client.clone(), namespace)
+            .get_metadata_opt(name)
+            .await,
+        Ok(None)
+    )
 }
 
 async fn delete_all<K>(client: &Client, namespace: &str, selector: &str) -> kube::Result<()>
