@@ -7,6 +7,22 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+if [ ! -x /usr/bin/prometheus ]; then
+  # The metric-analysis tests start their own Prometheus servers (prism-testkit's prometheus.rs).
+  step "installing Prometheus (Debian's prometheus package)"
+  sudo=
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  # The package may start a system Prometheus on :9090; the tests use ports of their own, but
+  # nothing should keep running by itself.
+  if [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  elif [ -x /etc/init.d/prometheus ]; then
+    $sudo /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+  fi
+fi
+
 step "building the sandbox (kube-apiserver, controller-manager, scheduler, etcd, kwok)"
 sandbox/sandbox build
 

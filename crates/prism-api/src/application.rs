@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::conditions::Condition;
 use crate::rules;
-use crate::strategy::{Duration, Step, Waves};
+use crate::strategy::{Duration, Pipeline, Step, Waves, Webhooks};
 
 /// The annotation that asks for a new Release of the same template on a fresh schedule (a no-op
 /// rollout, e.g. to move an application off a drained cluster): each new value makes one. The
@@ -219,6 +219,20 @@ pub struct StrategyRef {
     /// With inline steps: how the rollout moves across clusters, as in a Strategy's spec.waves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waves: Option<Waves>,
+    /// With inline steps: the rollout's webhooks, as in a Strategy's spec.webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<Webhooks>,
+}
+
+impl StrategyRef {
+    /// The inline strategy, when the steps are given here.
+    pub fn inline(&self) -> Option<Pipeline> {
+        self.steps.clone().map(|steps| Pipeline {
+            steps,
+            waves: self.waves.clone(),
+            webhooks: self.webhooks.clone(),
+        })
+    }
 }
 
 /// How requests reach each version.

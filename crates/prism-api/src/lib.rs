@@ -3,6 +3,7 @@
 pub mod application;
 pub mod cluster;
 pub mod conditions;
+pub mod metric_template;
 pub mod release;
 pub mod rollout_block;
 mod rules;
@@ -16,6 +17,7 @@ use kube::CustomResourceExt;
 
 pub use application::{Application, ApplicationSpec};
 pub use cluster::{Cluster, ClusterSpec};
+pub use metric_template::{ClusterMetricTemplate, MetricTemplate};
 pub use release::{Release, ReleaseSpec};
 pub use rollout_block::{RolloutBlock, RolloutBlockSpec};
 pub use strategy::{ClusterStrategy, Pipeline, Strategy};
@@ -29,6 +31,8 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         ClusterStrategy::crd(),
         Cluster::crd(),
         RolloutBlock::crd(),
+        MetricTemplate::crd(),
+        ClusterMetricTemplate::crd(),
     ];
     for version in crds.iter_mut().flat_map(|crd| &mut crd.spec.versions) {
         if let Some(schema) = version

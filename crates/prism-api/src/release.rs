@@ -118,10 +118,43 @@ pub struct ReleaseStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
-    /// The most recent analysis results, newest last.
+    /// The analysis of the current step, and the most recent results of every step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisStatus>,
+    /// The current step's webhook gate: its last answer, and when it was asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateStatus>,
+}
+
+/// Measurements of a step's analysis. The counts are the current step's: the verdict comes from
+/// them, and a restarted controller goes on from them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisStatus {
+    /// The step counted.
+    pub step: u32,
+    pub passed: u32,
+    pub failed: u32,
+    /// Inconclusive measurements in a row; a conclusive one starts the count again, so a rollout
+    /// paused by a metric source that went away goes on when it returns.
+    pub inconclusive: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_measured_at: Option<Time>,
+    /// The most recent results, newest last.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_ANALYSIS_RESULTS))]
-    pub analysis: Vec<AnalysisResult>,
+    pub results: Vec<AnalysisResult>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GateStatus {
+    /// The step whose gate this is.
+    pub step: u32,
+    pub asked_at: Time,
+    pub verdict: Verdict,
+    /// The webhook's answer, or why there was none.
+    pub message: String,
 }
 
 /// Why a Release rolls back.
@@ -245,14 +278,21 @@ pub enum ClusterPhase {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisResult {
+    /// The step measured.
+    pub step: u32,
     /// The metric check's name.
     pub metric: String,
-    /// The measured value; absent when the source had no data.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<f64>,
-    pub verdict: Verdict,
     /// The cluster measured.
     pub cluster: String,
+    /// The measured value (the median of the samples, when compared); absent without data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// The incumbent's median, when compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incumbent: Option<f64>,
+    pub verdict: Verdict,
+    /// Why, in words: the threshold crossed, the difference found, or what was missing.
+    pub message: String,
     pub time: Time,
 }
 

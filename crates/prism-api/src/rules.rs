@@ -107,7 +107,7 @@ pub(crate) const METRIC_NAMES_UNIQUE: CelRule = rule(
 
 pub(crate) const THRESHOLD_JUDGE_NEEDS_THRESHOLDS: CelRule = rule_at(
     ".metrics",
-    "(has(self.judge) && self.judge != 'threshold') || self.metrics.all(m, has(m.threshold))",
+    "(has(self.judge) && self.judge != 'threshold') || self.metrics.all(m, has(m.threshold) || has(m.templateRef))",
     "the threshold judge needs a threshold on every metric: add threshold.min or threshold.max, or set judge: mannWhitney",
 );
 
@@ -131,6 +131,17 @@ pub(crate) const THRESHOLD_MIN_NOT_ABOVE_MAX: CelRule = rule(
 pub(crate) const ONE_GATE: CelRule = rule(
     "((has(self.manual) && self.manual) ? 1 : 0) + (has(self.pause) ? 1 : 0) + (has(self.webhook) ? 1 : 0) <= 1",
     "a gate is one of manual, pause or webhook: keep one, and put the others on steps of their own",
+);
+
+pub(crate) const PROMETHEUS_ADDRESS_IS_HTTP: CelRule = rule_at(
+    ".address",
+    "self.address.startsWith('http://') || self.address.startsWith('https://')",
+    "a Prometheus address starts with http:// or https://",
+);
+
+pub(crate) const SCORE_MARGINAL_NOT_ABOVE_PASS: CelRule = rule(
+    "self.marginal <= self.pass",
+    "score.marginal must not be greater than score.pass",
 );
 
 pub(crate) const WEBHOOK_URL_IS_HTTP: CelRule = rule_at(

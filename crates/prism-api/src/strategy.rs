@@ -39,6 +39,10 @@ pub struct Pipeline {
     /// long a cluster may take, and how many may fail. Absent: all at once, with no deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waves: Option<Waves>,
+    /// Webhooks asked before a rollout starts, and told when it completes, rolls back, or
+    /// makes any transition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<Webhooks>,
 }
 
 impl Pipeline {
@@ -337,6 +341,9 @@ pub struct AnalysisStep {
     /// Default `threshold`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge: Option<Judge>,
+    /// The Mann-Whitney judge's pass and marginal scores. Default 80 and 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<ScoreThresholds>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -345,22 +352,121 @@ pub struct AnalysisStep {
 pub struct MetricCheck {
     #[schemars(length(min = 1, max = 63))]
     pub name: String,
-    /// A MetricTemplate in the application's namespace, or a ClusterMetricTemplate, to take the
-    /// query from. Exactly one of templateRef and query.
+    /// A MetricTemplate in the application's namespace, or else a ClusterMetricTemplate, of this
+    /// name. Its fields are the defaults of the check's own. Exactly one of templateRef and query.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub template_ref: Option<String>,
-    /// A PromQL query; `{{app}}`, `{{namespace}}`, `{{version}}` and `{{cluster}}` are replaced.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub query: Option<String>,
-    /// The range a value must lie in to pass (threshold judge).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threshold: Option<Threshold>,
+    #[serde(flatten)]
+    pub metric: Metric,
     /// A failed critical metric fails the whole analysis whatever the others say.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub critical: bool,
     /// Weight of this metric in the statistical judge's score. Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub weight: Option<u32>,
+}
+
+/// A query and how to judge its values: a metric check's own fields, and a metric template's.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Metric {
+    /// A PromQL query; `{{app}}`, `{{namespace}}`, `{{version}}` (the Release's name) and
+    /// `{{cluster}}` are replaced. The threshold judge reads one value (an instant query); the
+    /// Mann-Whitney judge reads the samples of the last interval for both versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8192))]
+    pub query: Option<String>,
+    /// Where to send the query. Default: the controller's `--prometheus-url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusSource>,
+    /// The range a value must lie in to pass (threshold judge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<Threshold>,
+    /// How the contender may differ from the incumbent (Mann-Whitney judge). Default: an
+    /// increase of more than 10% fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<Comparison>,
+}
+
+impl Metric {
+    /// This metric, each field it leaves out taken from `defaults` (its template).
+    pub fn or(&self, defaults: &Metric) -> Metric {
+        Metric {
+            query: self.query.clone().or_else(|| defaults.query.clone()),
+            prometheus: self
+                .prometheus
+                .clone()
+                .or_else(|| defaults.prometheus.clone()),
+            threshold: self
+                .threshold
+                .clone()
+                .or_else(|| defaults.threshold.clone()),
+            comparison: self
+                .comparison
+                .clone()
+                .or_else(|| defaults.comparison.clone()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = rules::PROMETHEUS_ADDRESS_IS_HTTP)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusSource {
+    /// The server's base URL, e.g. http://prometheus.monitoring:9090.
+    #[schemars(length(max = 2048))]
+    pub address: String,
+}
+
+/// How a contender's samples may differ from its incumbent's before the metric fails: the
+/// difference must be significant (Mann-Whitney U, p below alpha), in the bad direction, and
+/// larger than the tolerance, so that noise alone does not fail a rollout.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Comparison {
+    /// Which change is bad. Default `increase` (errors, latency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    /// The relative change of the median tolerated, e.g. 0.1 for 10%. Default 0.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub tolerance: Option<f64>,
+    /// The significance level of the test. Default 0.05.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub alpha: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Direction {
+    #[default]
+    Increase,
+    Decrease,
+    Either,
+}
+
+/// The Mann-Whitney judge's score (0-100, the weighted share of passing metrics) needed to pass,
+/// and below which the analysis fails; in between it is marginal and counts as inconclusive.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = rules::SCORE_MARGINAL_NOT_ABOVE_PASS)]
+#[serde(rename_all = "camelCase")]
+pub struct ScoreThresholds {
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub pass: f64,
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub marginal: f64,
+}
+
+impl Default for ScoreThresholds {
+    fn default() -> Self {
+        ScoreThresholds {
+            pass: 80.0,
+            marginal: 50.0,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -398,9 +504,10 @@ pub struct Gate {
     /// Wait this long after the step is achieved, then advance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause: Option<Duration>,
-    /// Advance when this URL answers 2xx to the step's payload.
+    /// Advance when this URL answers 2xx to the step's payload. A refusal, or no answer after
+    /// the retries, holds the step (phase Paused) and the webhook is asked again a little later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhook: Option<WebhookGate>,
+    pub webhook: Option<Webhook>,
 }
 
 /// The gate's meaning, once at most one of its fields is known to be set.
@@ -409,7 +516,7 @@ pub enum GateKind<'a> {
     Auto,
     Manual,
     Pause(Duration),
-    Webhook(&'a WebhookGate),
+    Webhook(&'a Webhook),
 }
 
 impl Gate {
@@ -426,18 +533,57 @@ impl Gate {
     }
 }
 
+/// An HTTP endpoint Prism POSTs a JSON payload to. With a secret, the payload is signed:
+/// `X-Prism-Signature: sha256=<hex HMAC-SHA256 of the body>`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[x_kube(validation = rules::WEBHOOK_URL_IS_HTTP)]
 #[serde(rename_all = "camelCase")]
-pub struct WebhookGate {
+pub struct Webhook {
     #[schemars(length(max = 2048))]
     pub url: String,
-    /// Default 10s.
+    /// How long one attempt may take. Default 10s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
-    /// Default 3.
+    /// Attempts after the first when one fails to answer (or answers 5xx). Default 3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
+    /// The key of a Secret in the application's namespace holding the HMAC key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Default `secret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub key: Option<String>,
+}
+
+/// Webhooks around a rollout as a whole; a step's own webhook is its gate.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Webhooks {
+    /// Asked before a new Release is made; every one must answer 2xx. Until then the
+    /// Application holds the change (condition PreRolloutPassed=False) and asks again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub pre_rollout: Vec<Webhook>,
+    /// Told when a Release completes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub post_rollout: Vec<Webhook>,
+    /// Told when a Release starts rolling back, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub rollback: Vec<Webhook>,
+    /// Told of every transition, as the Release's Events say it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub event: Vec<Webhook>,
 }
 
 /// Which of a release's scheduled clusters a step changes. At most one field; none means all.

@@ -22,7 +22,9 @@ use serde_path_to_error::Segment;
 
 use crate::application::{ApplicationSpec, Manifest, Schedule, TrafficProvider};
 use crate::rules::{self, CelRule};
-use crate::strategy::{Pipeline, Route, RouteMatch, RouteTo, Step, TrafficStep, Waves};
+use crate::strategy::{
+    Metric, Pipeline, Route, RouteMatch, RouteTo, Step, TrafficStep, Waves, Webhook, Webhooks,
+};
 
 /// One thing wrong with a spec.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -110,9 +112,12 @@ pub fn pipeline(
 ) -> Result<(), ValidationErrors> {
     let mut check = Checker::default();
     check.steps(&pipeline.steps, path, traffic);
+    let pipeline_path = path.strip_suffix("steps").unwrap_or_default();
     if let Some(waves) = &pipeline.waves {
-        let pipeline_path = path.strip_suffix("steps").unwrap_or_default();
         check.waves(waves, &format!("{pipeline_path}waves"));
+    }
+    if let Some(webhooks) = &pipeline.webhooks {
+        check.webhooks(webhooks, &format!("{pipeline_path}webhooks"));
     }
     check.finish()
 }
@@ -184,6 +189,12 @@ impl Checker {
         );
         if let Some(steps) = &strategy.steps {
             self.steps(steps, "spec.strategy.steps", AppTraffic::of(spec));
+        }
+        if let Some(waves) = &strategy.waves {
+            self.waves(waves, "spec.strategy.waves");
+        }
+        if let Some(webhooks) = &strategy.webhooks {
+            self.webhooks(webhooks, "spec.strategy.webhooks");
         }
 
         self.schedule(&spec.schedule);
@@ -534,6 +545,58 @@ impl Checker {
         }
     }
 
+    fn webhooks(&mut self, webhooks: &Webhooks, path: &str) {
+        let kinds = [
+            ("preRollout", &webhooks.pre_rollout),
+            ("postRollout", &webhooks.post_rollout),
+            ("rollback", &webhooks.rollback),
+            ("event", &webhooks.event),
+        ];
+        for (kind, hooks) in kinds {
+            for (k, webhook) in hooks.iter().enumerate() {
+                self.webhook(&format!("{path}.{kind}[{k}]"), webhook);
+            }
+        }
+    }
+
+    fn webhook(&mut self, path: &str, webhook: &Webhook) {
+        let http = webhook.url.starts_with("http://") || webhook.url.starts_with("https://");
+        self.rule(http, path, &webhook.url, rules::WEBHOOK_URL_IS_HTTP);
+    }
+
+    /// A metric check's own fields, or a metric template's.
+    fn metric(&mut self, path: &str, metric: &Metric) {
+        if let Some(threshold) = &metric.threshold {
+            let path = format!("{path}.threshold");
+            self.rule(
+                threshold.min.is_some() || threshold.max.is_some(),
+                &path,
+                threshold,
+                rules::THRESHOLD_HAS_BOUND,
+            );
+            let ordered = threshold
+                .min
+                .zip(threshold.max)
+                .is_none_or(|(min, max)| min <= max);
+            self.rule(
+                ordered,
+                &path,
+                threshold,
+                rules::THRESHOLD_MIN_NOT_ABOVE_MAX,
+            );
+        }
+        if let Some(prometheus) = &metric.prometheus {
+            let http = prometheus.address.starts_with("http://")
+                || prometheus.address.starts_with("https://");
+            self.rule(
+                http,
+                &format!("{path}.prometheus"),
+                &prometheus.address,
+                rules::PROMETHEUS_ADDRESS_IS_HTTP,
+            );
+        }
+    }
+
     fn step(&mut self, step: &Step, path: &str) {
         self.rule(
             is_dns_label(&step.name),
@@ -607,7 +670,10 @@ impl Checker {
                 .judge
                 .is_none_or(|j| j == crate::strategy::Judge::Threshold);
             self.rule(
-                !thresholds_judged || metrics.iter().all(|m| m.threshold.is_some()),
+                !thresholds_judged
+                    || metrics
+                        .iter()
+                        .all(|m| m.metric.threshold.is_some() || m.template_ref.is_some()),
                 &path,
                 &analysis.judge,
                 rules::THRESHOLD_JUDGE_NEEDS_THRESHOLDS,
@@ -632,30 +698,20 @@ impl Checker {
                     rules::METRIC_NAMES_UNIQUE,
                 );
                 self.rule(
-                    metric.template_ref.is_some() != metric.query.is_some(),
+                    metric.template_ref.is_some() != metric.metric.query.is_some(),
                     &path,
                     &metric.name,
                     rules::ONE_METRIC_SOURCE,
                 );
-                if let Some(threshold) = &metric.threshold {
-                    let path = format!("{path}.threshold");
-                    self.rule(
-                        threshold.min.is_some() || threshold.max.is_some(),
-                        &path,
-                        threshold,
-                        rules::THRESHOLD_HAS_BOUND,
-                    );
-                    let ordered = threshold
-                        .min
-                        .zip(threshold.max)
-                        .is_none_or(|(min, max)| min <= max);
-                    self.rule(
-                        ordered,
-                        &path,
-                        threshold,
-                        rules::THRESHOLD_MIN_NOT_ABOVE_MAX,
-                    );
-                }
+                self.metric(&path, &metric.metric);
+            }
+            if let Some(score) = &analysis.score {
+                self.rule(
+                    score.marginal <= score.pass,
+                    &format!("{path}.score"),
+                    score,
+                    rules::SCORE_MARGINAL_NOT_ABOVE_PASS,
+                );
             }
         }
         if let Some(gate) = &step.gate {
@@ -668,14 +724,7 @@ impl Checker {
                 rules::ONE_GATE,
             );
             if let Some(webhook) = &gate.webhook {
-                let http =
-                    webhook.url.starts_with("http://") || webhook.url.starts_with("https://");
-                self.rule(
-                    http,
-                    &format!("{path}.webhook"),
-                    &webhook.url,
-                    rules::WEBHOOK_URL_IS_HTTP,
-                );
+                self.webhook(&format!("{path}.webhook"), webhook);
             }
         }
         if let Some(scope) = &step.clusters {

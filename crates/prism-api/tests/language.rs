@@ -58,6 +58,7 @@ fn steps_are_counted_from_one_and_named() {
         ..Step::default()
     };
     let pipeline = Pipeline {
+        webhooks: None,
         steps: vec![step("canary"), step("half"), step("full")],
         waves: None,
     };

@@ -342,11 +342,8 @@ pub fn dereference(app: &Application, ctx: &Context, namespace: &str) -> Observe
     releases.sort_by_key(|r| r.spec.revision);
 
     let strategy = &app.spec.strategy;
-    let strategy = if let Some(steps) = &strategy.steps {
-        StrategySource::Inline(Pipeline {
-            steps: steps.clone(),
-            waves: strategy.waves.clone(),
-        })
+    let strategy = if let Some(inline) = strategy.inline() {
+        StrategySource::Inline(inline)
     } else if let Some(strategy_name) = &strategy.name {
         let found = ctx
             .strategies
@@ -755,7 +752,7 @@ mod tests {
     fn pipeline() -> Pipeline {
         Pipeline {
             steps: vec![full_step()],
-            waves: None,
+            ..Pipeline::default()
         }
     }
 
@@ -1058,7 +1055,7 @@ mod tests {
                 },
                 full_step(),
             ],
-            waves: None,
+            ..Pipeline::default()
         };
         let source = StrategySource::ClusterStrategy {
             name: "dark".into(),

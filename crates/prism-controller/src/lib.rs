@@ -9,6 +9,7 @@
 //! whose members follow the Cluster objects through [`clusters`]), and a reconcile waits until
 //! the caches show its own writes ([`expectations`]).
 
+pub mod analysis;
 pub mod application;
 pub mod blocks;
 pub mod cleanup;
@@ -19,6 +20,7 @@ pub mod fleet;
 pub mod rollout;
 pub mod status;
 pub mod traffic;
+pub mod webhooks;
 pub mod workload;
 pub mod write;
 
@@ -27,11 +29,16 @@ use std::time::Duration;
 
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt, stream};
 use kube::api::ListParams;
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use prism_api::{Application, Cluster, ClusterStrategy, Release, RolloutBlock, Strategy};
+use prism_analysis::prometheus::Prometheus;
+use prism_analysis::webhook;
+use prism_api::{
+    Application, Cluster, ClusterMetricTemplate, ClusterStrategy, MetricTemplate, Release,
+    RolloutBlock, Strategy,
+};
 use tracing::{debug, info, warn};
 
 pub use application::FIELD_MANAGER;
@@ -60,6 +67,12 @@ pub struct Context {
     pub global_namespace: String,
     pub fleet: Fleet,
     pub expectations: Arc<Expectations>,
+    pub metric_templates: Store<MetricTemplate>,
+    pub cluster_metric_templates: Store<ClusterMetricTemplate>,
+    pub prometheus: Prometheus,
+    /// Where metrics without a `prometheus.address` of their own are read.
+    pub prometheus_url: Option<String>,
+    pub webhooks: webhook::Caller,
 }
 
 /// Which objects a controller looks after.
@@ -72,10 +85,17 @@ pub struct Options {
     pub cluster_selector: Option<String>,
     /// A RolloutBlock in this namespace stops every Application. Default: prism-system.
     pub global_namespace: Option<String>,
+    /// The Prometheus server of metrics that name none.
+    pub prometheus_url: Option<String>,
 }
 
 /// Where the controller runs by default, and where a RolloutBlock stops every Application.
 pub const DEFAULT_GLOBAL_NAMESPACE: &str = "prism-system";
+
+/// Applications reconciled at once. Unbounded, a fleet-wide change (1,000 Applications applied
+/// together) put hundreds of requests in flight on the management API server, which then timed
+/// them out; the client's retries of those made duplicate creates and writes.
+const MAX_CONCURRENT_RECONCILES: u16 = 16;
 
 /// Runs the controller until a signal (SIGINT, SIGTERM) stops it.
 pub async fn run(client: Client, options: Options) -> Result<(), Error> {
@@ -168,6 +188,21 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         )
     };
 
+    // Read when a step is measured; a changed template counts from the next measurement.
+    let metric_templates_api: Api<MetricTemplate> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (metric_templates, metric_template_changes) =
+        strategy_cache(metric_templates_api, applications.clone(), |_, _| {
+            Vec::new()
+        });
+    let (cluster_metric_templates, cluster_metric_template_changes) = strategy_cache(
+        Api::<ClusterMetricTemplate>::all(client.clone()),
+        applications.clone(),
+        |_, _| Vec::new(),
+    );
+
     let (fleet, member_changes) = Fleet::new(namespace, expectations.clone());
     let context = Arc::new(Context {
         client,
@@ -180,6 +215,11 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         global_namespace,
         fleet,
         expectations,
+        metric_templates,
+        cluster_metric_templates,
+        prometheus: Prometheus::default(),
+        prometheus_url: options.prometheus_url.clone(),
+        webhooks: webhook::Caller::default(),
     });
     info!(
         namespace = namespace.unwrap_or("*"),
@@ -188,6 +228,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
     );
     let membership = tokio::spawn(clusters::keep_in_step(context.clone(), cluster_changes));
     Controller::for_stream(application_stream, applications)
+        .with_config(controller::Config::default().concurrency(MAX_CONCURRENT_RECONCILES))
         .reconcile_on(stream::select_all([
             triggers(release_changes, |health| {
                 if let Err(error) = health {
@@ -200,6 +241,8 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
             cluster_strategy_changes.boxed(),
             block_changes.boxed(),
             member_changes.boxed(),
+            metric_template_changes.boxed(),
+            cluster_metric_template_changes.boxed(),
         ]))
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)

@@ -5,7 +5,9 @@
 //! The pipeline: dereference (the Releases, and what each scheduled cluster runs, from the
 //! caches) → decide (`prism_engine::decide`, pure) → apply (each change through the workload or
 //! traffic provider, server-side apply with one field manager; no change, no write) → status
-//! (each Release's, written only when it differs) → Events (the engine's transitions).
+//! (each Release's, written only when it differs) → Events (the engine's transitions). Before
+//! deciding, the current steps' analyses and webhook gates are judged (`analysis.rs`,
+//! `webhooks.rs`): their verdicts are the engine's input, their records part of the status.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,20 +17,23 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
+use prism_api::release::ReleaseStatus;
 use prism_api::{Application, Release};
 use prism_engine::{
     AppPolicy, Change, ClusterInfo, ClusterObservation, Decision, EventKind, Input, ReleaseInput,
-    Verdict, decide, scheduled_clusters,
+    decide, scheduled_clusters,
 };
 use tracing::info;
 
 use crate::Context;
+use crate::analysis::{self, Analysis};
 use crate::application::{FIELD_MANAGER, publish};
 use crate::error::Error;
 use crate::expectations::ObjectKey;
 use crate::fleet::{Connection, MANAGEMENT_CLUSTER, Member, of_app};
 use crate::status::{progress, release_status};
 use crate::traffic::{self, AppView, Weights};
+use crate::webhooks::{self, Gate};
 use crate::workload;
 use crate::write::execute;
 
@@ -48,12 +53,26 @@ pub async fn reconcile(
     let app_ref = ObjectRef::from_obj(app);
     let provider = traffic::provider(app.spec.traffic.provider);
 
-    // 1. Dereference.
+    // Whole seconds, as the status keeps times: a decision that saw nanoseconds would describe
+    // a pause's end differently from the next one, and write the status again for it.
+    let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
+        .unwrap_or_else(|_| jiff::Timestamp::now());
+
+    // 1. Dereference, and judge the current steps' analyses and webhook gates.
+    let mut judged = Vec::with_capacity(releases.len());
+    for release in releases {
+        let incumbent = analysis::incumbent_of(release, releases);
+        judged.push(Judged {
+            analysis: analysis::analyse(release, incumbent, ctx, now).await,
+            gate: webhooks::gate(release, ctx, now).await,
+        });
+    }
     let schedules: Vec<Vec<ClusterInfo>> = releases.iter().map(schedule).collect();
     let inputs: Vec<ReleaseInput> = releases
         .iter()
         .zip(&schedules)
-        .map(|(release, schedule)| release_input(release, schedule))
+        .zip(&judged)
+        .map(|((release, schedule), judged)| release_input(release, schedule, judged))
         .collect();
     let app_owner = app.controller_owner_ref(&());
     let mut views = BTreeMap::new();
@@ -103,10 +122,6 @@ pub async fn reconcile(
         max_versions: app.spec.versions.max,
         version_ttl: app.spec.versions.ttl,
     };
-    // Whole seconds, as the status keeps times: a decision that saw nanoseconds would describe
-    // a pause's end differently from the next one, and write the status again for it.
-    let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
-        .unwrap_or_else(|_| jiff::Timestamp::now());
     let decision = decide(&Input {
         now,
         app: &policy,
@@ -176,15 +191,21 @@ pub async fn reconcile(
 
     // 4. Status, then the Events of the transitions it records.
     let now = Time(now);
-    for (release, release_decision) in releases.iter().zip(&decision.releases) {
-        let status = release_status(
-            release,
-            release_decision,
-            &decision.clusters,
-            &observed,
-            &unreachable,
-            &now,
-        );
+    for ((release, release_decision), judged) in
+        releases.iter().zip(&decision.releases).zip(&judged)
+    {
+        let status = ReleaseStatus {
+            analysis: judged.analysis.status.clone(),
+            gate: judged.gate.status.clone(),
+            ..release_status(
+                release,
+                release_decision,
+                &decision.clusters,
+                &observed,
+                &unreachable,
+                &now,
+            )
+        };
         if release.status.as_ref() == Some(&status) {
             continue;
         }
@@ -210,7 +231,13 @@ pub async fn reconcile(
             )))?;
     }
     publish_events(&decision, &by_name, ctx).await;
-    Ok(decision.requeue_after.map(|after| after.0.unsigned_abs()))
+    let judge_again = judged
+        .iter()
+        .flat_map(|judged| [judged.analysis.next, judged.gate.next]);
+    Ok(judge_again
+        .chain([decision.requeue_after.map(|after| after.0.unsigned_abs())])
+        .flatten()
+        .min())
 }
 
 async fn publish_events(
@@ -241,6 +268,7 @@ async fn publish_events(
             "Rollout",
         )
         .await;
+        webhooks::notify(ctx, release, event);
     }
 }
 
@@ -257,20 +285,17 @@ fn schedule(release: &Release) -> Vec<ClusterInfo> {
         .collect()
 }
 
-fn release_input<'a>(release: &'a Release, clusters: &'a [ClusterInfo]) -> ReleaseInput<'a> {
-    let step = progress(release).step as usize;
-    let has_analysis = release
-        .spec
-        .strategy
-        .steps
-        .get(step)
-        .is_some_and(|step| step.analysis.is_some());
-    // Analysis and webhooks come with their adapters (issue 6); until then their steps wait.
-    let pending = if has_analysis {
-        Verdict::Pending
-    } else {
-        Verdict::NotRequired
-    };
+/// A release's current step as the analysis and the webhook gate judged it.
+struct Judged {
+    analysis: Analysis,
+    gate: Gate,
+}
+
+fn release_input<'a>(
+    release: &'a Release,
+    clusters: &'a [ClusterInfo],
+    judged: &Judged,
+) -> ReleaseInput<'a> {
     ReleaseInput {
         name: release.metadata.name.as_deref().unwrap_or_default(),
         created_at: release
@@ -284,8 +309,8 @@ fn release_input<'a>(release: &'a Release, clusters: &'a [ClusterInfo]) -> Relea
         progress: progress(release),
         target_step: release.spec.target_step,
         aborted: release.spec.aborted,
-        analysis: pending.clone(),
-        webhook: pending,
+        analysis: judged.analysis.verdict.clone(),
+        webhook: judged.gate.verdict.clone(),
     }
 }
 

@@ -179,6 +179,7 @@ pub fn release_status(
         clusters: cluster_progress,
         conditions: desired,
         analysis: current.analysis,
+        gate: current.gate,
     }
 }
 

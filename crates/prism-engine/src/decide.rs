@@ -223,6 +223,8 @@ enum Hold<'a> {
         until: Timestamp,
     },
     Webhook,
+    /// The step's webhook refused, or did not answer: asked again later.
+    WebhookHeld(String),
     Command,
     NoSteps,
 }
@@ -338,7 +340,9 @@ impl<'a> Rollout<'a, '_> {
             if let Some(hold) = hold {
                 let phase = match hold {
                     Hold::Command => Phase::WaitingForCommand,
-                    Hold::Inconclusive(_) | Hold::Blocked(_) => Phase::Paused,
+                    Hold::Inconclusive(_) | Hold::WebhookHeld(_) | Hold::Blocked(_) => {
+                        Phase::Paused
+                    }
                     _ => Phase::Progressing,
                 };
                 // Events go out on transitions, and the phase is what the previous decision
@@ -356,6 +360,10 @@ impl<'a> Rollout<'a, '_> {
                         Hold::Inconclusive(reason) => {
                             self.warning("AnalysisInconclusive", reason.clone())
                         }
+                        Hold::WebhookHeld(reason) => self.warning(
+                            "WebhookHeld",
+                            format!("step {label} is achieved; its webhook holds it: {reason}"),
+                        ),
                         Hold::Blocked(block) => self.warning(
                             "RolloutBlocked",
                             format!("step {label} is achieved; a RolloutBlock holds it: {block}"),
@@ -582,7 +590,7 @@ impl<'a> Rollout<'a, '_> {
             }
             GateKind::Webhook(_) => match verdict(&release.webhook) {
                 Verdict::Passed | Verdict::NotRequired => None,
-                Verdict::Inconclusive { reason } => Some(Hold::Inconclusive(reason)),
+                Verdict::Inconclusive { reason } => Some(Hold::WebhookHeld(reason)),
                 Verdict::Pending | Verdict::Failed { .. } => Some(Hold::Webhook),
             },
         }
@@ -1073,6 +1081,15 @@ fn conditions(
             true,
             "Pausing",
             format!("step {} is achieved; pausing until {until}", current()),
+        ),
+        (_, Some(Hold::WebhookHeld(reason))) => condition(
+            ConditionKind::Progressing,
+            false,
+            "WebhookHeld",
+            format!(
+                "step {} is achieved; its webhook holds it: {reason}; it is asked again, or run `prism promote`",
+                current()
+            ),
         ),
         (_, Some(Hold::Webhook)) => condition(
             ConditionKind::Progressing,

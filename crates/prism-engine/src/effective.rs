@@ -157,6 +157,7 @@ mod tests {
             ..Default::default()
         });
         let pipeline = Pipeline {
+            webhooks: None,
             steps: vec![step("capacity", 50, None), traffic],
             waves: None,
         };
@@ -173,6 +174,7 @@ mod tests {
             ..Default::default()
         };
         let pipeline = Pipeline {
+            webhooks: None,
             steps: vec![
                 step("staging", 10, None),
                 step("vanguard", 100, Some(vanguard)),
@@ -222,6 +224,7 @@ mod tests {
             ..Default::default()
         });
         let pipeline = Pipeline {
+            webhooks: None,
             steps: vec![only_incumbent],
             waves: None,
         };

@@ -19,6 +19,7 @@ fn waves(max_concurrency: Option<u32>, soak: i64, deadline: Option<i64>, budget:
 fn canary_then_full(manual_gate: bool, waves: Option<Waves>) -> Pipeline {
     let canary = traffic(capacity(step("canary"), 10, 100), 10);
     Pipeline {
+        webhooks: None,
         steps: vec![
             if manual_gate { manual(canary) } else { canary },
             traffic(capacity(step("full"), 100, 0), 100),
@@ -49,6 +50,7 @@ fn condition(round: &Round, release: usize, kind: ConditionKind) -> prism_engine
 #[test]
 fn a_vanguard_step_reaches_the_first_cluster_of_the_contender_schedule_before_the_others_move() {
     let pipeline = Pipeline {
+        webhooks: None,
         steps: vec![
             manual(scoped(traffic(capacity(step("vanguard"), 10, 100), 10), 1)),
             traffic(capacity(step("full"), 100, 0), 100),

@@ -94,7 +94,11 @@ fn pipeline() -> impl Strategy<Value = Pipeline> {
             let mut full = traffic(capacity(step("full"), 100, 0), 100);
             full.gate = gate;
             steps.push(full);
-            Pipeline { steps, waves }
+            Pipeline {
+                steps,
+                waves,
+                webhooks: None,
+            }
         })
     })
 }
@@ -451,7 +455,7 @@ proptest! {
             name: "roll".into(),
             capacity: Some(CapacityStep { contender: Some(Share::Percent(100)), incumbent: Some(Share::Percent(incumbent_target)), max_surge: Some(surge) }),
             ..Default::default()
-        }], waves: None };
+        }], waves: None, webhooks: None };
         let clusters = common::clusters(seen.len());
         let observed: BTreeMap<_, _> = clusters.iter().zip(&seen).map(|(cluster, &(old, old_ready, new, new_ready))| {
             let version = |replicas: u32, ready: u32| VersionObservation { capacity: Capacity::Replicas(replicas), ready, weight: 0 };

@@ -100,6 +100,7 @@ fn a_retained_version_older_than_the_ttl_retires() {
 #[test]
 fn a_retained_version_keeps_the_incumbent_share_of_the_last_step_that_superseded_it() {
     let keep_old = Pipeline {
+        webhooks: None,
         steps: vec![traffic(capacity(step("switch"), 100, 100), 100)],
         waves: None,
     };
@@ -140,6 +141,7 @@ fn a_first_release_goes_straight_to_the_last_step_and_completes_once_achieved() 
 #[test]
 fn capacity_goes_up_before_traffic_and_traffic_moves_before_capacity_goes_down() {
     let pipeline = Pipeline {
+        webhooks: None,
         steps: vec![traffic(capacity(step("swap"), 100, 0), 100)],
         waves: None,
     };
@@ -172,6 +174,7 @@ fn capacity_goes_up_before_traffic_and_traffic_moves_before_capacity_goes_down()
 #[test]
 fn traffic_waits_for_ready_pods_not_just_for_capacity() {
     let pipeline = Pipeline {
+        webhooks: None,
         steps: vec![traffic(capacity(step("swap"), 100, 100), 100)],
         waves: None,
     };
@@ -192,6 +195,7 @@ fn traffic_waits_for_ready_pods_not_just_for_capacity() {
 #[test]
 fn weight_of_a_version_without_ready_pods_goes_to_the_ready_ones() {
     let pipeline = Pipeline {
+        webhooks: None,
         steps: vec![traffic(capacity(step("half"), 50, 50), 50)],
         waves: None,
     };
@@ -251,6 +255,7 @@ fn traffic_is_held_when_no_version_has_ready_pods() {
 fn a_version_with_traffic_never_loses_all_of_its_capacity() {
     // An invalid step: traffic to the incumbent, but no capacity for it.
     let pipeline = Pipeline {
+        webhooks: None,
         steps: vec![traffic(capacity(step("bad"), 100, 0), 50)],
         waves: None,
     };
@@ -266,6 +271,7 @@ fn a_surge_step_moves_capacity_in_rounds_within_the_limit() {
     let mut rolling = capacity(step("roll"), 100, 0);
     rolling.capacity.as_mut().unwrap().max_surge = Some(2);
     let pipeline = Pipeline {
+        webhooks: None,
         steps: vec![rolling],
         waves: None,
     };
@@ -293,6 +299,7 @@ fn a_surge_step_moves_capacity_in_rounds_within_the_limit() {
 #[test]
 fn a_step_waits_for_every_cluster_in_its_scope() {
     let pipeline = Pipeline {
+        webhooks: None,
         steps: vec![
             scoped(capacity(step("vanguard"), 100, 100), 1),
             manual(capacity(step("all"), 100, 100)),
@@ -360,6 +367,7 @@ fn promote_full_skips_every_gate_to_complete() {
 #[test]
 fn a_pause_advances_once_its_time_is_up_and_asks_for_a_requeue() {
     let pipeline = Pipeline {
+        webhooks: None,
         steps: vec![
             pause(capacity(step("soak"), 10, 100), 300),
             traffic(capacity(step("full"), 100, 0), 100),
@@ -389,6 +397,7 @@ fn analysed(pipeline_step: prism_api::strategy::Step) -> prism_api::strategy::St
 #[test]
 fn an_analysis_holds_the_step_until_it_passes() {
     let pipeline = Pipeline {
+        webhooks: None,
         steps: vec![
             analysed(capacity(step("canary"), 10, 100)),
             traffic(capacity(step("full"), 100, 0), 100),
@@ -412,6 +421,7 @@ fn an_analysis_holds_the_step_until_it_passes() {
 #[test]
 fn a_failed_analysis_rolls_back_restoring_the_incumbent_capacity_before_its_traffic() {
     let pipeline = Pipeline {
+        webhooks: None,
         steps: vec![
             analysed(traffic(capacity(step("half"), 50, 50), 50)),
             traffic(capacity(step("full"), 100, 0), 100),
@@ -470,6 +480,7 @@ fn an_abort_command_rolls_back() {
 #[test]
 fn achieved_steps_cascade_within_one_decision() {
     let pipeline = Pipeline {
+        webhooks: None,
         steps: vec![
             capacity(step("a"), 10, 100),
             step("b"),
@@ -509,6 +520,7 @@ fn each_routes_reach_every_live_version_by_name() {
         },
     }]);
     let pipeline = Pipeline {
+        webhooks: None,
         steps: vec![rainbow_step],
         waves: None,
     };
@@ -556,6 +568,7 @@ fn routes_left_out_of_a_step_keep_the_incumbent_routes() {
     let mut full = capacity(step("full"), 100, 0);
     full.traffic = Some(routes);
     let pipeline = Pipeline {
+        webhooks: None,
         steps: vec![capacity(step("staging"), 10, 100), full],
         waves: None,
     };
@@ -581,6 +594,7 @@ fn routes_left_out_of_a_step_keep_the_incumbent_routes() {
 #[test]
 fn autoscaled_capacity_shares_both_bounds_and_waits_for_the_lower_one() {
     let pipeline = Pipeline {
+        webhooks: None,
         steps: vec![
             capacity(step("canary"), 50, 100),
             capacity(step("full"), 100, 0),

@@ -69,6 +69,7 @@ fn pauses_and_analyses_take_simulated_time() {
 #[test]
 fn waves_take_their_soak_one_after_the_other() {
     let pipeline = Pipeline {
+        webhooks: None,
         steps: vec![
             traffic(capacity(step("canary"), 25, 100), 25),
             traffic(capacity(step("full"), 100, 0), 100),

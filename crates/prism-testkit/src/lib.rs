@@ -31,8 +31,11 @@
 //! }
 //! ```
 
+pub mod exporter;
 pub mod fixtures;
 pub mod fleet;
+pub mod prometheus;
+pub mod webhook;
 
 use std::collections::hash_map::RandomState;
 use std::fmt::Display;

@@ -139,10 +139,7 @@ fn check(
     let traffic = AppTraffic::of(spec);
     let strategy = &spec.strategy;
     let named = |kind: &str, name: &str| format!("{kind}/{name}");
-    let mut pipeline = strategy.steps.clone().map(|steps| Pipeline {
-        steps,
-        waves: strategy.waves.clone(),
-    });
+    let mut pipeline = strategy.inline();
     if let Some(inline) = &pipeline {
         check_effective_states(&mut errors, app_label, inline, "spec.strategy.", traffic);
     }

@@ -11,6 +11,9 @@ use prism_api::strategy::Duration;
 use serde::Deserialize;
 use serde::de::IntoDeserializer;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Progressive delivery for Kubernetes fleets.
 #[derive(Parser)]
 #[command(name = "prism", version)]
@@ -35,6 +38,10 @@ enum Command {
         /// A RolloutBlock in this namespace stops every Application.
         #[arg(long, value_name = "NAMESPACE", default_value = prism_controller::DEFAULT_GLOBAL_NAMESPACE)]
         global_namespace: String,
+        /// The Prometheus server of the metric checks that give no prometheus.address, e.g.
+        /// http://prometheus.monitoring:9090.
+        #[arg(long, value_name = "URL")]
+        prometheus_url: Option<String>,
     },
     /// Simulate an application's rollout on an idealised fleet and print the timeline.
     Plan {
@@ -194,10 +201,12 @@ fn main() -> ExitCode {
             namespace,
             cluster_selector,
             global_namespace,
+            prometheus_url,
         } => match prism::controller::run(prism_controller::Options {
             namespace,
             cluster_selector,
             global_namespace: Some(global_namespace),
+            prometheus_url,
         }) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => fail(1, error),

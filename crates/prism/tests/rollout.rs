@@ -74,6 +74,7 @@ impl Rollout {
                 revision,
                 template: application(image).spec.template,
                 strategy: prism_api::Pipeline {
+                    webhooks: None,
                     steps: app.spec.strategy.steps.clone().unwrap(),
                     waves: None,
                 },

@@ -31,6 +31,7 @@ pub async fn setup(
             namespace: Some(env.namespace().to_owned()),
             cluster_selector: Some(env.cluster_selector()),
             global_namespace: Some(global_namespace(env)),
+            prometheus_url: None,
         },
     ));
     let apps = Api::namespaced(client.clone(), env.namespace());

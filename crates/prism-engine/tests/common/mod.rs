@@ -109,6 +109,7 @@ pub fn scoped(mut step: Step, first: u32) -> Step {
 /// staging (1 pod, 0%), canary 10/10 (manual), 50/50, full.
 pub fn canary() -> Pipeline {
     Pipeline {
+        webhooks: None,
         steps: vec![
             capacity(step("staging"), 10, 100),
             manual(traffic(capacity(step("canary"), 10, 100), 10)),

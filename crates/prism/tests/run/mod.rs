@@ -65,6 +65,7 @@ pub async fn with_controller(
             namespace: Some(env.namespace().to_owned()),
             cluster_selector: Some(env.cluster_selector()),
             global_namespace: None,
+            prometheus_url: None,
         },
     ));
     (

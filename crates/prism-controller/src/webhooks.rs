@@ -1,0 +1,250 @@
+//! Webhooks: the gate of a step (asked once the step is achieved; a refusal or no answer holds
+//! the step, and the webhook is asked again after `REASK`), and the notifications of a rollout
+//! (post-rollout, rollback, and every transition), sent in the background.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{Api, Client, ResourceExt};
+use prism_analysis::webhook::{Answer, Caller};
+use prism_api::Release;
+use prism_api::release::{GateStatus, Verdict as Answered};
+use prism_api::strategy::{GateKind, Webhook};
+use prism_engine::{Event, EventKind, Verdict};
+use serde::Serialize;
+use tracing::warn;
+
+use crate::Context;
+use crate::status::progress;
+
+/// How long a held step waits before its webhook is asked again.
+pub const REASK: Duration = Duration::from_secs(15);
+
+/// What a webhook is told: the Release, where it stands, and why it is called.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Payload<'a> {
+    /// `confirm-step`, `pre-rollout`, `post-rollout`, `rollback` or `event`.
+    pub kind: &'a str,
+    pub application: &'a str,
+    pub namespace: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<&'a str>,
+    pub revision: u32,
+    /// The current step, from 1, and its name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_name: Option<&'a str>,
+    pub clusters: Vec<&'a str>,
+    /// For notifications: the Event's reason and message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<&'a str>,
+}
+
+impl<'a> Payload<'a> {
+    pub fn of(kind: &'a str, release: &'a Release) -> Payload<'a> {
+        let step = progress(release).step;
+        Payload {
+            kind,
+            application: &release.spec.application,
+            namespace: release.metadata.namespace.as_deref().unwrap_or_default(),
+            release: release.metadata.name.as_deref(),
+            revision: release.spec.revision,
+            step: Some(step + 1),
+            step_name: release
+                .spec
+                .strategy
+                .steps
+                .get(step as usize)
+                .map(|s| s.name.as_str()),
+            clusters: release
+                .spec
+                .clusters
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect(),
+            reason: None,
+            message: None,
+        }
+    }
+}
+
+/// The current step's webhook gate: its verdict, its status, and when to ask again.
+pub struct Gate {
+    pub verdict: Verdict,
+    pub status: Option<GateStatus>,
+    pub next: Option<Duration>,
+}
+
+/// Asks the current step's webhook when the step is achieved and the last answer (if any) was
+/// not a yes and is older than `REASK`.
+pub async fn gate(release: &Release, ctx: &Context, now: Timestamp) -> Gate {
+    let previous = release.status.as_ref().and_then(|s| s.gate.clone());
+    let progress = progress(release);
+    let step = progress.step;
+    let webhook = release
+        .spec
+        .strategy
+        .steps
+        .get(step as usize)
+        .and_then(|s| s.gate.as_ref())
+        .and_then(|gate| match gate.kind() {
+            GateKind::Webhook(webhook) => Some(webhook),
+            _ => None,
+        });
+    let (Some(webhook), Some(_), true) = (
+        webhook,
+        progress.achieved_at,
+        progress.phase.is_rolling_out(),
+    ) else {
+        return Gate {
+            verdict: if webhook.is_some() {
+                Verdict::Pending
+            } else {
+                Verdict::NotRequired
+            },
+            status: previous,
+            next: None,
+        };
+    };
+    let asked = previous.filter(|g| g.step == step);
+    let due = asked.as_ref().map(|g| {
+        g.asked_at
+            .0
+            .saturating_add(jiff::SignedDuration::try_from(REASK).unwrap_or_default())
+            .unwrap_or(Timestamp::MAX)
+    });
+    let status = match asked {
+        Some(answered) if answered.verdict == Answered::Pass => answered,
+        Some(answered) if due.is_some_and(|due| now < due) => answered,
+        _ => {
+            let namespace = release.namespace().unwrap_or_default();
+            let payload = Payload::of("confirm-step", release);
+            let answer = call(&ctx.client, &ctx.webhooks, &namespace, webhook, &payload).await;
+            GateStatus {
+                step,
+                asked_at: Time(now),
+                verdict: match answer {
+                    Answer::Accepted => Answered::Pass,
+                    Answer::Refused { .. } => Answered::Fail,
+                    Answer::NoAnswer { .. } => Answered::Inconclusive,
+                },
+                message: answer.describe(&webhook.url),
+            }
+        }
+    };
+    let (verdict, next) = match status.verdict {
+        Answered::Pass => (Verdict::Passed, None),
+        _ => {
+            let next = status
+                .asked_at
+                .0
+                .saturating_add(jiff::SignedDuration::try_from(REASK).unwrap_or_default())
+                .map(|at| now.duration_until(at).unsigned_abs())
+                .ok();
+            (
+                Verdict::Inconclusive {
+                    reason: status.message.clone(),
+                },
+                next,
+            )
+        }
+    };
+    Gate {
+        verdict,
+        status: Some(status),
+        next,
+    }
+}
+
+/// Tells the rollout's notification webhooks of an Event of the engine's, in the background:
+/// every webhook under `event`, and those under `postRollout` or `rollback` for the Events that
+/// complete or start rolling back a Release.
+pub fn notify(ctx: &Context, release: &Release, event: &Event<'_>) {
+    let Some(webhooks) = &release.spec.strategy.webhooks else {
+        return;
+    };
+    let mut calls: Vec<(&str, &Webhook)> = webhooks.event.iter().map(|w| ("event", w)).collect();
+    match event.reason {
+        "Complete" => calls.extend(webhooks.post_rollout.iter().map(|w| ("post-rollout", w))),
+        "RollbackStarted" => calls.extend(webhooks.rollback.iter().map(|w| ("rollback", w))),
+        _ => {}
+    }
+    for (kind, webhook) in calls {
+        let mut payload = serde_json::to_value(Payload {
+            reason: Some(event.reason),
+            message: Some(&event.message),
+            ..Payload::of(kind, release)
+        })
+        .unwrap_or_default();
+        if let Some(object) = payload.as_object_mut() {
+            let type_ = match event.kind {
+                EventKind::Normal => "Normal",
+                EventKind::Warning => "Warning",
+            };
+            object.insert("type".into(), type_.into());
+        }
+        let (client, caller) = (ctx.client.clone(), ctx.webhooks.clone());
+        let (namespace, name) = (release.namespace().unwrap_or_default(), release.name_any());
+        let webhook = webhook.clone();
+        tokio::spawn(async move {
+            let answer = call(&client, &caller, &namespace, &webhook, &payload).await;
+            if answer != Answer::Accepted {
+                warn!(release = %name, kind = %payload["kind"], "webhook: {}", answer.describe(&webhook.url));
+            }
+        });
+    }
+}
+
+/// Calls `webhook`, signing with its secret when it has one.
+pub async fn call(
+    client: &Client,
+    caller: &Caller,
+    namespace: &str,
+    webhook: &Webhook,
+    payload: &impl Serialize,
+) -> Answer {
+    let secret = match &webhook.secret_ref {
+        None => None,
+        Some(reference) => {
+            let key = reference.key.as_deref().unwrap_or("secret");
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+            match secrets.get_opt(&reference.name).await {
+                Ok(Some(secret)) => match secret.data.and_then(|mut data| data.remove(key)) {
+                    Some(ByteString(bytes)) => Some(bytes),
+                    None => {
+                        return Answer::NoAnswer {
+                            attempts: 0,
+                            error: format!(
+                                "Secret {namespace}/{} has no key {key:?} to sign with",
+                                reference.name
+                            ),
+                        };
+                    }
+                },
+                Ok(None) => {
+                    return Answer::NoAnswer {
+                        attempts: 0,
+                        error: format!(
+                            "Secret {namespace}/{} to sign with does not exist",
+                            reference.name
+                        ),
+                    };
+                }
+                Err(error) => {
+                    return Answer::NoAnswer {
+                        attempts: 0,
+                        error: format!("reading Secret {namespace}/{}: {error}", reference.name),
+                    };
+                }
+            }
+        }
+    };
+    caller.call(webhook, secret.as_deref(), payload).await
+}

@@ -1,0 +1,436 @@
+//! A real Prometheus server for one test: Debian's `prometheus` package (`/usr/bin/prometheus`,
+//! which `scripts/test.sh` installs), with its own config, data and loopback port, so tests run
+//! in parallel without sharing anything.
+//!
+//! It scrapes its targets (usually a [`crate::exporter::TestExporter`]) every second. It is ready
+//! (`/-/ready`) within a fraction of a second, but the first samples come 5 to 7 s after the
+//! start, also after a [`restart`](Prometheus::restart): Prometheus 2.42 hands the targets from
+//! its discovery to its scraper only every 5 s, and no flag of that version changes it. So start
+//! it early (before creating the rollout, say), and wait for the first samples with
+//! [`Prometheus::wait_for_sample`] rather than sleeping.
+//!
+//! [`Prometheus::stop`] takes it away (connections to its port are refused) and
+//! [`Prometheus::restart`] brings it back on the same port with the same data, so tests can check
+//! what Prism does when its metric source is down. Dropping it kills the server and removes its
+//! directory; the server is also killed if the test's process drops it while unwinding a panic.
+//!
+//! ```no_run
+//! use prism_testkit::exporter::{Behaviour, Series, TestExporter};
+//! use prism_testkit::prometheus::Prometheus;
+//!
+//! # async fn example() -> anyhow::Result<()> {
+//! let exporter = TestExporter::start().await?;
+//! let series = Series::new("web", "shop", "v1", "c1");
+//! exporter.set(series.clone(), Behaviour::new(0.0, std::time::Duration::from_millis(20)));
+//! let mut prometheus = Prometheus::start(&[exporter.addr()]).await?;
+//! prometheus.wait_for_sample(&series.error_ratio_query("10s")).await?;
+//! let url = prometheus.url(); // give it to the analysis under test
+//! prometheus.stop().await?; // the metric source is down
+//! prometheus.restart().await?; // and up again, with its data
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::BTreeMap;
+use std::collections::hash_map::RandomState;
+use std::fs::File;
+use std::hash::BuildHasher;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, anyhow, bail};
+use serde::Deserialize;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+use crate::{DEFAULT_TIMEOUT, wait_until};
+
+/// The Prometheus binary, from Debian's `prometheus` package.
+pub const PROMETHEUS_BINARY: &str = "/usr/bin/prometheus";
+
+/// How often Prometheus scrapes its targets.
+pub const SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long Prometheus may take to become ready: generous, the machine is shared.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often the harness asks whether Prometheus is ready.
+const READY_POLL: Duration = Duration::from_millis(50);
+
+/// How many lines of Prometheus's log an error shows.
+const LOG_TAIL_LINES: usize = 30;
+
+/// A Prometheus server of one test; see the [module](self) documentation.
+#[derive(Debug)]
+pub struct Prometheus {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+    http: reqwest::Client,
+}
+
+/// One sample of an instant vector (or a scalar, with no labels).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// The series' labels (`__name__` included, when the result has it).
+    pub metric: BTreeMap<String, String>,
+    /// When, in seconds since the Unix epoch.
+    pub timestamp: f64,
+    pub value: f64,
+}
+
+impl Prometheus {
+    /// Starts a server that scrapes `targets` (job `test`) every second and waits until it is
+    /// ready. Its config, data and log (`prometheus.log`) are in a new temporary directory.
+    pub async fn start(targets: &[SocketAddr]) -> anyhow::Result<Prometheus> {
+        anyhow::ensure!(
+            Path::new(PROMETHEUS_BINARY).exists(),
+            "{PROMETHEUS_BINARY} is missing: install Debian's prometheus package \
+             (scripts/test.sh does: apt-get install prometheus)"
+        );
+        let dir = unique_temp_dir()?;
+        let mut prometheus = Prometheus {
+            dir,
+            port: 0,
+            child: None,
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(Duration::from_secs(10))
+                .build()
+                .context("building an HTTP client")?,
+        };
+        std::fs::write(prometheus.config_path(), config(targets))
+            .context("writing prometheus.yml")?;
+        // The port is free when picked, but another process may take it before Prometheus binds
+        // it; then Prometheus exits at once, and another port is tried.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            prometheus.port = free_port()?;
+            match prometheus.launch().await {
+                Ok(()) => return Ok(prometheus),
+                Err(error)
+                    if attempts < 5 && prometheus.log_tail().contains("address already in use") =>
+                {
+                    eprintln!(
+                        "prism-testkit: Prometheus could not bind port {}, trying another: {error:#}",
+                        prometheus.port
+                    );
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, the base of its HTTP API.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The address it listens on (also while stopped: the one it will listen on again).
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    /// Its directory: `prometheus.yml`, `data/`, `prometheus.log`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the server runs (it was started and neither stopped nor dead).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// Kills the server (SIGKILL, as in a crash): from now on connections to its port are
+    /// refused. Its data stays for [`restart`](Prometheus::restart). Stopping a stopped server
+    /// does nothing.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.context("killing Prometheus")?;
+        }
+        Ok(())
+    }
+
+    /// Starts the server again (stopping it first if it runs), on the same port with the same
+    /// data, and waits until it is ready.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop().await?;
+        self.launch().await
+    }
+
+    /// The result of the instant query `promql` now: a vector's samples, or a scalar as one
+    /// sample without labels.
+    pub async fn query(&self, promql: &str) -> anyhow::Result<Vec<Sample>> {
+        self.query_with(promql, None).await
+    }
+
+    /// The result of the instant query `promql` evaluated at `at`.
+    pub async fn query_at(&self, promql: &str, at: SystemTime) -> anyhow::Result<Vec<Sample>> {
+        self.query_with(promql, Some(at)).await
+    }
+
+    /// The value of the instant query `promql` now: `None` when the result is empty, an error
+    /// when it has more than one sample. It may be NaN (0/0, say).
+    pub async fn query_value(&self, promql: &str) -> anyhow::Result<Option<f64>> {
+        let samples = self.query(promql).await?;
+        match samples.as_slice() {
+            [] => Ok(None),
+            [sample] => Ok(Some(sample.value)),
+            _ => bail!(
+                "{promql} returned {} samples, not one: {samples:?}",
+                samples.len()
+            ),
+        }
+    }
+
+    /// Waits (up to [`DEFAULT_TIMEOUT`]) until the instant query `promql` returns at least one
+    /// sample, and returns them: tests use it to know that scraping has begun.
+    pub async fn wait_for_sample(&self, promql: &str) -> anyhow::Result<Vec<Sample>> {
+        wait_until(
+            format_args!("Prometheus at {} has a sample for {promql}", self.url()),
+            DEFAULT_TIMEOUT,
+            || async {
+                let samples = self.query(promql).await?;
+                Ok((!samples.is_empty()).then_some(samples))
+            },
+        )
+        .await
+    }
+
+    /// The last lines of its log (stdout and stderr of every run).
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+    }
+
+    async fn query_with(
+        &self,
+        promql: &str,
+        at: Option<SystemTime>,
+    ) -> anyhow::Result<Vec<Sample>> {
+        let mut params = vec![("query", promql.to_owned())];
+        if let Some(at) = at {
+            let seconds = at.duration_since(UNIX_EPOCH)?.as_secs_f64();
+            params.push(("time", format!("{seconds:.3}")));
+        }
+        let response = self
+            .http
+            .get(format!("{}/api/v1/query", self.url()))
+            .query(&params)
+            .send()
+            .await
+            .with_context(|| format!("querying Prometheus at {}", self.url()))?;
+        let status = response.status();
+        let body = response.text().await?;
+        let parsed: ApiResponse = serde_json::from_str(&body)
+            .with_context(|| format!("Prometheus answered {status}: {body}"))?;
+        if parsed.status != "success" {
+            bail!(
+                "Prometheus answered {status} to {promql}: {}: {}",
+                parsed.error_type.unwrap_or_default(),
+                parsed.error.unwrap_or_default()
+            );
+        }
+        let data = parsed
+            .data
+            .ok_or_else(|| anyhow!("Prometheus answered without data: {body}"))?;
+        match data.result_type.as_str() {
+            "vector" => {
+                let vector: Vec<VectorSample> = serde_json::from_value(data.result)?;
+                vector
+                    .into_iter()
+                    .map(|sample| {
+                        Ok(Sample {
+                            metric: sample.metric,
+                            timestamp: sample.value.0,
+                            value: parse_value(&sample.value.1)?,
+                        })
+                    })
+                    .collect()
+            }
+            "scalar" => {
+                let (timestamp, value): (f64, String) = serde_json::from_value(data.result)?;
+                Ok(vec![Sample {
+                    metric: BTreeMap::new(),
+                    timestamp,
+                    value: parse_value(&value)?,
+                }])
+            }
+            other => bail!("{promql} returned a {other}, not an instant vector or a scalar"),
+        }
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.join("prometheus.yml")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("prometheus.log")
+    }
+
+    /// Starts the process on `self.port` and waits until it is ready.
+    async fn launch(&mut self) -> anyhow::Result<()> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .context("opening prometheus.log")?;
+        let child = Command::new(PROMETHEUS_BINARY)
+            .arg(format!("--config.file={}", self.config_path().display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                self.dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {PROMETHEUS_BINARY}"))?;
+        self.child = Some(child);
+        let ready = self.wait_until_ready().await;
+        if ready.is_err() {
+            // Leave nothing half-started behind.
+            let _ = self.stop().await;
+        }
+        ready.with_context(|| {
+            format!(
+                "Prometheus in {} did not start; the end of its log:\n{}",
+                self.dir.display(),
+                self.log_tail()
+            )
+        })
+    }
+
+    async fn wait_until_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let url = format!("{}/-/ready", self.url());
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                self.child = None;
+                bail!("Prometheus exited ({status})");
+            }
+            let last = match self
+                .http
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+            {
+                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) => format!("/-/ready answered {}", response.status()),
+                Err(error) => format!("{error:#}"),
+            };
+            if Instant::now() >= deadline {
+                bail!("not ready after {START_TIMEOUT:?}; last: {last}");
+            }
+            tokio::time::sleep(READY_POLL).await;
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            // Reap it, so no zombie stays; SIGKILL takes effect at once.
+            for _ in 0..100 {
+                match child.try_wait() {
+                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                    _ => break,
+                }
+            }
+        }
+        if let Err(error) = std::fs::remove_dir_all(&self.dir) {
+            eprintln!("prism-testkit: removing {}: {error}", self.dir.display());
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ApiResponse {
+    status: String,
+    data: Option<ApiData>,
+    #[serde(rename = "errorType")]
+    error_type: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ApiData {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct VectorSample {
+    metric: BTreeMap<String, String>,
+    value: (f64, String),
+}
+
+/// Prometheus writes sample values as strings: `"0.5"`, `"NaN"`, `"+Inf"`, `"-Inf"`.
+fn parse_value(value: &str) -> anyhow::Result<f64> {
+    match value {
+        "NaN" => Ok(f64::NAN),
+        "+Inf" => Ok(f64::INFINITY),
+        "-Inf" => Ok(f64::NEG_INFINITY),
+        _ => value
+            .parse()
+            .with_context(|| format!("a sample value {value:?}")),
+    }
+}
+
+/// The config: every `SCRAPE_INTERVAL`, one job `test` with `targets`.
+fn config(targets: &[SocketAddr]) -> String {
+    let targets = targets
+        .iter()
+        .map(|target| format!("'{target}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "global:\n  scrape_interval: {interval}ms\n  scrape_timeout: {timeout}ms\n  \
+         evaluation_interval: {interval}ms\n\
+         scrape_configs:\n  - job_name: test\n    static_configs:\n      - targets: [{targets}]\n",
+        interval = SCRAPE_INTERVAL.as_millis(),
+        timeout = SCRAPE_INTERVAL.as_millis() * 8 / 10,
+    )
+}
+
+/// A loopback port that is free now.
+fn free_port() -> anyhow::Result<u16> {
+    let listener =
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free loopback port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// A new directory under the system's temporary directory.
+fn unique_temp_dir() -> anyhow::Result<PathBuf> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let base = std::env::temp_dir();
+    loop {
+        let suffix = RandomState::new().hash_one(COUNTER.fetch_add(1, Ordering::Relaxed)) as u32;
+        let dir = base.join(format!(
+            "prism-prometheus-{}-{suffix:08x}",
+            std::process::id()
+        ));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(error) => {
+                return Err(error).with_context(|| format!("creating {}", dir.display()));
+            }
+        }
+    }
+}
