@@ -296,6 +296,16 @@ pub struct AnalysisResult {
     pub time: Time,
 }
 
+impl AnalysisResult {
+    /// As conditions, Events and `prism status` say it: `metric error-rate in cluster c2: ...`.
+    pub fn describe(&self) -> String {
+        format!(
+            "metric {} in cluster {}: {}",
+            self.metric, self.cluster, self.message
+        )
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum Verdict {
     Pass,

@@ -39,8 +39,7 @@ pub struct Pipeline {
     /// long a cluster may take, and how many may fail. Absent: all at once, with no deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waves: Option<Waves>,
-    /// Webhooks asked before a rollout starts, and told when it completes, rolls back, or
-    /// makes any transition.
+    /// Webhooks told when a rollout completes, rolls back, or makes any transition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhooks: Option<Webhooks>,
 }
@@ -563,15 +562,11 @@ pub struct SecretKeyRef {
     pub key: Option<String>,
 }
 
-/// Webhooks around a rollout as a whole; a step's own webhook is its gate.
+/// Webhooks told about a rollout as a whole; a step's own webhook is its gate (a pre-rollout
+/// check is a webhook gate on the first step).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Webhooks {
-    /// Asked before a new Release is made; every one must answer 2xx. Until then the
-    /// Application holds the change (condition PreRolloutPassed=False) and asks again.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 8))]
-    pub pre_rollout: Vec<Webhook>,
     /// Told when a Release completes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]

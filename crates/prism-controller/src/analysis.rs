@@ -171,7 +171,7 @@ fn verdict(spec: &AnalysisStep, status: &AnalysisStatus) -> Verdict {
             .rev()
             .filter(|r| r.step == status.step)
             .find(|r| r.verdict == verdict)
-            .map(describe)
+            .map(AnalysisResult::describe)
             .unwrap_or_default()
     };
     if status.failed > spec.failure_limit.unwrap_or(0) {
@@ -191,14 +191,6 @@ fn verdict(spec: &AnalysisStep, status: &AnalysisStatus) -> Verdict {
     } else {
         Verdict::Pending
     }
-}
-
-/// A result as conditions and Events say it: `metric error-rate in c2: 0.2 is above ...`.
-pub fn describe(result: &AnalysisResult) -> String {
-    format!(
-        "metric {} in cluster {}: {}",
-        result.metric, result.cluster, result.message
-    )
 }
 
 /// One measurement of one step: every metric in every cluster that runs the step.

@@ -66,6 +66,8 @@ pub struct Rollout {
     /// Why the Release rolls back or was rolled back: its Aborted condition's message, or else
     /// `status.abort`'s.
     pub aborted_because: Option<String>,
+    /// The current step's analysis: its counts and its latest result.
+    pub analysis: Option<String>,
 }
 
 /// One version in one cluster.
@@ -220,7 +222,26 @@ fn rollout(release: &Release) -> Rollout {
         waiting_for,
         aborted_because: message(condition::ABORTED, true)
             .or_else(|| status.abort.as_ref().map(|abort| abort.message.clone())),
+        analysis: status.analysis.as_ref().map(analysis_summary),
     }
+}
+
+/// `step 2: 3 passed, 1 failed, 0 inconclusive in a row; latest: metric ... in cluster ...`
+fn analysis_summary(analysis: &prism_api::release::AnalysisStatus) -> String {
+    let latest = analysis
+        .results
+        .iter()
+        .rev()
+        .find(|result| result.step == analysis.step)
+        .map(|result| format!("; latest: {}", result.describe()))
+        .unwrap_or_default();
+    format!(
+        "step {}: {} passed, {} failed, {} inconclusive in a row{latest}",
+        analysis.step + 1,
+        analysis.passed,
+        analysis.failed,
+        analysis.inconclusive
+    )
 }
 
 /// How the newest Release finished, once it has: `None` while it is under way, and while the
@@ -303,6 +324,9 @@ pub fn render(status: &Status, now: Timestamp) -> String {
             }
             if let Some(why) = &rollout.aborted_because {
                 header.push(("Aborted", why.clone()));
+            }
+            if let Some(analysis) = &rollout.analysis {
+                header.push(("Analysis", analysis.clone()));
             }
         }
         None => header.push(("Contender", "no Release yet".to_owned())),
@@ -626,6 +650,7 @@ mod tests {
                 "achievedAt": null,
                 "waitingFor": "step 2/3 \"half\": cluster us-1 is scaling up (waiting for ready pods)",
                 "abortedBecause": null,
+                "analysis": null,
             })
         );
         assert_eq!(
