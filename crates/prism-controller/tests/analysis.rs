@@ -107,7 +107,6 @@ fn analysed_canary(metrics: &Metrics) -> Value {
 
 /// `web-1` installed everywhere and complete, then `web-2` applied.
 async fn roll_out_web_2(
-    env: &TestEnv,
     apps: &Api<prism_api::Application>,
     releases: &Api<Release>,
     steps: Value,
@@ -115,7 +114,6 @@ async fn roll_out_web_2(
     apply(apps, &application("web", spec("web:1", steps.clone()))?).await?;
     wait_for_phase(releases, "web-1", ReleasePhase::Complete).await?;
     apply(apps, &application("web", spec("web:2", steps))?).await?;
-    let _ = env;
     Ok(())
 }
 
@@ -130,7 +128,7 @@ async fn a_healthy_version_passes_its_analyses_and_is_promoted() -> anyhow::Resu
     let _fleet = TestFleet::join(&env, &client).await?;
     let metrics = Metrics::start(&env, &["web-1", "web-2"]).await?;
 
-    roll_out_web_2(&env, &apps, &releases, analysed_canary(&metrics)).await?;
+    roll_out_web_2(&apps, &releases, analysed_canary(&metrics)).await?;
     let waiting = wait_for_phase(&releases, "web-2", ReleasePhase::WaitingForCommand).await?;
     let status = waiting.status.clone().unwrap_or_default();
     assert_eq!(status.step, Some(0));
@@ -165,7 +163,7 @@ async fn an_error_rate_rising_at_step_two_rolls_back_in_every_cluster() -> anyho
     let _fleet = TestFleet::join(&env, &client).await?;
     let metrics = Metrics::start(&env, &["web-1", "web-2"]).await?;
 
-    roll_out_web_2(&env, &apps, &releases, analysed_canary(&metrics)).await?;
+    roll_out_web_2(&apps, &releases, analysed_canary(&metrics)).await?;
     wait_for_phase(&releases, "web-2", ReleasePhase::WaitingForCommand).await?;
     // The new version turns bad in one cluster only, once its first step has passed.
     metrics.set(&env, "web-2", "c2", FAILING);
@@ -232,7 +230,7 @@ async fn prometheus_going_away_pauses_the_analysis_and_its_return_resumes_it() -
         {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"},
          "traffic": {"contender": 100}}
     ]);
-    roll_out_web_2(&env, &apps, &releases, steps).await?;
+    roll_out_web_2(&apps, &releases, steps).await?;
     wait_until(
         "web-2's first measurement passes",
         DEFAULT_TIMEOUT,
@@ -301,7 +299,7 @@ async fn a_webhook_that_refuses_holds_the_step_until_it_accepts() -> anyhow::Res
     let receiver = TestWebhook::start(Reply::Refuse(403, "change freeze".into())).await?;
     let steps = webhook_gated(json!({"url": receiver.url(), "secretRef": {"name": "hooks"}}));
 
-    roll_out_web_2(&env, &apps, &releases, steps).await?;
+    roll_out_web_2(&apps, &releases, steps).await?;
     let paused = wait_for_phase(&releases, "web-2", ReleasePhase::Paused).await?;
     let progressing = condition(&paused, conditions::release::PROGRESSING).unwrap();
     assert_eq!(progressing.reason, "WebhookHeld");
@@ -335,7 +333,7 @@ async fn a_webhook_that_times_out_is_retried_then_holds_the_step() -> anyhow::Re
     let receiver = TestWebhook::start(Reply::Hang).await?;
     let steps = webhook_gated(json!({"url": receiver.url(), "timeout": "1s", "retries": 2}));
 
-    roll_out_web_2(&env, &apps, &releases, steps).await?;
+    roll_out_web_2(&apps, &releases, steps).await?;
     let paused = wait_for_phase(&releases, "web-2", ReleasePhase::Paused).await?;
     let progressing = condition(&paused, conditions::release::PROGRESSING).unwrap();
     assert_eq!(progressing.reason, "WebhookHeld");
