@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::DeserializeOwned;
@@ -373,6 +374,20 @@ pub struct ApplicationStatus {
     /// The revision of the newest Release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_revision: Option<u32>,
+    /// The pre-rollout webhook that holds the next Release back, while one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_rollout: Option<PreRolloutHold>,
+}
+
+/// A pre-rollout webhook's refusal (or silence), kept so that it is asked again only later.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PreRolloutHold {
+    /// The revision held back.
+    pub revision: u32,
+    pub asked_at: Time,
+    /// The webhook's answer, or why there was none.
+    pub message: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

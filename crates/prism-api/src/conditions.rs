@@ -34,6 +34,8 @@ pub mod application {
     pub const SCHEDULED: &str = "Scheduled";
     /// True while a Release is being rolled out.
     pub const PROGRESSING: &str = "Progressing";
+    /// With pre-rollout webhooks: False while one of them holds the next Release back.
+    pub const PRE_ROLLOUT_PASSED: &str = "PreRolloutPassed";
 }
 
 /// Condition types of a Release.

@@ -39,7 +39,8 @@ pub struct Pipeline {
     /// long a cluster may take, and how many may fail. Absent: all at once, with no deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waves: Option<Waves>,
-    /// Webhooks told when a rollout completes, rolls back, or makes any transition.
+    /// Webhooks asked before a rollout starts, and told when it completes, rolls back, or makes
+    /// any transition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhooks: Option<Webhooks>,
 }
@@ -562,11 +563,16 @@ pub struct SecretKeyRef {
     pub key: Option<String>,
 }
 
-/// Webhooks told about a rollout as a whole; a step's own webhook is its gate (a pre-rollout
-/// check is a webhook gate on the first step).
+/// Webhooks about a rollout as a whole; a step's own webhook is its gate.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Webhooks {
+    /// Asked, in order, before a new Release is made; each must answer 2xx. Until then there is
+    /// no Release (the Application's PreRolloutPassed condition is False and says why), and
+    /// they are asked again every 15 s.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub pre_rollout: Vec<Webhook>,
     /// Told when a Release completes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]

@@ -547,6 +547,7 @@ impl Checker {
 
     fn webhooks(&mut self, webhooks: &Webhooks, path: &str) {
         let kinds = [
+            ("preRollout", &webhooks.pre_rollout),
             ("postRollout", &webhooks.post_rollout),
             ("rollback", &webhooks.rollback),
             ("event", &webhooks.event),

@@ -16,7 +16,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use prism_api::application::RESCHEDULE_ANNOTATION;
-use prism_api::application::{ApplicationPhase, ApplicationStatus};
+use prism_api::application::{ApplicationPhase, ApplicationStatus, PreRolloutHold};
 use prism_api::conditions::{self, Condition};
 use prism_api::release::{ReleasePhase, ScheduledCluster};
 use prism_api::validate::{self, AppTraffic, ValidationErrors};
@@ -29,6 +29,7 @@ use crate::blocks::Blocks;
 use crate::error::Error;
 use crate::expectations::ObjectKey;
 use crate::fleet::MANAGEMENT_CLUSTER;
+use crate::webhooks::{self, REASK};
 
 /// The one field manager of every write Prism makes.
 pub const FIELD_MANAGER: &str = "prism";
@@ -45,6 +46,8 @@ pub const REASON_STRATEGY_NOT_FOUND: &str = "StrategyNotFound";
 pub const REASON_ROLLOUT_BLOCKED: &str = "RolloutBlocked";
 /// Why an Application has no new Release: no set of clusters meets its schedule.
 pub const REASON_UNSCHEDULABLE: &str = "Unschedulable";
+/// A pre-rollout webhook holds the next Release back.
+pub const REASON_PRE_ROLLOUT_HELD: &str = "PreRolloutHeld";
 /// The Event emitted when a Release is created.
 pub const REASON_RELEASE_CREATED: &str = "ReleaseCreated";
 
@@ -95,6 +98,8 @@ pub struct Observed {
 pub struct Outcome {
     pub releases: Vec<Release>,
     pub blocked: Option<String>,
+    /// When to ask the pre-rollout webhooks again, while they hold a Release back.
+    pub recheck_after: Option<std::time::Duration>,
 }
 
 /// Why an Application is not valid: the `Valid` condition's reason and message.
@@ -121,7 +126,7 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
     // 3. Build.
     let blocked = observed.blocks.stopping();
     let mut unschedulable = None;
-    let created = match &verdict {
+    let mut created = match &verdict {
         Ok(pipeline) if blocked.is_none() && needs_release(app, pipeline, &observed.releases) => {
             match schedule(app, &observed.clusters) {
                 Ok(clusters) => Some(desired_release(
@@ -138,6 +143,25 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
         }
         _ => None,
     };
+    let current = app.status.clone().unwrap_or_default();
+    let mut pre_rollout = None;
+    let mut recheck_after = None;
+    let pre_rollout_hooks = verdict
+        .as_ref()
+        .ok()
+        .and_then(|pipeline| pipeline.webhooks.as_ref())
+        .map(|webhooks| webhooks.pre_rollout.as_slice())
+        .unwrap_or_default();
+    if let Some(candidate) = created.as_ref().filter(|_| !pre_rollout_hooks.is_empty()) {
+        let held = current.pre_rollout.as_ref();
+        if let Err((hold, after)) =
+            webhooks::pre_rollout(ctx, candidate, pre_rollout_hooks, held, jiff_now()).await
+        {
+            created = None;
+            pre_rollout = Some(hold);
+            recheck_after = Some(after);
+        }
+    }
     let mut releases = observed.releases;
     if let Some(release) = &created {
         releases.push(release.clone());
@@ -147,7 +171,6 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
         Err(_) => Vec::new(),
     };
     releases.retain(|r| !prune.contains(&r.name_any()));
-    let current = app.status.clone().unwrap_or_default();
     let status = desired_status(
         app,
         &current,
@@ -156,6 +179,7 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
         &Holds {
             blocked: blocked.as_deref(),
             unschedulable: unschedulable.as_deref(),
+            pre_rollout: pre_rollout.as_ref(),
         },
         &releases,
         Time(jiff_now()),
@@ -229,6 +253,23 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
     }
 
     // 5. Status.
+    if let Some(hold) = pre_rollout.as_ref().filter(|hold| {
+        current
+            .pre_rollout
+            .as_ref()
+            .is_none_or(|before| before.message != hold.message)
+    }) {
+        warn!(application = %name, "pre-rollout: {}", hold.message);
+        publish(
+            ctx,
+            &app.object_ref(&()),
+            EventType::Warning,
+            REASON_PRE_ROLLOUT_HELD,
+            format!("revision {} held: {}", hold.revision, hold.message),
+            "PreRollout",
+        )
+        .await;
+    }
     if let Some(why) = unschedulable.as_ref().filter(|why| {
         conditions::find(&current.conditions, conditions::application::SCHEDULED)
             .is_none_or(|before| &before.message != *why)
@@ -281,7 +322,11 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
                 "updating the status of Application {namespace}/{name}"
             )))?;
     }
-    Ok(Outcome { releases, blocked })
+    Ok(Outcome {
+        releases,
+        blocked,
+        recheck_after,
+    })
 }
 
 /// Records an Event about `object`.
@@ -585,6 +630,8 @@ pub struct Holds<'a> {
     pub blocked: Option<&'a str>,
     /// Why no set of clusters meets its schedule.
     pub unschedulable: Option<&'a str>,
+    /// The pre-rollout webhook that holds its next Release back.
+    pub pre_rollout: Option<&'a PreRolloutHold>,
 }
 
 /// Stage 3: the Application's status, given its `current` one, the outcome of validation, what
@@ -635,6 +682,31 @@ pub fn desired_status(
             "no RolloutBlock stops this Application".into(),
         ),
     });
+    let pre_rollout_held_before = conditions::find(
+        &current.conditions,
+        conditions::application::PRE_ROLLOUT_PASSED,
+    )
+    .is_some_and(|c| c.status == "False");
+    match holds.pre_rollout {
+        Some(hold) => desired.push(condition(
+            conditions::application::PRE_ROLLOUT_PASSED,
+            false,
+            REASON_PRE_ROLLOUT_HELD,
+            format!(
+                "revision {} waits for a pre-rollout webhook, asked again every {}s: {}",
+                hold.revision,
+                REASK.as_secs(),
+                hold.message
+            ),
+        )),
+        None if pre_rollout_held_before => desired.push(condition(
+            conditions::application::PRE_ROLLOUT_PASSED,
+            true,
+            "Accepted",
+            "the pre-rollout webhooks accepted the newest Release".into(),
+        )),
+        None => {}
+    }
     if let Some(why) = holds.unschedulable {
         desired.push(condition(
             conditions::application::SCHEDULED,
@@ -682,6 +754,7 @@ pub fn desired_status(
             None => newest.map(|r| application_phase(phase(r).unwrap_or_default())),
         },
         current_revision: newest.map(|r| r.spec.revision),
+        pre_rollout: holds.pre_rollout.cloned(),
     }
 }
 

@@ -299,9 +299,12 @@ async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action, E
     }
     let after =
         rollout::reconcile(&app, &outcome.releases, outcome.blocked.as_deref(), &ctx).await?;
-    Ok(Action::requeue(
-        after.map_or(RESYNC, |after| after.min(RESYNC)),
-    ))
+    let after = [after, outcome.recheck_after, Some(RESYNC)]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(RESYNC);
+    Ok(Action::requeue(after))
 }
 
 fn error_policy(app: Arc<Application>, error: &Error, _ctx: Arc<Context>) -> Action {

@@ -1,6 +1,7 @@
-//! Webhooks: the gate of a step (asked once the step is achieved; a refusal or no answer holds
-//! the step, and the webhook is asked again after `REASK`), and the notifications of a rollout
-//! (post-rollout, rollback, and every transition), sent in the background.
+//! Webhooks: the pre-rollout webhooks (asked before a Release is made), the gate of a step (asked
+//! once the step is achieved), where a refusal or no answer holds and the webhook is asked again
+//! after `REASK`; and the notifications of a rollout (post-rollout, rollback, and every
+//! transition), sent in the background.
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{Api, Client, ResourceExt};
 use prism_analysis::webhook::{Answer, Caller};
 use prism_api::Release;
+use prism_api::application::PreRolloutHold;
 use prism_api::release::{GateStatus, Verdict as Answered};
 use prism_api::strategy::{GateKind, Webhook};
 use prism_engine::{Event, EventKind, Verdict};
@@ -114,15 +116,9 @@ pub async fn gate(release: &Release, ctx: &Context, now: Timestamp) -> Gate {
         };
     };
     let asked = previous.filter(|g| g.step == step);
-    let due = asked.as_ref().map(|g| {
-        g.asked_at
-            .0
-            .saturating_add(jiff::SignedDuration::try_from(REASK).unwrap_or_default())
-            .unwrap_or(Timestamp::MAX)
-    });
     let status = match asked {
         Some(answered) if answered.verdict == Answered::Pass => answered,
-        Some(answered) if due.is_some_and(|due| now < due) => answered,
+        Some(answered) if now < reask_at(&answered.asked_at) => answered,
         _ => {
             let namespace = release.namespace().unwrap_or_default();
             let payload = Payload::of("confirm-step", release);
@@ -141,26 +137,65 @@ pub async fn gate(release: &Release, ctx: &Context, now: Timestamp) -> Gate {
     };
     let (verdict, next) = match status.verdict {
         Answered::Pass => (Verdict::Passed, None),
-        _ => {
-            let next = status
-                .asked_at
-                .0
-                .saturating_add(jiff::SignedDuration::try_from(REASK).unwrap_or_default())
-                .map(|at| now.duration_until(at).unsigned_abs())
-                .ok();
-            (
-                Verdict::Inconclusive {
-                    reason: status.message.clone(),
-                },
-                next,
-            )
-        }
+        _ => (
+            Verdict::Inconclusive {
+                reason: status.message.clone(),
+            },
+            Some(until(now, reask_at(&status.asked_at))),
+        ),
     };
     Gate {
         verdict,
         status: Some(status),
         next,
     }
+}
+
+/// Whether `candidate`, the Release about to be made, may be: every pre-rollout webhook
+/// accepts it, asked in order. A hold keeps the refusal (or silence) so that the webhooks are
+/// asked again only `REASK` after it; `held` is the Application's current one.
+pub async fn pre_rollout(
+    ctx: &Context,
+    candidate: &Release,
+    hooks: &[Webhook],
+    held: Option<&PreRolloutHold>,
+    now: Timestamp,
+) -> Result<(), (PreRolloutHold, Duration)> {
+    if let Some(held) = held.filter(|h| h.revision == candidate.spec.revision)
+        && now < reask_at(&held.asked_at)
+    {
+        return Err((held.clone(), until(now, reask_at(&held.asked_at))));
+    }
+    let namespace = candidate.namespace().unwrap_or_default();
+    let payload = Payload {
+        step: None,
+        step_name: None,
+        ..Payload::of("pre-rollout", candidate)
+    };
+    for webhook in hooks {
+        let answer = call(&ctx.client, &ctx.webhooks, &namespace, webhook, &payload).await;
+        if answer != Answer::Accepted {
+            let hold = PreRolloutHold {
+                revision: candidate.spec.revision,
+                asked_at: Time(now),
+                message: answer.describe(&webhook.url),
+            };
+            return Err((hold, REASK));
+        }
+    }
+    Ok(())
+}
+
+/// When a webhook asked at `asked_at` that did not say yes is asked again.
+fn reask_at(asked_at: &Time) -> Timestamp {
+    asked_at
+        .0
+        .saturating_add(jiff::SignedDuration::try_from(REASK).unwrap_or_default())
+        .unwrap_or(Timestamp::MAX)
+}
+
+fn until(now: Timestamp, at: Timestamp) -> Duration {
+    now.duration_until(at).unsigned_abs()
 }
 
 /// Tells the rollout's notification webhooks of an Event of the engine's, in the background:

@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{application, apply, patch_release_spec, setup, wait_for_phase, wait_for_step};
+use common::{
+    application, apply, patch_release_spec, setup, wait_for_phase, wait_for_status, wait_for_step,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use prism_api::Release;
@@ -81,10 +83,10 @@ fn cluster_of(env: &TestEnv, sandbox_cluster: &str) -> String {
     env.cluster_object_name(sandbox_cluster)
 }
 
-fn spec(image: &str, steps: Value) -> Value {
+fn spec(image: &str, strategy: &Value) -> Value {
     json!({
         "template": web_template(image, 2),
-        "strategy": {"steps": steps},
+        "strategy": strategy,
         "schedule": {"clusters": 3},
     })
 }
@@ -95,25 +97,29 @@ fn analysis(metrics: &Metrics, count: u32) -> Value {
 
 /// The analysed canary: 50% with two measurements, then a manual gate; 50% with five more; full.
 fn analysed_canary(metrics: &Metrics) -> Value {
-    json!([
+    steps(json!([
         {"name": "canary", "capacity": {"contender": "50%"}, "traffic": {"contender": 50},
          "analysis": analysis(metrics, 2), "gate": {"manual": true}},
         {"name": "half", "capacity": {"contender": "50%"}, "traffic": {"contender": 50},
          "analysis": analysis(metrics, 5)},
         {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"},
          "traffic": {"contender": 100}}
-    ])
+    ]))
+}
+
+fn steps(steps: Value) -> Value {
+    json!({"steps": steps})
 }
 
 /// `web-1` installed everywhere and complete, then `web-2` applied.
 async fn roll_out_web_2(
     apps: &Api<prism_api::Application>,
     releases: &Api<Release>,
-    steps: Value,
+    strategy: Value,
 ) -> anyhow::Result<()> {
-    apply(apps, &application("web", spec("web:1", steps.clone()))?).await?;
+    apply(apps, &application("web", spec("web:1", &strategy))?).await?;
     wait_for_phase(releases, "web-1", ReleasePhase::Complete).await?;
-    apply(apps, &application("web", spec("web:2", steps))?).await?;
+    apply(apps, &application("web", spec("web:2", &strategy))?).await?;
     Ok(())
 }
 
@@ -162,8 +168,11 @@ async fn an_error_rate_rising_at_step_two_rolls_back_in_every_cluster() -> anyho
     let (client, apps, releases, _controller) = setup(&env).await?;
     let _fleet = TestFleet::join(&env, &client).await?;
     let metrics = Metrics::start(&env, &["web-1", "web-2"]).await?;
+    let told = TestWebhook::start(Reply::Accept).await?;
+    let mut strategy = analysed_canary(&metrics);
+    strategy["webhooks"] = json!({"rollback": [{"url": told.url()}]});
 
-    roll_out_web_2(&apps, &releases, analysed_canary(&metrics)).await?;
+    roll_out_web_2(&apps, &releases, strategy).await?;
     wait_for_phase(&releases, "web-2", ReleasePhase::WaitingForCommand).await?;
     // The new version turns bad in one cluster only, once its first step has passed.
     metrics.set(&env, "web-2", "c2", FAILING);
@@ -199,6 +208,19 @@ async fn an_error_rate_rising_at_step_two_rolls_back_in_every_cluster() -> anyho
         failed.results
     );
 
+    let rollback = wait_until("the rollback webhook is told", DEFAULT_TIMEOUT, || async {
+        Ok(told.calls().first().map(|call| call.json()))
+    })
+    .await?;
+    assert_eq!(rollback["kind"], "rollback");
+    assert_eq!(rollback["release"], "web-2");
+    assert!(
+        rollback["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("error-rate")),
+        "{rollback}"
+    );
+
     // Rolled back everywhere: web-2 gone, web-1 at full capacity, in every cluster.
     for cluster in env.clusters() {
         let deployments = Api::<Deployment>::namespaced(cluster.client(), env.namespace());
@@ -224,12 +246,12 @@ async fn prometheus_going_away_pauses_the_analysis_and_its_return_resumes_it() -
     let (client, apps, releases, _controller) = setup(&env).await?;
     let _fleet = TestFleet::join(&env, &client).await?;
     let mut metrics = Metrics::start(&env, &["web-1", "web-2"]).await?;
-    let steps = json!([
+    let steps = steps(json!([
         {"name": "canary", "capacity": {"contender": "50%"}, "traffic": {"contender": 50},
          "analysis": analysis(&metrics, 4)},
         {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"},
          "traffic": {"contender": 100}}
-    ]);
+    ]));
     roll_out_web_2(&apps, &releases, steps).await?;
     wait_until(
         "web-2's first measurement passes",
@@ -272,12 +294,12 @@ async fn prometheus_going_away_pauses_the_analysis_and_its_return_resumes_it() -
 }
 
 fn webhook_gated(webhook: Value) -> Value {
-    json!([
+    steps(json!([
         {"name": "canary", "capacity": {"contender": "50%"}, "traffic": {"contender": 50},
          "gate": {"webhook": webhook}},
         {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"},
          "traffic": {"contender": 100}}
-    ])
+    ]))
 }
 
 #[tokio::test]
@@ -347,5 +369,72 @@ async fn a_webhook_that_times_out_is_retried_then_holds_the_step() -> anyhow::Re
     assert_eq!(status.step, Some(0));
     assert!(status.abort.is_none(), "held, not rolled back");
     wait_for_step(&releases, "web-2", 0).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_pre_rollout_webhook_holds_the_release_back_until_it_accepts() -> anyhow::Result<()> {
+    let env = TestEnv::new("webhook-pre-rollout").await;
+    let (client, apps, releases, _controller) = setup(&env).await?;
+    let _fleet = TestFleet::join(&env, &client).await?;
+    let asked = TestWebhook::start(Reply::Refuse(409, "integration tests are red".into())).await?;
+    let told = TestWebhook::start(Reply::Accept).await?;
+    let strategy = json!({
+        "steps": [{"name": "full", "capacity": {"contender": "100%"}, "traffic": {"contender": 100}}],
+        "webhooks": {"preRollout": [{"url": asked.url()}], "postRollout": [{"url": told.url()}]},
+    });
+    apply(&apps, &application("web", spec("web:1", &strategy))?).await?;
+
+    let held = wait_for_status(&apps, "web", "a pre-rollout webhook holds it", |status| {
+        conditions::find(
+            &status.conditions,
+            conditions::application::PRE_ROLLOUT_PASSED,
+        )
+        .is_some_and(|c| c.status == "False")
+    })
+    .await?;
+    let condition = conditions::find(
+        &held.conditions,
+        conditions::application::PRE_ROLLOUT_PASSED,
+    )
+    .unwrap();
+    assert!(
+        condition.message.contains("409")
+            && condition.message.contains("integration tests are red"),
+        "{}",
+        condition.message
+    );
+    assert!(releases.get_opt("web-1").await?.is_none(), "no Release yet");
+    let call = asked
+        .calls()
+        .first()
+        .cloned()
+        .expect("the webhook was asked");
+    assert_eq!(call.json()["kind"], "pre-rollout");
+    assert_eq!(call.json()["revision"], 1);
+
+    asked.set(Reply::Accept);
+    wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
+    wait_for_status(&apps, "web", "the pre-rollout webhooks passed", |status| {
+        conditions::find(
+            &status.conditions,
+            conditions::application::PRE_ROLLOUT_PASSED,
+        )
+        .is_some_and(|c| c.status == "True")
+    })
+    .await?;
+    let completed = wait_until(
+        "the post-rollout webhook is told",
+        DEFAULT_TIMEOUT,
+        || async {
+            Ok(told
+                .calls()
+                .into_iter()
+                .map(|call| call.json())
+                .find(|payload| payload["kind"] == "post-rollout"))
+        },
+    )
+    .await?;
+    assert_eq!(completed["release"], "web-1");
     Ok(())
 }
