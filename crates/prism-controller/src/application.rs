@@ -155,7 +155,7 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
     if let Some(candidate) = created.as_ref().filter(|_| !pre_rollout_hooks.is_empty()) {
         let held = current.pre_rollout.as_ref();
         if let Err((hold, after)) =
-            webhooks::pre_rollout(ctx, candidate, pre_rollout_hooks, held, jiff_now()).await
+            webhooks::pre_rollout(ctx, candidate, pre_rollout_hooks, held, crate::now()).await
         {
             created = None;
             pre_rollout = Some(hold);
@@ -182,7 +182,7 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
             pre_rollout: pre_rollout.as_ref(),
         },
         &releases,
-        Time(jiff_now()),
+        Time(crate::now()),
     );
 
     // 4. Apply.
@@ -366,10 +366,6 @@ fn truncate(mut text: String, max: usize) -> String {
         text.push_str("...");
     }
     text
-}
-
-fn jiff_now() -> k8s_openapi::jiff::Timestamp {
-    k8s_openapi::jiff::Timestamp::now()
 }
 
 /// Stage 1: the Application's Releases and the strategy it names, from the caches.

@@ -166,7 +166,7 @@ impl State {
                 cluster,
                 &health,
                 self.versions.get(&name),
-                Time(jiff::Timestamp::now()),
+                Time(crate::now()),
             );
             if cluster.status.as_ref() == Some(&status) || self.written.get(&name) == Some(&status)
             {

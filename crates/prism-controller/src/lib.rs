@@ -92,6 +92,13 @@ pub struct Options {
 /// Where the controller runs by default, and where a RolloutBlock stops every Application.
 pub const DEFAULT_GLOBAL_NAMESPACE: &str = "prism-system";
 
+/// The time in whole seconds, as statuses keep times: a status built with nanoseconds differs
+/// from the one the API server stored, and would be written again, unchanged, for that.
+pub(crate) fn now() -> jiff::Timestamp {
+    let now = jiff::Timestamp::now();
+    jiff::Timestamp::from_second(now.as_second()).unwrap_or(now)
+}
+
 /// Applications reconciled at once. Unbounded, a fleet-wide change (1,000 Applications applied
 /// together) put hundreds of requests in flight on the management API server, which then timed
 /// them out; the client's retries of those made duplicate creates and writes.

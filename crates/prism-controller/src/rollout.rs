@@ -53,10 +53,7 @@ pub async fn reconcile(
     let app_ref = ObjectRef::from_obj(app);
     let provider = traffic::provider(app.spec.traffic.provider);
 
-    // Whole seconds, as the status keeps times: a decision that saw nanoseconds would describe
-    // a pause's end differently from the next one, and write the status again for it.
-    let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
-        .unwrap_or_else(|_| jiff::Timestamp::now());
+    let now = crate::now();
 
     // 1. Dereference, and judge the current steps' analyses and webhook gates.
     let mut judged = Vec::with_capacity(releases.len());
