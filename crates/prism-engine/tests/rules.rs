@@ -419,6 +419,51 @@ fn an_analysis_holds_the_step_until_it_passes() {
 }
 
 #[test]
+fn a_webhook_that_does_not_say_yes_pauses_the_step_with_its_answer_and_never_rolls_back() {
+    let mut gated = traffic(capacity(step("canary"), 50, 50), 50);
+    gated.gate = Some(prism_api::strategy::Gate {
+        webhook: Some(prism_api::strategy::Webhook {
+            url: "http://hooks.example/confirm".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let pipeline = Pipeline {
+        webhooks: None,
+        steps: vec![gated, traffic(capacity(step("full"), 100, 0), 100)],
+        waves: None,
+    };
+    let mut world = common::rollout(&pipeline, common::clusters(1));
+    world.releases[1].webhook = Verdict::Pending;
+    let asking = world.settle(5);
+    assert_eq!(asking.conditions[1][0].reason, "WaitingForWebhook");
+    world.releases[1].webhook = Verdict::Inconclusive {
+        reason: "http://hooks.example/confirm refused with HTTP 403".into(),
+    };
+    let held = world.round();
+    assert_eq!(
+        (held.progress[1].step, held.progress[1].phase),
+        (0, Phase::Paused)
+    );
+    assert!(held.progress[1].abort.is_none());
+    let progressing = &held.conditions[1][0];
+    assert_eq!(progressing.reason, "WebhookHeld");
+    assert!(
+        progressing.message.contains("HTTP 403"),
+        "{}",
+        progressing.message
+    );
+    assert!(held.events.contains(&("v2".into(), "WebhookHeld")));
+    assert_eq!(
+        world.round().events,
+        Vec::new(),
+        "said once, on the transition"
+    );
+    world.releases[1].webhook = Verdict::Passed;
+    assert_eq!(world.round().progress[1].step, 1);
+}
+
+#[test]
 fn a_failed_analysis_rolls_back_restoring_the_incumbent_capacity_before_its_traffic() {
     let pipeline = Pipeline {
         webhooks: None,
