@@ -30,7 +30,9 @@ fn the_rendered_yaml_holds_every_crd() {
             "strategies.prism.dev",
             "clusterstrategies.prism.dev",
             "clusters.prism.dev",
-            "rolloutblocks.prism.dev"
+            "rolloutblocks.prism.dev",
+            "metrictemplates.prism.dev",
+            "clustermetrictemplates.prism.dev"
         ]
     );
 }
