@@ -34,10 +34,9 @@ for cluster in c1 c2 c3; do
   sandbox/sandbox kubectl "$cluster" delete namespace "$NS" --ignore-not-found --wait=true >/dev/null
   "$prism" cluster join --kubeconfig ".sandbox/$cluster/kubeconfig" --name "$cluster" \
     --region "$(cat ".sandbox/$cluster/region")" --label prism.dev/fleet=demo
-  # Prism installs into the Application's namespace of each cluster; it does not create it.
-  sandbox/sandbox kubectl "$cluster" create namespace "$NS" --dry-run=client -o yaml |
-    sandbox/sandbox kubectl "$cluster" apply -f - >/dev/null
 done
+# The Application's namespace, on the management cluster; Prism makes it in the others.
+kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 
 step "starting the controller (log: .sandbox/demo-controller.log)"
 # Only the demo's Clusters, whatever else the sandbox's management cluster holds.

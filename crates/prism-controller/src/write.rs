@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
-use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use prism_api::Application;
 use serde_json::Value;
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::application::FIELD_MANAGER;
 use crate::error::Error;
@@ -62,6 +63,42 @@ pub enum Write {
     },
 }
 
+/// Marks the namespaces Prism made in an application cluster.
+pub const MANAGED_BY_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "prism");
+
+/// Whether an apply failed because its namespace does not exist in that cluster.
+fn is_missing_namespace(status: &kube::core::Status) -> bool {
+    status.code == 404
+        && status
+            .details
+            .as_ref()
+            .is_some_and(|details| details.kind == "namespaces")
+}
+
+/// An application's namespace exists in the management cluster (the Application is in it), but
+/// not necessarily in the application clusters it is scheduled on: Prism makes it there, the
+/// first time a write needs it, so that joining a cluster is all it takes to deploy there.
+async fn create_namespace(member: &Member, namespace: &str) -> kube::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(member.client.clone());
+    let mut labels = BTreeMap::new();
+    labels.insert(MANAGED_BY_LABEL.0.to_owned(), MANAGED_BY_LABEL.1.to_owned());
+    let object = Namespace {
+        metadata: ObjectMeta {
+            name: Some(namespace.to_owned()),
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    match namespaces.create(&PostParams::default(), &object).await {
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        created => {
+            info!(cluster = %member.name, namespace, "created the application's namespace");
+            created.map(|_| ())
+        }
+    }
+}
+
 /// Makes `writes`, in order, in `namespace` of `member`, and records each in `expectations`
 /// for `app`.
 pub async fn execute(
@@ -102,9 +139,16 @@ pub async fn execute(
                     body["apiVersion"] = resource.api_version.clone().into();
                     body["kind"] = resource.kind.clone().into();
                     let params = PatchParams::apply(FIELD_MANAGER).force();
-                    api.patch(&name, &params, &Patch::Apply(&body))
-                        .await
-                        .map(|applied| applied.resource_version())
+                    let patch = Patch::Apply(&body);
+                    let apply = || api.patch(&name, &params, &patch);
+                    match apply().await {
+                        Err(kube::Error::Api(status)) if is_missing_namespace(&status) => {
+                            create_namespace(member, namespace).await?;
+                            apply().await
+                        }
+                        applied => applied,
+                    }
+                    .map(|applied| applied.resource_version())
                 }
                 Write::Delete { .. } => {
                     match api.delete(&name, &DeleteParams::background()).await {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use common::{application, apply, patch_release_spec, setup, wait_for_phase, wait_for_step};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use prism_api::Release;
 use prism_api::release::ReleasePhase;
@@ -219,6 +220,60 @@ async fn a_failure_beyond_the_budget_in_the_second_wave_rolls_the_first_wave_bac
     }
     for (cluster, replicas) in replicas(&env, "web-1").await? {
         assert_eq!(replicas, Some(2), "web-1 is whole again in {cluster}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_applications_namespace_is_made_in_clusters_that_lack_it() -> anyhow::Result<()> {
+    let env = TestEnv::new("fleet-namespace").await;
+    let (client, apps, releases, _controller) = setup(&env).await?;
+    let _fleet = TestFleet::join(&env, &client).await?;
+    // Only the management cluster c1 has the namespace, as it would after `kubectl create ns`.
+    for name in ["c2", "c3"] {
+        let namespaces = Api::<Namespace>::all(env.cluster(name).client());
+        namespaces
+            .delete(env.namespace(), &Default::default())
+            .await?;
+        prism_testkit::wait_until(
+            format!("the namespace is gone from {name}"),
+            prism_testkit::DEFAULT_TIMEOUT,
+            || async {
+                Ok(namespaces
+                    .get_opt(env.namespace())
+                    .await?
+                    .is_none()
+                    .then_some(()))
+            },
+        )
+        .await?;
+    }
+    let spec = json!({
+        "template": web_template("web:1", 1),
+        "strategy": {"steps": [{"name": "full", "capacity": {"contender": "100%"},
+                                "traffic": {"contender": 100}}]},
+        "schedule": {"clusters": 3},
+    });
+    apply(&apps, &application("web", spec)?).await?;
+    wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
+    for name in ["c2", "c3"] {
+        let namespace = Api::<Namespace>::all(env.cluster(name).client())
+            .get(env.namespace())
+            .await?;
+        let labels = namespace.metadata.labels.unwrap_or_default();
+        assert_eq!(
+            labels
+                .get("app.kubernetes.io/managed-by")
+                .map(String::as_str),
+            Some("prism"),
+            "{name}"
+        );
+        let deployments =
+            Api::<Deployment>::namespaced(env.cluster(name).client(), env.namespace());
+        assert!(
+            deployments.get_opt("web-1").await?.is_some(),
+            "web-1 in {name}"
+        );
     }
     Ok(())
 }

@@ -235,6 +235,7 @@ async fn join_grants_least_privilege_registers_the_cluster_and_changes_nothing_t
             {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch", "create", "patch", "delete"]},
             {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "patch", "delete", "deletecollection"]},
             {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["create", "patch", "delete", "deletecollection"]},
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["create"]},
         ])
     );
     let binding = Api::<ClusterRoleBinding>::all(c3.clone())

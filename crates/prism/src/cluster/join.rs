@@ -99,6 +99,12 @@ pub const RULES: &[Rule] = &[
         verbs: &["create", "patch", "delete", "deletecollection"],
         why: "an autoscaled version's HorizontalPodAutoscaler, applied with the version's bounds and deleted at zero (by label when its Release is deleted)",
     },
+    Rule {
+        api_group: "",
+        resource: "namespaces",
+        verbs: &["create"],
+        why: "the application's namespace, made the first time a version is installed in a cluster that lacks it",
+    },
 ];
 
 /// What `prism cluster join` is asked to do: its flags.
