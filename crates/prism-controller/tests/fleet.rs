@@ -118,20 +118,29 @@ async fn a_per_cluster_vanguard_reaches_its_canary_before_the_other_clusters_mov
     Ok(())
 }
 
-#[tokio::test]
-async fn deleting_an_application_removes_what_it_installed_in_every_cluster() -> anyhow::Result<()>
-{
-    let env = TestEnv::new("fleet-delete").await;
-    let (client, apps, releases, _controller) = setup(&env).await?;
-    let _fleet = TestFleet::join(&env, &client).await?;
+/// `web` in one step on all three clusters, until its first Release completes.
+async fn install_everywhere(
+    apps: &Api<prism_api::Application>,
+    releases: &Api<Release>,
+) -> anyhow::Result<()> {
     let spec = json!({
         "template": web_template("web:1", 1),
         "strategy": {"steps": [{"name": "full", "capacity": {"contender": "100%"},
                                 "traffic": {"contender": 100}}]},
         "schedule": {"clusters": 3},
     });
-    apply(&apps, &application("web", spec)?).await?;
-    wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
+    apply(apps, &application("web", spec)?).await?;
+    wait_for_phase(releases, "web-1", ReleasePhase::Complete).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn deleting_an_application_removes_what_it_installed_in_every_cluster() -> anyhow::Result<()>
+{
+    let env = TestEnv::new("fleet-delete").await;
+    let (client, apps, releases, _controller) = setup(&env).await?;
+    let _fleet = TestFleet::join(&env, &client).await?;
+    install_everywhere(&apps, &releases).await?;
     apps.delete("web", &Default::default()).await?;
     for cluster in env.clusters() {
         let deployments = Api::<Deployment>::namespaced(cluster.client(), env.namespace());
@@ -248,14 +257,7 @@ async fn the_applications_namespace_is_made_in_clusters_that_lack_it() -> anyhow
         )
         .await?;
     }
-    let spec = json!({
-        "template": web_template("web:1", 1),
-        "strategy": {"steps": [{"name": "full", "capacity": {"contender": "100%"},
-                                "traffic": {"contender": 100}}]},
-        "schedule": {"clusters": 3},
-    });
-    apply(&apps, &application("web", spec)?).await?;
-    wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
+    install_everywhere(&apps, &releases).await?;
     for name in ["c2", "c3"] {
         let namespace = Api::<Namespace>::all(env.cluster(name).client())
             .get(env.namespace())
