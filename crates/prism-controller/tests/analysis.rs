@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 
 const HEALTHY: f64 = 0.0;
 const FAILING: f64 = 0.2;
+const NORMAL_LATENCY: Duration = Duration::from_millis(50);
 
 /// The exporter, and a Prometheus scraping it, with every version of `web` in every cluster of
 /// the test's fleet set to `error_ratio`.
@@ -53,16 +54,25 @@ impl Metrics {
     }
 
     fn set(&self, env: &TestEnv, version: &str, sandbox_cluster: &str, error_ratio: f64) {
+        self.behave(env, version, sandbox_cluster, error_ratio, NORMAL_LATENCY);
+    }
+
+    fn behave(
+        &self,
+        env: &TestEnv,
+        version: &str,
+        sandbox_cluster: &str,
+        error_ratio: f64,
+        latency: Duration,
+    ) {
         let series = Series::new(
             "web",
             env.namespace(),
             version,
             cluster_of(env, sandbox_cluster),
         );
-        self.exporter.set(
-            series,
-            Behaviour::new(error_ratio, Duration::from_millis(50)),
-        );
+        self.exporter
+            .set(series, Behaviour::new(error_ratio, latency));
     }
 
     /// The error-ratio check: at most 5% of requests fail.
@@ -436,5 +446,65 @@ async fn a_pre_rollout_webhook_holds_the_release_back_until_it_accepts() -> anyh
     )
     .await?;
     assert_eq!(completed["release"], "web-1");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_mann_whitney_judge_passes_an_equal_version_and_rolls_back_a_slower_one()
+-> anyhow::Result<()> {
+    let env = TestEnv::new("analysis-mann-whitney").await;
+    let (client, apps, releases, _controller) = setup(&env).await?;
+    let _fleet = TestFleet::join(&env, &client).await?;
+    let metrics = Metrics::start(&env, &["web-1", "web-2", "web-3"]).await?;
+    // Four times slower in every cluster; the other versions keep the normal latency.
+    for cluster in env.clusters() {
+        metrics.behave(&env, "web-3", cluster.name(), HEALTHY, 4 * NORMAL_LATENCY);
+    }
+    let latency = Series::new("{{app}}", "{{namespace}}", "{{version}}", "{{cluster}}")
+        .latency_quantile_query(0.99, "5s");
+    // Ten seconds of samples, one a second, per version: enough for the test to tell.
+    let strategy = steps(json!([
+        {"name": "canary", "capacity": {"contender": "50%"}, "traffic": {"contender": 50},
+         "analysis": {"judge": "mannWhitney", "interval": "10s", "metrics": [{
+            "name": "p99-latency", "query": latency,
+            "prometheus": {"address": metrics.prometheus.url()},
+            "comparison": {"direction": "increase", "tolerance": 0.2},
+         }]}},
+        {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"},
+         "traffic": {"contender": 100}}
+    ]));
+    roll_out_web_2(&apps, &releases, strategy.clone()).await?;
+    let passed = wait_for_phase(&releases, "web-2", ReleasePhase::Complete).await?;
+    let analysis = passed.status.and_then(|s| s.analysis).unwrap();
+    assert_eq!((analysis.passed, analysis.failed), (1, 0));
+    let scores: Vec<_> = analysis
+        .results
+        .iter()
+        .filter(|r| r.metric == "score")
+        .collect();
+    assert_eq!(scores.len(), 3, "one score per cluster: {scores:?}");
+    assert!(
+        scores.iter().all(|r| r.verdict == Verdict::Pass),
+        "{scores:?}"
+    );
+
+    apply(&apps, &application("web", spec("web:3", &strategy))?).await?;
+    let aborted = wait_for_phase(&releases, "web-3", ReleasePhase::Aborted).await?;
+    let status = aborted.status.unwrap();
+    let abort = status.abort.unwrap();
+    assert_eq!(abort.cause, AbortCause::AnalysisFailed);
+    assert!(abort.message.contains("p99-latency"), "{}", abort.message);
+    let slower = status
+        .analysis
+        .unwrap()
+        .results
+        .into_iter()
+        .find(|r| r.metric == "p99-latency" && r.verdict == Verdict::Fail)
+        .expect("a failed latency result");
+    let (contender, incumbent) = (slower.value.unwrap(), slower.incumbent.unwrap());
+    assert!(
+        contender > 2.0 * incumbent,
+        "contender median {contender} against the incumbent's {incumbent}"
+    );
     Ok(())
 }
