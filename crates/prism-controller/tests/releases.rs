@@ -90,10 +90,14 @@ async fn an_application_gets_release_1() -> anyhow::Result<()> {
 async fn a_template_change_makes_a_release_and_nothing_else_does() -> anyhow::Result<()> {
     let env = TestEnv::new("app-release-change").await;
     let (_client, apps, releases, _controller) = setup(&env).await?;
+    // The canary waits for a command, so that web-2 is still the contender when it is checked:
+    // without a gate, its pods can be ready and the rollout complete before the first look.
+    let mut steps = canary_steps();
+    steps[0]["gate"] = json!({"manual": true});
     let spec = |image: &str, history: u32| {
         json!({
             "template": template(image),
-            "strategy": {"steps": canary_steps()},
+            "strategy": {"steps": steps},
             "revisionHistoryLimit": history,
         })
     };
