@@ -57,6 +57,17 @@ impl Prometheus {
             .await
     }
 
+    /// The query's value at `at`, as [`instant`](Self::instant) gives it now.
+    pub async fn instant_at(
+        &self,
+        address: &str,
+        query: &str,
+        at: Timestamp,
+    ) -> Result<Vec<Series>, QueryError> {
+        let params = [("query", query.to_owned()), ("time", seconds(at))];
+        self.get(address, "query", &params).await
+    }
+
     /// The query's samples from `start` to `end`, `step` apart.
     pub async fn range(
         &self,
@@ -66,7 +77,6 @@ impl Prometheus {
         end: Timestamp,
         step: Duration,
     ) -> Result<Vec<Series>, QueryError> {
-        let seconds = |t: Timestamp| format!("{:.3}", t.as_millisecond() as f64 / 1000.0);
         self.get(
             address,
             "query_range",
@@ -125,6 +135,11 @@ impl Prometheus {
             }
         }
     }
+}
+
+/// A time as the API takes it: Unix seconds, to the millisecond.
+fn seconds(at: Timestamp) -> String {
+    format!("{:.3}", at.as_millisecond() as f64 / 1000.0)
 }
 
 #[derive(Deserialize)]

@@ -31,7 +31,6 @@
 //! # }
 //! ```
 
-use std::collections::BTreeMap;
 use std::collections::hash_map::RandomState;
 use std::fs::File;
 use std::hash::BuildHasher;
@@ -39,10 +38,11 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
-use serde::Deserialize;
+use anyhow::{Context, bail};
+use jiff::Timestamp;
+use prism_analysis::prometheus::{self, Series};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
@@ -70,16 +70,7 @@ pub struct Prometheus {
     port: u16,
     child: Option<Child>,
     http: reqwest::Client,
-}
-
-/// One sample of an instant vector (or a scalar, with no labels).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Sample {
-    /// The series' labels (`__name__` included, when the result has it).
-    pub metric: BTreeMap<String, String>,
-    /// When, in seconds since the Unix epoch.
-    pub timestamp: f64,
-    pub value: f64,
+    client: prometheus::Prometheus,
 }
 
 impl Prometheus {
@@ -102,6 +93,7 @@ impl Prometheus {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .context("building an HTTP client")?,
+            client: prometheus::Prometheus::default(),
         };
         std::fs::write(prometheus.config_path(), config(targets))
             .context("writing prometheus.yml")?;
@@ -165,34 +157,34 @@ impl Prometheus {
         self.launch().await
     }
 
-    /// The result of the instant query `promql` now: a vector's samples, or a scalar as one
-    /// sample without labels.
-    pub async fn query(&self, promql: &str) -> anyhow::Result<Vec<Sample>> {
-        self.query_with(promql, None).await
+    /// The result of the instant query `promql` now, through Prism's own client: one series
+    /// per sample of a vector, or one without labels for a scalar.
+    pub async fn query(&self, promql: &str) -> anyhow::Result<Vec<Series>> {
+        Ok(self.client.instant(&self.url(), promql).await?)
     }
 
     /// The result of the instant query `promql` evaluated at `at`.
-    pub async fn query_at(&self, promql: &str, at: SystemTime) -> anyhow::Result<Vec<Sample>> {
-        self.query_with(promql, Some(at)).await
+    pub async fn query_at(&self, promql: &str, at: Timestamp) -> anyhow::Result<Vec<Series>> {
+        Ok(self.client.instant_at(&self.url(), promql, at).await?)
     }
 
     /// The value of the instant query `promql` now: `None` when the result is empty, an error
-    /// when it has more than one sample. It may be NaN (0/0, say).
+    /// when it has more than one series. It may be NaN (0/0, say).
     pub async fn query_value(&self, promql: &str) -> anyhow::Result<Option<f64>> {
-        let samples = self.query(promql).await?;
-        match samples.as_slice() {
+        let series = self.query(promql).await?;
+        match series.as_slice() {
             [] => Ok(None),
-            [sample] => Ok(Some(sample.value)),
+            [one] => Ok(one.values.first().copied()),
             _ => bail!(
-                "{promql} returned {} samples, not one: {samples:?}",
-                samples.len()
+                "{promql} returned {} series, not one: {series:?}",
+                series.len()
             ),
         }
     }
 
     /// Waits (up to [`DEFAULT_TIMEOUT`]) until the instant query `promql` returns at least one
     /// sample, and returns them: tests use it to know that scraping has begun.
-    pub async fn wait_for_sample(&self, promql: &str) -> anyhow::Result<Vec<Sample>> {
+    pub async fn wait_for_sample(&self, promql: &str) -> anyhow::Result<Vec<Series>> {
         wait_until(
             format_args!("Prometheus at {} has a sample for {promql}", self.url()),
             DEFAULT_TIMEOUT,
@@ -209,63 +201,6 @@ impl Prometheus {
         let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
-    }
-
-    async fn query_with(
-        &self,
-        promql: &str,
-        at: Option<SystemTime>,
-    ) -> anyhow::Result<Vec<Sample>> {
-        let mut params = vec![("query", promql.to_owned())];
-        if let Some(at) = at {
-            let seconds = at.duration_since(UNIX_EPOCH)?.as_secs_f64();
-            params.push(("time", format!("{seconds:.3}")));
-        }
-        let response = self
-            .http
-            .get(format!("{}/api/v1/query", self.url()))
-            .query(&params)
-            .send()
-            .await
-            .with_context(|| format!("querying Prometheus at {}", self.url()))?;
-        let status = response.status();
-        let body = response.text().await?;
-        let parsed: ApiResponse = serde_json::from_str(&body)
-            .with_context(|| format!("Prometheus answered {status}: {body}"))?;
-        if parsed.status != "success" {
-            bail!(
-                "Prometheus answered {status} to {promql}: {}: {}",
-                parsed.error_type.unwrap_or_default(),
-                parsed.error.unwrap_or_default()
-            );
-        }
-        let data = parsed
-            .data
-            .ok_or_else(|| anyhow!("Prometheus answered without data: {body}"))?;
-        match data.result_type.as_str() {
-            "vector" => {
-                let vector: Vec<VectorSample> = serde_json::from_value(data.result)?;
-                vector
-                    .into_iter()
-                    .map(|sample| {
-                        Ok(Sample {
-                            metric: sample.metric,
-                            timestamp: sample.value.0,
-                            value: parse_value(&sample.value.1)?,
-                        })
-                    })
-                    .collect()
-            }
-            "scalar" => {
-                let (timestamp, value): (f64, String) = serde_json::from_value(data.result)?;
-                Ok(vec![Sample {
-                    metric: BTreeMap::new(),
-                    timestamp,
-                    value: parse_value(&value)?,
-                }])
-            }
-            other => bail!("{promql} returned a {other}, not an instant vector or a scalar"),
-        }
     }
 
     fn config_path(&self) -> PathBuf {
@@ -355,40 +290,6 @@ impl Drop for Prometheus {
         if let Err(error) = std::fs::remove_dir_all(&self.dir) {
             eprintln!("prism-testkit: removing {}: {error}", self.dir.display());
         }
-    }
-}
-
-#[derive(Deserialize)]
-struct ApiResponse {
-    status: String,
-    data: Option<ApiData>,
-    #[serde(rename = "errorType")]
-    error_type: Option<String>,
-    error: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ApiData {
-    #[serde(rename = "resultType")]
-    result_type: String,
-    result: serde_json::Value,
-}
-
-#[derive(Deserialize)]
-struct VectorSample {
-    metric: BTreeMap<String, String>,
-    value: (f64, String),
-}
-
-/// Prometheus writes sample values as strings: `"0.5"`, `"NaN"`, `"+Inf"`, `"-Inf"`.
-fn parse_value(value: &str) -> anyhow::Result<f64> {
-    match value {
-        "NaN" => Ok(f64::NAN),
-        "+Inf" => Ok(f64::INFINITY),
-        "-Inf" => Ok(f64::NEG_INFINITY),
-        _ => value
-            .parse()
-            .with_context(|| format!("a sample value {value:?}")),
     }
 }
 

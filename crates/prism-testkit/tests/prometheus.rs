@@ -3,7 +3,7 @@
 //! away and brought back. These tests need no Kubernetes sandbox; each has its own Prometheus.
 
 use std::io::ErrorKind;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use prism_testkit::exporter::{Behaviour, ExporterConfig, Series, TestExporter, bucket_bounds};
 use prism_testkit::prometheus::Prometheus;
@@ -115,7 +115,7 @@ async fn prometheus_can_be_taken_away_and_brought_back() {
     let mut prometheus = start_prometheus(&exporter, &requests).await;
     // A few scrapes in, note a past value.
     wait_for_value(&prometheus, &requests, "above 200", |count| count > 200.0).await;
-    let before = SystemTime::now();
+    let before = jiff::Timestamp::now();
     let old = prometheus.query_at(&requests, before).await.unwrap();
     assert_eq!(old.len(), 1, "{old:?}");
 
@@ -135,7 +135,7 @@ async fn prometheus_can_be_taken_away_and_brought_back() {
     let again = prometheus.query_at(&requests, before).await.unwrap();
     assert_eq!(again, old, "the data from before the stop is kept");
     // And scraping goes on.
-    let old_count = old[0].value;
+    let old_count = old[0].values[0];
     wait_for_value(&prometheus, &requests, "growing", |count| count > old_count).await;
 }
 
