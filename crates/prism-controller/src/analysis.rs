@@ -25,7 +25,7 @@ use prism_api::{ClusterMetricTemplate, MetricTemplate, Release};
 use prism_engine::Verdict;
 
 use crate::Context;
-use crate::status::progress;
+use crate::status::{judged_step, not_judged};
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 /// Samples per interval the Mann-Whitney judge asks Prometheus for, per version.
@@ -47,23 +47,11 @@ pub async fn analyse(
     now: Timestamp,
 ) -> Analysis {
     let previous = release.status.as_ref().and_then(|s| s.analysis.clone());
-    let progress = progress(release);
-    let step = progress.step;
-    let spec = release
-        .spec
-        .strategy
-        .steps
-        .get(step as usize)
-        .and_then(|step| step.analysis.as_ref());
-    let (Some(spec), Some(achieved_at), true) =
-        (spec, progress.achieved_at, progress.phase.is_rolling_out())
-    else {
+    let (step, current, achieved_at) = judged_step(release);
+    let spec = current.and_then(|step| step.analysis.as_ref());
+    let (Some(spec), Some(achieved_at)) = (spec, achieved_at) else {
         return Analysis {
-            verdict: if spec.is_some() {
-                Verdict::Pending
-            } else {
-                Verdict::NotRequired
-            },
+            verdict: not_judged(spec),
             status: previous,
             next: None,
         };

@@ -8,9 +8,10 @@ use kube::ResourceExt;
 use prism_api::Release;
 use prism_api::conditions::{self, Condition};
 use prism_api::release::{ClusterPhase as ReleaseClusterPhase, ClusterProgress, ReleaseStatus};
+use prism_api::strategy::Step;
 use prism_engine::{
     ClusterDecision, ClusterObservation, ClusterPhase, ClusterStepProgress, ConditionKind, Phase,
-    Progress, ReleaseDecision,
+    Progress, ReleaseDecision, Verdict,
 };
 
 /// The engine's view of a release's progress, from its status. A release without a status is at
@@ -29,6 +30,26 @@ pub fn progress(release: &Release) -> Progress {
             .iter()
             .filter_map(|cluster| Some((cluster.name.clone(), step_progress(cluster)?)))
             .collect(),
+    }
+}
+
+/// The current step of `release` (its index, and the step when the strategy has it), and when
+/// it was achieved: `None` while it is not, or once the Release no longer rolls out. Analyses and
+/// webhook gates judge a step from then on.
+pub fn judged_step(release: &Release) -> (u32, Option<&Step>, Option<jiff::Timestamp>) {
+    let progress = progress(release);
+    let step = release.spec.strategy.steps.get(progress.step as usize);
+    let achieved_at = progress
+        .achieved_at
+        .filter(|_| progress.phase.is_rolling_out());
+    (progress.step, step, achieved_at)
+}
+
+/// The verdict of a check not judged yet: pending where the step has one.
+pub fn not_judged<T>(check: Option<T>) -> Verdict {
+    match check {
+        Some(_) => Verdict::Pending,
+        None => Verdict::NotRequired,
     }
 }
 

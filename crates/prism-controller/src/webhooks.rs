@@ -20,7 +20,7 @@ use serde::Serialize;
 use tracing::warn;
 
 use crate::Context;
-use crate::status::progress;
+use crate::status::{judged_step, not_judged, progress};
 
 /// How long a held step waits before its webhook is asked again.
 pub const REASK: Duration = Duration::from_secs(15);
@@ -42,7 +42,9 @@ pub struct Payload<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step_name: Option<&'a str>,
     pub clusters: Vec<&'a str>,
-    /// For notifications: the Event's reason and message.
+    /// For notifications: the Event's type (Normal or Warning), reason and message.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -71,6 +73,7 @@ impl<'a> Payload<'a> {
                 .iter()
                 .map(|c| c.name.as_str())
                 .collect(),
+            event_type: None,
             reason: None,
             message: None,
         }
@@ -88,29 +91,16 @@ pub struct Gate {
 /// not a yes and is older than `REASK`.
 pub async fn gate(release: &Release, ctx: &Context, now: Timestamp) -> Gate {
     let previous = release.status.as_ref().and_then(|s| s.gate.clone());
-    let progress = progress(release);
-    let step = progress.step;
-    let webhook = release
-        .spec
-        .strategy
-        .steps
-        .get(step as usize)
+    let (step, current, achieved_at) = judged_step(release);
+    let webhook = current
         .and_then(|s| s.gate.as_ref())
         .and_then(|gate| match gate.kind() {
             GateKind::Webhook(webhook) => Some(webhook),
             _ => None,
         });
-    let (Some(webhook), Some(_), true) = (
-        webhook,
-        progress.achieved_at,
-        progress.phase.is_rolling_out(),
-    ) else {
+    let (Some(webhook), Some(_)) = (webhook, achieved_at) else {
         return Gate {
-            verdict: if webhook.is_some() {
-                Verdict::Pending
-            } else {
-                Verdict::NotRequired
-            },
+            verdict: not_judged(webhook),
             status: previous,
             next: None,
         };
@@ -211,20 +201,19 @@ pub fn notify(ctx: &Context, release: &Release, event: &Event<'_>) {
         "RollbackStarted" => calls.extend(webhooks.rollback.iter().map(|w| ("rollback", w))),
         _ => {}
     }
+    let event_type = match event.kind {
+        EventKind::Normal => "Normal",
+        EventKind::Warning => "Warning",
+    };
     for (kind, webhook) in calls {
-        let mut payload = serde_json::to_value(Payload {
+        // Owned, for the task that outlives this reconcile.
+        let payload = serde_json::to_value(Payload {
+            event_type: Some(event_type),
             reason: Some(event.reason),
             message: Some(&event.message),
             ..Payload::of(kind, release)
         })
         .unwrap_or_default();
-        if let Some(object) = payload.as_object_mut() {
-            let type_ = match event.kind {
-                EventKind::Normal => "Normal",
-                EventKind::Warning => "Warning",
-            };
-            object.insert("type".into(), type_.into());
-        }
         let (client, caller) = (ctx.client.clone(), ctx.webhooks.clone());
         let (namespace, name) = (release.namespace().unwrap_or_default(), release.name_any());
         let webhook = webhook.clone();
