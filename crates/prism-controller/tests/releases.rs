@@ -102,9 +102,11 @@ async fn a_template_change_makes_a_release_and_nothing_else_does() -> anyhow::Re
         })
     };
 
+    // web-1 must be complete before web-2 is made: a Release that supersedes an unfinished first
+    // release has no incumbent either, and goes straight to its last step.
     apply(&apps, &application("web", spec("web:1", 10))?).await?;
-    wait_for_status(&apps, "web", "current revision 1", |s| {
-        s.current_revision == Some(1)
+    wait_for_status(&apps, "web", "web-1 is complete", |s| {
+        s.current_revision == Some(1) && s.phase == Some(ApplicationPhase::Complete)
     })
     .await?;
 
