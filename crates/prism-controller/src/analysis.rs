@@ -7,7 +7,11 @@
 //! data or its source does not answer; then it never passes. Inconclusive counts in a row: a
 //! conclusive measurement starts the count again, so a rollout paused because Prometheus went
 //! away goes on when it returns.
+//!
+//! A measurement runs in the background ([`crate::calls`]); its end reconciles the application
+//! again, and that reconcile counts it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -25,6 +29,7 @@ use prism_api::{ClusterMetricTemplate, MetricTemplate, Release};
 use prism_engine::Verdict;
 
 use crate::Context;
+use crate::calls::purpose;
 use crate::status::{judged_step, not_judged};
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -38,12 +43,12 @@ pub struct Analysis {
     pub next: Option<Duration>,
 }
 
-/// Measures `release`'s current step when a measurement is due. `incumbent` is the Release the
-/// Mann-Whitney judge compares with.
-pub async fn analyse(
+/// Measures `release`'s current step when a measurement is due, and counts the measurement once
+/// it has ended. `incumbent` is the Release the Mann-Whitney judge compares with.
+pub fn analyse(
     release: &Release,
     incumbent: Option<&Release>,
-    ctx: &Context,
+    ctx: &Arc<Context>,
     now: Timestamp,
 ) -> Analysis {
     let previous = release.status.as_ref().and_then(|s| s.analysis.clone());
@@ -89,23 +94,36 @@ pub async fn analyse(
         };
     }
 
-    let clusters: Vec<&str> = release
+    let clusters: Vec<String> = release
         .status
         .iter()
         .flat_map(|s| &s.clusters)
         .filter(|cluster| cluster.achieved_step == Some(step))
-        .map(|cluster| cluster.name.as_str())
+        .map(|cluster| cluster.name.clone())
         .collect();
     let measurement = Measurement {
-        release,
-        incumbent,
-        spec,
+        release: release.clone(),
+        incumbent: incumbent.cloned(),
+        spec: spec.clone(),
         step,
         interval,
         now,
-        ctx,
+        ctx: ctx.clone(),
     };
-    let results = measurement.take(&clusters).await;
+    let attempt = format!("step {step}, due {due}");
+    let Some(results) = ctx
+        .measurements
+        .answer(purpose(release, "analysis"), attempt, || {
+            measurement.take(clusters)
+        })
+    else {
+        // Its end reconciles again; the interval is only a safety net.
+        return Analysis {
+            verdict: counted,
+            status: Some(status),
+            next: Some(interval),
+        };
+    };
     let worst = results
         .iter()
         .map(|result| result.verdict)
@@ -181,21 +199,22 @@ fn verdict(spec: &AnalysisStep, status: &AnalysisStatus) -> Verdict {
     }
 }
 
-/// One measurement of one step: every metric in every cluster that runs the step.
-struct Measurement<'a> {
-    release: &'a Release,
-    incumbent: Option<&'a Release>,
-    spec: &'a AnalysisStep,
+/// One measurement of one step: every metric in every cluster that runs the step. It owns what
+/// it reads, for it runs in the background.
+struct Measurement {
+    release: Release,
+    incumbent: Option<Release>,
+    spec: AnalysisStep,
     step: u32,
     interval: Duration,
     now: Timestamp,
-    ctx: &'a Context,
+    ctx: Arc<Context>,
 }
 
-impl Measurement<'_> {
-    async fn take(&self, clusters: &[&str]) -> Vec<AnalysisResult> {
+impl Measurement {
+    async fn take(self, clusters: Vec<String>) -> Vec<AnalysisResult> {
         let mut results = Vec::new();
-        for cluster in clusters {
+        for cluster in &clusters {
             match self.spec.judge.unwrap_or_default() {
                 Judge::Threshold => {
                     for check in &self.spec.metrics {
@@ -246,7 +265,7 @@ impl Measurement<'_> {
                     .to_owned();
             return result;
         };
-        let promql = render(&query.promql, self.subject(self.release, cluster));
+        let promql = render(&query.promql, self.subject(&self.release, cluster));
         match self.ctx.prometheus.instant(&query.address, &promql).await {
             Err(error) => result.message = inconclusive(&error),
             Ok(series) => match one_value(&series) {
@@ -342,6 +361,7 @@ impl Measurement<'_> {
         let query = self.resolve(check)?;
         let incumbent = self
             .incumbent
+            .as_ref()
             .ok_or("no complete Release to compare with: the first rollout of an application cannot use the Mann-Whitney judge")?;
         let start = self
             .now
@@ -349,7 +369,7 @@ impl Measurement<'_> {
             .unwrap_or(self.now);
         let step = (self.interval / SAMPLES_PER_INTERVAL).max(Duration::from_secs(1));
         let mut samples = Vec::new();
-        for release in [self.release, incumbent] {
+        for release in [&self.release, incumbent] {
             let promql = render(&query.promql, self.subject(release, cluster));
             let series = self
                 .ctx

@@ -155,10 +155,10 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
     if let Some(candidate) = created.as_ref().filter(|_| !pre_rollout_hooks.is_empty()) {
         let held = current.pre_rollout.as_ref();
         if let Err((hold, after)) =
-            webhooks::pre_rollout(ctx, candidate, pre_rollout_hooks, held, crate::now()).await
+            webhooks::pre_rollout(ctx, candidate, pre_rollout_hooks, held, crate::now())
         {
             created = None;
-            pre_rollout = Some(hold);
+            pre_rollout = hold;
             recheck_after = Some(after);
         }
     }

@@ -12,6 +12,7 @@
 pub mod analysis;
 pub mod application;
 pub mod blocks;
+pub mod calls;
 pub mod cleanup;
 pub mod clusters;
 pub mod error;
@@ -27,6 +28,7 @@ pub mod write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::channel::mpsc;
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt, stream};
 use kube::api::ListParams;
 use kube::runtime::controller::{self, Action};
@@ -35,6 +37,8 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use prism_analysis::prometheus::Prometheus;
 use prism_analysis::webhook;
+use prism_api::application::PreRolloutHold;
+use prism_api::release::{AnalysisResult, GateStatus};
 use prism_api::{
     Application, Cluster, ClusterMetricTemplate, ClusterStrategy, MetricTemplate, Release,
     RolloutBlock, Strategy,
@@ -44,6 +48,7 @@ use tracing::{debug, info, warn};
 pub use application::FIELD_MANAGER;
 pub use error::Error;
 
+use crate::calls::Calls;
 use crate::expectations::{Expectations, PATIENCE, application_of};
 use crate::fleet::{Connection, Fleet, MANAGEMENT_CLUSTER, cache_of, triggers};
 
@@ -73,6 +78,12 @@ pub struct Context {
     /// Where metrics without a `prometheus.address` of their own are read.
     pub prometheus_url: Option<String>,
     pub webhooks: webhook::Caller,
+    /// The analyses' measurements in flight, and those not counted yet.
+    pub measurements: Calls<Vec<AnalysisResult>>,
+    /// The steps' webhook gates asked, and their answers not taken yet.
+    pub gates: Calls<GateStatus>,
+    /// The pre-rollout webhooks asked: a hold, or `None` when all accepted.
+    pub pre_rollouts: Calls<Option<PreRolloutHold>>,
 }
 
 /// Which objects a controller looks after.
@@ -211,6 +222,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
     );
 
     let (fleet, member_changes) = Fleet::new(namespace, expectations.clone());
+    let (call_ends, ended_calls) = mpsc::unbounded();
     let context = Arc::new(Context {
         client,
         applications: applications.clone(),
@@ -227,6 +239,9 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         prometheus: Prometheus::default(),
         prometheus_url: options.prometheus_url.clone(),
         webhooks: webhook::Caller::default(),
+        measurements: Calls::new(call_ends.clone()),
+        gates: Calls::new(call_ends.clone()),
+        pre_rollouts: Calls::new(call_ends),
     });
     info!(
         namespace = namespace.unwrap_or("*"),
@@ -248,6 +263,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
             cluster_strategy_changes.boxed(),
             block_changes.boxed(),
             member_changes.boxed(),
+            ended_calls.boxed(),
             metric_template_changes.boxed(),
             cluster_metric_template_changes.boxed(),
         ]))

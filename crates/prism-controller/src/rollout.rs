@@ -10,6 +10,7 @@
 //! `webhooks.rs`): their verdicts are the engine's input, their records part of the status.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
@@ -43,7 +44,7 @@ pub async fn reconcile(
     app: &Application,
     releases: &[Release],
     blocked: Option<&str>,
-    ctx: &Context,
+    ctx: &Arc<Context>,
 ) -> Result<Option<Duration>, Error> {
     let Some(newest) = releases.last() else {
         return Ok(None);
@@ -60,8 +61,8 @@ pub async fn reconcile(
     for release in releases {
         let incumbent = analysis::incumbent_of(release, releases);
         judged.push(Judged {
-            analysis: analysis::analyse(release, incumbent, ctx, now).await,
-            gate: webhooks::gate(release, ctx, now).await,
+            analysis: analysis::analyse(release, incumbent, ctx, now),
+            gate: webhooks::gate(release, ctx, now),
         });
     }
     let schedules: Vec<Vec<ClusterInfo>> = releases.iter().map(schedule).collect();

@@ -1,7 +1,8 @@
 //! Webhooks: the pre-rollout webhooks (asked before a Release is made), the gate of a step (asked
 //! once the step is achieved), where a refusal or no answer holds and the webhook is asked again
 //! after `REASK`; and the notifications of a rollout (post-rollout, rollback, and every
-//! transition), sent in the background.
+//! transition). Every call runs in the background: questions through [`crate::calls`], whose
+//! answer the next reconcile takes; notifications on their own, unheard.
 
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use serde::Serialize;
 use tracing::warn;
 
 use crate::Context;
+use crate::calls::purpose;
 use crate::status::{judged_step, not_judged, progress};
 
 /// How long a held step waits before its webhook is asked again.
@@ -88,8 +90,8 @@ pub struct Gate {
 }
 
 /// Asks the current step's webhook when the step is achieved and the last answer (if any) was
-/// not a yes and is older than `REASK`.
-pub async fn gate(release: &Release, ctx: &Context, now: Timestamp) -> Gate {
+/// not a yes and is older than `REASK`. While it is asked, the last answer stands.
+pub fn gate(release: &Release, ctx: &Context, now: Timestamp) -> Gate {
     let previous = release.status.as_ref().and_then(|s| s.gate.clone());
     let (step, current, achieved_at) = judged_step(release);
     let webhook = current
@@ -105,25 +107,49 @@ pub async fn gate(release: &Release, ctx: &Context, now: Timestamp) -> Gate {
             next: None,
         };
     };
-    let asked = previous.filter(|g| g.step == step);
-    let status = match asked {
-        Some(answered) if answered.verdict == Answered::Pass => answered,
-        Some(answered) if now < reask_at(&answered.asked_at) => answered,
-        _ => {
+    let asked = previous.clone().filter(|g| g.step == step);
+    let (status, asking) = match asked {
+        Some(answered)
+            if answered.verdict == Answered::Pass || now < reask_at(&answered.asked_at) =>
+        {
+            (Some(answered), false)
+        }
+        asked => {
+            let attempt = format!(
+                "step {step}, after {:?}",
+                asked.as_ref().map(|a| &a.asked_at)
+            );
+            let webhook = webhook.clone();
+            let payload = owned(&Payload::of("confirm-step", release));
+            let (client, caller) = (ctx.client.clone(), ctx.webhooks.clone());
             let namespace = release.namespace().unwrap_or_default();
-            let payload = Payload::of("confirm-step", release);
-            let answer = call(&ctx.client, &ctx.webhooks, &namespace, webhook, &payload).await;
-            GateStatus {
-                step,
-                asked_at: Time(now),
-                verdict: match answer {
-                    Answer::Accepted => Answered::Pass,
-                    Answer::Refused { .. } => Answered::Fail,
-                    Answer::NoAnswer { .. } => Answered::Inconclusive,
-                },
-                message: answer.describe(&webhook.url),
+            let answered = ctx
+                .gates
+                .answer(purpose(release, "gate"), attempt, || async move {
+                    let answer = call(&client, &caller, &namespace, &webhook, &payload).await;
+                    GateStatus {
+                        step,
+                        asked_at: Time(now),
+                        verdict: match answer {
+                            Answer::Accepted => Answered::Pass,
+                            Answer::Refused { .. } => Answered::Fail,
+                            Answer::NoAnswer { .. } => Answered::Inconclusive,
+                        },
+                        message: answer.describe(&webhook.url),
+                    }
+                });
+            match answered {
+                Some(answered) => (Some(answered), false),
+                None => (asked, true),
             }
         }
+    };
+    let Some(status) = status else {
+        return Gate {
+            verdict: Verdict::Pending,
+            status: previous,
+            next: None,
+        };
     };
     let (verdict, next) = match status.verdict {
         Answered::Pass => (Verdict::Passed, None),
@@ -131,7 +157,8 @@ pub async fn gate(release: &Release, ctx: &Context, now: Timestamp) -> Gate {
             Verdict::Inconclusive {
                 reason: status.message.clone(),
             },
-            Some(until(now, reask_at(&status.asked_at))),
+            // While it is asked again, the end of the call reconciles.
+            (!asking).then(|| until(now, reask_at(&status.asked_at))),
         ),
     };
     Gate {
@@ -141,39 +168,64 @@ pub async fn gate(release: &Release, ctx: &Context, now: Timestamp) -> Gate {
     }
 }
 
-/// Whether `candidate`, the Release about to be made, may be: every pre-rollout webhook
-/// accepts it, asked in order. A hold keeps the refusal (or silence) so that the webhooks are
-/// asked again only `REASK` after it; `held` is the Application's current one.
-pub async fn pre_rollout(
+/// A payload the background task owns.
+fn owned(payload: &Payload<'_>) -> serde_json::Value {
+    serde_json::to_value(payload).unwrap_or_default()
+}
+
+/// Whether `candidate`, the Release about to be made, may be made. `Err` holds it back: with
+/// the webhook's refusal (or silence), or, while they are asked, the Application's current hold
+/// as it is; and when to look again.
+pub type PreRollout = Result<(), (Option<PreRolloutHold>, Duration)>;
+
+/// Every pre-rollout webhook must accept `candidate`, asked in order. A hold keeps the refusal
+/// (or silence) so that the webhooks are asked again only `REASK` after it.
+pub fn pre_rollout(
     ctx: &Context,
     candidate: &Release,
     hooks: &[Webhook],
     held: Option<&PreRolloutHold>,
     now: Timestamp,
-) -> Result<(), (PreRolloutHold, Duration)> {
-    if let Some(held) = held.filter(|h| h.revision == candidate.spec.revision)
+) -> PreRollout {
+    let revision = candidate.spec.revision;
+    let this_revision = held.filter(|h| h.revision == revision);
+    if let Some(held) = this_revision
         && now < reask_at(&held.asked_at)
     {
-        return Err((held.clone(), until(now, reask_at(&held.asked_at))));
+        return Err((Some(held.clone()), until(now, reask_at(&held.asked_at))));
     }
+    let attempt = format!(
+        "revision {revision}, after {:?}",
+        this_revision.map(|h| &h.asked_at)
+    );
     let namespace = candidate.namespace().unwrap_or_default();
-    let payload = Payload {
+    let payload = owned(&Payload {
         step: None,
         step_name: None,
         ..Payload::of("pre-rollout", candidate)
-    };
-    for webhook in hooks {
-        let answer = call(&ctx.client, &ctx.webhooks, &namespace, webhook, &payload).await;
-        if answer != Answer::Accepted {
-            let hold = PreRolloutHold {
-                revision: candidate.spec.revision,
-                asked_at: Time(now),
-                message: answer.describe(&webhook.url),
-            };
-            return Err((hold, REASK));
-        }
+    });
+    let (client, caller, hooks) = (ctx.client.clone(), ctx.webhooks.clone(), hooks.to_vec());
+    let answered =
+        ctx.pre_rollouts
+            .answer(purpose(candidate, "pre-rollout"), attempt, || async move {
+                for webhook in &hooks {
+                    let answer = call(&client, &caller, &namespace, webhook, &payload).await;
+                    if answer != Answer::Accepted {
+                        return Some(PreRolloutHold {
+                            revision,
+                            asked_at: Time(now),
+                            message: answer.describe(&webhook.url),
+                        });
+                    }
+                }
+                None
+            });
+    match answered {
+        Some(None) => Ok(()),
+        Some(Some(hold)) => Err((Some(hold), REASK)),
+        // The end of the call reconciles; `REASK` is only a safety net.
+        None => Err((held.cloned(), REASK)),
     }
-    Ok(())
 }
 
 /// When a webhook asked at `asked_at` that did not say yes is asked again.
@@ -206,14 +258,12 @@ pub fn notify(ctx: &Context, release: &Release, event: &Event<'_>) {
         EventKind::Warning => "Warning",
     };
     for (kind, webhook) in calls {
-        // Owned, for the task that outlives this reconcile.
-        let payload = serde_json::to_value(Payload {
+        let payload = owned(&Payload {
             event_type: Some(event_type),
             reason: Some(event.reason),
             message: Some(&event.message),
             ..Payload::of(kind, release)
-        })
-        .unwrap_or_default();
+        });
         let (client, caller) = (ctx.client.clone(), ctx.webhooks.clone());
         let (namespace, name) = (release.namespace().unwrap_or_default(), release.name_any());
         let webhook = webhook.clone();

@@ -383,6 +383,36 @@ async fn a_webhook_that_times_out_is_retried_then_holds_the_step() -> anyhow::Re
 }
 
 #[tokio::test]
+async fn an_abort_is_carried_out_while_the_steps_webhook_has_not_answered() -> anyhow::Result<()> {
+    let env = TestEnv::new("webhook-abort").await;
+    let (client, apps, releases, _controller) = setup(&env).await?;
+    let _fleet = TestFleet::join(&env, &client).await?;
+    let receiver = TestWebhook::start(Reply::Hang).await?;
+    // One attempt that outlasts the test's deadlines: a call made inside the reconcile would
+    // hold the abort back that long.
+    let steps = webhook_gated(json!({"url": receiver.url(), "timeout": "10m", "retries": 0}));
+
+    roll_out_web_2(&apps, &releases, steps).await?;
+    let waiting = wait_until("web-2 waits for its webhook", DEFAULT_TIMEOUT, || async {
+        let release = releases.get("web-2").await?;
+        let waiting = condition(&release, conditions::release::PROGRESSING)
+            .is_some_and(|c| c.reason == "WaitingForWebhook");
+        Ok((waiting && !receiver.calls().is_empty()).then_some(release))
+    })
+    .await?;
+    assert_eq!(waiting.status.unwrap().step, Some(0));
+
+    patch_release_spec(&releases, "web-2", json!({"aborted": true})).await?;
+    let aborted = wait_for_phase(&releases, "web-2", ReleasePhase::Aborted).await?;
+    assert_eq!(
+        aborted.status.unwrap().abort.map(|a| a.cause),
+        Some(AbortCause::Command)
+    );
+    assert_eq!(receiver.calls().len(), 1, "asked once, never answered");
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_pre_rollout_webhook_holds_the_release_back_until_it_accepts() -> anyhow::Result<()> {
     let env = TestEnv::new("webhook-pre-rollout").await;
     let (client, apps, releases, _controller) = setup(&env).await?;

@@ -1,0 +1,170 @@
+//! Calls out of the controller (Prometheus queries, webhooks) run in the background, never inside
+//! a reconcile: a Prometheus or a webhook that hangs for its whole timeout, retries included,
+//! would hold its application's reconcile that long (an abort would wait for it), and one of the
+//! few reconcile slots, so other applications' rollouts too. A reconcile starts a call and
+//! decides with what it knew before; the call's end reconciles the application again, and that
+//! reconcile takes the answer.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::channel::mpsc::UnboundedSender;
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use prism_api::{Application, Release};
+
+/// An answer nobody took for this long is for an Application that is gone, or for a question
+/// nobody asks any more: every Application is reconciled at least every few minutes.
+const UNCLAIMED: Duration = Duration::from_secs(900);
+
+/// Which call: the application it reconciles, and what for (`web-2 analysis`). One runs at a time
+/// for each.
+pub type Purpose = (ObjectRef<Application>, String);
+
+/// What a call is for: `what` of `release` (`analysis`, `gate`), for its Application.
+pub fn purpose(release: &Release, what: &str) -> Purpose {
+    let namespace = release.namespace().unwrap_or_default();
+    (
+        ObjectRef::new(&release.spec.application).within(&namespace),
+        format!("{} {what}", release.name_any()),
+    )
+}
+
+/// The calls of one kind in flight, and the answers not taken yet.
+pub struct Calls<T> {
+    slots: Arc<Mutex<HashMap<Purpose, Slot<T>>>>,
+    ended: UnboundedSender<ObjectRef<Application>>,
+}
+
+/// `attempt` names the question (say, the step and when its measurement was due), so that the
+/// answer to an older question is never taken for a newer one's.
+enum Slot<T> {
+    Running {
+        attempt: String,
+    },
+    Ended {
+        attempt: String,
+        answer: T,
+        at: Instant,
+    },
+}
+
+impl<T: Send + 'static> Calls<T> {
+    /// `ended` gets the application of each call that ends.
+    pub fn new(ended: UnboundedSender<ObjectRef<Application>>) -> Self {
+        Calls {
+            slots: Arc::default(),
+            ended,
+        }
+    }
+
+    /// The answer to `attempt` for `purpose`, once its call has ended; it is taken, so asking
+    /// again makes a new call. Until then `None`, and the call made by `call` is started unless
+    /// it runs already.
+    pub fn answer<F>(
+        &self,
+        purpose: Purpose,
+        attempt: String,
+        call: impl FnOnce() -> F,
+    ) -> Option<T>
+    where
+        F: Future<Output = T> + Send + 'static,
+    {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.retain(|_, slot| !matches!(slot, Slot::Ended { at, .. } if at.elapsed() > UNCLAIMED));
+        match slots.remove(&purpose) {
+            Some(Slot::Ended {
+                attempt: answered,
+                answer,
+                ..
+            }) if answered == attempt => return Some(answer),
+            Some(Slot::Running { attempt: running }) if running == attempt => {
+                slots.insert(purpose, Slot::Running { attempt: running });
+                return None;
+            }
+            // None yet, or one for an older question: an older call still running ends unheard.
+            _ => {}
+        }
+        slots.insert(
+            purpose.clone(),
+            Slot::Running {
+                attempt: attempt.clone(),
+            },
+        );
+        let (shared, ended, future) = (self.slots.clone(), self.ended.clone(), call());
+        tokio::spawn(async move {
+            let answer = future.await;
+            let mut slots = shared.lock().unwrap_or_else(PoisonError::into_inner);
+            if matches!(slots.get(&purpose), Some(Slot::Running { attempt: running }) if *running == attempt)
+            {
+                let app = purpose.0.clone();
+                slots.insert(
+                    purpose,
+                    Slot::Ended {
+                        attempt,
+                        answer,
+                        at: Instant::now(),
+                    },
+                );
+                // Closed only when the controller stops.
+                let _ = ended.unbounded_send(app);
+            }
+        });
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+    use futures::channel::mpsc;
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    fn purpose(what: &str) -> Purpose {
+        (ObjectRef::new("web").within("ns"), what.to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_call_runs_once_and_its_answer_is_taken_once_it_has_ended() {
+        let (ended, mut ends) = mpsc::unbounded();
+        let calls = Calls::new(ended);
+        let (reply, replied) = oneshot::channel();
+        let started = calls.answer(purpose("web-2 analysis"), "1".into(), || async {
+            replied.await.unwrap()
+        });
+        assert_eq!(started, None);
+        // Asked again while it runs: no second call (this one would panic if awaited).
+        let again = calls.answer(purpose("web-2 analysis"), "1".into(), || async {
+            unreachable!("a second call of the same attempt")
+        });
+        assert_eq!(again, None);
+        reply.send(7).unwrap();
+        assert_eq!(ends.next().await, Some(ObjectRef::new("web").within("ns")));
+        let taken = calls.answer(purpose("web-2 analysis"), "1".into(), || async { 0 });
+        assert_eq!(taken, Some(7));
+    }
+
+    #[tokio::test]
+    async fn the_answer_to_an_older_attempt_is_not_taken_for_a_newer_one() {
+        let (ended, mut ends) = mpsc::unbounded();
+        let calls = Calls::new(ended);
+        let (old_reply, old_replied) = oneshot::channel();
+        calls.answer(purpose("web-2 gate"), "step 1".into(), || async {
+            old_replied.await.unwrap()
+        });
+        let (new_reply, new_replied) = oneshot::channel();
+        let newer = calls.answer(purpose("web-2 gate"), "step 2".into(), || async {
+            new_replied.await.unwrap()
+        });
+        assert_eq!(newer, None);
+        old_reply.send(1).unwrap();
+        new_reply.send(2).unwrap();
+        assert_eq!(ends.next().await, Some(ObjectRef::new("web").within("ns")));
+        let taken = calls.answer(purpose("web-2 gate"), "step 2".into(), || async { 0 });
+        assert_eq!(taken, Some(2));
+    }
+}
