@@ -176,6 +176,14 @@ pub enum AbortCause {
     ProgressDeadlineExceeded,
 }
 
+impl Release {
+    /// Whether this version was given up: aborted (`spec.aborted`), or rolling back or rolled
+    /// back by the controller. Only a new template rolls its application out again.
+    pub fn is_rolled_back(&self) -> bool {
+        self.spec.aborted || self.status.as_ref().is_some_and(|s| s.abort.is_some())
+    }
+}
+
 impl AbortCause {
     /// The CamelCase reason of the release's Aborted condition.
     pub fn reason(self) -> &'static str {

@@ -125,9 +125,16 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
 
     // 3. Build.
     let blocked = observed.blocks.stopping();
-    let mut unschedulable = None;
+    let mut unschedulable = verdict
+        .as_ref()
+        .ok()
+        .and_then(|pipeline| refused_reschedule(app, pipeline, &observed.releases));
     let mut created = match &verdict {
-        Ok(pipeline) if blocked.is_none() && needs_release(app, pipeline, &observed.releases) => {
+        Ok(pipeline)
+            if blocked.is_none()
+                && unschedulable.is_none()
+                && needs_release(app, pipeline, &observed.releases) =>
+        {
             match schedule(app, &observed.clusters) {
                 Ok(clusters) => Some(desired_release(
                     app,
@@ -537,6 +544,29 @@ pub fn needs_release(app: &Application, pipeline: &Pipeline, releases: &[Release
     !newest.is_some_and(|r| is_snapshot_of(r, app, pipeline))
 }
 
+/// Why a reschedule request is not carried out, if it is not: the newest Release, whose template
+/// and strategy the Application still has, was rolled back, and a Release of them on a new
+/// schedule would roll that version out again.
+pub fn refused_reschedule(
+    app: &Application,
+    pipeline: &Pipeline,
+    releases: &[Release],
+) -> Option<String> {
+    let newest = releases.iter().max_by_key(|r| r.spec.revision)?;
+    let request = reschedule_request(app)?;
+    let same_version =
+        newest.spec.template == app.spec.template && newest.spec.strategy == *pipeline;
+    (same_version && newest.is_rolled_back() && reschedule_request(newest) != Some(request)).then(
+        || {
+            format!(
+                "the reschedule request {request} is not carried out: {} was rolled back, and a Release of its template would roll it out again; change the template, or run `prism rollback {}`, which rolls the running version out on a new schedule",
+                newest.name_any(),
+                app.name_any()
+            )
+        },
+    )
+}
+
 /// Stage 3: the next Release of the Application, on `clusters`. `releases` are the
 /// Application's, in any order.
 pub fn desired_release(
@@ -794,7 +824,7 @@ pub fn naming_cluster_strategy<'a>(
 mod tests {
     use super::*;
     use prism_api::application::{StrategyRef, Template};
-    use prism_api::release::ReleaseStatus;
+    use prism_api::release::{Abort, AbortCause, ReleaseStatus};
     use prism_api::strategy::{CapacityStep, Share, Step, TrafficStep};
     use prism_testkit::fixtures::web_template;
 
@@ -946,6 +976,32 @@ mod tests {
             !needs_release(&app, &pipeline(), &[r]),
             "one Release per request"
         );
+    }
+
+    #[test]
+    fn a_reschedule_request_does_not_roll_a_rolled_back_version_out_again() {
+        let mut web = app("web:2");
+        let mut rolled_back = release(&web, 2, Some(ReleasePhase::Aborted));
+        rolled_back.status.as_mut().unwrap().abort = Some(Abort {
+            cause: AbortCause::AnalysisFailed,
+            message: "error-rate 0.2 > 0.05".into(),
+        });
+        let releases = [
+            release(&app("web:1"), 1, Some(ReleasePhase::Complete)),
+            rolled_back,
+        ];
+        assert_eq!(refused_reschedule(&web, &pipeline(), &releases), None);
+        web.annotations_mut()
+            .insert(RESCHEDULE_ANNOTATION.into(), "drain-a-1".into());
+        let why = refused_reschedule(&web, &pipeline(), &releases).unwrap();
+        assert!(
+            why.contains("drain-a-1") && why.contains("web-2 was rolled back"),
+            "{why}"
+        );
+        // A new template is a new version: rolled out as usual.
+        web.spec = app("web:3").spec;
+        assert_eq!(refused_reschedule(&web, &pipeline(), &releases), None);
+        assert!(needs_release(&web, &pipeline(), &releases));
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! strategy, and the older Releases retire from the cluster as usual. The command follows the
 //! Releases until nothing runs there any more.
 //!
+//! An Application whose newest Release was rolled back cannot move that way (a Release of its
+//! template would roll the bad version out again; the controller refuses such a request), so
+//! the drain is refused, before anything changes, naming each one and the fix.
+//!
 //! [`to_reschedule`], [`progress`] and the rendering are pure; [`drain`] makes the requests.
 
 use std::collections::BTreeSet;
@@ -32,26 +36,49 @@ use crate::text;
 pub type AppKey = (String, String);
 
 /// The Applications to reschedule off `cluster`: those, not being deleted, whose newest Release
-/// (the highest revision) is scheduled there. In namespace and name order.
-pub fn to_reschedule(cluster: &str, apps: &[Application], releases: &[Release]) -> Vec<AppKey> {
+/// (the highest revision) is scheduled there. In namespace and name order. `Err` says why the
+/// drain cannot be done: some of them have a newest Release that was rolled back.
+pub fn to_reschedule(
+    cluster: &str,
+    apps: &[Application],
+    releases: &[Release],
+) -> Result<Vec<AppKey>, String> {
     let newest = newest_revisions(releases);
-    let mut keys: Vec<AppKey> = apps
+    let mut scheduled: Vec<(AppKey, &Release)> = apps
         .iter()
         .filter(|app| app.meta().deletion_timestamp.is_none())
         .filter_map(|app| {
             let namespace = app.namespace().unwrap_or_default();
             let name = app.name_any();
             let revision = *newest.get(&(namespace.as_str(), name.as_str()))?;
-            let scheduled_there = releases.iter().any(|release| {
+            let release = releases.iter().find(|release| {
                 application_of(release) == (namespace.as_str(), name.as_str())
                     && release.spec.revision == revision
                     && release.spec.clusters.iter().any(|c| c.name == cluster)
-            });
-            scheduled_there.then_some((namespace, name))
+            })?;
+            Some(((namespace, name), release))
         })
         .collect();
-    keys.sort();
-    keys
+    scheduled.sort_by(|a, b| a.0.cmp(&b.0));
+    let rolled_back: Vec<String> = scheduled
+        .iter()
+        .filter(|(_, release)| release.is_rolled_back())
+        .map(|((namespace, app), release)| {
+            format!(
+                "  {namespace}/{app}: {} was rolled back; run `prism rollback {app} -n {namespace}` \
+                 (or change its template) first",
+                release.name_any()
+            )
+        })
+        .collect();
+    if !rolled_back.is_empty() {
+        return Err(format!(
+            "cannot drain {cluster}: moving these applications would roll a rolled-back version \
+             out again, so nothing was changed:\n{}",
+            rolled_back.join("\n")
+        ));
+    }
+    Ok(scheduled.into_iter().map(|(key, _)| key).collect())
 }
 
 /// The value that asks for one more rescheduling, unique per drain.
@@ -305,11 +332,6 @@ pub async fn drain(
     mut print: impl FnMut(&str),
 ) -> Result<(), CommandError> {
     let deadline = timeout.map(|t| (tokio::time::Instant::now() + t.0.unsigned_abs(), t));
-    print(&format!(
-        "{}\n",
-        set_unschedulable(management, name, true).await?
-    ));
-
     let apps_api: Api<Application> = Api::all(management.client());
     let releases_api: Api<Release> = Api::all(management.client());
     let apps = apps_api
@@ -320,7 +342,11 @@ pub async fn drain(
         .list(&ListParams::default())
         .await
         .map_err(|e| management.explain_list("listing Releases in every namespace", e))?;
-    let keys = to_reschedule(name, &apps.items, &releases.items);
+    let keys = to_reschedule(name, &apps.items, &releases.items).map_err(CommandError::Refused)?;
+    print(&format!(
+        "{}\n",
+        set_unschedulable(management, name, true).await?
+    ));
     let value = reschedule_value(name, Timestamp::now());
     for (namespace, app) in &keys {
         Api::<Application>::namespaced(management.client(), namespace)
@@ -435,9 +461,30 @@ mod tests {
             release("other", "web", 7, &["c3"], "Progressing", &[]),
         ];
         assert_eq!(
-            to_reschedule("c3", &apps, &releases),
+            to_reschedule("c3", &apps, &releases).unwrap(),
             [key("other", "web"), key("team", "web")]
         );
+    }
+
+    #[test]
+    fn a_drain_that_would_roll_a_rolled_back_version_out_again_is_refused() {
+        let apps = [app("team", "web"), app("team", "api")];
+        let mut rolled_back = release("team", "web", 2, &["c3"], "Aborted", &[]);
+        rolled_back.spec.aborted = true;
+        let releases = [
+            release("team", "web", 1, &["c3"], "Complete", &[("c3", 2, 2)]),
+            rolled_back,
+            release("team", "api", 1, &["c3"], "Complete", &[("c3", 1, 1)]),
+        ];
+        let why = to_reschedule("c3", &apps, &releases).unwrap_err();
+        assert!(why.starts_with("cannot drain c3: "), "{why}");
+        assert!(
+            why.contains("team/web: web-2 was rolled back; run `prism rollback web -n team`"),
+            "{why}"
+        );
+        assert!(!why.contains("team/api"), "{why}");
+        // Elsewhere, the same Applications move.
+        assert!(to_reschedule("c1", &apps, &releases).unwrap().is_empty());
     }
 
     #[test]
