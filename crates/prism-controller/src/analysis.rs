@@ -101,19 +101,19 @@ pub fn analyse(
         .filter(|cluster| cluster.achieved_step == Some(step))
         .map(|cluster| cluster.name.clone())
         .collect();
-    let measurement = Measurement {
-        release: release.clone(),
-        incumbent: incumbent.cloned(),
-        spec: spec.clone(),
-        step,
-        interval,
-        now,
-        ctx: ctx.clone(),
-    };
     let attempt = format!("step {step}, due {due}");
     let Some(results) = ctx
         .measurements
         .answer(purpose(release, "analysis"), attempt, || {
+            let measurement = Measurement {
+                release: release.clone(),
+                incumbent: incumbent.cloned(),
+                spec: spec.clone(),
+                step,
+                interval,
+                now,
+                ctx: ctx.clone(),
+            };
             measurement.take(clusters)
         })
     else {

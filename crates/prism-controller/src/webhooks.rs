@@ -119,13 +119,12 @@ pub fn gate(release: &Release, ctx: &Context, now: Timestamp) -> Gate {
                 "step {step}, after {:?}",
                 asked.as_ref().map(|a| &a.asked_at)
             );
-            let webhook = webhook.clone();
-            let payload = owned(&Payload::of("confirm-step", release));
-            let (client, caller) = (ctx.client.clone(), ctx.webhooks.clone());
-            let namespace = release.namespace().unwrap_or_default();
-            let answered = ctx
-                .gates
-                .answer(purpose(release, "gate"), attempt, || async move {
+            let answered = ctx.gates.answer(purpose(release, "gate"), attempt, || {
+                let webhook = webhook.clone();
+                let payload = owned(&Payload::of("confirm-step", release));
+                let (client, caller) = (ctx.client.clone(), ctx.webhooks.clone());
+                let namespace = release.namespace().unwrap_or_default();
+                async move {
                     let answer = call(&client, &caller, &namespace, &webhook, &payload).await;
                     GateStatus {
                         step,
@@ -137,7 +136,8 @@ pub fn gate(release: &Release, ctx: &Context, now: Timestamp) -> Gate {
                         },
                         message: answer.describe(&webhook.url),
                     }
-                });
+                }
+            });
             match answered {
                 Some(answered) => (Some(answered), false),
                 None => (asked, true),
@@ -198,16 +198,18 @@ pub fn pre_rollout(
         "revision {revision}, after {:?}",
         this_revision.map(|h| &h.asked_at)
     );
-    let namespace = candidate.namespace().unwrap_or_default();
-    let payload = owned(&Payload {
-        step: None,
-        step_name: None,
-        ..Payload::of("pre-rollout", candidate)
-    });
-    let (client, caller, hooks) = (ctx.client.clone(), ctx.webhooks.clone(), hooks.to_vec());
-    let answered =
-        ctx.pre_rollouts
-            .answer(purpose(candidate, "pre-rollout"), attempt, || async move {
+    let answered = ctx
+        .pre_rollouts
+        .answer(purpose(candidate, "pre-rollout"), attempt, || {
+            let namespace = candidate.namespace().unwrap_or_default();
+            let payload = owned(&Payload {
+                step: None,
+                step_name: None,
+                ..Payload::of("pre-rollout", candidate)
+            });
+            let (client, caller, hooks) =
+                (ctx.client.clone(), ctx.webhooks.clone(), hooks.to_vec());
+            async move {
                 for webhook in &hooks {
                     let answer = call(&client, &caller, &namespace, webhook, &payload).await;
                     if answer != Answer::Accepted {
@@ -219,7 +221,8 @@ pub fn pre_rollout(
                     }
                 }
                 None
-            });
+            }
+        });
     match answered {
         Some(None) => Ok(()),
         Some(Some(hold)) => Err((Some(hold), REASK)),
