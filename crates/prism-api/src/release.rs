@@ -202,7 +202,9 @@ pub enum ReleasePhase {
     Progressing,
     /// A manual gate waits for `prism promote`.
     WaitingForCommand,
-    /// An inconclusive analysis, a block or an unreachable cluster holds the Release where it is.
+    /// An inconclusive analysis, a webhook that does not say yes, or a RolloutBlock holds the
+    /// Release where it is. (A cluster that cannot be reached holds only the steps that need it,
+    /// and the Release stays Progressing, saying so in its conditions.)
     Paused,
     Complete,
     /// Moving back towards the incumbent, after an abort or a failed analysis.

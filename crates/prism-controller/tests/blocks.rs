@@ -63,6 +63,12 @@ async fn a_block_stops_a_new_release_and_an_override_lets_it_through() -> anyhow
     wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
 
     block(&client, namespace, "freeze", "release freeze until Monday").await?;
+    // The controller has seen the block before it sees revision 2: the block and the Application
+    // come through different watches, whose events may arrive in either order.
+    wait_for_status(&apps, "web", "Blocked=True before revision 2", |status| {
+        blocked_message(status).is_some()
+    })
+    .await?;
     apply(&apps, &application("web", spec("web:2"))?).await?;
     let status = wait_for_status(&apps, "web", "Blocked=True", |status| {
         blocked_message(status).is_some()
@@ -125,6 +131,13 @@ async fn a_global_block_holds_a_rollout_at_its_step_until_it_is_lifted() -> anyh
     wait_for_step(&releases, "web-2", 0).await?;
 
     block(&client, &global, "incident", "incident 42: hands off").await?;
+    // The controller has seen the block before it sees the promotion: they come through
+    // different watches, whose events may arrive in either order. (web-2, held by its manual
+    // gate, does not report the block until it is promoted; the Application does at once.)
+    wait_for_status(&apps, "web", "Blocked=True", |status| {
+        blocked_message(status).is_some_and(|m| m.contains("incident 42"))
+    })
+    .await?;
     patch_release_spec(&releases, "web-2", json!({"targetStep": 2})).await?;
     let held = wait_until("web-2 reports the block", DEFAULT_TIMEOUT, || async {
         let release = releases.get("web-2").await?;

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use common::{application, apply, patch_release_spec, setup, wait_for_phase, wait_for_step};
+use common::{
+    application, apply, patch_release_spec, setup, wait_for_phase, wait_for_status, wait_for_step,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::ListParams;
@@ -277,8 +279,11 @@ async fn a_three_step_canary_completes_with_capacity_and_traffic_at_every_step()
         &[("web-2", 100)],
     )
     .await?;
-    let app = apps.get("web").await?.status.unwrap_or_default();
-    assert_eq!(app.incumbent.as_deref(), Some("web-2"));
+    // The Application's status follows its Releases' in a later reconcile: wait for it.
+    wait_for_status(&apps, "web", "web-2 is the incumbent", |s| {
+        s.incumbent.as_deref() == Some("web-2")
+    })
+    .await?;
     sampler.assert_kept();
     Ok(())
 }

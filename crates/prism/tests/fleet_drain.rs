@@ -22,18 +22,20 @@ const APPS: [&str; 2] = ["web", "api"];
 const REPLICAS: u32 = 2;
 const CLUSTERS_PER_APP: u32 = 2;
 
-/// Each application's ready pods, summed over every version in every cluster.
-async fn ready_by_app(clients: &[Client], namespace: &str) -> BTreeMap<String, u32> {
-    let mut ready = BTreeMap::new();
-    for client in clients {
-        let deployments = Api::<Deployment>::namespaced(client.clone(), namespace);
-        let Ok(list) = deployments
+/// Each application's ready pods, summed over every version in every cluster; None when a
+/// cluster does not answer, since leaving it out would count its pods as lost. The clusters are
+/// listed at once: listed one after the other, capacity moving from a cluster listed late to one
+/// listed early during a slow pass would be counted in neither.
+async fn ready_by_app(clients: &[Client], namespace: &str) -> Option<BTreeMap<String, u32>> {
+    let lists = futures::future::join_all(clients.iter().map(|client| async move {
+        Api::<Deployment>::namespaced(client.clone(), namespace)
             .list(&ListParams::default().labels("prism.dev/app"))
             .await
-        else {
-            continue;
-        };
-        for deployment in list {
+    }))
+    .await;
+    let mut ready = BTreeMap::new();
+    for list in lists {
+        for deployment in list.ok()? {
             let app = deployment.metadata.labels.unwrap_or_default()["prism.dev/app"].clone();
             let count = deployment
                 .status
@@ -42,7 +44,7 @@ async fn ready_by_app(clients: &[Client], namespace: &str) -> BTreeMap<String, u
             *ready.entry(app).or_default() += count as u32;
         }
     }
-    ready
+    Some(ready)
 }
 
 #[tokio::test]
@@ -98,7 +100,13 @@ async fn drain_moves_every_application_off_a_cluster_without_losing_ready_capaci
     let drained = drained.unwrap();
     let clients: Vec<Client> = env.clusters().iter().map(|c| c.client()).collect();
     let full = REPLICAS * CLUSTERS_PER_APP;
-    let before = ready_by_app(&clients, env.namespace()).await;
+    let before = wait_until(
+        "every cluster lists the ready pods",
+        DEFAULT_TIMEOUT,
+        || async { Ok(ready_by_app(&clients, env.namespace()).await) },
+    )
+    .await
+    .unwrap();
     for name in APPS {
         assert_eq!(before.get(name), Some(&full), "{before:?}");
     }
@@ -111,8 +119,7 @@ async fn drain_moves_every_application_off_a_cluster_without_losing_ready_capaci
         let namespace = env.namespace().to_owned();
         prism_testkit::spawn_for_test(async move {
             loop {
-                let now = ready_by_app(&clients, &namespace).await;
-                {
+                if let Some(now) = ready_by_app(&clients, &namespace).await {
                     let mut lowest = lowest.lock().unwrap();
                     for name in APPS {
                         let ready = now.get(name).copied().unwrap_or(0);
