@@ -311,11 +311,19 @@ async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action, E
     if !ctx.listed() {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
-    if ctx.expectations.waiting(&ObjectRef::from_obj(app.as_ref())) {
+    let app_ref = ObjectRef::from_obj(app.as_ref());
+    if ctx.expectations.waiting(&app_ref) {
         // The watch events of this application's last writes are on their way, and each
         // triggers a reconcile; this one would decide on stale caches.
         return Ok(Action::requeue(PATIENCE));
     }
+    // The runtime read `app` from the cache when it dispatched this reconcile, and may have
+    // handled watch events since, the one that ticked off the write awaited above among them: so
+    // `app` can be older than the cache. Deciding on it wrote the Application's status again,
+    // unchanged (4 in 2,000 writes with 1,000 Applications rolled out at once).
+    let Some(app) = ctx.applications.get(&app_ref) else {
+        return Ok(Action::await_change());
+    };
     let outcome = application::reconcile(&app, &ctx).await?;
     if ctx.connecting(&outcome.releases) {
         return Ok(Action::requeue(Duration::from_millis(500)));
