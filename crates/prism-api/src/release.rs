@@ -176,6 +176,11 @@ pub enum AbortCause {
     ProgressDeadlineExceeded,
 }
 
+/// The Release with the highest revision among an application's.
+pub fn newest(releases: &[Release]) -> Option<&Release> {
+    releases.iter().max_by_key(|r| r.spec.revision)
+}
+
 impl Release {
     /// Whether this version was given up: aborted (`spec.aborted`), or rolling back or rolled
     /// back by the controller. Only a new template rolls its application out again.

@@ -18,7 +18,7 @@ use kube::{Api, Resource, ResourceExt};
 use prism_api::application::RESCHEDULE_ANNOTATION;
 use prism_api::application::{ApplicationPhase, ApplicationStatus, PreRolloutHold};
 use prism_api::conditions::{self, Condition};
-use prism_api::release::{ReleasePhase, ScheduledCluster};
+use prism_api::release::{ReleasePhase, ScheduledCluster, newest};
 use prism_api::validate::{self, AppTraffic, ValidationErrors};
 use prism_api::{Application, ApplicationSpec, Cluster, Pipeline, Release, ReleaseSpec};
 use prism_engine::{Candidate, Clusters, check_pipeline};
@@ -529,19 +529,21 @@ fn reschedule_request<K: Resource>(object: &K) -> Option<&String> {
         .get(RESCHEDULE_ANNOTATION)
 }
 
+/// Whether `release` is of the Application's template and resolved `pipeline`.
+fn is_version_of(release: &Release, app: &Application, pipeline: &Pipeline) -> bool {
+    release.spec.template == app.spec.template && release.spec.strategy == *pipeline
+}
+
 /// Whether `release` is a snapshot of this template and pipeline, made for the Application's
 /// latest reschedule request.
 fn is_snapshot_of(release: &Release, app: &Application, pipeline: &Pipeline) -> bool {
-    release.spec.template == app.spec.template
-        && release.spec.strategy == *pipeline
-        && reschedule_request(release) == reschedule_request(app)
+    is_version_of(release, app, pipeline) && reschedule_request(release) == reschedule_request(app)
 }
 
 /// Whether the Application needs a new Release: its newest one (by revision) does not snapshot
 /// its template and resolved `pipeline`, or it has none. `releases` are in any order.
 pub fn needs_release(app: &Application, pipeline: &Pipeline, releases: &[Release]) -> bool {
-    let newest = releases.iter().max_by_key(|r| r.spec.revision);
-    !newest.is_some_and(|r| is_snapshot_of(r, app, pipeline))
+    !newest(releases).is_some_and(|r| is_snapshot_of(r, app, pipeline))
 }
 
 /// Why a reschedule request is not carried out, if it is not: the newest Release, whose template
@@ -552,11 +554,10 @@ pub fn refused_reschedule(
     pipeline: &Pipeline,
     releases: &[Release],
 ) -> Option<String> {
-    let newest = releases.iter().max_by_key(|r| r.spec.revision)?;
+    let newest = newest(releases)?;
     let request = reschedule_request(app)?;
-    let same_version =
-        newest.spec.template == app.spec.template && newest.spec.strategy == *pipeline;
-    (same_version && newest.is_rolled_back() && reschedule_request(newest) != Some(request)).then(
+    (is_version_of(newest, app, pipeline)
+        && newest.is_rolled_back() && reschedule_request(newest) != Some(request)).then(
         || {
             format!(
                 "the reschedule request {request} is not carried out: {} was rolled back, and a Release of its template would roll it out again; change the template, or run `prism rollback {}`, which rolls the running version out on a new schedule",
@@ -575,7 +576,7 @@ pub fn desired_release(
     releases: &[Release],
     clusters: Vec<ScheduledCluster>,
 ) -> Result<Release, Error> {
-    let newest = releases.iter().max_by_key(|r| r.spec.revision);
+    let newest = newest(releases);
     let app_name = app.name_any();
     let owner = app
         .controller_owner_ref(&())
@@ -618,7 +619,7 @@ pub fn release_name(app: &str, revision: u32) -> String {
 
 /// The newest Release and the newest complete one (the incumbent), which are never pruned.
 fn live(releases: &[Release]) -> (Option<&Release>, Option<&Release>) {
-    let newest = releases.iter().max_by_key(|r| r.spec.revision);
+    let newest = newest(releases);
     let incumbent = releases
         .iter()
         .filter(|r| phase(r) == Some(ReleasePhase::Complete))

@@ -332,6 +332,18 @@ pub(crate) enum Change {
 pub(crate) type Changes =
     std::pin::Pin<Box<dyn Stream<Item = Result<Change, watcher::Error>> + Send>>;
 
+/// The `K`s of `namespace` alone, or of every namespace: a controller scoped to one namespace
+/// watches nothing beyond it.
+pub(crate) fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
 /// A cache of the `K` objects `config` selects in `namespace` (every namespace when None), and
 /// the stream that fills it. `strip` drops what Prism never reads before it is cached; `owner`
 /// names the Application an object concerns.
@@ -353,10 +365,7 @@ where
         + Sync
         + 'static,
 {
-    let api: Api<K> = match namespace {
-        Some(namespace) => Api::namespaced(client.clone(), namespace),
-        None => Api::all(client.clone()),
-    };
+    let api: Api<K> = scoped(client, namespace);
     let (store, writer) = reflector::store();
     let reader = store.clone();
     let cluster = cluster.to_owned();

@@ -50,7 +50,7 @@ pub use error::Error;
 
 use crate::calls::Calls;
 use crate::expectations::{Expectations, PATIENCE, application_of};
-use crate::fleet::{Connection, Fleet, MANAGEMENT_CLUSTER, cache_of, triggers};
+use crate::fleet::{Connection, Fleet, MANAGEMENT_CLUSTER, cache_of, scoped, triggers};
 
 /// Every event a reconcile depends on is watched, so this is only a safety net.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -118,10 +118,7 @@ const MAX_CONCURRENT_RECONCILES: u16 = 16;
 /// Runs the controller until a signal (SIGINT, SIGTERM) stops it.
 pub async fn run(client: Client, options: Options) -> Result<(), Error> {
     let namespace = options.namespace.as_deref();
-    let applications_api: Api<Application> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let applications_api: Api<Application> = scoped(&client, namespace);
     // Fail at once, with a message, when the CRDs are missing or access is denied, rather than
     // have the watchers retry forever.
     applications_api
@@ -156,10 +153,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         MANAGEMENT_CLUSTER,
         &expectations,
     );
-    let strategies_api: Api<Strategy> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let strategies_api: Api<Strategy> = scoped(&client, namespace);
     let (strategies, strategy_changes) = strategy_cache(
         strategies_api,
         applications.clone(),
@@ -207,10 +201,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
     };
 
     // Read when a step is measured; a changed template counts from the next measurement.
-    let metric_templates_api: Api<MetricTemplate> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let metric_templates_api: Api<MetricTemplate> = scoped(&client, namespace);
     let (metric_templates, metric_template_changes) =
         strategy_cache(metric_templates_api, applications.clone(), |_, _| {
             Vec::new()

@@ -36,10 +36,7 @@ pub fn role(status: &ApplicationStatus, name: &str) -> Option<Role> {
     }
 }
 
-/// The Release with the highest revision.
-pub fn newest(releases: &[Release]) -> Option<&Release> {
-    releases.iter().max_by_key(|r| r.spec.revision)
-}
+pub use prism_api::release::newest;
 
 /// `status.phase`, absent until the controller first sets it.
 pub fn phase(release: &Release) -> Option<ReleasePhase> {
