@@ -635,8 +635,12 @@ fn enter_step(progress: &mut Progress, step: usize) {
     progress.clusters.clear();
 }
 
-/// What a cluster that has not reached its step waits for, as people read it.
+/// What a cluster that has not reached its step waits for, as people read it: first of all the
+/// writes it refuses, which no wait will get through.
 fn waiting_for(cluster: &ClusterDecision, observed: Option<&ClusterObservation>) -> String {
+    if let Some(refused) = observed.and_then(|observed| observed.refused.as_deref()) {
+        return format!("its writes are refused: {refused}");
+    }
     let ready = |release: &str| {
         observed
             .and_then(|observed| observed.versions.get(release))
