@@ -33,7 +33,7 @@ use crate::error::Error;
 use crate::expectations::ObjectKey;
 use crate::fleet::{Connection, MANAGEMENT_CLUSTER, Member, of_app};
 use crate::refusals::Refused;
-use crate::status::{progress, release_status};
+use crate::status::{progress, release_status, shows_refusal};
 use crate::traffic::{self, AppView, Weights};
 use crate::webhooks::{self, Gate};
 use crate::workload;
@@ -291,7 +291,7 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     /// Makes `writes` of `release` in `cluster`. A refused one is recorded, with a Warning Event
-    /// when it is a new refusal; an error that is not a refusal (no answer, a conflict) fails the
+    /// when it is a new refusal (neither recorded nor shown in the Release's status); an error that is not a refusal (no answer, a conflict) fails the
     /// reconcile, which is retried.
     async fn write(
         &mut self,
@@ -326,13 +326,14 @@ impl Writer<'_> {
         self.stopped.insert(cluster.to_owned());
         let message = format!("cluster {cluster}: {refusal}");
         warn!(application = app, release = %release.name_any(), "{message}");
+        let shown = shows_refusal(release, cluster, &refusal.to_string());
         let new = refusals.refused(
             (self.namespace, app, cluster),
             &release.name_any(),
             refusal,
             self.now,
         );
-        if new {
+        if new && !shown {
             publish(
                 self.ctx,
                 &release.object_ref(&()),

@@ -103,7 +103,7 @@ pub fn release_status(
                 let refused = refused
                     .get(cluster.cluster)
                     .filter(|_| cluster.phase != ClusterPhase::Unreachable)
-                    .map(|refusal| format!("writes refused: {refusal}"));
+                    .map(|refusal| refused_message(refusal));
                 let (phase, message) =
                     match cluster.phase {
                         _ if failed.is_some() => (ReleaseClusterPhase::Failed, failed),
@@ -213,6 +213,21 @@ pub fn release_status(
         analysis: current.analysis,
         gate: current.gate,
     }
+}
+
+/// A refusing cluster's message in the status.
+fn refused_message(refusal: &str) -> String {
+    format!("writes refused: {refusal}")
+}
+
+/// Whether the status of `release` already shows `refusal` on `cluster`'s entry: the same
+/// refusal found again (by a restarted controller) is not news.
+pub fn shows_refusal(release: &Release, cluster: &str, refusal: &str) -> bool {
+    release.status.as_ref().is_some_and(|status| {
+        status.clusters.iter().any(|entry| {
+            entry.name == cluster && entry.message.as_deref() == Some(&refused_message(refusal))
+        })
+    })
 }
 
 /// `WritesRefused`: True while a cluster refuses the release's writes, naming each.
@@ -353,6 +368,12 @@ mod tests {
             condition.message,
             "cluster c1: apply of Deployment web-2 refused (422 Invalid): denied"
         );
+
+        let mut shown = release.clone();
+        shown.status = Some(refusing.clone());
+        assert!(shows_refusal(&shown, "c1", &refused["c1"]));
+        assert!(!shows_refusal(&shown, "c0", &refused["c1"]));
+        assert!(!shows_refusal(&shown, "c1", "another refusal"));
 
         let accepted = status(&BTreeMap::new());
         assert_eq!(

@@ -244,3 +244,46 @@ pub async fn execute(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(code: u16) -> kube::core::Status {
+        kube::core::Status {
+            code,
+            ..kube::core::Status::default()
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_a_4xx_that_asking_again_does_not_change() {
+        for code in [400, 401, 403, 405, 413, 415, 422] {
+            assert!(is_refusal(&answer(code)), "{code}");
+        }
+        for code in [404, 408, 409, 429, 500, 503, 504, 0] {
+            assert!(!is_refusal(&answer(code)), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_names_the_write_the_object_and_the_api_servers_words() {
+        let refusal = Refusal {
+            kind: Kind::Deployment,
+            name: "web-2".into(),
+            verb: Write::Delete {
+                kind: Kind::Deployment,
+                name: "web-2".into(),
+            }
+            .verb(),
+            code: 403,
+            reason: "Forbidden".into(),
+            message: "deployments.apps \"web-2\" is forbidden: no".into(),
+        };
+        assert_eq!(
+            refusal.to_string(),
+            "delete of Deployment web-2 refused (403 Forbidden): \
+             deployments.apps \"web-2\" is forbidden: no"
+        );
+    }
+}
