@@ -1054,7 +1054,11 @@ fn conditions(
             ConditionKind::Progressing,
             true,
             "Converging",
-            format!("step {}: cluster {cluster} {}", current(), describe(*phase)),
+            format!(
+                "step {}: cluster {cluster} {}",
+                current(),
+                converging(input, cluster, *phase)
+            ),
         ),
         (_, Some(Hold::Queued { cluster, until })) => condition(
             ConditionKind::Progressing,
@@ -1144,7 +1148,7 @@ fn conditions(
             ConditionKind::StepAchieved,
             false,
             "Converging",
-            format!("cluster {cluster} {}", describe(*phase)),
+            format!("cluster {cluster} {}", converging(input, cluster, *phase)),
         ),
         (_, Some(Hold::Queued { cluster, .. })) => condition(
             ConditionKind::StepAchieved,
@@ -1215,6 +1219,18 @@ fn conditions(
         complete,
         aborted,
     ]
+}
+
+/// What a converging cluster does, as people read it: above all, that it refuses the writes.
+fn converging(input: &Input, cluster: &str, phase: ClusterPhase) -> String {
+    match input
+        .observed
+        .get(cluster)
+        .and_then(|observed| observed.refused.as_deref())
+    {
+        Some(refused) => format!("refuses the writes: {refused}"),
+        None => describe(phase).to_owned(),
+    }
 }
 
 fn describe(phase: ClusterPhase) -> &'static str {

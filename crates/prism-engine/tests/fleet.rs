@@ -271,6 +271,11 @@ fn a_cluster_refusing_writes_fails_its_step_at_the_deadline_saying_why() {
     }
     assert_eq!(world.weight("c0", "v2"), 10, "the other clusters progress");
     assert_eq!(contender_pods(&world, "c1"), 0);
+    let waiting = world.decide();
+    assert_eq!(
+        condition(&waiting, 1, ConditionKind::StepAchieved).message,
+        "cluster c1 refuses the writes: apply of Deployment v2 refused (422 Invalid): denied"
+    );
 
     world.now = at(600);
     let failed = world.round();
