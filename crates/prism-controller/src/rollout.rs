@@ -9,7 +9,7 @@
 //! deciding, the current steps' analyses and webhook gates are judged (`analysis.rs`,
 //! `webhooks.rs`): their verdicts are the engine's input, their records part of the status.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use prism_engine::{
     AppPolicy, Change, ClusterInfo, ClusterObservation, Decision, EventKind, Input, ReleaseInput,
     decide, scheduled_clusters,
 };
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::Context;
 use crate::analysis::{self, Analysis};
@@ -32,11 +32,12 @@ use crate::application::{FIELD_MANAGER, publish};
 use crate::error::Error;
 use crate::expectations::ObjectKey;
 use crate::fleet::{Connection, MANAGEMENT_CLUSTER, Member, of_app};
-use crate::status::{progress, release_status};
+use crate::refusals::Refused;
+use crate::status::{progress, release_status, shows_refusal};
 use crate::traffic::{self, AppView, Weights};
 use crate::webhooks::{self, Gate};
 use crate::workload;
-use crate::write::execute;
+use crate::write::{Write, execute};
 
 /// Rolls `releases` (the Application's, by revision) on; returns when to decide again at the
 /// latest (a pause ending), if ever.
@@ -103,12 +104,14 @@ pub async fn reconcile(
                 version.weight = weights.get(release).copied().unwrap_or(0);
             }
         }
+        let refused = ctx.refusals.get(&namespace, &app_name, &cluster.name);
         observed.insert(
             cluster.name.clone(),
             ClusterObservation {
                 reachable: true,
                 versions,
                 routes,
+                refused: refused.as_ref().map(Refused::describe),
             },
         );
         views.insert(cluster.name.clone(), (member.clone(), view));
@@ -128,14 +131,24 @@ pub async fn reconcile(
         blocked,
     });
 
-    // 3. Apply.
+    // 3. Apply. A cluster that refuses a write makes no more of this reconcile's (the engine's
+    // order within a cluster is the safe one); the other clusters go on, and so does the status.
     let by_name: BTreeMap<String, &Release> = releases.iter().map(|r| (r.name_any(), r)).collect();
+    let mut writer = Writer {
+        ctx,
+        app: &app_ref,
+        namespace: &namespace,
+        now,
+        stopped: BTreeSet::new(),
+    };
     let mut traffic_changed = Vec::new();
     for change in &decision.changes {
-        let cluster = match change {
-            Change::Capacity { cluster, .. }
-            | Change::Traffic { cluster, .. }
-            | Change::Remove { cluster, .. } => *cluster,
+        let (cluster, release) = match change {
+            Change::Capacity {
+                cluster, release, ..
+            }
+            | Change::Remove { cluster, release } => (*cluster, by_name[*release]),
+            Change::Traffic { cluster, .. } => (*cluster, newest),
         };
         let Some((member, view)) = views.get(cluster) else {
             continue;
@@ -165,7 +178,7 @@ pub async fn reconcile(
             }
             Change::Remove { release, .. } => workload::remove(by_name[*release]),
         };
-        execute(member, &namespace, &app_ref, writes, &ctx.expectations).await?;
+        writer.write(cluster, member, release, writes).await?;
     }
     // Keep each cluster serving the weights it is set to (a pod that became ready, or went away).
     if let Some(provider) = provider {
@@ -182,16 +195,39 @@ pub async fn reconcile(
             };
             if !repairs.is_empty() {
                 info!(application = %app_name, cluster, writes = repairs.len(), "repairing traffic");
-                execute(member, &namespace, &app_ref, repairs, &ctx.expectations).await?;
+                writer.write(cluster, member, newest, repairs).await?;
             }
         }
     }
+    // A cluster that made every write asked of it, or was asked none of those it refused,
+    // no longer refuses; one not reached says nothing new.
+    for cluster in views.keys() {
+        if !writer.stopped.contains(cluster) {
+            ctx.refusals.accepted(&namespace, &app_name, cluster);
+        }
+    }
+    ctx.refusals.retain_apps(|namespace, name| {
+        ctx.applications
+            .get(&ObjectRef::new(name).within(namespace))
+            .is_some()
+    });
+    let refusals = ctx.refusals.of_app(&namespace, &app_name);
 
     // 4. Status, then the Events of the transitions it records.
+    let retry_after = refusals
+        .values()
+        .map(|refused| now.duration_until(refused.retry_at).unsigned_abs())
+        .min();
     let now = Time(now);
     for ((release, release_decision), judged) in
         releases.iter().zip(&decision.releases).zip(&judged)
     {
+        let name = release.name_any();
+        let refused: BTreeMap<String, String> = refusals
+            .iter()
+            .filter(|(_, refused)| refused.release == name)
+            .map(|(cluster, refused)| (cluster.clone(), refused.describe()))
+            .collect();
         let status = ReleaseStatus {
             analysis: judged.analysis.status.clone(),
             gate: judged.gate.status.clone(),
@@ -201,13 +237,13 @@ pub async fn reconcile(
                 &decision.clusters,
                 &observed,
                 &unreachable,
+                &refused,
                 &now,
             )
         };
         if release.status.as_ref() == Some(&status) {
             continue;
         }
-        let name = release.name_any();
         let patch = serde_json::json!({
             "apiVersion": Release::api_version(&()),
             "kind": Release::kind(&()),
@@ -233,9 +269,83 @@ pub async fn reconcile(
         .iter()
         .flat_map(|judged| [judged.analysis.next, judged.gate.next]);
     Ok(judge_again
-        .chain([decision.requeue_after.map(|after| after.0.unsigned_abs())])
+        .chain([
+            decision.requeue_after.map(|after| after.0.unsigned_abs()),
+            retry_after,
+        ])
         .flatten()
         .min())
+}
+
+/// Makes the writes of one reconcile, cluster by cluster, and keeps account of the writes the
+/// clusters refuse (`refusals.rs`).
+struct Writer<'a> {
+    ctx: &'a Context,
+    app: &'a ObjectRef<Application>,
+    namespace: &'a str,
+    now: jiff::Timestamp,
+    /// The clusters that refused a write in this reconcile, or whose refused write waits for its
+    /// retry: they make no other write in it.
+    stopped: BTreeSet<String>,
+}
+
+impl Writer<'_> {
+    /// Makes `writes` of `release` in `cluster`. A refused one is recorded, with a Warning Event
+    /// when it is a new refusal (neither recorded nor shown in the Release's status); an error that is not a refusal (no answer, a conflict) fails the
+    /// reconcile, which is retried.
+    async fn write(
+        &mut self,
+        cluster: &str,
+        member: &Member,
+        release: &Release,
+        writes: Vec<Write>,
+    ) -> Result<(), Error> {
+        let refusals = &self.ctx.refusals;
+        let app = self.app.name.as_str();
+        if writes.is_empty() || self.stopped.contains(cluster) {
+            return Ok(());
+        }
+        if refusals
+            .get(self.namespace, app, cluster)
+            .is_some_and(|refused| refused.withholds(&writes, self.now))
+        {
+            self.stopped.insert(cluster.to_owned());
+            return Ok(());
+        }
+        let written = execute(
+            member,
+            self.namespace,
+            self.app,
+            writes,
+            &self.ctx.expectations,
+        )
+        .await;
+        let Err(Error::Refused { refusal, .. }) = written else {
+            return written;
+        };
+        self.stopped.insert(cluster.to_owned());
+        let message = format!("cluster {cluster}: {refusal}");
+        warn!(application = app, release = %release.name_any(), "{message}");
+        let shown = shows_refusal(release, cluster, &refusal.to_string());
+        let new = refusals.refused(
+            (self.namespace, app, cluster),
+            &release.name_any(),
+            refusal,
+            self.now,
+        );
+        if new && !shown {
+            publish(
+                self.ctx,
+                &release.object_ref(&()),
+                EventType::Warning,
+                "WriteRefused",
+                message,
+                "Write",
+            )
+            .await;
+        }
+        Ok(())
+    }
 }
 
 async fn publish_events(
