@@ -3,7 +3,9 @@
 //! `prism.dev/reschedule` annotation; the controller answers with a new Release of the same
 //! template on a schedule without the cordoned cluster, rolled out under the Application's own
 //! strategy, and the older Releases retire from the cluster as usual. The command follows the
-//! Releases until nothing runs there any more.
+//! Releases until nothing runs there any more: no replicas, and no traffic object (the
+//! application's Service) that routes to a version there, which the controller deletes with
+//! the application's last version on the cluster.
 //!
 //! An Application whose newest Release was rolled back cannot move that way (a Release of its
 //! template would roll the bad version out again; the controller refuses such a request), so
@@ -26,7 +28,7 @@ use prism_api::{Application, Release};
 use serde::Serialize;
 use serde_json::json;
 
-use super::list::{application_of, newest_revisions, replicas_on};
+use super::list::{application_of, newest_revisions};
 use super::{Management, set_unschedulable};
 use crate::connection::FIELD_MANAGER;
 use crate::error::CommandError;
@@ -96,8 +98,8 @@ pub struct Progress {
     pub applications: Vec<AppProgress>,
     /// The replicas every version still runs on the cluster.
     pub replicas_left: u32,
-    /// Nothing runs on the cluster, and every rescheduled Application's newest Release is
-    /// complete elsewhere.
+    /// Nothing runs on the cluster (no replicas, nothing routes to a version there), and every
+    /// rescheduled Application's newest Release is complete elsewhere.
     pub done: bool,
 }
 
@@ -110,7 +112,8 @@ pub struct AppProgress {
     pub rescheduled: bool,
     /// Its newest Release; absent when it has none any more (the Application was deleted).
     pub newest: Option<Newest>,
-    /// Its versions that still run replicas on the cluster, newest first.
+    /// Its versions that still run replicas on the cluster, or that a traffic object there
+    /// still routes to, newest first.
     pub on_cluster: Vec<Running>,
     pub done: bool,
 }
@@ -134,6 +137,26 @@ pub struct Running {
     pub release: String,
     pub ready_replicas: u32,
     pub replicas: u32,
+    /// The percent of the application's traffic there that its traffic objects (the Service)
+    /// still give this version.
+    pub weight: u32,
+}
+
+/// What `release` still has on `cluster`, as its status says: replicas, or traffic objects that
+/// route to it. None once it has neither.
+fn running_on(release: &Release, cluster: &str) -> Option<Running> {
+    let here = release
+        .status
+        .as_ref()?
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster)?;
+    (here.replicas > 0 || here.weight > 0).then(|| Running {
+        release: release.name_any(),
+        ready_replicas: here.ready_replicas,
+        replicas: here.replicas,
+        weight: here.weight,
+    })
 }
 
 /// The drain of `cluster`, from the Releases of every namespace, `rescheduled` being the
@@ -145,7 +168,7 @@ pub fn progress(cluster: &str, rescheduled: &BTreeSet<AppKey>, releases: &[Relea
         .collect();
     let mut keys: BTreeSet<AppKey> = rescheduled.clone();
     for release in &live {
-        if replicas_on(release, cluster).is_some_and(|(_, replicas)| replicas > 0) {
+        if running_on(release, cluster).is_some() {
             let (namespace, app) = application_of(release);
             keys.insert((namespace.to_owned(), app.to_owned()));
         }
@@ -176,14 +199,7 @@ pub fn progress(cluster: &str, rescheduled: &BTreeSet<AppKey>, releases: &[Relea
             });
             let on_cluster: Vec<Running> = own
                 .iter()
-                .filter_map(|release| {
-                    let (ready_replicas, replicas) = replicas_on(release, cluster)?;
-                    (replicas > 0).then(|| Running {
-                        release: release.name_any(),
-                        ready_replicas,
-                        replicas,
-                    })
-                })
+                .filter_map(|release| running_on(release, cluster))
                 .collect();
             let rescheduled = rescheduled.contains(&(namespace.clone(), application.clone()));
             let moved = newest.as_ref().is_none_or(|newest| {
@@ -218,7 +234,7 @@ pub fn summary(progress: &Progress) -> String {
     let cluster = &progress.cluster;
     if progress.done {
         return format!(
-            "cluster {cluster} is drained: nothing runs there; it stays cordoned \
+            "cluster {cluster} is drained: nothing runs or is served there; it stays cordoned \
              (`prism cluster uncordon {cluster}` opens it to new Releases again)"
         );
     }
@@ -236,7 +252,13 @@ fn running_text(app: &AppProgress) -> String {
     }
     app.on_cluster
         .iter()
-        .map(|r| format!("{} {}/{}", r.release, r.ready_replicas, r.replicas))
+        .map(|r| match (r.replicas, r.weight) {
+            (0, weight) if weight > 0 => format!(
+                "{} 0/0, still routed {weight}% of the traffic there",
+                r.release
+            ),
+            _ => format!("{} {}/{}", r.release, r.ready_replicas, r.replicas),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -578,6 +600,34 @@ mod tests {
         assert!(progress.done, "{progress:#?}");
         assert_eq!(progress.replicas_left, 0);
         assert!(summary(&progress).starts_with("cluster c3 is drained"));
+    }
+
+    #[test]
+    fn a_version_without_replicas_that_traffic_still_routes_to_is_not_gone() {
+        let rescheduled = [key("team", "web")].into();
+        let mut releases = vec![
+            release(
+                "team",
+                "web",
+                3,
+                &["c1", "c3"],
+                "Superseded",
+                &[("c3", 0, 0)],
+            ),
+            release("team", "web", 4, &["c1", "c2"], "Complete", &[("c1", 2, 2)]),
+        ];
+        // Scaled down on c3, but its Service there still gives it the traffic.
+        releases[0].status.as_mut().unwrap().clusters[0].weight = 100;
+        let draining = progress("c3", &rescheduled, &releases);
+        assert!(!draining.done, "{draining:#?}");
+        assert_eq!(
+            line(&draining.applications[0], "c3"),
+            "team/web: web-4 Complete at step 3/3 \"full\"; on c3: web-3 0/0, still routed 100% of the traffic there"
+        );
+
+        // The controller deleted the Service with the version: the status lists nothing there.
+        releases[0].status.as_mut().unwrap().clusters.clear();
+        assert!(progress("c3", &rescheduled, &releases).done);
     }
 
     #[test]
