@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use prism_api::release::ReleasePhase;
-use prism_api::{Application, Cluster};
+use prism_api::{Application, Cluster, RolloutBlock};
 use prism_testkit::fixtures::web_template;
 use prism_testkit::fleet::TestFleet;
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
@@ -260,5 +260,88 @@ async fn drain_moves_every_application_off_a_cluster_without_losing_ready_capaci
     assert!(
         cordoned.spec.unschedulable,
         "a drained cluster stays cordoned"
+    );
+}
+
+#[tokio::test]
+async fn a_drain_that_a_block_would_hold_is_refused_and_changes_nothing() {
+    let env = TestEnv::new("drain-blocked").await;
+    let client = env.cluster("c1").client();
+    let (apps, releases, _controller) = with_controller(&env).await;
+    let _fleet = TestFleet::join(&env, &client).await.unwrap();
+    let app: Application = serde_json::from_value(json!({
+        "apiVersion": "prism.dev/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "web"},
+        "spec": {
+            "template": web_template("web:1", 1),
+            "strategy": {"steps": [{"name": "full", "capacity": {"contender": "100%"},
+                                    "traffic": {"contender": 100}}]},
+            "schedule": {"clusters": 1},
+        },
+    }))
+    .unwrap();
+    apps.patch(
+        "web",
+        &PatchParams::apply("prism-tests"),
+        &Patch::Apply(&app),
+    )
+    .await
+    .unwrap();
+    let first = wait_until("web-1 is Complete", DEFAULT_TIMEOUT, || async {
+        let release = releases.get_opt("web-1").await?;
+        Ok(release
+            .filter(|r| r.status.as_ref().and_then(|s| s.phase) == Some(ReleasePhase::Complete)))
+    })
+    .await
+    .unwrap();
+    let drained = first.spec.clusters[0].name.clone();
+    let block: RolloutBlock = serde_json::from_value(json!({
+        "apiVersion": "prism.dev/v1alpha1",
+        "kind": "RolloutBlock",
+        "metadata": {"name": "freeze"},
+        "spec": {"message": "release freeze until Monday"},
+    }))
+    .unwrap();
+    Api::<RolloutBlock>::namespaced(client.clone(), env.namespace())
+        .patch(
+            "freeze",
+            &PatchParams::apply("prism-tests"),
+            &Patch::Apply(&block),
+        )
+        .await
+        .unwrap();
+
+    // The new Release that would move web is what the block stops: the drain would wait for it.
+    let output = prism(&env, &["cluster", "drain", &drained, "--timeout", "30s"]).await;
+    let said = text(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(4),
+        "stdout: {}\nstderr: {said}",
+        text(&output.stdout)
+    );
+    let namespace = env.namespace();
+    assert!(
+        said.contains(&format!(
+            "{namespace}/web: RolloutBlock {namespace}/freeze: release freeze until Monday"
+        )),
+        "{said}"
+    );
+    let cluster = Api::<Cluster>::all(client).get(&drained).await.unwrap();
+    assert!(
+        !cluster.spec.unschedulable,
+        "nothing was changed: not cordoned"
+    );
+    let annotations = apps
+        .get("web")
+        .await
+        .unwrap()
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    assert!(
+        !annotations.contains_key("prism.dev/reschedule"),
+        "nothing was changed: {annotations:?}"
     );
 }

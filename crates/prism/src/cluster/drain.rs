@@ -24,7 +24,7 @@ use kube::{Api, Resource, ResourceExt};
 use prism_api::application::RESCHEDULE_ANNOTATION;
 use prism_api::release::ReleasePhase;
 use prism_api::strategy::Duration;
-use prism_api::{Application, Release};
+use prism_api::{Application, Release, RolloutBlock};
 use serde::Serialize;
 use serde_json::json;
 
@@ -39,11 +39,14 @@ pub type AppKey = (String, String);
 
 /// The Applications to reschedule off `cluster`: those, not being deleted, whose newest Release
 /// (the highest revision) is scheduled there. In namespace and name order. `Err` says why the
-/// drain cannot be done: some of them have a newest Release that was rolled back.
+/// drain cannot be done: some of them have a newest Release that was rolled back, or a
+/// RolloutBlock (of `blocks`, or named by their Blocked condition) stops their new Release, so
+/// the drain would wait for the block without saying so.
 pub fn to_reschedule(
     cluster: &str,
     apps: &[Application],
     releases: &[Release],
+    blocks: &[RolloutBlock],
 ) -> Result<Vec<AppKey>, String> {
     let newest = newest_revisions(releases);
     let mut scheduled: Vec<(AppKey, &Release)> = apps
@@ -78,6 +81,24 @@ pub fn to_reschedule(
             "cannot drain {cluster}: moving these applications would roll a rolled-back version \
              out again, so nothing was changed:\n{}",
             rolled_back.join("\n")
+        ));
+    }
+    let blocked: Vec<String> = scheduled
+        .iter()
+        .filter_map(|((namespace, name), _)| {
+            let app = apps.iter().find(|app| {
+                app.namespace().as_ref() == Some(namespace) && &app.name_any() == name
+            })?;
+            let stopping = crate::blocks::stopping(app, blocks);
+            (!stopping.is_empty()).then(|| format!("  {namespace}/{name}: {}", stopping.join("; ")))
+        })
+        .collect();
+    if !blocked.is_empty() {
+        return Err(format!(
+            "cannot drain {cluster}: a RolloutBlock stops the new Release that would move these \
+             applications, so nothing was changed:\n{}\nLift the blocks, or pass them as each \
+             line says (each pass is recorded on the block), then drain again",
+            blocked.join("\n")
         ));
     }
     Ok(scheduled.into_iter().map(|(key, _)| key).collect())
@@ -364,7 +385,19 @@ pub async fn drain(
         .list(&ListParams::default())
         .await
         .map_err(|e| management.explain_list("listing Releases in every namespace", e))?;
-    let keys = to_reschedule(name, &apps.items, &releases.items).map_err(CommandError::Refused)?;
+    let blocks = match Api::<RolloutBlock>::all(management.client())
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(list) => list.items,
+        // Who may not list them still gets each Application's Blocked condition.
+        Err(kube::Error::Api(status)) if status.is_forbidden() => Vec::new(),
+        Err(error) => {
+            return Err(management.explain_list("listing RolloutBlocks in every namespace", error));
+        }
+    };
+    let keys = to_reschedule(name, &apps.items, &releases.items, &blocks)
+        .map_err(CommandError::Refused)?;
     print(&format!(
         "{}\n",
         set_unschedulable(management, name, true).await?
@@ -483,7 +516,7 @@ mod tests {
             release("other", "web", 7, &["c3"], "Progressing", &[]),
         ];
         assert_eq!(
-            to_reschedule("c3", &apps, &releases).unwrap(),
+            to_reschedule("c3", &apps, &releases, &[]).unwrap(),
             [key("other", "web"), key("team", "web")]
         );
     }
@@ -498,7 +531,7 @@ mod tests {
             rolled_back,
             release("team", "api", 1, &["c3"], "Complete", &[("c3", 1, 1)]),
         ];
-        let why = to_reschedule("c3", &apps, &releases).unwrap_err();
+        let why = to_reschedule("c3", &apps, &releases, &[]).unwrap_err();
         assert!(why.starts_with("cannot drain c3: "), "{why}");
         assert!(
             why.contains("team/web: web-2 was rolled back; run `prism rollback web -n team`"),
@@ -506,7 +539,46 @@ mod tests {
         );
         assert!(!why.contains("team/api"), "{why}");
         // Elsewhere, the same Applications move.
-        assert!(to_reschedule("c1", &apps, &releases).unwrap().is_empty());
+        assert!(
+            to_reschedule("c1", &apps, &releases, &[])
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_drain_that_a_block_would_hold_is_refused_naming_the_block() {
+        let apps = [app("team", "web"), app("team", "api")];
+        let releases = [
+            release("team", "web", 1, &["c3"], "Complete", &[("c3", 2, 2)]),
+            release("team", "api", 1, &["c1"], "Complete", &[("c1", 1, 1)]),
+        ];
+        let freeze: RolloutBlock = serde_json::from_value(json!({
+            "apiVersion": "prism.dev/v1alpha1",
+            "kind": "RolloutBlock",
+            "metadata": {"name": "freeze", "namespace": "team"},
+            "spec": {"message": "release freeze"},
+        }))
+        .unwrap();
+        let why = to_reschedule("c3", &apps, &releases, &[freeze.clone()]).unwrap_err();
+        assert!(
+            why.starts_with("cannot drain c3: a RolloutBlock stops the new Release"),
+            "{why}"
+        );
+        assert!(
+            why.contains(
+                "  team/web: RolloutBlock team/freeze: release freeze (to pass it, annotate the \
+                 Application with prism.dev/override-rollout-block: freeze)"
+            ),
+            "{why}"
+        );
+        assert!(!why.contains("team/api"), "not on c3: {why}");
+        // A cluster none of them needs a new Release to leave drains under the block.
+        assert!(
+            to_reschedule("c2", &apps, &releases, &[freeze])
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
