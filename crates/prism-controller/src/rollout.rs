@@ -180,13 +180,22 @@ pub async fn reconcile(
         };
         writer.write(cluster, member, release, writes).await?;
     }
-    // Keep each cluster serving the weights it is set to (a pod that became ready, or went away).
+    // Keep each cluster serving the weights it is set to (a pod that became ready, or went
+    // away), and take what serves the application out of the clusters it leaves.
     if let Some(provider) = provider {
         for (cluster, (member, view)) in &views {
+            let view = view.app_view(app, newest, app_owner.as_ref());
+            if leaves(&decision, cluster, &observed[cluster]) {
+                let removals = provider.remove(&view);
+                if !removals.is_empty() {
+                    info!(application = %app_name, cluster, "the application left the cluster: deleting its traffic objects");
+                    execute(member, &namespace, &app_ref, removals, &ctx.expectations).await?;
+                }
+                continue;
+            }
             if traffic_changed.contains(&cluster.as_str()) {
                 continue;
             }
-            let view = view.app_view(app, newest, app_owner.as_ref());
             let weights = provider.observe(&view);
             let repairs = if weights.is_empty() {
                 Vec::new()
@@ -380,6 +389,25 @@ async fn publish_events(
     }
 }
 
+/// Whether the application leaves `cluster` with `decision`: every version observed there is
+/// removed by it, and no version is to run there. Its traffic objects then go too, after the
+/// versions' own (the capacity moved first, so no traffic can still reach a version there), and
+/// again in each later decision while they are still there.
+fn leaves(decision: &Decision, cluster: &str, observed: &ClusterObservation) -> bool {
+    let removed = |name: &str| {
+        decision.changes.iter().any(|change| {
+            matches!(change, Change::Remove { cluster: at, release } if *at == cluster && *release == name)
+        })
+    };
+    let to_run = decision
+        .clusters
+        .iter()
+        .filter(|decided| decided.cluster == cluster)
+        .flat_map(|decided| &decided.versions)
+        .any(|version| !version.capacity.is_zero() || !version.target.is_zero());
+    !to_run && observed.versions.keys().all(|name| removed(name))
+}
+
 /// The clusters chosen for `release`, as the engine reads them.
 fn schedule(release: &Release) -> Vec<ClusterInfo> {
     release
@@ -465,6 +493,7 @@ impl ClusterView {
                 .iter()
                 .find(|s| s.metadata.name.as_deref() == service_name)
                 .map(|s| s.as_ref()),
+            services: &self.services,
             pods: &self.pods,
             owner: owner.filter(|_| self.is_management),
         }
@@ -481,5 +510,92 @@ fn service_manifest<'a>(
     match &app.spec.traffic.service {
         Some(name) => services.find(|s| s.name() == Some(name.as_str())),
         None => services.next(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prism_engine::{
+        Capacity, ClusterDecision, ClusterPhase, VersionDecision, VersionObservation,
+    };
+
+    use super::*;
+
+    fn decision<'a>(versions: &[(&'a str, u32, u32)], removed: &[&'a str]) -> Decision<'a> {
+        Decision {
+            releases: Vec::new(),
+            clusters: vec![ClusterDecision {
+                cluster: "c3",
+                phase: ClusterPhase::Achieved,
+                versions: versions
+                    .iter()
+                    .map(|&(release, capacity, target)| VersionDecision {
+                        release,
+                        capacity: Capacity::Replicas(capacity),
+                        target: Capacity::Replicas(target),
+                        target_weight: 0,
+                    })
+                    .collect(),
+                traffic: None,
+            }],
+            changes: removed
+                .iter()
+                .map(|release| Change::Remove {
+                    cluster: "c3",
+                    release,
+                })
+                .collect(),
+            events: Vec::new(),
+            requeue_after: None,
+        }
+    }
+
+    fn running(releases: &[&str]) -> ClusterObservation {
+        ClusterObservation {
+            reachable: true,
+            versions: releases
+                .iter()
+                .map(|release| {
+                    let version = VersionObservation {
+                        capacity: Capacity::ZERO,
+                        ready: 0,
+                        weight: 100,
+                    };
+                    ((*release).to_owned(), version)
+                })
+                .collect(),
+            routes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_application_leaves_with_the_removal_of_its_last_version_there() {
+        let decision = decision(&[("web-1", 0, 0)], &["web-1"]);
+        assert!(leaves(&decision, "c3", &running(&["web-1"])));
+    }
+
+    #[test]
+    fn it_is_asked_again_while_nothing_runs_or_is_to_run_there() {
+        assert!(leaves(&decision(&[], &[]), "c3", &running(&[])));
+    }
+
+    #[test]
+    fn it_stays_while_another_version_keeps_its_objects_there() {
+        let decision = decision(&[("web-1", 0, 0), ("web-2", 0, 0)], &["web-1"]);
+        assert!(!leaves(&decision, "c3", &running(&["web-1", "web-2"])));
+    }
+
+    #[test]
+    fn it_stays_while_a_version_runs_or_is_to_run_there() {
+        let scaling_down = decision(&[("web-1", 1, 0)], &[]);
+        assert!(!leaves(&scaling_down, "c3", &running(&["web-1"])));
+        let coming = decision(&[("web-2", 0, 2)], &[]);
+        assert!(!leaves(&coming, "c3", &running(&[])));
+    }
+
+    #[test]
+    fn a_version_not_removed_yet_keeps_it_there() {
+        let retiring = decision(&[("web-1", 0, 0)], &[]);
+        assert!(!leaves(&retiring, "c3", &running(&["web-1"])));
     }
 }

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use super::{AppView, TrafficProvider, Weights, service, service_is};
+use super::{AppView, TrafficProvider, Weights, remove_services, service, service_is};
 use crate::application::{APP_LABEL, RELEASE_LABEL};
 use crate::fleet::is_ready;
 use crate::write::{Kind, Write};
@@ -82,6 +82,11 @@ impl TrafficProvider for PodLabels {
                 .map(|pod| label(pod, false)),
         );
         writes
+    }
+
+    /// The Service; the traffic labels go with the pods.
+    fn remove(&self, view: &AppView) -> Vec<Write> {
+        remove_services(view)
     }
 }
 
