@@ -565,6 +565,7 @@ mod tests {
                 })
                 .collect(),
             routes: Vec::new(),
+            refused: None,
         }
     }
 
