@@ -18,6 +18,7 @@ pub mod clusters;
 pub mod error;
 pub mod expectations;
 pub mod fleet;
+pub mod pacing;
 pub mod rollout;
 pub mod status;
 pub mod traffic;
@@ -84,6 +85,8 @@ pub struct Context {
     pub gates: Calls<GateStatus>,
     /// The pre-rollout webhooks asked: a hold, or `None` when all accepted.
     pub pre_rollouts: Calls<Option<PreRolloutHold>>,
+    /// The Releases whose status waits for more changes of counters before it is written.
+    pub counter_lag: pacing::CounterLag,
 }
 
 /// Which objects a controller looks after.
@@ -233,6 +236,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         measurements: Calls::new(call_ends.clone()),
         gates: Calls::new(call_ends.clone()),
         pre_rollouts: Calls::new(call_ends),
+        counter_lag: pacing::CounterLag::default(),
     });
     info!(
         namespace = namespace.unwrap_or("*"),

@@ -54,6 +54,12 @@ pub trait TrafficProvider: Sync {
     /// asked nothing, the observed weights again (so that drift is repaired). None when the
     /// cluster serves them already.
     fn writes(&self, view: &AppView, weights: &Weights) -> Vec<Write>;
+
+    /// Labels every pod of a new version carries from its start, so that the provider has to
+    /// write only where the weights differ from what the pods give by themselves.
+    fn pod_template_labels(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
 }
 
 /// The provider an Application names; None for a workload without traffic or a provider that
