@@ -672,8 +672,9 @@ async fn a_controller_killed_while_a_step_converges_resumes_it() {
     );
     assert_eq!(frozen["deployments"]["web-2"]["replicas"], 1);
     assert_eq!(
-        frozen["service"]["annotations"]["prism.dev/weights"], "web-1=100",
-        "no traffic for a contender without ready pods"
+        frozen["service"]["selector"],
+        json!({"prism.dev/app": "web", "prism.dev/release": "web-1"}),
+        "no traffic for a contender without ready pods: web-1 alone is selected"
     );
 
     let second = ControllerProcess::start(&fixture.env, "controller-2");
