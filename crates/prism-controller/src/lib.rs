@@ -18,6 +18,7 @@ pub mod clusters;
 pub mod error;
 pub mod expectations;
 pub mod fleet;
+pub mod pacing;
 pub mod refusals;
 pub mod rollout;
 pub mod status;
@@ -88,6 +89,8 @@ pub struct Context {
     pub pre_rollouts: Calls<Option<PreRolloutHold>>,
     /// The writes application clusters refuse, and when to try them again.
     pub refusals: Refusals,
+    /// The Releases whose status waits for more changes of counters before it is written.
+    pub counter_lag: pacing::CounterLag,
 }
 
 /// Which objects a controller looks after.
@@ -238,6 +241,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         gates: Calls::new(call_ends.clone()),
         pre_rollouts: Calls::new(call_ends),
         refusals: Refusals::default(),
+        counter_lag: pacing::CounterLag::default(),
     });
     info!(
         namespace = namespace.unwrap_or("*"),

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{Patch, PatchParams};
@@ -21,8 +21,8 @@ use kube::{Api, Resource, ResourceExt};
 use prism_api::release::ReleaseStatus;
 use prism_api::{Application, Release};
 use prism_engine::{
-    AppPolicy, Change, ClusterInfo, ClusterObservation, Decision, EventKind, Input, ReleaseInput,
-    decide, scheduled_clusters,
+    AppPolicy, Change, ClusterInfo, ClusterObservation, ClusterPhase, Decision, Event, EventKind,
+    Input, ReleaseInput, decide, scheduled_clusters,
 };
 use tracing::{info, warn};
 
@@ -33,7 +33,7 @@ use crate::error::Error;
 use crate::expectations::ObjectKey;
 use crate::fleet::{Connection, MANAGEMENT_CLUSTER, Member, of_app};
 use crate::refusals::Refused;
-use crate::status::{progress, release_status, shows_refusal};
+use crate::status::{differ_only_in_counters, progress, release_status, shows_refusal};
 use crate::traffic::{self, AppView, Weights};
 use crate::webhooks::{self, Gate};
 use crate::workload;
@@ -158,9 +158,10 @@ pub async fn reconcile(
                 release, capacity, ..
             } => {
                 let release = by_name[*release];
-                let installed = observed[cluster].versions.contains_key(&release.name_any());
+                let installed = view.deployment(&release.name_any());
                 let owner = release_owner(member, release);
-                workload::install(release, *capacity, installed, owner.as_ref())
+                let pod_labels = provider.map_or(&[][..], |p| p.pod_template_labels());
+                workload::install(release, *capacity, installed, pod_labels, owner.as_ref())
             }
             Change::Traffic { traffic, .. } => {
                 traffic_changed.push(cluster);
@@ -180,9 +181,17 @@ pub async fn reconcile(
         };
         writer.write(cluster, member, release, writes).await?;
     }
-    // Keep each cluster serving the weights it is set to (a pod that became ready, or went
-    // away), and take what serves the application out of the clusters it leaves.
+    // Keep each cluster at rest serving the weights it is set to (a pod that became ready, or
+    // went away), and take what serves the application out of the clusters it leaves. A cluster
+    // on its way to a step is left to the step's own traffic change: mending the split of pods
+    // that are still starting or stopping would undo itself.
     if let Some(provider) = provider {
+        let at_rest = |name: &str| {
+            decision.clusters.iter().any(|cluster| {
+                cluster.cluster == name
+                    && matches!(cluster.phase, ClusterPhase::Achieved | ClusterPhase::Queued)
+            })
+        };
         for (cluster, (member, view)) in &views {
             let view = view.app_view(app, newest, app_owner.as_ref());
             if leaves(&decision, cluster, &observed[cluster]) {
@@ -193,7 +202,7 @@ pub async fn reconcile(
                 }
                 continue;
             }
-            if traffic_changed.contains(&cluster.as_str()) {
+            if traffic_changed.contains(&cluster.as_str()) || !at_rest(cluster) {
                 continue;
             }
             let weights = provider.observe(&view);
@@ -228,6 +237,7 @@ pub async fn reconcile(
         .map(|refused| now.duration_until(refused.retry_at).unsigned_abs())
         .min();
     let now = Time(now);
+    let mut write_counters_after = None;
     for ((release, release_decision), judged) in
         releases.iter().zip(&decision.releases).zip(&judged)
     {
@@ -253,6 +263,17 @@ pub async fn reconcile(
         if release.status.as_ref() == Some(&status) {
             continue;
         }
+        let lag_key = format!("{namespace}/{name}/{}", release.uid().unwrap_or_default());
+        let counters_only = release
+            .status
+            .as_ref()
+            .is_some_and(|current| differ_only_in_counters(current, &status));
+        if counters_only && let Err(wait) = ctx.counter_lag.due(&lag_key, Instant::now()) {
+            write_counters_after =
+                Some(write_counters_after.map_or(wait, |after: Duration| after.min(wait)));
+            continue;
+        }
+        ctx.counter_lag.written(&lag_key);
         let patch = serde_json::json!({
             "apiVersion": Release::api_version(&()),
             "kind": Release::kind(&()),
@@ -281,6 +302,7 @@ pub async fn reconcile(
         .chain([
             decision.requeue_after.map(|after| after.0.unsigned_abs()),
             retry_after,
+            write_counters_after,
         ])
         .flatten()
         .min())
@@ -363,6 +385,17 @@ async fn publish_events(
     ctx: &Context,
 ) {
     for event in &decision.events {
+        info!(
+            release = event.release,
+            reason = event.reason,
+            "{}",
+            event.message
+        );
+        if let Some(release) = releases.get(event.release) {
+            webhooks::notify(ctx, release, event);
+        }
+    }
+    for event in fold_transitions(&decision.events) {
         let Some(release) = releases.get(event.release) else {
             continue;
         };
@@ -370,22 +403,15 @@ async fn publish_events(
             EventKind::Normal => EventType::Normal,
             EventKind::Warning => EventType::Warning,
         };
-        info!(
-            release = event.release,
-            reason = event.reason,
-            "{}",
-            event.message
-        );
         publish(
             ctx,
             &release.object_ref(&()),
             type_,
             event.reason,
-            event.message.clone(),
+            event.message,
             "Rollout",
         )
         .await;
-        webhooks::notify(ctx, release, event);
     }
 }
 
@@ -406,6 +432,28 @@ fn leaves(decision: &Decision, cluster: &str, observed: &ClusterObservation) -> 
         .flat_map(|decided| &decided.versions)
         .any(|version| !version.capacity.is_zero() || !version.target.is_zero());
     !to_run && observed.versions.keys().all(|name| removed(name))
+}
+
+/// The Kubernetes Events of one decision's transitions: the normal transitions one decision
+/// makes of a release in a row (a step achieved, the next entered, achieved at once and paused)
+/// are one Event, named after the last and listing each in order; a warning is always an Event
+/// of its own. Each transition is still said once, in fewer writes.
+fn fold_transitions<'a>(events: &[Event<'a>]) -> Vec<Event<'a>> {
+    let mut folded: Vec<Event<'a>> = Vec::new();
+    for event in events {
+        match folded.last_mut() {
+            Some(last)
+                if last.release == event.release
+                    && last.kind == EventKind::Normal
+                    && event.kind == EventKind::Normal =>
+            {
+                last.reason = event.reason;
+                last.message = format!("{}; {}", last.message, event.message);
+            }
+            _ => folded.push(event.clone()),
+        }
+    }
+    folded
 }
 
 /// The clusters chosen for `release`, as the engine reads them.
@@ -467,6 +515,15 @@ struct ClusterView {
 }
 
 impl ClusterView {
+    /// The Deployment of `release`, unless it is being deleted.
+    fn deployment(&self, release: &str) -> Option<&k8s_openapi::api::apps::v1::Deployment> {
+        self.deployments
+            .iter()
+            .map(|deployment| deployment.as_ref())
+            .filter(|deployment| deployment.metadata.deletion_timestamp.is_none())
+            .find(|deployment| deployment.metadata.name.as_deref() == Some(release))
+    }
+
     fn read(member: &Member, namespace: &str, app: &str) -> ClusterView {
         ClusterView {
             deployments: of_app(&member.deployments, namespace, app),
@@ -569,6 +626,15 @@ mod tests {
         }
     }
 
+    fn event(release: &'static str, kind: EventKind, reason: &'static str) -> Event<'static> {
+        Event {
+            release,
+            kind,
+            reason,
+            message: format!("{reason} of {release}"),
+        }
+    }
+
     #[test]
     fn the_application_leaves_with_the_removal_of_its_last_version_there() {
         let decision = decision(&[("web-1", 0, 0)], &["web-1"]);
@@ -598,5 +664,36 @@ mod tests {
     fn a_version_not_removed_yet_keeps_it_there() {
         let retiring = decision(&[("web-1", 0, 0)], &[]);
         assert!(!leaves(&retiring, "c3", &running(&["web-1"])));
+    }
+
+    #[test]
+    fn a_decision_s_transitions_of_a_release_make_one_event_and_warnings_their_own() {
+        let normal = EventKind::Normal;
+        let events = [
+            event("web-2", normal, "StepAchieved"),
+            event("web-2", normal, "StepAdvanced"),
+            event("web-2", normal, "StepAchieved"),
+            event("web-1", normal, "Retired"),
+            event("web-1", EventKind::Warning, "RollbackStarted"),
+            event("web-1", normal, "Aborted"),
+        ];
+        let folded = fold_transitions(&events);
+        let summary: Vec<(&str, &str, &str)> = folded
+            .iter()
+            .map(|e| (e.release, e.reason, e.message.as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    "web-2",
+                    "StepAchieved",
+                    "StepAchieved of web-2; StepAdvanced of web-2; StepAchieved of web-2"
+                ),
+                ("web-1", "Retired", "Retired of web-1"),
+                ("web-1", "RollbackStarted", "RollbackStarted of web-1"),
+                ("web-1", "Aborted", "Aborted of web-1"),
+            ]
+        );
     }
 }

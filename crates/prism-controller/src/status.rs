@@ -259,6 +259,29 @@ fn writes_refused(
     }
 }
 
+/// Whether two statuses of a Release differ only in what moves with every pod (each cluster's
+/// replicas, ready replicas and weight, and what a progressing cluster is doing): such a change
+/// can wait a moment for the next ones, while a transition (a step, a phase, a condition, a
+/// cluster reaching, failing or losing a step) is written at once.
+pub fn differ_only_in_counters(a: &ReleaseStatus, b: &ReleaseStatus) -> bool {
+    fn without_counters(status: &ReleaseStatus) -> ReleaseStatus {
+        let mut status = status.clone();
+        for cluster in &mut status.clusters {
+            cluster.replicas = 0;
+            cluster.ready_replicas = 0;
+            cluster.weight = 0;
+            if matches!(
+                cluster.phase,
+                ReleaseClusterPhase::Progressing | ReleaseClusterPhase::Pending
+            ) {
+                cluster.message = None;
+            }
+        }
+        status
+    }
+    without_counters(a) == without_counters(b)
+}
+
 fn condition_type(kind: ConditionKind) -> &'static str {
     match kind {
         ConditionKind::Progressing => conditions::release::PROGRESSING,
@@ -295,6 +318,44 @@ mod tests {
             }],
             traffic: None,
         }
+    }
+
+    #[test]
+    fn counters_are_told_apart_from_transitions() {
+        let entry = |phase, ready, message: &str| ClusterProgress {
+            name: "c1".into(),
+            phase,
+            achieved_step: None,
+            since: None,
+            achieved_at: None,
+            replicas: 4,
+            ready_replicas: ready,
+            weight: 25,
+            message: Some(message.into()),
+        };
+        let status = |clusters| ReleaseStatus {
+            step: Some(1),
+            clusters,
+            ..ReleaseStatus::default()
+        };
+        let progressing = ReleaseClusterPhase::Progressing;
+        let before = status(vec![entry(
+            progressing,
+            1,
+            "scaling up: waiting for ready pods",
+        )]);
+        let more_ready = status(vec![entry(progressing, 3, "shifting traffic")]);
+        assert!(differ_only_in_counters(&before, &more_ready));
+        let achieved = status(vec![entry(ReleaseClusterPhase::Achieved, 4, "")]);
+        assert!(!differ_only_in_counters(&before, &achieved));
+        let failed = status(vec![entry(ReleaseClusterPhase::Failed, 1, "missed")]);
+        let failed_otherwise = status(vec![entry(ReleaseClusterPhase::Failed, 1, "other")]);
+        assert!(!differ_only_in_counters(&failed, &failed_otherwise));
+        let next_step = ReleaseStatus {
+            step: Some(2),
+            ..more_ready.clone()
+        };
+        assert!(!differ_only_in_counters(&more_ready, &next_step));
     }
 
     /// Revision 2 of `web`, scheduled on c0, c1 and c2.

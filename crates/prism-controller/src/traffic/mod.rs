@@ -62,6 +62,11 @@ pub trait TrafficProvider: Sync {
     /// the caches have them (none when they are gone). Asked once the application leaves the
     /// cluster: no version of it runs there any more, so nothing there may route to it.
     fn remove(&self, view: &AppView) -> Vec<Write>;
+    /// Labels every pod of a new version carries from its start, so that the provider has to
+    /// write only where the weights differ from what the pods give by themselves.
+    fn pod_template_labels(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
 }
 
 /// The provider an Application names; None for a workload without traffic or a provider that
