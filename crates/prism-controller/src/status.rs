@@ -86,78 +86,86 @@ pub fn release_status(
         _ => progress.step,
     };
     let name = release.name_any();
-    let cluster_progress =
-        clusters
-            .iter()
-            .filter_map(|cluster| {
-                let seen = observed
-                    .get(cluster.cluster)
-                    .and_then(|observation| observation.versions.get(&name));
-                let decided = cluster.versions.iter().any(|v| v.release == name);
-                let record = progress.clusters.get(cluster.cluster);
-                if seen.is_none() && !decided && record.is_none() {
-                    return None;
+    let cluster_progress = clusters
+        .iter()
+        .filter_map(|cluster| {
+            let seen = observed
+                .get(cluster.cluster)
+                .and_then(|observation| observation.versions.get(&name));
+            let decided = cluster.versions.iter().any(|v| v.release == name);
+            let record = progress.clusters.get(cluster.cluster);
+            if seen.is_none() && !decided && record.is_none() {
+                return None;
+            }
+            let before = current.clusters.iter().find(|c| c.name == cluster.cluster);
+            let failed = record.and_then(|record| record.failed.clone());
+            let refused = refused
+                .get(cluster.cluster)
+                .filter(|_| cluster.phase != ClusterPhase::Unreachable)
+                .map(|refusal| refused_message(refusal));
+            let (phase, message) = match cluster.phase {
+                _ if failed.is_some() => (ReleaseClusterPhase::Failed, failed),
+                ClusterPhase::Achieved if refused.is_some() => {
+                    (ReleaseClusterPhase::Achieved, refused)
                 }
-                let before = current.clusters.iter().find(|c| c.name == cluster.cluster);
-                let failed = record.and_then(|record| record.failed.clone());
-                let refused = refused
-                    .get(cluster.cluster)
-                    .filter(|_| cluster.phase != ClusterPhase::Unreachable)
-                    .map(|refusal| refused_message(refusal));
-                let (phase, message) =
-                    match cluster.phase {
-                        _ if failed.is_some() => (ReleaseClusterPhase::Failed, failed),
-                        ClusterPhase::Achieved if refused.is_some() => {
-                            (ReleaseClusterPhase::Achieved, refused)
-                        }
-                        _ if refused.is_some() => (ReleaseClusterPhase::Progressing, refused),
-                        ClusterPhase::Achieved => (ReleaseClusterPhase::Achieved, None),
-                        ClusterPhase::Queued => (
-                            ReleaseClusterPhase::Pending,
-                            Some("waiting for its wave".to_owned()),
-                        ),
-                        ClusterPhase::Unreachable => {
-                            (
-                                ReleaseClusterPhase::Unreachable,
-                                Some(unreachable.get(cluster.cluster).cloned().unwrap_or_else(
-                                    || "the cluster's API server does not answer".to_owned(),
-                                )),
-                            )
-                        }
-                        ClusterPhase::CapacityUp => (
-                            ReleaseClusterPhase::Progressing,
-                            Some("scaling up: waiting for ready pods".to_owned()),
-                        ),
-                        ClusterPhase::Traffic => (
-                            ReleaseClusterPhase::Progressing,
-                            Some("shifting traffic".to_owned()),
-                        ),
-                        ClusterPhase::CapacityDown => (
-                            ReleaseClusterPhase::Progressing,
-                            Some("scaling down".to_owned()),
-                        ),
-                    };
-                let last = (steps.len() as u32).checked_sub(1);
-                let achieved_step = match progress.phase {
-                    Phase::Complete => last,
-                    phase if phase.is_rolling_out() && cluster.phase == ClusterPhase::Achieved => {
-                        Some(progress.step)
-                    }
-                    _ => before.and_then(|c| c.achieved_step),
-                };
-                Some(ClusterProgress {
-                    name: cluster.cluster.to_owned(),
-                    phase,
-                    achieved_step,
-                    since: record.map(|record| Time(record.since)),
-                    achieved_at: record.and_then(|record| record.achieved_at).map(Time),
-                    replicas: seen.map_or(0, |seen| seen.capacity.floor()),
-                    ready_replicas: seen.map_or(0, |seen| seen.ready),
-                    weight: seen.map_or(0, |seen| seen.weight),
-                    message,
-                })
+                _ if refused.is_some() => (ReleaseClusterPhase::Progressing, refused),
+                ClusterPhase::Achieved => (ReleaseClusterPhase::Achieved, None),
+                // A complete release stays at its last step while the cluster moves
+                // for a newer one: what moves it is the newer one's status.
+                ClusterPhase::CapacityUp | ClusterPhase::Traffic | ClusterPhase::CapacityDown
+                    if progress.phase == Phase::Complete =>
+                {
+                    (ReleaseClusterPhase::Achieved, None)
+                }
+                ClusterPhase::Queued => (
+                    ReleaseClusterPhase::Pending,
+                    Some("waiting for its wave".to_owned()),
+                ),
+                ClusterPhase::Unreachable => (
+                    ReleaseClusterPhase::Unreachable,
+                    Some(
+                        unreachable
+                            .get(cluster.cluster)
+                            .cloned()
+                            .unwrap_or_else(|| {
+                                "the cluster's API server does not answer".to_owned()
+                            }),
+                    ),
+                ),
+                ClusterPhase::CapacityUp => (
+                    ReleaseClusterPhase::Progressing,
+                    Some("scaling up: waiting for ready pods".to_owned()),
+                ),
+                ClusterPhase::Traffic => (
+                    ReleaseClusterPhase::Progressing,
+                    Some("shifting traffic".to_owned()),
+                ),
+                ClusterPhase::CapacityDown => (
+                    ReleaseClusterPhase::Progressing,
+                    Some("scaling down".to_owned()),
+                ),
+            };
+            let last = (steps.len() as u32).checked_sub(1);
+            let achieved_step = match progress.phase {
+                Phase::Complete => last,
+                phase if phase.is_rolling_out() && cluster.phase == ClusterPhase::Achieved => {
+                    Some(progress.step)
+                }
+                _ => before.and_then(|c| c.achieved_step),
+            };
+            Some(ClusterProgress {
+                name: cluster.cluster.to_owned(),
+                phase,
+                achieved_step,
+                since: record.map(|record| Time(record.since)),
+                achieved_at: record.and_then(|record| record.achieved_at).map(Time),
+                replicas: seen.map_or(0, |seen| seen.capacity.floor()),
+                ready_replicas: seen.map_or(0, |seen| seen.ready),
+                weight: seen.map_or(0, |seen| seen.weight),
+                message,
             })
-            .collect();
+        })
+        .collect();
 
     let generation = release.metadata.generation;
     let mut desired: Vec<Condition> = decision
@@ -260,12 +268,16 @@ fn writes_refused(
 }
 
 /// Whether two statuses of a Release differ only in what moves with every pod (each cluster's
-/// replicas, ready replicas and weight, and what a progressing cluster is doing): such a change
-/// can wait a moment for the next ones, while a transition (a step, a phase, a condition, a
-/// cluster reaching, failing or losing a step) is written at once.
+/// replicas, ready replicas and weight, what a progressing cluster is doing, and the words of a
+/// condition that keeps its status and reason): such a change can wait a moment for the next
+/// ones, while a transition (a step, a phase, a condition's status or reason, a cluster
+/// reaching, failing or losing a step) is written at once.
 pub fn differ_only_in_counters(a: &ReleaseStatus, b: &ReleaseStatus) -> bool {
     fn without_counters(status: &ReleaseStatus) -> ReleaseStatus {
         let mut status = status.clone();
+        for condition in &mut status.conditions {
+            condition.message.clear();
+        }
         for cluster in &mut status.clusters {
             cluster.replicas = 0;
             cluster.ready_replicas = 0;
@@ -321,6 +333,31 @@ mod tests {
     }
 
     #[test]
+    fn a_complete_release_stays_achieved_while_its_cluster_moves_for_a_newer_one() {
+        let release = web_2();
+        let complete = Progress {
+            phase: Phase::Complete,
+            ..Progress::default()
+        };
+        let status = release_status(
+            &release,
+            &decision(complete),
+            &[cluster("c0", ClusterPhase::CapacityUp)],
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &Time(at(0)),
+        );
+        assert_eq!(
+            (
+                status.clusters[0].phase,
+                status.clusters[0].message.as_deref()
+            ),
+            (ReleaseClusterPhase::Achieved, None)
+        );
+    }
+
+    #[test]
     fn counters_are_told_apart_from_transitions() {
         let entry = |phase, ready, message: &str| ClusterProgress {
             name: "c1".into(),
@@ -356,6 +393,24 @@ mod tests {
             ..more_ready.clone()
         };
         assert!(!differ_only_in_counters(&more_ready, &next_step));
+
+        let condition = |reason: &str, message: &str| Condition {
+            type_: "Progressing".into(),
+            status: "True".into(),
+            reason: reason.into(),
+            message: message.into(),
+            observed_generation: None,
+            last_transition_time: Time(at(0)),
+        };
+        let with = |condition| ReleaseStatus {
+            conditions: vec![condition],
+            ..more_ready.clone()
+        };
+        let scaling_up = with(condition("Converging", "cluster c1 is scaling up"));
+        let shifting = with(condition("Converging", "cluster c1 is shifting traffic"));
+        let pausing = with(condition("Pausing", "paused until 10:00"));
+        assert!(differ_only_in_counters(&scaling_up, &shifting));
+        assert!(!differ_only_in_counters(&shifting, &pausing));
     }
 
     /// Revision 2 of `web`, scheduled on c0, c1 and c2.
