@@ -104,7 +104,9 @@ pub struct Options {
 pub const DEFAULT_GLOBAL_NAMESPACE: &str = "prism-system";
 
 /// The time in whole seconds, as statuses keep times: a status built with nanoseconds differs
-/// from the one the API server stored, and would be written again, unchanged, for that.
+/// from the one the API server stored, and would be written again, unchanged, for that. (The
+/// engine gets the time itself: it rounds up the moments it records, so that a pause counted
+/// from one never ends before its duration.)
 pub(crate) fn now() -> jiff::Timestamp {
     let now = jiff::Timestamp::now();
     jiff::Timestamp::from_second(now.as_second()).unwrap_or(now)
