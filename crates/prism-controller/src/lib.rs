@@ -1,7 +1,8 @@
 //! Prism's controller. One reconcile per Application, in two stages, each a pipeline of
 //! dereference → validate → build (pure, no client) → apply → status:
-//! - [`application`]: each change of the Application's template or strategy becomes an
-//!   immutable Release; old Releases are pruned; the Application's status.
+//! - [`application`]: each change of the Application's template becomes a Release, a change of
+//!   its strategy alone updates the Release rolling out ([`strategy_update`]); old Releases are
+//!   pruned; the Application's status.
 //! - [`rollout`]: the Application's Releases rolled out across their clusters by the engine's
 //!   decision, through the [`workload`] and [`traffic`] providers; each Release's status.
 //!
@@ -20,6 +21,7 @@ pub mod expectations;
 pub mod fleet;
 pub mod rollout;
 pub mod status;
+pub mod strategy_update;
 pub mod traffic;
 pub mod webhooks;
 pub mod workload;
