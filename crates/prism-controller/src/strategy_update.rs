@@ -44,11 +44,7 @@ pub fn desired(pipeline: &Pipeline, releases: &[Release]) -> Option<StrategyUpda
         return None;
     }
     let old = &release.spec.strategy;
-    let target_step = target_step(
-        release.spec.target_step,
-        old.steps.len(),
-        pipeline.steps.len(),
-    );
+    let target_step = target_step(release.spec.target_step, old, pipeline);
     let mut spec = Map::new();
     spec.insert(
         "strategy".into(),
@@ -88,17 +84,18 @@ pub fn desired(pipeline: &Pipeline, releases: &[Release]) -> Option<StrategyUpda
     })
 }
 
-/// A person's target step (`prism promote`) on a strategy of `new` steps instead of `old`:
-/// past the last gate stays past the last gate; a step that no longer exists becomes the last
-/// one, its gate kept.
-fn target_step(target: Option<u32>, old: usize, new: usize) -> Option<u32> {
-    let new = new as u32;
-    target.map(|target| {
-        if target as usize >= old {
-            new
-        } else {
-            target.min(new.saturating_sub(1))
-        }
+/// A person's target step (`prism promote`) on the `new` strategy instead of the `old` one: the
+/// same step, found by its name; past the last gate stays past the last gate; a step that no
+/// longer exists keeps its index, or becomes the last step, its gate kept.
+fn target_step(target: Option<u32>, old: &Pipeline, new: &Pipeline) -> Option<u32> {
+    let steps = new.steps.len() as u32;
+    target.map(|target| match old.steps.get(target as usize) {
+        None => steps,
+        Some(step) => new
+            .steps
+            .iter()
+            .position(|s| s.name == step.name)
+            .map_or(target.min(steps.saturating_sub(1)), |index| index as u32),
     })
 }
 
@@ -252,17 +249,20 @@ mod tests {
     }
 
     #[test]
-    fn a_target_step_keeps_its_meaning_on_fewer_steps() {
-        // Past the last gate stays so; a step gone becomes the last, its gate kept.
-        assert_eq!(target_step(Some(4), 4, 2), Some(2));
-        assert_eq!(target_step(Some(3), 4, 2), Some(1));
-        assert_eq!(target_step(Some(1), 4, 2), Some(1));
-        assert_eq!(target_step(Some(4), 4, 6), Some(6));
-        assert_eq!(target_step(None, 4, 2), None);
+    fn a_target_step_keeps_its_meaning() {
         let old = pipeline(&[("a", None), ("b", None), ("c", None), ("full", None)]);
+        let new = pipeline(&[("x", None), ("c", None), ("full", None)]);
+        // The same step by name; past the last gate stays so; a step gone keeps its index, or
+        // becomes the last step.
+        assert_eq!(target_step(Some(2), &old, &new), Some(1));
+        assert_eq!(target_step(Some(4), &old, &new), Some(3));
+        assert_eq!(target_step(Some(0), &old, &new), Some(0));
+        let fewer = pipeline(&[("x", None), ("full", None)]);
+        assert_eq!(target_step(Some(2), &old, &fewer), Some(1));
+        assert_eq!(target_step(None, &old, &new), None);
+
         let mut promoted = release(2, old, Some(ReleasePhase::WaitingForCommand));
-        promoted.spec.target_step = Some(3);
-        let new = pipeline(&[("a", None), ("full", None)]);
+        promoted.spec.target_step = Some(2);
         let update = desired(&new, &[promoted]).unwrap();
         assert_eq!(update.patch["spec"]["targetStep"], json!(1));
         assert_eq!(update.release.spec.target_step, Some(1));
