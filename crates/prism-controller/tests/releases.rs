@@ -273,6 +273,49 @@ async fn a_strategy_change_applies_to_the_release_in_flight_and_restarts_nothing
 }
 
 #[tokio::test]
+async fn an_edit_of_the_named_strategy_applies_to_the_release_in_flight() -> anyhow::Result<()> {
+    let env = TestEnv::new("app-release-strategy-named").await;
+    let (client, apps, releases, _controller) = setup(&env).await?;
+    let steps = |pause: &str| {
+        json!([
+            {"name": "canary", "capacity": {"contender": "100%"}, "traffic": {"contender": 25}, "gate": {"pause": pause}},
+            {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100}}
+        ])
+    };
+    apply_strategy(&client, env.namespace(), "canary", steps("10m")).await?;
+    let spec =
+        |image: &str| json!({"template": web_template(image, 2), "strategy": {"name": "canary"}});
+    apply(&apps, &application("web", spec("web:1"))?).await?;
+    wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
+    apply(&apps, &application("web", spec("web:2"))?).await?;
+    wait_for_step(&releases, "web-2", 0).await?;
+    let before = workload_uids(&client, env.namespace()).await?;
+
+    // The Strategy's pause shortened: web-2, paused for 10 minutes, completes.
+    apply_strategy(&client, env.namespace(), "canary", steps("1s")).await?;
+    wait_for_phase(&releases, "web-2", ReleasePhase::Complete).await?;
+    assert_eq!(
+        release_names(&releases, "web").await?,
+        names(&["web-1", "web-2"]),
+        "a strategy change makes no Release"
+    );
+    // web-1 retired: of what there was, only web-2's Deployment and pods are left, the same.
+    let after = workload_uids(&client, env.namespace()).await?;
+    let web_2 = |uids: &BTreeSet<(String, String)>| -> BTreeSet<(String, String)> {
+        uids.iter()
+            .filter(|(name, _)| name.starts_with("web-2"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        web_2(&after),
+        web_2(&before),
+        "web-2 was not installed again"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn old_releases_beyond_the_history_limit_are_pruned() -> anyhow::Result<()> {
     let env = TestEnv::new("app-release-prune").await;
     let (_client, apps, releases, _controller) = setup(&env).await?;
