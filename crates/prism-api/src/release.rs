@@ -10,8 +10,10 @@ use crate::conditions::Condition;
 use crate::rules;
 use crate::strategy::Pipeline;
 
-/// One version of an Application, made by the controller when the Application's template changes.
-/// Everything but targetStep and aborted is immutable.
+/// One version of an Application, made by the controller when the Application's template changes
+/// (or a drain reschedules it): only a template change makes a Release. A change of the
+/// Application's strategy alone applies to the Release rolling out, whose strategy the controller
+/// updates; everything else but targetStep and aborted is immutable.
 // Each printcolumn(...) repeats `type_`, which the lint takes for a duplicated attribute.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -23,7 +25,7 @@ use crate::strategy::Pipeline;
     status = "ReleaseStatus",
     shortname = "prel",
     category = "prism",
-    doc = "One version of an Application and its progress across its clusters. Everything but spec.targetStep and spec.aborted is immutable.",
+    doc = "One version of an Application and its progress across its clusters, made when the Application's template changes: only a template change makes a Release. A change of the strategy alone applies to the Release rolling out (the controller updates its spec.strategy, and the rollout goes on from its current step); a Release that completed, was rolled back or was superseded keeps the strategy it ran under. Everything else but spec.targetStep and spec.aborted is immutable.",
     printcolumn(
         name = "Application",
         type_ = "string",
@@ -51,9 +53,12 @@ pub struct ReleaseSpec {
     /// The Application's template when this Release was made.
     #[x_kube(validation = rules::IMMUTABLE)]
     pub template: Template,
-    /// The strategy, resolved when this Release was made: a later change of a Strategy does not
-    /// change a Release under way.
-    #[x_kube(validation = rules::IMMUTABLE)]
+    /// The strategy it rolls out under, resolved from the Application's (inline steps, or the
+    /// Strategy or ClusterStrategy it names). While the Release rolls out, the controller updates
+    /// it when the Application's resolved strategy changes: the rollout goes on from its current
+    /// step, found again by name (a step removed or renamed: the one at its index, or the last,
+    /// entered anew). Once the Release completed, was rolled back or superseded, it keeps the
+    /// strategy it ran under.
     pub strategy: Pipeline,
     /// The clusters chosen for this Release, in schedule order (the order of `first: N` scopes).
     #[schemars(length(max = 1000))]

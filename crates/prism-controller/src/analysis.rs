@@ -52,9 +52,23 @@ pub fn analyse(
     now: Timestamp,
 ) -> Analysis {
     let previous = release.status.as_ref().and_then(|s| s.analysis.clone());
-    let (step, current, achieved_at) = judged_step(release);
-    let spec = current.and_then(|step| step.analysis.as_ref());
-    let (Some(spec), Some(achieved_at)) = (spec, achieved_at) else {
+    let judged = judged_step(release);
+    let step = judged.index;
+    // Counts kept for another step (one an edit of the strategy put at this index) start again;
+    // the results stay, as the history of every step.
+    let previous = previous.map(|status| {
+        if judged.records_hold {
+            status
+        } else {
+            AnalysisStatus {
+                step,
+                results: status.results,
+                ..AnalysisStatus::default()
+            }
+        }
+    });
+    let spec = judged.step.and_then(|step| step.analysis.as_ref());
+    let (Some(spec), Some(achieved_at)) = (spec, judged.achieved_at) else {
         return Analysis {
             verdict: not_judged(spec),
             status: previous,
@@ -101,7 +115,9 @@ pub fn analyse(
         .filter(|cluster| cluster.achieved_step == Some(step))
         .map(|cluster| cluster.name.clone())
         .collect();
-    let attempt = format!("step {step}, due {due}");
+    // The step's name tells apart two steps an edit of the strategy put at one index.
+    let name = judged.step.map_or("", |step| step.name.as_str());
+    let attempt = format!("step {step} ({name}), due {due}");
     let Some(results) = ctx
         .measurements
         .answer(purpose(release, "analysis"), attempt, || {

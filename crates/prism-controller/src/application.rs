@@ -1,5 +1,6 @@
-//! The Application reconciler: each change of an Application's template or resolved strategy
-//! becomes a new, immutable Release, and old Releases beyond `revisionHistoryLimit` are pruned.
+//! The Application reconciler: each change of an Application's template becomes a new Release,
+//! a change of its resolved strategy alone applies to the Release rolling out
+//! ([`crate::strategy_update`]), and old Releases beyond `revisionHistoryLimit` are pruned.
 //!
 //! One reconcile is a pipeline: [`dereference`] (read what the Application names) → [`validate`]
 //! (pure) → [`desired_release`], [`releases_to_prune`] and [`desired_status`] (pure, no client)
@@ -29,6 +30,7 @@ use crate::blocks::Blocks;
 use crate::error::Error;
 use crate::expectations::ObjectKey;
 use crate::fleet::MANAGEMENT_CLUSTER;
+use crate::strategy_update::{self, REASON_STRATEGY_UPDATED};
 use crate::webhooks::{self, REASK};
 
 /// The one field manager of every write Prism makes.
@@ -128,12 +130,12 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
     let mut unschedulable = verdict
         .as_ref()
         .ok()
-        .and_then(|pipeline| refused_reschedule(app, pipeline, &observed.releases));
+        .and_then(|_| refused_reschedule(app, &observed.releases));
     let mut created = match &verdict {
         Ok(pipeline)
             if blocked.is_none()
                 && unschedulable.is_none()
-                && needs_release(app, pipeline, &observed.releases) =>
+                && needs_release(app, &observed.releases) =>
         {
             match schedule(app, &observed.clusters) {
                 Ok(clusters) => Some(desired_release(
@@ -169,6 +171,13 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
             recheck_after = Some(after);
         }
     }
+    // A RolloutBlock holds a strategy update as it holds a new Release.
+    let strategy_update = match &verdict {
+        Ok(pipeline) if created.is_none() && blocked.is_none() => {
+            strategy_update::desired(pipeline, &observed.releases)
+        }
+        _ => None,
+    };
     let mut releases = observed.releases;
     if let Some(release) = &created {
         releases.push(release.clone());
@@ -225,6 +234,38 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
                 release.spec.revision
             ),
             "CreateRelease",
+        )
+        .await;
+    }
+    if let Some(update) = &strategy_update {
+        let release_name = update.release.name_any();
+        let written = ctx
+            .expectations
+            .track(
+                &app_ref,
+                release_key(&release_name),
+                releases_api.patch(
+                    &release_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&update.patch),
+                ),
+                ResourceExt::resource_version,
+            )
+            .await
+            .map_err(Error::kube(format!(
+                "updating the strategy of Release {namespace}/{release_name}"
+            )))?;
+        info!(application = %name, release = %release_name, "{}", update.message);
+        if let Some(release) = releases.iter_mut().find(|r| r.name_any() == release_name) {
+            *release = written;
+        }
+        publish(
+            ctx,
+            &update.release.object_ref(&()),
+            EventType::Normal,
+            REASON_STRATEGY_UPDATED,
+            update.message.clone(),
+            "UpdateStrategy",
         )
         .await;
     }
@@ -529,34 +570,31 @@ fn reschedule_request<K: Resource>(object: &K) -> Option<&String> {
         .get(RESCHEDULE_ANNOTATION)
 }
 
-/// Whether `release` is of the Application's template and resolved `pipeline`.
-fn is_version_of(release: &Release, app: &Application, pipeline: &Pipeline) -> bool {
-    release.spec.template == app.spec.template && release.spec.strategy == *pipeline
+/// Whether `release` is of the Application's template: a version is its template, and a
+/// strategy change alone is no new version (it applies to the Release in flight).
+fn is_version_of(release: &Release, app: &Application) -> bool {
+    release.spec.template == app.spec.template
 }
 
-/// Whether `release` is a snapshot of this template and pipeline, made for the Application's
-/// latest reschedule request.
-fn is_snapshot_of(release: &Release, app: &Application, pipeline: &Pipeline) -> bool {
-    is_version_of(release, app, pipeline) && reschedule_request(release) == reschedule_request(app)
+/// Whether `release` is of this template, made for the Application's latest reschedule request.
+fn is_snapshot_of(release: &Release, app: &Application) -> bool {
+    is_version_of(release, app) && reschedule_request(release) == reschedule_request(app)
 }
 
-/// Whether the Application needs a new Release: its newest one (by revision) does not snapshot
-/// its template and resolved `pipeline`, or it has none. `releases` are in any order.
-pub fn needs_release(app: &Application, pipeline: &Pipeline, releases: &[Release]) -> bool {
-    !newest(releases).is_some_and(|r| is_snapshot_of(r, app, pipeline))
+/// Whether the Application needs a new Release: its newest one (by revision) is not of its
+/// template (or not made for its latest reschedule request), or it has none. `releases` are in
+/// any order.
+pub fn needs_release(app: &Application, releases: &[Release]) -> bool {
+    !newest(releases).is_some_and(|r| is_snapshot_of(r, app))
 }
 
 /// Why a reschedule request is not carried out, if it is not: the newest Release, whose template
-/// and strategy the Application still has, was rolled back, and a Release of them on a new
-/// schedule would roll that version out again.
-pub fn refused_reschedule(
-    app: &Application,
-    pipeline: &Pipeline,
-    releases: &[Release],
-) -> Option<String> {
+/// the Application still has, was rolled back, and a Release of it on a new schedule would roll
+/// that version out again.
+pub fn refused_reschedule(app: &Application, releases: &[Release]) -> Option<String> {
     let newest = newest(releases)?;
     let request = reschedule_request(app)?;
-    (is_version_of(newest, app, pipeline)
+    (is_version_of(newest, app)
         && newest.is_rolled_back() && reschedule_request(newest) != Some(request)).then(
         || {
             format!(
@@ -960,10 +998,10 @@ mod tests {
     fn a_reschedule_request_makes_a_release_of_the_same_template() {
         let mut app = app("web:1");
         let releases = [release(&app, 1, Some(ReleasePhase::Complete))];
-        assert!(!needs_release(&app, &pipeline(), &releases));
+        assert!(!needs_release(&app, &releases));
         app.annotations_mut()
             .insert(RESCHEDULE_ANNOTATION.into(), "drain-a-1".into());
-        assert!(needs_release(&app, &pipeline(), &releases));
+        assert!(needs_release(&app, &releases));
         let r = desired_release(&app, &pipeline(), &releases, local()).unwrap();
         assert_eq!(r.spec.revision, 2);
         assert_eq!(r.spec.template, app.spec.template);
@@ -973,10 +1011,7 @@ mod tests {
                 .map(String::as_str),
             Some("drain-a-1")
         );
-        assert!(
-            !needs_release(&app, &pipeline(), &[r]),
-            "one Release per request"
-        );
+        assert!(!needs_release(&app, &[r]), "one Release per request");
     }
 
     #[test]
@@ -991,47 +1026,51 @@ mod tests {
             release(&app("web:1"), 1, Some(ReleasePhase::Complete)),
             rolled_back,
         ];
-        assert_eq!(refused_reschedule(&web, &pipeline(), &releases), None);
+        assert_eq!(refused_reschedule(&web, &releases), None);
         web.annotations_mut()
             .insert(RESCHEDULE_ANNOTATION.into(), "drain-a-1".into());
-        let why = refused_reschedule(&web, &pipeline(), &releases).unwrap();
+        let why = refused_reschedule(&web, &releases).unwrap();
         assert!(
             why.contains("drain-a-1") && why.contains("web-2 was rolled back"),
             "{why}"
         );
         // A new template is a new version: rolled out as usual.
         web.spec = app("web:3").spec;
-        assert_eq!(refused_reschedule(&web, &pipeline(), &releases), None);
-        assert!(needs_release(&web, &pipeline(), &releases));
+        assert_eq!(refused_reschedule(&web, &releases), None);
+        assert!(needs_release(&web, &releases));
     }
 
     #[test]
     fn an_unchanged_snapshot_makes_no_release() {
         let app = app("web:1");
         let releases = [release(&app, 1, None)];
-        assert!(!needs_release(&app, &pipeline(), &releases));
+        assert!(!needs_release(&app, &releases));
     }
 
     #[test]
-    fn a_changed_template_or_pipeline_makes_the_next_revision() {
+    fn a_changed_template_makes_the_next_revision_and_a_changed_strategy_does_not() {
         let old = app("web:1");
         let releases = [release(&old, 2, None), release(&old, 1, None)];
         let new = app("web:2");
-        assert!(needs_release(&new, &pipeline(), &releases));
+        assert!(needs_release(&new, &releases));
         let r = desired_release(&new, &pipeline(), &releases, local()).unwrap();
         assert_eq!((r.name_any(), r.spec.revision), ("web-3".into(), 3));
 
-        let mut other = pipeline();
-        other.steps.insert(
+        // A new step, a pause or a weight: the Release in flight takes it, no new Release.
+        let mut other = old.clone();
+        other.spec.strategy.steps.as_mut().unwrap().insert(
             0,
             Step {
                 name: "canary".into(),
+                gate: Some(prism_api::strategy::Gate {
+                    pause: Some(prism_api::strategy::Duration::from_secs(30)),
+                    ..Default::default()
+                }),
                 ..Step::default()
             },
         );
-        assert!(needs_release(&old, &other, &releases));
-        let r = desired_release(&old, &other, &releases, local()).unwrap();
-        assert_eq!(r.spec.revision, 3);
+        assert!(!needs_release(&other, &releases));
+        assert_eq!(refused_reschedule(&other, &releases), None);
     }
 
     #[test]
@@ -1040,7 +1079,7 @@ mod tests {
         let new = app("web:2");
         // Revision 2 was web:2, revision 3 went back to web:1: web:2 again is a new release.
         let releases = [release(&new, 2, None), release(&old, 3, None)];
-        assert!(needs_release(&new, &pipeline(), &releases));
+        assert!(needs_release(&new, &releases));
         let r = desired_release(&new, &pipeline(), &releases, local()).unwrap();
         assert_eq!(r.spec.revision, 4);
     }

@@ -23,12 +23,18 @@ const UNCLAIMED: Duration = Duration::from_secs(900);
 /// for each.
 pub type Purpose = (ObjectRef<Application>, String);
 
-/// What a call is for: `what` of `release` (`analysis`, `gate`), for its Application.
+/// What a call is for: `what` of `release` (`analysis`, `gate`), for its Application. The
+/// Release's uid is part of it: one deleted and made again under the same name asks its own
+/// questions, and never takes the answers to the old one's.
 pub fn purpose(release: &Release, what: &str) -> Purpose {
     let namespace = release.namespace().unwrap_or_default();
     (
         ObjectRef::new(&release.spec.application).within(&namespace),
-        format!("{} {what}", release.name_any()),
+        format!(
+            "{} ({}) {what}",
+            release.name_any(),
+            release.uid().unwrap_or_default()
+        ),
     )
 }
 

@@ -1,7 +1,8 @@
 //! Prism's controller. One reconcile per Application, in two stages, each a pipeline of
 //! dereference → validate → build (pure, no client) → apply → status:
-//! - [`application`]: each change of the Application's template or strategy becomes an
-//!   immutable Release; old Releases are pruned; the Application's status.
+//! - [`application`]: each change of the Application's template becomes a Release, a change of
+//!   its strategy alone updates the Release rolling out ([`strategy_update`]); old Releases are
+//!   pruned; the Application's status.
 //! - [`rollout`]: the Application's Releases rolled out across their clusters by the engine's
 //!   decision, through the [`workload`] and [`traffic`] providers; each Release's status.
 //!
@@ -22,6 +23,7 @@ pub mod pacing;
 pub mod refusals;
 pub mod rollout;
 pub mod status;
+pub mod strategy_update;
 pub mod traffic;
 pub mod webhooks;
 pub mod workload;
@@ -111,7 +113,9 @@ pub struct Options {
 pub const DEFAULT_GLOBAL_NAMESPACE: &str = "prism-system";
 
 /// The time in whole seconds, as statuses keep times: a status built with nanoseconds differs
-/// from the one the API server stored, and would be written again, unchanged, for that.
+/// from the one the API server stored, and would be written again, unchanged, for that. (The
+/// engine gets the time itself: it rounds up the moments it records, so that a pause counted
+/// from one never ends before its duration.)
 pub(crate) fn now() -> jiff::Timestamp {
     let now = jiff::Timestamp::now();
     jiff::Timestamp::from_second(now.as_second()).unwrap_or(now)

@@ -55,6 +55,9 @@ pub async fn reconcile(
     let app_ref = ObjectRef::from_obj(app);
     let provider = traffic::provider(app.spec.traffic.provider);
 
+    // Statuses keep whole seconds; the engine gets the time itself, and rounds up each moment it
+    // records, so that no wait counted from one ends early.
+    let precise_now = jiff::Timestamp::now();
     let now = crate::now();
 
     // 1. Dereference, and judge the current steps' analyses and webhook gates.
@@ -124,7 +127,7 @@ pub async fn reconcile(
         version_ttl: app.spec.versions.ttl,
     };
     let decision = decide(&Input {
-        now,
+        now: precise_now,
         app: &policy,
         releases: &inputs,
         observed: &observed,

@@ -10,18 +10,26 @@ use prism_api::conditions::{self, Condition};
 use prism_api::release::{ClusterPhase as ReleaseClusterPhase, ClusterProgress, ReleaseStatus};
 use prism_api::strategy::Step;
 use prism_engine::{
-    ClusterDecision, ClusterObservation, ClusterPhase, ClusterStepProgress, ConditionKind, Phase,
-    Progress, ReleaseDecision, Verdict,
+    ClusterDecision, ClusterObservation, ClusterPhase, ClusterStepProgress, ConditionKind,
+    Followed, Phase, Progress, ReleaseDecision, Verdict,
 };
 
 /// The engine's view of a release's progress, from its status. A release without a status is at
 /// its first step, progressing.
 pub fn progress(release: &Release) -> Progress {
+    followed(release).0
+}
+
+/// The progress of `release` on its strategy as it is now, and how its current step was found:
+/// the strategy of a Release in flight is edited when the Application's changes, and the step
+/// the status names may have moved, or gone.
+fn followed(release: &Release) -> (Progress, Followed) {
     let Some(status) = &release.status else {
-        return Progress::default();
+        return (Progress::default(), Followed::Same);
     };
-    Progress {
+    let mut progress = Progress {
         step: status.step.unwrap_or(0),
+        step_name: status.step_name.clone(),
         achieved_at: status.achieved_at.as_ref().map(|time| time.0),
         phase: status.phase.unwrap_or_default(),
         abort: status.abort.clone(),
@@ -30,19 +38,39 @@ pub fn progress(release: &Release) -> Progress {
             .iter()
             .filter_map(|cluster| Some((cluster.name.clone(), step_progress(cluster)?)))
             .collect(),
-    }
+    };
+    let followed = if progress.phase.is_rolling_out() {
+        progress.follow(&release.spec.strategy)
+    } else {
+        Followed::Same
+    };
+    (progress, followed)
 }
 
-/// The current step of `release` (its index, and the step when the strategy has it), and when
-/// it was achieved: `None` while it is not, or once the Release no longer rolls out. Analyses and
-/// webhook gates judge a step from then on.
-pub fn judged_step(release: &Release) -> (u32, Option<&Step>, Option<jiff::Timestamp>) {
-    let progress = progress(release);
-    let step = release.spec.strategy.steps.get(progress.step as usize);
-    let achieved_at = progress
-        .achieved_at
-        .filter(|_| progress.phase.is_rolling_out());
-    (progress.step, step, achieved_at)
+/// The current step of `release` as analyses and webhook gates judge it.
+pub struct JudgedStep<'a> {
+    /// Its index.
+    pub index: u32,
+    /// The step, when the strategy has it.
+    pub step: Option<&'a Step>,
+    /// When it was achieved: `None` while it is not, or once the Release no longer rolls out.
+    /// Analyses and webhook gates judge a step from then on.
+    pub achieved_at: Option<jiff::Timestamp>,
+    /// Whether the status's analysis and gate records of the step at this index are of this
+    /// step: not when an edit of the strategy moved the step or put another one in its place.
+    pub records_hold: bool,
+}
+
+pub fn judged_step(release: &Release) -> JudgedStep<'_> {
+    let (progress, followed) = followed(release);
+    JudgedStep {
+        index: progress.step,
+        step: release.spec.strategy.steps.get(progress.step as usize),
+        achieved_at: progress
+            .achieved_at
+            .filter(|_| progress.phase.is_rolling_out()),
+        records_hold: followed.keeps_step_records(),
+    }
 }
 
 /// The verdict of a check not judged yet: pending where the step has one.
@@ -511,6 +539,7 @@ mod tests {
         };
         let progress = Progress {
             step: 1,
+            step_name: None,
             clusters: [
                 ("c0".to_owned(), record(0, Some(60), None)),
                 (

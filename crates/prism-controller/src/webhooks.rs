@@ -92,15 +92,22 @@ pub struct Gate {
 /// Asks the current step's webhook when the step is achieved and the last answer (if any) was
 /// not a yes and is older than `REASK`. While it is asked, the last answer stands.
 pub fn gate(release: &Release, ctx: &Context, now: Timestamp) -> Gate {
-    let previous = release.status.as_ref().and_then(|s| s.gate.clone());
-    let (step, current, achieved_at) = judged_step(release);
-    let webhook = current
+    let judged = judged_step(release);
+    let step = judged.index;
+    // An answer kept for another step (one an edit of the strategy put at this index) is dropped.
+    let previous = release
+        .status
+        .as_ref()
+        .and_then(|s| s.gate.clone())
+        .filter(|_| judged.records_hold);
+    let webhook = judged
+        .step
         .and_then(|s| s.gate.as_ref())
         .and_then(|gate| match gate.kind() {
             GateKind::Webhook(webhook) => Some(webhook),
             _ => None,
         });
-    let (Some(webhook), Some(_)) = (webhook, achieved_at) else {
+    let (Some(webhook), Some(_)) = (webhook, judged.achieved_at) else {
         return Gate {
             verdict: not_judged(webhook),
             status: previous,
@@ -116,7 +123,8 @@ pub fn gate(release: &Release, ctx: &Context, now: Timestamp) -> Gate {
         }
         asked => {
             let attempt = format!(
-                "step {step}, after {:?}",
+                "step {step} ({}), after {:?}",
+                judged.step.map_or("", |step| step.name.as_str()),
                 asked.as_ref().map(|a| &a.asked_at)
             );
             let answered = ctx.gates.answer(purpose(release, "gate"), attempt, || {

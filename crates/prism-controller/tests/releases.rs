@@ -1,6 +1,7 @@
 //! The Application controller on the sandbox (c1 is the management cluster): each change of an
-//! Application's template makes a Release, nothing else does, old Releases are pruned, and an
-//! invalid Application is reported and gets none.
+//! Application's template makes a Release, nothing else does (a change of strategy applies to the
+//! Release in flight and restarts nothing), old Releases are pruned, and an invalid Application
+//! is reported and gets none.
 
 mod common;
 
@@ -9,8 +10,10 @@ use std::collections::BTreeSet;
 use anyhow::Context as _;
 use common::{
     application, apply, apply_strategy, canary_steps, patch_release_spec, setup, valid_condition,
-    wait_for_phase, wait_for_status,
+    wait_for_phase, wait_for_status, wait_for_step,
 };
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
@@ -161,6 +164,154 @@ async fn a_template_change_makes_a_release_and_nothing_else_does() -> anyhow::Re
     let now = releases.get("web-2").await?;
     assert_eq!(now.metadata.generation, web_2.metadata.generation);
     assert_eq!(now.spec, web_2.spec);
+    Ok(())
+}
+
+/// The uid of every Deployment and pod of the application in the test's namespace, by name.
+async fn workload_uids(
+    client: &kube::Client,
+    namespace: &str,
+) -> anyhow::Result<BTreeSet<(String, String)>> {
+    let selector = ListParams::default().labels("prism.dev/app=web");
+    let deployments = Api::<Deployment>::namespaced(client.clone(), namespace)
+        .list(&selector)
+        .await?;
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace)
+        .list(&selector)
+        .await?;
+    let uid = |meta: &kube::api::ObjectMeta| {
+        (
+            meta.name.clone().unwrap_or_default(),
+            meta.uid.clone().unwrap_or_default(),
+        )
+    };
+    Ok(deployments
+        .items
+        .iter()
+        .map(|d| uid(&d.metadata))
+        .chain(pods.items.iter().map(|p| uid(&p.metadata)))
+        .collect())
+}
+
+#[tokio::test]
+async fn a_strategy_change_applies_to_the_release_in_flight_and_restarts_nothing()
+-> anyhow::Result<()> {
+    let env = TestEnv::new("app-release-strategy").await;
+    let (client, apps, releases, _controller) = setup(&env).await?;
+    // Every step runs all of both versions' pods: only the traffic moves, so that no pod has a
+    // reason to come or go but a new Release.
+    let steps = |weight: u32, pause: &str| {
+        json!([
+            {"name": "canary", "capacity": {"contender": "100%"}, "traffic": {"contender": weight}, "gate": {"pause": pause}},
+            {"name": "half", "capacity": {"contender": "100%"}, "traffic": {"contender": 75}, "gate": {"manual": true}},
+            {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100}}
+        ])
+    };
+    let spec = |image: &str, steps: Value| json!({"template": web_template(image, 4), "strategy": {"steps": steps}});
+    apply(&apps, &application("web", spec("web:1", steps(25, "10m")))?).await?;
+    wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
+    apply(&apps, &application("web", spec("web:2", steps(25, "10m")))?).await?;
+    wait_for_step(&releases, "web-2", 0).await?;
+    let before = workload_uids(&client, env.namespace()).await?;
+    let generation = releases.get("web-2").await?.metadata.generation;
+
+    // A new weight, in the middle of the pause: the rollout goes on under it, at its step.
+    apply(&apps, &application("web", spec("web:2", steps(50, "10m")))?).await?;
+    let weighted = wait_until("web-2 serves 50% at step 1", DEFAULT_TIMEOUT, || async {
+        let release = releases.get("web-2").await?;
+        let status = release.status.clone().unwrap_or_default();
+        let serves = status.clusters.iter().all(|c| c.weight == 50) && !status.clusters.is_empty();
+        Ok((status.step == Some(0) && status.achieved_at.is_some() && serves).then_some(release))
+    })
+    .await?;
+    assert_ne!(
+        weighted.metadata.generation, generation,
+        "its strategy was updated"
+    );
+    assert_eq!(
+        weighted.spec.strategy.steps[0]
+            .traffic
+            .as_ref()
+            .and_then(|t| t.contender),
+        Some(50)
+    );
+    let events: Api<Event> = Api::namespaced(client.clone(), env.namespace());
+    wait_until(
+        "a StrategyUpdated Event on web-2",
+        DEFAULT_TIMEOUT,
+        || async {
+            let found = events
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("StrategyUpdated")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("web-2")
+                });
+            Ok(found)
+        },
+    )
+    .await?;
+
+    // A shorter pause: the step it pauses ends sooner, long before the 10 minutes.
+    apply(&apps, &application("web", spec("web:2", steps(50, "1s")))?).await?;
+    let waiting = wait_for_phase(&releases, "web-2", ReleasePhase::WaitingForCommand).await?;
+    assert_eq!(waiting.status.as_ref().and_then(|s| s.step), Some(1));
+
+    assert_eq!(
+        release_names(&releases, "web").await?,
+        names(&["web-1", "web-2"]),
+        "a strategy change makes no Release"
+    );
+    assert_eq!(
+        workload_uids(&client, env.namespace()).await?,
+        before,
+        "no Deployment and no pod was made or replaced"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_edit_of_the_named_strategy_applies_to_the_release_in_flight() -> anyhow::Result<()> {
+    let env = TestEnv::new("app-release-strategy-named").await;
+    let (client, apps, releases, _controller) = setup(&env).await?;
+    let steps = |pause: &str| {
+        json!([
+            {"name": "canary", "capacity": {"contender": "100%"}, "traffic": {"contender": 25}, "gate": {"pause": pause}},
+            {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100}}
+        ])
+    };
+    apply_strategy(&client, env.namespace(), "canary", steps("10m")).await?;
+    let spec =
+        |image: &str| json!({"template": web_template(image, 2), "strategy": {"name": "canary"}});
+    apply(&apps, &application("web", spec("web:1"))?).await?;
+    wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
+    apply(&apps, &application("web", spec("web:2"))?).await?;
+    wait_for_step(&releases, "web-2", 0).await?;
+    let before = workload_uids(&client, env.namespace()).await?;
+
+    // The Strategy's pause shortened: web-2, paused for 10 minutes, completes.
+    apply_strategy(&client, env.namespace(), "canary", steps("1s")).await?;
+    wait_for_phase(&releases, "web-2", ReleasePhase::Complete).await?;
+    assert_eq!(
+        release_names(&releases, "web").await?,
+        names(&["web-1", "web-2"]),
+        "a strategy change makes no Release"
+    );
+    // web-1 retired: of what there was, only web-2's Deployment and pods are left, the same.
+    let after = workload_uids(&client, env.namespace()).await?;
+    let web_2 = |uids: &BTreeSet<(String, String)>| -> BTreeSet<(String, String)> {
+        uids.iter()
+            .filter(|(name, _)| name.starts_with("web-2"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        web_2(&after),
+        web_2(&before),
+        "web-2 was not installed again"
+    );
     Ok(())
 }
 

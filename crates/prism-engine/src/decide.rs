@@ -7,6 +7,7 @@ use prism_api::strategy::{
 
 use crate::converge::{ClusterTarget, NOTHING, VersionTarget, converge};
 use crate::effective::{ClusterPlace, StepState, in_scope, state_at};
+use crate::follow::recorded;
 use crate::model::{
     Abort, AbortCause, Change, ClusterDecision, ClusterInfo, ClusterObservation, ClusterPhase,
     Condition, ConditionKind, Decision, Event, EventKind, Input, Phase, Progress, ReleaseDecision,
@@ -67,6 +68,15 @@ pub fn decide<'a>(input: &Input<'a>) -> Decision<'a> {
                 });
             }
             let hold = hold.as_ref().filter(|_| roles.contender == Some(index));
+            // The contender's progress is named (it followed its pipeline); steps it entered since
+            // are named here.
+            if progress.step_name.is_some() {
+                progress.step_name = release
+                    .pipeline
+                    .steps
+                    .get(progress.step as usize)
+                    .map(|step| step.name.clone());
+            }
             ReleaseDecision {
                 release: release.name,
                 role: roles.of[index],
@@ -255,10 +265,15 @@ impl<'a> Rollout<'a, '_> {
             return (fleet, Some(Hold::NoSteps));
         };
         let progress = &mut all_progress[self.contender];
-        let judged_step = progress.step as usize;
-        progress.step = progress.step.min(last as u32);
+        // The adapters judged the step at the index they keep records by: when the pipeline was
+        // edited and the current step moved or was replaced, that is another step, and the
+        // current one waits for verdicts of its own.
+        let judged_step = progress
+            .follow(release.pipeline)
+            .keeps_step_records()
+            .then_some(progress.step as usize);
 
-        if let Some(verdict) = self.failure(judged_step, steps.get(judged_step)) {
+        if let Some(verdict) = judged_step.and_then(|judged| self.failure(judged, &steps[judged])) {
             let (cause, message) = verdict;
             start_rollback(release.name, progress, cause, message, self.events);
             *roles = Roles::assign(input, all_progress);
@@ -290,7 +305,7 @@ impl<'a> Rollout<'a, '_> {
                 reason,
                 format!("{why}: step {}", release.pipeline.step_label(target)),
             );
-            enter_step(progress, target);
+            progress.enter(target);
         }
         let gates_skipped_at_last = command.is_some_and(|target| target > last);
 
@@ -320,10 +335,10 @@ impl<'a> Rollout<'a, '_> {
                     "StepAchieved",
                     format!("step {} achieved", release.pipeline.step_label(step)),
                 );
-                input.now
+                recorded(input.now)
             });
 
-            let fresh = step == judged_step;
+            let fresh = judged_step == Some(step);
             let hold = if gates_skipped_at_last && step == last {
                 None
             } else {
@@ -381,7 +396,7 @@ impl<'a> Rollout<'a, '_> {
                 *roles = Roles::assign(input, all_progress);
                 return (Fleet::plan(input, self.schedules, roles, &[]), None);
             }
-            enter_step(progress, step + 1);
+            progress.enter(step + 1);
             progress.phase = Phase::Progressing;
             self.event(
                 "StepAdvanced",
@@ -471,7 +486,7 @@ impl<'a> Rollout<'a, '_> {
             })
         } else if let Some(&cluster) = queued.first() {
             // Nothing moves, so the next wave did not start: the clusters before it soak.
-            let until = soaked_at.unwrap_or(now);
+            let until = soaked_at.unwrap_or(recorded(now));
             self.requeue_at(until);
             Some(Hold::Queued {
                 cluster: fleet.clusters[cluster].cluster,
@@ -528,9 +543,8 @@ impl<'a> Rollout<'a, '_> {
     }
 
     /// A failed analysis or webhook of the step the adapters judged.
-    fn failure(&self, judged_step: usize, step: Option<&Step>) -> Option<(AbortCause, String)> {
+    fn failure(&self, judged_step: usize, step: &Step) -> Option<(AbortCause, String)> {
         let release = &self.input.releases[self.contender];
-        let step = step?;
         let failed = |verdict: &Verdict| match verdict {
             Verdict::Failed { reason } => Some(reason.clone()),
             _ => None,
@@ -626,13 +640,6 @@ struct StepMove<'a> {
     soaked_at: Option<Timestamp>,
     /// Why the release rolls back, when more clusters failed than the budget allows.
     over_budget: Option<String>,
-}
-
-/// The contender moves to `step`: the clusters' records are of the step they left.
-fn enter_step(progress: &mut Progress, step: usize) {
-    progress.step = step as u32;
-    progress.achieved_at = None;
-    progress.clusters.clear();
 }
 
 /// What a cluster that has not reached its step waits for, as people read it: first of all the

@@ -37,6 +37,7 @@ mod capacity;
 mod converge;
 mod decide;
 mod effective;
+mod follow;
 mod model;
 mod schedule;
 mod schedules;
@@ -45,6 +46,7 @@ mod validate;
 mod waves;
 
 pub use decide::decide;
+pub use follow::Followed;
 pub use model::*;
 pub use schedule::{Candidate, Exclusion, Requirement, ScheduleError, Shortfall, schedule};
 pub use schedules::scheduled_clusters;

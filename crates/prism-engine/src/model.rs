@@ -59,7 +59,13 @@ pub struct ReleaseInput<'a> {
 pub struct Progress {
     /// Index of the current step.
     pub step: u32,
-    /// When every cluster in the step's scope first reached it; pauses count from here.
+    /// The current step's name when this progress was recorded: a pipeline edited under the
+    /// release (a strategy change applies to the release in flight) is followed by it, see
+    /// [`Progress::follow`]. None: the step at `step`, whatever its name.
+    pub step_name: Option<String>,
+    /// When every cluster in the step's scope first reached it, rounded up to the whole second
+    /// (the status keeps whole seconds): pauses count from here, so never from before the real
+    /// moment.
     pub achieved_at: Option<Timestamp>,
     pub phase: Phase,
     /// Why the release is rolling back or was rolled back.
@@ -74,7 +80,8 @@ pub struct Progress {
 #[serde(rename_all = "camelCase")]
 pub struct ClusterStepProgress {
     /// When the cluster's wave started moving it towards the step (or it was found there), or it
-    /// last dropped out of the step: its progress deadline counts from here.
+    /// last dropped out of the step: its progress deadline counts from here. Like every moment
+    /// recorded, rounded up to the whole second.
     pub since: Timestamp,
     /// When the cluster reached the step, while it stays there: its soak counts from here.
     pub achieved_at: Option<Timestamp>,

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp};
 use prism_api::strategy::Pipeline;
 
+use crate::follow::recorded;
 use crate::model::ClusterStepProgress;
 
 /// A pipeline's `waves`, defaults applied.
@@ -48,7 +49,7 @@ impl ClusterStepProgress {
     /// A cluster whose wave starts now.
     fn admitted(now: Timestamp) -> ClusterStepProgress {
         ClusterStepProgress {
-            since: now,
+            since: recorded(now),
             achieved_at: None,
             failed: None,
         }
@@ -57,6 +58,7 @@ impl ClusterStepProgress {
     /// A cluster found at the step's state before its wave: it stays there, as if admitted and
     /// achieved now.
     fn found_achieved(now: Timestamp) -> ClusterStepProgress {
+        let now = recorded(now);
         ClusterStepProgress {
             since: now,
             achieved_at: Some(now),
@@ -68,10 +70,10 @@ impl ClusterStepProgress {
     /// its soak again once back, and has a full progress deadline to get back.
     fn observe(&mut self, achieved: bool, now: Timestamp) {
         match (achieved, self.achieved_at) {
-            (true, None) => self.achieved_at = Some(now),
+            (true, None) => self.achieved_at = Some(recorded(now)),
             (false, Some(_)) => {
                 self.achieved_at = None;
-                self.since = now;
+                self.since = recorded(now);
             }
             _ => {}
         }

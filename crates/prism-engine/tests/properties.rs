@@ -211,6 +211,7 @@ impl Case {
                     capacity: Capacity::Replicas(BASE),
                     progress: Progress {
                         step: *step,
+                        step_name: None,
                         achieved_at: achieved.then(|| at(0)),
                         phase: *phase,
                         abort: None,

@@ -116,7 +116,7 @@ async fn the_api_server_takes_the_crds_and_judges_applications_by_them() {
 }
 
 #[tokio::test]
-async fn a_release_is_immutable_but_for_its_commands() {
+async fn a_release_is_immutable_but_for_its_commands_and_its_strategy() {
     let env = TestEnv::new("prism-release").await;
     let client = env.clusters()[0].client();
     let namespace = env.namespace();
@@ -165,12 +165,16 @@ async fn a_release_is_immutable_but_for_its_commands() {
         "spec.revision",
         immutable
     ));
-    let strategy = json!({"steps": [{"name": "all", "capacity": {"contender": "100%"}}]});
-    assert!(objects_to(
-        &patch(json!({"strategy": strategy})).await,
-        "spec.strategy",
-        immutable
-    ));
+    // The controller updates the strategy of a Release rolling out.
+    let strategy = json!({"steps": [
+        {"name": "canary", "capacity": {"contender": "50%"}},
+        {"name": "all", "capacity": {"contender": "100%"}},
+        {"name": "done", "capacity": {"contender": "100%", "incumbent": "0%"}}
+    ]});
+    assert_eq!(
+        patch(json!({"strategy": strategy})).await,
+        Vec::<String>::new()
+    );
     let mut template = app["spec"]["template"].clone();
     template["manifests"][0]["spec"]["replicas"] = json!(7);
     // The rule sees inside the manifests, though their fields are unknown to the schema.
