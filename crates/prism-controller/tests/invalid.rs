@@ -331,7 +331,24 @@ async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> a
                 t["manifests"][0]["spec"]["replicas"] = json!("three")
             })),
             reason: "InvalidSpec",
-            problem: r#"spec.template.manifests[0] (Deployment web): spec.replicas: invalid type: string "three", expected i32"#,
+            problem: r#"spec.template.manifests[0].spec.replicas: invalid type: string "three", expected i32"#,
+        },
+        Reported {
+            name: "replicas-negative",
+            spec: spec_of(template_with(|t| {
+                t["manifests"][0]["spec"]["replicas"] = json!(-2)
+            })),
+            reason: "InvalidSpec",
+            problem: "spec.template.manifests[0].spec.replicas: replicas is the number of pods to run: 0 or more",
+        },
+        Reported {
+            name: "unknown-field",
+            spec: spec_of(template_with(|t| {
+                t["manifests"][0]["spec"]["template"]["spec"]["containers"][0]["imagePullPolcy"] =
+                    json!("Always")
+            })),
+            reason: "InvalidSpec",
+            problem: "spec.template.manifests[0].spec.template.spec.containers[0].imagePullPolcy: a Deployment (apps/v1) has no field imagePullPolcy: remove it, or fix its spelling",
         },
         Reported {
             name: "containers-five",
@@ -339,7 +356,7 @@ async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> a
                 t["manifests"][0]["spec"]["template"]["spec"]["containers"] = json!(5)
             })),
             reason: "InvalidSpec",
-            problem: "spec.template.manifests[0] (Deployment web): spec.template.spec.containers: invalid type: integer `5`, expected a sequence",
+            problem: "spec.template.manifests[0].spec.template.spec.containers: invalid type: integer `5`, expected a sequence",
         },
         Reported {
             name: "ports-x",
@@ -347,7 +364,7 @@ async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> a
                 t["manifests"][1]["spec"]["ports"] = json!("x")
             })),
             reason: "InvalidSpec",
-            problem: r#"spec.template.manifests[1] (Service web): spec.ports: invalid type: string "x", expected a sequence"#,
+            problem: r#"spec.template.manifests[1].spec.ports: invalid type: string "x", expected a sequence"#,
         },
         Reported {
             name: "config-map-data-list",
@@ -357,7 +374,7 @@ async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> a
                 }))
             })),
             reason: "InvalidSpec",
-            problem: "spec.template.manifests[2] (ConfigMap settings): data: invalid type: sequence, expected a map",
+            problem: "spec.template.manifests[2].data: invalid type: sequence, expected a map",
         },
     ];
 
@@ -405,7 +422,8 @@ async fn an_invalid_application_once_fixed_gets_its_first_release() -> anyhow::R
         t["manifests"][0]["spec"]["replicas"] = json!("three")
     }));
     apply(&apps, &application("web", broken)?).await?;
-    let problem = r#"spec.template.manifests[0] (Deployment web): spec.replicas: invalid type: string "three", expected i32"#;
+    let problem =
+        r#"spec.template.manifests[0].spec.replicas: invalid type: string "three", expected i32"#;
     wait_for_valid(&apps, "web", "Valid is False", |c| {
         c.status == "False" && c.message.contains(problem)
     })
@@ -433,5 +451,107 @@ async fn an_invalid_application_once_fixed_gets_its_first_release() -> anyhow::R
         },
     )
     .await?;
+    Ok(())
+}
+
+/// A template that passes every offline check, and what the API server must refuse in it.
+struct RefusedByServer {
+    name: &'static str,
+    spec: Value,
+    /// The field of the object as written that the API server names.
+    field: &'static str,
+}
+
+#[tokio::test]
+async fn a_template_only_the_api_server_refuses_is_reported_before_any_release()
+-> anyhow::Result<()> {
+    let env = TestEnv::new("invalid-server").await;
+    let (client, apps, releases, _controller) = setup(&env).await?;
+
+    let cases = [
+        RefusedByServer {
+            name: "requests-above-limits",
+            spec: spec_of(template_with(|t| {
+                t["manifests"][0]["spec"]["template"]["spec"]["containers"][0]["resources"] =
+                    json!({"requests": {"cpu": "2"}, "limits": {"cpu": "1"}})
+            })),
+            field: "spec.template.spec.containers[0].resources.requests",
+        },
+        RefusedByServer {
+            name: "mount-without-volume",
+            spec: spec_of(template_with(|t| {
+                t["manifests"][0]["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] =
+                    json!([{"name": "conf", "mountPath": "/etc/web"}])
+            })),
+            field: "spec.template.spec.containers[0].volumeMounts[0].name",
+        },
+    ];
+    for case in &cases {
+        let app = application(case.name, case.spec.clone())?;
+        assert_eq!(
+            prism_api::validate::application(&app.spec),
+            Ok(()),
+            "{}: only the API server can tell",
+            case.name
+        );
+        apply(&apps, &app).await?;
+    }
+    let source = "spec.template.manifests[0] (Deployment web): the API server refuses it: ";
+    for case in &cases {
+        let status =
+            wait_for_valid(&apps, case.name, "Valid is False", |c| c.status == "False").await?;
+        let valid = valid_condition(&status).unwrap();
+        assert_eq!(valid.reason, "InvalidTemplate", "{}: {valid:?}", case.name);
+        assert!(
+            valid.message.contains(source) && valid.message.contains(case.field),
+            "{}: the condition says {:?}",
+            case.name,
+            valid.message
+        );
+        assert_eq!(status.phase, Some(ApplicationPhase::Invalid));
+        let event = wait_for_warning(
+            &client,
+            env.namespace(),
+            case.name,
+            "InvalidTemplate",
+            source,
+        )
+        .await?;
+        assert!(
+            event
+                .note
+                .as_deref()
+                .unwrap_or_default()
+                .contains(case.field),
+            "{}: {event:?}",
+            case.name
+        );
+    }
+    for case in &cases {
+        assert_eq!(
+            made_for(&env, &client, case.name).await?,
+            BTreeSet::new(),
+            "{}",
+            case.name
+        );
+    }
+
+    // Fixed, the same Application gets its first Release, and its template is on record as
+    // accepted by the API server.
+    let fixed = application(cases[0].name, spec_of(web_template("web:1", 2)))?;
+    apply(&apps, &fixed).await?;
+    let status = wait_for_valid(&apps, cases[0].name, "Valid is True", |c| {
+        c.status == "True"
+    })
+    .await?;
+    assert_eq!(
+        valid_condition(&status).unwrap().message,
+        prism_controller::dry_run::ACCEPTED
+    );
+    assert_eq!(status.current_revision, Some(1));
+    releases
+        .get(&format!("{}-1", cases[0].name))
+        .await
+        .map_err(anyhow::Error::from)?;
     Ok(())
 }
