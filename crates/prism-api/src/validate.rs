@@ -19,6 +19,7 @@ use crate::strategy::{
     Metric, Pipeline, Route, RouteMatch, RouteTo, Step, TrafficStep, Waves, Webhook, Webhooks,
 };
 
+mod deployment;
 mod manifests;
 pub mod syntax;
 

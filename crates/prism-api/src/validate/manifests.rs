@@ -11,10 +11,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::Resource;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, PodTemplateSpec, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -127,7 +126,7 @@ impl Checker {
     /// The manifest at `path` as the typed object of its kind, parsed strictly: each field the
     /// kind does not have, and a field of the wrong type, is an error at its full path. The object
     /// is returned when it parses, unknown fields or not, so that its values are checked too.
-    fn typed<K: Resource + DeserializeOwned>(
+    pub(super) fn typed<K: Resource + DeserializeOwned>(
         &mut self,
         manifest: &Manifest,
         path: &str,
@@ -180,7 +179,7 @@ impl Checker {
     }
 
     /// The name, labels and annotation keys of an object, its name checked by `name_rule`.
-    fn metadata(
+    pub(super) fn metadata(
         &mut self,
         metadata: &ObjectMeta,
         path: &str,
@@ -207,7 +206,7 @@ impl Checker {
         }
     }
 
-    fn labels(&mut self, labels: Option<&BTreeMap<String, String>>, path: &str) {
+    pub(super) fn labels(&mut self, labels: Option<&BTreeMap<String, String>>, path: &str) {
         for (key, value) in labels.into_iter().flatten() {
             if let Some(problem) = syntax::qualified_name(key) {
                 self.fail(path, key, format!("not a valid label key: {problem}"));
@@ -222,187 +221,7 @@ impl Checker {
         }
     }
 
-    /// Checks the workload: it parses, its counts are possible, its selector selects its own
-    /// pods, and it runs containers.
-    fn deployment(&mut self, manifest: &Manifest, path: &str) -> Option<Deployment> {
-        let deployment: Deployment = self.typed(manifest, path)?;
-        self.metadata(&deployment.metadata, path, syntax::dns_subdomain);
-        let spec = deployment.spec.clone().unwrap_or_default();
-        let spec_path = format!("{path}.spec");
-        for (field, value, what) in [
-            ("replicas", spec.replicas, "the number of pods to run"),
-            (
-                "minReadySeconds",
-                spec.min_ready_seconds,
-                "how long a new pod must be ready before it counts as available",
-            ),
-            (
-                "revisionHistoryLimit",
-                spec.revision_history_limit,
-                "how many old ReplicaSets to keep",
-            ),
-        ] {
-            if let Some(value) = value.filter(|value| *value < 0) {
-                self.fail(
-                    format!("{spec_path}.{field}"),
-                    &value,
-                    format!("{field} is {what}: 0 or more"),
-                );
-            }
-        }
-        if let Some(deadline) = spec.progress_deadline_seconds
-            && deadline <= spec.min_ready_seconds.unwrap_or(0)
-        {
-            self.fail(
-                format!("{spec_path}.progressDeadlineSeconds"),
-                &deadline,
-                "progressDeadlineSeconds must be greater than minReadySeconds",
-            );
-        }
-        let selector = &spec.selector;
-        let selector_path = format!("{spec_path}.selector");
-        let labels = spec
-            .template
-            .metadata
-            .as_ref()
-            .and_then(|m| m.labels.clone())
-            .unwrap_or_default();
-        if !has_terms(selector) {
-            self.fail(
-                &selector_path,
-                selector,
-                "a Deployment needs spec.selector, the labels that pick its pods: e.g. matchLabels: {app: web}, with the same labels in spec.template.metadata.labels",
-            );
-        } else if self.selector(selector, &selector_path) && !selects(selector, &labels) {
-            self.fail(
-                &selector_path,
-                selector,
-                "the Deployment's selector must match its pod template's labels: add the selector's labels to spec.template.metadata.labels",
-            );
-        }
-        self.pod(&spec.template, &format!("{spec_path}.template"));
-        Some(deployment)
-    }
-
-    /// Checks a selector's syntax; whether it is well formed.
-    fn selector(&mut self, selector: &LabelSelector, path: &str) -> bool {
-        let before = self.errors.len();
-        self.labels(
-            selector.match_labels.as_ref(),
-            &format!("{path}.matchLabels"),
-        );
-        for (k, expression) in selector.match_expressions.iter().flatten().enumerate() {
-            let path = format!("{path}.matchExpressions[{k}]");
-            if let Some(problem) = syntax::qualified_name(&expression.key) {
-                self.fail(
-                    format!("{path}.key"),
-                    &expression.key,
-                    format!("not a valid label key: {problem}"),
-                );
-            }
-            let values = expression.values.as_deref().unwrap_or_default();
-            match expression.operator.as_str() {
-                "In" | "NotIn" if values.is_empty() => self.fail(
-                    format!("{path}.values"),
-                    &expression.values,
-                    "the operators In and NotIn need at least one value",
-                ),
-                "Exists" | "DoesNotExist" if !values.is_empty() => self.fail(
-                    format!("{path}.values"),
-                    &expression.values,
-                    "the operators Exists and DoesNotExist take no values: remove them",
-                ),
-                "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
-                other => self.fail(
-                    format!("{path}.operator"),
-                    &other,
-                    "the operator is one of In, NotIn, Exists and DoesNotExist",
-                ),
-            }
-        }
-        self.errors.len() == before
-    }
-
-    /// The pod template: its labels, and containers with a name, an image and possible ports.
-    fn pod(&mut self, pod: &PodTemplateSpec, path: &str) {
-        self.labels(
-            pod.metadata.as_ref().and_then(|m| m.labels.as_ref()),
-            &format!("{path}.metadata.labels"),
-        );
-        let spec = pod.spec.clone().unwrap_or_default();
-        let containers_path = format!("{path}.spec.containers");
-        if spec.containers.is_empty() {
-            self.fail(
-                &containers_path,
-                &spec.containers,
-                "a Deployment runs at least one container: add one with a name and an image",
-            );
-        }
-        let mut names = BTreeSet::new();
-        let init = spec.init_containers.iter().flatten();
-        let all = spec
-            .containers
-            .iter()
-            .enumerate()
-            .map(|(j, c)| (format!("{containers_path}[{j}]"), c))
-            .chain(
-                init.enumerate()
-                    .map(|(j, c)| (format!("{path}.spec.initContainers[{j}]"), c)),
-            );
-        for (path, container) in all {
-            if !container.name.is_empty() && !names.insert(container.name.clone()) {
-                self.fail(
-                    format!("{path}.name"),
-                    &container.name,
-                    "containers' names are unique within a pod: rename one",
-                );
-            }
-            self.container(container, &path);
-        }
-    }
-
-    fn container(&mut self, container: &Container, path: &str) {
-        if container.name.is_empty() {
-            self.fail(
-                format!("{path}.name"),
-                &container.name,
-                "every container needs a name",
-            );
-        } else if let Some(problem) = syntax::dns_label(&container.name) {
-            self.fail(
-                format!("{path}.name"),
-                &container.name,
-                format!("not a valid container name: {problem}"),
-            );
-        }
-        if container
-            .image
-            .as_deref()
-            .unwrap_or_default()
-            .trim()
-            .is_empty()
-        {
-            self.fail(
-                format!("{path}.image"),
-                &container.image,
-                "every container needs an image: the images are what a new version changes",
-            );
-        }
-        let mut names = BTreeSet::new();
-        for (p, port) in container.ports.iter().flatten().enumerate() {
-            let path = format!("{path}.ports[{p}]");
-            self.port(&format!("{path}.containerPort"), port.container_port);
-            if let Some(host_port) = port.host_port.filter(|port| *port != 0) {
-                self.port(&format!("{path}.hostPort"), host_port);
-            }
-            self.protocol(port.protocol.as_deref(), &path);
-            if let Some(name) = &port.name {
-                self.port_name(name, &mut names, &path);
-            }
-        }
-    }
-
-    fn port(&mut self, path: &str, port: i32) {
+    pub(super) fn port(&mut self, path: &str, port: i32) {
         if !(1..=MAX_PORT).contains(&port) {
             self.fail(
                 path,
@@ -412,7 +231,7 @@ impl Checker {
         }
     }
 
-    fn protocol(&mut self, protocol: Option<&str>, path: &str) {
+    pub(super) fn protocol(&mut self, protocol: Option<&str>, path: &str) {
         if let Some(protocol) = protocol.filter(|p| !PROTOCOLS.contains(p)) {
             self.fail(
                 format!("{path}.protocol"),
@@ -422,7 +241,7 @@ impl Checker {
         }
     }
 
-    fn port_name(&mut self, name: &str, seen: &mut BTreeSet<String>, path: &str) {
+    pub(super) fn port_name(&mut self, name: &str, seen: &mut BTreeSet<String>, path: &str) {
         if let Some(problem) = syntax::port_name(name) {
             self.fail(format!("{path}.name"), &name, problem);
         } else if !seen.insert(name.to_owned()) {
@@ -623,38 +442,4 @@ fn value_at<'a>(object: &'a Value, path: &[Part]) -> &'a Value {
         }
     }
     node
-}
-
-/// Whether a selector names any label: an empty one would select every pod of the namespace,
-/// other applications' included.
-fn has_terms(selector: &LabelSelector) -> bool {
-    selector
-        .match_labels
-        .as_ref()
-        .is_some_and(|m| !m.is_empty())
-        || selector
-            .match_expressions
-            .as_ref()
-            .is_some_and(|e| !e.is_empty())
-}
-
-/// Whether a Deployment's selector selects its own pods.
-fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let labels_match = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let expressions_match = selector.match_expressions.iter().flatten().all(|e| {
-        let value = labels.get(&e.key);
-        let listed = || value.is_some_and(|v| e.values.iter().flatten().any(|x| x == v));
-        match e.operator.as_str() {
-            "In" => listed(),
-            "NotIn" => !listed(),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    });
-    labels_match && expressions_match
 }
