@@ -171,9 +171,10 @@ pub async fn check(
             .map_err(|error| Error::kube(what.clone())(kube::Error::BuildRequest(error)))?;
         // As strict as the providers' server-side applies: an unknown field is refused.
         let uri = format!("{}&fieldValidation=Strict", request.uri());
-        *request.uri_mut() = uri
-            .parse()
-            .map_err(|_| Error::MissingField(what.clone(), "a request URI"))?;
+        *request.uri_mut() = uri.parse().map_err(|error| {
+            let invalid = kube::core::request::Error::Validation(format!("{uri}: {error}"));
+            Error::kube(what.clone())(kube::Error::BuildRequest(invalid))
+        })?;
         match client.request::<DynamicObject>(request).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if matches!(status.code, 400 | 422) => {
