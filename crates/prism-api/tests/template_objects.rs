@@ -32,7 +32,8 @@ fn a_complete_template_with_every_kind_passes() {
     let found = errors_after(|manifests| {
         let deployment = &mut manifests[0];
         deployment["metadata"]["labels"] = json!({"app.kubernetes.io/name": "web"});
-        deployment["metadata"]["annotations"] = json!({"example.com/owner": "team-a"});
+        // Kubernetes reads annotation keys without regard to case.
+        deployment["metadata"]["annotations"] = json!({"Example.com/Owner": "team-a"});
         deployment["metadata"]["creationTimestamp"] = Value::Null;
         deployment["spec"]["strategy"] =
             json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%"}});
@@ -51,7 +52,8 @@ fn a_complete_template_with_every_kind_passes() {
         });
         manifests[1]["spec"] = json!({"type": "ClusterIP", "ports": [
             {"name": "http", "port": 80, "targetPort": "http"},
-            {"name": "admin", "port": 9090, "targetPort": 9090, "protocol": "TCP"}
+            // A Service's port name is a DNS label, longer than a container port's may be.
+            {"name": "admin-metrics-endpoint", "port": 9090, "targetPort": 9090, "protocol": "TCP"}
         ]});
         push(
             manifests,
@@ -193,7 +195,7 @@ fn config_map_keys() {
     assert_eq!(
         found,
         [
-            "spec.template.manifests[2].data: a ConfigMap's key is at most 253 letters, digits, '-', '_' and '.' (not . or ..)",
+            "spec.template.manifests[2].data: a ConfigMap's key is at most 253 letters, digits, '-', '_' and '.', and neither . nor starts with ..",
             "spec.template.manifests[2].binaryData: a key is in data or in binaryData, not in both: remove one",
         ]
     );

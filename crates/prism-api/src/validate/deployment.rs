@@ -187,7 +187,7 @@ impl Checker {
             }
             self.protocol(port.protocol.as_deref(), &path);
             if let Some(name) = &port.name {
-                self.port_name(name, &mut names, &path);
+                self.port_name(name, syntax::port_name, &mut names, &path);
             }
         }
     }

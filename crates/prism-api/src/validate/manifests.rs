@@ -84,7 +84,7 @@ impl Checker {
                 Some("HorizontalPodAutoscaler") => {
                     let hpa = self.typed(manifest, &path);
                     if let Some(hpa) = &hpa {
-                        self.hpa_bounds(hpa, &path);
+                        self.autoscaler(hpa, &path);
                     }
                     autoscalers.push((path, hpa));
                 }
@@ -195,8 +195,9 @@ impl Checker {
             );
         }
         self.labels(metadata.labels.as_ref(), &format!("{path}.metadata.labels"));
+        // Kubernetes checks annotation keys without regard to case.
         for key in metadata.annotations.iter().flatten().map(|(key, _)| key) {
-            if let Some(problem) = syntax::qualified_name(key) {
+            if let Some(problem) = syntax::qualified_name(&key.to_lowercase()) {
                 self.fail(
                     format!("{path}.metadata.annotations"),
                     key,
@@ -241,8 +242,16 @@ impl Checker {
         }
     }
 
-    pub(super) fn port_name(&mut self, name: &str, seen: &mut BTreeSet<String>, path: &str) {
-        if let Some(problem) = syntax::port_name(name) {
+    /// A port's name, by `rule` (a container's port has an IANA service name, a Service's port a
+    /// DNS label), unique among its siblings.
+    pub(super) fn port_name(
+        &mut self,
+        name: &str,
+        rule: fn(&str) -> Option<String>,
+        seen: &mut BTreeSet<String>,
+        path: &str,
+    ) {
+        if let Some(problem) = rule(name) {
             self.fail(format!("{path}.name"), &name, problem);
         } else if !seen.insert(name.to_owned()) {
             self.fail(
@@ -281,7 +290,7 @@ impl Checker {
             }
             self.protocol(port.protocol.as_deref(), &path);
             match &port.name {
-                Some(name) => self.port_name(name, &mut names, &path),
+                Some(name) => self.port_name(name, service_port_name, &mut names, &path),
                 None if ports.len() > 1 => self.fail(
                     format!("{path}.name"),
                     &None::<()>,
@@ -318,7 +327,7 @@ impl Checker {
     }
 
     /// An autoscaler's name and bounds: Kubernetes needs at least 1 pod at either bound.
-    fn hpa_bounds(&mut self, hpa: &HorizontalPodAutoscaler, path: &str) {
+    fn autoscaler(&mut self, hpa: &HorizontalPodAutoscaler, path: &str) {
         self.metadata(&hpa.metadata, path, syntax::dns_subdomain);
         let spec = &hpa.spec;
         if let Some(min) = spec.min_replicas.filter(|min| *min < 1) {
@@ -442,4 +451,10 @@ fn value_at<'a>(object: &'a Value, path: &[Part]) -> &'a Value {
         }
     }
     node
+}
+
+/// A Service's port name: a DNS label.
+fn service_port_name(name: &str) -> Option<String> {
+    syntax::dns_label(name)
+        .map(|problem| format!("a Service's port name is a DNS label: {problem}"))
 }

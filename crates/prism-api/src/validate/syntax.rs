@@ -81,9 +81,9 @@ pub fn config_key(key: &str) -> Option<String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && key != "."
-        && key != "..";
+        && !key.starts_with("..");
     (!valid).then(|| {
-        "a ConfigMap's key is at most 253 letters, digits, '-', '_' and '.' (not . or ..)"
+        "a ConfigMap's key is at most 253 letters, digits, '-', '_' and '.', and neither . nor starts with .."
             .to_owned()
     })
 }
@@ -179,7 +179,7 @@ mod tests {
     fn config_map_keys() {
         assert_eq!(config_key("app.properties"), None);
         assert_eq!(config_key("LOG_LEVEL"), None);
-        for bad in ["", ".", "..", "a/b", "a b"] {
+        for bad in ["", ".", "..", "..a", "a/b", "a b"] {
             assert!(config_key(bad).is_some(), "{bad}");
         }
     }
