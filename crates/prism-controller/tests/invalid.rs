@@ -555,3 +555,102 @@ async fn a_template_only_the_api_server_refuses_is_reported_before_any_release()
         .map_err(anyhow::Error::from)?;
     Ok(())
 }
+
+#[tokio::test]
+async fn the_offline_checks_give_the_api_servers_verdict_where_they_can() -> anyhow::Result<()> {
+    let env = TestEnv::new("invalid-agree").await;
+    let client = env.cluster("c1").client();
+    prism_testkit::install_crds(&client, prism_api::crds()).await?;
+
+    fn container(template: &mut Value) -> &mut Value {
+        &mut template["manifests"][0]["spec"]["template"]["spec"]["containers"][0]
+    }
+    // Fields the providers write as the template has them (not the replicas, autoscaler bounds,
+    // names or Service selector, which they set themselves).
+    let cases: Vec<(&str, Value)> = vec![
+        ("valid", web_template("web:1", 2)),
+        (
+            "unknown-field",
+            template_with(|t| container(t)["imagePullPolcy"] = json!("Always")),
+        ),
+        (
+            "port-out-of-range",
+            template_with(|t| container(t)["ports"] = json!([{"containerPort": 80800}])),
+        ),
+        (
+            "protocol",
+            template_with(|t| {
+                container(t)["ports"] = json!([{"containerPort": 80, "protocol": "HTTP"}])
+            }),
+        ),
+        (
+            "container-name",
+            template_with(|t| container(t)["name"] = json!("Web")),
+        ),
+        (
+            "no-image",
+            template_with(|t| {
+                container(t).as_object_mut().unwrap().remove("image");
+            }),
+        ),
+        (
+            "label-value",
+            template_with(|t| {
+                t["manifests"][0]["spec"]["template"]["metadata"]["labels"]["team"] = json!("-core")
+            }),
+        ),
+        (
+            "selector-misses-pods",
+            template_with(|t| {
+                t["manifests"][0]["spec"]["selector"]["matchLabels"]["tier"] = json!("front")
+            }),
+        ),
+        (
+            "service-ports-unnamed",
+            template_with(|t| {
+                t["manifests"][1]["spec"]["ports"] = json!([{"port": 80}, {"port": 443}])
+            }),
+        ),
+        (
+            "service-port-zero",
+            template_with(|t| t["manifests"][1]["spec"]["ports"] = json!([{"port": 0}])),
+        ),
+        (
+            "config-map-key",
+            template_with(|t| {
+                t["manifests"].as_array_mut().unwrap().push(json!({
+                    "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},
+                    "data": {"a/b": "1"}
+                }))
+            }),
+        ),
+    ];
+    let mut disagreements = Vec::new();
+    for (name, template) in cases {
+        let mut app = application(name, spec_of(template))?;
+        app.metadata.namespace = Some(env.namespace().to_owned());
+        let offline = prism_api::validate::application(&app.spec).err();
+        let release = prism_api::Release::new(
+            &format!("{name}-1"),
+            prism_api::ReleaseSpec {
+                application: name.into(),
+                revision: 1,
+                template: app.spec.template.clone(),
+                strategy: Default::default(),
+                clusters: Vec::new(),
+                target_step: None,
+                aborted: false,
+            },
+        );
+        let candidates = prism_controller::dry_run::candidates(&app, &release)?;
+        let server =
+            prism_controller::dry_run::check(&client, env.namespace(), &candidates).await?;
+        if offline.is_some() != server.is_err() {
+            disagreements.push(format!(
+                "{name}: offline {offline:?}, the API server {server:?}"
+            ));
+        }
+    }
+    assert_eq!(disagreements, Vec::<String>::new());
+    Ok(())
+}
