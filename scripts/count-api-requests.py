@@ -175,7 +175,7 @@ def analyse(logs, offsets, since, until, user, marks, step_of):
         if kind == "writes" and "dryRun=" in e.get("requestURI", ""):
             kind = "dry_runs"
         totals[kind] += 1
-        by_verb[verb] += 1
+        by_verb[f"dry-run {verb}" if kind == "dry_runs" else verb] += 1
         by_resource[resource_name(e)][kind] += 1
         if kind != "writes":
             continue
