@@ -164,7 +164,8 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
             .iter()
             .any(|release| release.spec.template == app.spec.template);
     if let Some(release) = created.as_ref().filter(|_| !accepted) {
-        let candidates = dry_run::candidates(app, release)?;
+        let earlier: Vec<_> = observed.releases.iter().map(|r| &r.spec.template).collect();
+        let candidates = dry_run::candidates(app, release, &earlier)?;
         match dry_run::check(&ctx.client, &namespace, &candidates).await? {
             Ok(()) => accepted = true,
             Err(refused) => {

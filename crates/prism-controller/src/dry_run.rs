@@ -8,12 +8,13 @@
 //! version's leftover Deployment, the application's own Service); nothing is stored. A refusal
 //! is the Application's `Valid=False` with reason [`REASON_INVALID_TEMPLATE`]. The verdict is
 //! remembered in the `Valid` condition for the Application's generation, so the server is asked
-//! once per generation that makes a Release: never at rest, never again for the same spec.
+//! once per generation that makes a Release: never at rest, never again for the same spec; and
+//! only about the template objects no Release has as they are (a new image: one request).
 
 use kube::api::{DynamicObject, PostParams};
 use kube::core::Request;
 use kube::{Api, Client, ResourceExt};
-use prism_api::application::Manifest;
+use prism_api::application::{Manifest, Template};
 use prism_api::conditions;
 use prism_api::{Application, Release};
 use serde_json::Value;
@@ -42,10 +43,16 @@ pub struct Candidate {
 }
 
 /// The objects the workload and traffic providers would write for `release` (the Release about to
-/// be made for `app`) at full capacity, in a cluster where nothing of the application runs yet.
-/// Pure. Allocations that a second copy of a live Service would collide with (its cluster IP, its
-/// node ports) are left to the server to choose.
-pub fn candidates(app: &Application, release: &Release) -> Result<Vec<Candidate>, Error> {
+/// be made for `app`) at full capacity, in a cluster where nothing of the application runs yet,
+/// but those whose template object one of `earlier` (the templates of the Application's Releases)
+/// holds as it is: it was accepted when that Release was installed, and what the providers add to
+/// it is theirs. Pure. Allocations that a second copy of a live Service would collide with (its
+/// cluster IP, its node ports) are left to the server to choose.
+pub fn candidates(
+    app: &Application,
+    release: &Release,
+    earlier: &[&Template],
+) -> Result<Vec<Candidate>, Error> {
     let template = &release.spec.template;
     let release_name = release.name_any();
     let capacity = workload::full_capacity(template)
@@ -68,12 +75,27 @@ pub fn candidates(app: &Application, release: &Release) -> Result<Vec<Candidate>
             Write::Apply { kind, body } => Some((kind, body)),
             Write::Delete { .. } | Write::Label { .. } => None,
         })
-        .map(|(kind, mut body)| {
+        .filter_map(|(kind, mut body)| {
             let name = body["metadata"]["name"]
                 .as_str()
                 .unwrap_or_default()
                 .to_owned();
-            let source = source(template.manifests.as_slice(), kind, &name, &release_name);
+            let found = source(&template.manifests, kind, &name, &release_name);
+            if let Some((_, manifest)) = found
+                && earlier
+                    .iter()
+                    .any(|template| template.manifests.contains(manifest))
+            {
+                return None;
+            }
+            let kind_name = kind.resource().kind;
+            let source = match found {
+                Some((i, manifest)) => format!(
+                    "spec.template.manifests[{i}] ({kind_name} {})",
+                    manifest.name().unwrap_or_default()
+                ),
+                None => format!("spec.template ({kind_name} {name})"),
+            };
             if let Some(metadata) = body["metadata"].as_object_mut() {
                 metadata.remove("name");
                 metadata.insert("generateName".into(), format!("{name}-").into());
@@ -95,17 +117,21 @@ pub fn candidates(app: &Application, release: &Release) -> Result<Vec<Candidate>
                     }
                 }
             }
-            Candidate { source, kind, body }
+            Some(Candidate { source, kind, body })
         })
         .collect();
     Ok(candidates)
 }
 
-/// `spec.template.manifests[i] (Kind name)`: the template object a written object of `kind`
-/// named `written` comes from.
-fn source(manifests: &[Manifest], kind: Kind, written: &str, release: &str) -> String {
+/// The template object (and its index) a written object of `kind` named `written` comes from.
+fn source<'m>(
+    manifests: &'m [Manifest],
+    kind: Kind,
+    written: &str,
+    release: &str,
+) -> Option<(usize, &'m Manifest)> {
     let kind_name = kind.resource().kind;
-    let found = manifests.iter().enumerate().find(|(_, manifest)| {
+    manifests.iter().enumerate().find(|(_, manifest)| {
         let name = manifest.name().unwrap_or_default();
         manifest.kind() == Some(kind_name.as_str())
             && match kind {
@@ -113,14 +139,7 @@ fn source(manifests: &[Manifest], kind: Kind, written: &str, release: &str) -> S
                 Kind::Service => name == written,
                 Kind::Deployment | Kind::HorizontalPodAutoscaler | Kind::Pod => true,
             }
-    });
-    match found {
-        Some((i, manifest)) => format!(
-            "spec.template.manifests[{i}] ({kind_name} {})",
-            manifest.name().unwrap_or_default()
-        ),
-        None => format!("spec.template ({kind_name} {written})"),
-    }
+    })
 }
 
 /// The verdict remembered for the Application's current generation, if any: the `Valid`
@@ -267,7 +286,7 @@ mod tests {
     #[test]
     fn every_object_the_providers_would_write_under_a_generated_name() {
         let app = app(spec("podLabels"));
-        let candidates = candidates(&app, &release_of(&app)).unwrap();
+        let candidates = candidates(&app, &release_of(&app), &[]).unwrap();
         let found: Vec<(&str, Kind, &Value)> = candidates
             .iter()
             .map(|c| {
@@ -316,11 +335,26 @@ mod tests {
     }
 
     #[test]
+    fn only_template_objects_no_release_has_are_asked_about() {
+        let before = app(spec("podLabels"));
+        let mut changed = spec("podLabels");
+        changed["template"]["manifests"][1]["spec"]["template"]["spec"]["containers"][0]["image"] =
+            json!("web:3");
+        let app = app(changed);
+        let sources: Vec<String> = candidates(&app, &release_of(&app), &[&before.spec.template])
+            .unwrap()
+            .into_iter()
+            .map(|c| c.source)
+            .collect();
+        assert_eq!(sources, ["spec.template.manifests[1] (Deployment web)"]);
+    }
+
+    #[test]
     fn a_workload_without_traffic_writes_no_service() {
         let mut spec = spec("none");
         spec["template"]["manifests"].as_array_mut().unwrap().pop();
         let app = app(spec);
-        let kinds: Vec<Kind> = candidates(&app, &release_of(&app))
+        let kinds: Vec<Kind> = candidates(&app, &release_of(&app), &[])
             .unwrap()
             .iter()
             .map(|c| c.kind)

@@ -202,7 +202,7 @@ async fn the_offline_checks_give_the_api_servers_verdict_where_they_can() -> any
                 aborted: false,
             },
         );
-        let candidates = prism_controller::dry_run::candidates(&app, &release)?;
+        let candidates = prism_controller::dry_run::candidates(&app, &release, &[])?;
         let server =
             prism_controller::dry_run::check(&client, env.namespace(), &candidates).await?;
         if offline.is_some() != server.is_err() {
