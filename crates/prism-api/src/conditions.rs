@@ -54,6 +54,10 @@ pub mod release {
     pub const COMPLETE: &str = "Complete";
     /// True once the Release is aborted (by a person or by a failed analysis).
     pub const ABORTED: &str = "Aborted";
+    /// True while an application cluster refuses the Release's writes (an admission webhook or
+    /// policy, a quota, permissions, an invalid object); the message names each cluster, the
+    /// object and the API server's words.
+    pub const WRITES_REFUSED: &str = "WritesRefused";
 }
 
 /// Condition types of a Cluster.

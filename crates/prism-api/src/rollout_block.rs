@@ -1,7 +1,7 @@
 //! `RolloutBlock`: stops rollouts, with a message and an audited override.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::CustomResource;
+use kube::{CustomResource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -62,4 +62,20 @@ pub fn overridden_blocks(annotation: &str) -> impl Iterator<Item = &str> {
         .split(',')
         .map(str::trim)
         .filter(|name| !name.is_empty())
+}
+
+impl RolloutBlock {
+    /// The block as people read it wherever it stops something (the Application's Blocked
+    /// condition, the commands that it refuses), with the way past it:
+    /// `RolloutBlock team/freeze: release freeze (to pass it, annotate the Application with
+    /// prism.dev/override-rollout-block: freeze)`.
+    pub fn describe(&self) -> String {
+        let name = self.name_any();
+        format!(
+            "RolloutBlock {}/{name}: {} (to pass it, annotate the Application with \
+             {OVERRIDE_ROLLOUT_BLOCK_ANNOTATION}: {name})",
+            self.namespace().unwrap_or_default(),
+            self.spec.message,
+        )
+    }
 }

@@ -52,14 +52,7 @@ impl Blocks {
     /// read it, with the way past it.
     pub fn stopping(&self) -> Option<String> {
         let (block, _) = self.applying.iter().find(|(_, overridden)| !overridden)?;
-        Some(format!(
-            "RolloutBlock {}/{}: {} (to pass it, annotate the Application with {}: {})",
-            block.namespace().unwrap_or_default(),
-            block.name_any(),
-            block.spec.message,
-            OVERRIDE_ROLLOUT_BLOCK_ANNOTATION,
-            block.name_any()
-        ))
+        Some(block.describe())
     }
 
     /// Records on each overridden block that `release` of `app` rolled out through it, once.

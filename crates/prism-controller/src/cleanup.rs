@@ -2,8 +2,12 @@
 //! is not garbage-collected there when its Release or Application is deleted (in the management
 //! cluster, it is). The sweep deletes such orphans: a version whose Release is gone, and an
 //! application's Service whose Application is gone. The caches only suggest an orphan; the
-//! management cluster's API server confirms it before anything is deleted.
+//! management cluster's API server confirms it before anything is deleted. It also deletes the
+//! Service of an application that left the cluster (no version of it here, no Release of it
+//! scheduled here), which a reconcile deletes with its last version but cannot see once the
+//! Releases scheduled here are pruned or deleted: a Service that routes to nothing.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -67,26 +71,56 @@ pub async fn sweep(ctx: &Context, member: &Member) {
         }
     }
 
-    let services: Vec<(String, String, String)> = member
+    // The applications that are here, or may come: those with a version here, and those with a
+    // Release scheduled here.
+    let mut present: BTreeSet<(String, String)> = member
+        .deployments
+        .state()
+        .iter()
+        .filter_map(|deployment| {
+            Some((
+                deployment.namespace()?,
+                deployment.labels().get(APP_LABEL)?.clone(),
+            ))
+        })
+        .collect();
+    present.extend(
+        ctx.releases
+            .state()
+            .iter()
+            .filter(|release| release.spec.clusters.iter().any(|c| c.name == member.name))
+            .filter_map(|release| Some((release.namespace()?, release.spec.application.clone()))),
+    );
+    let services: Vec<(String, String, String, bool)> = member
         .services
         .state()
         .iter()
         .filter(|service| settled(&service.metadata))
         .filter_map(|service| {
             let namespace = service.namespace()?;
-            let app = service.labels().get(APP_LABEL)?;
+            let app = service.labels().get(APP_LABEL)?.clone();
             let known = ctx
                 .applications
-                .get(&ObjectRef::<Application>::new(app).within(&namespace))
+                .get(&ObjectRef::<Application>::new(&app).within(&namespace))
                 .is_some();
-            (!known).then(|| (namespace, service.name_any(), app.clone()))
+            let key = (namespace, app);
+            if known && present.contains(&key) {
+                return None;
+            }
+            let (namespace, app) = key;
+            Some((namespace, service.name_any(), app, known))
         })
         .collect();
-    for (namespace, name, app) in services {
-        if !is_gone::<Application>(&ctx.client, &namespace, &app).await {
+    for (namespace, name, app, known) in services {
+        if known {
+            // Normally gone with its last version (`rollout.rs`); this catches what a failed
+            // write or a deleted Release left.
+            info!(cluster = %member.name, %namespace, service = %name, %app, "deleting the Service of an application that left the cluster");
+        } else if is_gone::<Application>(&ctx.client, &namespace, &app).await {
+            info!(cluster = %member.name, %namespace, service = %name, "deleting what a deleted Application left");
+        } else {
             continue;
         }
-        info!(cluster = %member.name, %namespace, service = %name, "deleting what a deleted Application left");
         let deleted = Api::<Service>::namespaced(member.client.clone(), &namespace)
             .delete(&name, &DeleteParams::background())
             .await;

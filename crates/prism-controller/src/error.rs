@@ -11,6 +11,13 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// An application cluster's API server refused a write for what it is (see
+    /// [`crate::write::is_refusal`]); the rollout stage reports it rather than fail.
+    #[error("cluster {cluster}: {refusal}")]
+    Refused {
+        cluster: String,
+        refusal: crate::write::Refusal,
+    },
     /// An object the controller needs lacks a field the API server always sets.
     #[error("{0} has no {1}")]
     MissingField(String, &'static str),
@@ -34,6 +41,7 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube { .. } => "kube",
+            Error::Refused { .. } => "refused",
             Error::MissingField(..) => "missing_field",
             Error::UnreadableCapacity(_) => "unreadable_capacity",
             Error::Serialize { .. } => "serialize",

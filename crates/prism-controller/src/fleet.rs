@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use futures::channel::mpsc;
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{Pod, PodStatus, Service};
+use k8s_openapi::api::core::v1::{Pod, PodStatus, PodTemplateSpec, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::NamespaceResourceScope;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -404,11 +405,24 @@ where
     (store, Box::pin(changes))
 }
 
-/// Prism reads a Deployment's labels, annotations, replicas and status, never its pod template.
+/// Prism reads a Deployment's labels, annotations, replicas and status, and of its pod template
+/// only the labels (which it must keep as they are: a change would restart the pods).
 fn strip_deployment(deployment: &mut Deployment) {
     if let Some(spec) = &mut deployment.spec {
+        let labels = spec
+            .template
+            .metadata
+            .as_mut()
+            .and_then(|metadata| metadata.labels.take());
         *spec = DeploymentSpec {
             replicas: spec.replicas,
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels,
+                    ..ObjectMeta::default()
+                }),
+                spec: None,
+            },
             ..DeploymentSpec::default()
         };
     }

@@ -19,6 +19,8 @@ pub mod dry_run;
 pub mod error;
 pub mod expectations;
 pub mod fleet;
+pub mod pacing;
+pub mod refusals;
 pub mod rollout;
 pub mod status;
 pub mod traffic;
@@ -52,6 +54,7 @@ pub use error::Error;
 use crate::calls::Calls;
 use crate::expectations::{Expectations, PATIENCE, application_of};
 use crate::fleet::{Connection, Fleet, MANAGEMENT_CLUSTER, cache_of, scoped, triggers};
+use crate::refusals::Refusals;
 
 /// Every event a reconcile depends on is watched, so this is only a safety net.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -85,6 +88,10 @@ pub struct Context {
     pub gates: Calls<GateStatus>,
     /// The pre-rollout webhooks asked: a hold, or `None` when all accepted.
     pub pre_rollouts: Calls<Option<PreRolloutHold>>,
+    /// The writes application clusters refuse, and when to try them again.
+    pub refusals: Refusals,
+    /// The Releases whose status waits for more changes of counters before it is written.
+    pub counter_lag: pacing::CounterLag,
 }
 
 /// Which objects a controller looks after.
@@ -234,6 +241,8 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         measurements: Calls::new(call_ends.clone()),
         gates: Calls::new(call_ends.clone()),
         pre_rollouts: Calls::new(call_ends),
+        refusals: Refusals::default(),
+        counter_lag: pacing::CounterLag::default(),
     });
     info!(
         namespace = namespace.unwrap_or("*"),

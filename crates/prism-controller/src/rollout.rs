@@ -9,9 +9,9 @@
 //! deciding, the current steps' analyses and webhook gates are judged (`analysis.rs`,
 //! `webhooks.rs`): their verdicts are the engine's input, their records part of the status.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{Patch, PatchParams};
@@ -21,10 +21,10 @@ use kube::{Api, Resource, ResourceExt};
 use prism_api::release::ReleaseStatus;
 use prism_api::{Application, Release};
 use prism_engine::{
-    AppPolicy, Change, ClusterInfo, ClusterObservation, Decision, EventKind, Input, ReleaseInput,
-    decide, scheduled_clusters,
+    AppPolicy, Change, ClusterInfo, ClusterObservation, ClusterPhase, Decision, Event, EventKind,
+    Input, ReleaseInput, decide, scheduled_clusters,
 };
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::Context;
 use crate::analysis::{self, Analysis};
@@ -32,11 +32,12 @@ use crate::application::{FIELD_MANAGER, publish};
 use crate::error::Error;
 use crate::expectations::ObjectKey;
 use crate::fleet::{Connection, MANAGEMENT_CLUSTER, Member, of_app};
-use crate::status::{progress, release_status};
+use crate::refusals::Refused;
+use crate::status::{differ_only_in_counters, progress, release_status, shows_refusal};
 use crate::traffic::{self, AppView, Weights};
 use crate::webhooks::{self, Gate};
 use crate::workload;
-use crate::write::execute;
+use crate::write::{Write, execute};
 
 /// Rolls `releases` (the Application's, by revision) on; returns when to decide again at the
 /// latest (a pause ending), if ever.
@@ -103,12 +104,14 @@ pub async fn reconcile(
                 version.weight = weights.get(release).copied().unwrap_or(0);
             }
         }
+        let refused = ctx.refusals.get(&namespace, &app_name, &cluster.name);
         observed.insert(
             cluster.name.clone(),
             ClusterObservation {
                 reachable: true,
                 versions,
                 routes,
+                refused: refused.as_ref().map(Refused::describe),
             },
         );
         views.insert(cluster.name.clone(), (member.clone(), view));
@@ -128,14 +131,24 @@ pub async fn reconcile(
         blocked,
     });
 
-    // 3. Apply.
+    // 3. Apply. A cluster that refuses a write makes no more of this reconcile's (the engine's
+    // order within a cluster is the safe one); the other clusters go on, and so does the status.
     let by_name: BTreeMap<String, &Release> = releases.iter().map(|r| (r.name_any(), r)).collect();
+    let mut writer = Writer {
+        ctx,
+        app: &app_ref,
+        namespace: &namespace,
+        now,
+        stopped: BTreeSet::new(),
+    };
     let mut traffic_changed = Vec::new();
     for change in &decision.changes {
-        let cluster = match change {
-            Change::Capacity { cluster, .. }
-            | Change::Traffic { cluster, .. }
-            | Change::Remove { cluster, .. } => *cluster,
+        let (cluster, release) = match change {
+            Change::Capacity {
+                cluster, release, ..
+            }
+            | Change::Remove { cluster, release } => (*cluster, by_name[*release]),
+            Change::Traffic { cluster, .. } => (*cluster, newest),
         };
         let Some((member, view)) = views.get(cluster) else {
             continue;
@@ -145,9 +158,10 @@ pub async fn reconcile(
                 release, capacity, ..
             } => {
                 let release = by_name[*release];
-                let installed = observed[cluster].versions.contains_key(&release.name_any());
+                let installed = view.deployment(&release.name_any());
                 let owner = release_owner(member, release);
-                workload::install(release, *capacity, installed, owner.as_ref())
+                let pod_labels = provider.map_or(&[][..], |p| p.pod_template_labels());
+                workload::install(release, *capacity, installed, pod_labels, owner.as_ref())
             }
             Change::Traffic { traffic, .. } => {
                 traffic_changed.push(cluster);
@@ -165,15 +179,32 @@ pub async fn reconcile(
             }
             Change::Remove { release, .. } => workload::remove(by_name[*release]),
         };
-        execute(member, &namespace, &app_ref, writes, &ctx.expectations).await?;
+        writer.write(cluster, member, release, writes).await?;
     }
-    // Keep each cluster serving the weights it is set to (a pod that became ready, or went away).
+    // Keep each cluster at rest serving the weights it is set to (a pod that became ready, or
+    // went away), and take what serves the application out of the clusters it leaves. A cluster
+    // on its way to a step is left to the step's own traffic change: mending the split of pods
+    // that are still starting or stopping would undo itself.
     if let Some(provider) = provider {
+        let at_rest = |name: &str| {
+            decision.clusters.iter().any(|cluster| {
+                cluster.cluster == name
+                    && matches!(cluster.phase, ClusterPhase::Achieved | ClusterPhase::Queued)
+            })
+        };
         for (cluster, (member, view)) in &views {
-            if traffic_changed.contains(&cluster.as_str()) {
+            let view = view.app_view(app, newest, app_owner.as_ref());
+            if leaves(&decision, cluster, &observed[cluster]) {
+                let removals = provider.remove(&view);
+                if !removals.is_empty() {
+                    info!(application = %app_name, cluster, "the application left the cluster: deleting its traffic objects");
+                    execute(member, &namespace, &app_ref, removals, &ctx.expectations).await?;
+                }
                 continue;
             }
-            let view = view.app_view(app, newest, app_owner.as_ref());
+            if traffic_changed.contains(&cluster.as_str()) || !at_rest(cluster) {
+                continue;
+            }
             let weights = provider.observe(&view);
             let repairs = if weights.is_empty() {
                 Vec::new()
@@ -182,16 +213,40 @@ pub async fn reconcile(
             };
             if !repairs.is_empty() {
                 info!(application = %app_name, cluster, writes = repairs.len(), "repairing traffic");
-                execute(member, &namespace, &app_ref, repairs, &ctx.expectations).await?;
+                writer.write(cluster, member, newest, repairs).await?;
             }
         }
     }
+    // A cluster that made every write asked of it, or was asked none of those it refused,
+    // no longer refuses; one not reached says nothing new.
+    for cluster in views.keys() {
+        if !writer.stopped.contains(cluster) {
+            ctx.refusals.accepted(&namespace, &app_name, cluster);
+        }
+    }
+    ctx.refusals.retain_apps(|namespace, name| {
+        ctx.applications
+            .get(&ObjectRef::new(name).within(namespace))
+            .is_some()
+    });
+    let refusals = ctx.refusals.of_app(&namespace, &app_name);
 
     // 4. Status, then the Events of the transitions it records.
+    let retry_after = refusals
+        .values()
+        .map(|refused| now.duration_until(refused.retry_at).unsigned_abs())
+        .min();
     let now = Time(now);
+    let mut write_counters_after = None;
     for ((release, release_decision), judged) in
         releases.iter().zip(&decision.releases).zip(&judged)
     {
+        let name = release.name_any();
+        let refused: BTreeMap<String, String> = refusals
+            .iter()
+            .filter(|(_, refused)| refused.release == name)
+            .map(|(cluster, refused)| (cluster.clone(), refused.describe()))
+            .collect();
         let status = ReleaseStatus {
             analysis: judged.analysis.status.clone(),
             gate: judged.gate.status.clone(),
@@ -201,13 +256,24 @@ pub async fn reconcile(
                 &decision.clusters,
                 &observed,
                 &unreachable,
+                &refused,
                 &now,
             )
         };
         if release.status.as_ref() == Some(&status) {
             continue;
         }
-        let name = release.name_any();
+        let lag_key = format!("{namespace}/{name}/{}", release.uid().unwrap_or_default());
+        let counters_only = release
+            .status
+            .as_ref()
+            .is_some_and(|current| differ_only_in_counters(current, &status));
+        if counters_only && let Err(wait) = ctx.counter_lag.due(&lag_key, Instant::now()) {
+            write_counters_after =
+                Some(write_counters_after.map_or(wait, |after: Duration| after.min(wait)));
+            continue;
+        }
+        ctx.counter_lag.written(&lag_key);
         let patch = serde_json::json!({
             "apiVersion": Release::api_version(&()),
             "kind": Release::kind(&()),
@@ -233,9 +299,84 @@ pub async fn reconcile(
         .iter()
         .flat_map(|judged| [judged.analysis.next, judged.gate.next]);
     Ok(judge_again
-        .chain([decision.requeue_after.map(|after| after.0.unsigned_abs())])
+        .chain([
+            decision.requeue_after.map(|after| after.0.unsigned_abs()),
+            retry_after,
+            write_counters_after,
+        ])
         .flatten()
         .min())
+}
+
+/// Makes the writes of one reconcile, cluster by cluster, and keeps account of the writes the
+/// clusters refuse (`refusals.rs`).
+struct Writer<'a> {
+    ctx: &'a Context,
+    app: &'a ObjectRef<Application>,
+    namespace: &'a str,
+    now: jiff::Timestamp,
+    /// The clusters that refused a write in this reconcile, or whose refused write waits for its
+    /// retry: they make no other write in it.
+    stopped: BTreeSet<String>,
+}
+
+impl Writer<'_> {
+    /// Makes `writes` of `release` in `cluster`. A refused one is recorded, with a Warning Event
+    /// when it is a new refusal (neither recorded nor shown in the Release's status); an error that is not a refusal (no answer, a conflict) fails the
+    /// reconcile, which is retried.
+    async fn write(
+        &mut self,
+        cluster: &str,
+        member: &Member,
+        release: &Release,
+        writes: Vec<Write>,
+    ) -> Result<(), Error> {
+        let refusals = &self.ctx.refusals;
+        let app = self.app.name.as_str();
+        if writes.is_empty() || self.stopped.contains(cluster) {
+            return Ok(());
+        }
+        if refusals
+            .get(self.namespace, app, cluster)
+            .is_some_and(|refused| refused.withholds(&writes, self.now))
+        {
+            self.stopped.insert(cluster.to_owned());
+            return Ok(());
+        }
+        let written = execute(
+            member,
+            self.namespace,
+            self.app,
+            writes,
+            &self.ctx.expectations,
+        )
+        .await;
+        let Err(Error::Refused { refusal, .. }) = written else {
+            return written;
+        };
+        self.stopped.insert(cluster.to_owned());
+        let message = format!("cluster {cluster}: {refusal}");
+        warn!(application = app, release = %release.name_any(), "{message}");
+        let shown = shows_refusal(release, cluster, &refusal.to_string());
+        let new = refusals.refused(
+            (self.namespace, app, cluster),
+            &release.name_any(),
+            refusal,
+            self.now,
+        );
+        if new && !shown {
+            publish(
+                self.ctx,
+                &release.object_ref(&()),
+                EventType::Warning,
+                "WriteRefused",
+                message,
+                "Write",
+            )
+            .await;
+        }
+        Ok(())
+    }
 }
 
 async fn publish_events(
@@ -244,6 +385,17 @@ async fn publish_events(
     ctx: &Context,
 ) {
     for event in &decision.events {
+        info!(
+            release = event.release,
+            reason = event.reason,
+            "{}",
+            event.message
+        );
+        if let Some(release) = releases.get(event.release) {
+            webhooks::notify(ctx, release, event);
+        }
+    }
+    for event in fold_transitions(&decision.events) {
         let Some(release) = releases.get(event.release) else {
             continue;
         };
@@ -251,23 +403,57 @@ async fn publish_events(
             EventKind::Normal => EventType::Normal,
             EventKind::Warning => EventType::Warning,
         };
-        info!(
-            release = event.release,
-            reason = event.reason,
-            "{}",
-            event.message
-        );
         publish(
             ctx,
             &release.object_ref(&()),
             type_,
             event.reason,
-            event.message.clone(),
+            event.message,
             "Rollout",
         )
         .await;
-        webhooks::notify(ctx, release, event);
     }
+}
+
+/// Whether the application leaves `cluster` with `decision`: every version observed there is
+/// removed by it, and no version is to run there. Its traffic objects then go too, after the
+/// versions' own (the capacity moved first, so no traffic can still reach a version there), and
+/// again in each later decision while they are still there.
+fn leaves(decision: &Decision, cluster: &str, observed: &ClusterObservation) -> bool {
+    let removed = |name: &str| {
+        decision.changes.iter().any(|change| {
+            matches!(change, Change::Remove { cluster: at, release } if *at == cluster && *release == name)
+        })
+    };
+    let to_run = decision
+        .clusters
+        .iter()
+        .filter(|decided| decided.cluster == cluster)
+        .flat_map(|decided| &decided.versions)
+        .any(|version| !version.capacity.is_zero() || !version.target.is_zero());
+    !to_run && observed.versions.keys().all(|name| removed(name))
+}
+
+/// The Kubernetes Events of one decision's transitions: the normal transitions one decision
+/// makes of a release in a row (a step achieved, the next entered, achieved at once and paused)
+/// are one Event, named after the last and listing each in order; a warning is always an Event
+/// of its own. Each transition is still said once, in fewer writes.
+fn fold_transitions<'a>(events: &[Event<'a>]) -> Vec<Event<'a>> {
+    let mut folded: Vec<Event<'a>> = Vec::new();
+    for event in events {
+        match folded.last_mut() {
+            Some(last)
+                if last.release == event.release
+                    && last.kind == EventKind::Normal
+                    && event.kind == EventKind::Normal =>
+            {
+                last.reason = event.reason;
+                last.message = format!("{}; {}", last.message, event.message);
+            }
+            _ => folded.push(event.clone()),
+        }
+    }
+    folded
 }
 
 /// The clusters chosen for `release`, as the engine reads them.
@@ -331,6 +517,15 @@ struct ClusterView {
 }
 
 impl ClusterView {
+    /// The Deployment of `release`, unless it is being deleted.
+    fn deployment(&self, release: &str) -> Option<&k8s_openapi::api::apps::v1::Deployment> {
+        self.deployments
+            .iter()
+            .map(|deployment| deployment.as_ref())
+            .filter(|deployment| deployment.metadata.deletion_timestamp.is_none())
+            .find(|deployment| deployment.metadata.name.as_deref() == Some(release))
+    }
+
     fn read(member: &Member, namespace: &str, app: &str) -> ClusterView {
         ClusterView {
             deployments: of_app(&member.deployments, namespace, app),
@@ -357,6 +552,7 @@ impl ClusterView {
                 .iter()
                 .find(|s| s.metadata.name.as_deref() == service_name)
                 .map(|s| s.as_ref()),
+            services: &self.services,
             pods: &self.pods,
             owner: owner.filter(|_| self.is_management),
         }
@@ -373,5 +569,133 @@ pub(crate) fn service_manifest<'a>(
     match &app.spec.traffic.service {
         Some(name) => services.find(|s| s.name() == Some(name.as_str())),
         None => services.next(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prism_engine::{
+        Capacity, ClusterDecision, ClusterPhase, VersionDecision, VersionObservation,
+    };
+
+    use super::*;
+
+    fn decision<'a>(versions: &[(&'a str, u32, u32)], removed: &[&'a str]) -> Decision<'a> {
+        Decision {
+            releases: Vec::new(),
+            clusters: vec![ClusterDecision {
+                cluster: "c3",
+                phase: ClusterPhase::Achieved,
+                versions: versions
+                    .iter()
+                    .map(|&(release, capacity, target)| VersionDecision {
+                        release,
+                        capacity: Capacity::Replicas(capacity),
+                        target: Capacity::Replicas(target),
+                        target_weight: 0,
+                    })
+                    .collect(),
+                traffic: None,
+            }],
+            changes: removed
+                .iter()
+                .map(|release| Change::Remove {
+                    cluster: "c3",
+                    release,
+                })
+                .collect(),
+            events: Vec::new(),
+            requeue_after: None,
+        }
+    }
+
+    fn running(releases: &[&str]) -> ClusterObservation {
+        ClusterObservation {
+            reachable: true,
+            versions: releases
+                .iter()
+                .map(|release| {
+                    let version = VersionObservation {
+                        capacity: Capacity::ZERO,
+                        ready: 0,
+                        weight: 100,
+                    };
+                    ((*release).to_owned(), version)
+                })
+                .collect(),
+            routes: Vec::new(),
+            refused: None,
+        }
+    }
+
+    fn event(release: &'static str, kind: EventKind, reason: &'static str) -> Event<'static> {
+        Event {
+            release,
+            kind,
+            reason,
+            message: format!("{reason} of {release}"),
+        }
+    }
+
+    #[test]
+    fn the_application_leaves_with_the_removal_of_its_last_version_there() {
+        let decision = decision(&[("web-1", 0, 0)], &["web-1"]);
+        assert!(leaves(&decision, "c3", &running(&["web-1"])));
+    }
+
+    #[test]
+    fn it_is_asked_again_while_nothing_runs_or_is_to_run_there() {
+        assert!(leaves(&decision(&[], &[]), "c3", &running(&[])));
+    }
+
+    #[test]
+    fn it_stays_while_another_version_keeps_its_objects_there() {
+        let decision = decision(&[("web-1", 0, 0), ("web-2", 0, 0)], &["web-1"]);
+        assert!(!leaves(&decision, "c3", &running(&["web-1", "web-2"])));
+    }
+
+    #[test]
+    fn it_stays_while_a_version_runs_or_is_to_run_there() {
+        let scaling_down = decision(&[("web-1", 1, 0)], &[]);
+        assert!(!leaves(&scaling_down, "c3", &running(&["web-1"])));
+        let coming = decision(&[("web-2", 0, 2)], &[]);
+        assert!(!leaves(&coming, "c3", &running(&[])));
+    }
+
+    #[test]
+    fn a_version_not_removed_yet_keeps_it_there() {
+        let retiring = decision(&[("web-1", 0, 0)], &[]);
+        assert!(!leaves(&retiring, "c3", &running(&["web-1"])));
+    }
+
+    #[test]
+    fn a_decision_s_transitions_of_a_release_make_one_event_and_warnings_their_own() {
+        let normal = EventKind::Normal;
+        let events = [
+            event("web-2", normal, "StepAchieved"),
+            event("web-2", normal, "StepAdvanced"),
+            event("web-2", normal, "StepAchieved"),
+            event("web-1", normal, "Retired"),
+            event("web-1", EventKind::Warning, "RollbackStarted"),
+            event("web-1", normal, "Aborted"),
+        ];
+        let folded = fold_transitions(&events);
+        let summary: Vec<(&str, &str, &str)> = folded
+            .iter()
+            .map(|e| (e.release, e.reason, e.message.as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    "web-2",
+                    "StepAchieved",
+                    "StepAchieved of web-2; StepAdvanced of web-2; StepAchieved of web-2"
+                ),
+                ("web-1", "Retired", "Retired of web-1"),
+                ("web-1", "RollbackStarted", "RollbackStarted of web-1"),
+                ("web-1", "Aborted", "Aborted of web-1"),
+            ]
+        );
     }
 }

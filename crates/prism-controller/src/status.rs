@@ -65,14 +65,16 @@ fn step_progress(cluster: &ClusterProgress) -> Option<ClusterStepProgress> {
 }
 
 /// The status of `release` after `decision`, given what each cluster runs and the clusters'
-/// next moves. Conditions keep their lastTransitionTime unless their status flips; `now` is the
-/// time of a flip.
+/// next moves, why the unreachable ones are, and the release's writes each cluster refuses.
+/// Conditions keep their lastTransitionTime unless their status flips; `now` is the time of a
+/// flip.
 pub fn release_status(
     release: &Release,
     decision: &ReleaseDecision,
     clusters: &[ClusterDecision],
     observed: &BTreeMap<String, ClusterObservation>,
     unreachable: &BTreeMap<String, String>,
+    refused: &BTreeMap<String, String>,
     now: &Time,
 ) -> ReleaseStatus {
     let current = release.status.clone().unwrap_or_default();
@@ -98,9 +100,17 @@ pub fn release_status(
                 }
                 let before = current.clusters.iter().find(|c| c.name == cluster.cluster);
                 let failed = record.and_then(|record| record.failed.clone());
+                let refused = refused
+                    .get(cluster.cluster)
+                    .filter(|_| cluster.phase != ClusterPhase::Unreachable)
+                    .map(|refusal| refused_message(refusal));
                 let (phase, message) =
                     match cluster.phase {
                         _ if failed.is_some() => (ReleaseClusterPhase::Failed, failed),
+                        ClusterPhase::Achieved if refused.is_some() => {
+                            (ReleaseClusterPhase::Achieved, refused)
+                        }
+                        _ if refused.is_some() => (ReleaseClusterPhase::Progressing, refused),
                         ClusterPhase::Achieved => (ReleaseClusterPhase::Achieved, None),
                         ClusterPhase::Queued => (
                             ReleaseClusterPhase::Pending,
@@ -179,6 +189,7 @@ pub fn release_status(
             last_transition_time: now.clone(),
         },
     );
+    desired.push(writes_refused(refused, generation, now));
     for condition in &mut desired {
         if let Some(before) = conditions::find(&current.conditions, &condition.type_)
             && before.status == condition.status
@@ -202,6 +213,73 @@ pub fn release_status(
         analysis: current.analysis,
         gate: current.gate,
     }
+}
+
+/// A refusing cluster's message in the status.
+fn refused_message(refusal: &str) -> String {
+    format!("writes refused: {refusal}")
+}
+
+/// Whether the status of `release` already shows `refusal` on `cluster`'s entry: the same
+/// refusal found again (by a restarted controller) is not news.
+pub fn shows_refusal(release: &Release, cluster: &str, refusal: &str) -> bool {
+    release.status.as_ref().is_some_and(|status| {
+        status.clusters.iter().any(|entry| {
+            entry.name == cluster && entry.message.as_deref() == Some(&refused_message(refusal))
+        })
+    })
+}
+
+/// `WritesRefused`: True while a cluster refuses the release's writes, naming each.
+fn writes_refused(
+    refused: &BTreeMap<String, String>,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    let (status, reason, message) = if refused.is_empty() {
+        (
+            "False",
+            "WritesAccepted",
+            "every cluster accepts this Release's writes".to_owned(),
+        )
+    } else {
+        let each: Vec<String> = refused
+            .iter()
+            .map(|(cluster, refusal)| format!("cluster {cluster}: {refusal}"))
+            .collect();
+        ("True", "WriteRefused", each.join("; "))
+    };
+    Condition {
+        type_: conditions::release::WRITES_REFUSED.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        observed_generation: generation,
+        last_transition_time: now.clone(),
+    }
+}
+
+/// Whether two statuses of a Release differ only in what moves with every pod (each cluster's
+/// replicas, ready replicas and weight, and what a progressing cluster is doing): such a change
+/// can wait a moment for the next ones, while a transition (a step, a phase, a condition, a
+/// cluster reaching, failing or losing a step) is written at once.
+pub fn differ_only_in_counters(a: &ReleaseStatus, b: &ReleaseStatus) -> bool {
+    fn without_counters(status: &ReleaseStatus) -> ReleaseStatus {
+        let mut status = status.clone();
+        for cluster in &mut status.clusters {
+            cluster.replicas = 0;
+            cluster.ready_replicas = 0;
+            cluster.weight = 0;
+            if matches!(
+                cluster.phase,
+                ReleaseClusterPhase::Progressing | ReleaseClusterPhase::Pending
+            ) {
+                cluster.message = None;
+            }
+        }
+        status
+    }
+    without_counters(a) == without_counters(b)
 }
 
 fn condition_type(kind: ConditionKind) -> &'static str {
@@ -243,12 +321,50 @@ mod tests {
     }
 
     #[test]
-    fn each_cluster_record_of_the_step_survives_a_restart() {
+    fn counters_are_told_apart_from_transitions() {
+        let entry = |phase, ready, message: &str| ClusterProgress {
+            name: "c1".into(),
+            phase,
+            achieved_step: None,
+            since: None,
+            achieved_at: None,
+            replicas: 4,
+            ready_replicas: ready,
+            weight: 25,
+            message: Some(message.into()),
+        };
+        let status = |clusters| ReleaseStatus {
+            step: Some(1),
+            clusters,
+            ..ReleaseStatus::default()
+        };
+        let progressing = ReleaseClusterPhase::Progressing;
+        let before = status(vec![entry(
+            progressing,
+            1,
+            "scaling up: waiting for ready pods",
+        )]);
+        let more_ready = status(vec![entry(progressing, 3, "shifting traffic")]);
+        assert!(differ_only_in_counters(&before, &more_ready));
+        let achieved = status(vec![entry(ReleaseClusterPhase::Achieved, 4, "")]);
+        assert!(!differ_only_in_counters(&before, &achieved));
+        let failed = status(vec![entry(ReleaseClusterPhase::Failed, 1, "missed")]);
+        let failed_otherwise = status(vec![entry(ReleaseClusterPhase::Failed, 1, "other")]);
+        assert!(!differ_only_in_counters(&failed, &failed_otherwise));
+        let next_step = ReleaseStatus {
+            step: Some(2),
+            ..more_ready.clone()
+        };
+        assert!(!differ_only_in_counters(&more_ready, &next_step));
+    }
+
+    /// Revision 2 of `web`, scheduled on c0, c1 and c2.
+    fn web_2() -> Release {
         let scheduled = |name: &str| ScheduledCluster {
             name: name.into(),
             region: "eu".into(),
         };
-        let mut release = Release::new(
+        Release::new(
             "web-2",
             ReleaseSpec {
                 application: "web".into(),
@@ -259,7 +375,80 @@ mod tests {
                 target_step: None,
                 aborted: false,
             },
+        )
+    }
+
+    fn decision(progress: Progress) -> ReleaseDecision<'static> {
+        ReleaseDecision {
+            release: "web-2",
+            role: Role::Contender,
+            progress,
+            conditions: vec![],
+            retired: false,
+        }
+    }
+
+    #[test]
+    fn a_refused_write_shows_on_its_cluster_and_in_a_condition_until_accepted() {
+        let release = web_2();
+        let clusters = [
+            cluster("c0", ClusterPhase::Achieved),
+            cluster("c1", ClusterPhase::CapacityUp),
+        ];
+        let refused: BTreeMap<String, String> = [(
+            "c1".to_owned(),
+            "apply of Deployment web-2 refused (422 Invalid): denied".to_owned(),
+        )]
+        .into();
+        let status = |refused: &BTreeMap<String, String>| {
+            release_status(
+                &release,
+                &decision(Progress::default()),
+                &clusters,
+                &BTreeMap::new(),
+                &BTreeMap::new(),
+                refused,
+                &Time(at(0)),
+            )
+        };
+        let refusing = status(&refused);
+        let c1 = &refusing.clusters[1];
+        assert_eq!(c1.phase, ReleaseClusterPhase::Progressing);
+        assert_eq!(
+            c1.message.as_deref(),
+            Some("writes refused: apply of Deployment web-2 refused (422 Invalid): denied")
         );
+        assert_eq!(refusing.clusters[0].message, None);
+        let condition =
+            conditions::find(&refusing.conditions, conditions::release::WRITES_REFUSED).unwrap();
+        assert_eq!(
+            (condition.status.as_str(), condition.reason.as_str()),
+            ("True", "WriteRefused")
+        );
+        assert_eq!(
+            condition.message,
+            "cluster c1: apply of Deployment web-2 refused (422 Invalid): denied"
+        );
+
+        let mut shown = release.clone();
+        shown.status = Some(refusing.clone());
+        assert!(shows_refusal(&shown, "c1", &refused["c1"]));
+        assert!(!shows_refusal(&shown, "c0", &refused["c1"]));
+        assert!(!shows_refusal(&shown, "c1", "another refusal"));
+
+        let accepted = status(&BTreeMap::new());
+        assert_eq!(
+            accepted.clusters[1].message.as_deref(),
+            Some("scaling up: waiting for ready pods")
+        );
+        let condition =
+            conditions::find(&accepted.conditions, conditions::release::WRITES_REFUSED).unwrap();
+        assert_eq!(condition.status, "False");
+    }
+
+    #[test]
+    fn each_cluster_record_of_the_step_survives_a_restart() {
+        let mut release = web_2();
         let record = |since, achieved_at: Option<i64>, failed: Option<&str>| ClusterStepProgress {
             since: at(since),
             achieved_at: achieved_at.map(at),
@@ -277,13 +466,7 @@ mod tests {
             .into(),
             ..Progress::default()
         };
-        let decision = ReleaseDecision {
-            release: "web-2",
-            role: Role::Contender,
-            progress: progress.clone(),
-            conditions: vec![],
-            retired: false,
-        };
+        let decision = decision(progress.clone());
         let clusters = [
             cluster("c0", ClusterPhase::Achieved),
             cluster("c1", ClusterPhase::CapacityUp),
@@ -293,6 +476,7 @@ mod tests {
             &release,
             &decision,
             &clusters,
+            &BTreeMap::new(),
             &BTreeMap::new(),
             &BTreeMap::new(),
             &Time(at(90)),

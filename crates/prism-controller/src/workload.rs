@@ -20,18 +20,35 @@ use crate::write::{Kind, Write};
 pub const CAPACITY_ANNOTATION: &str = "prism.dev/capacity";
 
 /// The writes that make a cluster run `capacity` of `release`. A version not installed yet
-/// (`installed` false) gets all its objects, ConfigMaps first so that its pods find them.
-/// `owner` is the Release's reference when the cluster is the management cluster.
+/// (`installed` None) gets all its objects, ConfigMaps first so that its pods find them.
+/// `pod_labels` are the labels the traffic provider wants on every pod of a version from its
+/// start; an installed version keeps only those its pod template has, since a change of the
+/// pod template would restart its pods. `owner` is the Release's reference when the cluster is
+/// the management cluster.
 pub fn install(
     release: &Release,
     capacity: Capacity,
-    installed: bool,
+    installed: Option<&Deployment>,
+    pod_labels: &[(&str, &str)],
     owner: Option<&OwnerReference>,
 ) -> Vec<Write> {
     let template = &release.spec.template;
     let name = release.name_any();
     let mut writes = Vec::new();
-    if !installed {
+    let pod_labels: Vec<(&str, &str)> = match installed {
+        None => pod_labels.to_vec(),
+        Some(deployment) => {
+            let has = pod_template_labels(deployment);
+            pod_labels
+                .iter()
+                .copied()
+                .filter(|(key, value)| {
+                    has.and_then(|labels| labels.get(*key)).map(String::as_str) == Some(*value)
+                })
+                .collect()
+        }
+    };
+    if installed.is_none() {
         for config_map in template.of_kind("ConfigMap") {
             let mut body = config_map.0.clone();
             let renamed = config_map_name(&name, config_map.name().unwrap_or_default());
@@ -42,7 +59,7 @@ pub fn install(
             });
         }
     }
-    if let Some(deployment) = deployment(release, capacity, owner) {
+    if let Some(deployment) = deployment(release, capacity, &pod_labels, owner) {
         writes.push(Write::Apply {
             kind: Kind::Deployment,
             body: deployment,
@@ -87,6 +104,18 @@ pub fn remove(release: &Release) -> Vec<Write> {
             }),
     );
     writes
+}
+
+/// The labels of the pods a Deployment makes, as the cache keeps them.
+pub fn pod_template_labels(deployment: &Deployment) -> Option<&BTreeMap<String, String>> {
+    deployment
+        .spec
+        .as_ref()?
+        .template
+        .metadata
+        .as_ref()?
+        .labels
+        .as_ref()
 }
 
 /// What a cluster runs of each version, from the Deployments of one application, by release.
@@ -177,6 +206,7 @@ pub fn config_map_name(release: &str, config_map: &str) -> String {
 fn deployment(
     release: &Release,
     capacity: Capacity,
+    extra_pod_labels: &[(&str, &str)],
     owner: Option<&OwnerReference>,
 ) -> Option<Value> {
     let template = &release.spec.template;
@@ -198,6 +228,11 @@ fn deployment(
     let pod = object(spec, "template");
     let pod_labels = object(object(pod, "metadata"), "labels");
     pod_labels.extend(labels);
+    pod_labels.extend(
+        extra_pod_labels
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), Value::from(*value))),
+    );
     if let Some(pod_spec) = pod.get_mut("spec") {
         rename_config_maps(pod_spec, &name, &config_maps);
     }
@@ -355,7 +390,7 @@ mod tests {
     #[test]
     fn a_new_version_gets_its_config_maps_then_its_deployment() {
         let release = release(json!([web(4), settings()]));
-        let writes = install(&release, Capacity::Replicas(1), false, None);
+        let writes = install(&release, Capacity::Replicas(1), None, &[], None);
         assert_eq!(writes.len(), 2);
         let config_map = body(&writes[0]);
         assert_eq!(config_map["metadata"]["name"], "web-3-settings");
@@ -399,9 +434,63 @@ mod tests {
     #[test]
     fn an_installed_version_is_only_scaled() {
         let release = release(json!([web(4), settings()]));
-        let writes = install(&release, Capacity::Replicas(4), true, None);
+        let writes = install(
+            &release,
+            Capacity::Replicas(4),
+            Some(&installed(&[])),
+            &[],
+            None,
+        );
         assert_eq!(writes.len(), 1);
         assert_eq!(body(&writes[0])["spec"]["replicas"], 4);
+    }
+
+    fn installed(pod_labels: &[(&str, &str)]) -> Deployment {
+        let labels: BTreeMap<&str, &str> = pod_labels.iter().copied().collect();
+        serde_json::from_value(json!({
+            "metadata": {"name": "web-3"},
+            "spec": {"selector": {}, "template": {"metadata": {"labels": labels}}}
+        }))
+        .unwrap()
+    }
+
+    fn pod_template_labels_of(write: &Write) -> &Value {
+        &body(write)["spec"]["template"]["metadata"]["labels"]
+    }
+
+    #[test]
+    fn a_new_version_s_pods_carry_the_provider_s_labels_from_their_start() {
+        let release = release(json!([web(4)]));
+        let traffic = [("prism.dev/traffic", "enabled")];
+        let writes = install(&release, Capacity::Replicas(1), None, &traffic, None);
+        assert_eq!(
+            pod_template_labels_of(&writes[0])["prism.dev/traffic"],
+            "enabled"
+        );
+    }
+
+    #[test]
+    fn an_installed_version_keeps_its_pod_template_so_its_pods_never_restart() {
+        let release = release(json!([web(4)]));
+        let traffic = [("prism.dev/traffic", "enabled")];
+        let without = installed(&[("app", "web")]);
+        let writes = install(
+            &release,
+            Capacity::Replicas(2),
+            Some(&without),
+            &traffic,
+            None,
+        );
+        assert_eq!(
+            pod_template_labels_of(&writes[0]).get("prism.dev/traffic"),
+            None
+        );
+        let with = installed(&[("prism.dev/traffic", "enabled")]);
+        let writes = install(&release, Capacity::Replicas(2), Some(&with), &traffic, None);
+        assert_eq!(
+            pod_template_labels_of(&writes[0])["prism.dev/traffic"],
+            "enabled"
+        );
     }
 
     #[test]
@@ -415,7 +504,7 @@ mod tests {
             controller: Some(true),
             block_owner_deletion: None,
         };
-        for write in install(&release, Capacity::Replicas(1), false, Some(&owner)) {
+        for write in install(&release, Capacity::Replicas(1), None, &[], Some(&owner)) {
             assert_eq!(body(&write)["metadata"]["ownerReferences"][0]["uid"], "u");
         }
     }
@@ -432,7 +521,8 @@ mod tests {
         let writes = install(
             &release,
             Capacity::Autoscaled { min: 1, max: 5 },
-            true,
+            Some(&installed(&[])),
+            &[],
             None,
         );
         assert_eq!(
@@ -447,7 +537,8 @@ mod tests {
         let writes = install(
             &release,
             Capacity::Autoscaled { min: 0, max: 0 },
-            true,
+            Some(&installed(&[])),
+            &[],
             None,
         );
         assert_eq!(body(&writes[0])["spec"]["replicas"], 0);

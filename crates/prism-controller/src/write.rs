@@ -63,6 +63,61 @@ pub enum Write {
     },
 }
 
+impl Write {
+    /// What the write does, as people read it.
+    fn verb(&self) -> &'static str {
+        match self {
+            Write::Apply { .. } => "apply",
+            Write::Delete { .. } => "delete",
+            Write::Label { .. } => "label patch",
+        }
+    }
+
+    /// The kind and name of the object written.
+    pub fn object(&self) -> (Kind, &str) {
+        match self {
+            Write::Apply { kind, body } => {
+                (*kind, body["metadata"]["name"].as_str().unwrap_or_default())
+            }
+            Write::Delete { kind, name } | Write::Label { kind, name, .. } => (*kind, name),
+        }
+    }
+}
+
+/// A write the API server refused for what it is (an admission webhook or policy, a quota,
+/// permissions, an invalid object): the same write is refused again until a person changes the
+/// template, the cluster's policies or Prism's permissions, so it is reported, not hidden in
+/// retries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub kind: Kind,
+    pub name: String,
+    /// `apply`, `delete` or `label patch`.
+    pub verb: &'static str,
+    /// The API server's HTTP status code and reason (`422`, `Invalid`).
+    pub code: u16,
+    pub reason: String,
+    /// The API server's message, word for word.
+    pub message: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of {:?} {} refused ({} {}): {}",
+            self.verb, self.kind, self.name, self.code, self.reason, self.message
+        )
+    }
+}
+
+/// Whether the API server refused a request for what it asks, rather than failed to answer it:
+/// a 4xx but for a missing object or namespace (404), a timeout (408), a conflict (409) and
+/// throttling (429), which are retried as they are. A 5xx or no answer is not a refusal either.
+pub fn is_refusal(status: &kube::core::Status) -> bool {
+    (400..500).contains(&status.code) && !matches!(status.code, 404 | 408 | 409 | 429)
+}
+
 /// Marks the namespaces Prism made in an application cluster.
 pub const MANAGED_BY_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "prism");
 
@@ -100,7 +155,7 @@ async fn create_namespace(member: &Member, namespace: &str) -> kube::Result<()> 
 }
 
 /// Makes `writes`, in order, in `namespace` of `member`, and records each in `expectations`
-/// for `app`.
+/// for `app`. Stops at the first that fails: [`Error::Refused`] when the API server refused it.
 pub async fn execute(
     member: &Member,
     namespace: &str,
@@ -109,16 +164,8 @@ pub async fn execute(
     expectations: &Expectations,
 ) -> Result<(), Error> {
     for write in writes {
-        let (kind, name) = match &write {
-            Write::Apply { kind, body } => (
-                *kind,
-                body["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            ),
-            Write::Delete { kind, name } | Write::Label { kind, name, .. } => (*kind, name.clone()),
-        };
+        let (kind, name) = write.object();
+        let (name, verb) = (name.to_owned(), write.verb());
         let resource = kind.resource();
         let api: Api<DynamicObject> =
             Api::namespaced_with(member.client.clone(), namespace, &resource);
@@ -177,8 +224,66 @@ pub async fn execute(
         } else {
             request.await
         };
-        let version = outcome.map_err(Error::kube(format!("writing {what}")))?;
+        let version = match outcome {
+            Err(kube::Error::Api(status)) if is_refusal(&status) => {
+                return Err(Error::Refused {
+                    cluster: member.name.clone(),
+                    refusal: Refusal {
+                        kind,
+                        name,
+                        verb,
+                        code: status.code,
+                        reason: status.reason,
+                        message: status.message,
+                    },
+                });
+            }
+            outcome => outcome.map_err(Error::kube(format!("writing {what}")))?,
+        };
         debug!(object = %what, ?version, "written");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(code: u16) -> kube::core::Status {
+        kube::core::Status {
+            code,
+            ..kube::core::Status::default()
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_a_4xx_that_asking_again_does_not_change() {
+        for code in [400, 401, 403, 405, 413, 415, 422] {
+            assert!(is_refusal(&answer(code)), "{code}");
+        }
+        for code in [404, 408, 409, 429, 500, 503, 504, 0] {
+            assert!(!is_refusal(&answer(code)), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_names_the_write_the_object_and_the_api_servers_words() {
+        let refusal = Refusal {
+            kind: Kind::Deployment,
+            name: "web-2".into(),
+            verb: Write::Delete {
+                kind: Kind::Deployment,
+                name: "web-2".into(),
+            }
+            .verb(),
+            code: 403,
+            reason: "Forbidden".into(),
+            message: "deployments.apps \"web-2\" is forbidden: no".into(),
+        };
+        assert_eq!(
+            refusal.to_string(),
+            "delete of Deployment web-2 refused (403 Forbidden): \
+             deployments.apps \"web-2\" is forbidden: no"
+        );
+    }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use common::{application, apply, patch_release_spec, setup, wait_for_phase, wait_for_step};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::Api;
 use prism_api::Release;
 use prism_api::release::ReleasePhase;
@@ -279,5 +279,50 @@ async fn the_applications_namespace_is_made_in_clusters_that_lack_it() -> anyhow
             "web-1 in {name}"
         );
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_service_of_an_application_that_left_a_cluster_is_swept() -> anyhow::Result<()> {
+    let env = TestEnv::new("fleet-left").await;
+    let (client, apps, releases, _controller) = setup(&env).await?;
+    let _fleet = TestFleet::join(&env, &client).await?;
+    let spec = json!({
+        "template": web_template("web:1", 1),
+        "strategy": {"steps": [{"name": "full", "capacity": {"contender": "100%"},
+                                "traffic": {"contender": 100}}]},
+        "schedule": {"clusters": 1},
+    });
+    apply(&apps, &application("web", spec)?).await?;
+    let first = wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
+    let here = sandbox_clusters(&env, &first).remove(0);
+    let elsewhere = env
+        .clusters()
+        .iter()
+        .find(|cluster| cluster.name() != here)
+        .expect("three clusters");
+
+    // What a failed delete, or a Release pruned before the sweep of its cluster, leaves: the
+    // application's Service where no version of it runs and none of its Releases is scheduled.
+    let left: Service = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web", "labels": {"prism.dev/app": "web"}},
+        "spec": {"selector": {"prism.dev/app": "web"}, "ports": [{"port": 80}]},
+    }))?;
+    let stale = Api::<Service>::namespaced(elsewhere.client(), env.namespace());
+    stale.create(&Default::default(), &left).await?;
+    prism_testkit::wait_until(
+        format!("the Service left on {} is swept", elsewhere.name()),
+        // The sweep waits out a grace period before it takes anything for an orphan.
+        prism_testkit::DEFAULT_TIMEOUT,
+        || async { Ok(stale.get_opt("web").await?.is_none().then_some(())) },
+    )
+    .await?;
+    let serving = Api::<Service>::namespaced(env.cluster(&here).client(), env.namespace());
+    assert!(
+        serving.get_opt("web").await?.is_some(),
+        "the Service of {here}, where web runs, stays"
+    );
     Ok(())
 }

@@ -41,7 +41,7 @@ struct Version {
     /// The Deployment's replicas; None without a Deployment.
     replicas: Option<i32>,
     ready: usize,
-    /// Ready pods labelled to receive traffic.
+    /// Ready pods the Service selects.
     serving: usize,
 }
 
@@ -78,6 +78,10 @@ async fn observe(client: &Client, namespace: &str) -> anyhow::Result<Observed> {
         observed.versions.entry(name).or_default().replicas =
             deployment.spec.and_then(|spec| spec.replicas);
     }
+    let selector = service
+        .as_ref()
+        .and_then(|s| s.spec.as_ref()?.selector.clone())
+        .unwrap_or_default();
     for pod in pods.items {
         let labels = pod.metadata.labels.clone().unwrap_or_default();
         let ready = is_ready(&pod);
@@ -87,31 +91,49 @@ async fn observe(client: &Client, namespace: &str) -> anyhow::Result<Observed> {
             .or_default();
         if ready {
             version.ready += 1;
-            if labels.get("prism.dev/traffic").map(String::as_str) == Some("enabled") {
+            let selected = !selector.is_empty()
+                && selector
+                    .iter()
+                    .all(|(key, value)| labels.get(key) == Some(value));
+            if selected {
                 version.serving += 1;
             }
         }
     }
     if let Some(service) = service {
-        let selector = service.spec.and_then(|s| s.selector).unwrap_or_default();
-        anyhow::ensure!(
-            selector
-                == BTreeMap::from([
-                    ("prism.dev/app".to_owned(), "web".to_owned()),
-                    ("prism.dev/traffic".to_owned(), "enabled".to_owned()),
-                ]),
-            "the Service selects {selector:?}"
-        );
-        let annotations = service.metadata.annotations.unwrap_or_default();
-        for pair in annotations
-            .get("prism.dev/weights")
-            .map(String::as_str)
-            .unwrap_or_default()
-            .split(',')
-            .filter(|pair| !pair.is_empty())
-        {
-            let (release, weight) = pair.split_once('=').context("a weight without =")?;
-            observed.weights.insert(release.into(), weight.parse()?);
+        // One version alone is selected by its release; versions that share the traffic by the
+        // traffic label, with the weights as set in an annotation.
+        let app = ("prism.dev/app".to_owned(), "web".to_owned());
+        match selector.get("prism.dev/release") {
+            Some(release) => {
+                anyhow::ensure!(
+                    selector
+                        == BTreeMap::from([app, ("prism.dev/release".to_owned(), release.clone())]),
+                    "the Service selects {selector:?}"
+                );
+                observed.weights.insert(release.clone(), 100);
+            }
+            None => {
+                anyhow::ensure!(
+                    selector
+                        == BTreeMap::from([
+                            app,
+                            ("prism.dev/traffic".to_owned(), "enabled".to_owned()),
+                        ]),
+                    "the Service selects {selector:?}"
+                );
+                let annotations = service.metadata.annotations.unwrap_or_default();
+                for pair in annotations
+                    .get("prism.dev/weights")
+                    .map(String::as_str)
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter(|pair| !pair.is_empty())
+                {
+                    let (release, weight) = pair.split_once('=').context("a weight without =")?;
+                    observed.weights.insert(release.into(), weight.parse()?);
+                }
+            }
         }
     }
     Ok(observed)

@@ -635,8 +635,12 @@ fn enter_step(progress: &mut Progress, step: usize) {
     progress.clusters.clear();
 }
 
-/// What a cluster that has not reached its step waits for, as people read it.
+/// What a cluster that has not reached its step waits for, as people read it: first of all the
+/// writes it refuses, which no wait will get through.
 fn waiting_for(cluster: &ClusterDecision, observed: Option<&ClusterObservation>) -> String {
+    if let Some(refused) = observed.and_then(|observed| observed.refused.as_deref()) {
+        return format!("its writes are refused: {refused}");
+    }
     let ready = |release: &str| {
         observed
             .and_then(|observed| observed.versions.get(release))
@@ -1050,7 +1054,11 @@ fn conditions(
             ConditionKind::Progressing,
             true,
             "Converging",
-            format!("step {}: cluster {cluster} {}", current(), describe(*phase)),
+            format!(
+                "step {}: cluster {cluster} {}",
+                current(),
+                converging(input, cluster, *phase)
+            ),
         ),
         (_, Some(Hold::Queued { cluster, until })) => condition(
             ConditionKind::Progressing,
@@ -1140,7 +1148,7 @@ fn conditions(
             ConditionKind::StepAchieved,
             false,
             "Converging",
-            format!("cluster {cluster} {}", describe(*phase)),
+            format!("cluster {cluster} {}", converging(input, cluster, *phase)),
         ),
         (_, Some(Hold::Queued { cluster, .. })) => condition(
             ConditionKind::StepAchieved,
@@ -1211,6 +1219,18 @@ fn conditions(
         complete,
         aborted,
     ]
+}
+
+/// What a converging cluster does, as people read it: above all, that it refuses the writes.
+fn converging(input: &Input, cluster: &str, phase: ClusterPhase) -> String {
+    match input
+        .observed
+        .get(cluster)
+        .and_then(|observed| observed.refused.as_deref())
+    {
+        Some(refused) => format!("refuses the writes: {refused}"),
+        None => describe(phase).to_owned(),
+    }
 }
 
 fn describe(phase: ClusterPhase) -> &'static str {

@@ -112,6 +112,10 @@ pub struct ClusterObservation {
     /// Per release name. A release not listed has nothing installed.
     pub versions: BTreeMap<String, VersionObservation>,
     pub routes: Vec<ResolvedRoute>,
+    /// The API server's words when it last refused one of the application's writes here (an
+    /// admission policy, a quota, permissions, an invalid object), while it refuses them: why
+    /// the cluster does not progress, said when it misses its progress deadline.
+    pub refused: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

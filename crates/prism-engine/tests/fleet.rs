@@ -254,6 +254,44 @@ fn one_failure_beyond_the_budget_rolls_back_every_cluster() {
     }
 }
 
+/// `cluster` refuses every write of the contender: what the decision installed there is not.
+fn refuse_writes(world: &mut World, cluster: &str) {
+    let observed = world.fleet.get_mut(cluster).unwrap();
+    observed.versions.remove("v2");
+    observed.refused = Some("apply of Deployment v2 refused (422 Invalid): denied".into());
+}
+
+#[test]
+fn a_cluster_refusing_writes_fails_its_step_at_the_deadline_saying_why() {
+    let pipeline = canary_then_full(true, Some(waves(None, 0, Some(600), 0)));
+    let mut world = common::rollout(&pipeline, clusters(3));
+    for _ in 0..5 {
+        world.round();
+        refuse_writes(&mut world, "c1");
+    }
+    assert_eq!(world.weight("c0", "v2"), 10, "the other clusters progress");
+    assert_eq!(contender_pods(&world, "c1"), 0);
+    let waiting = world.decide();
+    assert_eq!(
+        condition(&waiting, 1, ConditionKind::StepAchieved).message,
+        "cluster c1 refuses the writes: apply of Deployment v2 refused (422 Invalid): denied"
+    );
+
+    world.now = at(600);
+    let failed = world.round();
+    assert!(failed.events.contains(&("v2".into(), "ClusterFailed")));
+    assert_eq!(
+        failed.progress[1].clusters["c1"].failed.as_deref(),
+        Some(
+            "step 1/2 \"canary\": not achieved within 10m: its writes are refused: \
+             apply of Deployment v2 refused (422 Invalid): denied"
+        )
+    );
+    let abort = failed.progress[1].abort.clone().unwrap();
+    assert_eq!(abort.cause, AbortCause::ProgressDeadlineExceeded);
+    assert!(abort.message.contains("c1"), "{}", abort.message);
+}
+
 #[test]
 fn a_block_holds_an_achieved_step_and_lets_it_go_once_lifted() {
     let pipeline = canary_then_full(false, None);

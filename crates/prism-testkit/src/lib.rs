@@ -31,6 +31,7 @@
 //! }
 //! ```
 
+pub mod admission;
 pub mod exporter;
 pub mod fixtures;
 pub mod fleet;

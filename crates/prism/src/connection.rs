@@ -6,7 +6,7 @@ use std::fmt::Debug;
 
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, Config, Resource};
-use prism_api::{Application, Release};
+use prism_api::{Application, Release, RolloutBlock};
 use prism_controller::application::APP_LABEL;
 use serde::de::DeserializeOwned;
 
@@ -110,6 +110,10 @@ impl Connection {
     }
 
     pub fn releases(&self) -> Api<Release> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub fn rollout_blocks(&self) -> Api<RolloutBlock> {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 

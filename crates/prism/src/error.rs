@@ -7,7 +7,7 @@ pub const EXIT_CODES: &str = "Exit codes:
   1  no kubeconfig, the cluster cannot be reached, access denied, or Prism's CRDs are not installed
   2  usage error
   3  the Application does not exist in the namespace, or the revision does not (rollback --to)
-  4  refused: the rollout's state does not allow the command; the message says why
+  4  refused: the rollout's state or a RolloutBlock does not allow the command; the message says why
   5  status --watch: the newest Release was rolled back
   6  status --watch: the --timeout passed before the newest Release finished";
 

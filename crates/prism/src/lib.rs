@@ -1,6 +1,7 @@
 //! The `prism` binary's commands; `main.rs` only parses the command line.
 
 pub mod abort;
+pub mod blocks;
 pub mod cluster;
 pub mod connection;
 pub mod controller;

@@ -90,6 +90,10 @@ enum Command {
         /// clusters get ready.
         #[arg(long)]
         full: bool,
+        /// Under a RolloutBlock, record the promotion anyway: the step moves when the block is
+        /// lifted or passed. Without it, a block refuses the promotion (exit 4).
+        #[arg(long)]
+        when_unblocked: bool,
     },
     /// Roll the contender back: the incumbent gets its capacity, then its traffic, back. Final.
     #[command(after_help = EXIT_CODES)]
@@ -113,6 +117,10 @@ enum Command {
         /// Release older than the incumbent.
         #[arg(long, value_name = "REVISION")]
         to: Option<u32>,
+        /// Under a RolloutBlock, change the template anyway: its new revision is made when the
+        /// block is lifted or passed. Without it, a block refuses the rollback (exit 4).
+        #[arg(long)]
+        when_unblocked: bool,
     },
     /// List an Application's Releases, oldest first: revision, phase, step, images, age, role.
     #[command(after_help = EXIT_CODES)]
@@ -276,17 +284,23 @@ fn main() -> ExitCode {
             app,
             namespace,
             full,
+            when_unblocked,
         } => say(block_on(async {
             let connection = Connection::new(namespace).await?;
-            prism::promote::promote(&connection, &app, full).await
+            prism::promote::promote(&connection, &app, full, when_unblocked).await
         })),
         Command::Abort { app, namespace } => say(block_on(async {
             let connection = Connection::new(namespace).await?;
             prism::abort::abort(&connection, &app).await
         })),
-        Command::Rollback { app, namespace, to } => say(block_on(async {
+        Command::Rollback {
+            app,
+            namespace,
+            to,
+            when_unblocked,
+        } => say(block_on(async {
             let connection = Connection::new(namespace).await?;
-            prism::rollback::rollback(&connection, &app, to).await
+            prism::rollback::rollback(&connection, &app, to, when_unblocked).await
         })),
         Command::History {
             app,

@@ -1,5 +1,8 @@
-//! `prism promote APP [--full]`: lets the rollout leave its current step without waiting for the
-//! step's gate (or, with `--full`, for any gate), by raising the contender's `spec.targetStep`.
+//! `prism promote APP [--full] [--when-unblocked]`: lets the rollout leave its current step
+//! without waiting for the step's gate (or, with `--full`, for any gate), by raising the
+//! contender's `spec.targetStep`. Under a RolloutBlock the step would move only once the block
+//! is lifted, so the promotion is refused, unless `--when-unblocked` asks for exactly that
+//! ([`crate::blocks`]).
 //!
 //! [`promotion`] is pure; [`promote`] reads and writes through a [`Connection`].
 
@@ -7,6 +10,7 @@ use kube::ResourceExt;
 use prism_api::Release;
 use serde_json::json;
 
+use crate::blocks;
 use crate::connection::Connection;
 use crate::error::CommandError;
 use crate::releases;
@@ -18,6 +22,8 @@ pub struct Promotion {
     pub target_step: u32,
     /// What was done, for people.
     pub message: String,
+    /// Where a block would hold the Release instead, for people: `web-3 stays at step 1/3`.
+    pub holds: String,
 }
 
 /// The promotion of the Application `app`'s contender: its target becomes the step after its
@@ -47,6 +53,7 @@ pub fn promotion(app: &str, releases: &[Release], full: bool) -> Result<Promotio
     }
     Ok(Promotion {
         message: format!("promoted {name} to {}", destination(release, target_step)),
+        holds: format!("{name} stays at {}", destination(release, current)),
         release: name,
         target_step,
     })
@@ -69,14 +76,23 @@ fn destination(release: &Release, target_step: u32) -> String {
     }
 }
 
-/// Promotes the contender of the Application `app`, and says what was done.
+/// Promotes the contender of the Application `app`, and says what was done. Under a
+/// RolloutBlock, refused unless `when_unblocked`.
 pub async fn promote(
     connection: &Connection,
     app: &str,
     full: bool,
+    when_unblocked: bool,
 ) -> Result<String, CommandError> {
-    let (_, releases) = connection.read(app).await?;
+    let (application, releases) = connection.read(app).await?;
     let promotion = promotion(app, &releases, full)?;
+    let stopping = blocks::stopping(&application, &blocks::read(connection).await?);
+    let retry = format!(
+        "prism promote {app} -n {}{}",
+        connection.namespace(),
+        if full { " --full" } else { "" }
+    );
+    let waits = blocks::held(&stopping, when_unblocked, &promotion.holds, &retry)?;
     connection
         .merge_patch(
             &connection.releases(),
@@ -84,7 +100,10 @@ pub async fn promote(
             json!({"spec": {"targetStep": promotion.target_step}}),
         )
         .await?;
-    Ok(promotion.message)
+    Ok(match waits {
+        Some(note) => format!("{}, but {note}", promotion.message),
+        None => promotion.message,
+    })
 }
 
 #[cfg(test)]
@@ -112,6 +131,7 @@ mod tests {
                 release: "web-3".into(),
                 target_step: 2,
                 message: "promoted web-3 to step 3/3 \"full\"".into(),
+                holds: "web-3 stays at step 2/3 \"half\"".into(),
             }
         );
     }

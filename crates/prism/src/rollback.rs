@@ -1,6 +1,9 @@
-//! `prism rollback APP [--to REVISION]`: makes the Application's template that of an earlier
-//! Release; the Application controller then makes a new revision of it, rolled out under the
-//! Application's strategy like any other.
+//! `prism rollback APP [--to REVISION] [--when-unblocked]`: makes the Application's template
+//! that of an earlier Release; the Application controller then makes a new revision of it,
+//! rolled out under the Application's strategy like any other. Under a RolloutBlock no new
+//! revision is made until the block is lifted, so the rollback is refused, unless
+//! `--when-unblocked` asks for exactly that ([`crate::blocks`]); `prism abort` rolls the
+//! contender back under a block too.
 //!
 //! [`target`] is pure; [`rollback`] reads and writes through a [`Connection`].
 
@@ -9,6 +12,7 @@ use prism_api::release::ReleasePhase;
 use prism_api::{Application, Release};
 use serde_json::json;
 
+use crate::blocks;
 use crate::connection::Connection;
 use crate::error::CommandError;
 use crate::releases;
@@ -71,14 +75,24 @@ fn previous_good(releases: &[Release]) -> Result<&Release, String> {
     }
 }
 
-/// Rolls the Application `app` back, and says what was done.
+/// Rolls the Application `app` back, and says what was done. Under a RolloutBlock, refused
+/// unless `when_unblocked`.
 pub async fn rollback(
     connection: &Connection,
     app: &str,
     to: Option<u32>,
+    when_unblocked: bool,
 ) -> Result<String, CommandError> {
     let (application, releases) = connection.read(app).await?;
     let target = target(&application, &releases, to)?;
+    let stopping = blocks::stopping(&application, &blocks::read(connection).await?);
+    let retry = format!(
+        "prism rollback {app} -n {} --to {}",
+        connection.namespace(),
+        target.spec.revision
+    );
+    let holds = format!("no new revision of {app} (the rollback) is made");
+    let waits = blocks::held(&stopping, when_unblocked, &holds, &retry)?;
     connection
         .merge_patch(
             &connection.applications(),
@@ -86,11 +100,17 @@ pub async fn rollback(
             json!({"spec": {"template": target.spec.template}}),
         )
         .await?;
-    Ok(format!(
-        "rolled {app} back to the template of revision {} ({}): the controller rolls it out as a new revision, under {app}'s strategy",
+    let done = format!(
+        "rolled {app} back to the template of revision {} ({})",
         target.spec.revision,
         target.name_any()
-    ))
+    );
+    Ok(match waits {
+        Some(note) => format!("{done}, but {note}"),
+        None => {
+            format!("{done}: the controller rolls it out as a new revision, under {app}'s strategy")
+        }
+    })
 }
 
 #[cfg(test)]

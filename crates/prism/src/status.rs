@@ -68,6 +68,9 @@ pub struct Rollout {
     pub aborted_because: Option<String>,
     /// The current step's analysis: its counts and its latest result.
     pub analysis: Option<String>,
+    /// The writes application clusters refuse: the message of the Release's WritesRefused
+    /// condition while it is true (each cluster's row says its own).
+    pub writes_refused: Option<String>,
 }
 
 /// One version in one cluster.
@@ -223,6 +226,7 @@ fn rollout(release: &Release) -> Rollout {
         aborted_because: message(condition::ABORTED, true)
             .or_else(|| status.abort.as_ref().map(|abort| abort.message.clone())),
         analysis: status.analysis.as_ref().map(analysis_summary),
+        writes_refused: message(condition::WRITES_REFUSED, true),
     }
 }
 
@@ -327,6 +331,9 @@ pub fn render(status: &Status, now: Timestamp) -> String {
             }
             if let Some(analysis) = &rollout.analysis {
                 header.push(("Analysis", analysis.clone()));
+            }
+            if let Some(refused) = &rollout.writes_refused {
+                header.push(("Writes refused", refused.clone()));
             }
         }
         None => header.push(("Contender", "no Release yet".to_owned())),
@@ -633,6 +640,25 @@ mod tests {
     }
 
     #[test]
+    fn the_table_of_a_cluster_refusing_writes() {
+        let mut releases = releases();
+        let refusal = "apply of Deployment web-3 refused (422 Invalid): deployments.apps \"web-3\" \
+                       is forbidden: ValidatingAdmissionPolicy 'no-web-3' denied request";
+        let web_3 = releases[1].status.as_mut().unwrap();
+        web_3.clusters[1].message = Some(format!("writes refused: {refusal}"));
+        web_3.conditions.push(condition(
+            condition::WRITES_REFUSED,
+            &format!("cluster us-1: {refusal}"),
+        ));
+        let status = status(&app(), &releases);
+        assert_eq!(
+            status.rollout.as_ref().unwrap().writes_refused,
+            Some(format!("cluster us-1: {refusal}"))
+        );
+        insta::assert_snapshot!(render(&status, now()));
+    }
+
+    #[test]
     fn the_json_is_stable() {
         let json = serde_json::to_value(status(&app(), &releases())).unwrap();
         assert_eq!(json["application"], "web");
@@ -651,6 +677,7 @@ mod tests {
                 "waitingFor": "step 2/3 \"half\": cluster us-1 is scaling up (waiting for ready pods)",
                 "abortedBecause": null,
                 "analysis": null,
+                "writesRefused": null,
             })
         );
         assert_eq!(

@@ -1,5 +1,7 @@
 //! End-to-end: `prism cluster drain` moves every application off a cluster of a three-cluster
-//! fleet with a no-op rollout, and no application ever has less ready capacity than it had.
+//! fleet with a no-op rollout, no application ever has less ready capacity than it had, and
+//! nothing of them is left on the drained cluster (no Service routing to nothing) while the
+//! other clusters still serve them.
 
 mod run;
 
@@ -8,10 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use prism_api::release::ReleasePhase;
-use prism_api::{Application, Cluster};
+use prism_api::{Application, Cluster, RolloutBlock};
 use prism_testkit::fixtures::web_template;
 use prism_testkit::fleet::TestFleet;
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
@@ -54,12 +57,15 @@ async fn drain_moves_every_application_off_a_cluster_without_losing_ready_capaci
     let (apps, releases, _controller) = with_controller(&env).await;
     let _fleet = TestFleet::join(&env, &client).await.unwrap();
     for name in APPS {
+        // Each application its own Service: two of one name in a namespace would be one.
+        let mut template = web_template(&format!("{name}:1"), REPLICAS);
+        template["manifests"][1]["metadata"]["name"] = json!(name);
         let app: Application = serde_json::from_value(json!({
             "apiVersion": "prism.dev/v1alpha1",
             "kind": "Application",
             "metadata": {"name": name},
             "spec": {
-                "template": web_template(&format!("{name}:1"), REPLICAS),
+                "template": template,
                 "strategy": {"steps": [
                     {"name": "canary", "capacity": {"contender": "50%"}, "traffic": {"contender": 50}},
                     {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"},
@@ -179,15 +185,74 @@ async fn drain_moves_every_application_off_a_cluster_without_losing_ready_capaci
             "a no-op rollout: the same version"
         );
     }
-    let sandbox_cluster = drained
-        .strip_prefix(&format!("{}-", env.namespace()))
-        .unwrap();
-    let left =
-        Api::<Deployment>::namespaced(env.cluster(sandbox_cluster).client(), env.namespace())
-            .list(&ListParams::default().labels("prism.dev/app"))
-            .await
+    let sandbox_cluster = |cluster: &str| {
+        let name = cluster
+            .strip_prefix(&format!("{}-", env.namespace()))
             .unwrap();
+        env.cluster(name).client()
+    };
+    let on_drained = sandbox_cluster(&drained);
+    let every_app = ListParams::default().labels("prism.dev/app");
+    let left = Api::<Deployment>::namespaced(on_drained.clone(), env.namespace())
+        .list(&every_app)
+        .await
+        .unwrap();
     assert!(left.items.is_empty(), "{} still runs something", drained);
+    let services: Vec<String> = Api::<Service>::namespaced(on_drained.clone(), env.namespace())
+        .list(&every_app)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|service| service.metadata.name)
+        .collect();
+    assert!(
+        services.is_empty(),
+        "the drain said {drained} is empty, but it still holds the Services {services:?}"
+    );
+    let pods = Api::<Pod>::namespaced(on_drained, env.namespace());
+    wait_until(
+        format!("the pods on {drained} are gone"),
+        DEFAULT_TIMEOUT,
+        || async { Ok(pods.list(&every_app).await?.items.is_empty().then_some(())) },
+    )
+    .await
+    .unwrap();
+    // The other clusters still serve each application: its Service, and ready pods it selects.
+    for name in APPS {
+        let newest = releases
+            .list(&ListParams::default().labels(&format!("prism.dev/app={name}")))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .max_by_key(|release| release.spec.revision)
+            .unwrap();
+        for cluster in &newest.spec.clusters {
+            let client = sandbox_cluster(&cluster.name);
+            let service = Api::<Service>::namespaced(client.clone(), env.namespace())
+                .get_opt(name)
+                .await
+                .unwrap();
+            assert!(
+                service.is_some(),
+                "{name} has no Service on {}",
+                cluster.name
+            );
+            let serving = Api::<Pod>::namespaced(client, env.namespace())
+                .list(
+                    &ListParams::default()
+                        .labels(&format!("prism.dev/app={name},prism.dev/traffic=enabled")),
+                )
+                .await
+                .unwrap();
+            assert!(
+                !serving.items.is_empty(),
+                "no pod of {name} on {} receives its traffic",
+                cluster.name
+            );
+        }
+    }
     let cordoned = Api::<Cluster>::all(client.clone())
         .get(&drained)
         .await
@@ -195,5 +260,88 @@ async fn drain_moves_every_application_off_a_cluster_without_losing_ready_capaci
     assert!(
         cordoned.spec.unschedulable,
         "a drained cluster stays cordoned"
+    );
+}
+
+#[tokio::test]
+async fn a_drain_that_a_block_would_hold_is_refused_and_changes_nothing() {
+    let env = TestEnv::new("drain-blocked").await;
+    let client = env.cluster("c1").client();
+    let (apps, releases, _controller) = with_controller(&env).await;
+    let _fleet = TestFleet::join(&env, &client).await.unwrap();
+    let app: Application = serde_json::from_value(json!({
+        "apiVersion": "prism.dev/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "web"},
+        "spec": {
+            "template": web_template("web:1", 1),
+            "strategy": {"steps": [{"name": "full", "capacity": {"contender": "100%"},
+                                    "traffic": {"contender": 100}}]},
+            "schedule": {"clusters": 1},
+        },
+    }))
+    .unwrap();
+    apps.patch(
+        "web",
+        &PatchParams::apply("prism-tests"),
+        &Patch::Apply(&app),
+    )
+    .await
+    .unwrap();
+    let first = wait_until("web-1 is Complete", DEFAULT_TIMEOUT, || async {
+        let release = releases.get_opt("web-1").await?;
+        Ok(release
+            .filter(|r| r.status.as_ref().and_then(|s| s.phase) == Some(ReleasePhase::Complete)))
+    })
+    .await
+    .unwrap();
+    let drained = first.spec.clusters[0].name.clone();
+    let block: RolloutBlock = serde_json::from_value(json!({
+        "apiVersion": "prism.dev/v1alpha1",
+        "kind": "RolloutBlock",
+        "metadata": {"name": "freeze"},
+        "spec": {"message": "release freeze until Monday"},
+    }))
+    .unwrap();
+    Api::<RolloutBlock>::namespaced(client.clone(), env.namespace())
+        .patch(
+            "freeze",
+            &PatchParams::apply("prism-tests"),
+            &Patch::Apply(&block),
+        )
+        .await
+        .unwrap();
+
+    // The new Release that would move web is what the block stops: the drain would wait for it.
+    let output = prism(&env, &["cluster", "drain", &drained, "--timeout", "30s"]).await;
+    let said = text(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(4),
+        "stdout: {}\nstderr: {said}",
+        text(&output.stdout)
+    );
+    let namespace = env.namespace();
+    assert!(
+        said.contains(&format!(
+            "{namespace}/web: RolloutBlock {namespace}/freeze: release freeze until Monday"
+        )),
+        "{said}"
+    );
+    let cluster = Api::<Cluster>::all(client).get(&drained).await.unwrap();
+    assert!(
+        !cluster.spec.unschedulable,
+        "nothing was changed: not cordoned"
+    );
+    let annotations = apps
+        .get("web")
+        .await
+        .unwrap()
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    assert!(
+        !annotations.contains_key("prism.dev/reschedule"),
+        "nothing was changed: {annotations:?}"
     );
 }

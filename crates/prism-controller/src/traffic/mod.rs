@@ -40,6 +40,9 @@ pub struct AppView<'a> {
     pub service: Option<(&'a Manifest, &'a str)>,
     /// The application's Service as the cluster has it.
     pub observed_service: Option<&'a Service>,
+    /// Every Service of the application in the cluster (labelled with it), the one that
+    /// carries its traffic and any a template before named otherwise.
+    pub services: &'a [Arc<Service>],
     /// The pods of every version of the application.
     pub pods: &'a [Arc<Pod>],
     /// The Application's reference, when the cluster is the management cluster.
@@ -54,6 +57,16 @@ pub trait TrafficProvider: Sync {
     /// asked nothing, the observed weights again (so that drift is repaired). None when the
     /// cluster serves them already.
     fn writes(&self, view: &AppView, weights: &Weights) -> Vec<Write>;
+
+    /// The deletes of every object the provider wrote for the application in the cluster, as
+    /// the caches have them (none when they are gone). Asked once the application leaves the
+    /// cluster: no version of it runs there any more, so nothing there may route to it.
+    fn remove(&self, view: &AppView) -> Vec<Write>;
+    /// Labels every pod of a new version carries from its start, so that the provider has to
+    /// write only where the weights differ from what the pods give by themselves.
+    fn pod_template_labels(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
 }
 
 /// The provider an Application names; None for a workload without traffic or a provider that
@@ -101,6 +114,19 @@ fn service(
         kind: Kind::Service,
         body: Value::Object(body),
     })
+}
+
+/// The deletes of the application's Services in the cluster: what both providers write.
+fn remove_services(view: &AppView) -> Vec<Write> {
+    view.services
+        .iter()
+        .filter(|service| service.metadata.deletion_timestamp.is_none())
+        .filter_map(|service| service.metadata.name.clone())
+        .map(|name| Write::Delete {
+            kind: Kind::Service,
+            name,
+        })
+        .collect()
 }
 
 /// Whether the observed Service was built from the same template with this selector and these

@@ -1,25 +1,32 @@
 //! The default provider, for clusters without a service mesh: the application's one Service
-//! selects the pods labelled `prism.dev/traffic=enabled`, and Prism labels, of each version's
-//! ready pods, the share its weight asks for.
+//! selects the pods of the one version that has all the traffic (`prism.dev/release`), or, while
+//! versions share it, the pods labelled `prism.dev/traffic=enabled`, of each version's ready pods
+//! the share its weight asks for.
 //!
 //! The split is by pods, not by requests: a version's share of the traffic is its share of the
 //! labelled ready pods, so weights are only as fine as the pod counts allow. Prism labels the
 //! counts whose shares come closest to the weights (and, among equally close ones, the most
 //! pods): with 2 incumbent pods and 1 contender pod a weight of 25 gives the contender a third;
 //! with 3 and 1 it gets exactly a quarter. The weights as set are kept in an annotation on the
-//! Service, so that the engine sees them, not the rounded split.
+//! Service while versions share it, so that the engine sees them, not the rounded split.
+//!
+//! Writes are few: every version's pod template carries the traffic label, so a pod is labelled
+//! from its start, and Prism patches only the exceptions (the pods a split leaves out). A version
+//! alone on the Service needs no pod label at all, and its weight is the selector itself.
 
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use super::{AppView, TrafficProvider, Weights, service, service_is};
+use super::{AppView, TrafficProvider, Weights, remove_services, service, service_is};
 use crate::application::{APP_LABEL, RELEASE_LABEL};
 use crate::fleet::is_ready;
 use crate::write::{Kind, Write};
 
 /// The label of the pods that receive traffic.
 pub const TRAFFIC_LABEL: &str = "prism.dev/traffic";
+/// Its value on a pod that receives traffic.
+pub const TRAFFIC_ENABLED: &str = "enabled";
 /// On the Service: the weights as set, `web-2=75,web-3=25`.
 pub const WEIGHTS_ANNOTATION: &str = "prism.dev/weights";
 
@@ -27,62 +34,130 @@ pub struct PodLabels;
 
 impl TrafficProvider for PodLabels {
     fn observe(&self, view: &AppView) -> Weights {
-        view.observed_service
-            .and_then(|service| service.metadata.annotations.as_ref())
+        let Some(service) = view.observed_service else {
+            return Weights::new();
+        };
+        let selected = service
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.selector.as_ref())
+            .and_then(|selector| selector.get(RELEASE_LABEL));
+        if let Some(release) = selected {
+            return [(release.clone(), 100)].into();
+        }
+        service
+            .metadata
+            .annotations
+            .as_ref()
             .and_then(|annotations| annotations.get(WEIGHTS_ANNOTATION))
             .map(|text| parse_weights(text))
             .unwrap_or_default()
     }
 
-    /// Pods gain their label first, then the Service states the weights, then pods lose their
-    /// label: at every moment, a version the Service gives a weight has pods serving it, and the
-    /// Service always has pods to send requests to.
+    /// A version with all the traffic is selected by its release label, and no pod is labelled.
+    /// A split selects the traffic label: pods gain it first, then the Service states the
+    /// weights, then pods lose it, so that at every moment a version the Service gives a weight
+    /// has pods serving it and the Service always has pods to send requests to. (Labels do not
+    /// matter while the Service selects one release: then they change before the switch.)
     fn writes(&self, view: &AppView, weights: &Weights) -> Vec<Write> {
-        let pods: Vec<PodState> = view
-            .pods
+        let serving: Vec<&String> = weights
             .iter()
-            .filter_map(|pod| {
-                Some(PodState {
-                    name: pod.metadata.name.clone()?,
-                    release: pod.metadata.labels.as_ref()?.get(RELEASE_LABEL)?.clone(),
-                    ready: is_ready(pod),
-                    labelled: pod
-                        .metadata
-                        .labels
-                        .as_ref()
-                        .is_some_and(|labels| labels.contains_key(TRAFFIC_LABEL)),
-                })
-            })
+            .filter(|(_, weight)| **weight > 0)
+            .map(|(release, _)| release)
             .collect();
-        let chosen = labelled_pods(weights, &pods);
-        let label = |pod: &PodState, on: bool| Write::Label {
-            kind: Kind::Pod,
-            name: pod.name.clone(),
-            labels: [(TRAFFIC_LABEL.to_owned(), on.then(|| "enabled".to_owned()))].into(),
+        let service_write = |selector: Map<String, Value>, annotations: Map<String, Value>| {
+            if service_is(view, &selector, &annotations) {
+                None
+            } else {
+                service(view, selector, annotations)
+            }
         };
-        let mut writes: Vec<Write> = pods
-            .iter()
-            .filter(|pod| !pod.labelled && chosen.contains(pod.name.as_str()))
-            .map(|pod| label(pod, true))
-            .collect();
-        let selector = Map::from_iter([
-            (APP_LABEL.to_owned(), Value::from(view.app)),
-            (TRAFFIC_LABEL.to_owned(), Value::from("enabled")),
-        ]);
-        let annotations = Map::from_iter([(
-            WEIGHTS_ANNOTATION.to_owned(),
-            Value::from(weights_text(weights)),
-        )]);
-        if !service_is(view, &selector, &annotations) {
-            writes.extend(service(view, selector, annotations));
+        match serving.as_slice() {
+            [] => Vec::new(),
+            [alone] => service_write(
+                Map::from_iter([
+                    (APP_LABEL.to_owned(), Value::from(view.app)),
+                    (RELEASE_LABEL.to_owned(), Value::from(alone.as_str())),
+                ]),
+                Map::new(),
+            )
+            .into_iter()
+            .collect(),
+            _ => {
+                let (gain, lose) = label_changes(view, weights);
+                let switch = service_write(
+                    Map::from_iter([
+                        (APP_LABEL.to_owned(), Value::from(view.app)),
+                        (TRAFFIC_LABEL.to_owned(), Value::from(TRAFFIC_ENABLED)),
+                    ]),
+                    Map::from_iter([(
+                        WEIGHTS_ANNOTATION.to_owned(),
+                        Value::from(weights_text(weights)),
+                    )]),
+                );
+                let selects_labels = view
+                    .observed_service
+                    .and_then(|service| service.spec.as_ref()?.selector.as_ref())
+                    .is_some_and(|selector| selector.contains_key(TRAFFIC_LABEL));
+                if selects_labels {
+                    gain.into_iter().chain(switch).chain(lose).collect()
+                } else {
+                    gain.into_iter().chain(lose).chain(switch).collect()
+                }
+            }
         }
-        writes.extend(
-            pods.iter()
-                .filter(|pod| pod.labelled && !chosen.contains(pod.name.as_str()))
-                .map(|pod| label(pod, false)),
-        );
-        writes
     }
+
+    /// The Service; the traffic labels go with the pods.
+    fn remove(&self, view: &AppView) -> Vec<Write> {
+        remove_services(view)
+    }
+
+    fn pod_template_labels(&self) -> &'static [(&'static str, &'static str)] {
+        &[(TRAFFIC_LABEL, TRAFFIC_ENABLED)]
+    }
+}
+
+/// The label patches that make the labelled ready pods split as `weights` ask: the pods to
+/// label, and the pods to unlabel. Pods not ready are left alone (a starting pod keeps its
+/// template's label, and the split is mended when it is ready), and so are pods being deleted:
+/// they are going away, and a patch could find them gone.
+fn label_changes(view: &AppView, weights: &Weights) -> (Vec<Write>, Vec<Write>) {
+    let pods: Vec<PodState> = view
+        .pods
+        .iter()
+        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+        .filter_map(|pod| {
+            let labels = pod.metadata.labels.as_ref()?;
+            Some(PodState {
+                name: pod.metadata.name.clone()?,
+                release: labels.get(RELEASE_LABEL)?.clone(),
+                ready: is_ready(pod),
+                labelled: labels.get(TRAFFIC_LABEL).map(String::as_str) == Some(TRAFFIC_ENABLED),
+            })
+        })
+        .collect();
+    let chosen = labelled_pods(weights, &pods);
+    let label = |pod: &PodState, on: bool| Write::Label {
+        kind: Kind::Pod,
+        name: pod.name.clone(),
+        labels: [(
+            TRAFFIC_LABEL.to_owned(),
+            on.then(|| TRAFFIC_ENABLED.to_owned()),
+        )]
+        .into(),
+    };
+    let gain = pods
+        .iter()
+        .filter(|pod| !pod.labelled && chosen.contains(pod.name.as_str()))
+        .map(|pod| label(pod, true))
+        .collect();
+    let lose = pods
+        .iter()
+        .filter(|pod| pod.ready && pod.labelled && !chosen.contains(pod.name.as_str()))
+        .map(|pod| label(pod, false))
+        .collect();
+    (gain, lose)
 }
 
 /// One pod of the application, as the provider needs it.
@@ -255,6 +330,165 @@ mod tests {
         let chosen = labelled_pods(&weights, &all);
         assert!(chosen.contains("old-pod2") && chosen.contains("old-pod3"));
         assert!(!chosen.contains("old-pod0"));
+    }
+
+    mod writes {
+        use std::sync::Arc;
+
+        use k8s_openapi::api::core::v1::{Pod, Service};
+        use prism_api::application::Manifest;
+        use serde_json::json;
+
+        use super::super::*;
+        use crate::traffic::{AppView, TrafficProvider, Weights};
+
+        fn pod(name: &str, release: &str, ready: bool, labelled: bool, deleting: bool) -> Arc<Pod> {
+            let mut labels = json!({"prism.dev/app": "web", "prism.dev/release": release});
+            if labelled {
+                labels["prism.dev/traffic"] = "enabled".into();
+            }
+            let mut pod = json!({
+                "metadata": {"name": name, "labels": labels},
+                "status": {"conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]}
+            });
+            if deleting {
+                pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z".into();
+            }
+            Arc::new(serde_json::from_value(pod).unwrap())
+        }
+
+        fn service(selector: Value, weights: Option<&str>) -> Service {
+            let mut annotations = json!({"prism.dev/template-of": "web-2"});
+            if let Some(weights) = weights {
+                annotations["prism.dev/weights"] = weights.into();
+            }
+            serde_json::from_value(json!({
+                "metadata": {"name": "web", "annotations": annotations},
+                "spec": {"selector": selector}
+            }))
+            .unwrap()
+        }
+
+        fn weights(pairs: &[(&str, u32)]) -> Weights {
+            pairs.iter().map(|(r, w)| ((*r).to_owned(), *w)).collect()
+        }
+
+        /// What each write does, in order: `pod/NAME+` or `pod/NAME-`, or `service SELECTOR`.
+        fn writes(observed: Option<&Service>, pods: &[Arc<Pod>], asked: &Weights) -> Vec<String> {
+            let manifest: Manifest = serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                "spec": {"ports": [{"port": 80}]}
+            }))
+            .unwrap();
+            let view = AppView {
+                app: "web",
+                service: Some((&manifest, "web-2")),
+                observed_service: observed,
+                services: &[],
+                pods,
+                owner: None,
+            };
+            PodLabels
+                .writes(&view, asked)
+                .iter()
+                .map(|write| match write {
+                    Write::Label { name, labels, .. } => {
+                        let on = labels[TRAFFIC_LABEL].is_some();
+                        format!("pod/{name}{}", if on { "+" } else { "-" })
+                    }
+                    Write::Apply { body, .. } => format!("service {}", body["spec"]["selector"]),
+                    other => panic!("unexpected {other:?}"),
+                })
+                .collect()
+        }
+
+        #[test]
+        fn a_version_alone_is_selected_by_its_release_and_no_pod_is_patched() {
+            let pods = [
+                pod("old-0", "web-1", true, true, false),
+                pod("new-0", "web-2", true, true, false),
+                pod("new-1", "web-2", true, false, false),
+            ];
+            let split = service(
+                json!({"prism.dev/app": "web", "prism.dev/traffic": "enabled"}),
+                Some("web-1=50,web-2=50"),
+            );
+            assert_eq!(
+                writes(
+                    Some(&split),
+                    &pods,
+                    &weights(&[("web-1", 0), ("web-2", 100)])
+                ),
+                [r#"service {"prism.dev/app":"web","prism.dev/release":"web-2"}"#]
+            );
+            let alone = service(
+                json!({"prism.dev/app": "web", "prism.dev/release": "web-2"}),
+                None,
+            );
+            assert_eq!(
+                writes(Some(&alone), &pods, &weights(&[("web-2", 100)])),
+                Vec::<String>::new()
+            );
+            let view_weights = PodLabels.observe(&AppView {
+                app: "web",
+                service: None,
+                observed_service: Some(&alone),
+                services: &[],
+                pods: &pods,
+                owner: None,
+            });
+            assert_eq!(view_weights, weights(&[("web-2", 100)]));
+        }
+
+        #[test]
+        fn a_split_patches_only_the_pods_it_leaves_out_before_the_switch() {
+            // Every pod carries its template's label; 3 of the incumbent's 4 serve next to the
+            // contender's one.
+            let pods = [
+                pod("old-0", "web-1", true, true, false),
+                pod("old-1", "web-1", true, true, false),
+                pod("old-2", "web-1", true, true, false),
+                pod("old-3", "web-1", true, true, false),
+                pod("new-0", "web-2", true, true, false),
+            ];
+            let alone = service(
+                json!({"prism.dev/app": "web", "prism.dev/release": "web-1"}),
+                None,
+            );
+            assert_eq!(
+                writes(
+                    Some(&alone),
+                    &pods,
+                    &weights(&[("web-1", 75), ("web-2", 25)])
+                ),
+                [
+                    "pod/old-3-".to_owned(),
+                    r#"service {"prism.dev/app":"web","prism.dev/traffic":"enabled"}"#.to_owned()
+                ]
+            );
+        }
+
+        #[test]
+        fn pods_starting_or_being_deleted_are_never_patched() {
+            let pods = [
+                pod("old-0", "web-1", true, true, false),
+                pod("old-1", "web-1", true, true, true),
+                pod("new-0", "web-2", true, true, false),
+                pod("new-1", "web-2", false, true, false),
+            ];
+            let split = service(
+                json!({"prism.dev/app": "web", "prism.dev/traffic": "enabled"}),
+                Some("web-1=50,web-2=50"),
+            );
+            assert_eq!(
+                writes(
+                    Some(&split),
+                    &pods,
+                    &weights(&[("web-1", 50), ("web-2", 50)])
+                ),
+                Vec::<String>::new()
+            );
+        }
     }
 
     #[test]

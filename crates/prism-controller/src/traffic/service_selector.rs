@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{AppView, TrafficProvider, Weights, service, service_is};
+use super::{AppView, TrafficProvider, Weights, remove_services, service, service_is};
 use crate::application::{APP_LABEL, RELEASE_LABEL};
 use crate::write::Write;
 
@@ -34,5 +34,9 @@ impl TrafficProvider for ServiceSelector {
             return Vec::new();
         }
         service(view, selector, Map::new()).into_iter().collect()
+    }
+
+    fn remove(&self, view: &AppView) -> Vec<Write> {
+        remove_services(view)
     }
 }

@@ -172,6 +172,7 @@ pub fn running(versions: &[(&str, u32, u32)]) -> ClusterObservation {
         reachable: true,
         versions,
         routes: vec![],
+        refused: None,
     }
 }
 

@@ -3,13 +3,16 @@
 //! `prism.dev/reschedule` annotation; the controller answers with a new Release of the same
 //! template on a schedule without the cordoned cluster, rolled out under the Application's own
 //! strategy, and the older Releases retire from the cluster as usual. The command follows the
-//! Releases until nothing runs there any more.
+//! Releases until nothing runs there any more: no replicas, and no traffic object (the
+//! application's Service) that routes to a version there, which the controller deletes with
+//! the application's last version on the cluster.
 //!
 //! An Application whose newest Release was rolled back cannot move that way (a Release of its
 //! template would roll the bad version out again; the controller refuses such a request), so
 //! the drain is refused, before anything changes, naming each one and the fix.
 //!
-//! [`to_reschedule`], [`progress`] and the rendering are pure; [`drain`] makes the requests.
+//! [`to_reschedule`], [`progress`] (where a drain is, and its rendering) are pure; [`drain`] makes
+//! the requests.
 
 use std::collections::BTreeSet;
 use std::pin::pin;
@@ -20,28 +23,32 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Resource, ResourceExt};
 use prism_api::application::RESCHEDULE_ANNOTATION;
-use prism_api::release::ReleasePhase;
 use prism_api::strategy::Duration;
-use prism_api::{Application, Release};
-use serde::Serialize;
+use prism_api::{Application, Release, RolloutBlock};
 use serde_json::json;
 
-use super::list::{application_of, newest_revisions, replicas_on};
+mod progress;
+
+pub use progress::{AppProgress, Newest, Progress, Running, frame, line, progress, summary, table};
+
+use super::list::{application_of, newest_revisions};
 use super::{Management, set_unschedulable};
 use crate::connection::FIELD_MANAGER;
 use crate::error::CommandError;
-use crate::text;
 
 /// An Application: namespace and name.
 pub type AppKey = (String, String);
 
 /// The Applications to reschedule off `cluster`: those, not being deleted, whose newest Release
 /// (the highest revision) is scheduled there. In namespace and name order. `Err` says why the
-/// drain cannot be done: some of them have a newest Release that was rolled back.
+/// drain cannot be done: some of them have a newest Release that was rolled back, or a
+/// RolloutBlock (of `blocks`, or named by their Blocked condition) stops their new Release, so
+/// the drain would wait for the block without saying so.
 pub fn to_reschedule(
     cluster: &str,
     apps: &[Application],
     releases: &[Release],
+    blocks: &[RolloutBlock],
 ) -> Result<Vec<AppKey>, String> {
     let newest = newest_revisions(releases);
     let mut scheduled: Vec<(AppKey, &Release)> = apps
@@ -78,247 +85,30 @@ pub fn to_reschedule(
             rolled_back.join("\n")
         ));
     }
+    let blocked: Vec<String> = scheduled
+        .iter()
+        .filter_map(|((namespace, name), _)| {
+            let app = apps.iter().find(|app| {
+                app.namespace().as_ref() == Some(namespace) && &app.name_any() == name
+            })?;
+            let stopping = crate::blocks::stopping(app, blocks);
+            (!stopping.is_empty()).then(|| format!("  {namespace}/{name}: {}", stopping.join("; ")))
+        })
+        .collect();
+    if !blocked.is_empty() {
+        return Err(format!(
+            "cannot drain {cluster}: a RolloutBlock stops the new Release that would move these \
+             applications, so nothing was changed:\n{}\nLift the blocks, or pass them as each \
+             line says (each pass is recorded on the block), then drain again",
+            blocked.join("\n")
+        ));
+    }
     Ok(scheduled.into_iter().map(|(key, _)| key).collect())
 }
 
 /// The value that asks for one more rescheduling, unique per drain.
 pub fn reschedule_value(cluster: &str, now: Timestamp) -> String {
     format!("drain-{cluster}-{}", now.as_second())
-}
-
-/// Where a drain is.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Progress {
-    pub cluster: String,
-    /// The rescheduled Applications and those with a version still running on the cluster, in
-    /// namespace and name order.
-    pub applications: Vec<AppProgress>,
-    /// The replicas every version still runs on the cluster.
-    pub replicas_left: u32,
-    /// Nothing runs on the cluster, and every rescheduled Application's newest Release is
-    /// complete elsewhere.
-    pub done: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AppProgress {
-    pub namespace: String,
-    pub application: String,
-    /// Whether this drain rescheduled it.
-    pub rescheduled: bool,
-    /// Its newest Release; absent when it has none any more (the Application was deleted).
-    pub newest: Option<Newest>,
-    /// Its versions that still run replicas on the cluster, newest first.
-    pub on_cluster: Vec<Running>,
-    pub done: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Newest {
-    pub release: String,
-    pub revision: u32,
-    /// `status.phase`, or `Pending` before the controller sets one.
-    pub phase: String,
-    /// The current step, as `2/3 "half"`.
-    pub step: Option<String>,
-    /// Whether its schedule still has the drained cluster.
-    pub on_drained_cluster: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Running {
-    pub release: String,
-    pub ready_replicas: u32,
-    pub replicas: u32,
-}
-
-/// The drain of `cluster`, from the Releases of every namespace, `rescheduled` being the
-/// Applications this drain rescheduled.
-pub fn progress(cluster: &str, rescheduled: &BTreeSet<AppKey>, releases: &[Release]) -> Progress {
-    let live: Vec<&Release> = releases
-        .iter()
-        .filter(|release| release.meta().deletion_timestamp.is_none())
-        .collect();
-    let mut keys: BTreeSet<AppKey> = rescheduled.clone();
-    for release in &live {
-        if replicas_on(release, cluster).is_some_and(|(_, replicas)| replicas > 0) {
-            let (namespace, app) = application_of(release);
-            keys.insert((namespace.to_owned(), app.to_owned()));
-        }
-    }
-    let applications: Vec<AppProgress> = keys
-        .into_iter()
-        .map(|(namespace, application)| {
-            let mut own: Vec<&Release> = live
-                .iter()
-                .copied()
-                .filter(|r| application_of(r) == (namespace.as_str(), application.as_str()))
-                .collect();
-            own.sort_by_key(|r| std::cmp::Reverse(r.spec.revision));
-            let newest = own.first().map(|release| {
-                let status = release.status.clone().unwrap_or_default();
-                Newest {
-                    release: release.name_any(),
-                    revision: release.spec.revision,
-                    phase: status
-                        .phase
-                        .map_or("Pending", ReleasePhase::as_str)
-                        .to_owned(),
-                    step: status
-                        .step
-                        .map(|step| release.spec.strategy.step_label(step as usize)),
-                    on_drained_cluster: release.spec.clusters.iter().any(|c| c.name == cluster),
-                }
-            });
-            let on_cluster: Vec<Running> = own
-                .iter()
-                .filter_map(|release| {
-                    let (ready_replicas, replicas) = replicas_on(release, cluster)?;
-                    (replicas > 0).then(|| Running {
-                        release: release.name_any(),
-                        ready_replicas,
-                        replicas,
-                    })
-                })
-                .collect();
-            let rescheduled = rescheduled.contains(&(namespace.clone(), application.clone()));
-            let moved = newest.as_ref().is_none_or(|newest| {
-                !newest.on_drained_cluster && newest.phase == ReleasePhase::Complete.as_str()
-            });
-            AppProgress {
-                done: on_cluster.is_empty() && (!rescheduled || moved),
-                namespace,
-                application,
-                rescheduled,
-                newest,
-                on_cluster,
-            }
-        })
-        .collect();
-    let replicas_left = applications
-        .iter()
-        .flat_map(|app| &app.on_cluster)
-        .map(|running| running.replicas)
-        .sum();
-    Progress {
-        cluster: cluster.to_owned(),
-        done: applications.iter().all(|app| app.done),
-        applications,
-        replicas_left,
-    }
-}
-
-/// One line on where the drain is: `draining c3: 2 of 3 applications left, 5 replicas still run
-/// there`.
-pub fn summary(progress: &Progress) -> String {
-    let cluster = &progress.cluster;
-    if progress.done {
-        return format!(
-            "cluster {cluster} is drained: nothing runs there; it stays cordoned \
-             (`prism cluster uncordon {cluster}` opens it to new Releases again)"
-        );
-    }
-    let left = progress.applications.iter().filter(|a| !a.done).count();
-    format!(
-        "draining {cluster}: {left} of {} applications left, {} replicas still run there",
-        progress.applications.len(),
-        progress.replicas_left
-    )
-}
-
-fn running_text(app: &AppProgress) -> String {
-    if app.on_cluster.is_empty() {
-        return "-".to_owned();
-    }
-    app.on_cluster
-        .iter()
-        .map(|r| format!("{} {}/{}", r.release, r.ready_replicas, r.replicas))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The drain as a table, for a terminal: the summary, then one line per application.
-pub fn table(progress: &Progress) -> String {
-    let lines: Vec<[String; 6]> = progress
-        .applications
-        .iter()
-        .map(|app| {
-            let newest = app.newest.as_ref();
-            [
-                format!("{}/{}", app.namespace, app.application),
-                newest.map_or_else(|| "-".to_owned(), |n| n.release.clone()),
-                newest.map_or_else(|| "-".to_owned(), |n| n.phase.clone()),
-                newest
-                    .and_then(|n| n.step.clone())
-                    .unwrap_or_else(|| "-".to_owned()),
-                running_text(app),
-                if app.done { "done" } else { "moving" }.to_owned(),
-            ]
-        })
-        .collect();
-    let on = format!("ON {}", progress.cluster);
-    let mut out = summary(progress);
-    out.push_str("\n\n");
-    out.push_str(&text::table(
-        ["APPLICATION", "NEWEST", "PHASE", "STEP", &on, "STATE"],
-        &lines,
-    ));
-    out
-}
-
-/// One application's line, for a log: `team/web: web-4 Progressing at step 1/3 "half"; on c3:
-/// web-3 2/2`.
-pub fn line(app: &AppProgress, cluster: &str) -> String {
-    let name = format!("{}/{}", app.namespace, app.application);
-    let newest = match &app.newest {
-        Some(newest) => {
-            let mut text = format!("{} {}", newest.release, newest.phase);
-            if let Some(step) = &newest.step {
-                text.push_str(&format!(" at step {step}"));
-            }
-            if newest.on_drained_cluster {
-                text.push_str(&format!(" (scheduled to {cluster})"));
-            }
-            text
-        }
-        None => "no Release".to_owned(),
-    };
-    let state = if app.done { "done: " } else { "" };
-    format!(
-        "{name}: {state}{newest}; on {cluster}: {}",
-        running_text(app)
-    )
-}
-
-/// What to print for `progress`, given the last progress printed (`shown`): on a terminal the
-/// whole table after a clear-screen; elsewhere a line per application that changed, and the
-/// summary when it did.
-pub fn frame(progress: &Progress, shown: Option<&Progress>, terminal: bool) -> String {
-    if terminal {
-        return format!("\x1b[H\x1b[2J{}", table(progress));
-    }
-    let mut out = String::new();
-    for app in &progress.applications {
-        let before = shown.and_then(|shown| {
-            shown
-                .applications
-                .iter()
-                .find(|a| a.namespace == app.namespace && a.application == app.application)
-        });
-        if before != Some(app) {
-            out.push_str(&line(app, &progress.cluster));
-            out.push('\n');
-        }
-    }
-    if shown.is_none_or(|shown| summary(shown) != summary(progress)) {
-        out.push_str(&summary(progress));
-        out.push('\n');
-    }
-    out
 }
 
 /// Drains the cluster `name`: cordons it, reschedules the Applications scheduled there, then
@@ -342,7 +132,19 @@ pub async fn drain(
         .list(&ListParams::default())
         .await
         .map_err(|e| management.explain_list("listing Releases in every namespace", e))?;
-    let keys = to_reschedule(name, &apps.items, &releases.items).map_err(CommandError::Refused)?;
+    let blocks = match Api::<RolloutBlock>::all(management.client())
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(list) => list.items,
+        // Who may not list them still gets each Application's Blocked condition.
+        Err(kube::Error::Api(status)) if status.is_forbidden() => Vec::new(),
+        Err(error) => {
+            return Err(management.explain_list("listing RolloutBlocks in every namespace", error));
+        }
+    };
+    let keys = to_reschedule(name, &apps.items, &releases.items, &blocks)
+        .map_err(CommandError::Refused)?;
     print(&format!(
         "{}\n",
         set_unschedulable(management, name, true).await?
@@ -461,7 +263,7 @@ mod tests {
             release("other", "web", 7, &["c3"], "Progressing", &[]),
         ];
         assert_eq!(
-            to_reschedule("c3", &apps, &releases).unwrap(),
+            to_reschedule("c3", &apps, &releases, &[]).unwrap(),
             [key("other", "web"), key("team", "web")]
         );
     }
@@ -476,7 +278,7 @@ mod tests {
             rolled_back,
             release("team", "api", 1, &["c3"], "Complete", &[("c3", 1, 1)]),
         ];
-        let why = to_reschedule("c3", &apps, &releases).unwrap_err();
+        let why = to_reschedule("c3", &apps, &releases, &[]).unwrap_err();
         assert!(why.starts_with("cannot drain c3: "), "{why}");
         assert!(
             why.contains("team/web: web-2 was rolled back; run `prism rollback web -n team`"),
@@ -484,150 +286,51 @@ mod tests {
         );
         assert!(!why.contains("team/api"), "{why}");
         // Elsewhere, the same Applications move.
-        assert!(to_reschedule("c1", &apps, &releases).unwrap().is_empty());
+        assert!(
+            to_reschedule("c1", &apps, &releases, &[])
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_drain_that_a_block_would_hold_is_refused_naming_the_block() {
+        let apps = [app("team", "web"), app("team", "api")];
+        let releases = [
+            release("team", "web", 1, &["c3"], "Complete", &[("c3", 2, 2)]),
+            release("team", "api", 1, &["c1"], "Complete", &[("c1", 1, 1)]),
+        ];
+        let freeze: RolloutBlock = serde_json::from_value(json!({
+            "apiVersion": "prism.dev/v1alpha1",
+            "kind": "RolloutBlock",
+            "metadata": {"name": "freeze", "namespace": "team"},
+            "spec": {"message": "release freeze"},
+        }))
+        .unwrap();
+        let why = to_reschedule("c3", &apps, &releases, std::slice::from_ref(&freeze)).unwrap_err();
+        assert!(
+            why.starts_with("cannot drain c3: a RolloutBlock stops the new Release"),
+            "{why}"
+        );
+        assert!(
+            why.contains(
+                "  team/web: RolloutBlock team/freeze: release freeze (to pass it, annotate the \
+                 Application with prism.dev/override-rollout-block: freeze)"
+            ),
+            "{why}"
+        );
+        assert!(!why.contains("team/api"), "not on c3: {why}");
+        // A cluster none of them needs a new Release to leave drains under the block.
+        assert!(
+            to_reschedule("c2", &apps, &releases, &[freeze])
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
     fn the_value_is_new_for_each_drain() {
         let now: Timestamp = "2026-11-22T12:00:00Z".parse().unwrap();
         assert_eq!(reschedule_value("c3", now), "drain-c3-1795348800");
-    }
-
-    /// team/web rescheduled: web-3 (on c3) still runs 2 replicas there while web-4 rolls out
-    /// elsewhere; team/api: an old version still runs on c3; team/idle: rescheduled, done.
-    fn midway() -> (BTreeSet<AppKey>, Vec<Release>) {
-        let rescheduled = [key("team", "web"), key("team", "idle")].into();
-        let releases = vec![
-            release(
-                "team",
-                "web",
-                3,
-                &["c1", "c3"],
-                "Superseded",
-                &[("c1", 2, 2), ("c3", 2, 2)],
-            ),
-            release(
-                "team",
-                "web",
-                4,
-                &["c1", "c2"],
-                "Progressing",
-                &[("c1", 1, 2), ("c2", 0, 2)],
-            ),
-            release("team", "api", 1, &["c3"], "Superseded", &[("c3", 1, 1)]),
-            release("team", "api", 2, &["c1"], "Complete", &[("c1", 1, 1)]),
-            release("team", "idle", 2, &["c3"], "Complete", &[("c3", 0, 0)]),
-            release("team", "idle", 3, &["c1"], "Complete", &[("c1", 1, 1)]),
-            release("team", "elsewhere", 1, &["c1"], "Complete", &[("c1", 1, 1)]),
-        ];
-        (rescheduled, releases)
-    }
-
-    #[test]
-    fn progress_lists_what_still_runs_there_and_what_moved() {
-        let (rescheduled, releases) = midway();
-        let progress = progress("c3", &rescheduled, &releases);
-        let summary: Vec<(String, bool, Vec<&str>)> = progress
-            .applications
-            .iter()
-            .map(|a| {
-                (
-                    format!("{}/{}", a.namespace, a.application),
-                    a.done,
-                    a.on_cluster.iter().map(|r| r.release.as_str()).collect(),
-                )
-            })
-            .collect();
-        assert_eq!(
-            summary,
-            [
-                ("team/api".to_owned(), false, vec!["api-1"]),
-                ("team/idle".to_owned(), true, vec![]),
-                ("team/web".to_owned(), false, vec!["web-3"]),
-            ]
-        );
-        assert_eq!(progress.replicas_left, 3);
-        assert!(!progress.done);
-        insta::assert_snapshot!(table(&progress));
-    }
-
-    #[test]
-    fn the_drain_is_done_once_nothing_runs_there_and_the_new_releases_are_complete() {
-        let (rescheduled, mut releases) = midway();
-        // The old versions scaled down on c3; web-4 is still rolling out.
-        for release in &mut releases {
-            for cluster in &mut release.status.as_mut().unwrap().clusters {
-                if cluster.name == "c3" {
-                    cluster.replicas = 0;
-                    cluster.ready_replicas = 0;
-                }
-            }
-        }
-        let web = |releases: &[Release]| {
-            progress("c3", &rescheduled, releases)
-                .applications
-                .into_iter()
-                .find(|a| a.application == "web")
-                .unwrap()
-        };
-        assert!(!web(&releases).done, "web-4 is not complete yet");
-        assert!(!progress("c3", &rescheduled, &releases).done);
-
-        releases[1].status.as_mut().unwrap().phase = Some(ReleasePhase::Complete);
-        let progress = progress("c3", &rescheduled, &releases);
-        assert!(progress.done, "{progress:#?}");
-        assert_eq!(progress.replicas_left, 0);
-        assert!(summary(&progress).starts_with("cluster c3 is drained"));
-    }
-
-    #[test]
-    fn a_rescheduled_application_is_not_done_before_its_new_release_exists() {
-        let rescheduled = [key("team", "web")].into();
-        // The controller has not made the new Release yet: the newest is still on c3, which
-        // runs nothing yet (say, a Release that has not reached it).
-        let releases = [release(
-            "team",
-            "web",
-            3,
-            &["c1", "c3"],
-            "Complete",
-            &[("c3", 0, 0)],
-        )];
-        assert!(!progress("c3", &rescheduled, &releases).done);
-    }
-
-    #[test]
-    fn a_cluster_without_applications_is_drained_at_once() {
-        let progress = progress("c3", &BTreeSet::new(), &[]);
-        assert!(progress.done);
-        assert!(progress.applications.is_empty());
-    }
-
-    #[test]
-    fn releases_being_deleted_do_not_count() {
-        let mut gone = release("team", "web", 3, &["c3"], "Complete", &[("c3", 2, 2)]);
-        gone.metadata.deletion_timestamp =
-            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                "2026-11-22T11:00:00Z".parse().unwrap(),
-            ));
-        assert!(progress("c3", &BTreeSet::new(), &[gone]).done);
-    }
-
-    #[test]
-    fn a_log_gets_one_line_per_change() {
-        let (rescheduled, releases) = midway();
-        let first = progress("c3", &rescheduled, &releases);
-        let text = frame(&first, None, false);
-        insta::assert_snapshot!("first_frame", text);
-
-        let mut later = releases.clone();
-        later[1].status.as_mut().unwrap().step = Some(1);
-        let second = progress("c3", &rescheduled, &later);
-        assert_eq!(
-            frame(&second, Some(&first), false),
-            "team/web: web-4 Progressing at step 2/3 \"half\"; on c3: web-3 2/2\n",
-            "only what changed"
-        );
-        assert!(frame(&second, Some(&first), true).starts_with("\x1b[H\x1b[2Jdraining c3"));
     }
 }
