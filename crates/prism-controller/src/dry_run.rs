@@ -57,12 +57,15 @@ pub fn candidates(
     let release_name = release.name_any();
     let capacity = workload::full_capacity(template)
         .ok_or_else(|| Error::UnreadableCapacity(release_name.clone()))?;
-    let mut writes = workload::install(release, capacity, false, None);
-    if let Some(provider) = traffic::provider(app.spec.traffic.provider) {
+    let provider = traffic::provider(app.spec.traffic.provider);
+    let pod_labels = provider.map_or(&[][..], |p| p.pod_template_labels());
+    let mut writes = workload::install(release, capacity, None, pod_labels, None);
+    if let Some(provider) = provider {
         let view = AppView {
             app: app.metadata.name.as_deref().unwrap_or_default(),
             service: service_manifest(app, release).zip(Some(release_name.as_str())),
             observed_service: None,
+            services: &[],
             pods: &[],
             owner: None,
         };
