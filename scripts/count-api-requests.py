@@ -43,7 +43,9 @@ is compared with what the object had before, known in one of three ways:
    resourceVersion not higher than such an earlier write's (any object, same
    log) shows that nothing was written.
 
-Also, a dry-run write (dryRun in the URL) is counted as a no-op.
+A dry run (a write verb with dryRun in the URL: the controller checks a new
+template with the API server before it makes a Release) writes nothing and is
+counted apart, as a dry run, not as a write.
 
 Limits:
 - A no-op write is only recognised when one of those three tells it: the
@@ -170,8 +172,10 @@ def analyse(logs, offsets, since, until, user, marks, step_of):
     for path, e in events:
         verb = e["verb"]
         kind = "reads" if verb in READS else "writes" if verb in WRITES else "other"
+        if kind == "writes" and "dryRun=" in e.get("requestURI", ""):
+            kind = "dry_runs"
         totals[kind] += 1
-        by_verb[verb] += 1
+        by_verb[f"dry-run {verb}" if kind == "dry_runs" else verb] += 1
         by_resource[resource_name(e)][kind] += 1
         if kind != "writes":
             continue
@@ -196,9 +200,7 @@ def analyse(logs, offsets, since, until, user, marks, step_of):
         rv = response_rv(e)
         key = object_key(path, e)
         why = None
-        if "dryRun=" in e.get("requestURI", ""):
-            why = "dry-run"
-        elif code == 201:
+        if code == 201:
             pass  # created: a change by definition
         elif verb in JUDGED and rv is not None:
             before = (e.get("objectRef") or {}).get("resourceVersion")
@@ -224,6 +226,7 @@ def analyse(logs, offsets, since, until, user, marks, step_of):
         "reads": totals["reads"],
         "writes": totals["writes"],
         "other": totals["other"],
+        "dry_runs": totals["dry_runs"],
         "by_verb": dict(sorted(by_verb.items())),
         "by_resource": {r: dict(c) for r, c in sorted(by_resource.items())},
         "noop_writes": noops,
@@ -236,6 +239,7 @@ def analyse(logs, offsets, since, until, user, marks, step_of):
 
 def print_text(report, marks, step_of):
     print(f"requests of {report['user']}: {report['reads']} reads, {report['writes']} writes"
+          + (f", {report['dry_runs']} dry runs (write nothing)" if report["dry_runs"] else "")
           + (f", {report['other']} other" if report["other"] else ""))
     print("by verb:     " + ", ".join(f"{v} {n}" for v, n in report["by_verb"].items()))
     print("by resource:")

@@ -124,14 +124,18 @@ impl Template {
         }
     }
 
-    /// The Deployment's replica count (1 when the Deployment leaves it out).
+    /// The Deployment's replica count (1 when the Deployment leaves it out, as Kubernetes
+    /// defaults it); None when the template has no single Deployment that parses, or its count is
+    /// negative.
     pub fn replicas(&self) -> Option<u32> {
         let deployment = self.deployment()?;
         let replicas = deployment.spec.and_then(|spec| spec.replicas).unwrap_or(1);
         u32::try_from(replicas).ok()
     }
 
-    /// The bounds of the template's HorizontalPodAutoscaler, if it has one.
+    /// The bounds of the template's HorizontalPodAutoscaler (a minimum of 1 when it leaves it
+    /// out, as Kubernetes defaults it); None when it has none, or its autoscaler does not parse or
+    /// has a negative bound.
     pub fn hpa_bounds(&self) -> Option<HpaBounds> {
         let hpa: HorizontalPodAutoscaler = self
             .of_kind("HorizontalPodAutoscaler")
@@ -144,6 +148,27 @@ impl Template {
             max: u32::try_from(spec.max_replicas).ok()?,
         })
     }
+
+    /// What the template runs at full capacity: its autoscaler's bounds when it has one, else its
+    /// Deployment's replicas. None when the count cannot be read (an object that does not parse, a
+    /// negative count): `validate::application` refuses such a template, so a valid one always has
+    /// a capacity, and nothing ever runs a count the template does not say.
+    pub fn full_capacity(&self) -> Option<FullCapacity> {
+        if self.of_kind("HorizontalPodAutoscaler").next().is_some() {
+            self.hpa_bounds().map(FullCapacity::Autoscaled)
+        } else {
+            self.replicas().map(FullCapacity::Replicas)
+        }
+    }
+}
+
+/// What a template runs at full capacity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FullCapacity {
+    /// The Deployment's replicas.
+    Replicas(u32),
+    /// The HorizontalPodAutoscaler's bounds.
+    Autoscaled(HpaBounds),
 }
 
 /// One Kubernetes object of a template, kept as written: fields Prism does not know are

@@ -1,6 +1,7 @@
 //! Field-level validation, pure: every CEL rule of the CRD schemas again (so that `prism plan` and
 //! the controller give the API server's message without one), and what CEL cannot check in one
-//! object: the template's objects, and what the application's traffic provider can do.
+//! object: the template's objects (`manifests.rs`: strictly typed, and the values Kubernetes'
+//! own validation refuses), and what the application's traffic provider can do.
 //!
 //! The rules that need the state each step leaves in each cluster (traffic only to roles with
 //! pods, a contender complete everywhere at the end) are the engine's:
@@ -10,21 +11,17 @@
 
 use std::fmt;
 
-use k8s_openapi::Resource;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::Value;
-use serde_path_to_error::Segment;
 
 use crate::application::{ApplicationSpec, Manifest, Schedule, TrafficProvider};
 use crate::rules::{self, CelRule};
 use crate::strategy::{
     Metric, Pipeline, Route, RouteMatch, RouteTo, Step, TrafficStep, Waves, Webhook, Webhooks,
 };
+
+mod deployment;
+mod manifests;
+pub mod syntax;
 
 /// One thing wrong with a spec.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -261,209 +258,6 @@ impl Checker {
         }
     }
 
-    fn manifests(&mut self, manifests: &[Manifest], spec: &ApplicationSpec) {
-        let path = "spec.template.manifests";
-        if manifests.len() > MAX_MANIFESTS {
-            self.fail(
-                path,
-                &manifests.len(),
-                format!("a template has at most {MAX_MANIFESTS} objects"),
-            );
-        }
-        let kinds: Vec<Option<&str>> = manifests.iter().map(Manifest::kind).collect();
-        let mut deployments = Vec::new();
-        let mut autoscalers = Vec::new();
-        for (i, manifest) in manifests.iter().enumerate() {
-            let path = format!("{path}[{i}]");
-            if manifest.api_version().is_none() {
-                self.fail(
-                    format!("{path}.apiVersion"),
-                    &manifest.0.get("apiVersion"),
-                    "every object needs an apiVersion, e.g. apps/v1",
-                );
-            }
-            if manifest.kind().is_none() {
-                self.fail(
-                    format!("{path}.kind"),
-                    &manifest.0.get("kind"),
-                    "every object needs a kind, e.g. Deployment",
-                );
-            }
-            if manifest.name().is_none() {
-                self.fail(
-                    format!("{path}.metadata.name"),
-                    &manifest.0.get("metadata"),
-                    "every object needs a metadata.name",
-                );
-            }
-            self.rule(
-                manifest.kind() != Some("Secret"),
-                &format!("{path}.kind"),
-                &"Secret",
-                rule_without_field(rules::NO_INLINE_SECRETS),
-            );
-            self.rule(
-                manifest
-                    .kind()
-                    .is_none_or(|kind| TEMPLATE_KINDS.contains(&kind) || kind == "Secret"),
-                &format!("{path}.kind"),
-                &manifest.kind(),
-                rule_without_field(rules::TEMPLATE_KINDS),
-            );
-            // A missing apiVersion is reported above; `typed` would report it a second time.
-            if manifest.api_version().is_none() {
-                continue;
-            }
-            match manifest.kind() {
-                Some("Deployment") => deployments.push(self.deployment(manifest, &path)),
-                Some("HorizontalPodAutoscaler") => {
-                    autoscalers.push((path.clone(), self.typed(manifest, &path)));
-                }
-                Some("Service") => {
-                    self.typed::<Service>(manifest, &path);
-                }
-                Some("ConfigMap") => {
-                    self.typed::<ConfigMap>(manifest, &path);
-                }
-                _ => {}
-            }
-        }
-
-        let count = |kind: &str| kinds.iter().filter(|k| **k == Some(kind)).count();
-        self.rule(
-            count("Deployment") == 1,
-            "spec.template",
-            &kinds,
-            rules::ONE_DEPLOYMENT,
-        );
-        self.rule(
-            count("HorizontalPodAutoscaler") <= 1,
-            "spec.template",
-            &kinds,
-            rules::AT_MOST_ONE_HPA,
-        );
-        let deployment_name = match deployments.as_slice() {
-            [Some(deployment)] => deployment.metadata.name.as_deref(),
-            _ => None,
-        };
-        if let ([(path, Some(hpa))], Some(deployment)) = (autoscalers.as_slice(), deployment_name) {
-            self.hpa(hpa, path, deployment);
-        }
-
-        self.rule(
-            !spec.has_traffic() || count("Service") > 0,
-            "spec",
-            &kinds,
-            rules::TRAFFIC_NEEDS_SERVICE,
-        );
-    }
-
-    /// The manifest at `path` as the typed object of its kind, or an error that names the object
-    /// and the field that does not parse.
-    fn typed<K: Resource + DeserializeOwned>(
-        &mut self,
-        manifest: &Manifest,
-        path: &str,
-    ) -> Option<K> {
-        if manifest.api_version() != Some(K::API_VERSION) {
-            self.fail(
-                format!("{path}.apiVersion"),
-                &manifest.api_version(),
-                rules::TEMPLATE_API_VERSIONS.message,
-            );
-            return None;
-        }
-        let error = match manifest.parse() {
-            Ok(object) => return Some(object),
-            Err(error) => error,
-        };
-        let object = match manifest.name() {
-            Some(name) => format!("{} {name}", K::KIND),
-            None => K::KIND.to_owned(),
-        };
-        let value = value_at(&Value::Object(manifest.0.clone()), error.path()).clone();
-        self.fail(
-            format!("{path} ({object})"),
-            &value,
-            format!("{}: {}", error.path(), error.inner()),
-        );
-        None
-    }
-
-    /// Checks the workload: it parses, its selector selects its own pods, and it runs containers.
-    fn deployment(&mut self, manifest: &Manifest, path: &str) -> Option<Deployment> {
-        let deployment: Deployment = self.typed(manifest, path)?;
-        let spec = deployment.spec.clone().unwrap_or_default();
-        let selector = &spec.selector;
-        let pod = spec.template;
-        let labels = pod.metadata.and_then(|m| m.labels).unwrap_or_default();
-        let selector_path = format!("{path}.spec.selector");
-        if !has_terms(selector) {
-            self.fail(
-                &selector_path,
-                selector,
-                "a Deployment needs spec.selector, the labels that pick its pods: e.g. matchLabels: {app: web}, with the same labels in spec.template.metadata.labels",
-            );
-        } else if !selects(selector, &labels) {
-            self.fail(
-                &selector_path,
-                selector,
-                "the Deployment's selector must match its pod template's labels: add the selector's labels to spec.template.metadata.labels",
-            );
-        }
-        let containers = pod.spec.map(|spec| spec.containers).unwrap_or_default();
-        let containers_path = format!("{path}.spec.template.spec.containers");
-        if containers.is_empty() {
-            self.fail(
-                &containers_path,
-                &containers,
-                "a Deployment runs at least one container: add one with a name and an image",
-            );
-        }
-        for (j, container) in containers.iter().enumerate() {
-            if container.name.is_empty() {
-                self.fail(
-                    format!("{containers_path}[{j}].name"),
-                    &container.name,
-                    "every container needs a name",
-                );
-            }
-            if container.image.as_deref().unwrap_or_default().is_empty() {
-                self.fail(
-                    format!("{containers_path}[{j}].image"),
-                    &container.image,
-                    "every container needs an image: the images are what a new version changes",
-                );
-            }
-        }
-        Some(deployment)
-    }
-
-    fn hpa(&mut self, hpa: &HorizontalPodAutoscaler, path: &str, deployment: &str) {
-        let spec = &hpa.spec;
-        let target = &spec.scale_target_ref;
-        if target.kind != "Deployment" || target.name != deployment {
-            self.fail(
-                format!("{path}.spec.scaleTargetRef"),
-                target,
-                format!("the HorizontalPodAutoscaler must scale the template's Deployment: set kind: Deployment and name: {deployment}"),
-            );
-        }
-        if spec.max_replicas < 1 {
-            self.fail(
-                format!("{path}.spec.maxReplicas"),
-                &spec.max_replicas,
-                "maxReplicas is at least 1: the most pods the HorizontalPodAutoscaler may run",
-            );
-        } else if spec.min_replicas.unwrap_or(1) > spec.max_replicas {
-            self.fail(
-                format!("{path}.spec.minReplicas"),
-                &spec.min_replicas,
-                "minReplicas must not be greater than maxReplicas",
-            );
-        }
-    }
-
     fn traffic_policy(&mut self, spec: &ApplicationSpec) {
         let traffic = &spec.traffic;
         let path = "spec.traffic";
@@ -599,7 +393,7 @@ impl Checker {
 
     fn step(&mut self, step: &Step, path: &str) {
         self.rule(
-            is_dns_label(&step.name),
+            syntax::is_dns_label(&step.name),
             &format!("{path}.name"),
             &step.name,
             rules::STEP_NAME_IS_DNS_LABEL,
@@ -875,14 +669,6 @@ fn rule_without_field(rule: CelRule) -> CelRule {
     }
 }
 
-fn is_dns_label(name: &str) -> bool {
-    let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
-    (1..=63).contains(&name.len())
-        && name.chars().all(valid_char)
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-}
-
 fn has_version_placeholder(matches: &RouteMatch) -> bool {
     const PLACEHOLDER: &str = "{version}";
     matches
@@ -897,56 +683,4 @@ fn has_version_placeholder(matches: &RouteMatch) -> bool {
             .subdomain
             .as_ref()
             .is_some_and(|s| s.contains(PLACEHOLDER))
-}
-
-/// Whether a selector names any label: an empty one would select every pod of the namespace,
-/// other applications' included.
-fn has_terms(selector: &LabelSelector) -> bool {
-    selector
-        .match_labels
-        .as_ref()
-        .is_some_and(|m| !m.is_empty())
-        || selector
-            .match_expressions
-            .as_ref()
-            .is_some_and(|e| !e.is_empty())
-}
-
-/// Whether a Deployment's selector selects its own pods.
-fn selects(selector: &LabelSelector, labels: &std::collections::BTreeMap<String, String>) -> bool {
-    let labels_match = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let expressions_match = selector.match_expressions.iter().flatten().all(|e| {
-        let value = labels.get(&e.key);
-        let listed = || value.is_some_and(|v| e.values.iter().flatten().any(|x| x == v));
-        match e.operator.as_str() {
-            "In" => listed(),
-            "NotIn" => !listed(),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    });
-    labels_match && expressions_match
-}
-
-/// The value at `path` in `object`, or as near to it as the path leads (a missing field's
-/// path ends at the object that lacks it).
-fn value_at<'a>(object: &'a Value, path: &serde_path_to_error::Path) -> &'a Value {
-    let mut node = object;
-    for segment in path.iter() {
-        let child = match segment {
-            Segment::Seq { index } => node.get(*index),
-            Segment::Map { key } => node.get(key),
-            Segment::Enum { .. } | Segment::Unknown => None,
-        };
-        match child {
-            Some(child) => node = child,
-            None => break,
-        }
-    }
-    node
 }

@@ -2,7 +2,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use prism_api::ApplicationSpec;
-use prism_api::application::{HpaBounds, Template};
+use prism_api::application::{FullCapacity, HpaBounds, Template};
 use prism_api::conditions;
 use prism_api::rollout_block::overridden_blocks;
 use serde_json::json;
@@ -52,6 +52,34 @@ fn the_autoscaler_bounds_default_to_a_minimum_of_one() {
         Some(HpaBounds { min: 1, max: 20 })
     );
     assert_eq!(template(json!([deployment(None)])).hpa_bounds(), None);
+}
+
+#[test]
+fn a_count_that_cannot_be_read_is_never_guessed() {
+    let mut negative = deployment(None);
+    negative["spec"]["replicas"] = json!(-1);
+    let mut unreadable = deployment(None);
+    unreadable["spec"]["replicas"] = json!("three");
+    let hpa = |max: i64| {
+        json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web"},
+        "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": max}})
+    };
+    assert_eq!(
+        template(json!([deployment(Some(3))])).full_capacity(),
+        Some(FullCapacity::Replicas(3))
+    );
+    assert_eq!(
+        template(json!([deployment(Some(3)), hpa(6)])).full_capacity(),
+        Some(FullCapacity::Autoscaled(HpaBounds { min: 1, max: 6 }))
+    );
+    assert_eq!(template(json!([negative])).full_capacity(), None);
+    assert_eq!(template(json!([unreadable])).full_capacity(), None);
+    // An autoscaler whose bounds cannot be read does not fall back to the replicas.
+    assert_eq!(
+        template(json!([deployment(Some(3)), hpa(-6)])).full_capacity(),
+        None
+    );
 }
 
 #[test]

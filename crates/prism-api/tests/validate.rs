@@ -96,16 +96,27 @@ fn errors_with(manifest: Value) -> Vec<ValidationError> {
     errors(spec)
 }
 
+/// The message of a field of the wrong type in an object of `kind` (`kubectl explain` `explain`).
+fn wrong_type(problem: &str, kind: &str, explain: &str) -> String {
+    format!(
+        "{problem}: give the field the type a {kind} has there (see `kubectl explain {explain}`)"
+    )
+}
+
 #[test]
-fn objects_that_do_not_parse_as_their_kind_name_the_object_and_the_field() {
+fn objects_that_do_not_parse_as_their_kind_name_the_field_by_its_full_path() {
     let mut spec = spec(json!([full()]));
     spec["template"]["manifests"][0]["spec"]["replicas"] = json!("three");
     assert_eq!(
         errors(spec.clone()),
         vec![ValidationError::new(
-            "spec.template.manifests[0] (Deployment web)",
+            "spec.template.manifests[0].spec.replicas",
             &"three",
-            r#"spec.replicas: invalid type: string "three", expected i32"#,
+            wrong_type(
+                r#"invalid type: string "three", expected i32"#,
+                "Deployment (apps/v1)",
+                "deployment.spec.replicas"
+            ),
         )]
     );
     spec["template"]["manifests"][0]["spec"]["replicas"] = json!(4);
@@ -115,14 +126,22 @@ fn objects_that_do_not_parse_as_their_kind_name_the_object_and_the_field() {
         errors(spec),
         vec![
             ValidationError::new(
-                "spec.template.manifests[0] (Deployment web)",
+                "spec.template.manifests[0].spec.template.spec.containers",
                 &5,
-                "spec.template.spec.containers: invalid type: integer `5`, expected a sequence",
+                wrong_type(
+                    "invalid type: integer `5`, expected a sequence",
+                    "Deployment (apps/v1)",
+                    "deployment.spec.template.spec.containers"
+                ),
             ),
             ValidationError::new(
-                "spec.template.manifests[1] (Service web)",
+                "spec.template.manifests[1].spec.ports",
                 &"x",
-                r#"spec.ports: invalid type: string "x", expected a sequence"#,
+                wrong_type(
+                    r#"invalid type: string "x", expected a sequence"#,
+                    "Service (v1)",
+                    "service.spec.ports"
+                ),
             ),
         ]
     );
@@ -131,9 +150,13 @@ fn objects_that_do_not_parse_as_their_kind_name_the_object_and_the_field() {
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": [1]})
         ),
         vec![ValidationError::new(
-            "spec.template.manifests[2] (ConfigMap settings)",
+            "spec.template.manifests[2].data",
             &json!([1]),
-            "data: invalid type: sequence, expected a map",
+            wrong_type(
+                "invalid type: sequence, expected a map",
+                "ConfigMap (v1)",
+                "configmap.data"
+            ),
         )]
     );
     assert_eq!(
@@ -145,9 +168,13 @@ fn objects_that_do_not_parse_as_their_kind_name_the_object_and_the_field() {
                 "every object needs a metadata.name",
             ),
             ValidationError::new(
-                "spec.template.manifests[2] (ConfigMap)",
+                "spec.template.manifests[2].data.level",
                 &3,
-                "data.level: invalid type: integer `3`, expected a string",
+                wrong_type(
+                    "invalid type: integer `3`, expected a string",
+                    "ConfigMap (v1)",
+                    "configmap.data.level"
+                ),
             ),
         ]
     );

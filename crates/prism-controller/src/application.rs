@@ -27,6 +27,7 @@ use tracing::{info, warn};
 
 use crate::Context;
 use crate::blocks::Blocks;
+use crate::dry_run;
 use crate::error::Error;
 use crate::expectations::ObjectKey;
 use crate::fleet::MANAGEMENT_CLUSTER;
@@ -122,8 +123,13 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
     // 1. Dereference.
     let observed = dereference(app, ctx, &namespace);
 
-    // 2. Validate.
-    let verdict = validate(&app.spec, &observed.strategy);
+    // 2. Validate: offline, then what the API server said of this generation's template.
+    let mut verdict = validate(&app.spec, &observed.strategy).and_then(|pipeline| {
+        match dry_run::remembered(app) {
+            Some(Err(refused)) => Err(refused),
+            _ => Ok(pipeline),
+        }
+    });
 
     // 3. Build.
     let blocked = observed.blocks.stopping();
@@ -152,6 +158,24 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
         }
         _ => None,
     };
+    // Only a Release about to be made asks the API server, once per generation, and only of a
+    // template no Release has yet (a Release's template was accepted when it was installed).
+    let mut accepted = matches!(dry_run::remembered(app), Some(Ok(())))
+        || observed
+            .releases
+            .iter()
+            .any(|release| release.spec.template == app.spec.template);
+    if let Some(release) = created.as_ref().filter(|_| !accepted) {
+        let earlier: Vec<_> = observed.releases.iter().map(|r| &r.spec.template).collect();
+        let candidates = dry_run::candidates(app, release, &earlier)?;
+        match dry_run::check(&ctx.client, &namespace, &candidates).await? {
+            Ok(()) => accepted = true,
+            Err(refused) => {
+                verdict = Err(refused);
+                created = None;
+            }
+        }
+    }
     let current = app.status.clone().unwrap_or_default();
     let mut pre_rollout = None;
     let mut recheck_after = None;
@@ -187,7 +211,7 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
         Err(_) => Vec::new(),
     };
     releases.retain(|r| !prune.contains(&r.name_any()));
-    let status = desired_status(
+    let mut status = desired_status(
         app,
         &current,
         observed.strategy.label(),
@@ -200,6 +224,9 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
         &releases,
         Time(crate::now()),
     );
+    if accepted && verdict.is_ok() {
+        dry_run::mark_accepted(&mut status);
+    }
 
     // 4. Apply.
     let app_ref = ObjectRef::from_obj(app);

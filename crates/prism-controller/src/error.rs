@@ -21,6 +21,12 @@ pub enum Error {
     /// An object the controller needs lacks a field the API server always sets.
     #[error("{0} has no {1}")]
     MissingField(String, &'static str),
+    /// A Release whose template's capacity cannot be read (made by hand, or before templates were
+    /// checked): it is not rolled out, since Prism never guesses a count.
+    #[error(
+        "Release {0}: the template's replicas or autoscaler bounds cannot be read; make a new Release by fixing the Application's spec.template"
+    )]
+    UnreadableCapacity(String),
     /// An object could not be turned into the JSON of an apply.
     #[error("serializing {what}: {source}")]
     Serialize {
@@ -37,6 +43,7 @@ impl Error {
             Error::Kube { .. } => "kube",
             Error::Refused { .. } => "refused",
             Error::MissingField(..) => "missing_field",
+            Error::UnreadableCapacity(_) => "unreadable_capacity",
             Error::Serialize { .. } => "serialize",
         }
     }

@@ -16,6 +16,7 @@ pub mod blocks;
 pub mod calls;
 pub mod cleanup;
 pub mod clusters;
+pub mod dry_run;
 pub mod error;
 pub mod expectations;
 pub mod fleet;

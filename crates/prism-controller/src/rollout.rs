@@ -75,7 +75,7 @@ pub async fn reconcile(
         .zip(&schedules)
         .zip(&judged)
         .map(|((release, schedule), judged)| release_input(release, schedule, judged))
-        .collect();
+        .collect::<Result<_, _>>()?;
     let app_owner = app.controller_owner_ref(&());
     let mut views = BTreeMap::new();
     let mut observed = BTreeMap::new();
@@ -482,8 +482,10 @@ fn release_input<'a>(
     release: &'a Release,
     clusters: &'a [ClusterInfo],
     judged: &Judged,
-) -> ReleaseInput<'a> {
-    ReleaseInput {
+) -> Result<ReleaseInput<'a>, Error> {
+    let capacity = workload::full_capacity(&release.spec.template)
+        .ok_or_else(|| Error::UnreadableCapacity(release.name_any()))?;
+    Ok(ReleaseInput {
         name: release.metadata.name.as_deref().unwrap_or_default(),
         created_at: release
             .metadata
@@ -492,13 +494,13 @@ fn release_input<'a>(
             .map_or(jiff::Timestamp::UNIX_EPOCH, |time| time.0),
         clusters,
         pipeline: &release.spec.strategy,
-        capacity: workload::full_capacity(&release.spec.template),
+        capacity,
         progress: progress(release),
         target_step: release.spec.target_step,
         aborted: release.spec.aborted,
         analysis: judged.analysis.verdict.clone(),
         webhook: judged.gate.verdict.clone(),
-    }
+    })
 }
 
 /// The Release as owner of its objects, where it can be: in its own API server.
@@ -562,7 +564,7 @@ impl ClusterView {
 
 /// The template Service that carries the application's traffic: the one `spec.traffic.service`
 /// names, or the only one.
-fn service_manifest<'a>(
+pub(crate) fn service_manifest<'a>(
     app: &Application,
     release: &'a Release,
 ) -> Option<&'a prism_api::application::Manifest> {

@@ -170,15 +170,11 @@ fn ready_replicas(deployment: &Deployment) -> u32 {
     }
 }
 
-/// What a Release runs at 100%: its autoscaler's bounds, or its Deployment's replicas.
-pub fn full_capacity(template: &Template) -> Capacity {
-    match template.hpa_bounds() {
-        Some(bounds) => Capacity::Autoscaled {
-            min: bounds.min,
-            max: bounds.max,
-        },
-        None => Capacity::Replicas(template.replicas().unwrap_or(1)),
-    }
+/// What a Release runs at 100%: its autoscaler's bounds, or its Deployment's replicas. None for
+/// a template whose count cannot be read, which validation refuses before a Release is made: a
+/// count is never guessed.
+pub fn full_capacity(template: &Template) -> Option<Capacity> {
+    template.full_capacity().map(Capacity::from)
 }
 
 fn capacity_text(capacity: Capacity) -> String {

@@ -30,7 +30,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn resource(self) -> ApiResource {
+    pub(crate) fn resource(self) -> ApiResource {
         match self {
             Kind::Deployment => ApiResource::erase::<Deployment>(&()),
             Kind::ConfigMap => ApiResource::erase::<ConfigMap>(&()),

@@ -8,121 +8,17 @@ mod common;
 use std::collections::BTreeSet;
 
 use anyhow::bail;
-use common::{
-    application, apply, apply_strategy, canary_steps, setup, valid_condition, wait_for_status,
+use common::invalid::{
+    installed, made_for, spec_of, template_with, wait_for_valid, wait_for_warning,
 };
+use common::{application, apply, apply_strategy, canary_steps, setup, valid_condition};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use k8s_openapi::api::events::v1::Event;
-use kube::api::ListParams;
-use kube::{Api, Client, Resource, ResourceExt};
-use prism_api::application::{ApplicationPhase, ApplicationStatus};
-use prism_api::conditions::Condition;
-use prism_api::{Application, Release};
+use kube::{Api, ResourceExt};
+use prism_api::Application;
+use prism_api::application::ApplicationPhase;
 use prism_testkit::fixtures::web_template;
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-
-/// The `web` template (a Deployment and a Service) after `change`.
-fn template_with(change: impl FnOnce(&mut Value)) -> Value {
-    let mut template = web_template("web:1", 2);
-    change(&mut template);
-    template
-}
-
-/// A spec with `template` rolled out by the canary.
-fn spec_of(template: Value) -> Value {
-    json!({"template": template, "strategy": {"steps": canary_steps()}})
-}
-
-/// Waits until the Application's status describes its current generation and its `Valid`
-/// condition passes `check`.
-async fn wait_for_valid(
-    apps: &Api<Application>,
-    name: &str,
-    what: &str,
-    check: impl Fn(&Condition) -> bool,
-) -> anyhow::Result<ApplicationStatus> {
-    wait_for_status(apps, name, what, |status| {
-        valid_condition(status).is_some_and(&check)
-    })
-    .await
-}
-
-/// The names of the objects of kind `K` labelled as the application's, in the test's namespace
-/// of every cluster.
-async fn installed<K>(env: &TestEnv, app: &str) -> anyhow::Result<BTreeSet<String>>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    let mut names = BTreeSet::new();
-    for cluster in env.clusters() {
-        let api: Api<K> = Api::namespaced(cluster.client(), env.namespace());
-        let list = api
-            .list(&ListParams::default().labels(&format!("prism.dev/app={app}")))
-            .await?;
-        names.extend(list.items.iter().map(|o| {
-            format!(
-                "{} {}/{}",
-                K::kind(&Default::default()),
-                cluster.name(),
-                o.name_any()
-            )
-        }));
-    }
-    Ok(names)
-}
-
-/// Everything Prism would have made for `app`: its Releases, and its objects in every cluster.
-async fn made_for(env: &TestEnv, client: &Client, app: &str) -> anyhow::Result<BTreeSet<String>> {
-    let releases: Api<Release> = Api::namespaced(client.clone(), env.namespace());
-    let mut made: BTreeSet<String> = releases
-        .list(&ListParams::default().labels(&format!("prism.dev/app={app}")))
-        .await?
-        .items
-        .iter()
-        .map(|r| format!("Release {}", r.name_any()))
-        .collect();
-    made.extend(installed::<Deployment>(env, app).await?);
-    made.extend(installed::<Service>(env, app).await?);
-    made.extend(installed::<ConfigMap>(env, app).await?);
-    Ok(made)
-}
-
-/// Waits for the Warning Event that reports `problem` about `app`.
-async fn wait_for_warning(
-    client: &Client,
-    namespace: &str,
-    app: &str,
-    reason: &str,
-    problem: &str,
-) -> anyhow::Result<Event> {
-    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
-    wait_until(
-        format!("a Warning Event {reason} about {app} that says {problem:?}"),
-        DEFAULT_TIMEOUT,
-        || async {
-            let found = events
-                .list(&ListParams::default())
-                .await?
-                .items
-                .into_iter()
-                .find(|e| {
-                    e.type_.as_deref() == Some("Warning")
-                        && e.reason.as_deref() == Some(reason)
-                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(app)
-                        && e.note.as_deref().is_some_and(|note| note.contains(problem))
-                });
-            Ok(found)
-        },
-    )
-    .await
-}
 
 /// An Application the API server refuses, and what its answer must say.
 struct Refused {
@@ -331,7 +227,24 @@ async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> a
                 t["manifests"][0]["spec"]["replicas"] = json!("three")
             })),
             reason: "InvalidSpec",
-            problem: r#"spec.template.manifests[0] (Deployment web): spec.replicas: invalid type: string "three", expected i32"#,
+            problem: r#"spec.template.manifests[0].spec.replicas: invalid type: string "three", expected i32"#,
+        },
+        Reported {
+            name: "replicas-negative",
+            spec: spec_of(template_with(|t| {
+                t["manifests"][0]["spec"]["replicas"] = json!(-2)
+            })),
+            reason: "InvalidSpec",
+            problem: "spec.template.manifests[0].spec.replicas: replicas is the number of pods to run: 0 or more",
+        },
+        Reported {
+            name: "unknown-field",
+            spec: spec_of(template_with(|t| {
+                t["manifests"][0]["spec"]["template"]["spec"]["containers"][0]["imagePullPolcy"] =
+                    json!("Always")
+            })),
+            reason: "InvalidSpec",
+            problem: "spec.template.manifests[0].spec.template.spec.containers[0].imagePullPolcy: a Deployment (apps/v1) has no field imagePullPolcy: remove it, or fix its spelling",
         },
         Reported {
             name: "containers-five",
@@ -339,7 +252,7 @@ async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> a
                 t["manifests"][0]["spec"]["template"]["spec"]["containers"] = json!(5)
             })),
             reason: "InvalidSpec",
-            problem: "spec.template.manifests[0] (Deployment web): spec.template.spec.containers: invalid type: integer `5`, expected a sequence",
+            problem: "spec.template.manifests[0].spec.template.spec.containers: invalid type: integer `5`, expected a sequence",
         },
         Reported {
             name: "ports-x",
@@ -347,7 +260,7 @@ async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> a
                 t["manifests"][1]["spec"]["ports"] = json!("x")
             })),
             reason: "InvalidSpec",
-            problem: r#"spec.template.manifests[1] (Service web): spec.ports: invalid type: string "x", expected a sequence"#,
+            problem: r#"spec.template.manifests[1].spec.ports: invalid type: string "x", expected a sequence"#,
         },
         Reported {
             name: "config-map-data-list",
@@ -357,7 +270,7 @@ async fn what_the_schema_cannot_tell_is_reported_and_nothing_is_installed() -> a
                 }))
             })),
             reason: "InvalidSpec",
-            problem: "spec.template.manifests[2] (ConfigMap settings): data: invalid type: sequence, expected a map",
+            problem: "spec.template.manifests[2].data: invalid type: sequence, expected a map",
         },
     ];
 
@@ -405,7 +318,8 @@ async fn an_invalid_application_once_fixed_gets_its_first_release() -> anyhow::R
         t["manifests"][0]["spec"]["replicas"] = json!("three")
     }));
     apply(&apps, &application("web", broken)?).await?;
-    let problem = r#"spec.template.manifests[0] (Deployment web): spec.replicas: invalid type: string "three", expected i32"#;
+    let problem =
+        r#"spec.template.manifests[0].spec.replicas: invalid type: string "three", expected i32"#;
     wait_for_valid(&apps, "web", "Valid is False", |c| {
         c.status == "False" && c.message.contains(problem)
     })

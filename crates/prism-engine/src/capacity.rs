@@ -1,5 +1,6 @@
 use std::fmt;
 
+use prism_api::application::FullCapacity;
 use prism_api::strategy::Share;
 use serde::Serialize;
 
@@ -70,6 +71,18 @@ impl Capacity {
         match self {
             Capacity::Replicas(_) => Capacity::Replicas(min),
             Capacity::Autoscaled { .. } => Capacity::Autoscaled { min, max },
+        }
+    }
+}
+
+impl From<FullCapacity> for Capacity {
+    fn from(full: FullCapacity) -> Capacity {
+        match full {
+            FullCapacity::Replicas(n) => Capacity::Replicas(n),
+            FullCapacity::Autoscaled(bounds) => Capacity::Autoscaled {
+                min: bounds.min,
+                max: bounds.max,
+            },
         }
     }
 }

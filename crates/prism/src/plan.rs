@@ -9,7 +9,7 @@ use prism_engine::{
     VersionRow,
 };
 
-use crate::input::{self, InputErrors};
+use crate::input::{self, InputError, InputErrors};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -52,13 +52,19 @@ pub fn plan(text: &str, clusters: u32, fail_at: Option<&str>) -> Result<Timeline
         version_ttl: spec.versions.ttl,
     };
     let template = &spec.template;
-    // Validation guarantees a Deployment, hence a replica count.
-    let capacity = match template.hpa_bounds() {
-        Some(bounds) => Capacity::Autoscaled {
-            min: bounds.min,
-            max: bounds.max,
-        },
-        None => Capacity::Replicas(template.replicas().unwrap_or(1)),
+    // `input::read` validated the template, which guarantees its capacity.
+    let Some(capacity) = template.full_capacity().map(Capacity::from) else {
+        return Err(PlanError::Invalid(prism_api::validate::Errors(vec![
+            InputError {
+                document: format!(
+                    "Application/{}",
+                    kube::ResourceExt::name_any(&input.application)
+                ),
+                path: "spec.template".into(),
+                value: None,
+                message: "the template's replicas or autoscaler bounds cannot be read".into(),
+            },
+        ])));
     };
     let clusters = fleet(clusters);
     let scenario = Scenario {

@@ -109,9 +109,55 @@ fn manifests_that_do_not_parse_as_their_kind() {
     assert_eq!(
         errors_of("manifests-that-do-not-parse.yaml"),
         [
-            "Application/web: spec.template.manifests[0] (Deployment web): spec.replicas: invalid type: string \"three\", expected i32 (value: \"three\")",
-            "Application/web: spec.template.manifests[1] (Service web): spec.ports: invalid type: string \"x\", expected a sequence (value: \"x\")",
-            "Application/web: spec.template.manifests[2] (ConfigMap settings): data: invalid type: sequence, expected a map (value: [1])",
+            "Application/web: spec.template.manifests[0].spec.replicas: invalid type: string \"three\", expected i32: give the field the type a Deployment (apps/v1) has there (see `kubectl explain deployment.spec.replicas`) (value: \"three\")",
+            "Application/web: spec.template.manifests[1].spec.ports: invalid type: string \"x\", expected a sequence: give the field the type a Service (v1) has there (see `kubectl explain service.spec.ports`) (value: \"x\")",
+            "Application/web: spec.template.manifests[2].data: invalid type: sequence, expected a map: give the field the type a ConfigMap (v1) has there (see `kubectl explain configmap.data`) (value: [1])",
+        ]
+    );
+}
+
+#[test]
+fn fields_a_template_object_does_not_have() {
+    assert_eq!(
+        errors_of("unknown-template-field.yaml"),
+        [
+            "Application/web: spec.template.manifests[0].spec.replica: a Deployment (apps/v1) has no field replica: remove it, or fix its spelling (see `kubectl explain deployment.spec`) (value: 4)",
+            "Application/web: spec.template.manifests[0].spec.template.spec.containers[0].imagePullPolcy: a Deployment (apps/v1) has no field imagePullPolcy: remove it, or fix its spelling (see `kubectl explain deployment.spec.template.spec.containers`) (value: \"Always\")",
+            "Application/web: spec.template.manifests[1].spec.prots: a Service (v1) has no field prots: remove it, or fix its spelling (see `kubectl explain service.spec`) (value: [{\"port\":80}])",
+        ]
+    );
+}
+
+#[test]
+fn negative_replicas() {
+    assert_eq!(
+        errors_of("negative-replicas.yaml"),
+        [
+            "Application/web: spec.template.manifests[0].spec.replicas: replicas is the number of pods to run: 0 or more (value: -3)"
+        ]
+    );
+}
+
+#[test]
+fn a_selector_that_misses_the_deployments_pods() {
+    assert_eq!(
+        errors_of("selector-misses-pods.yaml"),
+        [
+            "Application/web: spec.template.manifests[0].spec.selector: the Deployment's selector must match its pod template's labels: add the selector's labels to spec.template.metadata.labels (value: {\"matchLabels\":{\"app\":\"web\",\"tier\":\"front\"}})"
+        ]
+    );
+}
+
+#[test]
+fn values_kubernetes_refuses() {
+    assert_eq!(
+        errors_of("values-kubernetes-refuses.yaml"),
+        [
+            "Application/web: spec.template.manifests[0].spec.template.metadata.labels: the value of label team is not valid: a label value is empty, or at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit (value: \"-core\")",
+            "Application/web: spec.template.manifests[0].spec.template.spec.containers[0].name: not a valid container name: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit (value: \"Web\")",
+            "Application/web: spec.template.manifests[0].spec.template.spec.containers[0].ports[0].containerPort: a port number is from 1 to 65535 (value: 80800)",
+            "Application/web: spec.template.manifests[1].spec.ports[0].name: a Service with several ports names each of them: add a name (value: null)",
+            "Application/web: spec.template.manifests[1].spec.ports[1].name: a Service with several ports names each of them: add a name (value: null)",
         ]
     );
 }

@@ -13,6 +13,8 @@ use prism_api::{Application, Release, Strategy};
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
 use serde_json::{Value, json};
 
+pub mod invalid;
+
 pub const TEST_MANAGER: &str = "prism-tests";
 
 /// The controller, scoped to one namespace, stopped when dropped.
