@@ -97,10 +97,17 @@ impl ClusterStepProgress {
             .map(|deadline| after(self.since, deadline))
     }
 
-    /// When an achieved cluster will have soaked.
+    /// When an achieved cluster will have soaked. Without a soak, at once: the achievement is
+    /// recorded rounded up to the next whole second (so that a positive wait never ends early),
+    /// and waiting for that moment would only cost another decision and its writes.
     fn soaked_at(&self, rules: &WaveRules) -> Option<Timestamp> {
-        self.achieved_at
-            .map(|achieved_at| after(achieved_at, rules.soak))
+        self.achieved_at.map(|achieved_at| {
+            if rules.soak.is_zero() {
+                Timestamp::MIN
+            } else {
+                after(achieved_at, rules.soak)
+            }
+        })
     }
 }
 

@@ -674,3 +674,31 @@ fn autoscaled_capacity_shares_both_bounds_and_waits_for_the_lower_one() {
     assert_eq!(done.progress[1].phase, Phase::Complete);
     assert_eq!(world.replicas("c0", "v2"), hpa);
 }
+
+#[test]
+fn a_step_without_a_soak_is_left_in_the_decision_that_achieves_it_whatever_the_subsecond() {
+    // Moments are recorded rounded up to the whole second; a wait of nothing must not wait
+    // for that second (one more decision, one more status write and Event per step).
+    let one_step = Pipeline {
+        webhooks: None,
+        steps: vec![traffic(capacity(step("all"), 100, 0), 100)],
+        waves: None,
+    };
+    let releases = vec![
+        release("v1", &one_step, 10, Phase::Complete),
+        release("v2", &one_step, 10, Phase::Progressing),
+    ];
+    let clusters = clusters(1);
+    let fleet = fleet(clusters, &[("v1", 0, 0), ("v2", 10, 100)]);
+    let mut world = World::new(app(true), releases, clusters, fleet);
+    world.now = at(0)
+        .checked_add(jiff::SignedDuration::from_millis(500))
+        .unwrap();
+    let round = world.decide();
+    assert_eq!(
+        round.progress[1].phase,
+        Phase::Complete,
+        "{}",
+        round.decision_debug
+    );
+}
