@@ -25,6 +25,11 @@ pub const CAPACITY_ANNOTATION: &str = "prism.dev/capacity";
 /// start; an installed version keeps only those its pod template has, since a change of the
 /// pod template would restart its pods. `owner` is the Release's reference when the cluster is
 /// the management cluster.
+///
+/// Running nothing of a version is not having it: at zero capacity its objects are deleted
+/// (the engine reads a version with no Deployment as one at zero), so a version that leaves a
+/// cluster costs one write, not a scale to zero and then a delete. Should it come back (an
+/// abort restoring an incumbent), it is installed anew, from zero pods either way.
 pub fn install(
     release: &Release,
     capacity: Capacity,
@@ -32,6 +37,12 @@ pub fn install(
     pod_labels: &[(&str, &str)],
     owner: Option<&OwnerReference>,
 ) -> Vec<Write> {
+    if capacity.is_zero() {
+        return match installed {
+            Some(_) => remove(release),
+            None => Vec::new(),
+        };
+    }
     let template = &release.spec.template;
     let name = release.name_any();
     let mut writes = Vec::new();
@@ -510,7 +521,7 @@ mod tests {
     }
 
     #[test]
-    fn an_autoscaled_version_gets_bounds_and_at_zero_loses_its_autoscaler() {
+    fn an_autoscaled_version_gets_bounds_and_at_zero_goes_with_its_autoscaler() {
         let hpa = json!({
             "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
             "metadata": {"name": "web"},
@@ -541,14 +552,18 @@ mod tests {
             &[],
             None,
         );
-        assert_eq!(body(&writes[0])["spec"]["replicas"], 0);
-        assert!(matches!(
-            writes[1],
-            Write::Delete {
-                kind: Kind::HorizontalPodAutoscaler,
-                ..
-            }
-        ));
+        assert_eq!(writes, remove(&release), "at zero, the version goes");
+    }
+
+    #[test]
+    fn a_version_at_zero_is_deleted_and_one_not_installed_is_left_alone() {
+        let release = release(json!([web(4), settings()]));
+        let zero = Capacity::Replicas(0);
+        assert_eq!(
+            install(&release, zero, Some(&installed(&[])), &[], None),
+            remove(&release)
+        );
+        assert_eq!(install(&release, zero, None, &[], None), Vec::new());
     }
 
     #[test]
