@@ -369,6 +369,14 @@ mod tests {
             .unwrap()
         }
 
+        /// The Service of versions that share the traffic, set to `weights`.
+        fn split(weights: &str) -> Service {
+            service(
+                json!({"prism.dev/app": "web", "prism.dev/traffic": "enabled"}),
+                Some(weights),
+            )
+        }
+
         fn weights(pairs: &[(&str, u32)]) -> Weights {
             pairs.iter().map(|(r, w)| ((*r).to_owned(), *w)).collect()
         }
@@ -409,10 +417,7 @@ mod tests {
                 pod("new-0", "web-2", true, true, false),
                 pod("new-1", "web-2", true, false, false),
             ];
-            let split = service(
-                json!({"prism.dev/app": "web", "prism.dev/traffic": "enabled"}),
-                Some("web-1=50,web-2=50"),
-            );
+            let split = split("web-1=50,web-2=50");
             assert_eq!(
                 writes(
                     Some(&split),
@@ -476,10 +481,7 @@ mod tests {
                 pod("new-0", "web-2", true, true, false),
                 pod("new-1", "web-2", false, true, false),
             ];
-            let split = service(
-                json!({"prism.dev/app": "web", "prism.dev/traffic": "enabled"}),
-                Some("web-1=50,web-2=50"),
-            );
+            let split = split("web-1=50,web-2=50");
             assert_eq!(
                 writes(
                     Some(&split),
