@@ -10,11 +10,10 @@ use std::collections::BTreeSet;
 use anyhow::Context as _;
 use common::{
     application, apply, apply_strategy, canary_steps, patch_release_spec, setup, valid_condition,
-    wait_for_phase, wait_for_status, wait_for_step,
+    wait_for_event, wait_for_phase, wait_for_status, wait_for_step,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::events::v1::Event;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use prism_api::Release;
@@ -235,23 +234,9 @@ async fn a_strategy_change_applies_to_the_release_in_flight_and_restarts_nothing
             .and_then(|t| t.contender),
         Some(50)
     );
-    let events: Api<Event> = Api::namespaced(client.clone(), env.namespace());
-    wait_until(
-        "a StrategyUpdated Event on web-2",
-        DEFAULT_TIMEOUT,
-        || async {
-            let found = events
-                .list(&ListParams::default())
-                .await?
-                .items
-                .into_iter()
-                .find(|e| {
-                    e.reason.as_deref() == Some("StrategyUpdated")
-                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("web-2")
-                });
-            Ok(found)
-        },
-    )
+    wait_for_event(&client, env.namespace(), "web-2", "StrategyUpdated", |_| {
+        true
+    })
     .await?;
 
     // A shorter pause: the step it pauses ends sooner, long before the 10 minutes.
@@ -393,20 +378,13 @@ async fn an_invalid_application_is_reported_and_gets_no_release() -> anyhow::Res
         "{status:?}"
     );
     assert_eq!(release_names(&releases, "missing").await?, BTreeSet::new());
-    let events: Api<Event> = Api::namespaced(client.clone(), env.namespace());
-    wait_until("a StrategyNotFound Event", DEFAULT_TIMEOUT, || async {
-        let found = events
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .find(|e| {
-                e.reason.as_deref() == Some("StrategyNotFound")
-                    && e.type_.as_deref() == Some("Warning")
-                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("missing")
-            });
-        Ok(found)
-    })
+    wait_for_event(
+        &client,
+        env.namespace(),
+        "missing",
+        "StrategyNotFound",
+        |e| e.type_.as_deref() == Some("Warning"),
+    )
     .await?;
 
     // A strategy the API server accepts but that sends traffic to a contender without pods.

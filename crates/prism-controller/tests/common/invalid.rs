@@ -11,12 +11,12 @@ use kube::{Api, Client, Resource, ResourceExt};
 use prism_api::application::ApplicationStatus;
 use prism_api::conditions::Condition;
 use prism_api::{Application, Release};
+use prism_testkit::TestEnv;
 use prism_testkit::fixtures::web_template;
-use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{canary_steps, valid_condition, wait_for_status};
+use super::{canary_steps, valid_condition, wait_for_event, wait_for_status};
 
 /// The `web` template (a Deployment and a Service) after `change`.
 pub fn template_with(change: impl FnOnce(&mut Value)) -> Value {
@@ -100,24 +100,9 @@ pub async fn wait_for_warning(
     reason: &str,
     problem: &str,
 ) -> anyhow::Result<Event> {
-    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
-    wait_until(
-        format!("a Warning Event {reason} about {app} that says {problem:?}"),
-        DEFAULT_TIMEOUT,
-        || async {
-            let found = events
-                .list(&ListParams::default())
-                .await?
-                .items
-                .into_iter()
-                .find(|e| {
-                    e.type_.as_deref() == Some("Warning")
-                        && e.reason.as_deref() == Some(reason)
-                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(app)
-                        && e.note.as_deref().is_some_and(|note| note.contains(problem))
-                });
-            Ok(found)
-        },
-    )
+    wait_for_event(client, namespace, app, reason, |e| {
+        e.type_.as_deref() == Some("Warning")
+            && e.note.as_deref().is_some_and(|note| note.contains(problem))
+    })
     .await
 }

@@ -4,7 +4,8 @@
 #![allow(dead_code)] // Each test binary uses its own part.
 
 use anyhow::Context as _;
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use prism_api::application::ApplicationStatus;
 use prism_api::conditions::{self, Condition};
@@ -181,4 +182,34 @@ pub async fn apply_strategy(
 /// so that a test's global block stops no other test).
 pub fn global_namespace(env: &TestEnv) -> String {
     format!("{}-global", env.namespace())
+}
+
+/// Waits for an Event with `reason` about the object named `regarding` that also `matches`.
+pub async fn wait_for_event(
+    client: &Client,
+    namespace: &str,
+    regarding: &str,
+    reason: &str,
+    matches: impl Fn(&Event) -> bool,
+) -> anyhow::Result<Event> {
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let matches = &matches;
+    wait_until(
+        format!("an Event {reason} about {regarding}"),
+        DEFAULT_TIMEOUT,
+        || async {
+            let found = events
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some(reason)
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding)
+                        && matches(e)
+                });
+            Ok(found)
+        },
+    )
+    .await
 }
