@@ -113,7 +113,7 @@ pub async fn sweep(ctx: &Context, member: &Member) {
         .collect();
     for (namespace, name, app, known) in services {
         if known {
-            // Normally gone with its last version (`rollout.rs`); this catches what a failed
+            // Normally gone with its last version (`rollout/apply.rs`); this catches what a failed
             // write or a deleted Release left.
             info!(cluster = %member.name, %namespace, service = %name, %app, "deleting the Service of an application that left the cluster");
         } else if is_gone::<Application>(&ctx.client, &namespace, &app).await {

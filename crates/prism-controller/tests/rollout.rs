@@ -15,7 +15,7 @@ use common::{
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::ListParams;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use prism_api::release::ReleasePhase;
 use prism_controller::fleet::is_ready;
@@ -434,5 +434,102 @@ async fn deleting_an_application_mid_rollout_removes_everything_it_installed() -
         Ok((left == 0).then_some(()))
     })
     .await?;
+    Ok(())
+}
+
+/// The finalizer that holds a pod in deletion for as long as a test needs it there.
+const HOLD: &str = "prism.dev/test-hold";
+
+/// Pods being deleted are left out of a split and never patched: they are going away, and a
+/// label patch to one finds it gone (a failed write for nothing). Every incumbent pod is held
+/// in deletion by a finalizer while its Deployment replaces it, so 8 ready incumbent pods
+/// exist when the canary step splits the traffic; a split that counted the 4 held ones would
+/// have to take the label off at least one of them.
+#[tokio::test]
+async fn a_split_never_patches_a_pod_being_deleted() -> anyhow::Result<()> {
+    let env = TestEnv::new("rollout-deleting").await;
+    let ns = env.namespace();
+    let (client, apps, releases, _controller) = setup(&env).await?;
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+
+    apply(&apps, &application("web", spec("web:1"))?).await?;
+    wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
+    let held: Vec<String> = pods
+        .list(&ListParams::default().labels("prism.dev/release=web-1"))
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|pod| pod.metadata.name)
+        .collect();
+    assert_eq!(held.len(), 4, "web-1 runs 4 pods: {held:?}");
+    for name in &held {
+        let hold = json!({"metadata": {"finalizers": [HOLD]}});
+        pods.patch(name, &PatchParams::default(), &Patch::Merge(&hold))
+            .await?;
+        pods.delete(name, &DeleteParams::default()).await?;
+    }
+    let staying = |pod: &Pod| pod.metadata.deletion_timestamp.is_none();
+    wait_until(
+        "web-1's Deployment replaces its 4 pods held in deletion",
+        DEFAULT_TIMEOUT,
+        || async {
+            let web_1 = pods
+                .list(&ListParams::default().labels("prism.dev/release=web-1"))
+                .await?;
+            let ready = web_1.items.iter().filter(|p| staying(p) && is_ready(p));
+            Ok((ready.count() == 4).then_some(()))
+        },
+    )
+    .await?;
+
+    apply(&apps, &application("web", spec("web:2"))?).await?;
+    wait_for_step(&releases, "web-2", 0).await?;
+    // A quarter: 1 contender pod beside 3 of the 4 incumbent pods that stay.
+    wait_until(
+        "the canary's split: 1 web-2 pod and 3 of 4 staying web-1 pods labelled",
+        DEFAULT_TIMEOUT,
+        || async {
+            let labelled = |release: &str| {
+                let release = release.to_owned();
+                move |pod: &&Pod| {
+                    let labels = pod.metadata.labels.clone().unwrap_or_default();
+                    staying(pod)
+                        && is_ready(pod)
+                        && labels.get("prism.dev/release") == Some(&release)
+                        && labels.get("prism.dev/traffic").map(String::as_str) == Some("enabled")
+                }
+            };
+            let all = pods.list(&ListParams::default()).await?.items;
+            let split = (
+                all.iter().filter(labelled("web-1")).count(),
+                all.iter().filter(labelled("web-2")).count(),
+            );
+            Ok((split == (3, 1)).then_some(()))
+        },
+    )
+    .await?;
+
+    for name in &held {
+        let pod = pods.get(name).await?;
+        let managers: Vec<String> = pod
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|entry| entry.manager.clone())
+            .collect();
+        assert!(
+            !managers.iter().any(|manager| manager == "prism"),
+            "held pod {name} was written by the controller: managers {managers:?}"
+        );
+        let release = pods
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+            )
+            .await?;
+        assert!(release.metadata.deletion_timestamp.is_some());
+    }
     Ok(())
 }

@@ -9,35 +9,39 @@
 //! deciding, the current steps' analyses and webhook gates are judged (`analysis.rs`,
 //! `webhooks.rs`): their verdicts are the engine's input, their records part of the status.
 
+mod apply;
+mod events;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use prism_api::release::ReleaseStatus;
 use prism_api::{Application, Release};
 use prism_engine::{
-    AppPolicy, Change, ClusterInfo, ClusterObservation, ClusterPhase, Decision, Event, EventKind,
-    Input, ReleaseInput, decide, scheduled_clusters,
+    AppPolicy, Change, ClusterInfo, ClusterObservation, ClusterPhase, Input, ReleaseInput, decide,
+    scheduled_clusters,
 };
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::Context;
 use crate::analysis::{self, Analysis};
-use crate::application::{FIELD_MANAGER, publish};
+use crate::application::FIELD_MANAGER;
 use crate::error::Error;
 use crate::expectations::ObjectKey;
 use crate::fleet::{Connection, MANAGEMENT_CLUSTER, Member, of_app};
 use crate::refusals::Refused;
-use crate::status::{differ_only_in_counters, progress, release_status, shows_refusal};
+use crate::status::{differ_only_in_counters, progress, release_status};
 use crate::traffic::{self, AppView, Weights};
 use crate::webhooks::{self, Gate};
 use crate::workload;
-use crate::write::{Write, execute};
+use crate::write::execute;
+use apply::{Writer, change_cluster, count_as_made, leaves};
+use events::publish_events;
 
 /// Rolls `releases` (the Application's, by revision) on; returns when to decide again at the
 /// latest (a pause ending), if ever.
@@ -145,6 +149,7 @@ pub async fn reconcile(
         stopped: BTreeSet::new(),
     };
     let mut traffic_changed = Vec::new();
+    let mut made = Vec::new();
     for change in &decision.changes {
         let (cluster, release) = match change {
             Change::Capacity {
@@ -182,7 +187,9 @@ pub async fn reconcile(
             }
             Change::Remove { release, .. } => workload::remove(by_name[*release]),
         };
-        writer.write(cluster, member, release, writes).await?;
+        if writer.write(cluster, member, release, writes).await? {
+            made.push(change);
+        }
     }
     // Keep each cluster at rest serving the weights it is set to (a pod that became ready, or
     // went away), and take what serves the application out of the clusters it leaves. A cluster
@@ -234,7 +241,15 @@ pub async fn reconcile(
     });
     let refusals = ctx.refusals.of_app(&namespace, &app_name);
 
-    // 4. Status, then the Events of the transitions it records.
+    // 4. Status, then the Events of the transitions it records. It counts what this reconcile
+    // installed, scaled and removed as done: the next observation would only say so one write
+    // later.
+    let mut shown = observed.clone();
+    for change in &made {
+        if let Some(observation) = shown.get_mut(change_cluster(change)) {
+            count_as_made(observation, change);
+        }
+    }
     let retry_after = refusals
         .values()
         .map(|refused| now.duration_until(refused.retry_at).unsigned_abs())
@@ -257,7 +272,7 @@ pub async fn reconcile(
                 release,
                 release_decision,
                 &decision.clusters,
-                &observed,
+                &shown,
                 &unreachable,
                 &refused,
                 &now,
@@ -309,154 +324,6 @@ pub async fn reconcile(
         ])
         .flatten()
         .min())
-}
-
-/// Makes the writes of one reconcile, cluster by cluster, and keeps account of the writes the
-/// clusters refuse (`refusals.rs`).
-struct Writer<'a> {
-    ctx: &'a Context,
-    app: &'a ObjectRef<Application>,
-    namespace: &'a str,
-    now: jiff::Timestamp,
-    /// The clusters that refused a write in this reconcile, or whose refused write waits for its
-    /// retry: they make no other write in it.
-    stopped: BTreeSet<String>,
-}
-
-impl Writer<'_> {
-    /// Makes `writes` of `release` in `cluster`. A refused one is recorded, with a Warning Event
-    /// when it is a new refusal (neither recorded nor shown in the Release's status); an error that is not a refusal (no answer, a conflict) fails the
-    /// reconcile, which is retried.
-    async fn write(
-        &mut self,
-        cluster: &str,
-        member: &Member,
-        release: &Release,
-        writes: Vec<Write>,
-    ) -> Result<(), Error> {
-        let refusals = &self.ctx.refusals;
-        let app = self.app.name.as_str();
-        if writes.is_empty() || self.stopped.contains(cluster) {
-            return Ok(());
-        }
-        if refusals
-            .get(self.namespace, app, cluster)
-            .is_some_and(|refused| refused.withholds(&writes, self.now))
-        {
-            self.stopped.insert(cluster.to_owned());
-            return Ok(());
-        }
-        let written = execute(
-            member,
-            self.namespace,
-            self.app,
-            writes,
-            &self.ctx.expectations,
-        )
-        .await;
-        let Err(Error::Refused { refusal, .. }) = written else {
-            return written;
-        };
-        self.stopped.insert(cluster.to_owned());
-        let message = format!("cluster {cluster}: {refusal}");
-        warn!(application = app, release = %release.name_any(), "{message}");
-        let shown = shows_refusal(release, cluster, &refusal.to_string());
-        let new = refusals.refused(
-            (self.namespace, app, cluster),
-            &release.name_any(),
-            refusal,
-            self.now,
-        );
-        if new && !shown {
-            publish(
-                self.ctx,
-                &release.object_ref(&()),
-                EventType::Warning,
-                "WriteRefused",
-                message,
-                "Write",
-            )
-            .await;
-        }
-        Ok(())
-    }
-}
-
-async fn publish_events(
-    decision: &Decision<'_>,
-    releases: &BTreeMap<String, &Release>,
-    ctx: &Context,
-) {
-    for event in &decision.events {
-        info!(
-            release = event.release,
-            reason = event.reason,
-            "{}",
-            event.message
-        );
-        if let Some(release) = releases.get(event.release) {
-            webhooks::notify(ctx, release, event);
-        }
-    }
-    for event in fold_transitions(&decision.events) {
-        let Some(release) = releases.get(event.release) else {
-            continue;
-        };
-        let type_ = match event.kind {
-            EventKind::Normal => EventType::Normal,
-            EventKind::Warning => EventType::Warning,
-        };
-        publish(
-            ctx,
-            &release.object_ref(&()),
-            type_,
-            event.reason,
-            event.message,
-            "Rollout",
-        )
-        .await;
-    }
-}
-
-/// Whether the application leaves `cluster` with `decision`: every version observed there is
-/// removed by it, and no version is to run there. Its traffic objects then go too, after the
-/// versions' own (the capacity moved first, so no traffic can still reach a version there), and
-/// again in each later decision while they are still there.
-fn leaves(decision: &Decision, cluster: &str, observed: &ClusterObservation) -> bool {
-    let removed = |name: &str| {
-        decision.changes.iter().any(|change| {
-            matches!(change, Change::Remove { cluster: at, release } if *at == cluster && *release == name)
-        })
-    };
-    let to_run = decision
-        .clusters
-        .iter()
-        .filter(|decided| decided.cluster == cluster)
-        .flat_map(|decided| &decided.versions)
-        .any(|version| !version.capacity.is_zero() || !version.target.is_zero());
-    !to_run && observed.versions.keys().all(|name| removed(name))
-}
-
-/// The Kubernetes Events of one decision's transitions: the normal transitions one decision
-/// makes of a release in a row (a step achieved, the next entered, achieved at once and paused)
-/// are one Event, named after the last and listing each in order; a warning is always an Event
-/// of its own. Each transition is still said once, in fewer writes.
-fn fold_transitions<'a>(events: &[Event<'a>]) -> Vec<Event<'a>> {
-    let mut folded: Vec<Event<'a>> = Vec::new();
-    for event in events {
-        match folded.last_mut() {
-            Some(last)
-                if last.release == event.release
-                    && last.kind == EventKind::Normal
-                    && event.kind == EventKind::Normal =>
-            {
-                last.reason = event.reason;
-                last.message = format!("{}; {}", last.message, event.message);
-            }
-            _ => folded.push(event.clone()),
-        }
-    }
-    folded
 }
 
 /// The clusters chosen for `release`, as the engine reads them.
@@ -572,133 +439,5 @@ pub(crate) fn service_manifest<'a>(
     match &app.spec.traffic.service {
         Some(name) => services.find(|s| s.name() == Some(name.as_str())),
         None => services.next(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use prism_engine::{
-        Capacity, ClusterDecision, ClusterPhase, VersionDecision, VersionObservation,
-    };
-
-    use super::*;
-
-    fn decision<'a>(versions: &[(&'a str, u32, u32)], removed: &[&'a str]) -> Decision<'a> {
-        Decision {
-            releases: Vec::new(),
-            clusters: vec![ClusterDecision {
-                cluster: "c3",
-                phase: ClusterPhase::Achieved,
-                versions: versions
-                    .iter()
-                    .map(|&(release, capacity, target)| VersionDecision {
-                        release,
-                        capacity: Capacity::Replicas(capacity),
-                        target: Capacity::Replicas(target),
-                        target_weight: 0,
-                    })
-                    .collect(),
-                traffic: None,
-            }],
-            changes: removed
-                .iter()
-                .map(|release| Change::Remove {
-                    cluster: "c3",
-                    release,
-                })
-                .collect(),
-            events: Vec::new(),
-            requeue_after: None,
-        }
-    }
-
-    fn running(releases: &[&str]) -> ClusterObservation {
-        ClusterObservation {
-            reachable: true,
-            versions: releases
-                .iter()
-                .map(|release| {
-                    let version = VersionObservation {
-                        capacity: Capacity::ZERO,
-                        ready: 0,
-                        weight: 100,
-                    };
-                    ((*release).to_owned(), version)
-                })
-                .collect(),
-            routes: Vec::new(),
-            refused: None,
-        }
-    }
-
-    fn event(release: &'static str, kind: EventKind, reason: &'static str) -> Event<'static> {
-        Event {
-            release,
-            kind,
-            reason,
-            message: format!("{reason} of {release}"),
-        }
-    }
-
-    #[test]
-    fn the_application_leaves_with_the_removal_of_its_last_version_there() {
-        let decision = decision(&[("web-1", 0, 0)], &["web-1"]);
-        assert!(leaves(&decision, "c3", &running(&["web-1"])));
-    }
-
-    #[test]
-    fn it_is_asked_again_while_nothing_runs_or_is_to_run_there() {
-        assert!(leaves(&decision(&[], &[]), "c3", &running(&[])));
-    }
-
-    #[test]
-    fn it_stays_while_another_version_keeps_its_objects_there() {
-        let decision = decision(&[("web-1", 0, 0), ("web-2", 0, 0)], &["web-1"]);
-        assert!(!leaves(&decision, "c3", &running(&["web-1", "web-2"])));
-    }
-
-    #[test]
-    fn it_stays_while_a_version_runs_or_is_to_run_there() {
-        let scaling_down = decision(&[("web-1", 1, 0)], &[]);
-        assert!(!leaves(&scaling_down, "c3", &running(&["web-1"])));
-        let coming = decision(&[("web-2", 0, 2)], &[]);
-        assert!(!leaves(&coming, "c3", &running(&[])));
-    }
-
-    #[test]
-    fn a_version_not_removed_yet_keeps_it_there() {
-        let retiring = decision(&[("web-1", 0, 0)], &[]);
-        assert!(!leaves(&retiring, "c3", &running(&["web-1"])));
-    }
-
-    #[test]
-    fn a_decision_s_transitions_of_a_release_make_one_event_and_warnings_their_own() {
-        let normal = EventKind::Normal;
-        let events = [
-            event("web-2", normal, "StepAchieved"),
-            event("web-2", normal, "StepAdvanced"),
-            event("web-2", normal, "StepAchieved"),
-            event("web-1", normal, "Retired"),
-            event("web-1", EventKind::Warning, "RollbackStarted"),
-            event("web-1", normal, "Aborted"),
-        ];
-        let folded = fold_transitions(&events);
-        let summary: Vec<(&str, &str, &str)> = folded
-            .iter()
-            .map(|e| (e.release, e.reason, e.message.as_str()))
-            .collect();
-        assert_eq!(
-            summary,
-            [
-                (
-                    "web-2",
-                    "StepAchieved",
-                    "StepAchieved of web-2; StepAdvanced of web-2; StepAchieved of web-2"
-                ),
-                ("web-1", "Retired", "Retired of web-1"),
-                ("web-1", "RollbackStarted", "RollbackStarted of web-1"),
-                ("web-1", "Aborted", "Aborted of web-1"),
-            ]
-        );
     }
 }
