@@ -61,7 +61,7 @@ pub fn install(
     };
     if installed.is_none() {
         for config_map in template.of_kind("ConfigMap") {
-            let mut body = config_map.0.clone();
+            let mut body = config_map.object();
             let renamed = config_map_name(&name, config_map.name().unwrap_or_default());
             set_metadata(&mut body, &renamed, release, owner);
             writes.push(Write::Apply {
@@ -227,7 +227,7 @@ fn deployment(
         .of_kind("ConfigMap")
         .filter_map(|config_map| config_map.name())
         .collect();
-    let mut body = manifest.0.clone();
+    let mut body = manifest.object();
     set_metadata(&mut body, &name, release, owner);
     let annotations = object(object(&mut body, "metadata"), "annotations");
     annotations.insert(CAPACITY_ANNOTATION.into(), capacity_text(capacity).into());
@@ -257,7 +257,7 @@ fn autoscaler(release: &Release, min: u32, max: u32, owner: Option<&OwnerReferen
         .template
         .of_kind("HorizontalPodAutoscaler")
         .next()
-        .map(|manifest| manifest.0.clone())
+        .map(|manifest| manifest.object())
         .unwrap_or_default();
     let mut body = manifest;
     set_metadata(&mut body, &name, release, owner);

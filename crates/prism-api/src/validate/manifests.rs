@@ -40,24 +40,25 @@ impl Checker {
         let mut autoscalers = Vec::new();
         for (i, manifest) in manifests.iter().enumerate() {
             let path = format!("{path}[{i}]");
+            let object = manifest.object();
             if manifest.api_version().is_none() {
                 self.fail(
                     format!("{path}.apiVersion"),
-                    &manifest.0.get("apiVersion"),
+                    &object.get("apiVersion"),
                     "every object needs an apiVersion, e.g. apps/v1",
                 );
             }
             if manifest.kind().is_none() {
                 self.fail(
                     format!("{path}.kind"),
-                    &manifest.0.get("kind"),
+                    &object.get("kind"),
                     "every object needs a kind, e.g. Deployment",
                 );
             }
             if manifest.name().is_none() {
                 self.fail(
                     format!("{path}.metadata.name"),
-                    &manifest.0.get("metadata"),
+                    &object.get("metadata"),
                     "every object needs a metadata.name",
                 );
             }
@@ -139,7 +140,7 @@ impl Checker {
             );
             return None;
         }
-        let object = Value::Object(manifest.0.clone());
+        let object = Value::Object(manifest.object());
         let mut unknown = Vec::new();
         let parsed: Result<K, _> = {
             let mut record = |field: serde_ignored::Path| unknown.push(ignored_path(&field));

@@ -96,7 +96,7 @@ fn service(
     annotations: Map<String, Value>,
 ) -> Option<Write> {
     let (manifest, source) = view.service?;
-    let mut body = manifest.0.clone();
+    let mut body = manifest.object();
     let metadata = object(&mut body, "metadata");
     metadata.remove("namespace");
     object(metadata, "labels").insert(APP_LABEL.into(), view.app.into());
