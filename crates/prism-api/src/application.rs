@@ -221,8 +221,14 @@ impl From<serde_json::Map<String, serde_json::Value>> for Manifest {
         Manifest {
             kind: text_of(object.get("kind")),
             api_version: text_of(object.get("apiVersion")),
-            name: text_of(object.get("metadata").and_then(|metadata| metadata.get("name"))),
-            text: serde_json::Value::Object(object).to_string().into_boxed_str(),
+            name: text_of(
+                object
+                    .get("metadata")
+                    .and_then(|metadata| metadata.get("name")),
+            ),
+            text: serde_json::Value::Object(object)
+                .to_string()
+                .into_boxed_str(),
         }
     }
 }

@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::channel::mpsc;
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt, stream};
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{Pod, PodStatus, PodTemplateSpec, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::Service;
 use kube::core::NamespaceResourceScope;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -26,6 +24,7 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::application::APP_LABEL;
+use crate::cached::{Deployment, Pod};
 use crate::expectations::{Expectations, application_of};
 
 /// The name a Release's schedule gives the management cluster when it is the only cluster.
@@ -192,7 +191,7 @@ impl Fleet {
             &client,
             namespace,
             labelled(),
-            strip_deployment,
+            |_| {},
             application_of,
             name,
             expectations,
@@ -405,39 +404,9 @@ where
     (store, Box::pin(changes))
 }
 
-/// Prism reads a Deployment's labels, annotations, replicas and status, and of its pod template
-/// only the labels (which it must keep as they are: a change would restart the pods).
-fn strip_deployment(deployment: &mut Deployment) {
-    if let Some(spec) = &mut deployment.spec {
-        let labels = spec
-            .template
-            .metadata
-            .as_mut()
-            .and_then(|metadata| metadata.labels.take());
-        *spec = DeploymentSpec {
-            replicas: spec.replicas,
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels,
-                    ..ObjectMeta::default()
-                }),
-                spec: None,
-            },
-            ..DeploymentSpec::default()
-        };
-    }
-}
-
-/// Prism reads a pod's labels and whether it is ready.
+/// Prism reads none of a pod's annotations.
 fn strip_pod(pod: &mut Pod) {
-    pod.spec = None;
     pod.metadata.annotations = None;
-    if let Some(status) = &mut pod.status {
-        *status = PodStatus {
-            conditions: status.conditions.take(),
-            ..PodStatus::default()
-        };
-    }
 }
 
 /// Prism reads a Service's labels, annotations and selector.
@@ -446,20 +415,6 @@ fn strip_service(service: &mut Service) {
         spec.ports = None;
     }
     service.status = None;
-}
-
-/// Whether a pod is ready: its Ready condition is True and it is not being deleted.
-pub fn is_ready(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none()
-        && pod
-            .status
-            .as_ref()
-            .and_then(|status| status.conditions.as_ref())
-            .is_some_and(|conditions| {
-                conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-            })
 }
 
 /// The objects of `app` (by the `prism.dev/app` label) in `namespace` of a cache.

@@ -13,6 +13,7 @@
 pub mod analysis;
 pub mod application;
 pub mod blocks;
+pub mod cached;
 pub mod calls;
 pub mod cleanup;
 pub mod clusters;

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 use prism_api::Release;
@@ -14,6 +13,7 @@ use prism_engine::{Capacity, VersionObservation};
 use serde_json::{Map, Value, json};
 
 use crate::application::{APP_LABEL, RELEASE_LABEL};
+use crate::cached::Deployment;
 use crate::write::{Kind, Write};
 
 /// On a version's Deployment: the capacity Prism set, `3` or, when autoscaled, `2-10`.

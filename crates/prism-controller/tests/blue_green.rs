@@ -13,12 +13,13 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use common::{application, apply, patch_release_spec, setup};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 use prism_api::Release;
 use prism_api::release::{ReleasePhase, ReleaseStatus};
-use prism_controller::fleet::is_ready;
+use prism_controller::cached::Pod;
+
 use prism_testkit::fixtures::web_template;
 use prism_testkit::{AbortOnDrop, DEFAULT_TIMEOUT, TestEnv, wait_until};
 use serde_json::{Value, json};
@@ -134,7 +135,7 @@ impl Watchdog {
         if after.map(|s| s.resource_version()) != Some(service.resource_version()) {
             bail!("the Service changed while reading");
         }
-        let ready = matched.items.iter().filter(|pod| is_ready(pod)).count();
+        let ready = matched.items.iter().filter(|pod| pod.is_ready()).count();
         Ok((ready == 0).then(|| {
             format!(
                 "{}: the Service selects {release}, which has no ready pod ({} pods)",

@@ -14,11 +14,12 @@ use common::{
     application, apply, patch_release_spec, setup, wait_for_phase, wait_for_status, wait_for_step,
 };
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use prism_api::release::ReleasePhase;
-use prism_controller::fleet::is_ready;
+use prism_controller::cached::Pod;
+
 use prism_testkit::fixtures::web_template;
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
 use serde_json::{Value, json};
@@ -84,7 +85,7 @@ async fn observe(client: &Client, namespace: &str) -> anyhow::Result<Observed> {
         .unwrap_or_default();
     for pod in pods.items {
         let labels = pod.metadata.labels.clone().unwrap_or_default();
-        let ready = is_ready(&pod);
+        let ready = pod.is_ready();
         let version = observed
             .versions
             .entry(labels.get("prism.dev/release").cloned().unwrap_or_default())
@@ -390,7 +391,7 @@ async fn a_rollback_to_an_earlier_revision_rolls_its_template_out_again() -> any
         &[("web-3", 100)],
     )
     .await?;
-    let pods = Api::<Pod>::namespaced(client.clone(), ns)
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns)
         .list(&ListParams::default().labels("prism.dev/release=web-3"))
         .await?;
     for pod in pods.items {
@@ -476,7 +477,7 @@ async fn a_split_never_patches_a_pod_being_deleted() -> anyhow::Result<()> {
             let web_1 = pods
                 .list(&ListParams::default().labels("prism.dev/release=web-1"))
                 .await?;
-            let ready = web_1.items.iter().filter(|p| staying(p) && is_ready(p));
+            let ready = web_1.items.iter().filter(|p| staying(p) && p.is_ready());
             Ok((ready.count() == 4).then_some(()))
         },
     )
@@ -494,7 +495,7 @@ async fn a_split_never_patches_a_pod_being_deleted() -> anyhow::Result<()> {
                 move |pod: &&Pod| {
                     let labels = pod.metadata.labels.clone().unwrap_or_default();
                     staying(pod)
-                        && is_ready(pod)
+                        && pod.is_ready()
                         && labels.get("prism.dev/release") == Some(&release)
                         && labels.get("prism.dev/traffic").map(String::as_str) == Some("enabled")
                 }

@@ -31,6 +31,7 @@ use tracing::info;
 use crate::Context;
 use crate::analysis::{self, Analysis};
 use crate::application::FIELD_MANAGER;
+use crate::cached;
 use crate::error::Error;
 use crate::expectations::ObjectKey;
 use crate::fleet::{Connection, MANAGEMENT_CLUSTER, Member, of_app};
@@ -380,15 +381,15 @@ fn release_owner(member: &Member, release: &Release) -> Option<OwnerReference> {
 
 /// What the caches hold of one application in one cluster.
 struct ClusterView {
-    deployments: Vec<std::sync::Arc<k8s_openapi::api::apps::v1::Deployment>>,
-    pods: Vec<std::sync::Arc<k8s_openapi::api::core::v1::Pod>>,
+    deployments: Vec<Arc<cached::Deployment>>,
+    pods: Vec<Arc<cached::Pod>>,
     services: Vec<std::sync::Arc<k8s_openapi::api::core::v1::Service>>,
     is_management: bool,
 }
 
 impl ClusterView {
     /// The Deployment of `release`, unless it is being deleted.
-    fn deployment(&self, release: &str) -> Option<&k8s_openapi::api::apps::v1::Deployment> {
+    fn deployment(&self, release: &str) -> Option<&cached::Deployment> {
         self.deployments
             .iter()
             .map(|deployment| deployment.as_ref())

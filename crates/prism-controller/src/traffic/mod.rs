@@ -14,12 +14,13 @@ mod service_selector;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use prism_api::application::{Manifest, TrafficProvider as ProviderName};
 use serde_json::{Map, Value};
 
 use crate::application::APP_LABEL;
+use crate::cached::Pod;
 use crate::workload::object;
 use crate::write::{Kind, Write};
 

@@ -20,7 +20,6 @@ use serde_json::{Map, Value};
 
 use super::{AppView, TrafficProvider, Weights, remove_services, service, service_is};
 use crate::application::{APP_LABEL, RELEASE_LABEL};
-use crate::fleet::is_ready;
 use crate::write::{Kind, Write};
 
 /// The label of the pods that receive traffic.
@@ -132,7 +131,7 @@ fn label_changes(view: &AppView, weights: &Weights) -> (Vec<Write>, Vec<Write>) 
             Some(PodState {
                 name: pod.metadata.name.clone()?,
                 release: labels.get(RELEASE_LABEL)?.clone(),
-                ready: is_ready(pod),
+                ready: pod.is_ready(),
                 labelled: labels.get(TRAFFIC_LABEL).map(String::as_str) == Some(TRAFFIC_ENABLED),
             })
         })
@@ -335,7 +334,9 @@ mod tests {
     mod writes {
         use std::sync::Arc;
 
-        use k8s_openapi::api::core::v1::{Pod, Service};
+        use k8s_openapi::api::core::v1::Service;
+
+        use crate::cached::Pod;
         use prism_api::application::Manifest;
         use serde_json::json;
 
