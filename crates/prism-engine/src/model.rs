@@ -125,6 +125,23 @@ pub struct ClusterObservation {
     pub refused: Option<String>,
 }
 
+impl ClusterObservation {
+    /// The version of `release` as a write of `capacity` leaves it: its capacity set, and a
+    /// version new here with no pod ready yet and no traffic.
+    pub fn set_capacity(&mut self, release: &str, capacity: Capacity) -> &mut VersionObservation {
+        let version = self
+            .versions
+            .entry(release.to_owned())
+            .or_insert(VersionObservation {
+                capacity,
+                ready: 0,
+                weight: 0,
+            });
+        version.capacity = capacity;
+        version
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VersionObservation {
     /// As installed (the Deployment's replicas, or its autoscaler's bounds).

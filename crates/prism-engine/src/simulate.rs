@@ -13,7 +13,7 @@ use crate::capacity::Capacity;
 use crate::decide::decide;
 use crate::model::{
     AppPolicy, Change, ClusterInfo, ClusterObservation, Decision, Input, Phase, Progress,
-    ReleaseInput, ResolvedRoute, Verdict, VersionObservation,
+    ReleaseInput, ResolvedRoute, Verdict,
 };
 use crate::validate::{Clusters, check_pipeline};
 
@@ -473,17 +473,7 @@ pub fn land(fleet: &mut BTreeMap<String, ClusterObservation>, decision: &Decisio
             Change::Capacity {
                 release, capacity, ..
             } => {
-                let version =
-                    observed
-                        .versions
-                        .entry((*release).to_owned())
-                        .or_insert(VersionObservation {
-                            capacity: *capacity,
-                            ready: 0,
-                            weight: 0,
-                        });
-                version.capacity = *capacity;
-                version.ready = capacity.floor();
+                observed.set_capacity(release, *capacity).ready = capacity.floor();
             }
             Change::Traffic { traffic, .. } => {
                 for weight in &traffic.weights {

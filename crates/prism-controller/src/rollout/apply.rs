@@ -7,7 +7,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use prism_api::{Application, Release};
-use prism_engine::{Capacity, Change, ClusterObservation, Decision, VersionObservation};
+use prism_engine::{Capacity, Change, ClusterObservation, Decision};
 use tracing::warn;
 
 use crate::Context;
@@ -105,16 +105,7 @@ pub(super) fn count_as_made(observation: &mut ClusterObservation, change: &Chang
         Change::Capacity {
             release, capacity, ..
         } => {
-            let version =
-                observation
-                    .versions
-                    .entry((*release).to_owned())
-                    .or_insert(VersionObservation {
-                        capacity: *capacity,
-                        ready: 0,
-                        weight: 0,
-                    });
-            version.capacity = *capacity;
+            let version = observation.set_capacity(release, *capacity);
             // As `workload::observe` counts: no more ready pods than a fixed count asks for.
             if let Capacity::Replicas(count) = capacity {
                 version.ready = version.ready.min(*count);
