@@ -3,6 +3,7 @@
 pub mod application;
 pub mod cluster;
 pub mod conditions;
+pub mod labels;
 pub mod metric_template;
 pub mod release;
 pub mod rollout_block;

@@ -19,6 +19,7 @@ use kube::{Api, Resource, ResourceExt};
 use prism_api::application::RESCHEDULE_ANNOTATION;
 use prism_api::application::{ApplicationPhase, ApplicationStatus, PreRolloutHold};
 use prism_api::conditions::{self, Condition};
+use prism_api::labels::{APP_LABEL, FIELD_MANAGER, RELEASE_LABEL};
 use prism_api::release::{ReleasePhase, ScheduledCluster, newest};
 use prism_api::validate::{self, AppTraffic, ValidationErrors};
 use prism_api::{Application, ApplicationSpec, Cluster, Pipeline, Release, ReleaseSpec};
@@ -33,13 +34,6 @@ use crate::expectations::ObjectKey;
 use crate::fleet::MANAGEMENT_CLUSTER;
 use crate::strategy_update::{self, REASON_STRATEGY_UPDATED};
 use crate::webhooks::{self, REASK};
-
-/// The one field manager of every write Prism makes.
-pub const FIELD_MANAGER: &str = "prism";
-/// The label naming the Application a Release (and later each installed object) belongs to.
-pub const APP_LABEL: &str = "prism.dev/app";
-/// The label naming the Release an object belongs to.
-pub const RELEASE_LABEL: &str = "prism.dev/release";
 
 /// `Valid` condition reasons.
 pub const REASON_VALID: &str = "Valid";

@@ -16,8 +16,8 @@ use prism_api::rollout_block::{
 use prism_api::{Application, RolloutBlock};
 use tracing::info;
 
-use crate::application::FIELD_MANAGER;
 use crate::error::Error;
+use prism_api::labels::FIELD_MANAGER;
 
 /// The blocks that apply to `app`, and whether its annotation overrides each.
 pub struct Blocks {

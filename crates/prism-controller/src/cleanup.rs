@@ -21,8 +21,8 @@ use prism_api::{Application, Release};
 use tracing::{info, warn};
 
 use crate::Context;
-use crate::application::{APP_LABEL, RELEASE_LABEL};
 use crate::fleet::Member;
+use prism_api::labels::{APP_LABEL, RELEASE_LABEL};
 
 /// An object younger than this is never an orphan: its Release may be on its way to the cache
 /// (the management cluster's watch and the application cluster's are not ordered).

@@ -24,9 +24,9 @@ use prism_api::{Application, Cluster};
 use tracing::{info, warn};
 
 use crate::Context;
-use crate::application::FIELD_MANAGER;
 use crate::cleanup;
 use crate::fleet::{Connection, MANAGEMENT_CLUSTER, Member};
+use prism_api::labels::FIELD_MANAGER;
 
 /// How often membership and Cluster statuses are checked without a change to wake them: a
 /// member that never connects turns unreachable, and a Cluster whose Secret was missing is

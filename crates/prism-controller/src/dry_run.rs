@@ -19,7 +19,9 @@ use prism_api::conditions;
 use prism_api::{Application, Release};
 use serde_json::Value;
 
-use crate::application::{FIELD_MANAGER, Invalid};
+use prism_api::labels::FIELD_MANAGER;
+
+use crate::application::Invalid;
 use crate::error::Error;
 use crate::rollout::service_manifest;
 use crate::traffic::{self, AppView};

@@ -16,7 +16,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use prism_api::Application;
 
-use crate::application::APP_LABEL;
+use prism_api::labels::APP_LABEL;
 
 /// After this long an unseen write is given up on: a watch that relisted may never show that
 /// exact version, and a stale decision is then corrected by the next one.

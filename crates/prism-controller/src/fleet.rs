@@ -23,9 +23,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use crate::application::APP_LABEL;
 use crate::cached::{Deployment, Pod};
 use crate::expectations::{Expectations, application_of};
+use prism_api::labels::APP_LABEL;
 
 /// The name a Release's schedule gives the management cluster when it is the only cluster.
 /// No Cluster object may take this name.

@@ -51,7 +51,6 @@ use prism_api::{
 };
 use tracing::{debug, info, warn};
 
-pub use application::FIELD_MANAGER;
 pub use error::Error;
 
 use crate::calls::Calls;

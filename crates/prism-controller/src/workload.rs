@@ -12,12 +12,9 @@ use prism_api::application::Template;
 use prism_engine::{Capacity, VersionObservation};
 use serde_json::{Map, Value, json};
 
-use crate::application::{APP_LABEL, RELEASE_LABEL};
 use crate::cached::Deployment;
 use crate::write::{Kind, Write};
-
-/// On a version's Deployment: the capacity Prism set, `3` or, when autoscaled, `2-10`.
-pub const CAPACITY_ANNOTATION: &str = "prism.dev/capacity";
+use prism_api::labels::{APP_LABEL, CAPACITY_ANNOTATION, RELEASE_LABEL};
 
 /// The writes that make a cluster run `capacity` of `release`. A version not installed yet
 /// (`installed` None) gets all its objects, ConfigMaps first so that its pods find them.

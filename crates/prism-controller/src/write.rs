@@ -14,10 +14,10 @@ use prism_api::Application;
 use serde_json::Value;
 use tracing::{debug, info};
 
-use crate::application::FIELD_MANAGER;
 use crate::error::Error;
 use crate::expectations::{Expectations, ObjectKey};
 use crate::fleet::Member;
+use prism_api::labels::FIELD_MANAGER;
 
 /// The kinds Prism writes in application clusters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,8 +6,8 @@ use std::fmt::Debug;
 
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, Config, Resource};
+use prism_api::labels::APP_LABEL;
 use prism_api::{Application, Release, RolloutBlock};
-use prism_controller::application::APP_LABEL;
 use serde::de::DeserializeOwned;
 
 use crate::error::CommandError;

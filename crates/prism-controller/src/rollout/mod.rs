@@ -30,7 +30,6 @@ use tracing::info;
 
 use crate::Context;
 use crate::analysis::{self, Analysis};
-use crate::application::FIELD_MANAGER;
 use crate::cached;
 use crate::error::Error;
 use crate::expectations::ObjectKey;
@@ -43,6 +42,7 @@ use crate::workload;
 use crate::write::execute;
 use apply::{Writer, change_cluster, count_as_made, leaves};
 use events::publish_events;
+use prism_api::labels::FIELD_MANAGER;
 
 /// Rolls `releases` (the Application's, by revision) on; returns when to decide again at the
 /// latest (a pause ending), if ever.

@@ -19,16 +19,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use prism_api::application::{Manifest, TrafficProvider as ProviderName};
 use serde_json::{Map, Value};
 
-use crate::application::APP_LABEL;
 use crate::cached::Pod;
 use crate::workload::object;
 use crate::write::{Kind, Write};
+use prism_api::labels::{APP_LABEL, SOURCE_ANNOTATION};
 
-pub use pod_labels::{PodLabels, TRAFFIC_LABEL, WEIGHTS_ANNOTATION, labelled_pods};
+pub use pod_labels::{PodLabels, labelled_pods};
 pub use service_selector::ServiceSelector;
-
-/// On the application's Service: the Release whose template it was built from.
-pub const SOURCE_ANNOTATION: &str = "prism.dev/template-of";
 
 /// Weights in percent, by release name.
 pub type Weights = BTreeMap<String, u32>;

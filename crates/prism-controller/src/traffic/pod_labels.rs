@@ -19,15 +19,10 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value};
 
 use super::{AppView, TrafficProvider, Weights, remove_services, service, service_is};
-use crate::application::{APP_LABEL, RELEASE_LABEL};
 use crate::write::{Kind, Write};
-
-/// The label of the pods that receive traffic.
-pub const TRAFFIC_LABEL: &str = "prism.dev/traffic";
-/// Its value on a pod that receives traffic.
-pub const TRAFFIC_ENABLED: &str = "enabled";
-/// On the Service: the weights as set, `web-2=75,web-3=25`.
-pub const WEIGHTS_ANNOTATION: &str = "prism.dev/weights";
+use prism_api::labels::{
+    APP_LABEL, RELEASE_LABEL, TRAFFIC_ENABLED, TRAFFIC_LABEL, WEIGHTS_ANNOTATION,
+};
 
 pub struct PodLabels;
 

@@ -5,8 +5,8 @@
 use serde_json::{Map, Value};
 
 use super::{AppView, TrafficProvider, Weights, remove_services, service, service_is};
-use crate::application::{APP_LABEL, RELEASE_LABEL};
 use crate::write::Write;
+use prism_api::labels::{APP_LABEL, RELEASE_LABEL};
 
 pub struct ServiceSelector;
 

@@ -5,7 +5,7 @@
 //! [`SERVICE_ACCOUNT`], the ClusterRole and ClusterRoleBinding [`CLUSTER_ROLE`] (the [`RULES`]),
 //! and a long-lived token Secret [`TOKEN_SECRET`] for the ServiceAccount. In the management
 //! cluster: a Secret `cluster-<name>` holding a kubeconfig with that token, and the Cluster.
-//! Everything is applied server-side (field manager [`FIELD_MANAGER`]), so joining again changes
+//! Everything is applied server-side (field manager [`FIELD_MANAGER`], the controller's), so joining again changes
 //! nothing unless a flag did.
 //!
 //! Building the objects and the kubeconfig is pure; [`join`] makes the requests.
@@ -22,6 +22,7 @@ use kube::api::{Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, Resource, ResourceExt};
 use prism_api::Cluster;
+use prism_api::labels::{CLUSTER_LABEL, FIELD_MANAGER};
 use prism_controller::fleet::MANAGEMENT_CLUSTER;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -30,8 +31,6 @@ use serde_json::{Value, json};
 use super::{Management, Target};
 use crate::error::CommandError;
 
-/// The field manager of join's writes.
-pub const FIELD_MANAGER: &str = "prism";
 /// The namespace of the controller's ServiceAccount in an application cluster, and the default
 /// namespace of the kubeconfig Secrets in the management cluster.
 pub const NAMESPACE: &str = "prism-system";
@@ -45,8 +44,6 @@ pub const TOKEN_SECRET: &str = "prism-controller-token";
 pub const KUBECONFIG_KEY: &str = "kubeconfig";
 /// On every object join makes.
 const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "prism");
-/// On the kubeconfig Secret: the Cluster it is for.
-pub const CLUSTER_LABEL: &str = "prism.dev/cluster";
 /// How long the application cluster's token controller gets to fill the token Secret.
 const TOKEN_DEADLINE: Duration = Duration::from_secs(60);
 

@@ -1,0 +1,22 @@
+//! The labels and annotations Prism puts on the objects it writes, and the field manager it
+//! writes them with: one place for the controller's modules, its providers and the CLI, so that
+//! none of them borrows another's constants.
+
+/// The one field manager of every write the controller makes, and of `prism cluster join`'s.
+pub const FIELD_MANAGER: &str = "prism";
+/// The label naming the Application a Release (and later each installed object) belongs to.
+pub const APP_LABEL: &str = "prism.dev/app";
+/// The label naming the Release an object belongs to.
+pub const RELEASE_LABEL: &str = "prism.dev/release";
+/// On a version's Deployment: the capacity Prism set, `3` or, when autoscaled, `2-10`.
+pub const CAPACITY_ANNOTATION: &str = "prism.dev/capacity";
+/// On the application's Service: the Release whose template it was built from.
+pub const SOURCE_ANNOTATION: &str = "prism.dev/template-of";
+/// The label of the pods that receive traffic (the `podLabels` provider).
+pub const TRAFFIC_LABEL: &str = "prism.dev/traffic";
+/// Its value on a pod that receives traffic.
+pub const TRAFFIC_ENABLED: &str = "enabled";
+/// On the Service (the `podLabels` provider): the weights as set, `web-2=75,web-3=25`.
+pub const WEIGHTS_ANNOTATION: &str = "prism.dev/weights";
+/// On the kubeconfig Secret `prism cluster join` writes: the Cluster it is for.
+pub const CLUSTER_LABEL: &str = "prism.dev/cluster";
