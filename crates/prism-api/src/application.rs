@@ -47,7 +47,6 @@ pub const RESCHEDULE_ANNOTATION: &str = "prism.dev/reschedule";
     validation = rules::NO_TRAFFIC_STEPS_WITHOUT_PROVIDER,
     validation = rules::SELECTOR_SWITCH_WEIGHTS,
     validation = rules::ROUTES_NEED_MATCHING_PROVIDER,
-    validation = rules::NGINX_ROUTES_BY_HEADER_TO_CONTENDER,
     validation = rules::TRAFFIC_NEEDS_SERVICE
 )]
 #[serde(rename_all = "camelCase")]
@@ -317,8 +316,7 @@ impl StrategyRef {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[x_kube(
     validation = rules::GATEWAY_API_NEEDS_HTTP_ROUTE,
-    validation = rules::ISTIO_NEEDS_VIRTUAL_SERVICE,
-    validation = rules::NGINX_NEEDS_INGRESS
+    validation = rules::ISTIO_NEEDS_VIRTUAL_SERVICE
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TrafficPolicy {
@@ -338,13 +336,11 @@ pub struct TrafficPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub virtual_service: Option<String>,
-    /// nginx: the application's Ingress; Prism adds a canary Ingress beside it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
-    pub ingress: Option<String>,
 }
 
-/// What shifts traffic between versions.
+/// What shifts traffic between versions. There is no SMI provider (the SMI project is archived)
+/// and no NGINX Ingress one (ingress-nginx is retired): an NGINX-based gateway is driven through
+/// `gatewayAPI`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum TrafficProvider {
@@ -361,10 +357,6 @@ pub enum TrafficProvider {
     GatewayApi,
     /// An Istio VirtualService's route weights and matches.
     Istio,
-    /// An SMI TrafficSplit on the application's Service.
-    Smi,
-    /// NGINX Ingress canary annotations.
-    Nginx,
 }
 
 /// Which clusters run the application. With neither regions nor clusters, every schedulable

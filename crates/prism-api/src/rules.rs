@@ -171,19 +171,13 @@ pub(crate) const NO_TRAFFIC_STEPS_WITHOUT_PROVIDER: CelRule = rule_at(
 pub(crate) const SELECTOR_SWITCH_WEIGHTS: CelRule = rule_at(
     ".strategy.steps",
     "!has(self.traffic) || !has(self.traffic.provider) || self.traffic.provider != 'serviceSelector' || !has(self.strategy.steps) || self.strategy.steps.all(s, !has(s.traffic) || ((!has(s.traffic.contender) || s.traffic.contender in [0, 100]) && (!has(s.traffic.incumbent) || s.traffic.incumbent in [0, 100])))",
-    "provider serviceSelector switches the Service from one version to the other, so weights are 0 or 100: for a weighted canary choose gatewayAPI, istio, smi, nginx or podLabels",
+    "provider serviceSelector switches the Service from one version to the other, so weights are 0 or 100: for a weighted canary choose gatewayAPI, istio or podLabels",
 );
 
 pub(crate) const ROUTES_NEED_MATCHING_PROVIDER: CelRule = rule_at(
     ".strategy.steps",
-    "!has(self.strategy.steps) || (has(self.traffic) && has(self.traffic.provider) && self.traffic.provider in ['none', 'gatewayAPI', 'istio', 'nginx']) || self.strategy.steps.all(s, !has(s.traffic) || !has(s.traffic.routes) || size(s.traffic.routes) == 0)",
-    "routes match requests, which only providers gatewayAPI, istio and nginx can do: choose one of them, or remove the routes",
-);
-
-pub(crate) const NGINX_ROUTES_BY_HEADER_TO_CONTENDER: CelRule = rule_at(
-    ".strategy.steps",
-    "!has(self.traffic) || !has(self.traffic.provider) || self.traffic.provider != 'nginx' || !has(self.strategy.steps) || self.strategy.steps.all(s, !has(s.traffic) || !has(s.traffic.routes) || s.traffic.routes.all(r, r.to == 'contender' && has(r.match.header)))",
-    "provider nginx routes requests only by header and only to the contender (an NGINX canary Ingress): use header matches to the contender, or choose gatewayAPI or istio",
+    "!has(self.strategy.steps) || (has(self.traffic) && has(self.traffic.provider) && self.traffic.provider in ['none', 'gatewayAPI', 'istio']) || self.strategy.steps.all(s, !has(s.traffic) || !has(s.traffic.routes) || size(s.traffic.routes) == 0)",
+    "routes match requests, which only providers gatewayAPI and istio can do: choose one of them, or remove the routes",
 );
 
 pub(crate) const TRAFFIC_NEEDS_SERVICE: CelRule = rule_at(
@@ -234,12 +228,6 @@ pub(crate) const ISTIO_NEEDS_VIRTUAL_SERVICE: CelRule = rule_at(
     ".virtualService",
     "self.provider != 'istio' || has(self.virtualService)",
     "provider istio shifts traffic in a VirtualService: name it in virtualService",
-);
-
-pub(crate) const NGINX_NEEDS_INGRESS: CelRule = rule_at(
-    ".ingress",
-    "self.provider != 'nginx' || has(self.ingress)",
-    "provider nginx shifts traffic with a canary Ingress next to the application's Ingress: name that Ingress in ingress",
 );
 
 pub(crate) const ONE_CLUSTER_COUNT: CelRule = rule(

@@ -274,12 +274,6 @@ impl Checker {
             &traffic.virtual_service,
             rules::ISTIO_NEEDS_VIRTUAL_SERVICE,
         );
-        self.rule(
-            provider != TrafficProvider::Nginx || traffic.ingress.is_some(),
-            path,
-            &traffic.ingress,
-            rules::NGINX_NEEDS_INGRESS,
-        );
 
         if !spec.has_traffic() {
             return;
@@ -570,7 +564,7 @@ impl Checker {
         let routes = traffic.routes.as_deref().unwrap_or_default();
         let matches_requests = matches!(
             provider,
-            TrafficProvider::GatewayApi | TrafficProvider::Istio | TrafficProvider::Nginx
+            TrafficProvider::GatewayApi | TrafficProvider::Istio
         );
         if !routes.is_empty() && !matches_requests {
             self.fail(
@@ -578,17 +572,6 @@ impl Checker {
                 &provider,
                 rules::ROUTES_NEED_MATCHING_PROVIDER.message,
             );
-        }
-        if provider == TrafficProvider::Nginx {
-            for (j, route) in routes.iter().enumerate() {
-                if route.to != RouteTo::Contender || route.matches.header.is_none() {
-                    self.fail(
-                        format!("{path}.routes[{j}]"),
-                        route,
-                        rules::NGINX_ROUTES_BY_HEADER_TO_CONTENDER.message,
-                    );
-                }
-            }
         }
     }
 

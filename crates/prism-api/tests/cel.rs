@@ -280,7 +280,7 @@ fn traffic_steps_without_a_traffic_provider() {
 fn a_weighted_step_with_a_selector_switch() {
     rejects(
         |app| app["spec"]["traffic"] = json!({"provider": "serviceSelector"}),
-        "provider serviceSelector switches the Service from one version to the other, so weights are 0 or 100: for a weighted canary choose gatewayAPI, istio, smi, nginx or podLabels",
+        "provider serviceSelector switches the Service from one version to the other, so weights are 0 or 100: for a weighted canary choose gatewayAPI, istio or podLabels",
     );
 }
 
@@ -292,19 +292,7 @@ fn routes_with_a_provider_that_cannot_match_requests() {
             step(app, 0)["traffic"]["routes"] =
                 json!([route("beta", "contender", json!({"pathPrefix": "/beta"}))]);
         },
-        "routes match requests, which only providers gatewayAPI, istio and nginx can do: choose one of them, or remove the routes",
-    );
-}
-
-#[test]
-fn an_nginx_route_by_path() {
-    rejects(
-        |app| {
-            app["spec"]["traffic"] = json!({"provider": "nginx", "ingress": "web"});
-            step(app, 0)["traffic"]["routes"] =
-                json!([route("beta", "contender", json!({"pathPrefix": "/beta"}))]);
-        },
-        "provider nginx routes requests only by header and only to the contender (an NGINX canary Ingress): use header matches to the contender, or choose gatewayAPI or istio",
+        "routes match requests, which only providers gatewayAPI and istio can do: choose one of them, or remove the routes",
     );
 }
 
@@ -413,10 +401,6 @@ fn providers_without_their_traffic_object() {
     rejects(
         |app| app["spec"]["traffic"] = json!({"provider": "istio"}),
         "provider istio shifts traffic in a VirtualService: name it in virtualService",
-    );
-    rejects(
-        |app| app["spec"]["traffic"] = json!({"provider": "nginx"}),
-        "provider nginx shifts traffic with a canary Ingress next to the application's Ingress: name that Ingress in ingress",
     );
 }
 

@@ -73,11 +73,7 @@ pub fn provider(name: ProviderName) -> Option<&'static dyn TrafficProvider> {
     match name {
         ProviderName::PodLabels => Some(&PodLabels),
         ProviderName::ServiceSelector => Some(&ServiceSelector),
-        ProviderName::None
-        | ProviderName::GatewayApi
-        | ProviderName::Istio
-        | ProviderName::Smi
-        | ProviderName::Nginx => None,
+        ProviderName::None | ProviderName::GatewayApi | ProviderName::Istio => None,
     }
 }
 
