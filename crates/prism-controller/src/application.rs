@@ -34,6 +34,7 @@ use crate::expectations::ObjectKey;
 use crate::fleet::MANAGEMENT_CLUSTER;
 use crate::strategy_update::{self, REASON_STRATEGY_UPDATED};
 use crate::webhooks::{self, REASK};
+use crate::write::apply_status;
 
 /// `Valid` condition reasons.
 pub const REASON_VALID: &str = "Valid";
@@ -372,24 +373,7 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
         }
     }
     if app.status.as_ref() != Some(&status) {
-        let patch = serde_json::json!({
-            "apiVersion": Application::api_version(&()),
-            "kind": Application::kind(&()),
-            "status": status,
-        });
-        let api = Api::<Application>::namespaced(ctx.client.clone(), &namespace);
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        ctx.expectations
-            .track(
-                &app_ref,
-                ObjectKey::new::<Application>(MANAGEMENT_CLUSTER, &namespace, &name),
-                api.patch_status(&name, &params, &Patch::Apply(&patch)),
-                ResourceExt::resource_version,
-            )
-            .await
-            .map_err(Error::kube(format!(
-                "updating the status of Application {namespace}/{name}"
-            )))?;
+        apply_status::<Application>(ctx, &app_ref, &namespace, &name, &status).await?;
     }
     Ok(Outcome {
         releases,

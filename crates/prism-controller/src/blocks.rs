@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use kube::{Api, Resource, ResourceExt};
+use prism_api::labels::FIELD_MANAGER;
 use prism_api::rollout_block::{
     BlockOverride, OVERRIDE_ROLLOUT_BLOCK_ANNOTATION, RolloutBlockStatus, overridden_blocks,
 };
@@ -17,7 +18,6 @@ use prism_api::{Application, RolloutBlock};
 use tracing::info;
 
 use crate::error::Error;
-use prism_api::labels::FIELD_MANAGER;
 
 /// The blocks that apply to `app`, and whether its annotation overrides each.
 pub struct Blocks {

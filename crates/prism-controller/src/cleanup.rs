@@ -17,12 +17,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, ListParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
+use prism_api::labels::{APP_LABEL, RELEASE_LABEL};
 use prism_api::{Application, Release};
 use tracing::{info, warn};
 
 use crate::Context;
 use crate::fleet::Member;
-use prism_api::labels::{APP_LABEL, RELEASE_LABEL};
 
 /// An object younger than this is never an orphan: its Release may be on its way to the cache
 /// (the management cluster's watch and the application cluster's are not ordered).

@@ -20,13 +20,13 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Config, Resource, ResourceExt};
 use prism_api::cluster::ClusterStatus;
 use prism_api::conditions::{self, Condition};
+use prism_api::labels::FIELD_MANAGER;
 use prism_api::{Application, Cluster};
 use tracing::{info, warn};
 
 use crate::Context;
 use crate::cleanup;
 use crate::fleet::{Connection, MANAGEMENT_CLUSTER, Member};
-use prism_api::labels::FIELD_MANAGER;
 
 /// How often membership and Cluster statuses are checked without a change to wake them: a
 /// member that never connects turns unreachable, and a Cluster whose Secret was missing is

@@ -19,13 +19,13 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use prism_api::Application;
+use prism_api::labels::APP_LABEL;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::cached::{Deployment, Pod};
 use crate::expectations::{Expectations, application_of};
-use prism_api::labels::APP_LABEL;
 
 /// The name a Release's schedule gives the management cluster when it is the only cluster.
 /// No Cluster object may take this name.

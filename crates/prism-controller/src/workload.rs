@@ -9,12 +9,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 use prism_api::Release;
 use prism_api::application::Template;
+use prism_api::labels::{APP_LABEL, CAPACITY_ANNOTATION, RELEASE_LABEL};
 use prism_engine::{Capacity, VersionObservation};
 use serde_json::{Map, Value, json};
 
 use crate::cached::Deployment;
 use crate::write::{Kind, Write};
-use prism_api::labels::{APP_LABEL, CAPACITY_ANNOTATION, RELEASE_LABEL};
 
 /// The writes that make a cluster run `capacity` of `release`. A version not installed yet
 /// (`installed` None) gets all its objects, ConfigMaps first so that its pods find them.

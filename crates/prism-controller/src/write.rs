@@ -2,22 +2,64 @@
 //! server-side apply with the one field manager, or a delete; each awaited in the caches.
 
 use std::collections::BTreeMap;
+use std::fmt::Debug;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::NamespaceResourceScope;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use prism_api::Application;
+use prism_api::labels::FIELD_MANAGER;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tracing::{debug, info};
 
+use crate::Context;
 use crate::error::Error;
 use crate::expectations::{Expectations, ObjectKey};
-use crate::fleet::Member;
-use prism_api::labels::FIELD_MANAGER;
+use crate::fleet::{MANAGEMENT_CLUSTER, Member};
+
+/// Applies `status` as the status of the `K` `namespace/name` on the management cluster, with
+/// the controller's field manager, as a write of `app`'s that its next reconcile waits to see.
+pub async fn apply_status<K>(
+    ctx: &Context,
+    app: &ObjectRef<Application>,
+    namespace: &str,
+    name: &str,
+    status: &impl Serialize,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    let api = Api::<K>::namespaced(ctx.client.clone(), namespace);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    ctx.expectations
+        .track(
+            app,
+            ObjectKey::new::<K>(MANAGEMENT_CLUSTER, namespace, name),
+            api.patch_status(name, &params, &Patch::Apply(&patch)),
+            ResourceExt::resource_version,
+        )
+        .await
+        .map_err(Error::kube(format!(
+            "updating the status of {} {namespace}/{name}",
+            K::kind(&())
+        )))?;
+    Ok(())
+}
 
 /// The kinds Prism writes in application clusters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,9 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
-use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use prism_api::release::ReleaseStatus;
 use prism_api::{Application, Release};
 use prism_engine::{
@@ -32,17 +31,15 @@ use crate::Context;
 use crate::analysis::{self, Analysis};
 use crate::cached;
 use crate::error::Error;
-use crate::expectations::ObjectKey;
-use crate::fleet::{Connection, MANAGEMENT_CLUSTER, Member, of_app};
+use crate::fleet::{Connection, Member, of_app};
 use crate::refusals::Refused;
 use crate::status::{differ_only_in_counters, progress, release_status};
 use crate::traffic::{self, AppView, Weights};
 use crate::webhooks::{self, Gate};
 use crate::workload;
-use crate::write::execute;
+use crate::write::{apply_status, execute};
 use apply::{Writer, change_cluster, count_as_made, leaves};
 use events::publish_events;
-use prism_api::labels::FIELD_MANAGER;
 
 /// Rolls `releases` (the Application's, by revision) on; returns when to decide again at the
 /// latest (a pause ending), if ever.
@@ -293,25 +290,7 @@ pub async fn reconcile(
             continue;
         }
         ctx.counter_lag.written(&lag_key);
-        let patch = serde_json::json!({
-            "apiVersion": Release::api_version(&()),
-            "kind": Release::kind(&()),
-            "status": status,
-        });
-        let key = ObjectKey::new::<Release>(MANAGEMENT_CLUSTER, &namespace, &name);
-        let api = Api::<Release>::namespaced(ctx.client.clone(), &namespace);
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        ctx.expectations
-            .track(
-                &app_ref,
-                key,
-                api.patch_status(&name, &params, &Patch::Apply(&patch)),
-                ResourceExt::resource_version,
-            )
-            .await
-            .map_err(Error::kube(format!(
-                "updating the status of Release {namespace}/{name}"
-            )))?;
+        apply_status::<Release>(ctx, &app_ref, &namespace, &name, &status).await?;
     }
     publish_events(&decision, &by_name, ctx).await;
     let judge_again = judged

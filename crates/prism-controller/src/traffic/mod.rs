@@ -17,12 +17,12 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use prism_api::application::{Manifest, TrafficProvider as ProviderName};
+use prism_api::labels::{APP_LABEL, SOURCE_ANNOTATION};
 use serde_json::{Map, Value};
 
 use crate::cached::Pod;
 use crate::workload::object;
 use crate::write::{Kind, Write};
-use prism_api::labels::{APP_LABEL, SOURCE_ANNOTATION};
 
 pub use pod_labels::{PodLabels, labelled_pods};
 pub use service_selector::ServiceSelector;

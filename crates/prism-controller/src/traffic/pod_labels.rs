@@ -16,13 +16,13 @@
 
 use std::collections::BTreeSet;
 
+use prism_api::labels::{
+    APP_LABEL, RELEASE_LABEL, TRAFFIC_ENABLED, TRAFFIC_LABEL, WEIGHTS_ANNOTATION,
+};
 use serde_json::{Map, Value};
 
 use super::{AppView, TrafficProvider, Weights, remove_services, service, service_is};
 use crate::write::{Kind, Write};
-use prism_api::labels::{
-    APP_LABEL, RELEASE_LABEL, TRAFFIC_ENABLED, TRAFFIC_LABEL, WEIGHTS_ANNOTATION,
-};
 
 pub struct PodLabels;
 

@@ -2,11 +2,11 @@
 //! traffic is changing its selector. Weights are 0 or 100 (the schema enforces it); should a
 //! split ever reach this provider, the version with the larger weight gets everything.
 
+use prism_api::labels::{APP_LABEL, RELEASE_LABEL};
 use serde_json::{Map, Value};
 
 use super::{AppView, TrafficProvider, Weights, remove_services, service, service_is};
 use crate::write::Write;
-use prism_api::labels::{APP_LABEL, RELEASE_LABEL};
 
 pub struct ServiceSelector;
 
