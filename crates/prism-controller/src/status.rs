@@ -299,7 +299,10 @@ fn writes_refused(
 /// replicas, ready replicas and weight, what a progressing cluster is doing, and the words of a
 /// condition that keeps its status and reason): such a change can wait a moment for the next
 /// ones, while a transition (a step, a phase, a condition's status or reason, a cluster
-/// reaching, failing or losing a step) is written at once.
+/// reaching, failing or losing a step, a version coming to a cluster or leaving it) is written
+/// at once. A version that leaves is the last change of a retired Release's status: held back,
+/// it would count pods that are gone for as long as the controller waits (or, stopped, until
+/// it runs again).
 pub fn differ_only_in_counters(a: &ReleaseStatus, b: &ReleaseStatus) -> bool {
     fn without_counters(status: &ReleaseStatus) -> ReleaseStatus {
         let mut status = status.clone();
@@ -307,7 +310,7 @@ pub fn differ_only_in_counters(a: &ReleaseStatus, b: &ReleaseStatus) -> bool {
             condition.message.clear();
         }
         for cluster in &mut status.clusters {
-            cluster.replicas = 0;
+            cluster.replicas = u32::from(cluster.replicas > 0);
             cluster.ready_replicas = 0;
             cluster.weight = 0;
             if matches!(
@@ -421,6 +424,13 @@ mod tests {
             ..more_ready.clone()
         };
         assert!(!differ_only_in_counters(&more_ready, &next_step));
+        let left = status(vec![ClusterProgress {
+            replicas: 0,
+            ready_replicas: 0,
+            weight: 0,
+            ..entry(ReleaseClusterPhase::Achieved, 0, "")
+        }]);
+        assert!(!differ_only_in_counters(&achieved, &left));
 
         let condition = |reason: &str, message: &str| Condition {
             type_: "Progressing".into(),
