@@ -303,6 +303,17 @@ pub enum Change<'a> {
     Remove { cluster: &'a str, release: &'a str },
 }
 
+impl<'a> Change<'a> {
+    /// The cluster the change is made in.
+    pub fn cluster(&self) -> &'a str {
+        match self {
+            Change::Capacity { cluster, .. }
+            | Change::Traffic { cluster, .. }
+            | Change::Remove { cluster, .. } => cluster,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event<'a> {
     pub release: &'a str,

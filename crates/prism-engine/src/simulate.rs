@@ -463,12 +463,9 @@ impl<'s> World<'s> {
 /// If the decision writes to a cluster `fleet` lacks: the fleet is the decision's input.
 pub fn land(fleet: &mut BTreeMap<String, ClusterObservation>, decision: &Decision) -> bool {
     for change in &decision.changes {
-        let cluster = match change {
-            Change::Capacity { cluster, .. }
-            | Change::Traffic { cluster, .. }
-            | Change::Remove { cluster, .. } => *cluster,
-        };
-        let observed = fleet.get_mut(cluster).expect("a scheduled cluster");
+        let observed = fleet
+            .get_mut(change.cluster())
+            .expect("a scheduled cluster");
         match change {
             Change::Capacity {
                 release, capacity, ..

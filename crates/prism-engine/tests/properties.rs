@@ -368,9 +368,7 @@ proptest! {
                 }
                 Change::Remove { cluster, release } => prop_assert!(case.observed[*cluster].versions.contains_key(*release)),
             }
-            let cluster = match change {
-                Change::Capacity { cluster, .. } | Change::Traffic { cluster, .. } | Change::Remove { cluster, .. } => *cluster,
-            };
+            let cluster = change.cluster();
             prop_assert!(case.observed[cluster].reachable, "a write to unreachable {}", cluster);
         }
     }

@@ -89,14 +89,6 @@ impl Writer<'_> {
     }
 }
 
-pub(super) fn change_cluster<'a>(change: &Change<'a>) -> &'a str {
-    match change {
-        Change::Capacity { cluster, .. }
-        | Change::Traffic { cluster, .. }
-        | Change::Remove { cluster, .. } => cluster,
-    }
-}
-
 /// `observation` as it is once `change`, made, is observed: a version installed or scaled runs
 /// the capacity it was given (its pods still to become ready), a removed one runs nothing.
 /// Traffic waits for its observation: what a route serves depends on more than the write.

@@ -38,7 +38,7 @@ use crate::traffic::{self, AppView, Weights};
 use crate::webhooks::{self, Gate};
 use crate::workload;
 use crate::write::{apply_status, execute};
-use apply::{Writer, change_cluster, count_as_made, leaves};
+use apply::{Writer, count_as_made, leaves};
 use events::publish_events;
 
 /// Rolls `releases` (the Application's, by revision) on; returns when to decide again at the
@@ -149,12 +149,10 @@ pub async fn reconcile(
     let mut traffic_changed = Vec::new();
     let mut made = Vec::new();
     for change in &decision.changes {
-        let (cluster, release) = match change {
-            Change::Capacity {
-                cluster, release, ..
-            }
-            | Change::Remove { cluster, release } => (*cluster, by_name[*release]),
-            Change::Traffic { cluster, .. } => (*cluster, newest),
+        let cluster = change.cluster();
+        let release = match change {
+            Change::Capacity { release, .. } | Change::Remove { release, .. } => by_name[*release],
+            Change::Traffic { .. } => newest,
         };
         let Some((member, view)) = views.get(cluster) else {
             continue;
@@ -244,7 +242,7 @@ pub async fn reconcile(
     // later.
     let mut shown = observed.clone();
     for change in &made {
-        if let Some(observation) = shown.get_mut(change_cluster(change)) {
+        if let Some(observation) = shown.get_mut(change.cluster()) {
             count_as_made(observation, change);
         }
     }
