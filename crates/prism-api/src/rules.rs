@@ -77,19 +77,19 @@ pub(crate) const ROUTE_NAMES_UNIQUE: CelRule = rule(
 
 pub(crate) const EACH_ROUTE_HAS_PLACEHOLDER: CelRule = rule_at(
     ".match",
-    "self.to != 'each' || (has(self.match.header) && self.match.header.value.contains('{version}')) || (has(self.match.pathPrefix) && self.match.pathPrefix.contains('{version}')) || (has(self.match.subdomain) && self.match.subdomain.contains('{version}'))",
+    "self.to != 'each' || (has(self.match.header) && self.match.header.value.contains('{version}')) || (has(self.match.pathPrefix) && self.match.pathPrefix.contains('{version}')) || (has(self.match.queryParam) && self.match.queryParam.value.contains('{version}')) || (has(self.match.subdomain) && self.match.subdomain.contains('{version}'))",
     "a route to `each` version must contain {version} in its match, replaced by each version's name: e.g. subdomain: \"{version}\" or pathPrefix: \"/{version}\"",
 );
 
 pub(crate) const PLACEHOLDER_ONLY_IN_EACH_ROUTE: CelRule = rule_at(
     ".match",
-    "self.to == 'each' || !((has(self.match.header) && self.match.header.value.contains('{version}')) || (has(self.match.pathPrefix) && self.match.pathPrefix.contains('{version}')) || (has(self.match.subdomain) && self.match.subdomain.contains('{version}')))",
+    "self.to == 'each' || !((has(self.match.header) && self.match.header.value.contains('{version}')) || (has(self.match.pathPrefix) && self.match.pathPrefix.contains('{version}')) || (has(self.match.queryParam) && self.match.queryParam.value.contains('{version}')) || (has(self.match.subdomain) && self.match.subdomain.contains('{version}')))",
     "{version} is replaced only in routes to `each`: set to: each, or write the match out",
 );
 
 pub(crate) const ONE_ROUTE_MATCH: CelRule = rule(
-    "(has(self.header) ? 1 : 0) + (has(self.pathPrefix) ? 1 : 0) + (has(self.subdomain) ? 1 : 0) == 1",
-    "a route matches on exactly one of header, pathPrefix or subdomain: keep one, and give each other match a route of its own",
+    "(has(self.header) ? 1 : 0) + (has(self.pathPrefix) ? 1 : 0) + (has(self.queryParam) ? 1 : 0) + (has(self.subdomain) ? 1 : 0) == 1",
+    "a route matches on exactly one of header, pathPrefix, queryParam or subdomain: keep one, and give each other match a route of its own",
 );
 
 pub(crate) const PATH_PREFIX_IS_ABSOLUTE: CelRule = rule_at(

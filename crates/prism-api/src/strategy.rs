@@ -286,7 +286,7 @@ pub enum RouteTo {
     Each,
 }
 
-/// Exactly one of header, pathPrefix or subdomain.
+/// Exactly one of header, pathPrefix, queryParam or subdomain.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[x_kube(
     validation = rules::ONE_ROUTE_MATCH,
@@ -294,13 +294,17 @@ pub enum RouteTo {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RouteMatch {
-    /// Requests carrying this header with exactly this value.
+    /// Requests carrying this header with this value (exactly, or matching a regular expression).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<HeaderMatch>,
     /// Requests whose path starts with this prefix, e.g. "/beta".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     pub path_prefix: Option<String>,
+    /// Requests whose query string has this parameter with this value (exactly, or matching a
+    /// regular expression), e.g. `?beta=1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_param: Option<QueryParamMatch>,
     /// Requests to this subdomain of the application's host, e.g. "beta" for beta.example.com.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
@@ -314,6 +318,50 @@ pub struct HeaderMatch {
     pub name: String,
     #[schemars(length(max = 4096))]
     pub value: String,
+    /// How `value` is compared with the header's. Default `Exact`.
+    #[serde(default, rename = "type", skip_serializing_if = "MatchType::is_exact")]
+    pub match_type: MatchType,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryParamMatch {
+    #[schemars(length(min = 1, max = 256))]
+    pub name: String,
+    #[schemars(length(max = 1024))]
+    pub value: String,
+    /// How `value` is compared with the parameter's. Default `Exact`.
+    #[serde(default, rename = "type", skip_serializing_if = "MatchType::is_exact")]
+    pub match_type: MatchType,
+}
+
+/// How a route's value is compared with the request's, named as the Gateway API names them.
+/// A regular expression is unanchored in most implementations: anchor it with `^` and `$` to
+/// match the whole value.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
+pub enum MatchType {
+    #[default]
+    Exact,
+    RegularExpression,
+}
+
+impl MatchType {
+    pub fn is_exact(&self) -> bool {
+        *self == MatchType::Exact
+    }
 }
 
 /// Metric checks that run while the step holds; their verdict decides whether the rollout goes on,

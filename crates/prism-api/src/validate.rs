@@ -613,6 +613,7 @@ impl Checker {
             let given = [
                 matches.header.is_some(),
                 matches.path_prefix.is_some(),
+                matches.query_param.is_some(),
                 matches.subdomain.is_some(),
             ];
             let match_path = format!("{path}.match");
@@ -640,6 +641,15 @@ impl Checker {
                     "a header match needs the header's name",
                 );
             }
+            if let Some(param) = &matches.query_param
+                && param.name.is_empty()
+            {
+                self.fail(
+                    format!("{match_path}.queryParam.name"),
+                    &param.name,
+                    "a query parameter match needs the parameter's name",
+                );
+            }
         }
     }
 }
@@ -662,6 +672,10 @@ fn has_version_placeholder(matches: &RouteMatch) -> bool {
             .path_prefix
             .as_ref()
             .is_some_and(|p| p.contains(PLACEHOLDER))
+        || matches
+            .query_param
+            .as_ref()
+            .is_some_and(|q| q.value.contains(PLACEHOLDER))
         || matches
             .subdomain
             .as_ref()

@@ -170,8 +170,58 @@ fn a_route_with_two_matches() {
                 json!({"subdomain": "beta", "pathPrefix": "/beta"})
             )])
         },
-        "a route matches on exactly one of header, pathPrefix or subdomain: keep one, and give each other match a route of its own",
+        "a route matches on exactly one of header, pathPrefix, queryParam or subdomain: keep one, and give each other match a route of its own",
     );
+}
+
+#[test]
+fn a_route_with_a_query_param_and_a_header() {
+    rejects(
+        |app| {
+            step(app, 0)["traffic"]["routes"] = json!([route(
+                "beta",
+                "contender",
+                json!({
+                    "queryParam": {"name": "beta", "value": "1"},
+                    "header": {"name": "x-beta", "value": "1"}
+                })
+            )])
+        },
+        "a route matches on exactly one of header, pathPrefix, queryParam or subdomain: keep one, and give each other match a route of its own",
+    );
+}
+
+#[test]
+fn a_query_param_route_to_each_version_without_the_placeholder() {
+    rejects(
+        |app| {
+            step(app, 0)["traffic"]["routes"] = json!([route(
+                "all",
+                "each",
+                json!({"queryParam": {"name": "version", "value": "any"}})
+            )])
+        },
+        "a route to `each` version must contain {version} in its match, replaced by each version's name: e.g. subdomain: \"{version}\" or pathPrefix: \"/{version}\"",
+    );
+}
+
+#[test]
+fn query_param_and_regular_expression_routes_pass_both() {
+    let mut app = application();
+    step(&mut app, 0)["traffic"]["routes"] = json!([
+        route(
+            "by-query",
+            "each",
+            json!({"queryParam": {"name": "version", "value": "{version}"}})
+        ),
+        route(
+            "beta",
+            "contender",
+            json!({"header": {"name": "x-beta", "value": "^(1|yes)$", "type": "RegularExpression"}})
+        ),
+    ]);
+    assert_eq!(cel_messages::<Application>(&app, None), BTreeSet::new());
+    assert_eq!(rust_messages(&app), BTreeSet::new());
 }
 
 #[test]

@@ -2,7 +2,8 @@
 
 use jiff::Timestamp;
 use prism_api::strategy::{
-    ClusterScope, Duration, GateKind, HeaderMatch, Route, RouteMatch, RouteTo, Share, Step,
+    ClusterScope, Duration, GateKind, HeaderMatch, QueryParamMatch, Route, RouteMatch, RouteTo,
+    Share, Step,
 };
 
 use crate::converge::{ClusterTarget, NOTHING, VersionTarget, converge};
@@ -884,8 +885,14 @@ fn with_version(matches: &RouteMatch, version: &str) -> RouteMatch {
         header: matches.header.as_ref().map(|header| HeaderMatch {
             name: fill(&header.name),
             value: fill(&header.value),
+            match_type: header.match_type,
         }),
         path_prefix: matches.path_prefix.as_ref().map(fill),
+        query_param: matches.query_param.as_ref().map(|param| QueryParamMatch {
+            name: fill(&param.name),
+            value: fill(&param.value),
+            match_type: param.match_type,
+        }),
         subdomain: matches.subdomain.as_ref().map(fill),
     }
 }

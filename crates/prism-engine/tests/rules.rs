@@ -3,7 +3,10 @@
 mod common;
 
 use common::*;
-use prism_api::strategy::{AnalysisStep, Pipeline, Route, RouteMatch, RouteTo, TrafficStep};
+use prism_api::strategy::{
+    AnalysisStep, HeaderMatch, MatchType, Pipeline, QueryParamMatch, Route, RouteMatch, RouteTo,
+    TrafficStep,
+};
 use prism_engine::{
     AbortCause, Capacity, ClusterPhase, ConditionKind, Phase, Role, Verdict, VersionObservation,
 };
@@ -593,6 +596,83 @@ fn each_routes_reach_every_live_version_by_name() {
         world.replicas("c0", "v1"),
         Capacity::Replicas(2),
         "rainbow keeps older versions running"
+    );
+}
+
+#[test]
+fn each_routes_fill_the_version_into_query_params_and_keep_the_match_type() {
+    let mut rainbow_step = traffic(capacity(step("full"), 100, 100), 100);
+    rainbow_step.traffic.as_mut().unwrap().routes = Some(vec![
+        Route {
+            name: "by-query".into(),
+            to: RouteTo::Each,
+            matches: RouteMatch {
+                query_param: Some(QueryParamMatch {
+                    name: "version".into(),
+                    value: "{version}".into(),
+                    match_type: MatchType::Exact,
+                }),
+                ..Default::default()
+            },
+        },
+        Route {
+            name: "by-header".into(),
+            to: RouteTo::Each,
+            matches: RouteMatch {
+                header: Some(HeaderMatch {
+                    name: "x-version".into(),
+                    value: "^{version}(-.*)?$".into(),
+                    match_type: MatchType::RegularExpression,
+                }),
+                ..Default::default()
+            },
+        },
+    ]);
+    let pipeline = Pipeline {
+        webhooks: None,
+        steps: vec![rainbow_step],
+        waves: None,
+    };
+    let mut app = app(true);
+    app.max_versions = 3;
+    let releases = vec![
+        release("v1", &pipeline, 2, Phase::Complete),
+        release("v2", &pipeline, 2, Phase::Progressing),
+    ];
+    let clusters = clusters(1);
+    let fleet = fleet(clusters, &[("v1", 2, 100)]);
+    let mut world = World::new(app, releases, clusters, fleet);
+    world.settle(10);
+    let mut filled: Vec<_> = world.fleet["c0"]
+        .routes
+        .iter()
+        .map(|route| (route.version.clone(), route.matches.clone()))
+        .collect();
+    filled.sort_by_key(|(version, matches)| (version.clone(), matches.header.is_some()));
+    let query = |value: &str| RouteMatch {
+        query_param: Some(QueryParamMatch {
+            name: "version".into(),
+            value: value.into(),
+            match_type: MatchType::Exact,
+        }),
+        ..Default::default()
+    };
+    let header = |value: &str| RouteMatch {
+        header: Some(HeaderMatch {
+            name: "x-version".into(),
+            value: value.into(),
+            match_type: MatchType::RegularExpression,
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        filled,
+        [
+            ("v1".to_owned(), query("v1")),
+            ("v1".to_owned(), header("^v1(-.*)?$")),
+            ("v2".to_owned(), query("v2")),
+            ("v2".to_owned(), header("^v2(-.*)?$")),
+        ]
     );
 }
 

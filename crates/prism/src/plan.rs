@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use prism_api::strategy::RouteMatch;
+use prism_api::strategy::{MatchType, RouteMatch};
 use prism_engine::{
     AppPolicy, Capacity, ClusterInfo, ClusterRow, ResolvedRoute, Scenario, SimulateError, Timeline,
     VersionRow,
@@ -244,16 +244,74 @@ fn describe_route(route: &ResolvedRoute) -> String {
     let RouteMatch {
         header,
         path_prefix,
+        query_param,
         subdomain,
     } = &route.matches;
     let matched = if let Some(header) = header {
-        format!("header {}: {}", header.name, header.value)
+        format!(
+            "header {}{}{}",
+            header.name,
+            comparison(header.match_type),
+            header.value
+        )
     } else if let Some(prefix) = path_prefix {
         format!("path {prefix}*")
+    } else if let Some(param) = query_param {
+        format!(
+            "query {}{}{}",
+            param.name,
+            comparison(param.match_type),
+            param.value
+        )
     } else if let Some(subdomain) = subdomain {
         format!("subdomain {subdomain}")
     } else {
         String::new()
     };
     format!("{} ({matched}) → {}", route.name, route.version)
+}
+
+/// How a route's value is shown: `: 1` for an exact value, ` ~ ^v1` for a regular expression.
+fn comparison(match_type: MatchType) -> &'static str {
+    match match_type {
+        MatchType::Exact => ": ",
+        MatchType::RegularExpression => " ~ ",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prism_api::strategy::{HeaderMatch, QueryParamMatch};
+
+    use super::*;
+
+    fn route(matches: RouteMatch) -> ResolvedRoute {
+        ResolvedRoute {
+            name: "beta".into(),
+            version: "v2".into(),
+            matches,
+        }
+    }
+
+    #[test]
+    fn routes_show_their_match_and_how_it_compares() {
+        let header = route(RouteMatch {
+            header: Some(HeaderMatch {
+                name: "x-beta".into(),
+                value: "^1$".into(),
+                match_type: MatchType::RegularExpression,
+            }),
+            ..Default::default()
+        });
+        let query = route(RouteMatch {
+            query_param: Some(QueryParamMatch {
+                name: "beta".into(),
+                value: "1".into(),
+                match_type: MatchType::Exact,
+            }),
+            ..Default::default()
+        });
+        assert_eq!(describe_route(&header), "beta (header x-beta ~ ^1$) → v2");
+        assert_eq!(describe_route(&query), "beta (query beta: 1) → v2");
+    }
 }
