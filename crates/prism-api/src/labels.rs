@@ -20,3 +20,6 @@ pub const TRAFFIC_ENABLED: &str = "enabled";
 pub const WEIGHTS_ANNOTATION: &str = "prism.dev/weights";
 /// On the kubeconfig Secret `prism cluster join` writes: the Cluster it is for.
 pub const CLUSTER_LABEL: &str = "prism.dev/cluster";
+/// The prefix of the names of the rules Prism manages in a user's HTTPRoute (the `gatewayAPI`
+/// provider): such rules are rebuilt on every write, so the prefix is reserved.
+pub const MANAGED_RULE_PREFIX: &str = "prism-";

@@ -8,6 +8,7 @@
 //! it is set to (labelling a new ready pod, say) is the provider's job: [`TrafficProvider::writes`]
 //! repairs drift whenever it is asked.
 
+pub mod gateway_api;
 mod pod_labels;
 mod service_selector;
 

@@ -1,0 +1,509 @@
+//! The `spec.rules` Prism writes in the user's HTTPRoute, and the weights a route is set to.
+//!
+//! A rule *Prism splits* is a rule of the user's that has a backendRef to the application's
+//! Service or to a version's Service (named like its release). Prism replaces those backendRefs
+//! with one weighted backendRef per version and leaves everything else of the rule, and every
+//! other rule, exactly as it was. A step's routes (header, path prefix, query parameter) become
+//! *managed rules* named `prism-…`, placed first: a copy of each split rule whose matches are
+//! narrowed by the route's condition and whose one backendRef is the route's version. Gateways
+//! pick a rule by the specificity of its matches, not by its place (Traefik computes a priority
+//! from them), so a managed rule must be narrower than the rule it copies: it keeps every match
+//! of the source and adds the route's condition.
+//!
+//! `spec.rules` is an atomic list under server-side apply, so whoever writes it owns all of it:
+//! the rules here are the whole list, the user's included.
+
+use std::collections::BTreeSet;
+
+use prism_api::labels::MANAGED_RULE_PREFIX;
+use prism_api::strategy::{MatchType, RouteMatch};
+use prism_engine::ResolvedRoute;
+use serde_json::{Map, Value, json};
+
+use crate::traffic::Weights;
+
+mod combine;
+mod errors;
+mod names;
+#[cfg(test)]
+mod tests;
+
+pub use errors::{ObserveError, RouteError};
+pub use names::object_name;
+use names::rule_name;
+
+/// The Gateway API's limits (HTTPRoute v1 CRD): rules per route, matches per rule and per
+/// route, backendRefs per rule, headers and query parameters per match, hostnames per route.
+pub const MAX_RULES: usize = 16;
+pub const MAX_MATCHES_PER_RULE: usize = 64;
+pub const MAX_MATCHES_PER_ROUTE: usize = 128;
+pub const MAX_BACKEND_REFS: usize = 16;
+pub const MAX_HEADERS: usize = 16;
+pub const MAX_HOSTNAMES: usize = 16;
+
+/// What Prism wants of one HTTPRoute.
+#[derive(Clone, Copy, Debug)]
+pub struct Desired<'a> {
+    /// The application's Service: the backendRef the user wrote and Prism splits.
+    pub service: &'a str,
+    /// Every version Service of the application Prism made or may find in the route, live or
+    /// retired: backendRefs to them are Prism's.
+    pub versions: &'a BTreeSet<String>,
+    /// Percent by version Service name; sums to 100, or empty for the route as the user wrote
+    /// it (one backendRef to the application's Service).
+    pub weights: &'a Weights,
+    /// The step's routes; `version` is the release, which names the version's Service.
+    pub routes: &'a [ResolvedRoute],
+}
+
+/// The new `spec.rules` of the user's HTTPRoute: the managed rules of the step's routes first,
+/// then the user's rules, split ones with Prism's backendRefs replaced. Deterministic and
+/// idempotent: applied to its own result it gives the same rules.
+pub fn rules(route: &Value, desired: &Desired) -> Result<Vec<Value>, RouteError> {
+    let context = Context::new(route, desired.service, desired.versions);
+    let user = context.user_rules()?;
+    let split = context.split_rules(&user);
+    if split.is_empty() {
+        return Err(context.no_split_rule());
+    }
+    if !desired.weights.is_empty() && desired.weights.values().all(|w| *w == 0) {
+        return Err(RouteError::NoWeight {
+            route: context.route.clone(),
+            weights: describe(desired.weights),
+        });
+    }
+    let mut rules = managed_rules(&context, &split, desired.routes)?;
+    for (_, rule) in &user {
+        rules.push(if context.splits(rule) {
+            split_rule(&context, rule, desired.weights)
+        } else {
+            Value::Object((*rule).clone())
+        });
+    }
+    check_limits(&context.route, &rules)?;
+    Ok(rules)
+}
+
+/// The weights the route is set to, in percent by version Service name, the same in every
+/// split rule; a version without a backendRef is not listed (Prism writes none at weight 0). A backendRef without a weight counts 1 (the server's default). Weights that do
+/// not sum to 100 are normalised by the largest remainder: each version gets the floor of its
+/// share, and the points left go one each to the largest remainders (ties to the name first in
+/// order), so the result sums to 100 exactly. Empty when the rules send their traffic to the
+/// application's Service alone (the route as the user wrote it); the application's Service is
+/// listed by its name when it shares a rule with version Services.
+pub fn observe(
+    route: &Value,
+    service: &str,
+    versions: &BTreeSet<String>,
+) -> Result<Weights, ObserveError> {
+    let context = Context::new(route, service, versions);
+    let user = context.plain_rules();
+    let split = context.split_rules(&user);
+    let mut observed: Option<(String, Weights)> = None;
+    for (index, rule) in split {
+        let mut raw = Weights::new();
+        for backend in context.prisms(rule) {
+            let weight = backend
+                .get("weight")
+                .and_then(Value::as_u64)
+                .map_or(1, |w| u32::try_from(w).unwrap_or(u32::MAX));
+            *raw.entry(str_of(backend, "name").to_owned()).or_default() += weight;
+        }
+        let weights = if raw.len() == 1 && raw.contains_key(service) {
+            Weights::new()
+        } else {
+            percent(&raw)
+        };
+        let field = format!("spec.rules[{index}]");
+        match &observed {
+            None => observed = Some((field, weights)),
+            Some((first, first_weights)) if *first_weights != weights => {
+                return Err(ObserveError::Disagree {
+                    route: context.route.clone(),
+                    field: first.clone(),
+                    first_weights: describe(first_weights),
+                    other_field: field,
+                    other_weights: describe(&weights),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    observed
+        .map(|(_, weights)| weights)
+        .ok_or_else(|| ObserveError::NoSplitRule {
+            route: context.route.clone(),
+            service: service.to_owned(),
+        })
+}
+
+/// Shares of 100 by the largest remainder, as [`observe`] documents.
+fn percent(raw: &Weights) -> Weights {
+    let total: u64 = raw.values().map(|w| u64::from(*w)).sum();
+    if total == 0 {
+        return raw.keys().map(|name| (name.clone(), 0)).collect();
+    }
+    let mut shares: Weights = raw
+        .iter()
+        .map(|(name, w)| (name.clone(), (u64::from(*w) * 100 / total) as u32))
+        .collect();
+    let mut left = 100 - shares.values().sum::<u32>();
+    let mut by_remainder: Vec<(&String, u64)> = raw
+        .iter()
+        .map(|(name, w)| (name, u64::from(*w) * 100 % total))
+        .collect();
+    by_remainder.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    for (name, _) in by_remainder {
+        if left == 0 {
+            break;
+        }
+        *shares.get_mut(name).unwrap_or(&mut 0) += 1;
+        left -= 1;
+    }
+    shares
+}
+
+/// `docs-2=75, docs-3=25`, or `none`.
+pub(super) fn describe(weights: &Weights) -> String {
+    if weights.is_empty() {
+        return "none".into();
+    }
+    weights
+        .iter()
+        .map(|(name, weight)| format!("{name}={weight}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A rule of the user's route and its index in `spec.rules`.
+pub(super) type Indexed<'a> = (usize, &'a Map<String, Value>);
+
+/// One user's HTTPRoute and which of its backendRefs are Prism's.
+pub(super) struct Context<'a> {
+    pub(super) object: &'a Value,
+    /// `namespace/name`, for messages.
+    pub(super) route: String,
+    pub(super) namespace: Option<&'a str>,
+    pub(super) service: &'a str,
+    versions: &'a BTreeSet<String>,
+}
+
+impl<'a> Context<'a> {
+    pub(super) fn new(object: &'a Value, service: &'a str, versions: &'a BTreeSet<String>) -> Self {
+        let metadata = &object["metadata"];
+        let namespace = metadata.get("namespace").and_then(Value::as_str);
+        let name = str_of(metadata, "name");
+        Context {
+            object,
+            route: namespace.map_or_else(|| name.to_owned(), |ns| format!("{ns}/{name}")),
+            namespace,
+            service,
+            versions,
+        }
+    }
+
+    fn spec_rules(&self) -> impl Iterator<Item = Indexed<'a>> {
+        self.object["spec"]["rules"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .filter_map(|(index, rule)| Some((index, rule.as_object()?)))
+    }
+
+    /// The rules that are not Prism's managed ones, by their index in `spec.rules`; a rule
+    /// named like a managed one that routes elsewhere than to the application is an error.
+    fn user_rules(&self) -> Result<Vec<Indexed<'a>>, RouteError> {
+        let mut user = Vec::new();
+        for (index, rule) in self.spec_rules() {
+            if !is_managed_name(rule) {
+                user.push((index, rule));
+            } else if !self.is_managed(rule) {
+                return Err(RouteError::ReservedRuleName {
+                    route: self.route.clone(),
+                    field: format!("spec.rules[{index}] ({})", str_of_map(rule, "name")),
+                });
+            }
+        }
+        Ok(user)
+    }
+
+    /// The rules not named as managed ones; what `observe` reads, which reports rather than
+    /// refuses.
+    pub(super) fn plain_rules(&self) -> Vec<Indexed<'a>> {
+        self.spec_rules()
+            .filter(|(_, rule)| !is_managed_name(rule))
+            .collect()
+    }
+
+    pub(super) fn split_rules(&self, user: &[Indexed<'a>]) -> Vec<Indexed<'a>> {
+        user.iter()
+            .filter(|(_, rule)| self.splits(rule))
+            .copied()
+            .collect()
+    }
+
+    pub(super) fn no_split_rule(&self) -> RouteError {
+        RouteError::NoSplitRule {
+            route: self.route.clone(),
+            service: self.service.to_owned(),
+        }
+    }
+
+    /// Whether a managed rule is one Prism wrote: every backendRef of it is Prism's.
+    fn is_managed(&self, rule: &Map<String, Value>) -> bool {
+        let backends = backend_refs(rule);
+        !backends.is_empty() && backends.iter().all(|backend| self.is_prisms(backend))
+    }
+
+    pub(super) fn splits(&self, rule: &Map<String, Value>) -> bool {
+        backend_refs(rule)
+            .iter()
+            .any(|backend| self.is_prisms(backend))
+    }
+
+    pub(super) fn prisms(&self, rule: &'a Map<String, Value>) -> impl Iterator<Item = &'a Value> {
+        backend_refs(rule)
+            .iter()
+            .filter(|backend| self.is_prisms(backend))
+    }
+
+    /// A backendRef to the application's Service or a version's, in the route's namespace.
+    fn is_prisms(&self, backend: &Value) -> bool {
+        let field = |key| backend.get(key).and_then(Value::as_str);
+        let name = field("name").unwrap_or_default();
+        field("group").unwrap_or_default().is_empty()
+            && field("kind").unwrap_or("Service") == "Service"
+            && field("namespace").is_none_or(|ns| Some(ns) == self.namespace)
+            && (name == self.service || self.versions.contains(name))
+    }
+
+    /// The first of Prism's backendRefs of a split rule, whose port, namespace, filters and
+    /// other fields every backendRef Prism writes in its place copies.
+    pub(super) fn template(&self, rule: &'a Map<String, Value>) -> Map<String, Value> {
+        self.prisms(rule)
+            .next()
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn is_managed_name(rule: &Map<String, Value>) -> bool {
+    str_of_map(rule, "name").starts_with(MANAGED_RULE_PREFIX)
+}
+
+fn backend_refs(rule: &Map<String, Value>) -> &[Value] {
+    rule.get("backendRefs")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+pub(super) fn str_of<'v>(value: &'v Value, key: &str) -> &'v str {
+    value.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn str_of_map<'v>(map: &'v Map<String, Value>, key: &str) -> &'v str {
+    map.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// A backendRef to `version` copied from `template`, with `weight`.
+pub(super) fn backend_to(template: &Map<String, Value>, version: &str, weight: u32) -> Value {
+    let mut backend = template.clone();
+    backend.insert("name".into(), version.into());
+    backend.insert("weight".into(), weight.into());
+    Value::Object(backend)
+}
+
+/// A split rule with Prism's backendRefs replaced, in the place of the first of them.
+fn split_rule(context: &Context, rule: &Map<String, Value>, weights: &Weights) -> Value {
+    let template = context.template(rule);
+    let prisms: Vec<&Value> = context.prisms(rule).collect();
+    let replacement: Vec<Value> = if !weights.is_empty() {
+        weights
+            .iter()
+            .filter(|(_, weight)| **weight > 0)
+            .map(|(version, weight)| backend_to(&template, version, *weight))
+            .collect()
+    } else if let [only] = prisms.as_slice()
+        && str_of(only, "name") == context.service
+    {
+        vec![(*only).clone()]
+    } else {
+        // Back to the route as the user wrote it; the server fills in the weight, 1.
+        let mut backend = template;
+        backend.insert("name".into(), context.service.into());
+        backend.remove("weight");
+        vec![Value::Object(backend)]
+    };
+    let mut backends = Vec::new();
+    let mut replaced = false;
+    for backend in backend_refs(rule) {
+        if !context.is_prisms(backend) {
+            backends.push(backend.clone());
+        } else if !replaced {
+            backends.extend(replacement.iter().cloned());
+            replaced = true;
+        }
+    }
+    let mut rule = rule.clone();
+    rule.insert("backendRefs".into(), Value::Array(backends));
+    Value::Object(rule)
+}
+
+/// The rules of the step's routes (not subdomain ones, which get HTTPRoutes of their own): for
+/// each route and each split rule, the rule narrowed by the route's match, to its version only.
+fn managed_rules(
+    context: &Context,
+    split: &[(usize, &Map<String, Value>)],
+    routes: &[ResolvedRoute],
+) -> Result<Vec<Value>, RouteError> {
+    let mut rules = Vec::new();
+    for route in routes
+        .iter()
+        .filter(|route| route.matches.subdomain.is_none())
+    {
+        let several_versions = routes
+            .iter()
+            .any(|other| other.name == route.name && other.version != route.version);
+        let mut disjoint = Vec::new();
+        let before = rules.len();
+        for (k, (index, source)) in split.iter().enumerate() {
+            let field = format!("spec.rules[{index}]");
+            let matches = match source.get("matches").and_then(Value::as_array) {
+                Some(matches) if !matches.is_empty() => matches.clone(),
+                _ => vec![json!({"path": {"type": "PathPrefix", "value": "/"}})],
+            };
+            let mut narrowed = Vec::new();
+            for (j, source_match) in matches.iter().enumerate() {
+                let narrow = combine::narrow(source_match, &route.matches).map_err(|reason| {
+                    RouteError::Inexpressible {
+                        route: context.route.clone(),
+                        name: route.name.clone(),
+                        field: format!("{field}.matches[{j}]"),
+                        reason,
+                    }
+                })?;
+                match narrow {
+                    Some(narrow) => narrowed.push(narrow),
+                    None => disjoint.push(combine::describe_path(source_match)),
+                }
+            }
+            if narrowed.is_empty() {
+                continue;
+            }
+            let name = rule_name(
+                &route.name,
+                several_versions.then_some(route.version.as_str()),
+                (split.len() > 1).then_some(k + 1),
+            );
+            let mut rule = (*source).clone();
+            rule.insert("name".into(), name.into());
+            rule.insert("matches".into(), Value::Array(narrowed));
+            let template = context.template(source);
+            rule.insert(
+                "backendRefs".into(),
+                Value::Array(vec![backend_to(&template, &route.version, 1)]),
+            );
+            rules.push(Value::Object(rule));
+        }
+        if rules.len() == before {
+            return Err(RouteError::MatchesNothing {
+                route: context.route.clone(),
+                name: route.name.clone(),
+                service: context.service.to_owned(),
+                reason: format!(
+                    "{} lies outside all of their paths ({}): use a prefix under one of them",
+                    describe_route_match(&route.matches),
+                    disjoint.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(rules)
+}
+
+fn describe_route_match(matches: &RouteMatch) -> String {
+    matches
+        .path_prefix
+        .as_ref()
+        .map_or_else(String::new, |prefix| format!("path prefix {prefix}"))
+}
+
+/// The Gateway API's limits, checked before a write the API server would refuse.
+pub(super) fn check_limits(route: &str, rules: &[Value]) -> Result<(), RouteError> {
+    if rules.len() > MAX_RULES {
+        return Err(RouteError::TooManyRules {
+            route: route.to_owned(),
+            count: rules.len(),
+        });
+    }
+    let too_many = |field: String, what, count, limit| {
+        (count > limit).then(|| RouteError::TooMany {
+            route: route.to_owned(),
+            field,
+            what,
+            count,
+            limit,
+        })
+    };
+    let mut total = 0;
+    for (index, rule) in rules.iter().enumerate() {
+        let field = format!("spec.rules[{index}]");
+        let matches = rule["matches"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        // A rule without matches gets the default one from the server.
+        total += matches.len().max(1);
+        let backends = rule["backendRefs"].as_array().map_or(0, Vec::len);
+        let counts = [
+            (
+                field.clone(),
+                "matches",
+                matches.len(),
+                MAX_MATCHES_PER_RULE,
+            ),
+            (field.clone(), "backendRefs", backends, MAX_BACKEND_REFS),
+        ];
+        let per_match = matches.iter().enumerate().flat_map(|(j, m)| {
+            let count = |key: &str| m[key].as_array().map_or(0, Vec::len);
+            [
+                (
+                    format!("{field}.matches[{j}]"),
+                    "headers",
+                    count("headers"),
+                    MAX_HEADERS,
+                ),
+                (
+                    format!("{field}.matches[{j}]"),
+                    "queryParams",
+                    count("queryParams"),
+                    MAX_HEADERS,
+                ),
+            ]
+        });
+        for (field, what, count, limit) in counts.into_iter().chain(per_match) {
+            if let Some(error) = too_many(field, what, count, limit) {
+                return Err(error);
+            }
+        }
+    }
+    if total > MAX_MATCHES_PER_ROUTE {
+        return Err(RouteError::TooManyMatches {
+            route: route.to_owned(),
+            count: total,
+        });
+    }
+    Ok(())
+}
+
+/// The Gateway API's name of a match type.
+pub(super) fn match_type(match_type: MatchType) -> &'static str {
+    match match_type {
+        MatchType::Exact => "Exact",
+        MatchType::RegularExpression => "RegularExpression",
+    }
+}
