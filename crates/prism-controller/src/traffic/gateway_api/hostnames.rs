@@ -14,7 +14,8 @@ use prism_api::labels::{APP_LABEL, RELEASE_LABEL};
 use serde_json::{Map, Value, json};
 
 use super::route::{
-    Context, Desired, MAX_HOSTNAMES, RouteError, backend_to, check_limits, object_name, str_of,
+    Context, Desired, MAX_HOSTNAMES, RouteError, backend_to, check_limits, known_versions,
+    object_name, str_of,
 };
 
 /// The HTTPRoutes of the step's subdomain routes, one per route and version, in the order of
@@ -24,7 +25,8 @@ pub fn hostname_routes(
     desired: &Desired,
     app: &str,
 ) -> Result<Vec<Value>, RouteError> {
-    let context = Context::new(route, desired.service, desired.versions);
+    let known = known_versions(desired);
+    let context = Context::new(route, desired.service, &known);
     let spec = &route["spec"];
     let user_hostnames: Vec<&str> = spec["hostnames"]
         .as_array()

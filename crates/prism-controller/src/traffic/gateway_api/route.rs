@@ -30,7 +30,7 @@ mod tests;
 
 pub use errors::{ObserveError, RouteError};
 pub use names::object_name;
-use names::rule_name;
+use names::{rule_name, unique};
 
 /// The Gateway API's limits (HTTPRoute v1 CRD): rules per route, matches per rule and per
 /// route, backendRefs per rule, headers and query parameters per match, hostnames per route.
@@ -60,7 +60,8 @@ pub struct Desired<'a> {
 /// then the user's rules, split ones with Prism's backendRefs replaced. Deterministic and
 /// idempotent: applied to its own result it gives the same rules.
 pub fn rules(route: &Value, desired: &Desired) -> Result<Vec<Value>, RouteError> {
-    let context = Context::new(route, desired.service, desired.versions);
+    let known = known_versions(desired);
+    let context = Context::new(route, desired.service, &known);
     let user = context.user_rules()?;
     let split = context.split_rules(&user);
     if split.is_empty() {
@@ -82,6 +83,15 @@ pub fn rules(route: &Value, desired: &Desired) -> Result<Vec<Value>, RouteError>
     }
     check_limits(&context.route, &rules)?;
     Ok(rules)
+}
+
+/// The versions whose backendRefs are Prism's: those the controller names, and any it asks
+/// weights or routes for, so that a rule Prism writes is always recognised as its own.
+pub(super) fn known_versions(desired: &Desired) -> BTreeSet<String> {
+    let mut known = desired.versions.clone();
+    known.extend(desired.weights.keys().cloned());
+    known.extend(desired.routes.iter().map(|route| route.version.clone()));
+    known
 }
 
 /// The weights the route is set to, in percent by version Service name, the same in every
@@ -361,6 +371,7 @@ fn managed_rules(
     routes: &[ResolvedRoute],
 ) -> Result<Vec<Value>, RouteError> {
     let mut rules = Vec::new();
+    let mut origins = Vec::new();
     for route in routes
         .iter()
         .filter(|route| route.matches.subdomain.is_none())
@@ -408,6 +419,7 @@ fn managed_rules(
                 Value::Array(vec![backend_to(&template, &route.version, 1)]),
             );
             rules.push(Value::Object(rule));
+            origins.push(format!("{}\0{}\0{k}", route.name, route.version));
         }
         if rules.len() == before {
             return Err(RouteError::MatchesNothing {
@@ -421,6 +433,13 @@ fn managed_rules(
                 ),
             });
         }
+    }
+    let names: Vec<String> = rules
+        .iter()
+        .map(|rule| rule["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for (rule, name) in rules.iter_mut().zip(unique(&names, &origins)) {
+        rule["name"] = name.into();
     }
     Ok(rules)
 }

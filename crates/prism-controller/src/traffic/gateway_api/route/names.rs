@@ -30,7 +30,7 @@ pub fn object_name(user_route: &str, route: &str, version: &str) -> String {
 /// A name that had to change, or is too long, ends in a hash of `raw` so that two raw names
 /// never give one name.
 fn dns_name(raw: &str) -> String {
-    let mut name: String = raw
+    let name: String = raw
         .chars()
         .map(|c| {
             let c = c.to_ascii_lowercase();
@@ -45,12 +45,35 @@ fn dns_name(raw: &str) -> String {
     {
         return name;
     }
-    let hash = format!("{:08x}", fnv1a(raw.as_bytes()) as u32);
-    name.truncate(MAX_NAME - hash.len() - 1);
-    let mut name = name.trim_end_matches('-').to_owned();
+    with_hash(&name, raw)
+}
+
+/// `name` ending in a hash of `origin`, within the length limit.
+fn with_hash(name: &str, origin: &str) -> String {
+    let hash = format!("{:08x}", fnv1a(origin.as_bytes()) as u32);
+    let mut name = name[..name.len().min(MAX_NAME - hash.len() - 1)]
+        .trim_end_matches('-')
+        .to_owned();
     name.push('-');
     name.push_str(&hash);
     name
+}
+
+/// The names made unique: each name that several entries share ends in a hash of its origin
+/// (what it was made from, distinct for each entry). Two routes can give one name (`beta` to
+/// each version gives `prism-beta-docs-2`, and so does a route named `beta-docs-2`).
+pub(super) fn unique(names: &[String], origins: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .zip(origins)
+        .map(|(name, origin)| {
+            if names.iter().filter(|other| *other == name).count() > 1 {
+                with_hash(name, origin)
+            } else {
+                name.clone()
+            }
+        })
+        .collect()
 }
 
 /// FNV-1a, 64 bits: stable across builds and platforms, unlike std's hasher.
@@ -102,6 +125,26 @@ mod tests {
         let long = object_name(&"r".repeat(253), "beta", "docs-3");
         assert!(is_section_name(&long) && long.len() == MAX_NAME, "{long}");
         assert_ne!(long, object_name(&"r".repeat(253), "beta", "docs-4"));
+    }
+
+    #[test]
+    fn names_two_routes_share_are_told_apart() {
+        let names = [
+            rule_name("beta", Some("docs-2"), None),
+            rule_name("beta-docs-2", None, None),
+        ];
+        let origins = ["beta\0docs-2".to_owned(), "beta-docs-2\0".to_owned()];
+        let unique = unique(&names, &origins);
+        assert_ne!(unique[0], unique[1]);
+        assert!(
+            unique
+                .iter()
+                .all(|name| name.starts_with("prism-beta-docs-2-") && is_section_name(name))
+        );
+        assert_eq!(
+            super::unique(&names[..1], &origins[..1]),
+            ["prism-beta-docs-2"]
+        );
     }
 
     #[test]

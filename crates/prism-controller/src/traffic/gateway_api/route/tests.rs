@@ -516,3 +516,41 @@ proptest! {
         prop_assert_eq!(observe(&applied, SERVICE, &versions).unwrap(), positive, "a version at 0 is not listed");
     }
 }
+
+#[test]
+fn two_routes_that_would_share_a_rule_name_get_distinct_ones() {
+    let routes = [
+        header("beta", "docs-2", "x-beta", "2"),
+        header("beta", "docs-3", "x-beta", "3"),
+        header("beta-docs-2", "docs-2", "x-other", "1"),
+    ];
+    let rules = rules_of(&http_route(), &weights(&[("docs-2", 100)]), &routes).unwrap();
+    let names: BTreeSet<&str> = rules
+        .iter()
+        .filter_map(|rule| rule["name"].as_str())
+        .collect();
+    assert_eq!(
+        (rules.len(), names.len()),
+        (5, 4),
+        "the split rule has no name: {names:?}"
+    );
+    assert!(names.contains("prism-beta-docs-3"));
+}
+
+#[test]
+fn a_rule_prism_wrote_is_its_own_even_for_a_version_the_controller_left_out() {
+    let versions = BTreeSet::new();
+    let weights = weights(&[("docs-2", 100)]);
+    let routes = [header("canary", "docs-9", "x-canary", "always")];
+    let desired = Desired {
+        service: SERVICE,
+        versions: &versions,
+        weights: &weights,
+        routes: &routes,
+    };
+    let written = with_rules(&http_route(), rules(&http_route(), &desired).unwrap());
+    assert_eq!(
+        rules(&written, &desired).unwrap(),
+        written["spec"]["rules"].as_array().unwrap().clone()
+    );
+}
