@@ -237,7 +237,8 @@ impl JsonSchema for Share {
 }
 
 /// How requests reach each version. Weights are percentages of the application's default route;
-/// routes add matches (header, path prefix, subdomain) that reach one version whatever the weights.
+/// routes add matches (header, path prefix, query parameter, subdomain) that reach one version
+/// whatever the weights.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[x_kube(validation = rules::WEIGHTS_SUM_TO_100)]
 #[serde(rename_all = "camelCase")]

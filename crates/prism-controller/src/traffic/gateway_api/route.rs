@@ -95,10 +95,11 @@ pub(super) fn known_versions(desired: &Desired) -> BTreeSet<String> {
 }
 
 /// The weights the route is set to, in percent by version Service name, the same in every
-/// split rule; a version without a backendRef is not listed (Prism writes none at weight 0). A backendRef without a weight counts 1 (the server's default). Weights that do
-/// not sum to 100 are normalised by the largest remainder: each version gets the floor of its
-/// share, and the points left go one each to the largest remainders (ties to the name first in
-/// order), so the result sums to 100 exactly. Empty when the rules send their traffic to the
+/// split rule; a version without a backendRef is not listed (Prism writes none at weight 0).
+/// A backendRef without a weight counts 1 (the server's default). Weights that do not sum to
+/// 100 are normalised by the largest remainder: each version gets the floor of its share, and
+/// the points left go one each to the largest remainders (ties to the name first in order), so
+/// the result sums to 100 exactly. Empty when the rules send their traffic to the
 /// application's Service alone (the route as the user wrote it); the application's Service is
 /// listed by its name when it shares a rule with version Services.
 pub fn observe(
@@ -367,7 +368,7 @@ fn split_rule(context: &Context, rule: &Map<String, Value>, weights: &Weights) -
 /// each route and each split rule, the rule narrowed by the route's match, to its version only.
 fn managed_rules(
     context: &Context,
-    split: &[(usize, &Map<String, Value>)],
+    split: &[Indexed],
     routes: &[ResolvedRoute],
 ) -> Result<Vec<Value>, RouteError> {
     let mut rules = Vec::new();
