@@ -16,7 +16,8 @@ use serde::Serialize;
 use crate::application::{ApplicationSpec, Manifest, Schedule, TrafficProvider};
 use crate::rules::{self, CelRule};
 use crate::strategy::{
-    Metric, Pipeline, Route, RouteMatch, RouteTo, Step, TrafficStep, Waves, Webhook, Webhooks,
+    MatchType, Metric, Pipeline, Route, RouteMatch, RouteTo, Step, TrafficStep, Waves, Webhook,
+    Webhooks,
 };
 
 mod deployment;
@@ -650,6 +651,29 @@ impl Checker {
                     "a query parameter match needs the parameter's name",
                 );
             }
+            let regexes = [
+                matches
+                    .header
+                    .as_ref()
+                    .map(|h| ("header", h.match_type, &h.value)),
+                matches
+                    .query_param
+                    .as_ref()
+                    .map(|q| ("queryParam", q.match_type, &q.value)),
+            ];
+            for (field, _, value) in regexes
+                .into_iter()
+                .flatten()
+                .filter(|(_, match_type, _)| *match_type == MatchType::RegularExpression)
+            {
+                if let Err(error) = regular_expression(value) {
+                    self.fail(
+                        format!("{match_path}.{field}.value"),
+                        value,
+                        format!("not a regular expression ({error}): write one in RE2 syntax, as the gateways read it, or set type: Exact"),
+                    );
+                }
+            }
         }
     }
 }
@@ -660,6 +684,19 @@ fn rule_without_field(rule: CelRule) -> CelRule {
         field: None,
         ..rule
     }
+}
+
+/// Whether `value` parses as a regular expression once `{version}` is filled in (with a name
+/// such as releases have, which needs no escaping), reporting the parser's one-line reason.
+fn regular_expression(value: &str) -> Result<(), String> {
+    regex_syntax::Parser::new()
+        .parse(&value.replace("{version}", "v1"))
+        .map(drop)
+        .map_err(|error| match error {
+            regex_syntax::Error::Parse(error) => error.kind().to_string(),
+            regex_syntax::Error::Translate(error) => error.kind().to_string(),
+            other => other.to_string(),
+        })
 }
 
 fn has_version_placeholder(matches: &RouteMatch) -> bool {

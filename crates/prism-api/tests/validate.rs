@@ -299,6 +299,30 @@ fn versions_max_counts_contender_and_incumbent() {
 }
 
 #[test]
+fn a_regular_expression_route_that_does_not_parse() {
+    let route =
+        |name: &str, to: &str, matches: Value| json!({"name": name, "to": to, "match": matches});
+    let steps = json!([
+        {"name": "canary", "capacity": {"contender": "25%"}, "traffic": {"contender": 25, "routes": [
+            route("beta", "contender", json!({"header": {"name": "x-beta", "value": "^(1|yes$", "type": "RegularExpression"}})),
+            route("exact", "contender", json!({"header": {"name": "x-exact", "value": "^(1|yes$"}})),
+            route("each", "each", json!({"queryParam": {"name": "v", "value": "^{version}$", "type": "RegularExpression"}})),
+        ]}},
+        full()
+    ]);
+    let found = errors(spec(steps));
+    assert_eq!(
+        found,
+        vec![ValidationError::new(
+            "spec.strategy.steps[0].traffic.routes[0].match.header.value",
+            &json!("^(1|yes$"),
+            "not a regular expression (unclosed group): write one in RE2 syntax, as the gateways read it, or set type: Exact",
+        )],
+        "an exact value is no regular expression, and {{version}} is filled in first"
+    );
+}
+
+#[test]
 fn every_error_is_reported_at_once() {
     let steps = json!([
         {"name": "Canary", "traffic": {"contender": 140}, "gate": {"manual": true, "pause": "5m"}},
