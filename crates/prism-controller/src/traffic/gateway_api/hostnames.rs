@@ -1,7 +1,7 @@
-//! The HTTPRoutes Prism owns for subdomain routes. The Gateway API has no per-rule hostnames,
-//! and a header match on `Host` does not select a hostname (Traefik reads it from the request's
-//! headers, where Go's server no longer keeps it), so a version's own hostname needs an
-//! HTTPRoute of its own: the user's parentRefs, hostnames `<subdomain>.<each of the user's>`,
+//! The HTTPRoutes (GRPCRoutes for a user's GRPCRoute) Prism owns for subdomain routes. The
+//! Gateway API has no per-rule hostnames, and a header match on `Host` does not select a
+//! hostname (Traefik reads it from the request's headers, where Go's server no longer keeps
+//! it), so a version's own hostname needs an HTTPRoute of its own: the user's parentRefs, hostnames `<subdomain>.<each of the user's>`,
 //! and the user's split rules sending everything to that version.
 //!
 //! A wildcard hostname of the user's, `*.example.com`, gives `v3.example.com`: the subdomain
@@ -112,8 +112,8 @@ pub fn hostname_routes(
         spec.insert("hostnames".into(), json!(hostnames));
         spec.insert("rules".into(), Value::Array(rules));
         routes.push(json!({
-            "apiVersion": "gateway.networking.k8s.io/v1",
-            "kind": "HTTPRoute",
+            "apiVersion": route.get("apiVersion").unwrap_or(&json!("gateway.networking.k8s.io/v1")),
+            "kind": route.get("kind").unwrap_or(&json!("HTTPRoute")),
             "metadata": {
                 "name": name,
                 "labels": {APP_LABEL: app, RELEASE_LABEL: wanted.version},

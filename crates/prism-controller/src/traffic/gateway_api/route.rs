@@ -10,6 +10,8 @@
 //! from them), so a managed rule must be narrower than the rule it copies: it keeps every match
 //! of the source and adds the route's condition.
 //!
+//! A GRPCRoute has the same rules; only header routes apply to it.
+//!
 //! `spec.rules` is an atomic list under server-side apply, so whoever writes it owns all of it:
 //! the rules here are the whole list, the user's included.
 
@@ -186,13 +188,24 @@ pub(super) fn describe(weights: &Weights) -> String {
         .join(", ")
 }
 
+/// `HTTPRoute shop/docs`, for messages.
+pub(super) fn describe_route(object: &Value) -> String {
+    let metadata = &object["metadata"];
+    let kind = object["kind"].as_str().unwrap_or("HTTPRoute");
+    let name = str_of(metadata, "name");
+    match metadata.get("namespace").and_then(Value::as_str) {
+        Some(namespace) => format!("{kind} {namespace}/{name}"),
+        None => format!("{kind} {name}"),
+    }
+}
+
 /// A rule of the user's route and its index in `spec.rules`.
 pub(super) type Indexed<'a> = (usize, &'a Map<String, Value>);
 
 /// One user's HTTPRoute and which of its backendRefs are Prism's.
 pub(super) struct Context<'a> {
     pub(super) object: &'a Value,
-    /// `namespace/name`, for messages.
+    /// `HTTPRoute namespace/name`, for messages.
     pub(super) route: String,
     pub(super) namespace: Option<&'a str>,
     pub(super) service: &'a str,
@@ -201,13 +214,10 @@ pub(super) struct Context<'a> {
 
 impl<'a> Context<'a> {
     pub(super) fn new(object: &'a Value, service: &'a str, versions: &'a BTreeSet<String>) -> Self {
-        let metadata = &object["metadata"];
-        let namespace = metadata.get("namespace").and_then(Value::as_str);
-        let name = str_of(metadata, "name");
         Context {
             object,
-            route: namespace.map_or_else(|| name.to_owned(), |ns| format!("{ns}/{name}")),
-            namespace,
+            route: describe_route(object),
+            namespace: object["metadata"].get("namespace").and_then(Value::as_str),
             service,
             versions,
         }
@@ -253,6 +263,12 @@ impl<'a> Context<'a> {
             .filter(|(_, rule)| self.splits(rule))
             .copied()
             .collect()
+    }
+
+    /// Whether the route is a GRPCRoute, whose rules have the same shape as an HTTPRoute's but
+    /// whose matches are a service, a method and headers, no path or query parameters.
+    pub(super) fn is_grpc(&self) -> bool {
+        self.object["kind"] == "GRPCRoute"
     }
 
     pub(super) fn no_split_rule(&self) -> RouteError {
@@ -386,17 +402,18 @@ fn managed_rules(
             let field = format!("spec.rules[{index}]");
             let matches = match source.get("matches").and_then(Value::as_array) {
                 Some(matches) if !matches.is_empty() => matches.clone(),
+                // What the server's default match means: every request.
+                _ if context.is_grpc() => vec![json!({})],
                 _ => vec![json!({"path": {"type": "PathPrefix", "value": "/"}})],
             };
             let mut narrowed = Vec::new();
             for (j, source_match) in matches.iter().enumerate() {
-                let narrow = combine::narrow(source_match, &route.matches).map_err(|reason| {
-                    RouteError::Inexpressible {
-                        route: context.route.clone(),
-                        name: route.name.clone(),
-                        field: format!("{field}.matches[{j}]"),
-                        reason,
-                    }
+                let narrow = combine::narrow(source_match, &route.matches, context.is_grpc());
+                let narrow = narrow.map_err(|reason| RouteError::Inexpressible {
+                    route: context.route.clone(),
+                    name: route.name.clone(),
+                    field: format!("{field}.matches[{j}]"),
+                    reason,
                 })?;
                 match narrow {
                     Some(narrow) => narrowed.push(narrow),

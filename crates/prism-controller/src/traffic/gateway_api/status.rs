@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::route::str_of;
+use super::route::{describe_route, str_of};
 
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 /// The conditions every parent must report True.
@@ -54,7 +54,7 @@ impl fmt::Display for Acceptance {
             Acceptance::Accepted => write!(f, "every parent Gateway accepted the route"),
             Acceptance::NoParents { route } => write!(
                 f,
-                "HTTPRoute {route} has no spec.parentRefs, so no Gateway serves it: attach it to a Gateway, e.g. parentRefs: [{{name: <gateway>}}]"
+                "{route} has no spec.parentRefs, so no Gateway serves it: attach it to a Gateway, e.g. parentRefs: [{{name: <gateway>}}]"
             ),
             Acceptance::Pending {
                 route,
@@ -63,25 +63,25 @@ impl fmt::Display for Acceptance {
             } => match waiting {
                 Waiting::NoStatus => write!(
                     f,
-                    "HTTPRoute {route} waits for Gateway {gateway} to report on it: status.parents has no entry for it yet (a Gateway no controller serves never reports; check its GatewayClass)"
+                    "{route} waits for Gateway {gateway} to report on it: status.parents has no entry for it yet (a Gateway no controller serves never reports; check its GatewayClass)"
                 ),
                 Waiting::Generation {
                     observed: None,
                     current,
                 } => write!(
                     f,
-                    "HTTPRoute {route}: Gateway {gateway} reports its conditions without observedGeneration, so Prism cannot tell that it serves generation {current}"
+                    "{route}: Gateway {gateway} reports its conditions without observedGeneration, so Prism cannot tell that it serves generation {current}"
                 ),
                 Waiting::Generation {
                     observed: Some(observed),
                     current,
                 } => write!(
                     f,
-                    "HTTPRoute {route} waits for Gateway {gateway} to accept generation {current}: it reports on generation {observed}"
+                    "{route} waits for Gateway {gateway} to accept generation {current}: it reports on generation {observed}"
                 ),
                 Waiting::Condition { condition } => write!(
                     f,
-                    "HTTPRoute {route} waits for Gateway {gateway} to report {condition}: the condition is missing or Unknown"
+                    "{route} waits for Gateway {gateway} to report {condition}: the condition is missing or Unknown"
                 ),
             },
             Acceptance::Refused {
@@ -92,7 +92,7 @@ impl fmt::Display for Acceptance {
                 message,
             } => write!(
                 f,
-                "HTTPRoute {route} is refused by Gateway {gateway}: {condition} is False, reason {reason}: {message}"
+                "{route} is refused by Gateway {gateway}: {condition} is False, reason {reason}: {message}"
             ),
         }
     }
@@ -102,12 +102,7 @@ impl fmt::Display for Acceptance {
 pub fn acceptance(route: &Value) -> Acceptance {
     let metadata = &route["metadata"];
     let namespace = str_of(metadata, "namespace");
-    let name = str_of(metadata, "name");
-    let route_name = if namespace.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{namespace}/{name}")
-    };
+    let route_name = describe_route(route);
     let generation = metadata["generation"].as_i64();
     let parents = route["spec"]["parentRefs"]
         .as_array()

@@ -47,7 +47,7 @@ fn a_stale_generation_is_pending() {
     assert_eq!(
         pending,
         Acceptance::Pending {
-            route: "shop/docs".into(),
+            route: "HTTPRoute shop/docs".into(),
             gateway: "gateways/gateway".into(),
             waiting: Waiting::Generation {
                 observed: Some(2),

@@ -12,7 +12,17 @@ use super::match_type;
 /// The source match with the route's condition added; None when no request matches both (a
 /// path prefix outside the source's path); an error, saying why, when Prism cannot write the
 /// intersection as one match that beats the source.
-pub(super) fn narrow(source: &Value, route: &RouteMatch) -> Result<Option<Value>, String> {
+pub(super) fn narrow(
+    source: &Value,
+    route: &RouteMatch,
+    grpc: bool,
+) -> Result<Option<Value>, String> {
+    if grpc && route.header.is_none() {
+        return Err(
+            "a GRPCRoute matches a service, a method and headers, not paths or query parameters: give the route a header match"
+                .into(),
+        );
+    }
     let mut narrowed = source.as_object().cloned().unwrap_or_default();
     if let Some(header) = &route.header {
         let added = json!({

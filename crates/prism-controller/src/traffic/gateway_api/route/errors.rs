@@ -9,14 +9,14 @@ use super::{MAX_HOSTNAMES, MAX_MATCHES_PER_ROUTE, MAX_RULES};
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum RouteError {
     #[error(
-        "HTTPRoute {route} has no rule with a backendRef to the application's Service {service}: add backendRef {{name: {service}, port: <its port>}} to the rule whose traffic Prism should split"
+        "{route} has no rule with a backendRef to the application's Service {service}: add backendRef {{name: {service}, port: <its port>}} to the rule whose traffic Prism should split"
     )]
     NoSplitRule { route: String, service: String },
     #[error(
-        "HTTPRoute {route}: {field} is named with the prefix {MANAGED_RULE_PREFIX}, which Prism keeps for the rules it manages, but it sends traffic elsewhere than to a version of the application: rename the rule"
+        "{route}: {field} is named with the prefix {MANAGED_RULE_PREFIX}, which Prism keeps for the rules it manages, but it sends traffic elsewhere than to a version of the application: rename the rule"
     )]
     ReservedRuleName { route: String, field: String },
-    #[error("HTTPRoute {route}: route {name} cannot be added to {field}: {reason}")]
+    #[error("{route}: route {name} cannot be added to {field}: {reason}")]
     Inexpressible {
         route: String,
         name: String,
@@ -24,7 +24,7 @@ pub enum RouteError {
         reason: String,
     },
     #[error(
-        "HTTPRoute {route}: route {name} matches no request of the rules that send traffic to {service}: {reason}"
+        "{route}: route {name} matches no request of the rules that send traffic to {service}: {reason}"
     )]
     MatchesNothing {
         route: String,
@@ -33,15 +33,15 @@ pub enum RouteError {
         reason: String,
     },
     #[error(
-        "HTTPRoute {route}: the weights {weights} give no version any traffic: Prism needs weights that sum to 100"
+        "{route}: the weights {weights} give no version any traffic: Prism needs weights that sum to 100"
     )]
     NoWeight { route: String, weights: String },
     #[error(
-        "HTTPRoute {route} would have {count} rules with Prism's, more than the {MAX_RULES} the Gateway API allows: give the step fewer routes, or move some of the user's rules to another HTTPRoute"
+        "{route} would have {count} rules with Prism's, more than the {MAX_RULES} the Gateway API allows: give the step fewer routes, or move some of the user's rules to another HTTPRoute"
     )]
     TooManyRules { route: String, count: usize },
     #[error(
-        "HTTPRoute {route}: {field} would have {count} {what}, more than the {limit} the Gateway API allows: give the rule fewer matches, or the step fewer routes"
+        "{route}: {field} would have {count} {what}, more than the {limit} the Gateway API allows: give the rule fewer matches, or the step fewer routes"
     )]
     TooMany {
         route: String,
@@ -51,15 +51,15 @@ pub enum RouteError {
         limit: usize,
     },
     #[error(
-        "HTTPRoute {route} would have {count} matches in all, more than the {MAX_MATCHES_PER_ROUTE} the Gateway API allows: give the step fewer routes, or the rules that send traffic to the application fewer matches"
+        "{route} would have {count} matches in all, more than the {MAX_MATCHES_PER_ROUTE} the Gateway API allows: give the step fewer routes, or the rules that send traffic to the application fewer matches"
     )]
     TooManyMatches { route: String, count: usize },
     #[error(
-        "route {name} matches a subdomain, but HTTPRoute {route} has no spec.hostnames to put it in front of: give the HTTPRoute the application's hostnames, e.g. hostnames: [example.com]"
+        "route {name} matches a subdomain, but {route} has no spec.hostnames to put it in front of: give the HTTPRoute the application's hostnames, e.g. hostnames: [example.com]"
     )]
     NoHostnames { route: String, name: String },
     #[error(
-        "route {name}: subdomain {subdomain} of {hostname} (HTTPRoute {route}) gives {result}, which is not a hostname: a subdomain is lowercase letters, digits, '-' and '.', each label at most 63 characters, 253 in all"
+        "route {name}: subdomain {subdomain} of {hostname} ({route}) gives {result}, which is not a hostname: a subdomain is lowercase letters, digits, '-' and '.', each label at most 63 characters, 253 in all"
     )]
     InvalidHostname {
         route: String,
@@ -69,7 +69,7 @@ pub enum RouteError {
         result: String,
     },
     #[error(
-        "route {name} would give version {version} {count} hostnames, more than the {MAX_HOSTNAMES} the Gateway API allows: give HTTPRoute {route} fewer hostnames"
+        "route {name} would give version {version} {count} hostnames, more than the {MAX_HOSTNAMES} the Gateway API allows: give {route} fewer hostnames"
     )]
     TooManyHostnames {
         route: String,
@@ -93,11 +93,11 @@ pub enum RouteError {
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum ObserveError {
     #[error(
-        "HTTPRoute {route} has no rule with a backendRef to the application's Service {service}: add backendRef {{name: {service}, port: <its port>}} to the rule whose traffic Prism should split"
+        "{route} has no rule with a backendRef to the application's Service {service}: add backendRef {{name: {service}, port: <its port>}} to the rule whose traffic Prism should split"
     )]
     NoSplitRule { route: String, service: String },
     #[error(
-        "HTTPRoute {route}: {field} splits {first_weights} but {other_field} splits {other_weights}: Prism sets every rule that sends traffic to the application alike, and writes them again"
+        "{route}: {field} splits {first_weights} but {other_field} splits {other_weights}: Prism sets every rule that sends traffic to the application alike, and writes them again"
     )]
     Disagree {
         route: String,

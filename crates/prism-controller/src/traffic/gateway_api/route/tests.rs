@@ -554,3 +554,51 @@ fn a_rule_prism_wrote_is_its_own_even_for_a_version_the_controller_left_out() {
         written["spec"]["rules"].as_array().unwrap().clone()
     );
 }
+
+/// A GRPCRoute as the API server returns it: a rule for one gRPC service, one for the rest.
+fn grpc_route() -> Value {
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "GRPCRoute",
+        "metadata": {"name": "docs", "namespace": "shop", "generation": 1},
+        "spec": {
+            "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gateway", "namespace": "gateways"}],
+            "rules": [
+                {
+                    "matches": [{"method": {"type": "Exact", "service": "docs.Search"}}],
+                    "backendRefs": [{"group": "", "kind": "Service", "name": "docs", "port": 9090, "weight": 1}]
+                },
+                {"backendRefs": [{"group": "", "kind": "Service", "name": "docs", "port": 9090, "weight": 1}]}
+            ]
+        }
+    })
+}
+
+#[test]
+fn a_grpc_route_is_split_and_takes_header_routes() {
+    let routes = [header("canary", "docs-3", "x-canary", "always")];
+    let rules = rules_of(&grpc_route(), &weights(&[("docs-2", 100)]), &routes).unwrap();
+    assert_eq!(
+        rules[0]["matches"],
+        json!([{"method": {"type": "Exact", "service": "docs.Search"}, "headers": [{"name": "x-canary", "type": "Exact", "value": "always"}]}])
+    );
+    assert_eq!(
+        rules[1]["matches"],
+        json!([{"headers": [{"name": "x-canary", "type": "Exact", "value": "always"}]}]),
+        "no path in a GRPCRoute"
+    );
+    assert_eq!(
+        rules[3]["backendRefs"],
+        json!([{"group": "", "kind": "Service", "name": "docs-2", "port": 9090, "weight": 100}])
+    );
+    let error = rules_of(
+        &grpc_route(),
+        &weights(&[("docs-2", 100)]),
+        &[path("beta", "docs-3", "/beta")],
+    )
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "GRPCRoute shop/docs: route beta cannot be added to spec.rules[0].matches[0]: a GRPCRoute matches a service, a method and headers, not paths or query parameters: give the route a header match"
+    );
+}
