@@ -10,6 +10,16 @@
 //! from them), so a managed rule must be narrower than the rule it copies: it keeps every match
 //! of the source and adds the route's condition.
 //!
+//! Rules named `prism-…` are Prism's, dropped and rebuilt on every call, so that a step's or a
+//! version's leaving takes its rules along and a restart needs no memory. A user's rule named
+//! so is refused (rather than silently dropped) when it sends traffic anywhere but to the
+//! application's Service or a version's; one that sends traffic only there is taken for Prism's.
+//!
+//! Every field Prism adds is written out in full (a match's `type`, a backendRef's `weight`), so
+//! a read-back equals the write after the server's defaulting, and the rules of a read-back
+//! route equal its `spec.rules` when nothing is to change. The one exception is going back to
+//! the route as the user wrote it, which leaves the weight to the server (1) once.
+//!
 //! A GRPCRoute has the same rules; only header routes apply to it.
 //!
 //! `spec.rules` is an atomic list under server-side apply, so whoever writes it owns all of it:
