@@ -78,13 +78,27 @@ pub fn with_rules(route: &Value, rules: Vec<Value>) -> Value {
     route
 }
 
-/// What the API server fills in: a backendRef's group, kind and weight, a rule's match.
+/// What the API server fills in: a backendRef's group, kind and weight, a rule's match, a
+/// header's or query parameter's match type.
 pub fn defaulted(rules: &[Value]) -> Vec<Value> {
     let mut rules = rules.to_vec();
     for rule in &mut rules {
         let rule = rule.as_object_mut().unwrap();
-        rule.entry("matches")
+        let matches = rule
+            .entry("matches")
             .or_insert_with(|| json!([{"path": {"type": "PathPrefix", "value": "/"}}]));
+        for entry in matches.as_array_mut().into_iter().flatten().flat_map(|m| {
+            let m = m.as_object_mut().unwrap();
+            m.iter_mut()
+                .filter(|(key, _)| *key == "headers" || *key == "queryParams")
+                .flat_map(|(_, list)| list.as_array_mut().unwrap())
+        }) {
+            entry
+                .as_object_mut()
+                .unwrap()
+                .entry("type")
+                .or_insert_with(|| json!("Exact"));
+        }
         for backend in rule
             .get_mut("backendRefs")
             .and_then(Value::as_array_mut)
