@@ -16,9 +16,11 @@
 //! application's Service or a version's; one that sends traffic only there is taken for Prism's.
 //!
 //! Every field Prism adds is written out in full (a match's `type`, a backendRef's `weight`), so
-//! a read-back equals the write after the server's defaulting, and the rules of a read-back
-//! route equal its `spec.rules` when nothing is to change. The one exception is going back to
-//! the route as the user wrote it, which leaves the weight to the server (1) once.
+//! a read-back equals the write after the server's defaulting (checked against the v1.6.1 CRD
+//! with a server-side dry run), and the rules of a read-back route equal its `spec.rules` when
+//! nothing is to change. Going back to the route as the user wrote it gives the application's
+//! backendRef weight 1, the server's default: a weight the user had set there is not known any
+//! more once the rule is split.
 //!
 //! A GRPCRoute has the same rules; only header routes apply to it.
 //!
@@ -369,11 +371,8 @@ fn split_rule(context: &Context, rule: &Map<String, Value>, weights: &Weights) -
     {
         vec![(*only).clone()]
     } else {
-        // Back to the route as the user wrote it; the server fills in the weight, 1.
-        let mut backend = template;
-        backend.insert("name".into(), context.service.into());
-        backend.remove("weight");
-        vec![Value::Object(backend)]
+        // Back to the route as the user wrote it, with the weight the server gives it, 1.
+        vec![backend_to(&template, context.service, 1)]
     };
     let mut backends = Vec::new();
     let mut replaced = false;
