@@ -68,7 +68,8 @@ pub(crate) fn converge<'a>(
         || (versions
             .iter()
             .all(|version| version.weight == version.seen.weight)
-            && same_routes(&target.routes, &observed.routes));
+            && same_routes(&target.routes, &observed.routes)
+            && observed.traffic_pending.is_none());
 
     let traffic = if has_traffic {
         desired_traffic(&target, observed, ready_for_traffic)
@@ -82,6 +83,7 @@ pub(crate) fn converge<'a>(
         &mut decided,
         traffic.as_ref(),
         ready_for_traffic && traffic_in_place,
+        observed.traffic_pending.is_some(),
     );
 
     let achieved = traffic_in_place
@@ -216,15 +218,24 @@ fn distribute(weights: &mut [Weight], ready: impl Fn(usize) -> u32) -> bool {
 
 /// What each version runs next. Without a surge limit, versions going up get their target at
 /// once and versions going down wait until `may_scale_down` (every version ready and traffic in
-/// place). With one, capacity moves in rounds within the limit. Either way, a version that has
+/// place). With one, capacity moves in rounds within the limit. While the provider says the
+/// traffic is pending, nothing goes down. Either way, a version that has
 /// or is given traffic keeps its capacity rather than drop to none, unless the cluster is vacated.
 fn desired_capacities(
     target: &ClusterTarget,
     decided: &mut [VersionDecision],
     traffic: Option<&Traffic>,
     may_scale_down: bool,
+    traffic_pending: bool,
 ) {
     match target.max_surge {
+        // While the cluster may still route by an older split, no version loses a pod (but in a
+        // cluster the application leaves, where traffic no longer matters).
+        _ if traffic_pending && !target.vacate => {
+            for (version, decided) in target.versions.iter().zip(decided.iter_mut()) {
+                decided.capacity = version.capacity.at_least(version.seen.capacity);
+            }
+        }
         None if !may_scale_down => {
             for (version, decided) in target.versions.iter().zip(decided.iter_mut()) {
                 decided.capacity = version.capacity.at_least(version.seen.capacity);

@@ -649,6 +649,11 @@ fn waiting_for(cluster: &ClusterDecision, observed: Option<&ClusterObservation>)
     if let Some(refused) = observed.and_then(|observed| observed.refused.as_deref()) {
         return format!("its writes are refused: {refused}");
     }
+    if let Some(pending) = observed.and_then(|observed| observed.traffic_pending.as_deref())
+        && cluster.phase == ClusterPhase::Traffic
+    {
+        return format!("its traffic is not in place: {pending}");
+    }
     let ready = |release: &str| {
         observed
             .and_then(|observed| observed.versions.get(release))
@@ -978,12 +983,15 @@ fn remove_strays<'a>(
 }
 
 /// Whether `release` is observed to have neither capacity nor traffic in `cluster`; a cluster
-/// that is not observed might still run it. In a cluster the application leaves (`vacated`), what
+/// that is not observed might still run it, and one whose traffic is pending might still route
+/// to it. In a cluster the application leaves (`vacated`), what
 /// the traffic objects still say does not count: they serve nothing once the capacity is gone.
 fn drained(input: &Input, release: &str, cluster: &ClusterInfo, vacated: bool) -> bool {
     input.observed.get(&cluster.name).is_some_and(|observed| {
         observed.reachable
-            && (vacated || observed.routes.iter().all(|route| route.version != release))
+            && (vacated
+                || (observed.traffic_pending.is_none()
+                    && observed.routes.iter().all(|route| route.version != release)))
             && observed.versions.get(release).is_none_or(|version| {
                 version.capacity.is_zero() && (vacated || version.weight == 0)
             })
@@ -1235,15 +1243,18 @@ fn conditions(
     ]
 }
 
-/// What a converging cluster does, as people read it: above all, that it refuses the writes.
+/// What a converging cluster does, as people read it: above all, that it refuses the writes;
+/// and why its traffic is not in place, when its provider says.
 fn converging(input: &Input, cluster: &str, phase: ClusterPhase) -> String {
-    match input
-        .observed
-        .get(cluster)
-        .and_then(|observed| observed.refused.as_deref())
-    {
-        Some(refused) => format!("refuses the writes: {refused}"),
-        None => describe(phase).to_owned(),
+    let observed = input.observed.get(cluster);
+    if let Some(refused) = observed.and_then(|observed| observed.refused.as_deref()) {
+        return format!("refuses the writes: {refused}");
+    }
+    match observed.and_then(|observed| observed.traffic_pending.as_deref()) {
+        Some(pending) if phase == ClusterPhase::Traffic => {
+            format!("{}: {pending}", describe(phase))
+        }
+        _ => describe(phase).to_owned(),
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use prism_api::strategy::{Duration, Pipeline, RouteMatch};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use crate::capacity::Capacity;
 
@@ -123,6 +123,10 @@ pub struct ClusterObservation {
     /// admission policy, a quota, permissions, an invalid object), while it refuses them: why
     /// the cluster does not progress, said when it misses its progress deadline.
     pub refused: Option<String>,
+    /// Why the cluster may not serve the weights and routes it is set to yet (its gateway has
+    /// not accepted the route's current generation, say): until it does, its traffic is not in
+    /// place, so the step is not achieved there and no version loses capacity.
+    pub traffic_pending: Option<String>,
 }
 
 impl ClusterObservation {
@@ -152,7 +156,7 @@ pub struct VersionObservation {
 }
 
 /// A route that reaches one release; `{version}` in its match is already replaced.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ResolvedRoute {
     pub name: String,
     pub version: String,

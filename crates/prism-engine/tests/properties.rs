@@ -152,6 +152,7 @@ fn observed(
                         versions,
                         routes: vec![],
                         refused: None,
+                        traffic_pending: None,
                     },
                 )
             })
@@ -460,7 +461,7 @@ proptest! {
         let observed: BTreeMap<_, _> = clusters.iter().zip(&seen).map(|(cluster, &(old, old_ready, new, new_ready))| {
             let version = |replicas: u32, ready: u32| VersionObservation { capacity: Capacity::Replicas(replicas), ready, weight: 0 };
             let versions = [("v0".to_string(), version(old, old_ready)), ("v1".to_string(), version(new, new_ready))].into_iter().collect();
-            (cluster.name.clone(), ClusterObservation { reachable: true, versions, routes: vec![], refused: None })
+            (cluster.name.clone(), ClusterObservation { reachable: true, versions, routes: vec![], refused: None, traffic_pending: None })
         }).collect();
         let mut releases = vec![release("v0", &pipeline, BASE, Phase::Complete), release("v1", &pipeline, BASE, Phase::Progressing)];
         for release in &mut releases {
@@ -687,6 +688,7 @@ fn achievable_fleet(
                             versions,
                             routes: vec![],
                             refused: None,
+                            traffic_pending: None,
                         },
                     )
                 },

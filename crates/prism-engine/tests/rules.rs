@@ -175,6 +175,40 @@ fn capacity_goes_up_before_traffic_and_traffic_moves_before_capacity_goes_down()
 }
 
 #[test]
+fn while_the_provider_says_traffic_is_pending_the_step_holds_and_no_version_loses_a_pod() {
+    let pipeline = Pipeline {
+        webhooks: None,
+        steps: vec![traffic(capacity(step("swap"), 100, 0), 100)],
+        waves: None,
+    };
+    let mut world = common::rollout(&pipeline, common::clusters(1));
+    world.round();
+    let shift = world.round();
+    assert_eq!(shift.phases, [ClusterPhase::Traffic]);
+    assert_eq!(world.weight("c0", "v2"), 100);
+    // The route is written, but its gateway has not taken it yet.
+    let pending = "Gateway gw has not accepted generation 2 of HTTPRoute web yet";
+    world.fleet.get_mut("c0").unwrap().traffic_pending = Some(pending.into());
+    for _ in 0..3 {
+        let held = world.round();
+        assert_eq!(held.phases, [ClusterPhase::Traffic]);
+        assert_eq!(held.changes, 0, "{}", held.decision_debug);
+        assert_eq!(world.replicas("c0", "v1"), Capacity::Replicas(10));
+        assert!(
+            held.conditions[1]
+                .iter()
+                .any(|condition| condition.message.contains(pending)),
+            "the Release says why: {:?}",
+            held.conditions[1]
+        );
+    }
+    world.fleet.get_mut("c0").unwrap().traffic_pending = None;
+    let down = world.round();
+    assert_eq!(down.phases, [ClusterPhase::CapacityDown]);
+    assert_eq!(world.replicas("c0", "v1"), Capacity::Replicas(0));
+}
+
+#[test]
 fn traffic_waits_for_ready_pods_not_just_for_capacity() {
     let pipeline = Pipeline {
         webhooks: None,

@@ -173,6 +173,7 @@ pub fn running(versions: &[(&str, u32, u32)]) -> ClusterObservation {
         versions,
         routes: vec![],
         refused: None,
+        traffic_pending: None,
     }
 }
 
