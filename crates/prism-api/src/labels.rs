@@ -23,3 +23,6 @@ pub const CLUSTER_LABEL: &str = "prism.dev/cluster";
 /// The prefix of the names of the rules Prism manages in a user's HTTPRoute (the `gatewayAPI`
 /// provider): such rules are rebuilt on every write, so the prefix is reserved.
 pub const MANAGED_RULE_PREFIX: &str = "prism-";
+/// On a user's HTTPRoute (the `gatewayAPI` provider): the routes Prism wrote into its rules, as
+/// JSON, so that the routes it is set to serve are read back without parsing the rules.
+pub const ROUTES_ANNOTATION: &str = "prism.dev/routes";

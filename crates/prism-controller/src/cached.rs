@@ -1,6 +1,6 @@
 //! What the fleet's caches keep of the pods and Deployments Prism installed in application
-//! clusters: the fields Prism reads, and nothing else. The k8s-openapi types hold every field of
-//! their kind inline (a Pod or a Deployment is 2.4 KB before any of its strings), so that, even
+//! clusters (the fields Prism reads, and nothing else), and of the HTTPRoutes it edits. The
+//! k8s-openapi types hold every field of their kind inline (a Pod or a Deployment is 2.4 KB before any of its strings), so that, even
 //! stripped, they were a quarter of the controller's heap at 1,000 applications; these types
 //! deserialize only what is read, and the rest of each watch event is skipped.
 
@@ -88,7 +88,20 @@ pub struct DeploymentStatus {
     pub updated_replicas: Option<i32>,
 }
 
-/// Implements the traits that make `$ty` a watchable kind of the core or apps API, as
+/// A Gateway API HTTPRoute: kept whole but for its managed fields, since the `gatewayAPI`
+/// provider rewrites its rules and must keep what it does not manage as it is. Few of them
+/// exist, next to pods.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct HttpRoute {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: serde_json::Value,
+    #[serde(default)]
+    pub status: serde_json::Value,
+}
+
+/// Implements the traits that make `$ty` a watchable kind, as
 /// k8s-openapi does for its own types.
 macro_rules! resource {
     ($ty:ty, $group:literal, $version:literal, $api_version:literal, $kind:literal, $plural:literal) => {
@@ -116,6 +129,14 @@ macro_rules! resource {
 }
 
 resource!(Pod, "", "v1", "v1", "Pod", "pods");
+resource!(
+    HttpRoute,
+    "gateway.networking.k8s.io",
+    "v1",
+    "gateway.networking.k8s.io/v1",
+    "HTTPRoute",
+    "httproutes"
+);
 resource!(
     Deployment,
     "apps",

@@ -10,11 +10,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::{DeleteParams, DynamicObject, ListParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
 use prism_api::labels::{APP_LABEL, RELEASE_LABEL};
@@ -23,6 +21,8 @@ use tracing::{info, warn};
 
 use crate::Context;
 use crate::fleet::Member;
+use crate::touches;
+use crate::write::Kind;
 
 /// An object younger than this is never an orphan: its Release may be on its way to the cache
 /// (the management cluster's watch and the application cluster's are not ordered).
@@ -62,9 +62,10 @@ pub async fn sweep(ctx: &Context, member: &Member) {
         let selector = format!("{RELEASE_LABEL}={release}");
         let client = &member.client;
         let outcome = async {
-            delete_all::<Deployment>(client, &namespace, &selector).await?;
-            delete_all::<ConfigMap>(client, &namespace, &selector).await?;
-            delete_all::<HorizontalPodAutoscaler>(client, &namespace, &selector).await
+            for kind in touches::deleted_by_release() {
+                delete_all(client, kind, &namespace, &selector).await?;
+            }
+            Ok::<(), kube::Error>(())
         };
         if let Err(error) = outcome.await {
             warn!(cluster = %member.name, %namespace, %release, %error, "could not delete an orphaned version");
@@ -148,18 +149,22 @@ where
     )
 }
 
-async fn delete_all<K>(client: &Client, namespace: &str, selector: &str) -> kube::Result<()>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned,
-{
-    Api::<K>::namespaced(client.clone(), namespace)
+async fn delete_all(
+    client: &Client,
+    kind: Kind,
+    namespace: &str,
+    selector: &str,
+) -> kube::Result<()> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &kind.resource());
+    match api
         .delete_collection(
             &DeleteParams::background(),
             &ListParams::default().labels(selector),
         )
-        .await?;
-    Ok(())
+        .await
+    {
+        // A kind whose CRD the cluster does not have (no Gateway API there): nothing to delete.
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        outcome => outcome.map(|_| ()),
+    }
 }

@@ -70,9 +70,12 @@ pub fn candidates(
             services: &[],
             pods: &[],
             owner: None,
+            policy: &app.spec.traffic,
+            releases: &[],
+            http_routes: Ok(&[]),
         };
         let weights = [(release_name.clone(), 100)].into();
-        writes.extend(provider.writes(&view, &weights));
+        writes.extend(provider.writes(&view, &weights, &[]));
     }
     let candidates = writes
         .into_iter()
@@ -141,8 +144,10 @@ fn source<'m>(
         manifest.kind() == Some(kind_name.as_str())
             && match kind {
                 Kind::ConfigMap => workload::config_map_name(release, name) == written,
-                Kind::Service => name == written,
+                // The application's Service, or a version's own (gatewayAPI).
+                Kind::Service => name == written || written == release,
                 Kind::Deployment | Kind::HorizontalPodAutoscaler | Kind::Pod => true,
+                Kind::HttpRoute | Kind::Namespace => false,
             }
     })
 }

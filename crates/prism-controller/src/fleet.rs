@@ -24,12 +24,16 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use crate::cached::{Deployment, Pod};
+use crate::cached::{Deployment, HttpRoute, Pod};
 use crate::expectations::{Expectations, application_of};
+use crate::write::Kind;
 
 /// The name a Release's schedule gives the management cluster when it is the only cluster.
 /// No Cluster object may take this name.
 pub const MANAGEMENT_CLUSTER: &str = "local";
+
+/// The kinds each member caches: those the providers declare watched ([`crate::touches`]).
+pub const CACHED: &[Kind] = &[Kind::Deployment, Kind::Pod, Kind::Service, Kind::HttpRoute];
 
 /// How long a member that has not listed yet counts as connecting (a reconcile waits for it)
 /// rather than unreachable (a reconcile goes on without it).
@@ -49,6 +53,10 @@ pub struct Member {
     pub deployments: Store<Deployment>,
     pub pods: Store<Pod>,
     pub services: Store<Service>,
+    /// Every HTTPRoute (those of users carry no label of Prism's). Optional: a cluster without
+    /// the Gateway API's CRDs is still reachable, and says so only to the Applications that
+    /// route through an HTTPRoute ([`Member::http_routes_listed`]).
+    pub http_routes: Store<HttpRoute>,
     health: Arc<Health>,
     joined: Instant,
     watches: tokio::task::JoinHandle<()>,
@@ -68,6 +76,8 @@ struct Health {
     last_seen: AtomicI64,
     /// The last watch error, while unreachable.
     error: Mutex<Option<String>>,
+    /// The last error of the HTTPRoute watch, while it fails.
+    http_route_error: Mutex<Option<String>>,
 }
 
 /// Whether a member's caches can be trusted.
@@ -91,6 +101,22 @@ impl Member {
         ]
         .iter()
         .all(|ready| matches!(ready, Some(Ok(()))))
+    }
+
+    /// Whether the HTTPRoute cache has listed; else why not (the Gateway API's CRDs missing,
+    /// say), in the API server's words.
+    pub fn http_routes_listed(&self) -> Result<(), String> {
+        let error = self
+            .health
+            .http_route_error
+            .lock()
+            .expect("health lock")
+            .clone();
+        match (self.http_routes.wait_until_ready().now_or_never(), error) {
+            (_, Some(error)) => Err(error),
+            (Some(Ok(())), None) => Ok(()),
+            (_, None) => Err("its HTTPRoutes are not listed yet".to_owned()),
+        }
     }
 
     pub fn connection(&self) -> Connection {
@@ -127,6 +153,8 @@ pub struct Fleet {
     members: RwLock<BTreeMap<String, Arc<Member>>>,
     /// Every namespaced watch is scoped to it, when set.
     namespace: Option<String>,
+    /// The Applications, to find the one naming a user's HTTPRoute.
+    applications: Store<Application>,
     expectations: Arc<Expectations>,
     triggers: mpsc::UnboundedSender<ObjectRef<Application>>,
     /// Woken when a member's reachability changes, so its Cluster's status follows.
@@ -139,6 +167,7 @@ impl Fleet {
     /// An empty fleet, and the stream of Applications to reconcile on its members' changes.
     pub fn new(
         namespace: Option<&str>,
+        applications: Store<Application>,
         expectations: Arc<Expectations>,
     ) -> (
         Fleet,
@@ -148,6 +177,7 @@ impl Fleet {
         let fleet = Fleet {
             members: RwLock::default(),
             namespace: namespace.map(str::to_owned),
+            applications,
             expectations,
             triggers,
             changed: Arc::default(),
@@ -214,8 +244,23 @@ impl Fleet {
             name,
             expectations,
         );
+        let applications = self.applications.clone();
+        let (http_routes, http_route_events) = cache_of(
+            &client,
+            namespace,
+            watcher::Config::default(),
+            |_| {},
+            move |route: &HttpRoute| route_owner(&applications, route),
+            name,
+            expectations,
+        );
         let health = Arc::new(Health::default());
-        let changes = stream::select_all([deployment_events, pod_events, service_events]);
+        let changes = stream::select_all([
+            deployment_events,
+            pod_events,
+            service_events,
+            optional(http_route_events, health.clone()),
+        ]);
         let cluster = name.to_owned();
         let changed = self.changed.clone();
         let watch_health = health.clone();
@@ -258,6 +303,7 @@ impl Fleet {
             deployments,
             pods,
             services,
+            http_routes,
             health,
             joined: Instant::now(),
             watches,
@@ -287,6 +333,44 @@ impl Fleet {
         // The receiver goes only when the controller stops.
         let _ = self.triggers.unbounded_send(app);
     }
+}
+
+/// The Application an HTTPRoute concerns: the one whose version it routes to (Prism's own,
+/// labelled), or the one that names it as its traffic's route.
+fn route_owner(
+    applications: &Store<Application>,
+    route: &HttpRoute,
+) -> Option<ObjectRef<Application>> {
+    application_of(route).or_else(|| {
+        let namespace = route.metadata.namespace.as_deref()?;
+        let name = route.metadata.name.as_deref()?;
+        applications
+            .state()
+            .iter()
+            .find(|app| {
+                app.metadata.namespace.as_deref() == Some(namespace)
+                    && app.spec.traffic.http_route.as_deref() == Some(name)
+            })
+            .map(|app| ObjectRef::from_obj(app.as_ref()))
+    })
+}
+
+/// The changes of an optional cache, whose failures are its own (kept for
+/// [`Member::http_routes_listed`]) rather than the cluster's.
+fn optional(changes: Changes, health: Arc<Health>) -> Changes {
+    Box::pin(changes.map(move |change| {
+        let mut error = health.http_route_error.lock().expect("health lock");
+        match change {
+            Ok(change) => {
+                *error = None;
+                Ok(change)
+            }
+            Err(failure) => {
+                *error = Some(failure.to_string());
+                Ok(Change::Pending)
+            }
+        }
+    }))
 }
 
 /// The Applications that have objects in a cache.
@@ -352,7 +436,7 @@ pub(crate) fn cache_of<K>(
     namespace: Option<&str>,
     config: watcher::Config,
     strip: fn(&mut K),
-    owner: fn(&K) -> Option<ObjectRef<Application>>,
+    owner: impl Fn(&K) -> Option<ObjectRef<Application>> + Send + 'static,
     cluster: &str,
     expectations: &Arc<Expectations>,
 ) -> (Store<K>, Changes)

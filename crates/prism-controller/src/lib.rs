@@ -26,6 +26,7 @@ pub mod refusals;
 pub mod rollout;
 pub mod status;
 pub mod strategy_update;
+pub mod touches;
 pub mod traffic;
 pub mod webhooks;
 pub mod workload;
@@ -224,7 +225,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         |_, _| Vec::new(),
     );
 
-    let (fleet, member_changes) = Fleet::new(namespace, expectations.clone());
+    let (fleet, member_changes) = Fleet::new(namespace, applications.clone(), expectations.clone());
     let (call_ends, ended_calls) = mpsc::unbounded();
     let context = Arc::new(Context {
         client,

@@ -14,7 +14,37 @@ use prism_engine::{Capacity, VersionObservation};
 use serde_json::{Map, Value, json};
 
 use crate::cached::Deployment;
+use crate::touches::{Touch, Verb};
 use crate::write::{Kind, Write};
+
+/// What the workload watches and writes in a cluster (see [`crate::touches`]).
+pub const TOUCHES: &[Touch] = &[
+    Touch {
+        kind: Kind::Deployment,
+        verbs: &[
+            Verb::WatchLabelled,
+            Verb::Apply,
+            Verb::Delete,
+            Verb::DeleteByRelease,
+        ],
+        why: "each version is a Deployment named after its Release: watched to see what runs and how many pods are ready, applied to install and scale the version, deleted when its capacity there drops to zero or the version retires, or by label when its Release was deleted (owner references do not cross clusters)",
+    },
+    Touch {
+        kind: Kind::Pod,
+        verbs: &[Verb::WatchLabelled],
+        why: "watched to see which pods of each version are ready",
+    },
+    Touch {
+        kind: Kind::ConfigMap,
+        verbs: &[Verb::Apply, Verb::Delete, Verb::DeleteByRelease],
+        why: "each version gets its own copy of the template's ConfigMaps (<release>-<name>), applied with the version and deleted with it",
+    },
+    Touch {
+        kind: Kind::HorizontalPodAutoscaler,
+        verbs: &[Verb::Apply, Verb::Delete, Verb::DeleteByRelease],
+        why: "an autoscaled version's HorizontalPodAutoscaler, applied with the bounds of the version's capacity and deleted with the version's other objects",
+    },
+];
 
 /// The writes that make a cluster run `capacity` of `release`. A version not installed yet
 /// (`installed` None) gets all its objects, ConfigMaps first so that its pods find them.

@@ -8,7 +8,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
 use kube::core::NamespaceResourceScope;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
@@ -61,7 +63,8 @@ where
     Ok(())
 }
 
-/// The kinds Prism writes in application clusters.
+/// The kinds Prism touches in application clusters (see [`crate::touches`] for who touches
+/// which, and how).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Deployment,
@@ -69,22 +72,37 @@ pub enum Kind {
     HorizontalPodAutoscaler,
     Service,
     Pod,
+    /// A Gateway API HTTPRoute (`gateway.networking.k8s.io/v1`).
+    HttpRoute,
+    /// Cluster-scoped: only ever created, by [`execute`] when a write finds its namespace
+    /// missing.
+    Namespace,
 }
 
 impl Kind {
-    pub(crate) fn resource(self) -> ApiResource {
+    pub const ALL: &[Kind] = &[
+        Kind::Deployment,
+        Kind::ConfigMap,
+        Kind::HorizontalPodAutoscaler,
+        Kind::Service,
+        Kind::Pod,
+        Kind::HttpRoute,
+        Kind::Namespace,
+    ];
+
+    pub fn resource(self) -> ApiResource {
         match self {
             Kind::Deployment => ApiResource::erase::<Deployment>(&()),
             Kind::ConfigMap => ApiResource::erase::<ConfigMap>(&()),
             Kind::HorizontalPodAutoscaler => ApiResource::erase::<HorizontalPodAutoscaler>(&()),
             Kind::Service => ApiResource::erase::<Service>(&()),
             Kind::Pod => ApiResource::erase::<Pod>(&()),
+            Kind::HttpRoute => ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+                "httproutes",
+            ),
+            Kind::Namespace => ApiResource::erase::<Namespace>(&()),
         }
-    }
-
-    /// Whether the controller caches this kind, so that a write of it can be awaited.
-    fn is_cached(self) -> bool {
-        matches!(self, Kind::Deployment | Kind::Service | Kind::Pod)
     }
 }
 
@@ -261,7 +279,7 @@ pub async fn execute(
                 }
             }
         };
-        let outcome = if kind.is_cached() {
+        let outcome = if crate::touches::is_watched(kind) {
             expectations.track(app, key, request, Clone::clone).await
         } else {
             request.await

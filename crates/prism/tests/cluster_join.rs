@@ -232,9 +232,10 @@ async fn join_grants_least_privilege_registers_the_cluster_and_changes_nothing_t
         json!([
             {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch", "create", "patch", "delete", "deletecollection"]},
             {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "patch"]},
-            {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch", "create", "patch", "delete"]},
             {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "patch", "delete", "deletecollection"]},
             {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["create", "patch", "delete", "deletecollection"]},
+            {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch", "create", "patch", "delete", "deletecollection"]},
+            {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes"], "verbs": ["list", "watch", "create", "patch", "delete", "deletecollection"]},
             {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["create"]},
         ])
     );

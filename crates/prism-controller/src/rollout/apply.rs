@@ -183,6 +183,7 @@ mod tests {
                 .collect(),
             routes: Vec::new(),
             refused: None,
+            traffic_pending: None,
         }
     }
 

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
+use prism_api::application::TrafficProvider as TrafficProviderName;
 use prism_api::release::ReleaseStatus;
 use prism_api::{Application, Release};
 use prism_engine::{
@@ -79,6 +80,8 @@ pub async fn reconcile(
         .map(|((release, schedule), judged)| release_input(release, schedule, judged))
         .collect::<Result<_, _>>()?;
     let app_owner = app.controller_owner_ref(&());
+    let names: Vec<String> = releases.iter().map(ResourceExt::name_any).collect();
+    let release_names: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut views = BTreeMap::new();
     let mut observed = BTreeMap::new();
     let mut unreachable = BTreeMap::new();
@@ -100,14 +103,17 @@ pub async fn reconcile(
         if !member.is_observed() {
             continue;
         }
-        let view = ClusterView::read(&member, &namespace, &app_name);
+        let view = ClusterView::read(&member, &namespace, &app_name, app);
         let mut versions = workload::observe(view.deployments.iter().map(|d| d.as_ref()));
-        let routes = Vec::new();
+        let (mut routes, mut traffic_pending) = (Vec::new(), None);
         if let Some(provider) = provider {
-            let weights = provider.observe(&view.app_view(app, newest, app_owner.as_ref()));
+            let app_view = view.app_view(app, newest, &release_names, app_owner.as_ref());
+            let weights = provider.observe(&app_view);
             for (release, version) in &mut versions {
                 version.weight = weights.get(release).copied().unwrap_or(0);
             }
+            routes = provider.routes(&app_view);
+            traffic_pending = provider.pending(&app_view);
         }
         let refused = ctx.refusals.get(&namespace, &app_name, &cluster.name);
         observed.insert(
@@ -117,6 +123,7 @@ pub async fn reconcile(
                 versions,
                 routes,
                 refused: refused.as_ref().map(Refused::describe),
+                traffic_pending,
             },
         );
         views.insert(cluster.name.clone(), (member.clone(), view));
@@ -175,13 +182,22 @@ pub async fn reconcile(
                     .map(|weight| (weight.release.to_owned(), weight.percent))
                     .collect();
                 match provider {
-                    Some(provider) => {
-                        provider.writes(&view.app_view(app, newest, app_owner.as_ref()), &weights)
-                    }
+                    Some(provider) => provider.writes(
+                        &view.app_view(app, newest, &release_names, app_owner.as_ref()),
+                        &weights,
+                        &traffic.routes,
+                    ),
                     None => Vec::new(),
                 }
             }
-            Change::Remove { release, .. } => workload::remove(by_name[*release]),
+            Change::Remove { release, .. } => {
+                let mut writes = workload::remove(by_name[*release]);
+                if let Some(provider) = provider {
+                    let view = view.app_view(app, newest, &release_names, app_owner.as_ref());
+                    writes.extend(provider.remove_version(&view, release));
+                }
+                writes
+            }
         };
         if writer.write(cluster, member, release, writes).await? {
             made.push(change);
@@ -199,7 +215,7 @@ pub async fn reconcile(
             })
         };
         for (cluster, (member, view)) in &views {
-            let view = view.app_view(app, newest, app_owner.as_ref());
+            let view = view.app_view(app, newest, &release_names, app_owner.as_ref());
             if leaves(&decision, cluster, &observed[cluster]) {
                 let removals = provider.remove(&view);
                 if !removals.is_empty() {
@@ -215,7 +231,7 @@ pub async fn reconcile(
             let repairs = if weights.is_empty() {
                 Vec::new()
             } else {
-                provider.writes(&view, &weights)
+                provider.writes(&view, &weights, &provider.routes(&view))
             };
             if !repairs.is_empty() {
                 info!(application = %app_name, cluster, writes = repairs.len(), "repairing traffic");
@@ -361,6 +377,8 @@ struct ClusterView {
     deployments: Vec<Arc<cached::Deployment>>,
     pods: Vec<Arc<cached::Pod>>,
     services: Vec<std::sync::Arc<k8s_openapi::api::core::v1::Service>>,
+    /// The namespace's HTTPRoutes, read only for an application that routes through one.
+    http_routes: Result<Vec<Arc<cached::HttpRoute>>, String>,
     is_management: bool,
 }
 
@@ -374,11 +392,21 @@ impl ClusterView {
             .find(|deployment| deployment.metadata.name.as_deref() == Some(release))
     }
 
-    fn read(member: &Member, namespace: &str, app: &str) -> ClusterView {
+    fn read(member: &Member, namespace: &str, name: &str, app: &Application) -> ClusterView {
+        let http_routes = if app.spec.traffic.provider == TrafficProviderName::GatewayApi {
+            member.http_routes_listed().map(|()| {
+                member
+                    .http_routes
+                    .state_filter(|route| route.metadata.namespace.as_deref() == Some(namespace))
+            })
+        } else {
+            Ok(Vec::new())
+        };
         ClusterView {
-            deployments: of_app(&member.deployments, namespace, app),
-            pods: of_app(&member.pods, namespace, app),
-            services: of_app(&member.services, namespace, app),
+            deployments: of_app(&member.deployments, namespace, name),
+            pods: of_app(&member.pods, namespace, name),
+            services: of_app(&member.services, namespace, name),
+            http_routes,
             is_management: member.is_management,
         }
     }
@@ -388,6 +416,7 @@ impl ClusterView {
         &'a self,
         app: &'a Application,
         newest: &'a Release,
+        releases: &'a [&'a str],
         owner: Option<&'a OwnerReference>,
     ) -> AppView<'a> {
         let service = service_manifest(app, newest);
@@ -403,6 +432,13 @@ impl ClusterView {
             services: &self.services,
             pods: &self.pods,
             owner: owner.filter(|_| self.is_management),
+            policy: &app.spec.traffic,
+            releases,
+            http_routes: self
+                .http_routes
+                .as_ref()
+                .map(Vec::as_slice)
+                .map_err(String::as_str),
         }
     }
 }

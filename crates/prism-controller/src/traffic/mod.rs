@@ -8,23 +8,26 @@
 //! it is set to (labelling a new ready pod, say) is the provider's job: [`TrafficProvider::writes`]
 //! repairs drift whenever it is asked.
 
-pub mod gateway_api;
+mod gateway_api;
 mod pod_labels;
 mod service_selector;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use prism_api::application::{Manifest, TrafficProvider as ProviderName};
-use prism_api::labels::{APP_LABEL, SOURCE_ANNOTATION};
+use prism_api::application::{Manifest, TrafficPolicy, TrafficProvider as ProviderName};
+use prism_api::labels::{APP_LABEL, RELEASE_LABEL, SOURCE_ANNOTATION};
+use prism_engine::ResolvedRoute;
 use serde_json::{Map, Value};
 
-use crate::cached::Pod;
+use crate::cached::{HttpRoute, Pod};
+use crate::touches::Touch;
 use crate::workload::object;
 use crate::write::{Kind, Write};
 
+pub use gateway_api::GatewayApi;
 pub use pod_labels::{PodLabels, labelled_pods};
 pub use service_selector::ServiceSelector;
 
@@ -46,21 +49,68 @@ pub struct AppView<'a> {
     pub pods: &'a [Arc<Pod>],
     /// The Application's reference, when the cluster is the management cluster.
     pub owner: Option<&'a OwnerReference>,
+    /// The Application's traffic policy (the route it names).
+    pub policy: &'a TrafficPolicy,
+    /// The names of the application's Releases.
+    pub releases: &'a [&'a str],
+    /// Every HTTPRoute of the namespace, or why the cluster's are not known.
+    pub http_routes: Result<&'a [Arc<HttpRoute>], &'a str>,
+}
+
+impl AppView<'_> {
+    /// Every version of the application Prism may have routed to here: its Releases, and those
+    /// whose Services remain.
+    pub fn versions(&self) -> BTreeSet<String> {
+        self.releases
+            .iter()
+            .map(|release| (*release).to_owned())
+            .chain(self.services.iter().filter_map(|service| {
+                service
+                    .metadata
+                    .labels
+                    .as_ref()?
+                    .get(RELEASE_LABEL)
+                    .cloned()
+            }))
+            .collect()
+    }
 }
 
 pub trait TrafficProvider: Sync {
+    /// What the provider watches and writes in a cluster (see [`crate::touches`]).
+    fn touches(&self) -> &'static [Touch];
+
     /// The weights the cluster is set to serve; a release not listed gets none.
     fn observe(&self, view: &AppView) -> Weights;
 
-    /// The writes that make the cluster serve `weights`: what the engine asked for, or, when it
-    /// asked nothing, the observed weights again (so that drift is repaired). None when the
-    /// cluster serves them already.
-    fn writes(&self, view: &AppView, weights: &Weights) -> Vec<Write>;
+    /// The routes the cluster is set to serve (a provider that cannot route has none).
+    fn routes(&self, _view: &AppView) -> Vec<ResolvedRoute> {
+        Vec::new()
+    }
+
+    /// Why the cluster may not serve what it is set to yet (a route its gateway has not
+    /// accepted, a route missing): while Some, the engine holds the step and every version's
+    /// capacity.
+    fn pending(&self, _view: &AppView) -> Option<String> {
+        None
+    }
+
+    /// The writes that make the cluster serve `weights` and `routes`: what the engine asked for,
+    /// or, when it asked nothing, what the cluster is set to serve again (so that drift is
+    /// repaired). None when the cluster serves them already.
+    fn writes(&self, view: &AppView, weights: &Weights, routes: &[ResolvedRoute]) -> Vec<Write>;
 
     /// The deletes of every object the provider wrote for the application in the cluster, as
     /// the caches have them (none when they are gone). Asked once the application leaves the
     /// cluster: no version of it runs there any more, so nothing there may route to it.
     fn remove(&self, view: &AppView) -> Vec<Write>;
+
+    /// The deletes of what the provider wrote for one version alone, asked when the version
+    /// leaves the cluster (the engine has taken its traffic and routes away before).
+    fn remove_version(&self, _view: &AppView, _release: &str) -> Vec<Write> {
+        Vec::new()
+    }
+
     /// Labels every pod of a new version carries from its start, so that the provider has to
     /// write only where the weights differ from what the pods give by themselves.
     fn pod_template_labels(&self) -> &'static [(&'static str, &'static str)] {
@@ -68,13 +118,17 @@ pub trait TrafficProvider: Sync {
     }
 }
 
+/// Every provider Prism implements.
+pub const PROVIDERS: &[&dyn TrafficProvider] = &[&PodLabels, &ServiceSelector, &GatewayApi];
+
 /// The provider an Application names; None for a workload without traffic or a provider that
 /// Prism does not implement yet (the Application controller rejects those).
 pub fn provider(name: ProviderName) -> Option<&'static dyn TrafficProvider> {
     match name {
         ProviderName::PodLabels => Some(&PodLabels),
         ProviderName::ServiceSelector => Some(&ServiceSelector),
-        ProviderName::None | ProviderName::GatewayApi | ProviderName::Istio => None,
+        ProviderName::GatewayApi => Some(&GatewayApi),
+        ProviderName::None | ProviderName::Istio => None,
     }
 }
 

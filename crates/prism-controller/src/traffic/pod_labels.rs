@@ -21,12 +21,30 @@ use prism_api::labels::{
 };
 use serde_json::{Map, Value};
 
+use prism_engine::ResolvedRoute;
+
 use super::{AppView, TrafficProvider, Weights, remove_services, service, service_is};
+use crate::touches::{Touch, Verb};
 use crate::write::{Kind, Write};
 
 pub struct PodLabels;
 
 impl TrafficProvider for PodLabels {
+    fn touches(&self) -> &'static [Touch] {
+        &[
+            Touch {
+                kind: Kind::Pod,
+                verbs: &[Verb::Patch],
+                why: "podLabels: sets and removes the prism.dev/traffic label on pods (a merge patch), so that the application's Service selects each version's share of them",
+            },
+            Touch {
+                kind: Kind::Service,
+                verbs: &[Verb::WatchLabelled, Verb::Apply, Verb::Delete],
+                why: "podLabels: the application's Service selects the labelled pods of every version, with the weights as set in an annotation; deleted when the application leaves the cluster or its Application is deleted",
+            },
+        ]
+    }
+
     fn observe(&self, view: &AppView) -> Weights {
         let Some(service) = view.observed_service else {
             return Weights::new();
@@ -53,7 +71,7 @@ impl TrafficProvider for PodLabels {
     /// weights, then pods lose it, so that at every moment a version the Service gives a weight
     /// has pods serving it and the Service always has pods to send requests to. (Labels do not
     /// matter while the Service selects one release: then they change before the switch.)
-    fn writes(&self, view: &AppView, weights: &Weights) -> Vec<Write> {
+    fn writes(&self, view: &AppView, weights: &Weights, _routes: &[ResolvedRoute]) -> Vec<Write> {
         let serving: Vec<&String> = weights
             .iter()
             .filter(|(_, weight)| **weight > 0)
@@ -332,7 +350,7 @@ mod tests {
         use k8s_openapi::api::core::v1::Service;
 
         use crate::cached::Pod;
-        use prism_api::application::Manifest;
+        use prism_api::application::{Manifest, TrafficPolicy};
         use serde_json::json;
 
         use super::super::*;
@@ -391,9 +409,12 @@ mod tests {
                 services: &[],
                 pods,
                 owner: None,
+                policy: &TrafficPolicy::default(),
+                releases: &[],
+                http_routes: Ok(&[]),
             };
             PodLabels
-                .writes(&view, asked)
+                .writes(&view, asked, &[])
                 .iter()
                 .map(|write| match write {
                     Write::Label { name, labels, .. } => {
@@ -437,6 +458,9 @@ mod tests {
                 services: &[],
                 pods: &pods,
                 owner: None,
+                policy: &TrafficPolicy::default(),
+                releases: &[],
+                http_routes: Ok(&[]),
             });
             assert_eq!(view_weights, weights(&[("web-2", 100)]));
         }

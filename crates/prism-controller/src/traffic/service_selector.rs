@@ -5,12 +5,23 @@
 use prism_api::labels::{APP_LABEL, RELEASE_LABEL};
 use serde_json::{Map, Value};
 
+use prism_engine::ResolvedRoute;
+
 use super::{AppView, TrafficProvider, Weights, remove_services, service, service_is};
-use crate::write::Write;
+use crate::touches::{Touch, Verb};
+use crate::write::{Kind, Write};
 
 pub struct ServiceSelector;
 
 impl TrafficProvider for ServiceSelector {
+    fn touches(&self) -> &'static [Touch] {
+        &[Touch {
+            kind: Kind::Service,
+            verbs: &[Verb::WatchLabelled, Verb::Apply, Verb::Delete],
+            why: "serviceSelector: the application's Service selects the version that takes the traffic; deleted when the application leaves the cluster or its Application is deleted",
+        }]
+    }
+
     fn observe(&self, view: &AppView) -> Weights {
         view.observed_service
             .and_then(|service| service.spec.as_ref()?.selector.as_ref()?.get(RELEASE_LABEL))
@@ -18,7 +29,7 @@ impl TrafficProvider for ServiceSelector {
             .unwrap_or_default()
     }
 
-    fn writes(&self, view: &AppView, weights: &Weights) -> Vec<Write> {
+    fn writes(&self, view: &AppView, weights: &Weights, _routes: &[ResolvedRoute]) -> Vec<Write> {
         let Some((selected, _)) = weights
             .iter()
             .filter(|(_, weight)| **weight > 0)

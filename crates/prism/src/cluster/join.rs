@@ -2,7 +2,8 @@
 //! cluster and registers the cluster in the management cluster.
 //!
 //! In the application cluster: the namespace [`NAMESPACE`], the ServiceAccount
-//! [`SERVICE_ACCOUNT`], the ClusterRole and ClusterRoleBinding [`CLUSTER_ROLE`] (the [`RULES`]),
+//! [`SERVICE_ACCOUNT`], the ClusterRole and ClusterRoleBinding [`CLUSTER_ROLE`] (the rules the
+//! controller's providers declare, `prism_controller::touches::rules`),
 //! and a long-lived token Secret [`TOKEN_SECRET`] for the ServiceAccount. In the management
 //! cluster: a Secret `cluster-<name>` holding a kubeconfig with that token, and the Cluster.
 //! Everything is applied server-side (field manager [`FIELD_MANAGER`], the controller's), so joining again changes
@@ -24,6 +25,7 @@ use kube::{Api, Client, Config, Resource, ResourceExt};
 use prism_api::Cluster;
 use prism_api::labels::{CLUSTER_LABEL, FIELD_MANAGER};
 use prism_controller::fleet::MANAGEMENT_CLUSTER;
+use prism_controller::touches;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -46,63 +48,6 @@ pub const KUBECONFIG_KEY: &str = "kubeconfig";
 const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "prism");
 /// How long the application cluster's token controller gets to fill the token Secret.
 const TOKEN_DEADLINE: Duration = Duration::from_secs(60);
-
-/// One rule of the controller's ClusterRole, and why the controller needs it.
-pub struct Rule {
-    pub api_group: &'static str,
-    pub resource: &'static str,
-    pub verbs: &'static [&'static str],
-    pub why: &'static str,
-}
-
-/// What the controller does in an application cluster, and nothing more. A server-side apply is
-/// a `patch`, and also a `create` when the object does not exist yet. The server's version
-/// (`/version`) is readable by every authenticated user already.
-pub const RULES: &[Rule] = &[
-    Rule {
-        api_group: "apps",
-        resource: "deployments",
-        verbs: &[
-            "list",
-            "watch",
-            "create",
-            "patch",
-            "delete",
-            "deletecollection",
-        ],
-        why: "each version is a Deployment: watched (those labelled prism.dev/app) to see what runs, applied to scale it, deleted when the version retires or its Release is deleted (by label)",
-    },
-    Rule {
-        api_group: "",
-        resource: "pods",
-        verbs: &["list", "watch", "patch"],
-        why: "watched (those labelled prism.dev/app) to count ready pods; the pod-labels traffic provider labels them prism.dev/traffic",
-    },
-    Rule {
-        api_group: "",
-        resource: "services",
-        verbs: &["list", "watch", "create", "patch", "delete"],
-        why: "the application's Service carries its traffic: watched (labelled prism.dev/app), applied to move traffic, deleted when its Application is deleted",
-    },
-    Rule {
-        api_group: "",
-        resource: "configmaps",
-        verbs: &["create", "patch", "delete", "deletecollection"],
-        why: "each version gets its own copy of the template's ConfigMaps, deleted with the version (by label when its Release is deleted)",
-    },
-    Rule {
-        api_group: "autoscaling",
-        resource: "horizontalpodautoscalers",
-        verbs: &["create", "patch", "delete", "deletecollection"],
-        why: "an autoscaled version's HorizontalPodAutoscaler, applied with the version's bounds and deleted at zero (by label when its Release is deleted)",
-    },
-    Rule {
-        api_group: "",
-        resource: "namespaces",
-        verbs: &["create"],
-        why: "the application's namespace, made the first time a version is installed in a cluster that lacks it",
-    },
-];
 
 /// What `prism cluster join` is asked to do: its flags.
 #[derive(Clone, Debug, clap::Args)]
@@ -304,18 +249,19 @@ pub fn service_account() -> ServiceAccount {
     }
 }
 
-/// The ClusterRole of [`RULES`].
+/// The ClusterRole of what the controller's providers declare they touch: what the controller
+/// does in an application cluster, and nothing more.
 pub fn cluster_role() -> ClusterRole {
     let strings = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     ClusterRole {
         metadata: metadata(CLUSTER_ROLE, None),
         rules: Some(
-            RULES
-                .iter()
+            touches::rules()
+                .into_iter()
                 .map(|rule| PolicyRule {
-                    api_groups: Some(vec![rule.api_group.to_owned()]),
-                    resources: Some(vec![rule.resource.to_owned()]),
-                    verbs: strings(rule.verbs),
+                    api_groups: Some(vec![rule.api_group]),
+                    resources: Some(vec![rule.resource]),
+                    verbs: strings(&rule.verbs),
                     ..PolicyRule::default()
                 })
                 .collect(),
@@ -834,6 +780,39 @@ mod tests {
 
     const CA: &str =
         "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCmZha2UKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=";
+
+    /// docs/fleet.md's table of the rights the controller gets says what the ClusterRole grants.
+    #[test]
+    fn the_documented_rights_are_the_granted_ones() {
+        let docs = include_str!("../../../../docs/fleet.md");
+        let table = docs
+            .split("| API group | resource | verbs | why |")
+            .nth(1)
+            .expect("docs/fleet.md has the table of rights");
+        let documented: Vec<(String, String, String)> = table
+            .lines()
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let unquote = |cell: &str| cell.trim_matches('`').replace("\"\"", "");
+                (unquote(cells[1]), unquote(cells[2]), cells[3].to_owned())
+            })
+            .collect();
+        let granted: Vec<(String, String, String)> = cluster_role()
+            .rules
+            .unwrap_or_default()
+            .into_iter()
+            .map(|rule| {
+                (
+                    rule.api_groups.unwrap_or_default().join(","),
+                    rule.resources.unwrap_or_default().join(","),
+                    rule.verbs.join(", "),
+                )
+            })
+            .collect();
+        assert_eq!(documented, granted);
+    }
 
     fn options() -> JoinOptions {
         JoinOptions {

@@ -1,13 +1,22 @@
 //! The `gatewayAPI` traffic provider: Prism splits the backendRefs that point at the
 //! application's Service in the user's HTTPRoute into one weighted backendRef per version, puts
 //! a step's routes in front of the user's rules, and gives each subdomain route an HTTPRoute of
-//! its own.
+//! its own. Each version gets a Service of its own, named like its Release.
 //!
 //! The pure part works on HTTPRoute objects as the API server returns them (`serde_json::Value`,
 //! server defaults filled in), so that whatever Prism does not manage round-trips exactly:
 //! - [`route`]: the `spec.rules` Prism writes, and the weights a route is set to;
 //! - [`hostnames`]: the HTTPRoutes Prism owns for subdomain routes;
 //! - [`status`]: whether every parent Gateway accepted the route's current generation.
+//!
+//! HTTPRoute `spec.rules` is an atomic list, so server-side apply cannot own a part of it: Prism
+//! applies the whole of `spec.rules` (with the resourceVersion it read, so that a concurrent edit
+//! is never overwritten) and the `prism.dev/routes` annotation (the routes it wrote, read back as
+//! the routes the cluster is set to serve), and owns those fields.
+//!
+//! A split is in place only once every parent Gateway has accepted the route's current
+//! generation with its references resolved; until then [`TrafficProvider::pending`] says why,
+//! and the engine holds the step and every version's pods.
 
 pub mod hostnames;
 pub mod route;
@@ -15,3 +24,330 @@ pub mod status;
 
 #[cfg(test)]
 mod fixtures;
+
+use std::collections::BTreeSet;
+
+use prism_api::labels::{APP_LABEL, RELEASE_LABEL, ROUTES_ANNOTATION};
+use prism_engine::ResolvedRoute;
+use serde_json::{Map, Value, json};
+
+use super::{AppView, TrafficProvider, Weights, remove_services, service, service_is};
+use crate::cached::HttpRoute;
+use crate::touches::{Touch, Verb};
+use crate::workload::object;
+use crate::write::{Kind, Write};
+use status::Acceptance;
+
+pub struct GatewayApi;
+
+impl TrafficProvider for GatewayApi {
+    fn touches(&self) -> &'static [Touch] {
+        &[
+            Touch {
+                kind: Kind::Service,
+                verbs: &[
+                    Verb::WatchLabelled,
+                    Verb::Apply,
+                    Verb::Delete,
+                    Verb::DeleteByRelease,
+                ],
+                why: "gatewayAPI: the application's Service, and one Service per version (named like its Release) for the HTTPRoute's weighted backendRefs; deleted with the version, or by label when its Release was deleted",
+            },
+            Touch {
+                kind: Kind::HttpRoute,
+                verbs: &[
+                    Verb::WatchAll,
+                    Verb::Apply,
+                    Verb::Delete,
+                    Verb::DeleteByRelease,
+                ],
+                why: "gatewayAPI: every HTTPRoute is watched (the one an Application names carries no label of Prism's); Prism applies the rules and the prism.dev/routes annotation of the one named, and applies and deletes the HTTPRoutes of subdomain routes (labelled prism.dev/release)",
+            },
+        ]
+    }
+
+    fn observe(&self, view: &AppView) -> Weights {
+        let Ok(route) = user_route(view) else {
+            return Weights::new();
+        };
+        let versions = view.versions();
+        route::observe(&route, service_name(view), &versions).unwrap_or_default()
+    }
+
+    fn routes(&self, view: &AppView) -> Vec<ResolvedRoute> {
+        user_route(view)
+            .ok()
+            .and_then(|route| {
+                let text = route["metadata"]["annotations"][ROUTES_ANNOTATION].as_str()?;
+                serde_json::from_str(text).ok()
+            })
+            .unwrap_or_default()
+    }
+
+    fn pending(&self, view: &AppView) -> Option<String> {
+        let route = match user_route(view) {
+            Ok(route) => route,
+            Err(problem) => return Some(problem),
+        };
+        if let Err(error) = route::observe(&route, service_name(view), &view.versions()) {
+            return Some(error.to_string());
+        }
+        let owned = owned_routes(view);
+        std::iter::once(&route)
+            .chain(&owned)
+            .map(status::acceptance)
+            .find(|acceptance| *acceptance != Acceptance::Accepted)
+            .map(|acceptance| acceptance.to_string())
+    }
+
+    fn writes(&self, view: &AppView, weights: &Weights, routes: &[ResolvedRoute]) -> Vec<Write> {
+        // The Services first: a backendRef to a Service that does not exist gets its share of
+        // requests answered with an error.
+        let mut writes = Vec::new();
+        let selector = Map::from_iter([(APP_LABEL.to_owned(), Value::from(view.app))]);
+        if !service_is(view, &selector, &Map::new()) {
+            writes.extend(service(view, selector, Map::new()));
+        }
+        let versions: BTreeSet<&str> = weights
+            .keys()
+            .map(String::as_str)
+            .chain(routes.iter().map(|route| route.version.as_str()))
+            .collect();
+        writes.extend(
+            versions
+                .into_iter()
+                .filter_map(|release| version_service(view, release)),
+        );
+        // Without a route to rewrite, `pending` says why.
+        let Ok(user) = user_route(view) else {
+            return writes;
+        };
+        let versions = view.versions();
+        let desired = desired(view, &versions, weights, routes);
+        let (Ok(rules), Ok(hostname_routes)) = (
+            route::rules(&user, &desired),
+            hostnames::hostname_routes(&user, &desired, view.app),
+        ) else {
+            return writes;
+        };
+        let owned = owned_routes(view);
+        for wanted in &hostname_routes {
+            let name = wanted["metadata"]["name"].as_str().unwrap_or_default();
+            let current = owned
+                .iter()
+                .find(|route| route["metadata"]["name"].as_str() == Some(name));
+            let same = current.is_some_and(|current| {
+                current["spec"] == wanted["spec"]
+                    && current["metadata"]["labels"] == wanted["metadata"]["labels"]
+            });
+            if !same {
+                let mut body = wanted.clone();
+                if let Some(owner) = view.owner {
+                    body["metadata"]["ownerReferences"] = json!([owner]);
+                }
+                writes.push(Write::Apply {
+                    kind: Kind::HttpRoute,
+                    body,
+                });
+            }
+        }
+        let routes_text = serde_json::to_string(routes).unwrap_or_default();
+        if user["spec"]["rules"] != Value::Array(rules.clone())
+            || user["metadata"]["annotations"][ROUTES_ANNOTATION].as_str() != Some(&routes_text)
+        {
+            writes.push(Write::Apply {
+                kind: Kind::HttpRoute,
+                body: json!({
+                    "metadata": {
+                        "name": user["metadata"]["name"],
+                        "resourceVersion": user["metadata"]["resourceVersion"],
+                        "annotations": {ROUTES_ANNOTATION: routes_text},
+                    },
+                    "spec": {"rules": rules},
+                }),
+            });
+        }
+        // Subdomain routes that no longer are go last, once nothing routes to them.
+        writes.extend(
+            owned
+                .iter()
+                .filter_map(|route| route["metadata"]["name"].as_str())
+                .filter(|name| {
+                    !hostname_routes
+                        .iter()
+                        .any(|wanted| wanted["metadata"]["name"].as_str() == Some(name))
+                })
+                .map(|name| Write::Delete {
+                    kind: Kind::HttpRoute,
+                    name: name.to_owned(),
+                }),
+        );
+        writes
+    }
+
+    /// The user's HTTPRoute back as it was written (one backendRef to the application's
+    /// Service), then Prism's own HTTPRoutes and the Services.
+    fn remove(&self, view: &AppView) -> Vec<Write> {
+        let mut writes = Vec::new();
+        let versions = view.versions();
+        if let Ok(user) = user_route(view)
+            && let Ok(rules) = route::rules(&user, &desired(view, &versions, &Weights::new(), &[]))
+            && user["spec"]["rules"] != Value::Array(rules.clone())
+        {
+            writes.push(Write::Apply {
+                kind: Kind::HttpRoute,
+                body: json!({
+                    "metadata": {
+                        "name": user["metadata"]["name"],
+                        "resourceVersion": user["metadata"]["resourceVersion"],
+                        "annotations": {ROUTES_ANNOTATION: "[]"},
+                    },
+                    "spec": {"rules": rules},
+                }),
+            });
+        }
+        writes.extend(owned_routes(view).iter().filter_map(|route| {
+            Some(Write::Delete {
+                kind: Kind::HttpRoute,
+                name: route["metadata"]["name"].as_str()?.to_owned(),
+            })
+        }));
+        writes.extend(remove_services(view));
+        writes
+    }
+
+    fn remove_version(&self, view: &AppView, release: &str) -> Vec<Write> {
+        view.services
+            .iter()
+            .filter(|service| service.metadata.name.as_deref() == Some(release))
+            .filter(|service| service.metadata.deletion_timestamp.is_none())
+            .map(|_| Write::Delete {
+                kind: Kind::Service,
+                name: release.to_owned(),
+            })
+            .collect()
+    }
+}
+
+/// The HTTPRoute the Application names, as JSON, or why there is none to route with.
+fn user_route(view: &AppView) -> Result<Value, String> {
+    let name = view.policy.http_route.as_deref().ok_or(
+        "spec.traffic.httpRoute is not set: name the HTTPRoute whose backendRefs Prism splits",
+    )?;
+    let routes = view.http_routes.map_err(|why| {
+        format!(
+            "the HTTPRoutes of the cluster cannot be read ({why}): are the Gateway API CRDs installed?"
+        )
+    })?;
+    routes
+        .iter()
+        .find(|route| route.metadata.name.as_deref() == Some(name))
+        .map(|route| as_json(route))
+        .ok_or_else(|| {
+            format!(
+                "HTTPRoute {name} does not exist in the application's namespace: create it, with a backendRef to the application's Service"
+            )
+        })
+}
+
+/// The HTTPRoutes Prism made for the application (its subdomain routes).
+fn owned_routes(view: &AppView) -> Vec<Value> {
+    view.http_routes
+        .unwrap_or_default()
+        .iter()
+        .filter(|route| {
+            route
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|labels| labels.get(APP_LABEL))
+                .map(String::as_str)
+                == Some(view.app)
+                && route.metadata.deletion_timestamp.is_none()
+        })
+        .map(|route| as_json(route))
+        .collect()
+}
+
+fn as_json(route: &HttpRoute) -> Value {
+    json!({
+        "metadata": route.metadata,
+        "spec": route.spec,
+        "status": route.status,
+    })
+}
+
+/// What the route should serve, for [`route`].
+fn desired<'a>(
+    view: &'a AppView,
+    versions: &'a BTreeSet<String>,
+    weights: &'a Weights,
+    routes: &'a [ResolvedRoute],
+) -> route::Desired<'a> {
+    route::Desired {
+        service: service_name(view),
+        versions,
+        weights,
+        routes,
+    }
+}
+
+/// The application's Service: the backendRef Prism splits.
+fn service_name<'a>(view: &AppView<'a>) -> &'a str {
+    view.service
+        .and_then(|(manifest, _)| manifest.name())
+        .unwrap_or_default()
+}
+
+/// The Service of one version: the template's, named like the Release, selecting its pods.
+fn version_service(view: &AppView, release: &str) -> Option<Write> {
+    let (manifest, source) = view.service?;
+    let selector = Map::from_iter([
+        (APP_LABEL.to_owned(), Value::from(view.app)),
+        (RELEASE_LABEL.to_owned(), Value::from(release)),
+    ]);
+    let current = view
+        .services
+        .iter()
+        .find(|service| service.metadata.name.as_deref() == Some(release));
+    let selects = current.is_some_and(|service| {
+        service.metadata.deletion_timestamp.is_none()
+            && service
+                .spec
+                .as_ref()
+                .and_then(|spec| spec.selector.as_ref())
+                .is_some_and(|current| {
+                    current.len() == selector.len()
+                        && selector.iter().all(|(key, value)| {
+                            current.get(key).map(String::as_str) == value.as_str()
+                        })
+                })
+    });
+    if selects {
+        return None;
+    }
+    let mut body = manifest.object();
+    let metadata = object(&mut body, "metadata");
+    metadata.remove("namespace");
+    metadata.insert("name".into(), release.into());
+    let labels = object(metadata, "labels");
+    labels.insert(APP_LABEL.into(), view.app.into());
+    labels.insert(RELEASE_LABEL.into(), release.into());
+    object(metadata, "annotations")
+        .insert(prism_api::labels::SOURCE_ANNOTATION.into(), source.into());
+    if let Some(owner) = view.owner {
+        metadata.insert(
+            "ownerReferences".into(),
+            Value::Array(vec![serde_json::to_value(owner).unwrap_or_default()]),
+        );
+    }
+    let spec = object(&mut body, "spec");
+    spec.insert("selector".into(), Value::Object(selector));
+    // A ClusterIP of the template's is the application's Service's, not this one's.
+    spec.remove("clusterIP");
+    spec.remove("clusterIPs");
+    Some(Write::Apply {
+        kind: Kind::Service,
+        body: Value::Object(body),
+    })
+}

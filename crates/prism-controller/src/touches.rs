@@ -1,0 +1,229 @@
+//! What Prism touches in an application cluster, declared by whoever touches it: the workload
+//! ([`crate::workload::TOUCHES`]), each traffic provider ([`crate::traffic::TrafficProvider::touches`])
+//! and the controller itself (the application's namespace, [`CONTROLLER`]). One list, from which
+//! follow the kinds whose writes are awaited in the fleet's caches ([`is_watched`]), the kinds the
+//! cleanup sweep deletes by Release ([`deleted_by_release`]) and the RBAC rules that
+//! `prism cluster join` grants ([`rules`]): a new provider is one module, and its rights come
+//! with it.
+
+use crate::traffic;
+use crate::workload;
+use crate::write::Kind;
+
+/// What Prism does with a kind of object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    /// Watched into the fleet's caches: the objects labelled with an application.
+    WatchLabelled,
+    /// Watched into the fleet's caches, every object of the kind: the user's own objects that a
+    /// provider edits (an HTTPRoute), which carry no label of Prism's.
+    WatchAll,
+    /// Server-side applied: created when missing, else patched.
+    Apply,
+    /// Merge-patched (labels of an object that exists).
+    Patch,
+    /// Created once, never changed (the application's namespace).
+    Create,
+    Delete,
+    /// Deleted by the `prism.dev/release` label once its Release is gone (owner references do not
+    /// cross API servers), by the cleanup sweep.
+    DeleteByRelease,
+}
+
+impl Verb {
+    /// The RBAC verbs the requests of this take.
+    fn rbac(self) -> &'static [&'static str] {
+        match self {
+            Verb::WatchLabelled | Verb::WatchAll => &["list", "watch"],
+            Verb::Apply => &["create", "patch"],
+            Verb::Patch => &["patch"],
+            Verb::Create => &["create"],
+            Verb::Delete => &["delete"],
+            Verb::DeleteByRelease => &["deletecollection"],
+        }
+    }
+}
+
+/// One kind a provider touches, how, and why (the reason `prism cluster join` documents).
+#[derive(Clone, Copy, Debug)]
+pub struct Touch {
+    pub kind: Kind,
+    pub verbs: &'static [Verb],
+    pub why: &'static str,
+}
+
+/// What the controller does by itself, whatever the providers.
+pub const CONTROLLER: &[Touch] = &[Touch {
+    kind: Kind::Namespace,
+    verbs: &[Verb::Create],
+    why: "the application's namespace, made the first time a version is installed in a cluster that lacks it",
+}];
+
+/// Every declaration: the workload's, each traffic provider's, the controller's.
+pub fn all() -> impl Iterator<Item = &'static Touch> {
+    workload::TOUCHES
+        .iter()
+        .chain(
+            traffic::PROVIDERS
+                .iter()
+                .flat_map(|provider| provider.touches()),
+        )
+        .chain(CONTROLLER)
+}
+
+fn declares(kind: Kind, verb: Verb) -> bool {
+    all().any(|touch| touch.kind == kind && touch.verbs.contains(&verb))
+}
+
+/// Whether the fleet caches `kind`, so that a write of it can be awaited in the cache.
+pub fn is_watched(kind: Kind) -> bool {
+    declares(kind, Verb::WatchLabelled) || declares(kind, Verb::WatchAll)
+}
+
+/// The kinds the cleanup sweep deletes by Release, in declaration order.
+pub fn deleted_by_release() -> Vec<Kind> {
+    let mut kinds: Vec<Kind> = Vec::new();
+    for touch in all() {
+        if touch.verbs.contains(&Verb::DeleteByRelease) && !kinds.contains(&touch.kind) {
+            kinds.push(touch.kind);
+        }
+    }
+    kinds
+}
+
+/// One RBAC rule: a resource, the verbs on it, and why, from every declaration of its kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub api_group: String,
+    pub resource: String,
+    pub verbs: Vec<&'static str>,
+    pub why: Vec<&'static str>,
+}
+
+/// The order RBAC verbs are listed in.
+const VERB_ORDER: &[&str] = &[
+    "get",
+    "list",
+    "watch",
+    "create",
+    "patch",
+    "delete",
+    "deletecollection",
+];
+
+/// The rights the controller needs in an application cluster: one rule per kind, in order of
+/// first declaration, with the verbs of every declaration of it.
+pub fn rules() -> Vec<Rule> {
+    let mut rules: Vec<(Kind, Rule)> = Vec::new();
+    for touch in all() {
+        let index = match rules.iter().position(|(kind, _)| *kind == touch.kind) {
+            Some(index) => index,
+            None => {
+                let resource = touch.kind.resource();
+                rules.push((
+                    touch.kind,
+                    Rule {
+                        api_group: resource.group,
+                        resource: resource.plural,
+                        verbs: Vec::new(),
+                        why: Vec::new(),
+                    },
+                ));
+                rules.len() - 1
+            }
+        };
+        let rule = &mut rules[index].1;
+        rule.verbs
+            .extend(touch.verbs.iter().flat_map(|verb| verb.rbac()));
+        rule.why.push(touch.why);
+    }
+    rules
+        .into_iter()
+        .map(|(_, mut rule)| {
+            rule.verbs.sort_by_key(|verb| {
+                VERB_ORDER
+                    .iter()
+                    .position(|known| known == verb)
+                    .unwrap_or(VERB_ORDER.len())
+            });
+            rule.verbs.dedup();
+            rule.why.dedup();
+            rule
+        })
+        .collect()
+}
+
+/// Whether the declarations allow `write`: its kind declared with the verb its request takes.
+pub fn allows(write: &crate::write::Write) -> bool {
+    use crate::write::Write;
+    let (kind, _) = write.object();
+    match write {
+        Write::Apply { .. } => declares(kind, Verb::Apply),
+        Write::Delete { .. } => declares(kind, Verb::Delete),
+        Write::Label { .. } => declares(kind, Verb::Patch),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_declared_and_every_watched_kind_is_cached_by_the_fleet() {
+        for kind in Kind::ALL {
+            assert!(
+                all().any(|touch| touch.kind == *kind),
+                "{kind:?} is written but no provider declares it"
+            );
+            assert_eq!(
+                is_watched(*kind),
+                crate::fleet::CACHED.contains(kind),
+                "{kind:?}: the fleet caches exactly the watched kinds"
+            );
+        }
+    }
+
+    #[test]
+    fn each_rule_holds_every_verb_its_declarations_need_in_order() {
+        let rules = rules();
+        for touch in all() {
+            let resource = touch.kind.resource();
+            let rule = rules
+                .iter()
+                .find(|rule| rule.api_group == resource.group && rule.resource == resource.plural)
+                .expect("a rule per declared kind");
+            for verb in touch.verbs.iter().flat_map(|verb| verb.rbac()) {
+                assert!(
+                    rule.verbs.contains(verb),
+                    "{:?} lacks {verb}",
+                    rule.resource
+                );
+            }
+            assert!(rule.why.contains(&touch.why));
+        }
+        let deployments = &rules[0];
+        assert_eq!(
+            (deployments.resource.as_str(), &deployments.verbs[..]),
+            (
+                "deployments",
+                &[
+                    "list",
+                    "watch",
+                    "create",
+                    "patch",
+                    "delete",
+                    "deletecollection"
+                ][..]
+            )
+        );
+    }
+
+    #[test]
+    fn no_rule_grants_everything_or_reads_secrets() {
+        for rule in rules() {
+            assert_ne!(rule.resource, "*");
+            assert_ne!(rule.resource, "secrets");
+            assert!(!rule.verbs.contains(&"*"));
+        }
+    }
+}
