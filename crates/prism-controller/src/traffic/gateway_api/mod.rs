@@ -27,14 +27,16 @@ mod fixtures;
 
 use std::collections::BTreeSet;
 
-use prism_api::labels::{APP_LABEL, RELEASE_LABEL, ROUTES_ANNOTATION};
+use prism_api::labels::{APP_LABEL, ROUTES_ANNOTATION};
 use prism_engine::ResolvedRoute;
 use serde_json::{Map, Value, json};
 
-use super::{AppView, TrafficProvider, Weights, remove_services, service, service_is};
+use super::{
+    AppView, TrafficProvider, Weights, remove_services, remove_version_service, service,
+    service_is, version_service,
+};
 use crate::cached::HttpRoute;
 use crate::touches::{Touch, Verb};
-use crate::workload::object;
 use crate::write::{Kind, Write};
 use status::Acceptance;
 
@@ -217,15 +219,7 @@ impl TrafficProvider for GatewayApi {
     }
 
     fn remove_version(&self, view: &AppView, release: &str) -> Vec<Write> {
-        view.services
-            .iter()
-            .filter(|service| service.metadata.name.as_deref() == Some(release))
-            .filter(|service| service.metadata.deletion_timestamp.is_none())
-            .map(|_| Write::Delete {
-                kind: Kind::Service,
-                name: release.to_owned(),
-            })
-            .collect()
+        remove_version_service(view, release)
     }
 }
 
@@ -297,57 +291,4 @@ fn service_name<'a>(view: &AppView<'a>) -> &'a str {
     view.service
         .and_then(|(manifest, _)| manifest.name())
         .unwrap_or_default()
-}
-
-/// The Service of one version: the template's, named like the Release, selecting its pods.
-fn version_service(view: &AppView, release: &str) -> Option<Write> {
-    let (manifest, source) = view.service?;
-    let selector = Map::from_iter([
-        (APP_LABEL.to_owned(), Value::from(view.app)),
-        (RELEASE_LABEL.to_owned(), Value::from(release)),
-    ]);
-    let current = view
-        .services
-        .iter()
-        .find(|service| service.metadata.name.as_deref() == Some(release));
-    let selects = current.is_some_and(|service| {
-        service.metadata.deletion_timestamp.is_none()
-            && service
-                .spec
-                .as_ref()
-                .and_then(|spec| spec.selector.as_ref())
-                .is_some_and(|current| {
-                    current.len() == selector.len()
-                        && selector.iter().all(|(key, value)| {
-                            current.get(key).map(String::as_str) == value.as_str()
-                        })
-                })
-    });
-    if selects {
-        return None;
-    }
-    let mut body = manifest.object();
-    let metadata = object(&mut body, "metadata");
-    metadata.remove("namespace");
-    metadata.insert("name".into(), release.into());
-    let labels = object(metadata, "labels");
-    labels.insert(APP_LABEL.into(), view.app.into());
-    labels.insert(RELEASE_LABEL.into(), release.into());
-    object(metadata, "annotations")
-        .insert(prism_api::labels::SOURCE_ANNOTATION.into(), source.into());
-    if let Some(owner) = view.owner {
-        metadata.insert(
-            "ownerReferences".into(),
-            Value::Array(vec![serde_json::to_value(owner).unwrap_or_default()]),
-        );
-    }
-    let spec = object(&mut body, "spec");
-    spec.insert("selector".into(), Value::Object(selector));
-    // A ClusterIP of the template's is the application's Service's, not this one's.
-    spec.remove("clusterIP");
-    spec.remove("clusterIPs");
-    Some(Write::Apply {
-        kind: Kind::Service,
-        body: Value::Object(body),
-    })
 }
