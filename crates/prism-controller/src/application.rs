@@ -470,7 +470,7 @@ pub fn validate(spec: &ApplicationSpec, strategy: &StrategySource) -> Result<Pip
     collect(&mut errors, "", validate::application(spec));
     if !crate::traffic::is_implemented(spec.traffic.provider) {
         errors.push(format!(
-            "spec.traffic.provider: {} is not implemented yet: use podLabels (the default) or serviceSelector",
+            "spec.traffic.provider: {} is not implemented yet: use podLabels (the default), serviceSelector or gatewayAPI",
             serde_json::to_value(spec.traffic.provider)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
@@ -1252,7 +1252,7 @@ mod tests {
         assert_eq!(invalid.reason, REASON_INVALID_SPEC);
         assert_eq!(
             invalid.message,
-            "spec.traffic.provider: istio is not implemented yet: use podLabels (the default) or serviceSelector"
+            "spec.traffic.provider: istio is not implemented yet: use podLabels (the default), serviceSelector or gatewayAPI"
         );
     }
 

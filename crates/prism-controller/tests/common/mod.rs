@@ -14,6 +14,7 @@ use prism_api::{Application, Release, Strategy};
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
 use serde_json::{Value, json};
 
+pub mod gateway;
 pub mod invalid;
 
 pub const TEST_MANAGER: &str = "prism-tests";

@@ -1,0 +1,437 @@
+//! The `gatewayAPI` provider end to end: requests sent through each sandbox cluster's real
+//! gateway (Traefik) while Prism rolls a version out, measured per release, with a load loop
+//! that counts every failed request across the whole rollout.
+
+mod common;
+
+use kube::api::{DynamicObject, ListParams};
+use kube::{Api, Client};
+use prism_api::release::ReleasePhase;
+use prism_api::{Application, Release};
+use prism_testkit::fixtures::web_template;
+use prism_testkit::fleet::TestFleet;
+use prism_testkit::gateway::{Gateway, LoadLoop, Request, http_route_resource};
+use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
+use serde_json::{Value, json};
+
+use common::gateway::{apply_object, measure};
+use common::{
+    RunningController, application, apply, patch_release_spec, setup, wait_for_phase,
+    wait_for_step,
+};
+
+const REPLICAS: u32 = 4;
+/// Requests a second to each cluster's gateway while a rollout runs.
+const LOAD: f64 = 40.0;
+
+/// A test's fleet of 3 clusters, its controller, the user's HTTPRoute `web` in every cluster
+/// (and what it routes to besides the application), and the gateways.
+struct World {
+    env: TestEnv,
+    client: Client,
+    apps: Api<Application>,
+    releases: Api<Release>,
+    controller: Option<RunningController>,
+    _fleet: TestFleet,
+    gateways: Vec<Gateway>,
+    host: String,
+}
+
+impl World {
+    async fn new(name: &str) -> World {
+        let env = TestEnv::new(name).await;
+        let (client, apps, releases, controller) = setup(&env).await.unwrap();
+        let fleet = TestFleet::join(&env, &client).await.unwrap();
+        let host = format!("{}.example.test", env.namespace());
+        let mut gateways = Vec::new();
+        for cluster in env.clusters() {
+            let gateway = Gateway::of(cluster).unwrap();
+            let client = cluster.client();
+            install_legacy(&client, env.namespace()).await;
+            apply_object(&client, env.namespace(), user_route(&gateway, &host)).await;
+            gateways.push(gateway);
+        }
+        World {
+            env,
+            client,
+            apps,
+            releases,
+            controller: Some(controller),
+            _fleet: fleet,
+            gateways,
+            host,
+        }
+    }
+
+    fn namespace(&self) -> &str {
+        self.env.namespace()
+    }
+
+    /// The Application `web` at `image`, routed through the HTTPRoute `web` with `steps`.
+    async fn apply(&self, image: &str, steps: Value) {
+        let spec = json!({
+            "template": web_template(image, REPLICAS),
+            "traffic": {"provider": "gatewayAPI", "httpRoute": "web"},
+            "strategy": {"steps": steps},
+        });
+        apply(&self.apps, &application("web", spec).unwrap())
+            .await
+            .unwrap();
+    }
+
+    /// Version 1 installed and served by every gateway.
+    async fn first_version(&self, steps: Value) {
+        self.apply("example.test/web:1", steps).await;
+        wait_for_phase(&self.releases, "web-1", ReleasePhase::Complete)
+            .await
+            .unwrap();
+        for gateway in &self.gateways {
+            measure(gateway, &Request::new(&self.host), &[("web-1", 100.0)]).await;
+        }
+    }
+
+    fn load(&self) -> LoadLoop {
+        LoadLoop::start(self.gateways.clone(), Request::new(&self.host), LOAD)
+    }
+
+    /// The HTTPRoute `web` of every cluster.
+    async fn routes(&self) -> Vec<Value> {
+        let mut routes = Vec::new();
+        for cluster in self.env.clusters() {
+            let api: Api<DynamicObject> = Api::namespaced_with(
+                cluster.client(),
+                self.namespace(),
+                &http_route_resource(),
+            );
+            routes.push(api.get("web").await.unwrap().data);
+        }
+        routes
+    }
+}
+
+/// The user's HTTPRoute: the application's Service in the default rule, next to a backend
+/// (weight 0) and a response filter Prism does not manage, and a rule of its own for `/legacy`.
+fn user_route(gateway: &Gateway, host: &str) -> Value {
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "web"},
+        "spec": {
+            "parentRefs": [gateway.parent_ref()],
+            "hostnames": [host],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/legacy"}}],
+                    "backendRefs": [{"name": "legacy", "port": 80}],
+                },
+                {
+                    "filters": [{
+                        "type": "ResponseHeaderModifier",
+                        "responseHeaderModifier": {"add": [{"name": "x-served-by", "value": "gateway"}]},
+                    }],
+                    "backendRefs": [
+                        {"name": "web", "port": 80},
+                        {"name": "legacy", "port": 80, "weight": 0},
+                    ],
+                },
+            ],
+        },
+    })
+}
+
+/// A Deployment and Service `legacy` that the user's route sends `/legacy` to: a backend that
+/// must resolve for the route to be accepted at all.
+async fn install_legacy(client: &Client, namespace: &str) {
+    let template = web_template("example.test/legacy:1", 1);
+    for manifest in template["manifests"].as_array().unwrap() {
+        let mut object = manifest.clone();
+        let text = serde_json::to_string(&object)
+            .unwrap()
+            .replace("\"web\"", "\"legacy\"");
+        object = serde_json::from_str(&text).unwrap();
+        apply_object(client, namespace, object).await;
+    }
+}
+
+/// Everything of the user's route that Prism does not manage: its parents and hostnames, the
+/// `/legacy` rule, and of the default rule its filter and the `legacy` backendRef.
+fn unmanaged(route: &Value) -> Value {
+    let rules = route["spec"]["rules"].as_array().unwrap();
+    let legacy_rule = rules
+        .iter()
+        .find(|rule| rule["matches"][0]["path"]["value"] == "/legacy")
+        .cloned();
+    let default_rule = rules
+        .iter()
+        .find(|rule| rule["filters"].is_array() && rule.get("name").is_none());
+    json!({
+        "parentRefs": route["spec"]["parentRefs"],
+        "hostnames": route["spec"]["hostnames"],
+        "legacy": legacy_rule,
+        "filters": default_rule.map(|rule| rule["filters"].clone()),
+        "otherBackends": default_rule.map(|rule| {
+            rule["backendRefs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|backend| backend["name"] == "legacy")
+                .cloned()
+                .collect::<Vec<_>>()
+        }),
+    })
+}
+
+fn canary_steps() -> Value {
+    let manual = |name: &str, contender: &str, weight: u32| {
+        json!({
+            "name": name,
+            "capacity": {"contender": contender},
+            "traffic": {"contender": weight},
+            "gate": {"manual": true},
+        })
+    };
+    json!([
+        manual("canary-5", "25%", 5),
+        manual("canary-25", "25%", 25),
+        manual("half", "50%", 50),
+        manual("canary-75", "75%", 75),
+        {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100}},
+    ])
+}
+
+#[tokio::test]
+async fn a_canary_splits_the_requests_as_each_step_says_and_loses_none() {
+    let world = World::new("gw-canary").await;
+    world.first_version(canary_steps()).await;
+    let before: Vec<Value> = world.routes().await.iter().map(unmanaged).collect();
+    let load = world.load();
+
+    world.apply("example.test/web:2", canary_steps()).await;
+    for (step, weight) in [5.0, 25.0, 50.0, 75.0].into_iter().enumerate() {
+        wait_for_step(&world.releases, "web-2", step as u32)
+            .await
+            .unwrap();
+        for gateway in &world.gateways {
+            measure(
+                gateway,
+                &Request::new(&world.host),
+                &[("web-2", weight), ("web-1", 100.0 - weight)],
+            )
+            .await;
+        }
+        patch_release_spec(
+            &world.releases,
+            "web-2",
+            json!({"targetStep": step as u32 + 1}),
+        )
+        .await
+        .unwrap();
+    }
+    wait_for_phase(&world.releases, "web-2", ReleasePhase::Complete)
+        .await
+        .unwrap();
+    for gateway in &world.gateways {
+        measure(gateway, &Request::new(&world.host), &[("web-2", 100.0)]).await;
+    }
+    let report = load.stop().await;
+    assert!(report.total() > 0);
+    assert!(report.failures().is_empty(), "{report}");
+    let after: Vec<Value> = world.routes().await.iter().map(unmanaged).collect();
+    assert_eq!(
+        after, before,
+        "what Prism does not manage is left as it was"
+    );
+}
+
+#[tokio::test]
+async fn an_abort_at_half_sends_every_request_back_to_the_incumbent_and_loses_none() {
+    let world = World::new("gw-abort").await;
+    world.first_version(canary_steps()).await;
+    let before: Vec<Value> = world.routes().await.iter().map(unmanaged).collect();
+    let load = world.load();
+
+    world.apply("example.test/web:2", canary_steps()).await;
+    wait_for_step(&world.releases, "web-2", 0).await.unwrap();
+    patch_release_spec(&world.releases, "web-2", json!({"targetStep": 2}))
+        .await
+        .unwrap();
+    wait_for_step(&world.releases, "web-2", 2).await.unwrap();
+    for gateway in &world.gateways {
+        measure(
+            gateway,
+            &Request::new(&world.host),
+            &[("web-2", 50.0), ("web-1", 50.0)],
+        )
+        .await;
+    }
+    patch_release_spec(&world.releases, "web-2", json!({"aborted": true}))
+        .await
+        .unwrap();
+    wait_for_phase(&world.releases, "web-2", ReleasePhase::RolledBack)
+        .await
+        .unwrap();
+    for gateway in &world.gateways {
+        measure(gateway, &Request::new(&world.host), &[("web-1", 100.0)]).await;
+    }
+    let report = load.stop().await;
+    assert!(report.failures().is_empty(), "{report}");
+    let after: Vec<Value> = world.routes().await.iter().map(unmanaged).collect();
+    assert_eq!(
+        after, before,
+        "what Prism does not manage is left as it was"
+    );
+}
+
+#[tokio::test]
+async fn a_header_route_reaches_the_contender_at_weight_0_and_after_a_controller_restart() {
+    let mut world = World::new("gw-header").await;
+    let steps = json!([
+        {
+            "name": "preview",
+            "capacity": {"contender": "25%"},
+            "traffic": {"contender": 0, "routes": [
+                {"name": "canary", "to": "contender", "match": {"header": {"name": "x-canary", "value": "always"}}},
+            ]},
+            "gate": {"manual": true},
+        },
+        {"name": "canary", "traffic": {"contender": 25}, "gate": {"manual": true}},
+        {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100, "routes": []}},
+    ]);
+    world.first_version(steps.clone()).await;
+    world.apply("example.test/web:2", steps).await;
+    wait_for_step(&world.releases, "web-2", 0).await.unwrap();
+    let canary = Request::new(&world.host).header("x-canary", "always");
+    let plain = Request::new(&world.host);
+    for gateway in &world.gateways {
+        measure(gateway, &canary, &[("web-2", 100.0)]).await;
+        measure(gateway, &plain, &[("web-1", 100.0)]).await;
+    }
+
+    // The controller is killed and started again: the route keeps working, untouched.
+    let routes = world.routes().await;
+    drop(world.controller.take());
+    let (_, _, _, controller) = setup(&world.env).await.unwrap();
+    world.controller = Some(controller);
+    wait_until(
+        "the restarted controller has reconciled web-2",
+        DEFAULT_TIMEOUT,
+        || async {
+            let release = world.releases.get("web-2").await?;
+            let status = release.status.unwrap_or_default();
+            Ok((status.observed_generation == release.metadata.generation
+                && status.step == Some(0))
+            .then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    for gateway in &world.gateways {
+        measure(gateway, &canary, &[("web-2", 100.0)]).await;
+    }
+    let resource_versions = |routes: &[Value]| -> Vec<Value> {
+        routes
+            .iter()
+            .map(|route| route["metadata"]["resourceVersion"].clone())
+            .collect()
+    };
+    assert_eq!(
+        resource_versions(&world.routes().await),
+        resource_versions(&routes),
+        "a restarted controller has nothing to rewrite"
+    );
+
+    patch_release_spec(&world.releases, "web-2", json!({"targetStep": 1}))
+        .await
+        .unwrap();
+    wait_for_step(&world.releases, "web-2", 1).await.unwrap();
+    for gateway in &world.gateways {
+        measure(gateway, &canary, &[("web-2", 100.0)]).await;
+        measure(gateway, &plain, &[("web-2", 25.0), ("web-1", 75.0)]).await;
+    }
+}
+
+#[tokio::test]
+async fn a_hostname_route_per_version_reaches_each_live_version() {
+    let world = World::new("gw-hostnames").await;
+    let steps = json!([
+        {
+            "name": "preview",
+            "capacity": {"contender": "25%"},
+            "traffic": {"contender": 0, "routes": [
+                {"name": "by-version", "to": "each", "match": {"subdomain": "{version}"}},
+            ]},
+            "gate": {"manual": true},
+        },
+        {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100, "routes": []}},
+    ]);
+    world.first_version(steps.clone()).await;
+    world.apply("example.test/web:2", steps).await;
+    wait_for_step(&world.releases, "web-2", 0).await.unwrap();
+    for gateway in &world.gateways {
+        for release in ["web-1", "web-2"] {
+            let request = Request::new(format!("{release}.{}", world.host));
+            measure(gateway, &request, &[(release, 100.0)]).await;
+        }
+        measure(gateway, &Request::new(&world.host), &[("web-1", 100.0)]).await;
+    }
+
+    // Past the preview, the routes go, and with them the HTTPRoutes Prism made for them.
+    patch_release_spec(&world.releases, "web-2", json!({"targetStep": 1}))
+        .await
+        .unwrap();
+    wait_for_phase(&world.releases, "web-2", ReleasePhase::Complete)
+        .await
+        .unwrap();
+    for cluster in world.env.clusters() {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(cluster.client(), world.namespace(), &http_route_resource());
+        wait_until(
+            format!("{}: Prism's HTTPRoutes are gone", cluster.name()),
+            DEFAULT_TIMEOUT,
+            || async {
+                let owned = api
+                    .list(&ListParams::default().labels("prism.dev/app=web"))
+                    .await?;
+                Ok(owned.items.is_empty().then_some(()))
+            },
+        )
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_route_prism_cannot_use_is_named_in_the_releases_condition_and_nothing_shifts() {
+    let env = TestEnv::new("gw-bad-route").await;
+    let (_client, apps, releases, _controller) = setup(&env).await.unwrap();
+    let spec = |image: &str| {
+        json!({
+            "template": web_template(image, 2),
+            "traffic": {"provider": "gatewayAPI", "httpRoute": "missing"},
+            "strategy": {"steps": canary_steps()},
+        })
+    };
+    apply(&apps, &application("web", spec("example.test/web:1")).unwrap())
+        .await
+        .unwrap();
+    let message = wait_until(
+        "Release web-1 says the HTTPRoute is missing",
+        DEFAULT_TIMEOUT,
+        || async {
+            let release = releases.get("web-1").await?;
+            Ok(release
+                .status
+                .unwrap_or_default()
+                .conditions
+                .iter()
+                .map(|condition| condition.message.clone())
+                .find(|message| message.contains("HTTPRoute missing does not exist")))
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        message.contains("create it, with a backendRef to the application's Service"),
+        "{message}"
+    );
+}

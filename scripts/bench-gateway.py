@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""How fast a gatewayAPI rollout moves real requests, on the sandbox's cluster c1.
+
+Rolls out ROLLOUTS new versions (3 steps each: 25% and 50% held by a manual gate, then 100%) of
+an Application routed through an HTTPRoute and the sandbox's gateway (Traefik), while one client
+sends requests one after another through the gateway and records which version served each.
+Then reports, from the API server's audit log (which records only the controller's identity):
+
+- the controller's writes per step of the first rollout (scripts/count-api-requests.py);
+- gate -> write: from each promotion (the Release's spec.targetStep patched, as `prism promote`
+  does) to the controller's HTTPRoute write of that step's weights;
+- write -> serving: from each HTTPRoute write that changes the weights to the first moment the
+  gateway serves the new split (the first run of WINDOW consecutive answers with the new share
+  of the newest version; Traefik's weighted round robin is deterministic, so a run of one
+  client's answers shows the split exactly).
+
+Usage: scripts/bench-gateway.py [--rollouts N]   (PRISM=path uses a given binary)
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import http.client
+from datetime import datetime, timezone
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOG = os.path.join(REPO, ".sandbox/c1/audit.log")
+APP = "web"
+WINDOW = 20
+DEADLINE = 180
+
+
+def kubectl(*args, stdin=None):
+    return subprocess.run(
+        [os.path.join(REPO, "sandbox/sandbox"), "kubectl", "c1", *args],
+        input=stdin, capture_output=True, text=True, check=True,
+    ).stdout
+
+
+def now():
+    return datetime.now(timezone.utc)
+
+
+def parse_time(text):
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def application(namespace, image):
+    return json.dumps({
+        "apiVersion": "prism.dev/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": APP, "namespace": namespace},
+        "spec": {
+            "template": {"manifests": [
+                {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": APP},
+                 "spec": {"replicas": 4, "selector": {"matchLabels": {"app": APP}},
+                          "template": {"metadata": {"labels": {"app": APP}},
+                                       "spec": {"containers": [{"name": APP, "image": image}]}}}},
+                {"apiVersion": "v1", "kind": "Service", "metadata": {"name": APP},
+                 "spec": {"selector": {"app": APP}, "ports": [{"port": 80}]}},
+            ]},
+            "traffic": {"provider": "gatewayAPI", "httpRoute": APP},
+            "strategy": {"steps": [
+                {"name": "canary", "capacity": {"contender": "25%"}, "traffic": {"contender": 25},
+                 "gate": {"manual": True}},
+                {"name": "half", "capacity": {"contender": "50%"}, "traffic": {"contender": 50},
+                 "gate": {"manual": True}},
+                {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"},
+                 "traffic": {"contender": 100}},
+            ]},
+        },
+    })
+
+
+def route(namespace, host, gateway):
+    gateway_namespace, gateway_name = gateway.split("/")
+    return json.dumps({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": APP, "namespace": namespace},
+        "spec": {
+            "parentRefs": [{"name": gateway_name, "namespace": gateway_namespace}],
+            "hostnames": [host],
+            "rules": [{"backendRefs": [{"name": APP, "port": 80}]}],
+        },
+    })
+
+
+def release(namespace, revision):
+    """(name, step, achieved, phase) of the Release of this revision, or None."""
+    items = json.loads(kubectl("get", "releases", "-n", namespace, "-o", "json"))["items"]
+    for item in items:
+        if item["spec"].get("revision") == revision:
+            status = item.get("status", {})
+            return (item["metadata"]["name"], status.get("step"),
+                    status.get("achievedAt") is not None, status.get("phase"))
+    return None
+
+
+def wait(what, check):
+    start = time.monotonic()
+    while time.monotonic() - start < DEADLINE:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.05)
+    sys.exit(f"FAIL: {what} not within {DEADLINE}s")
+
+
+class Probe(threading.Thread):
+    """One client sending requests one after another; records (time, release)."""
+
+    def __init__(self, address, host):
+        super().__init__(daemon=True)
+        self.address, self.host = address, host
+        self.answers = []
+        self.stopped = threading.Event()
+
+    def run(self):
+        host, port = self.address.rsplit(":", 1)
+        connection = http.client.HTTPConnection(host, int(port), timeout=5)
+        while not self.stopped.is_set():
+            try:
+                connection.request("GET", "/", headers={"Host": self.host})
+                answer = connection.getresponse()
+                answer.read()
+                served = answer.getheader("X-Prism-Release") if answer.status == 200 else None
+                self.answers.append((now(), served or f"failed {answer.status}"))
+            except (OSError, http.client.HTTPException) as error:
+                self.answers.append((now(), f"failed {error}"))
+                connection.close()
+                connection = http.client.HTTPConnection(host, int(port), timeout=5)
+
+
+def serving_since(answers, after, newest, percent):
+    """The time of the first answer after `after` that starts a run of WINDOW answers with the
+    newest version's share at `percent`."""
+    wanted = round(percent * WINDOW / 100)
+    later = [(t, r) for t, r in answers if t >= after]
+    for i in range(len(later) - WINDOW + 1):
+        window = later[i:i + WINDOW]
+        if sum(1 for _, r in window if r == newest) == wanted:
+            return window[0][0]
+    return None
+
+
+def route_writes(offset, namespace):
+    """(time, weights) of the controller's writes of the HTTPRoute, from the audit log."""
+    writes = []
+    with open(LOG, "rb") as log:
+        log.seek(offset)
+        for line in log:
+            event = json.loads(line)
+            ref = event.get("objectRef", {})
+            if (event.get("stage") != "ResponseComplete" or event.get("verb") != "patch"
+                    or ref.get("resource") != "httproutes" or ref.get("namespace") != namespace
+                    or ref.get("name") != APP):
+                continue
+            weights = {}
+            for rule in (event.get("requestObject") or {}).get("spec", {}).get("rules", []):
+                if rule.get("name", "").startswith("prism-"):
+                    continue
+                for backend in rule.get("backendRefs", []):
+                    weights[backend["name"]] = backend.get("weight", 1)
+            writes.append((parse_time(event["requestReceivedTimestamp"]), weights))
+    return writes
+
+
+def report(name, seconds):
+    if not seconds:
+        print(f"{name}: no samples")
+        return
+    ms = [round(s * 1000) for s in seconds]
+    print(f"{name}: median {statistics.median(ms):.0f} ms, max {max(ms)} ms, "
+          f"n={len(ms)} {sorted(ms)}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rollouts", type=int, default=3)
+    args = parser.parse_args()
+    os.chdir(REPO)
+    subprocess.run(["sandbox/sandbox", "up", "--clusters", "1"], check=True)
+    prism = os.environ.get("PRISM")
+    if not prism:
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "prism"], check=True)
+        prism = "target/release/prism"
+    namespace = f"bench-gw-{int(time.time())}"
+    host = f"{namespace}.bench.test"
+    gateway = open(".sandbox/c1/gateway").read().strip()
+    address = open(".sandbox/c1/gateway-address").read().strip()
+    kubectl("apply", "--server-side", "--field-manager=prism", "-f", "-",
+            stdin=subprocess.run([prism, "crds"], capture_output=True, text=True,
+                                 check=True).stdout)
+    kubectl("create", "namespace", namespace)
+    kubectl("apply", "--server-side", "--field-manager=bench", "-f", "-",
+            stdin=route(namespace, host, gateway))
+    work = tempfile.mkdtemp(prefix="prism-bench-gw.")
+    controller = subprocess.Popen(
+        [prism, "controller", "-n", namespace],
+        env={**os.environ, "KUBECONFIG": ".sandbox/c1/controller.kubeconfig",
+             "RUST_LOG": os.environ.get("RUST_LOG", "info")},
+        stdout=open(os.path.join(work, "controller.log"), "w"), stderr=subprocess.STDOUT)
+    probe = None
+    try:
+        kubectl("apply", "--server-side", "--field-manager=bench", "-f", "-",
+                stdin=application(namespace, "example.test/web:1"))
+        wait("revision 1 Complete", lambda: (r := release(namespace, 1)) and r[3] == "Complete")
+        probe = Probe(address, host)
+        probe.start()
+        wait("the gateway serves web-1",
+             lambda: any(r == "web-1" for _, r in probe.answers[-5:]))
+        offset = os.path.getsize(LOG)
+        gates, first_rollout = [], None
+        for revision in range(2, 2 + args.rollouts):
+            started = now()
+            kubectl("apply", "--server-side", "--field-manager=bench", "-f", "-",
+                    stdin=application(namespace, f"example.test/web:{revision}"))
+            for step in (0, 1):
+                name = wait(f"revision {revision} achieves step {step + 1}",
+                            lambda: (r := release(namespace, revision)) and r[1] == step
+                            and r[2] and r[0])
+                gates.append(now())
+                kubectl("patch", "release", name, "-n", namespace, "--type=merge",
+                        "-p", json.dumps({"spec": {"targetStep": step + 1}}))
+            wait(f"revision {revision} Complete",
+                 lambda: (r := release(namespace, revision)) and r[3] == "Complete")
+            if first_rollout is None:
+                first_rollout = (started, now(), name)
+        time.sleep(3)
+        probe.stopped.set()
+        probe.join()
+    finally:
+        controller.terminate()
+        controller.wait()
+        if probe:
+            probe.stopped.set()
+
+    writes = route_writes(offset, namespace)
+    failed = [(t, r) for t, r in probe.answers if r.startswith("failed")]
+    print(f"{len(probe.answers)} requests through the gateway, {len(failed)} failed")
+    for t, r in failed[:10]:
+        print(f"  {t.isoformat()} {r}")
+
+    gate_to_write = []
+    for gate in gates:
+        later = [t for t, _ in writes if t >= gate]
+        if later:
+            gate_to_write.append((later[0] - gate).total_seconds())
+    write_to_serving = []
+    previous = None
+    for written, weights in writes:
+        versions = sorted(weights, key=lambda name: int(name.rsplit("-", 1)[1]))
+        if not versions or weights == previous:
+            previous = weights
+            continue
+        newest = versions[-1]
+        percent = 100 * weights[newest] / sum(weights.values())
+        served = serving_since(probe.answers, written, newest, percent)
+        if served:
+            write_to_serving.append((served - written).total_seconds())
+        previous = weights
+
+    started, completed, name = first_rollout
+    print(f"\nwrites per step of the first rollout ({name}), from the audit log:")
+    subprocess.run(["scripts/count-api-requests.py", LOG, "--offset", str(offset),
+                    "--since", started.isoformat().replace("+00:00", "Z"),
+                    "--until", completed.isoformat().replace("+00:00", "Z"),
+                    "--step-of", f"{namespace}/{name}"], check=False)
+    print()
+    report("gate -> HTTPRoute write", gate_to_write)
+    report("HTTPRoute write -> gateway serves the new split", write_to_serving)
+    kubectl("delete", "namespace", namespace, "--wait=false")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
