@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Re-measures the sandbox's figures: time for `up` of 3 clusters from scratch
-# (binaries already built), idle RSS of one cluster per process, and how long
+# (binaries already built), idle RSS of one cluster per process (control plane and data plane), and how long
 # a 3-replica Deployment takes to become Ready. It restarts the fleet from
 # scratch and leaves it running.
 set -euo pipefail
@@ -22,7 +22,7 @@ echo "up (3 clusters, from scratch, cached binaries): $(elapsed "$started" "$(no
 echo "idle RSS of c1 after ${IDLE_SECONDS}s (anon = private memory; file = pages of the binaries, shared by all processes that run them):"
 printf '  %-24s %8s %8s %8s\n' process RSS anon file
 total=(0 0 0)
-for component in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
+for component in etcd kube-apiserver kube-controller-manager kube-scheduler kwok host-bridge netns-bridge pod-server traefik; do
   pid="$(<"$STATE_DIR/c1/run/$component.pid")"
   read -r rss anon file < <(awk '/^VmRSS:/ { r = $2 } /^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 } END { print r, a, f }' "/proc/$pid/status")
   total=($((total[0] + rss)) $((total[1] + anon)) $((total[2] + file)))

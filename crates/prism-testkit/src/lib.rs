@@ -8,6 +8,10 @@
 //! with a file lock, so parallel tests and test binaries do not race. The
 //! fleet keeps running after the tests; `sandbox/sandbox down` stops it.
 //!
+//! Every cluster also has a data plane: its Ready pods answer HTTP at their pod IPs, and a
+//! Gateway API gateway (Traefik) routes to them; [`gateway`] sends requests through it and
+//! counts who served them.
+//!
 //! A test that needs the fleet panics with the sandbox's output when the fleet
 //! cannot start: such a test fails, it is never skipped.
 //!
@@ -35,6 +39,7 @@ pub mod admission;
 pub mod exporter;
 pub mod fixtures;
 pub mod fleet;
+pub mod gateway;
 pub mod prometheus;
 pub mod webhook;
 
