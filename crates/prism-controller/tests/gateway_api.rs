@@ -16,8 +16,7 @@ use serde_json::{Value, json};
 
 use common::gateway::{apply_object, measure};
 use common::{
-    RunningController, application, apply, patch_release_spec, setup, wait_for_phase,
-    wait_for_step,
+    RunningController, application, apply, patch_release_spec, setup, wait_for_phase, wait_for_step,
 };
 
 const REPLICAS: u32 = 4;
@@ -28,7 +27,6 @@ const LOAD: f64 = 40.0;
 /// (and what it routes to besides the application), and the gateways.
 struct World {
     env: TestEnv,
-    client: Client,
     apps: Api<Application>,
     releases: Api<Release>,
     controller: Option<RunningController>,
@@ -53,7 +51,6 @@ impl World {
         }
         World {
             env,
-            client,
             apps,
             releases,
             controller: Some(controller),
@@ -98,11 +95,8 @@ impl World {
     async fn routes(&self) -> Vec<Value> {
         let mut routes = Vec::new();
         for cluster in self.env.clusters() {
-            let api: Api<DynamicObject> = Api::namespaced_with(
-                cluster.client(),
-                self.namespace(),
-                &http_route_resource(),
-            );
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(cluster.client(), self.namespace(), &http_route_resource());
             routes.push(api.get("web").await.unwrap().data);
         }
         routes
@@ -267,7 +261,7 @@ async fn an_abort_at_half_sends_every_request_back_to_the_incumbent_and_loses_no
     patch_release_spec(&world.releases, "web-2", json!({"aborted": true}))
         .await
         .unwrap();
-    wait_for_phase(&world.releases, "web-2", ReleasePhase::RolledBack)
+    wait_for_phase(&world.releases, "web-2", ReleasePhase::Aborted)
         .await
         .unwrap();
     for gateway in &world.gateways {
@@ -411,9 +405,12 @@ async fn a_route_prism_cannot_use_is_named_in_the_releases_condition_and_nothing
             "strategy": {"steps": canary_steps()},
         })
     };
-    apply(&apps, &application("web", spec("example.test/web:1")).unwrap())
-        .await
-        .unwrap();
+    apply(
+        &apps,
+        &application("web", spec("example.test/web:1")).unwrap(),
+    )
+    .await
+    .unwrap();
     let message = wait_until(
         "Release web-1 says the HTTPRoute is missing",
         DEFAULT_TIMEOUT,

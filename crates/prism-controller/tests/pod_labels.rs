@@ -7,7 +7,7 @@ mod common;
 use prism_api::release::ReleasePhase;
 use prism_testkit::fixtures::web_template;
 use prism_testkit::gateway::{Gateway, Request};
-use prism_testkit::{TestEnv, wait_until, DEFAULT_TIMEOUT};
+use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
 use serde_json::json;
 
 use common::gateway::{apply_object, measure};
@@ -63,25 +63,37 @@ async fn the_gateway_delivers_the_shares_the_labelled_pods_give() {
             "strategy": {"steps": steps},
         })
     };
-    apply(&apps, &application("web", spec("example.test/web:1")).unwrap())
-        .await
-        .unwrap();
+    apply(
+        &apps,
+        &application("web", spec("example.test/web:1")).unwrap(),
+    )
+    .await
+    .unwrap();
     wait_for_phase(&releases, "web-1", ReleasePhase::Complete)
         .await
         .unwrap();
     let request = Request::new(&host);
     wait_until("the gateway serves web-1", DEFAULT_TIMEOUT, || async {
-        Ok(gateway.request(&request).await.ok().filter(|served| served.release == "web-1"))
+        Ok(gateway
+            .request(&request)
+            .await
+            .ok()
+            .filter(|served| served.release == "web-1"))
     })
     .await
     .unwrap();
 
-    apply(&apps, &application("web", spec("example.test/web:2")).unwrap())
-        .await
-        .unwrap();
+    apply(
+        &apps,
+        &application("web", spec("example.test/web:2")).unwrap(),
+    )
+    .await
+    .unwrap();
     let mut measured = Vec::new();
     for (step, (_, _, weight, share)) in ROWS.iter().enumerate() {
-        wait_for_step(&releases, "web-2", step as u32).await.unwrap();
+        wait_for_step(&releases, "web-2", step as u32)
+            .await
+            .unwrap();
         let tally = measure(
             &gateway,
             &request,

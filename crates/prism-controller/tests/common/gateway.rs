@@ -34,18 +34,16 @@ pub async fn apply_object(client: &Client, namespace: &str, object: Value) {
             )
             .await
             .map(|_| ()),
-        _ => Api::<DynamicObject>::namespaced_with(
-            client.clone(),
-            namespace,
-            &http_route_resource(),
-        )
-        .patch(
-            &name,
-            &PatchParams::apply(TEST_MANAGER),
-            &Patch::Apply(&object),
-        )
-        .await
-        .map(|_| ()),
+        _ => {
+            Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &http_route_resource())
+                .patch(
+                    &name,
+                    &PatchParams::apply(TEST_MANAGER),
+                    &Patch::Apply(&object),
+                )
+                .await
+                .map(|_| ())
+        }
     };
     result.unwrap_or_else(|error| panic!("applying {name}: {error}"));
 }
@@ -84,4 +82,3 @@ pub async fn measure(gateway: &Gateway, request: &Request, shares: &[(&str, f64)
     );
     tally
 }
-
