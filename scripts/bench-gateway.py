@@ -10,7 +10,8 @@ Then reports, from the API server's audit log (which records only the controller
 - gate -> write: from each promotion (the Release's spec.targetStep patched, as `prism promote`
   does) to the controller's HTTPRoute write of that step's weights;
 - write -> serving: from each HTTPRoute write that changes the weights to the first moment the
-  gateway serves the new split (the first run of WINDOW consecutive answers with the new share
+  gateway serves the new split (each step is promoted only once its split is served, so that
+  changes do not overlap) (the first run of WINDOW consecutive answers with the new share
   of the newest version; Traefik's weighted round robin is deterministic, so a run of one
   client's answers shows the split exactly).
 
@@ -215,22 +216,33 @@ def main():
         probe = Probe(address, host)
         probe.start()
         wait("the gateway serves web-1",
-             lambda: any(r == "web-1" for _, r in probe.answers[-5:]))
+             lambda: all(r == "web-1" for _, r in probe.answers[-WINDOW:])
+             and len(probe.answers) >= WINDOW)
+        # Before, the route sent requests to a Service that did not exist yet.
+        served_from = now()
         offset = os.path.getsize(LOG)
         gates, first_rollout = [], None
         for revision in range(2, 2 + args.rollouts):
             started = now()
             kubectl("apply", "--server-side", "--field-manager=bench", "-f", "-",
                     stdin=application(namespace, f"example.test/web:{revision}"))
-            for step in (0, 1):
+            for step, percent in ((0, 25), (1, 50)):
                 name = wait(f"revision {revision} achieves step {step + 1}",
                             lambda: (r := release(namespace, revision)) and r[1] == step
                             and r[2] and r[0])
+                # Traefik reports a route accepted before it serves it; promoting only once the
+                # split is served keeps each measured change apart from the next.
+                newest = f"{APP}-{revision}"
+                wait(f"the gateway serves {percent}% to {newest}",
+                     lambda: sum(1 for _, r in probe.answers[-WINDOW:] if r == newest)
+                     == round(percent * WINDOW / 100))
                 gates.append(now())
                 kubectl("patch", "release", name, "-n", namespace, "--type=merge",
                         "-p", json.dumps({"spec": {"targetStep": step + 1}}))
             wait(f"revision {revision} Complete",
                  lambda: (r := release(namespace, revision)) and r[3] == "Complete")
+            wait(f"the gateway serves all to {APP}-{revision}",
+                 lambda: all(r == f"{APP}-{revision}" for _, r in probe.answers[-WINDOW:]))
             if first_rollout is None:
                 first_rollout = (started, now(), name)
         time.sleep(3)
@@ -243,10 +255,22 @@ def main():
             probe.stopped.set()
 
     writes = route_writes(offset, namespace)
-    failed = [(t, r) for t, r in probe.answers if r.startswith("failed")]
-    print(f"{len(probe.answers)} requests through the gateway, {len(failed)} failed")
-    for t, r in failed[:10]:
-        print(f"  {t.isoformat()} {r}")
+    answers = [(t, r) for t, r in probe.answers if t >= served_from]
+    failed = [(t, r) for t, r in answers if r.startswith("failed")]
+    print(f"{len(answers)} requests through the gateway during the rollouts, {len(failed)} failed")
+    bursts = []
+    for t, r in failed:
+        if bursts and (t - bursts[-1][1]).total_seconds() < 1:
+            bursts[-1][1], bursts[-1][2] = t, bursts[-1][2] + 1
+        else:
+            bursts.append([t, t, 1, r])
+    for first, last, count, reason in bursts:
+        print(f"  {count} failed from {first.isoformat()} to {last.isoformat()}: {reason}")
+    with open(os.path.join(work, "answers.txt"), "w") as out:
+        out.writelines(f"{t.isoformat()} {r}\n" for t, r in answers)
+    with open(os.path.join(work, "writes.txt"), "w") as out:
+        out.writelines(f"{t.isoformat()} {json.dumps(w)}\n" for t, w in route_writes(offset, namespace))
+    print(f"answers and route writes in {work}")
 
     gate_to_write = []
     for gate in gates:
@@ -262,9 +286,11 @@ def main():
             continue
         newest = versions[-1]
         percent = 100 * weights[newest] / sum(weights.values())
-        served = serving_since(probe.answers, written, newest, percent)
+        served = serving_since(answers, written, newest, percent)
         if served:
             write_to_serving.append((served - written).total_seconds())
+        print(f"  HTTPRoute write at {written.isoformat()}: {weights}, served "
+              + (f"{(served - written).total_seconds() * 1000:.0f} ms later" if served else "never"))
         previous = weights
 
     started, completed, name = first_rollout
