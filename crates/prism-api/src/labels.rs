@@ -4,6 +4,9 @@
 
 /// The one field manager of every write the controller makes, and of `prism cluster join`'s.
 pub const FIELD_MANAGER: &str = "prism";
+/// On what Prism makes for itself rather than for an application: the namespaces it creates in
+/// application clusters, and what `prism cluster join` installs.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "prism");
 /// The label naming the Application a Release (and later each installed object) belongs to.
 pub const APP_LABEL: &str = "prism.dev/app";
 /// The label naming the Release an object belongs to.

@@ -15,7 +15,7 @@ use kube::core::NamespaceResourceScope;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use prism_api::Application;
-use prism_api::labels::FIELD_MANAGER;
+use prism_api::labels::{FIELD_MANAGER, MANAGED_BY};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -178,9 +178,6 @@ pub fn is_refusal(status: &kube::core::Status) -> bool {
     (400..500).contains(&status.code) && !matches!(status.code, 404 | 408 | 409 | 429)
 }
 
-/// Marks the namespaces Prism made in an application cluster.
-pub const MANAGED_BY_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "prism");
-
 /// Whether an apply failed because its namespace does not exist in that cluster.
 fn is_missing_namespace(status: &kube::core::Status) -> bool {
     status.code == 404
@@ -196,7 +193,7 @@ fn is_missing_namespace(status: &kube::core::Status) -> bool {
 async fn create_namespace(member: &Member, namespace: &str) -> kube::Result<()> {
     let namespaces: Api<Namespace> = Api::all(member.client.clone());
     let mut labels = BTreeMap::new();
-    labels.insert(MANAGED_BY_LABEL.0.to_owned(), MANAGED_BY_LABEL.1.to_owned());
+    labels.insert(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned());
     let object = Namespace {
         metadata: ObjectMeta {
             name: Some(namespace.to_owned()),

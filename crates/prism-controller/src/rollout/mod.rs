@@ -113,7 +113,15 @@ pub async fn reconcile(
                 version.weight = weights.get(release).copied().unwrap_or(0);
             }
             routes = provider.routes(&app_view);
-            traffic_pending = provider.pending(&app_view);
+            // A person who promoted the step passes what only a person can judge.
+            let promoted = newest
+                .spec
+                .target_step
+                .is_some_and(|target| Some(target) > newest.status.as_ref().and_then(|s| s.step));
+            traffic_pending = provider
+                .pending(&app_view)
+                .filter(|pending| !(pending.promotable && promoted))
+                .map(|pending| pending.message);
         }
         let refused = ctx.refusals.get(&namespace, &app_name, &cluster.name);
         observed.insert(

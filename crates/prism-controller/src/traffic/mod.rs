@@ -57,6 +57,15 @@ pub struct AppView<'a> {
     pub http_routes: Result<&'a [Arc<HttpRoute>], &'a str>,
 }
 
+/// Why a cluster may not serve what it is set to yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    pub message: String,
+    /// Whether `prism promote` passes it: what holds the step is a gateway that accepted the
+    /// route but never says for which generation, which no wait resolves.
+    pub promotable: bool,
+}
+
 impl AppView<'_> {
     /// Every version of the application Prism may have routed to here: its Releases, and those
     /// whose Services remain.
@@ -91,7 +100,7 @@ pub trait TrafficProvider: Sync {
     /// Why the cluster may not serve what it is set to yet (a route its gateway has not
     /// accepted, a route missing): while Some, the engine holds the step and every version's
     /// capacity.
-    fn pending(&self, _view: &AppView) -> Option<String> {
+    fn pending(&self, _view: &AppView) -> Option<Pending> {
         None
     }
 

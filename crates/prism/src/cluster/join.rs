@@ -23,7 +23,7 @@ use kube::api::{Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, Resource, ResourceExt};
 use prism_api::Cluster;
-use prism_api::labels::{CLUSTER_LABEL, FIELD_MANAGER};
+use prism_api::labels::{CLUSTER_LABEL, FIELD_MANAGER, MANAGED_BY};
 use prism_controller::fleet::MANAGEMENT_CLUSTER;
 use prism_controller::touches;
 use serde::Serialize;
@@ -44,8 +44,6 @@ pub const CLUSTER_ROLE: &str = "prism:controller";
 pub const TOKEN_SECRET: &str = "prism-controller-token";
 /// The key of the kubeconfig in the management cluster's Secret.
 pub const KUBECONFIG_KEY: &str = "kubeconfig";
-/// On every object join makes.
-const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "prism");
 /// How long the application cluster's token controller gets to fill the token Secret.
 const TOKEN_DEADLINE: Duration = Duration::from_secs(60);
 

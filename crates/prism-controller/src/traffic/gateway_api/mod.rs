@@ -32,13 +32,13 @@ use prism_engine::ResolvedRoute;
 use serde_json::{Map, Value, json};
 
 use super::{
-    AppView, TrafficProvider, Weights, remove_services, remove_version_service, service,
+    AppView, Pending, TrafficProvider, Weights, remove_services, remove_version_service, service,
     service_is, version_service,
 };
 use crate::cached::HttpRoute;
 use crate::touches::{Touch, Verb};
 use crate::write::{Kind, Write};
-use status::Acceptance;
+use status::{Acceptance, Waiting};
 
 pub struct GatewayApi;
 
@@ -86,20 +86,33 @@ impl TrafficProvider for GatewayApi {
             .unwrap_or_default()
     }
 
-    fn pending(&self, view: &AppView) -> Option<String> {
+    fn pending(&self, view: &AppView) -> Option<Pending> {
+        let problem = |message: String| Pending {
+            message,
+            promotable: false,
+        };
         let route = match user_route(view) {
             Ok(route) => route,
-            Err(problem) => return Some(problem),
+            Err(message) => return Some(problem(message)),
         };
         if let Err(error) = route::observe(&route, service_name(view), &view.versions()) {
-            return Some(error.to_string());
+            return Some(problem(error.to_string()));
         }
         let owned = owned_routes(view);
         std::iter::once(&route)
             .chain(&owned)
             .map(status::acceptance)
             .find(|acceptance| *acceptance != Acceptance::Accepted)
-            .map(|acceptance| acceptance.to_string())
+            .map(|acceptance| Pending {
+                message: acceptance.to_string(),
+                promotable: matches!(
+                    acceptance,
+                    Acceptance::Pending {
+                        waiting: Waiting::Generation { observed: None, .. },
+                        ..
+                    }
+                ),
+            })
     }
 
     fn writes(&self, view: &AppView, weights: &Weights, routes: &[ResolvedRoute]) -> Vec<Write> {
