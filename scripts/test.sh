@@ -27,7 +27,7 @@ step "building the sandbox (kube-apiserver, controller-manager, scheduler, etcd,
 sandbox/sandbox build
 
 step "testing the sandbox's data plane (pod server, bridges)"
-(cd sandbox && GOTOOLCHAIN=local CGO_ENABLED=0 go test ./cmd/prism-dataplane)
+(cd sandbox && PATH="$PATH:/usr/local/go/bin" GOTOOLCHAIN=local CGO_ENABLED=0 go test ./cmd/prism-dataplane)
 
 if [ "${KEEP_SANDBOX:-0}" != 1 ]; then
   trap 'step "stopping the sandbox"; sandbox/sandbox down' EXIT
