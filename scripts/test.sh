@@ -23,8 +23,11 @@ if [ ! -x /usr/bin/prometheus ]; then
   fi
 fi
 
-step "building the sandbox (kube-apiserver, controller-manager, scheduler, etcd, kwok)"
+step "building the sandbox (kube-apiserver, controller-manager, scheduler, etcd, kwok, traefik, data plane)"
 sandbox/sandbox build
+
+step "testing the sandbox's data plane (pod server, bridges)"
+(cd sandbox && PATH="$PATH:/usr/local/go/bin" GOTOOLCHAIN=local CGO_ENABLED=0 go test ./cmd/prism-dataplane)
 
 if [ "${KEEP_SANDBOX:-0}" != 1 ]; then
   trap 'step "stopping the sandbox"; sandbox/sandbox down' EXIT

@@ -38,7 +38,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::{DEFAULT_TIMEOUT, TestCluster, wait_until};
+use crate::{DEFAULT_TIMEOUT, TestCluster, TestEnv, wait_until};
 
 pub use load::{LoadLoop, LoadReport};
 
@@ -99,6 +99,11 @@ impl Gateway {
             name: name.to_owned(),
             client: http_client()?,
         })
+    }
+
+    /// The gateway of every cluster of the test, c1 first.
+    pub fn of_each(env: &TestEnv) -> anyhow::Result<Vec<Gateway>> {
+        env.clusters().iter().map(Gateway::of).collect()
     }
 
     /// The sandbox cluster's name (`c1`, ...).

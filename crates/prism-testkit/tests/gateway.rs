@@ -214,8 +214,8 @@ async fn a_weighted_route_splits_requests_by_weight() {
 async fn a_rolling_update_under_load_fails_no_request() {
     let env = TestEnv::new("gateway-rollout").await;
     let host = format!("{}.example.test", env.namespace());
-    let mut gateways = Vec::new();
-    for cluster in env.clusters() {
+    let gateways = Gateway::of_each(&env).unwrap();
+    for (cluster, gateway) in env.clusters().iter().zip(&gateways) {
         let client = cluster.client();
         create_deployment(
             &client,
@@ -227,9 +227,7 @@ async fn a_rolling_update_under_load_fails_no_request() {
         )
         .await;
         create_service(&client, env.namespace(), "web").await;
-        let gateway = Gateway::of(cluster).unwrap();
-        create_route(&client, env.namespace(), &gateway, &host, &[("web", 1)]).await;
-        gateways.push(gateway);
+        create_route(&client, env.namespace(), gateway, &host, &[("web", 1)]).await;
     }
     let request = Request::new(&host);
     for (cluster, gateway) in env.clusters().iter().zip(&gateways) {
