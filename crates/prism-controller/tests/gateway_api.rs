@@ -432,3 +432,72 @@ async fn a_route_prism_cannot_use_is_named_in_the_releases_condition_and_nothing
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_gateway_that_never_says_which_generation_it_took_holds_the_step_until_promoted() {
+    let env = TestEnv::new("gw-no-generation").await;
+    let (client, apps, releases, _controller) = setup(&env).await.unwrap();
+    let namespace = env.namespace();
+    let parent = json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": namespace, "name": "silent"});
+    apply_object(
+        &client,
+        namespace,
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "web"},
+            "spec": {"parentRefs": [parent], "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]},
+        }),
+    )
+    .await;
+    // The test plays a Gateway implementation that accepts routes but never sets
+    // observedGeneration (no real one here behaves so: Traefik sets it).
+    let condition = |kind: &str| json!({"type": kind, "status": "True", "reason": kind, "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"});
+    let status = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "status": {"parents": [{
+            "parentRef": parent,
+            "controllerName": "example.test/silent",
+            "conditions": [condition("Accepted"), condition("ResolvedRefs")],
+        }]},
+    });
+    Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &http_route_resource())
+        .patch_status(
+            "web",
+            &kube::api::PatchParams::apply("silent-gateway").force(),
+            &kube::api::Patch::Apply(&status),
+        )
+        .await
+        .unwrap();
+    let spec = json!({
+        "template": web_template("example.test/web:1", 2),
+        "traffic": {"provider": "gatewayAPI", "httpRoute": "web"},
+        "strategy": {"steps": canary_steps()},
+    });
+    apply(&apps, &application("web", spec).unwrap())
+        .await
+        .unwrap();
+    wait_until(
+        "Release web-1 says the Gateway does not say which generation it took",
+        DEFAULT_TIMEOUT,
+        || async {
+            let release = releases.get("web-1").await?;
+            let status = release.status.unwrap_or_default();
+            assert_ne!(status.phase, Some(ReleasePhase::Complete));
+            Ok(status
+                .conditions
+                .iter()
+                .any(|c| c.message.contains("without observedGeneration"))
+                .then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    patch_release_spec(&releases, "web-1", json!({"targetStep": 5}))
+        .await
+        .unwrap();
+    wait_for_phase(&releases, "web-1", ReleasePhase::Complete)
+        .await
+        .unwrap();
+}
