@@ -154,15 +154,38 @@ pub struct Refusal {
     pub name: String,
     /// `apply`, `delete` or `label patch`.
     pub verb: &'static str,
-    /// The API server's HTTP status code and reason (`422`, `Invalid`).
+    /// The API server's HTTP status code and reason (`422`, `Invalid`); 0 for a write its
+    /// provider could not build ([`Refusal::by_provider`]).
     pub code: u16,
     pub reason: String,
     /// The API server's message, word for word.
     pub message: String,
 }
 
+impl Refusal {
+    /// A write the traffic provider cannot build from the user's object and the step (a route
+    /// match the user's HTTPRoute cannot express): it would be refused however often asked.
+    pub fn by_provider(kind: Kind, name: &str, message: String) -> Refusal {
+        Refusal {
+            kind,
+            name: name.to_owned(),
+            verb: "apply",
+            code: 0,
+            reason: String::new(),
+            message,
+        }
+    }
+}
+
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.code == 0 {
+            return write!(
+                f,
+                "{} of {:?} {} not made: {}",
+                self.verb, self.kind, self.name, self.message
+            );
+        }
         write!(
             f,
             "{} of {:?} {} refused ({} {}): {}",

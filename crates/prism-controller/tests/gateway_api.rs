@@ -394,42 +394,152 @@ async fn a_hostname_route_per_version_reaches_each_live_version() {
     }
 }
 
-#[tokio::test]
-async fn a_route_prism_cannot_use_is_named_in_the_releases_condition_and_nothing_shifts() {
-    let env = TestEnv::new("gw-bad-route").await;
-    let (_client, apps, releases, _controller) = setup(&env).await.unwrap();
-    let spec = |image: &str| {
-        json!({
-            "template": web_template(image, 2),
-            "traffic": {"provider": "gatewayAPI", "httpRoute": "missing"},
-            "strategy": {"steps": canary_steps()},
-        })
-    };
-    apply(
-        &apps,
-        &application("web", spec("example.test/web:1")).unwrap(),
-    )
-    .await
-    .unwrap();
-    let message = wait_until(
-        "Release web-1 says the HTTPRoute is missing",
+/// The template of `web_template`, its Deployment and Service named `name`.
+fn template_named(name: &str, image: &str) -> Value {
+    let text = serde_json::to_string(&web_template(image, 2))
+        .unwrap()
+        .replace("\"web\"", &format!("\"{name}\""));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Waits until a condition of the Release names `words`, and returns its message.
+async fn condition_naming(releases: &Api<Release>, release: &str, words: &str) -> String {
+    wait_until(
+        format!("Release {release} says {words:?}"),
         DEFAULT_TIMEOUT,
         || async {
-            let release = releases.get("web-1").await?;
+            let Some(release) = releases.get_opt(release).await? else {
+                return Ok(None);
+            };
             Ok(release
                 .status
                 .unwrap_or_default()
                 .conditions
                 .iter()
                 .map(|condition| condition.message.clone())
-                .find(|message| message.contains("HTTPRoute missing does not exist")))
+                .find(|message| message.contains(words)))
         },
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn routes_prism_cannot_use_are_named_in_the_releases_conditions_and_nothing_shifts() {
+    let env = TestEnv::new("gw-bad-routes").await;
+    let (client, apps, releases, _controller) = setup(&env).await.unwrap();
+    let namespace = env.namespace();
+    let gateway = Gateway::of(env.cluster("c1")).unwrap();
+    let route = |name: &str, parents: Value, rule: Value| {
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": name},
+            "spec": {"parentRefs": parents, "hostnames": [format!("{name}.{namespace}.example.test")], "rules": [rule]},
+        })
+    };
+    let to = |service: &str| json!({"backendRefs": [{"name": service, "port": 80}]});
+    let nowhere = json!([{"name": "nowhere", "namespace": namespace}]);
+    apply_object(
+        &client,
+        namespace,
+        route("other", json!([gateway.parent_ref()]), to("other")),
+    )
+    .await;
+    apply_object(
+        &client,
+        namespace,
+        route("parentless", json!([]), to("parentless")),
+    )
+    .await;
+    apply_object(
+        &client,
+        namespace,
+        route("unserved", nowhere, to("unserved")),
+    )
+    .await;
+    let exact = json!({"matches": [{"path": {"type": "Exact", "value": "/exact"}}], "backendRefs": [{"name": "exact", "port": 80}]});
+    apply_object(
+        &client,
+        namespace,
+        route("exact", json!([gateway.parent_ref()]), exact),
+    )
+    .await;
+    let steps = json!([
+        {
+            "name": "beta",
+            "capacity": {"contender": "50%"},
+            "traffic": {"contender": 0, "routes": [{"name": "beta", "to": "contender", "match": {"pathPrefix": "/beta"}}]},
+            "gate": {"manual": true},
+        },
+        {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100, "routes": []}},
+    ]);
+    let app = |name: &str, route: &str, image: &str| {
+        application(
+            name,
+            json!({
+                "template": template_named(name, image),
+                "traffic": {"provider": "gatewayAPI", "httpRoute": route},
+                "strategy": {"steps": steps},
+            }),
+        )
+        .unwrap()
+    };
+    for (name, route) in [
+        ("missing", "missing"),
+        ("unrouted", "other"),
+        ("parentless", "parentless"),
+        ("unserved", "unserved"),
+        ("exact", "exact"),
+    ] {
+        apply(&apps, &app(name, route, "example.test/web:1"))
+            .await
+            .unwrap();
+    }
+
+    let message =
+        condition_naming(&releases, "missing-1", "HTTPRoute missing does not exist").await;
     assert!(
         message.contains("create it, with a backendRef to the application's Service"),
         "{message}"
+    );
+    let message = condition_naming(&releases, "unrouted-1", "has no rule with a backendRef").await;
+    assert!(
+        message.contains(&format!("HTTPRoute {namespace}/other has no rule with a backendRef to the application's Service unrouted: add backendRef {{name: unrouted, port: <its port>}}")),
+        "{message}"
+    );
+    let message = condition_naming(&releases, "parentless-1", "has no spec.parentRefs").await;
+    assert!(message.contains("attach it to a Gateway"), "{message}");
+    let message = condition_naming(&releases, "unserved-1", "to report on it").await;
+    assert!(message.contains("nowhere"), "{message}");
+    for release in ["missing-1", "unrouted-1", "parentless-1", "unserved-1"] {
+        let phase = releases
+            .get(release)
+            .await
+            .unwrap()
+            .status
+            .unwrap_or_default()
+            .phase;
+        assert_ne!(phase, Some(ReleasePhase::Complete), "{release}");
+    }
+
+    // A path route under a rule whose path is exact: the route cannot be expressed, and the
+    // HTTPRoute keeps the split it had.
+    wait_for_phase(&releases, "exact-1", ReleasePhase::Complete)
+        .await
+        .unwrap();
+    let routes: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), namespace, &http_route_resource());
+    let before = routes.get("exact").await.unwrap().data["spec"].clone();
+    apply(&apps, &app("exact", "exact", "example.test/web:2"))
+        .await
+        .unwrap();
+    let message = condition_naming(&releases, "exact-2", "matches no request of the rules").await;
+    assert!(message.contains("path prefix /beta"), "{message}");
+    assert_eq!(
+        routes.get("exact").await.unwrap().data["spec"],
+        before,
+        "nothing shifted"
     );
 }
 

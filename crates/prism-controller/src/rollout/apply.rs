@@ -15,7 +15,7 @@ use crate::application::publish;
 use crate::error::Error;
 use crate::fleet::Member;
 use crate::status::shows_refusal;
-use crate::write::{Write, execute};
+use crate::write::{Refusal, Write, execute};
 
 /// Makes the writes of one reconcile, cluster by cluster, and keeps account of the writes the
 /// clusters refuse (`refusals.rs`).
@@ -64,6 +64,15 @@ impl Writer<'_> {
         let Err(Error::Refused { refusal, .. }) = written else {
             return written.map(|()| true);
         };
+        self.refuse(cluster, release, refusal).await;
+        Ok(false)
+    }
+
+    /// Keeps account of a write `cluster` refused (or that its traffic provider cannot build):
+    /// the cluster makes no other write in this reconcile, and a new refusal is a Warning Event.
+    pub(super) async fn refuse(&mut self, cluster: &str, release: &Release, refusal: Refusal) {
+        let refusals = &self.ctx.refusals;
+        let app = self.app.name.as_str();
         self.stopped.insert(cluster.to_owned());
         let message = format!("cluster {cluster}: {refusal}");
         warn!(application = app, release = %release.name_any(), "{message}");
@@ -85,7 +94,6 @@ impl Writer<'_> {
             )
             .await;
         }
-        Ok(false)
     }
 }
 

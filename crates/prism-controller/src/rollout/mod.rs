@@ -189,14 +189,15 @@ pub async fn reconcile(
                     .iter()
                     .map(|weight| (weight.release.to_owned(), weight.percent))
                     .collect();
-                match provider {
-                    Some(provider) => provider.writes(
-                        &view.app_view(app, newest, &release_names, app_owner.as_ref()),
-                        &weights,
-                        &traffic.routes,
-                    ),
-                    None => Vec::new(),
+                let Some(provider) = provider else {
+                    continue;
+                };
+                let app_view = view.app_view(app, newest, &release_names, app_owner.as_ref());
+                if let Some(refusal) = provider.refuses(&app_view, &weights, &traffic.routes) {
+                    writer.refuse(cluster, newest, refusal).await;
+                    continue;
                 }
+                provider.writes(&app_view, &weights, &traffic.routes)
             }
             Change::Remove { release, .. } => {
                 let mut writes = workload::remove(by_name[*release]);

@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 use crate::cached::{HttpRoute, Pod};
 use crate::touches::Touch;
 use crate::workload::object;
-use crate::write::{Kind, Write};
+use crate::write::{Kind, Refusal, Write};
 
 pub use gateway_api::GatewayApi;
 pub use pod_labels::{PodLabels, labelled_pods};
@@ -108,6 +108,18 @@ pub trait TrafficProvider: Sync {
     /// or, when it asked nothing, what the cluster is set to serve again (so that drift is
     /// repaired). None when the cluster serves them already.
     fn writes(&self, view: &AppView, weights: &Weights, routes: &[ResolvedRoute]) -> Vec<Write>;
+
+    /// Why the writes of `weights` and `routes` cannot be built from what the cluster has (a
+    /// route the user's object cannot express): reported as a refused write, and nothing of the
+    /// step's traffic is written.
+    fn refuses(
+        &self,
+        _view: &AppView,
+        _weights: &Weights,
+        _routes: &[ResolvedRoute],
+    ) -> Option<Refusal> {
+        None
+    }
 
     /// The deletes of every object the provider wrote for the application in the cluster, as
     /// the caches have them (none when they are gone). Asked once the application leaves the

@@ -37,7 +37,7 @@ use super::{
 };
 use crate::cached::HttpRoute;
 use crate::touches::{Touch, Verb};
-use crate::write::{Kind, Write};
+use crate::write::{Kind, Refusal, Write};
 use status::{Acceptance, Waiting};
 
 pub struct GatewayApi;
@@ -198,6 +198,26 @@ impl TrafficProvider for GatewayApi {
                 }),
         );
         writes
+    }
+
+    fn refuses(
+        &self,
+        view: &AppView,
+        weights: &Weights,
+        routes: &[ResolvedRoute],
+    ) -> Option<Refusal> {
+        let user = user_route(view).ok()?;
+        let versions = view.versions();
+        let desired = desired(view, &versions, weights, routes);
+        let error = route::rules(&user, &desired)
+            .and_then(|_| hostnames::hostname_routes(&user, &desired, view.app))
+            .err()?;
+        let name = user["metadata"]["name"].as_str().unwrap_or_default();
+        Some(Refusal::by_provider(
+            Kind::HttpRoute,
+            name,
+            error.to_string(),
+        ))
     }
 
     /// The user's HTTPRoute back as it was written (one backendRef to the application's
