@@ -66,7 +66,7 @@ def application(namespace, image):
                 {"apiVersion": "v1", "kind": "Service", "metadata": {"name": APP},
                  "spec": {"selector": {"app": APP}, "ports": [{"port": 80}]}},
             ]},
-            "traffic": {"provider": "gatewayAPI", "httpRoute": APP},
+            "traffic": {"provider": "gatewayAPI", "httpRoutes": [APP]},
             "strategy": {"steps": [
                 {"name": "canary", "capacity": {"contender": "25%"}, "traffic": {"contender": 25},
                  "gate": {"manual": True}},

@@ -327,11 +327,12 @@ pub struct TrafficPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub service: Option<String>,
-    /// gatewayAPI: the HTTPRoute, in the application's namespace of each cluster, whose backend
-    /// weights Prism sets.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
-    pub http_route: Option<String>,
+    /// gatewayAPI: the HTTPRoutes, in the application's namespace of each cluster, whose
+    /// backendRefs to the application's Service Prism splits (several, say one per hostname;
+    /// each set alike).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 253)))]
+    pub http_routes: Vec<String>,
     /// istio: the VirtualService whose route weights Prism sets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]

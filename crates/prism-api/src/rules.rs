@@ -219,9 +219,9 @@ pub(crate) const AT_MOST_ONE_HPA: CelRule = rule_at(
 );
 
 pub(crate) const GATEWAY_API_NEEDS_HTTP_ROUTE: CelRule = rule_at(
-    ".httpRoute",
-    "self.provider != 'gatewayAPI' || has(self.httpRoute)",
-    "provider gatewayAPI shifts traffic in an HTTPRoute: name it in httpRoute",
+    ".httpRoutes",
+    "self.provider != 'gatewayAPI' || (has(self.httpRoutes) && size(self.httpRoutes) > 0)",
+    "provider gatewayAPI shifts traffic in HTTPRoutes: name them in httpRoutes, e.g. httpRoutes: [web]",
 );
 
 pub(crate) const ISTIO_NEEDS_VIRTUAL_SERVICE: CelRule = rule_at(

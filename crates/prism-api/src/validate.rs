@@ -264,9 +264,9 @@ impl Checker {
         let path = "spec.traffic";
         let provider = traffic.provider;
         self.rule(
-            provider != TrafficProvider::GatewayApi || traffic.http_route.is_some(),
+            provider != TrafficProvider::GatewayApi || !traffic.http_routes.is_empty(),
             path,
-            &traffic.http_route,
+            &traffic.http_routes,
             rules::GATEWAY_API_NEEDS_HTTP_ROUTE,
         );
         self.rule(

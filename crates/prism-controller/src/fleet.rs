@@ -349,7 +349,12 @@ fn route_owner(
             .iter()
             .find(|app| {
                 app.metadata.namespace.as_deref() == Some(namespace)
-                    && app.spec.traffic.http_route.as_deref() == Some(name)
+                    && app
+                        .spec
+                        .traffic
+                        .http_routes
+                        .iter()
+                        .any(|named| named == name)
             })
             .map(|app| ObjectRef::from_obj(app.as_ref()))
     })

@@ -47,6 +47,7 @@ impl World {
             let client = cluster.client();
             install_legacy(&client, env.namespace()).await;
             apply_object(&client, env.namespace(), user_route(&gateway, &host)).await;
+            apply_object(&client, env.namespace(), other_route(&gateway, &host)).await;
             gateways.push(gateway);
         }
         World {
@@ -68,7 +69,7 @@ impl World {
     async fn apply(&self, image: &str, steps: Value) {
         let spec = json!({
             "template": web_template(image, REPLICAS),
-            "traffic": {"provider": "gatewayAPI", "httpRoute": "web"},
+            "traffic": {"provider": "gatewayAPI", "httpRoutes": ["web", "web-other"]},
             "strategy": {"steps": steps},
         });
         apply(&self.apps, &application("web", spec).unwrap())
@@ -129,6 +130,21 @@ fn user_route(gateway: &Gateway, host: &str) -> Value {
                     ],
                 },
             ],
+        },
+    })
+}
+
+/// A second HTTPRoute of the application, `web-other`, for the host `other.<host>`: Prism sets
+/// every route it is given alike.
+fn other_route(gateway: &Gateway, host: &str) -> Value {
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "web-other"},
+        "spec": {
+            "parentRefs": [gateway.parent_ref()],
+            "hostnames": [format!("other.{host}")],
+            "rules": [{"backendRefs": [{"name": "web", "port": 80}]}],
         },
     })
 }
@@ -338,9 +354,11 @@ async fn a_header_route_reaches_the_contender_at_weight_0_and_after_a_controller
         .await
         .unwrap();
     wait_for_step(&world.releases, "web-2", 1).await.unwrap();
+    let other = Request::new(format!("other.{}", world.host));
     for gateway in &world.gateways {
         measure(gateway, &canary, &[("web-2", 100.0)]).await;
         measure(gateway, &plain, &[("web-2", 25.0), ("web-1", 75.0)]).await;
+        measure(gateway, &other, &[("web-2", 25.0), ("web-1", 75.0)]).await;
     }
 }
 
@@ -479,7 +497,7 @@ async fn routes_prism_cannot_use_are_named_in_the_releases_conditions_and_nothin
             name,
             json!({
                 "template": template_named(name, image),
-                "traffic": {"provider": "gatewayAPI", "httpRoute": route},
+                "traffic": {"provider": "gatewayAPI", "httpRoutes": [route]},
                 "strategy": {"steps": steps},
             }),
         )
@@ -582,7 +600,7 @@ async fn a_gateway_that_never_says_which_generation_it_took_holds_the_step_until
         .unwrap();
     let spec = json!({
         "template": web_template("example.test/web:1", 2),
-        "traffic": {"provider": "gatewayAPI", "httpRoute": "web"},
+        "traffic": {"provider": "gatewayAPI", "httpRoutes": ["web"]},
         "strategy": {"steps": canary_steps()},
     });
     apply(&apps, &application("web", spec).unwrap())

@@ -22,6 +22,7 @@ fn there_is_an_example_for_each_kind_of_rollout() {
             "autoscaled",
             "blue-green",
             "canary",
+            "gateway-api-canary",
             "quickstart",
             "rainbow",
             "rolling",

@@ -22,7 +22,7 @@ pub fn spec(steps: Value) -> Value {
             },
             {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}
         ]},
-        "traffic": {"provider": "gatewayAPI", "httpRoute": "web"},
+        "traffic": {"provider": "gatewayAPI", "httpRoutes": ["web"]},
         "strategy": {"steps": steps}
     })
 }

@@ -68,21 +68,37 @@ impl TrafficProvider for GatewayApi {
         ]
     }
 
+    /// The weights every named route is set to; none while they disagree (then `pending` says
+    /// so, and the step's traffic change writes them all alike).
     fn observe(&self, view: &AppView) -> Weights {
-        let Ok(route) = user_route(view) else {
+        let Ok(users) = user_routes(view) else {
             return Weights::new();
         };
         let versions = view.versions();
-        route::observe(&route, service_name(view), &versions).unwrap_or_default()
+        let mut set = users
+            .iter()
+            .map(|route| route::observe(route, service_name(view), &versions).ok());
+        let first = set.next().flatten().unwrap_or_default();
+        if set.all(|weights| weights.as_ref() == Some(&first)) {
+            first
+        } else {
+            Weights::new()
+        }
     }
 
     fn routes(&self, view: &AppView) -> Vec<ResolvedRoute> {
-        user_route(view)
-            .ok()
-            .and_then(|route| {
-                let text = route["metadata"]["annotations"][ROUTES_ANNOTATION].as_str()?;
-                serde_json::from_str(text).ok()
-            })
+        let Ok(users) = user_routes(view) else {
+            return Vec::new();
+        };
+        let mut set = users
+            .iter()
+            .map(|route| route["metadata"]["annotations"][ROUTES_ANNOTATION].as_str());
+        let first = set.next().flatten();
+        if !set.all(|text| text == first) {
+            return Vec::new();
+        }
+        first
+            .and_then(|text| serde_json::from_str(text).ok())
             .unwrap_or_default()
     }
 
@@ -91,15 +107,29 @@ impl TrafficProvider for GatewayApi {
             message,
             promotable: false,
         };
-        let route = match user_route(view) {
-            Ok(route) => route,
+        let users = match user_routes(view) {
+            Ok(users) => users,
             Err(message) => return Some(problem(message)),
         };
-        if let Err(error) = route::observe(&route, service_name(view), &view.versions()) {
-            return Some(problem(error.to_string()));
+        let versions = view.versions();
+        let mut set = Vec::new();
+        for user in &users {
+            match route::observe(user, service_name(view), &versions) {
+                Ok(weights) => set.push((user, weights)),
+                Err(error) => return Some(problem(error.to_string())),
+            }
+        }
+        if let Some((user, weights)) = set.iter().find(|(_, weights)| *weights != set[0].1) {
+            return Some(problem(format!(
+                "HTTPRoute {} is set to {weights:?} and HTTPRoute {} to {:?}: Prism sets every route it is given alike, and writes them again",
+                user["metadata"]["name"].as_str().unwrap_or_default(),
+                set[0].0["metadata"]["name"].as_str().unwrap_or_default(),
+                set[0].1,
+            )));
         }
         let owned = owned_routes(view);
-        std::iter::once(&route)
+        users
+            .iter()
             .chain(&owned)
             .map(status::acceptance)
             .find(|acceptance| *acceptance != Acceptance::Accepted)
@@ -133,20 +163,29 @@ impl TrafficProvider for GatewayApi {
                 .into_iter()
                 .filter_map(|release| version_service(view, release)),
         );
-        // Without a route to rewrite, `pending` says why.
-        let Ok(user) = user_route(view) else {
+        // Without the routes to rewrite, `pending` says why; with one that cannot take the
+        // step, `refuses` does.
+        let Ok(users) = user_routes(view) else {
             return writes;
         };
         let versions = view.versions();
         let desired = desired(view, &versions, weights, routes);
-        let (Ok(rules), Ok(hostname_routes)) = (
-            route::rules(&user, &desired),
-            hostnames::hostname_routes(&user, &desired, view.app),
-        ) else {
+        let Ok(built) = users
+            .iter()
+            .map(|user| {
+                Ok((
+                    user,
+                    route::rules(user, &desired)?,
+                    hostnames::hostname_routes(user, &desired, view.app)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, route::RouteError>>()
+        else {
             return writes;
         };
         let owned = owned_routes(view);
-        for wanted in &hostname_routes {
+        let wanted_owned: Vec<&Value> = built.iter().flat_map(|(_, _, owned)| owned).collect();
+        for wanted in &wanted_owned {
             let name = wanted["metadata"]["name"].as_str().unwrap_or_default();
             let current = owned
                 .iter()
@@ -156,7 +195,7 @@ impl TrafficProvider for GatewayApi {
                     && current["metadata"]["labels"] == wanted["metadata"]["labels"]
             });
             if !same {
-                let mut body = wanted.clone();
+                let mut body = (*wanted).clone();
                 if let Some(owner) = view.owner {
                     body["metadata"]["ownerReferences"] = json!([owner]);
                 }
@@ -167,28 +206,18 @@ impl TrafficProvider for GatewayApi {
             }
         }
         let routes_text = serde_json::to_string(routes).unwrap_or_default();
-        if user["spec"]["rules"] != Value::Array(rules.clone())
-            || user["metadata"]["annotations"][ROUTES_ANNOTATION].as_str() != Some(&routes_text)
-        {
-            writes.push(Write::Apply {
-                kind: Kind::HttpRoute,
-                body: json!({
-                    "metadata": {
-                        "name": user["metadata"]["name"],
-                        "resourceVersion": user["metadata"]["resourceVersion"],
-                        "annotations": {ROUTES_ANNOTATION: routes_text},
-                    },
-                    "spec": {"rules": rules},
-                }),
-            });
-        }
+        writes.extend(
+            built
+                .iter()
+                .filter_map(|(user, rules, _)| rewrite(user, rules.clone(), &routes_text)),
+        );
         // Subdomain routes that no longer are go last, once nothing routes to them.
         writes.extend(
             owned
                 .iter()
                 .filter_map(|route| route["metadata"]["name"].as_str())
                 .filter(|name| {
-                    !hostname_routes
+                    !wanted_owned
                         .iter()
                         .any(|wanted| wanted["metadata"]["name"].as_str() == Some(name))
                 })
@@ -206,41 +235,33 @@ impl TrafficProvider for GatewayApi {
         weights: &Weights,
         routes: &[ResolvedRoute],
     ) -> Option<Refusal> {
-        let user = user_route(view).ok()?;
+        let users = user_routes(view).ok()?;
         let versions = view.versions();
         let desired = desired(view, &versions, weights, routes);
-        let error = route::rules(&user, &desired)
-            .and_then(|_| hostnames::hostname_routes(&user, &desired, view.app))
-            .err()?;
-        let name = user["metadata"]["name"].as_str().unwrap_or_default();
-        Some(Refusal::by_provider(
-            Kind::HttpRoute,
-            name,
-            error.to_string(),
-        ))
+        users.iter().find_map(|user| {
+            let error = route::rules(user, &desired)
+                .and_then(|_| hostnames::hostname_routes(user, &desired, view.app))
+                .err()?;
+            let name = user["metadata"]["name"].as_str().unwrap_or_default();
+            Some(Refusal::by_provider(
+                Kind::HttpRoute,
+                name,
+                error.to_string(),
+            ))
+        })
     }
 
-    /// The user's HTTPRoute back as it was written (one backendRef to the application's
+    /// The user's HTTPRoutes back as they were written (one backendRef to the application's
     /// Service), then Prism's own HTTPRoutes and the Services.
     fn remove(&self, view: &AppView) -> Vec<Write> {
-        let mut writes = Vec::new();
         let versions = view.versions();
-        if let Ok(user) = user_route(view)
-            && let Ok(rules) = route::rules(&user, &desired(view, &versions, &Weights::new(), &[]))
-            && user["spec"]["rules"] != Value::Array(rules.clone())
-        {
-            writes.push(Write::Apply {
-                kind: Kind::HttpRoute,
-                body: json!({
-                    "metadata": {
-                        "name": user["metadata"]["name"],
-                        "resourceVersion": user["metadata"]["resourceVersion"],
-                        "annotations": {ROUTES_ANNOTATION: "[]"},
-                    },
-                    "spec": {"rules": rules},
-                }),
-            });
-        }
+        let none = Weights::new();
+        let unsplit = desired(view, &versions, &none, &[]);
+        let mut writes: Vec<Write> = user_routes(view)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|user| rewrite(user, route::rules(user, &unsplit).ok()?, "[]"))
+            .collect();
         writes.extend(owned_routes(view).iter().filter_map(|route| {
             Some(Write::Delete {
                 kind: Kind::HttpRoute,
@@ -256,25 +277,59 @@ impl TrafficProvider for GatewayApi {
     }
 }
 
-/// The HTTPRoute the Application names, as JSON, or why there is none to route with.
-fn user_route(view: &AppView) -> Result<Value, String> {
-    let name = view.policy.http_route.as_deref().ok_or(
-        "spec.traffic.httpRoute is not set: name the HTTPRoute whose backendRefs Prism splits",
-    )?;
+/// The apply of `rules` and the routes annotation to the user's HTTPRoute, unless it has them:
+/// only those fields, with the resourceVersion read, so that an edit made meanwhile fails the
+/// write rather than being overwritten.
+fn rewrite(user: &Value, rules: Vec<Value>, routes_text: &str) -> Option<Write> {
+    let rules = Value::Array(rules);
+    if user["spec"]["rules"] == rules
+        && user["metadata"]["annotations"][ROUTES_ANNOTATION].as_str() == Some(routes_text)
+    {
+        return None;
+    }
+    Some(Write::Apply {
+        kind: Kind::HttpRoute,
+        body: json!({
+            "metadata": {
+                "name": user["metadata"]["name"],
+                "resourceVersion": user["metadata"]["resourceVersion"],
+                "annotations": {ROUTES_ANNOTATION: routes_text},
+            },
+            "spec": {"rules": rules},
+        }),
+    })
+}
+
+/// The HTTPRoutes the Application names, as JSON, or why they cannot be routed with.
+fn user_routes(view: &AppView) -> Result<Vec<Value>, String> {
     let routes = view.http_routes.map_err(|why| {
         format!(
             "the HTTPRoutes of the cluster cannot be read ({why}): are the Gateway API CRDs installed?"
         )
     })?;
-    routes
-        .iter()
-        .find(|route| route.metadata.name.as_deref() == Some(name))
-        .map(|route| as_json(route))
-        .ok_or_else(|| {
-            format!(
-                "HTTPRoute {name} does not exist in the application's namespace: create it, with a backendRef to the application's Service"
-            )
+    let mut names: Vec<&String> = view.policy.http_routes.iter().collect();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return Err(
+            "spec.traffic.httpRoutes is empty: name the HTTPRoutes whose backendRefs Prism splits"
+                .into(),
+        );
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            routes
+                .iter()
+                .find(|route| route.metadata.name.as_deref() == Some(name.as_str()))
+                .map(|route| as_json(route))
+                .ok_or_else(|| {
+                    format!(
+                        "HTTPRoute {name} does not exist in the application's namespace: create it, with a backendRef to the application's Service"
+                    )
+                })
         })
+        .collect()
 }
 
 /// The HTTPRoutes Prism made for the application (its subdomain routes).
