@@ -10,7 +10,7 @@ use prism_api::release::ReleasePhase;
 use prism_api::{Application, Release};
 use prism_testkit::fixtures::web_template;
 use prism_testkit::fleet::TestFleet;
-use prism_testkit::gateway::{Gateway, LoadLoop, Request, http_route_resource};
+use prism_testkit::gateway::{Gateway, LoadLoop, Request, http_route_resource, wait_until_served};
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
 use serde_json::{Value, json};
 
@@ -47,7 +47,9 @@ impl World {
             let client = cluster.client();
             install_legacy(&client, env.namespace()).await;
             apply_object(&client, env.namespace(), user_route(&gateway, &host)).await;
-            apply_object(&client, env.namespace(), other_route(&gateway, &host)).await;
+            // A second route of the application, for another host: Prism sets them alike.
+            let other = gateway.route("web-other", &format!("other.{host}"), &[("web", 1)]);
+            apply_object(&client, env.namespace(), other).await;
             gateways.push(gateway);
         }
         World {
@@ -83,8 +85,15 @@ impl World {
         wait_for_phase(&self.releases, "web-1", ReleasePhase::Complete)
             .await
             .unwrap();
+        // Until then the route sent requests to a Service that did not exist yet.
+        let request = Request::new(&self.host);
         for gateway in &self.gateways {
-            measure(gateway, &Request::new(&self.host), &[("web-1", 100.0)]).await;
+            wait_until_served(gateway, &request, "web-1", |served| {
+                served.release == "web-1"
+            })
+            .await
+            .unwrap();
+            measure(gateway, &request, &[("web-1", 100.0)]).await;
         }
     }
 
@@ -130,21 +139,6 @@ fn user_route(gateway: &Gateway, host: &str) -> Value {
                     ],
                 },
             ],
-        },
-    })
-}
-
-/// A second HTTPRoute of the application, `web-other`, for the host `other.<host>`: Prism sets
-/// every route it is given alike.
-fn other_route(gateway: &Gateway, host: &str) -> Value {
-    json!({
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
-        "metadata": {"name": "web-other"},
-        "spec": {
-            "parentRefs": [gateway.parent_ref()],
-            "hostnames": [format!("other.{host}")],
-            "rules": [{"backendRefs": [{"name": "web", "port": 80}]}],
         },
     })
 }
@@ -381,7 +375,13 @@ async fn a_hostname_route_per_version_reaches_each_live_version() {
     wait_for_step(&world.releases, "web-2", 0).await.unwrap();
     for gateway in &world.gateways {
         for release in ["web-1", "web-2"] {
+            // A new hostname is unknown to the gateway (404) until it serves the new route.
             let request = Request::new(format!("{release}.{}", world.host));
+            wait_until_served(gateway, &request, release, |served| {
+                served.release == release
+            })
+            .await
+            .unwrap();
             measure(gateway, &request, &[(release, 100.0)]).await;
         }
         measure(gateway, &Request::new(&world.host), &[("web-1", 100.0)]).await;

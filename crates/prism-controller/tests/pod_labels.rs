@@ -32,16 +32,7 @@ async fn the_gateway_delivers_the_shares_the_labelled_pods_give() {
     apply_object(
         &client,
         env.namespace(),
-        json!({
-            "apiVersion": "gateway.networking.k8s.io/v1",
-            "kind": "HTTPRoute",
-            "metadata": {"name": "web"},
-            "spec": {
-                "parentRefs": [gateway.parent_ref()],
-                "hostnames": [host],
-                "rules": [{"backendRefs": [{"name": "web", "port": 80}]}],
-            },
-        }),
+        gateway.route("web", &host, &[("web", 1)]),
     )
     .await;
     let mut steps: Vec<_> = ROWS

@@ -131,6 +131,25 @@ impl Gateway {
         json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": self.namespace, "name": self.name})
     }
 
+    /// An HTTPRoute `name` attached to this Gateway: requests for `host` go to the Services of
+    /// `backends` (name, weight), on port 80.
+    pub fn route(&self, name: &str, host: &str, backends: &[(&str, u32)]) -> Value {
+        let backend_refs: Vec<Value> = backends
+            .iter()
+            .map(|(service, weight)| json!({"name": service, "port": 80, "weight": weight}))
+            .collect();
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": name},
+            "spec": {
+                "parentRefs": [self.parent_ref()],
+                "hostnames": [host],
+                "rules": [{"backendRefs": backend_refs}]
+            }
+        })
+    }
+
     /// Sends one request; an answer that is not a pod server's `200` is a failure with its
     /// reason (status and body, or the connection error).
     pub async fn request(&self, request: &Request) -> Result<Served, String> {

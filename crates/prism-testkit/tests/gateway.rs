@@ -13,7 +13,7 @@ use prism_testkit::gateway::{
     Gateway, LoadLoop, Request, Served, http_route_resource, wait_route_accepted, wait_until_served,
 };
 use prism_testkit::{DEFAULT_TIMEOUT, TestCluster, TestEnv, wait_until};
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test]
 async fn ready_pods_answer_through_every_clusters_gateway() {
@@ -340,22 +340,9 @@ async fn create_route(
     host: &str,
     backends: &[(&str, u32)],
 ) {
-    let backend_refs: Vec<Value> = backends
-        .iter()
-        .map(|(service, weight)| json!({"name": service, "port": 80, "weight": weight}))
-        .collect();
     let resource = http_route_resource();
-    let route: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
-        "metadata": {"name": "web"},
-        "spec": {
-            "parentRefs": [gateway.parent_ref()],
-            "hostnames": [host],
-            "rules": [{"backendRefs": backend_refs}]
-        }
-    }))
-    .unwrap();
+    let route: DynamicObject =
+        serde_json::from_value(gateway.route("web", host, backends)).unwrap();
     Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &resource)
         .create(&PostParams::default(), &route)
         .await
