@@ -35,6 +35,7 @@ pub mod admission;
 pub mod exporter;
 pub mod fixtures;
 pub mod fleet;
+pub mod istio;
 pub mod prometheus;
 pub mod webhook;
 
