@@ -26,6 +26,8 @@ pub mod status;
 
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeSet;
 
