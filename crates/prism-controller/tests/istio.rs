@@ -3,14 +3,15 @@
 //! application cluster). There is no istiod and no Envoy here, so what is asserted is the
 //! VirtualService Prism writes: at every step exactly the one asked (weights, the managed
 //! header entry first), with everything of the user's byte-identical, through a rollout and an
-//! abort; and a missing VirtualService holds the rollout with a condition that names it.
+//! abort; a missing VirtualService holds the rollout with a condition that names it; and so does
+//! a generation istiod has not reported on, when the VirtualService has a status.
 
 mod common;
 
 use anyhow::bail;
 use common::{application, apply, patch_release_spec, setup, wait_for_phase, wait_for_step};
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use prism_api::Release;
 use prism_api::conditions::{self, Condition};
@@ -261,5 +262,70 @@ async fn a_missing_virtual_service_holds_the_release_with_a_condition_naming_it(
         &[],
     )
     .await?;
+    Ok(())
+}
+
+/// Sets the VirtualService's `status.observedGeneration`, as istiod does with its status feature
+/// on, to `generation`.
+async fn report_generation(api: &Api<DynamicObject>, generation: i64) -> anyhow::Result<()> {
+    api.patch_status(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"observedGeneration": generation}})),
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_step_waits_for_istiod_when_the_virtual_service_reports_its_generation()
+-> anyhow::Result<()> {
+    let env = TestEnv::new("istio-status").await;
+    let ns = env.namespace();
+    let client = env.cluster("c1").client();
+    prism_testkit::istio::install_crds(&client, &[prism_testkit::istio::VIRTUAL_SERVICES]).await?;
+    let api = virtual_services(&client, ns);
+    let user: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "web", "annotations": {"team": "web"}},
+        "spec": user_spec(ns),
+    }))?;
+    api.create(&PostParams::default(), &user).await?;
+    let (_client, apps, releases, _controller) = setup(&env).await?;
+    apply(&apps, &application("web", spec("web:1", "web"))?).await?;
+    wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
+    let current = api
+        .get("web")
+        .await?
+        .metadata
+        .generation
+        .unwrap_or_default();
+    report_generation(&api, current).await?;
+
+    // Prism's write of the canary step is a new generation, which istiod has not reported on.
+    apply(&apps, &application("web", spec("web:2", "web"))?).await?;
+    let canary = expected_spec(ns, &[("web-1", 90), ("web-2", 10)], Some("web-2"));
+    wait_for_virtual_service(&api, "at the canary step", &canary, &["web-2"]).await?;
+    let written = api
+        .get("web")
+        .await?
+        .metadata
+        .generation
+        .unwrap_or_default();
+    assert!(written > current, "{written} after {current}");
+    let waiting = format!(
+        "VirtualService {ns}/web waits for istiod to process generation {written}: its status.observedGeneration is {current}"
+    );
+    let held = wait_until("web-2 waits for istiod", DEFAULT_TIMEOUT, || async {
+        let release = releases.get_opt("web-2").await?;
+        Ok(release.filter(|release| condition_naming(release, &waiting).is_some()))
+    })
+    .await?;
+    let status = held.status.unwrap_or_default();
+    assert!(status.achieved_at.is_none(), "{status:#?}");
+
+    report_generation(&api, written).await?;
+    wait_for_step(&releases, "web-2", 0).await?;
     Ok(())
 }
