@@ -468,15 +468,6 @@ pub fn dereference(app: &Application, ctx: &Context, namespace: &str) -> Observe
 pub fn validate(spec: &ApplicationSpec, strategy: &StrategySource) -> Result<Pipeline, Invalid> {
     let mut errors = Vec::new();
     collect(&mut errors, "", validate::application(spec));
-    if !crate::traffic::is_implemented(spec.traffic.provider) {
-        errors.push(format!(
-            "spec.traffic.provider: {} is not implemented yet: use podLabels (the default), serviceSelector or gatewayAPI",
-            serde_json::to_value(spec.traffic.provider)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        ));
-    }
     let (pipeline, prefix) = match strategy {
         StrategySource::Inline(pipeline) => (pipeline.clone(), "spec.strategy.".to_owned()),
         StrategySource::Strategy {
@@ -1239,20 +1230,6 @@ mod tests {
                 .starts_with("ClusterStrategy/dark spec.steps[0]"),
             "{}",
             invalid.message
-        );
-    }
-
-    #[test]
-    fn a_traffic_provider_not_implemented_yet_is_reported() {
-        let mut app = app("web:1");
-        app.spec.traffic.provider = prism_api::application::TrafficProvider::Istio;
-        app.spec.traffic.virtual_service = Some("web".into());
-        let source = StrategySource::Inline(pipeline());
-        let invalid = validate(&app.spec, &source).unwrap_err();
-        assert_eq!(invalid.reason, REASON_INVALID_SPEC);
-        assert_eq!(
-            invalid.message,
-            "spec.traffic.provider: istio is not implemented yet: use podLabels (the default), serviceSelector or gatewayAPI"
         );
     }
 

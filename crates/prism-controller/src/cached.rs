@@ -1,8 +1,9 @@
 //! What the fleet's caches keep of the pods and Deployments Prism installed in application
-//! clusters (the fields Prism reads, and nothing else), and of the HTTPRoutes it edits. The
-//! k8s-openapi types hold every field of their kind inline (a Pod or a Deployment is 2.4 KB before any of its strings), so that, even
-//! stripped, they were a quarter of the controller's heap at 1,000 applications; these types
-//! deserialize only what is read, and the rest of each watch event is skipped.
+//! clusters (the fields Prism reads, and nothing else), and of the HTTPRoutes and VirtualServices
+//! it edits. The k8s-openapi types hold every field of their kind inline (a Pod or a Deployment
+//! is 2.4 KB before any of its strings), so that, even stripped, they were a quarter of the
+//! controller's heap at 1,000 applications; these types deserialize only what is read, and the
+//! rest of each watch event is skipped.
 
 use std::collections::BTreeMap;
 
@@ -101,6 +102,18 @@ pub struct HttpRoute {
     pub status: serde_json::Value,
 }
 
+/// An Istio VirtualService: kept whole but for its managed fields, like an HTTPRoute, since the
+/// `istio` provider rewrites its `spec.http` and must keep what it does not manage as it is.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct VirtualService {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: serde_json::Value,
+    #[serde(default)]
+    pub status: serde_json::Value,
+}
+
 /// Implements the traits that make `$ty` a watchable kind, as
 /// k8s-openapi does for its own types.
 macro_rules! resource {
@@ -136,6 +149,14 @@ resource!(
     "gateway.networking.k8s.io/v1",
     "HTTPRoute",
     "httproutes"
+);
+resource!(
+    VirtualService,
+    "networking.istio.io",
+    "v1",
+    "networking.istio.io/v1",
+    "VirtualService",
+    "virtualservices"
 );
 resource!(
     Deployment,

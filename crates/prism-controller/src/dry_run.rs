@@ -73,6 +73,7 @@ pub fn candidates(
             policy: &app.spec.traffic,
             releases: &[],
             http_routes: Ok(&[]),
+            virtual_services: Ok(&[]),
         };
         let weights = [(release_name.clone(), 100)].into();
         writes.extend(provider.writes(&view, &weights, &[]));
@@ -147,7 +148,7 @@ fn source<'m>(
                 // The application's Service, or a version's own (gatewayAPI).
                 Kind::Service => name == written || written == release,
                 Kind::Deployment | Kind::HorizontalPodAutoscaler | Kind::Pod => true,
-                Kind::HttpRoute | Kind::Namespace => false,
+                Kind::HttpRoute | Kind::VirtualService | Kind::Namespace => false,
             }
     })
 }

@@ -19,12 +19,13 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use prism_api::Application;
+use prism_api::application::TrafficPolicy;
 use prism_api::labels::APP_LABEL;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use crate::cached::{Deployment, HttpRoute, Pod};
+use crate::cached::{Deployment, HttpRoute, Pod, VirtualService};
 use crate::expectations::{Expectations, application_of};
 use crate::write::Kind;
 
@@ -33,7 +34,13 @@ use crate::write::Kind;
 pub const MANAGEMENT_CLUSTER: &str = "local";
 
 /// The kinds each member caches: those the providers declare watched ([`crate::touches`]).
-pub const CACHED: &[Kind] = &[Kind::Deployment, Kind::Pod, Kind::Service, Kind::HttpRoute];
+pub const CACHED: &[Kind] = &[
+    Kind::Deployment,
+    Kind::Pod,
+    Kind::Service,
+    Kind::HttpRoute,
+    Kind::VirtualService,
+];
 
 /// How long a member that has not listed yet counts as connecting (a reconcile waits for it)
 /// rather than unreachable (a reconcile goes on without it).
@@ -55,8 +62,11 @@ pub struct Member {
     pub services: Store<Service>,
     /// Every HTTPRoute (those of users carry no label of Prism's). Optional: a cluster without
     /// the Gateway API's CRDs is still reachable, and says so only to the Applications that
-    /// route through an HTTPRoute ([`Member::http_routes_listed`]).
+    /// route through an HTTPRoute ([`Member::optional_listed`]).
     pub http_routes: Store<HttpRoute>,
+    /// Every VirtualService (users' own), optional likewise: a cluster without Istio's CRDs
+    /// says so only to the Applications that route through a VirtualService.
+    pub virtual_services: Store<VirtualService>,
     health: Arc<Health>,
     joined: Instant,
     watches: tokio::task::JoinHandle<()>,
@@ -76,8 +86,9 @@ struct Health {
     last_seen: AtomicI64,
     /// The last watch error, while unreachable.
     error: Mutex<Option<String>>,
-    /// The last error of the HTTPRoute watch, while it fails.
-    http_route_error: Mutex<Option<String>>,
+    /// The last error of each optional watch (of a kind whose CRDs a cluster may lack), while
+    /// it fails.
+    optional_errors: Mutex<BTreeMap<Kind, String>>,
 }
 
 /// Whether a member's caches can be trusted.
@@ -103,19 +114,26 @@ impl Member {
         .all(|ready| matches!(ready, Some(Ok(()))))
     }
 
-    /// Whether the HTTPRoute cache has listed; else why not (the Gateway API's CRDs missing,
-    /// say), in the API server's words.
-    pub fn http_routes_listed(&self) -> Result<(), String> {
+    /// Whether the optional cache of `kind` (HTTPRoutes, VirtualServices) has listed; else why
+    /// not (the kind's CRDs missing, say), in the API server's words.
+    pub fn optional_listed(&self, kind: Kind) -> Result<(), String> {
         let error = self
             .health
-            .http_route_error
+            .optional_errors
             .lock()
             .expect("health lock")
-            .clone();
-        match (self.http_routes.wait_until_ready().now_or_never(), error) {
+            .get(&kind)
+            .cloned();
+        let ready = match kind {
+            Kind::HttpRoute => self.http_routes.wait_until_ready().now_or_never(),
+            Kind::VirtualService => self.virtual_services.wait_until_ready().now_or_never(),
+            // Not optional: the member's own listing ([`Member::has_listed`]) covers it.
+            _ => Some(Ok(())),
+        };
+        match (ready, error) {
             (_, Some(error)) => Err(error),
             (Some(Ok(())), None) => Ok(()),
-            (_, None) => Err("its HTTPRoutes are not listed yet".to_owned()),
+            (_, None) => Err(format!("its {}s are not listed yet", kind.resource().kind)),
         }
     }
 
@@ -250,7 +268,25 @@ impl Fleet {
             namespace,
             watcher::Config::default(),
             |_| {},
-            move |route: &HttpRoute| route_owner(&applications, route),
+            move |route: &HttpRoute| {
+                named_by(&applications, route, |traffic, name| {
+                    traffic.http_routes.iter().any(|named| named == name)
+                })
+            },
+            name,
+            expectations,
+        );
+        let applications = self.applications.clone();
+        let (virtual_services, virtual_service_events) = cache_of(
+            &client,
+            namespace,
+            watcher::Config::default(),
+            |_| {},
+            move |service: &VirtualService| {
+                named_by(&applications, service, |traffic, name| {
+                    traffic.virtual_service.as_deref() == Some(name)
+                })
+            },
             name,
             expectations,
         );
@@ -259,7 +295,8 @@ impl Fleet {
             deployment_events,
             pod_events,
             service_events,
-            optional(http_route_events, health.clone()),
+            optional(Kind::HttpRoute, http_route_events, health.clone()),
+            optional(Kind::VirtualService, virtual_service_events, health.clone()),
         ]);
         let cluster = name.to_owned();
         let changed = self.changed.clone();
@@ -304,6 +341,7 @@ impl Fleet {
             pods,
             services,
             http_routes,
+            virtual_services,
             health,
             joined: Instant::now(),
             watches,
@@ -335,43 +373,40 @@ impl Fleet {
     }
 }
 
-/// The Application an HTTPRoute concerns: the one whose version it routes to (Prism's own,
-/// labelled), or the one that names it as its traffic's route.
-fn route_owner(
+/// The Application a user's routing object (an HTTPRoute, a VirtualService) concerns: the one
+/// whose version it routes to (Prism's own, labelled), or the one whose traffic policy `names`
+/// it.
+fn named_by<K: Resource<DynamicType = ()>>(
     applications: &Store<Application>,
-    route: &HttpRoute,
+    object: &K,
+    names: impl Fn(&TrafficPolicy, &str) -> bool,
 ) -> Option<ObjectRef<Application>> {
-    application_of(route).or_else(|| {
-        let namespace = route.metadata.namespace.as_deref()?;
-        let name = route.metadata.name.as_deref()?;
+    application_of(object).or_else(|| {
+        let namespace = object.meta().namespace.as_deref()?;
+        let name = object.meta().name.as_deref()?;
         applications
             .state()
             .iter()
             .find(|app| {
                 app.metadata.namespace.as_deref() == Some(namespace)
-                    && app
-                        .spec
-                        .traffic
-                        .http_routes
-                        .iter()
-                        .any(|named| named == name)
+                    && names(&app.spec.traffic, name)
             })
             .map(|app| ObjectRef::from_obj(app.as_ref()))
     })
 }
 
-/// The changes of an optional cache, whose failures are its own (kept for
-/// [`Member::http_routes_listed`]) rather than the cluster's.
-fn optional(changes: Changes, health: Arc<Health>) -> Changes {
+/// The changes of the optional cache of `kind`, whose failures are its own (kept for
+/// [`Member::optional_listed`]) rather than the cluster's.
+fn optional(kind: Kind, changes: Changes, health: Arc<Health>) -> Changes {
     Box::pin(changes.map(move |change| {
-        let mut error = health.http_route_error.lock().expect("health lock");
+        let mut errors = health.optional_errors.lock().expect("health lock");
         match change {
             Ok(change) => {
-                *error = None;
+                errors.remove(&kind);
                 Ok(change)
             }
             Err(failure) => {
-                *error = Some(failure.to_string());
+                errors.insert(kind, failure.to_string());
                 Ok(Change::Pending)
             }
         }

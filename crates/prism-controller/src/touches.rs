@@ -75,6 +75,14 @@ fn declares(kind: Kind, verb: Verb) -> bool {
     all().any(|touch| touch.kind == kind && touch.verbs.contains(&verb))
 }
 
+/// Whether `touches` watch every object of `kind` (a user's object a provider edits), so that the
+/// provider is to be given the namespace's objects of that kind.
+pub fn watches_all(touches: &[Touch], kind: Kind) -> bool {
+    touches
+        .iter()
+        .any(|touch| touch.kind == kind && touch.verbs.contains(&Verb::WatchAll))
+}
+
 /// Whether the fleet caches `kind`, so that a write of it can be awaited in the cache.
 pub fn is_watched(kind: Kind) -> bool {
     declares(kind, Verb::WatchLabelled) || declares(kind, Verb::WatchAll)

@@ -65,7 +65,7 @@ where
 
 /// The kinds Prism touches in application clusters (see [`crate::touches`] for who touches
 /// which, and how).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     Deployment,
     ConfigMap,
@@ -74,6 +74,8 @@ pub enum Kind {
     Pod,
     /// A Gateway API HTTPRoute (`gateway.networking.k8s.io/v1`).
     HttpRoute,
+    /// An Istio VirtualService (`networking.istio.io/v1`).
+    VirtualService,
     /// Cluster-scoped: only ever created, by [`execute`] when a write finds its namespace
     /// missing.
     Namespace,
@@ -87,6 +89,7 @@ impl Kind {
         Kind::Service,
         Kind::Pod,
         Kind::HttpRoute,
+        Kind::VirtualService,
         Kind::Namespace,
     ];
 
@@ -100,6 +103,10 @@ impl Kind {
             Kind::HttpRoute => ApiResource::from_gvk_with_plural(
                 &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
                 "httproutes",
+            ),
+            Kind::VirtualService => ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService"),
+                "virtualservices",
             ),
             Kind::Namespace => ApiResource::erase::<Namespace>(&()),
         }

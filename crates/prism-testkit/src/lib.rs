@@ -40,6 +40,7 @@ pub mod exporter;
 pub mod fixtures;
 pub mod fleet;
 pub mod gateway;
+pub mod istio;
 pub mod prometheus;
 pub mod webhook;
 

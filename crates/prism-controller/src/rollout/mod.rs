@@ -17,9 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
-use prism_api::application::TrafficProvider as TrafficProviderName;
 use prism_api::release::ReleaseStatus;
 use prism_api::{Application, Release};
 use prism_engine::{
@@ -35,10 +34,11 @@ use crate::error::Error;
 use crate::fleet::{Connection, Member, of_app};
 use crate::refusals::Refused;
 use crate::status::{differ_only_in_counters, progress, release_status};
+use crate::touches::{self, Touch};
 use crate::traffic::{self, AppView, Weights};
 use crate::webhooks::{self, Gate};
 use crate::workload;
-use crate::write::{apply_status, execute};
+use crate::write::{Kind, apply_status, execute};
 use apply::{Writer, count_as_made, leaves};
 use events::publish_events;
 
@@ -388,6 +388,8 @@ struct ClusterView {
     services: Vec<std::sync::Arc<k8s_openapi::api::core::v1::Service>>,
     /// The namespace's HTTPRoutes, read only for an application that routes through one.
     http_routes: Result<Vec<Arc<cached::HttpRoute>>, String>,
+    /// The namespace's VirtualServices, likewise.
+    virtual_services: Result<Vec<Arc<cached::VirtualService>>, String>,
     is_management: bool,
 }
 
@@ -402,20 +404,25 @@ impl ClusterView {
     }
 
     fn read(member: &Member, namespace: &str, name: &str, app: &Application) -> ClusterView {
-        let http_routes = if app.spec.traffic.provider == TrafficProviderName::GatewayApi {
-            member.http_routes_listed().map(|()| {
-                member
-                    .http_routes
-                    .state_filter(|route| route.metadata.namespace.as_deref() == Some(namespace))
-            })
-        } else {
-            Ok(Vec::new())
-        };
+        let touches = traffic::provider(app.spec.traffic.provider).map_or(&[][..], |p| p.touches());
         ClusterView {
             deployments: of_app(&member.deployments, namespace, name),
             pods: of_app(&member.pods, namespace, name),
             services: of_app(&member.services, namespace, name),
-            http_routes,
+            http_routes: optional_in(
+                member,
+                touches,
+                Kind::HttpRoute,
+                &member.http_routes,
+                namespace,
+            ),
+            virtual_services: optional_in(
+                member,
+                touches,
+                Kind::VirtualService,
+                &member.virtual_services,
+                namespace,
+            ),
             is_management: member.is_management,
         }
     }
@@ -448,8 +455,34 @@ impl ClusterView {
                 .as_ref()
                 .map(Vec::as_slice)
                 .map_err(String::as_str),
+            virtual_services: self
+                .virtual_services
+                .as_ref()
+                .map(Vec::as_slice)
+                .map_err(String::as_str),
         }
     }
+}
+
+/// The `namespace`'s objects of an optional cache (of a kind whose CRDs a cluster may lack),
+/// read only for an application whose provider watches every object of the kind (the user's
+/// route it edits); else none. An error says why the cache cannot be read.
+fn optional_in<K>(
+    member: &Member,
+    touches: &[Touch],
+    kind: Kind,
+    store: &Store<K>,
+    namespace: &str,
+) -> Result<Vec<Arc<K>>, String>
+where
+    K: Clone + Resource<DynamicType = ()>,
+{
+    if !touches::watches_all(touches, kind) {
+        return Ok(Vec::new());
+    }
+    member.optional_listed(kind).map(|()| {
+        store.state_filter(|object| object.meta().namespace.as_deref() == Some(namespace))
+    })
 }
 
 /// The template Service that carries the application's traffic: the one `spec.traffic.service`

@@ -9,6 +9,7 @@
 //! repairs drift whenever it is asked.
 
 mod gateway_api;
+mod istio;
 mod pod_labels;
 mod service_selector;
 
@@ -22,12 +23,13 @@ use prism_api::labels::{APP_LABEL, RELEASE_LABEL, SOURCE_ANNOTATION};
 use prism_engine::ResolvedRoute;
 use serde_json::{Map, Value};
 
-use crate::cached::{HttpRoute, Pod};
+use crate::cached::{HttpRoute, Pod, VirtualService};
 use crate::touches::Touch;
 use crate::workload::object;
 use crate::write::{Kind, Refusal, Write};
 
 pub use gateway_api::GatewayApi;
+pub use istio::Istio;
 pub use pod_labels::{PodLabels, labelled_pods};
 pub use service_selector::ServiceSelector;
 
@@ -55,6 +57,8 @@ pub struct AppView<'a> {
     pub releases: &'a [&'a str],
     /// Every HTTPRoute of the namespace, or why the cluster's are not known.
     pub http_routes: Result<&'a [Arc<HttpRoute>], &'a str>,
+    /// Every VirtualService of the namespace, or why the cluster's are not known.
+    pub virtual_services: Result<&'a [Arc<VirtualService>], &'a str>,
 }
 
 /// Why a cluster may not serve what it is set to yet.
@@ -140,22 +144,17 @@ pub trait TrafficProvider: Sync {
 }
 
 /// Every provider Prism implements.
-pub const PROVIDERS: &[&dyn TrafficProvider] = &[&PodLabels, &ServiceSelector, &GatewayApi];
+pub const PROVIDERS: &[&dyn TrafficProvider] = &[&PodLabels, &ServiceSelector, &GatewayApi, &Istio];
 
-/// The provider an Application names; None for a workload without traffic or a provider that
-/// Prism does not implement yet (the Application controller rejects those).
+/// The provider an Application names; None for a workload without traffic.
 pub fn provider(name: ProviderName) -> Option<&'static dyn TrafficProvider> {
     match name {
         ProviderName::PodLabels => Some(&PodLabels),
         ProviderName::ServiceSelector => Some(&ServiceSelector),
         ProviderName::GatewayApi => Some(&GatewayApi),
-        ProviderName::None | ProviderName::Istio => None,
+        ProviderName::Istio => Some(&Istio),
+        ProviderName::None => None,
     }
-}
-
-/// Whether Prism can shift traffic with `name` today.
-pub fn is_implemented(name: ProviderName) -> bool {
-    name == ProviderName::None || provider(name).is_some()
 }
 
 /// The application's Service, built from the template's: labelled with the application, with
@@ -292,4 +291,85 @@ fn remove_version_service(view: &AppView, release: &str) -> Vec<Write> {
             name: release.to_owned(),
         })
         .collect()
+}
+
+/// Shares of 100 of raw weights (relative ones, as a route's destinations carry them) by the
+/// largest remainder: each name gets the floor of its share, and the points left go one each
+/// to the largest remainders (ties to the name first in order), so that the result sums to 100
+/// exactly; all 0 when the raw weights are. (The same rule as the `gatewayAPI` provider's
+/// `route::percent`, which can use this one.)
+fn percent(raw: &Weights) -> Weights {
+    let total: u64 = raw.values().map(|w| u64::from(*w)).sum();
+    if total == 0 {
+        return raw.keys().map(|name| (name.clone(), 0)).collect();
+    }
+    let mut shares: Weights = raw
+        .iter()
+        .map(|(name, w)| (name.clone(), (u64::from(*w) * 100 / total) as u32))
+        .collect();
+    let mut left = 100 - shares.values().sum::<u32>();
+    let mut by_remainder: Vec<(&String, u64)> = raw
+        .iter()
+        .map(|(name, w)| (name, u64::from(*w) * 100 % total))
+        .collect();
+    by_remainder.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    for (name, _) in by_remainder {
+        if left == 0 {
+            break;
+        }
+        if let Some(share) = shares.get_mut(name) {
+            *share += 1;
+        }
+        left -= 1;
+    }
+    shares
+}
+
+/// The writes of the Services of a provider that routes to each version by its own Service: the
+/// application's (selecting every version's pods, for in-cluster clients) and one per version
+/// with a weight or a route. They go before the route object's write: a backendRef or
+/// destination to a Service that does not exist has its share of requests answered with an
+/// error.
+fn services(view: &AppView, weights: &Weights, routes: &[ResolvedRoute]) -> Vec<Write> {
+    let mut writes = Vec::new();
+    let selector = Map::from_iter([(APP_LABEL.to_owned(), Value::from(view.app))]);
+    if !service_is(view, &selector, &Map::new()) {
+        writes.extend(service(view, selector, Map::new()));
+    }
+    let versions: BTreeSet<&str> = weights
+        .keys()
+        .map(String::as_str)
+        .chain(routes.iter().map(|route| route.version.as_str()))
+        .collect();
+    writes.extend(
+        versions
+            .into_iter()
+            .filter_map(|release| version_service(view, release)),
+    );
+    writes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weights(pairs: &[(&str, u32)]) -> Weights {
+        pairs.iter().map(|(v, w)| (v.to_string(), *w)).collect()
+    }
+
+    #[test]
+    fn percent_rounds_by_the_largest_remainder() {
+        assert_eq!(
+            percent(&weights(&[("a", 1), ("b", 1), ("c", 1)])),
+            weights(&[("a", 34), ("b", 33), ("c", 33)])
+        );
+        assert_eq!(
+            percent(&weights(&[("a", 0), ("b", 0)])),
+            weights(&[("a", 0), ("b", 0)])
+        );
+        assert_eq!(
+            percent(&weights(&[("a", 3), ("b", 1)])),
+            weights(&[("a", 75), ("b", 25)])
+        );
+    }
 }

@@ -29,11 +29,10 @@ use std::collections::BTreeSet;
 
 use prism_api::labels::{APP_LABEL, ROUTES_ANNOTATION};
 use prism_engine::ResolvedRoute;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::{
-    AppView, Pending, TrafficProvider, Weights, remove_services, remove_version_service, service,
-    service_is, version_service,
+    AppView, Pending, TrafficProvider, Weights, remove_services, remove_version_service, services,
 };
 use crate::cached::HttpRoute;
 use crate::touches::{Touch, Verb};
@@ -146,23 +145,7 @@ impl TrafficProvider for GatewayApi {
     }
 
     fn writes(&self, view: &AppView, weights: &Weights, routes: &[ResolvedRoute]) -> Vec<Write> {
-        // The Services first: a backendRef to a Service that does not exist gets its share of
-        // requests answered with an error.
-        let mut writes = Vec::new();
-        let selector = Map::from_iter([(APP_LABEL.to_owned(), Value::from(view.app))]);
-        if !service_is(view, &selector, &Map::new()) {
-            writes.extend(service(view, selector, Map::new()));
-        }
-        let versions: BTreeSet<&str> = weights
-            .keys()
-            .map(String::as_str)
-            .chain(routes.iter().map(|route| route.version.as_str()))
-            .collect();
-        writes.extend(
-            versions
-                .into_iter()
-                .filter_map(|release| version_service(view, release)),
-        );
+        let mut writes = services(view, weights, routes);
         // Without the routes to rewrite, `pending` says why; with one that cannot take the
         // step, `refuses` does.
         let Ok(users) = user_routes(view) else {
