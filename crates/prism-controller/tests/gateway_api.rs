@@ -4,6 +4,7 @@
 
 mod common;
 
+use k8s_openapi::api::core::v1::Service;
 use kube::api::{DynamicObject, ListParams};
 use kube::{Api, Client};
 use prism_api::release::ReleasePhase;
@@ -245,6 +246,20 @@ async fn a_canary_splits_the_requests_as_each_step_says_and_loses_none() {
         after, before,
         "what Prism does not manage is left as it was"
     );
+    for cluster in world.env.clusters() {
+        let services: Api<Service> = Api::namespaced(cluster.client(), world.namespace());
+        wait_until(
+            format!(
+                "{}: the Service of web-1 goes with its pods",
+                cluster.name()
+            ),
+            DEFAULT_TIMEOUT,
+            || async { Ok(services.get_opt("web-1").await?.is_none().then_some(())) },
+        )
+        .await
+        .unwrap();
+        assert!(services.get_opt("web-2").await.unwrap().is_some());
+    }
 }
 
 #[tokio::test]

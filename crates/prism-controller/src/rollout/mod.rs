@@ -180,7 +180,15 @@ pub async fn reconcile(
                 let installed = view.deployment(&release.name_any());
                 let owner = release_owner(member, release);
                 let pod_labels = provider.map_or(&[][..], |p| p.pod_template_labels());
-                workload::install(release, *capacity, installed, pod_labels, owner.as_ref())
+                let mut writes =
+                    workload::install(release, *capacity, installed, pod_labels, owner.as_ref());
+                // At zero capacity the version's objects go (`workload::install`), and what its
+                // traffic provider made for it alone with them.
+                if let Some(provider) = provider.filter(|_| capacity.is_zero()) {
+                    let app_view = view.app_view(app, newest, &release_names, app_owner.as_ref());
+                    writes.extend(provider.remove_version(&app_view, &release.name_any()));
+                }
+                writes
             }
             Change::Traffic { traffic, .. } => {
                 traffic_changed.push(cluster);

@@ -298,7 +298,7 @@ fn remove_version_service(view: &AppView, release: &str) -> Vec<Write> {
 /// to the largest remainders (ties to the name first in order), so that the result sums to 100
 /// exactly; all 0 when the raw weights are. (The same rule as the `gatewayAPI` provider's
 /// `route::percent`, which can use this one.)
-fn percent(raw: &Weights) -> Weights {
+pub(super) fn percent(raw: &Weights) -> Weights {
     let total: u64 = raw.values().map(|w| u64::from(*w)).sum();
     if total == 0 {
         return raw.keys().map(|name| (name.clone(), 0)).collect();

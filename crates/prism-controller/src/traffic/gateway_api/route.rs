@@ -34,7 +34,7 @@ use prism_api::strategy::{MatchType, RouteMatch};
 use prism_engine::ResolvedRoute;
 use serde_json::{Map, Value, json};
 
-use crate::traffic::Weights;
+use crate::traffic::{Weights, percent};
 
 mod combine;
 mod errors;
@@ -160,32 +160,6 @@ pub fn observe(
             route: context.route.clone(),
             service: service.to_owned(),
         })
-}
-
-/// Shares of 100 by the largest remainder, as [`observe`] documents.
-fn percent(raw: &Weights) -> Weights {
-    let total: u64 = raw.values().map(|w| u64::from(*w)).sum();
-    if total == 0 {
-        return raw.keys().map(|name| (name.clone(), 0)).collect();
-    }
-    let mut shares: Weights = raw
-        .iter()
-        .map(|(name, w)| (name.clone(), (u64::from(*w) * 100 / total) as u32))
-        .collect();
-    let mut left = 100 - shares.values().sum::<u32>();
-    let mut by_remainder: Vec<(&String, u64)> = raw
-        .iter()
-        .map(|(name, w)| (name, u64::from(*w) * 100 % total))
-        .collect();
-    by_remainder.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    for (name, _) in by_remainder {
-        if left == 0 {
-            break;
-        }
-        *shares.get_mut(name).unwrap_or(&mut 0) += 1;
-        left -= 1;
-    }
-    shares
 }
 
 /// `docs-2=75, docs-3=25`, or `none`.

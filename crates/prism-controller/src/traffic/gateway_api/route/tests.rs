@@ -385,22 +385,6 @@ fn observe_reports_rules_that_disagree() {
     );
 }
 
-#[test]
-fn percent_rounds_by_the_largest_remainder() {
-    assert_eq!(
-        percent(&weights(&[("a", 1), ("b", 1), ("c", 1)])),
-        weights(&[("a", 34), ("b", 33), ("c", 33)])
-    );
-    assert_eq!(
-        percent(&weights(&[("a", 0), ("b", 0)])),
-        weights(&[("a", 0), ("b", 0)])
-    );
-    assert_eq!(
-        percent(&weights(&[("a", 3), ("b", 1)])),
-        weights(&[("a", 75), ("b", 25)])
-    );
-}
-
 /// Weights over a subset of the versions summing to 100, or none.
 fn any_weights() -> impl Strategy<Value = Weights> {
     (
