@@ -349,6 +349,86 @@ fn services(view: &AppView, weights: &Weights, routes: &[ResolvedRoute]) -> Vec<
     writes
 }
 
+/// Where two parts of one route object (rules of an HTTPRoute, http entries of a
+/// VirtualService) are set to different weights.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Disagreement {
+    pub field: String,
+    pub first_weights: String,
+    pub other_field: String,
+    pub other_weights: String,
+}
+
+/// The weights in percent that the split parts of a route object are set to, from each part's
+/// field and raw weights by Service name: Empty when the parts send everything to the
+/// application's `service` alone (as the user wrote them), None without any split part, and a
+/// disagreement when two parts differ. Versions at 0 are not listed.
+pub(super) fn agreed(
+    service: &str,
+    parts: impl IntoIterator<Item = (String, Weights)>,
+) -> Result<Option<Weights>, Disagreement> {
+    let mut observed: Option<(String, Weights)> = None;
+    for (field, raw) in parts {
+        let weights: Weights = if raw.len() == 1 && raw.contains_key(service) {
+            Weights::new()
+        } else {
+            percent(&raw).into_iter().filter(|(_, w)| *w > 0).collect()
+        };
+        match &observed {
+            None => observed = Some((field, weights)),
+            Some((first, first_weights)) if *first_weights != weights => {
+                return Err(Disagreement {
+                    field: first.clone(),
+                    first_weights: describe_weights(first_weights),
+                    other_field: field,
+                    other_weights: describe_weights(&weights),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(observed.map(|(_, weights)| weights))
+}
+
+/// `docs-2=75, docs-3=25`, or `none`.
+pub(super) fn describe_weights(weights: &Weights) -> String {
+    if weights.is_empty() {
+        return "none".into();
+    }
+    weights
+        .iter()
+        .map(|(name, weight)| format!("{name}={weight}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `HTTPRoute shop/docs`, for messages: the object's kind (`kind` when it has none), namespace
+/// and name.
+pub(super) fn describe_object(object: &Value, kind: &str) -> String {
+    let metadata = &object["metadata"];
+    let kind = object["kind"].as_str().unwrap_or(kind);
+    let name = metadata["name"].as_str().unwrap_or_default();
+    match metadata["namespace"].as_str() {
+        Some(namespace) => format!("{kind} {namespace}/{name}"),
+        None => format!("{kind} {name}"),
+    }
+}
+
+/// A hostname without a wildcard, as HTTPRoute `spec.hostnames` and VirtualService `hosts`
+/// take it: lowercase RFC 1123 labels of at most 63 characters, 253 in all.
+pub(super) fn is_hostname(hostname: &str) -> bool {
+    hostname.len() <= 253
+        && hostname.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,7 @@ use super::route::{
     Context, Desired, MAX_HOSTNAMES, RouteError, backend_to, check_limits, known_versions,
     object_name, str_of,
 };
+use crate::traffic::is_hostname;
 
 /// The HTTPRoutes of the step's subdomain routes, one per route and version, in the order of
 /// `desired.routes`; none when the step has none. `app` labels them, with the version.
@@ -128,21 +129,6 @@ pub fn hostname_routes(
 fn with_subdomain(subdomain: &str, hostname: &str) -> String {
     let parent = hostname.strip_prefix("*.").unwrap_or(hostname);
     format!("{subdomain}.{parent}")
-}
-
-/// A hostname as an HTTPRoute's `spec.hostnames` takes it, without a wildcard: lowercase RFC
-/// 1123 labels of at most 63 characters, 253 in all.
-fn is_hostname(hostname: &str) -> bool {
-    hostname.len() <= 253
-        && hostname.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ use prism_api::strategy::{MatchType, RouteMatch};
 use prism_engine::ResolvedRoute;
 use serde_json::{Map, Value, json};
 
-use crate::traffic::{Weights, percent};
+use crate::traffic::{Weights, agreed, describe_object, describe_weights};
 
 mod combine;
 mod errors;
@@ -84,7 +84,7 @@ pub fn rules(route: &Value, desired: &Desired) -> Result<Vec<Value>, RouteError>
     if !desired.weights.is_empty() && desired.weights.values().all(|w| *w == 0) {
         return Err(RouteError::NoWeight {
             route: context.route.clone(),
-            weights: describe(desired.weights),
+            weights: describe_weights(desired.weights),
         });
     }
     let mut rules = managed_rules(&context, &split, desired.routes)?;
@@ -124,8 +124,7 @@ pub fn observe(
     let context = Context::new(route, service, versions);
     let user = context.plain_rules();
     let split = context.split_rules(&user);
-    let mut observed: Option<(String, Weights)> = None;
-    for (index, rule) in split {
+    let parts = split.into_iter().map(|(index, rule)| {
         let mut raw = Weights::new();
         for backend in context.prisms(rule) {
             let weight = backend
@@ -134,55 +133,22 @@ pub fn observe(
                 .map_or(1, |w| u32::try_from(w).unwrap_or(u32::MAX));
             *raw.entry(str_of(backend, "name").to_owned()).or_default() += weight;
         }
-        let weights = if raw.len() == 1 && raw.contains_key(service) {
-            Weights::new()
-        } else {
-            percent(&raw)
-        };
-        let field = format!("spec.rules[{index}]");
-        match &observed {
-            None => observed = Some((field, weights)),
-            Some((first, first_weights)) if *first_weights != weights => {
-                return Err(ObserveError::Disagree {
-                    route: context.route.clone(),
-                    field: first.clone(),
-                    first_weights: describe(first_weights),
-                    other_field: field,
-                    other_weights: describe(&weights),
-                });
-            }
-            Some(_) => {}
-        }
-    }
-    observed
-        .map(|(_, weights)| weights)
+        (format!("spec.rules[{index}]"), raw)
+    });
+    agreed(service, parts)
+        .map_err(|disagreement| ObserveError::Disagree {
+            route: context.route.clone(),
+            disagreement,
+        })?
         .ok_or_else(|| ObserveError::NoSplitRule {
             route: context.route.clone(),
             service: service.to_owned(),
         })
 }
 
-/// `docs-2=75, docs-3=25`, or `none`.
-pub(super) fn describe(weights: &Weights) -> String {
-    if weights.is_empty() {
-        return "none".into();
-    }
-    weights
-        .iter()
-        .map(|(name, weight)| format!("{name}={weight}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// `HTTPRoute shop/docs`, for messages.
 pub(super) fn describe_route(object: &Value) -> String {
-    let metadata = &object["metadata"];
-    let kind = object["kind"].as_str().unwrap_or("HTTPRoute");
-    let name = str_of(metadata, "name");
-    match metadata.get("namespace").and_then(Value::as_str) {
-        Some(namespace) => format!("{kind} {namespace}/{name}"),
-        None => format!("{kind} {name}"),
-    }
+    describe_object(object, "HTTPRoute")
 }
 
 /// A rule of the user's route and its index in `spec.rules`.

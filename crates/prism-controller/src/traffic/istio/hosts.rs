@@ -13,6 +13,8 @@
 //! for a host `docs.example.com` only if the VirtualService also has `*.docs.example.com` (or
 //! that name itself). Prism never adds hosts: `spec.hosts` is the user's.
 
+use crate::traffic::is_hostname;
+
 /// The Service a destination host names in `namespace`, and the rest of the host after its
 /// name (`("web", ".shop.svc")`); None for a host of another namespace, an external one or a
 /// wildcard.
@@ -57,21 +59,6 @@ fn covers(host: &str, authority: &str) -> bool {
         || host
             .strip_prefix('*')
             .is_some_and(|suffix| suffix.starts_with('.') && authority.ends_with(suffix))
-}
-
-/// A hostname without a wildcard: lowercase RFC 1123 labels of at most 63 characters, 253 in
-/// all.
-fn is_hostname(hostname: &str) -> bool {
-    hostname.len() <= 253
-        && hostname.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 #[cfg(test)]

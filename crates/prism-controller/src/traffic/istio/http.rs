@@ -33,7 +33,7 @@ use prism_engine::ResolvedRoute;
 use serde_json::{Map, Value};
 
 use super::hosts::{service_of, subdomain_authorities};
-use crate::traffic::{Weights, percent};
+use crate::traffic::{Weights, agreed, describe_object, describe_weights};
 
 mod errors;
 mod matches;
@@ -76,7 +76,7 @@ pub fn http(virtual_service: &Value, desired: &Desired) -> Result<Vec<Value>, Ht
     if !desired.weights.is_empty() && desired.weights.values().all(|w| *w == 0) {
         return Err(HttpError::NoWeight {
             virtual_service: context.name.clone(),
-            weights: describe(desired.weights),
+            weights: describe_weights(desired.weights),
         });
     }
     let mut http = managed_entries(&context, &split, desired.routes)?;
@@ -94,7 +94,7 @@ pub fn http(virtual_service: &Value, desired: &Desired) -> Result<Vec<Value>, Ht
 /// every split entry; a version without a destination, or at weight 0, is not listed. A
 /// destination alone in its entry takes everything; beside others, one without a weight takes
 /// nothing (Istio's rules). Weights that do not sum to 100 are normalised by the largest
-/// remainder ([`percent`]). Empty when the entries send their traffic to the application's
+/// remainder (`traffic::percent`). Empty when the entries send their traffic to the application's
 /// Service alone (as the user wrote them); the application's Service is listed by its name when
 /// it shares an entry with version Services.
 pub fn observe(
@@ -104,69 +104,39 @@ pub fn observe(
 ) -> Result<Weights, ObserveError> {
     let context = Context::new(virtual_service, service, versions);
     let user = context.plain_entries();
-    let mut observed: Option<(String, Weights)> = None;
-    for (index, entry) in context.split_entries(&user) {
-        let alone = destinations(entry).len() == 1;
-        let mut raw = Weights::new();
-        for (name, destination) in context.prisms(entry) {
-            let weight = if alone {
-                100
-            } else {
-                destination
-                    .get("weight")
-                    .and_then(Value::as_u64)
-                    .map_or(0, |w| u32::try_from(w).unwrap_or(u32::MAX))
-            };
-            *raw.entry(name.to_owned()).or_default() += weight;
-        }
-        let weights: Weights = if raw.len() == 1 && raw.contains_key(service) {
-            Weights::new()
-        } else {
-            percent(&raw).into_iter().filter(|(_, w)| *w > 0).collect()
-        };
-        let field = format!("spec.http[{index}]");
-        match &observed {
-            None => observed = Some((field, weights)),
-            Some((first, first_weights)) if *first_weights != weights => {
-                return Err(ObserveError::Disagree {
-                    virtual_service: context.name.clone(),
-                    field: first.clone(),
-                    first_weights: describe(first_weights),
-                    other_field: field,
-                    other_weights: describe(&weights),
-                });
+    let parts = context
+        .split_entries(&user)
+        .into_iter()
+        .map(|(index, entry)| {
+            let alone = destinations(entry).len() == 1;
+            let mut raw = Weights::new();
+            for (name, destination) in context.prisms(entry) {
+                let weight = if alone {
+                    100
+                } else {
+                    destination
+                        .get("weight")
+                        .and_then(Value::as_u64)
+                        .map_or(0, |w| u32::try_from(w).unwrap_or(u32::MAX))
+                };
+                *raw.entry(name.to_owned()).or_default() += weight;
             }
-            Some(_) => {}
-        }
-    }
-    observed
-        .map(|(_, weights)| weights)
+            (format!("spec.http[{index}]"), raw)
+        });
+    agreed(service, parts)
+        .map_err(|disagreement| ObserveError::Disagree {
+            virtual_service: context.name.clone(),
+            disagreement,
+        })?
         .ok_or_else(|| ObserveError::NoSplitEntry {
             virtual_service: context.name.clone(),
             service: service.to_owned(),
         })
 }
 
-/// `docs-2=75, docs-3=25`, or `none`.
-pub(super) fn describe(weights: &Weights) -> String {
-    if weights.is_empty() {
-        return "none".into();
-    }
-    weights
-        .iter()
-        .map(|(name, weight)| format!("{name}={weight}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// `VirtualService shop/docs`, for messages.
 pub(super) fn describe_virtual_service(object: &Value) -> String {
-    let metadata = &object["metadata"];
-    let name = metadata["name"].as_str().unwrap_or_default();
-    match metadata["namespace"].as_str() {
-        Some(namespace) => format!("VirtualService {namespace}/{name}"),
-        None => format!("VirtualService {name}"),
-    }
+    describe_object(object, "VirtualService")
 }
 
 /// An entry of the user's `spec.http` and its index there.

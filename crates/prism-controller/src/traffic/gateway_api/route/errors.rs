@@ -1,6 +1,7 @@
 //! What Prism cannot write into a route, or read from it; each message names the route, the
 //! field and the fix, for the condition the controller sets.
 
+use crate::traffic::Disagreement;
 use prism_api::labels::MANAGED_RULE_PREFIX;
 use thiserror::Error;
 
@@ -97,13 +98,11 @@ pub enum ObserveError {
     )]
     NoSplitRule { route: String, service: String },
     #[error(
-        "{route}: {field} splits {first_weights} but {other_field} splits {other_weights}: Prism sets every rule that sends traffic to the application alike, and writes them again"
+        "{route}: {} splits {} but {} splits {}: Prism sets every rule that sends traffic to the application alike, and writes them again",
+        disagreement.field, disagreement.first_weights, disagreement.other_field, disagreement.other_weights
     )]
     Disagree {
         route: String,
-        field: String,
-        first_weights: String,
-        other_field: String,
-        other_weights: String,
+        disagreement: Disagreement,
     },
 }

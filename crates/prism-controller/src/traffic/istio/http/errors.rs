@@ -1,6 +1,7 @@
 //! What Prism cannot write into a VirtualService, or read from it; each message names the
 //! VirtualService, the field and the fix, for the condition the controller sets.
 
+use crate::traffic::Disagreement;
 use prism_api::labels::MANAGED_RULE_PREFIX;
 use thiserror::Error;
 
@@ -84,13 +85,11 @@ pub enum ObserveError {
         service: String,
     },
     #[error(
-        "{virtual_service}: {field} splits {first_weights} but {other_field} splits {other_weights}: Prism sets every http entry that sends traffic to the application alike, and writes them again"
+        "{virtual_service}: {} splits {} but {} splits {}: Prism sets every http entry that sends traffic to the application alike, and writes them again",
+        disagreement.field, disagreement.first_weights, disagreement.other_field, disagreement.other_weights
     )]
     Disagree {
         virtual_service: String,
-        field: String,
-        first_weights: String,
-        other_field: String,
-        other_weights: String,
+        disagreement: Disagreement,
     },
 }
