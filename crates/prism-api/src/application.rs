@@ -333,6 +333,11 @@ pub struct TrafficPolicy {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16), inner(length(min = 1, max = 253)))]
     pub http_routes: Vec<String>,
+    /// gatewayAPI: the GRPCRoutes likewise (header routes only: a GRPCRoute matches no paths or
+    /// query parameters).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 253)))]
+    pub grpc_routes: Vec<String>,
     /// istio: the VirtualService whose route weights Prism sets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]

@@ -220,8 +220,8 @@ pub(crate) const AT_MOST_ONE_HPA: CelRule = rule_at(
 
 pub(crate) const GATEWAY_API_NEEDS_HTTP_ROUTE: CelRule = rule_at(
     ".httpRoutes",
-    "self.provider != 'gatewayAPI' || (has(self.httpRoutes) && size(self.httpRoutes) > 0)",
-    "provider gatewayAPI shifts traffic in HTTPRoutes: name them in httpRoutes, e.g. httpRoutes: [web]",
+    "self.provider != 'gatewayAPI' || (has(self.httpRoutes) && size(self.httpRoutes) > 0) || (has(self.grpcRoutes) && size(self.grpcRoutes) > 0)",
+    "provider gatewayAPI shifts traffic in HTTPRoutes or GRPCRoutes: name them in httpRoutes or grpcRoutes, e.g. httpRoutes: [web]",
 );
 
 pub(crate) const ISTIO_NEEDS_VIRTUAL_SERVICE: CelRule = rule_at(

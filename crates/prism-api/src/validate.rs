@@ -264,7 +264,9 @@ impl Checker {
         let path = "spec.traffic";
         let provider = traffic.provider;
         self.rule(
-            provider != TrafficProvider::GatewayApi || !traffic.http_routes.is_empty(),
+            provider != TrafficProvider::GatewayApi
+                || !traffic.http_routes.is_empty()
+                || !traffic.grpc_routes.is_empty(),
             path,
             &traffic.http_routes,
             rules::GATEWAY_API_NEEDS_HTTP_ROUTE,

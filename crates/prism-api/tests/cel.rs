@@ -446,7 +446,7 @@ fn two_autoscalers() {
 fn providers_without_their_traffic_object() {
     rejects(
         |app| app["spec"]["traffic"] = json!({"provider": "gatewayAPI"}),
-        "provider gatewayAPI shifts traffic in HTTPRoutes: name them in httpRoutes, e.g. httpRoutes: [web]",
+        "provider gatewayAPI shifts traffic in HTTPRoutes or GRPCRoutes: name them in httpRoutes or grpcRoutes, e.g. httpRoutes: [web]",
     );
     rejects(
         |app| app["spec"]["traffic"] = json!({"provider": "istio"}),

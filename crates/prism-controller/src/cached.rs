@@ -1,6 +1,6 @@
 //! What the fleet's caches keep of the pods and Deployments Prism installed in application
-//! clusters (the fields Prism reads, and nothing else), and of the HTTPRoutes and VirtualServices
-//! it edits. The k8s-openapi types hold every field of their kind inline (a Pod or a Deployment
+//! clusters (the fields Prism reads, and nothing else), and of the route objects it edits
+//! (HTTPRoutes, GRPCRoutes, VirtualServices). The k8s-openapi types hold every field of their kind inline (a Pod or a Deployment
 //! is 2.4 KB before any of its strings), so that, even stripped, they were a quarter of the
 //! controller's heap at 1,000 applications; these types deserialize only what is read, and the
 //! rest of each watch event is skipped.
@@ -89,29 +89,24 @@ pub struct DeploymentStatus {
     pub updated_replicas: Option<i32>,
 }
 
-/// A Gateway API HTTPRoute: kept whole but for its managed fields, since the `gatewayAPI`
-/// provider rewrites its rules and must keep what it does not manage as it is. Few of them
-/// exist, next to pods.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-pub struct HttpRoute {
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    #[serde(default)]
-    pub spec: serde_json::Value,
-    #[serde(default)]
-    pub status: serde_json::Value,
-}
+/// A user's route object that a traffic provider rewrites (an HTTPRoute, a GRPCRoute, a
+/// VirtualService): kept whole but for its managed fields, since the provider must keep what it
+/// does not manage as it is. Few of them exist, next to pods.
+macro_rules! route_object {
+    ($(#[$doc:meta])* $ty:ident, $group:literal, $api_version:literal, $kind:literal, $plural:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+        pub struct $ty {
+            #[serde(default)]
+            pub metadata: ObjectMeta,
+            #[serde(default)]
+            pub spec: serde_json::Value,
+            #[serde(default)]
+            pub status: serde_json::Value,
+        }
 
-/// An Istio VirtualService: kept whole but for its managed fields, like an HTTPRoute, since the
-/// `istio` provider rewrites its `spec.http` and must keep what it does not manage as it is.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-pub struct VirtualService {
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    #[serde(default)]
-    pub spec: serde_json::Value,
-    #[serde(default)]
-    pub status: serde_json::Value,
+        resource!($ty, $group, "v1", $api_version, $kind, $plural);
+    };
 }
 
 /// Implements the traits that make `$ty` a watchable kind, as
@@ -142,18 +137,26 @@ macro_rules! resource {
 }
 
 resource!(Pod, "", "v1", "v1", "Pod", "pods");
-resource!(
+route_object!(
+    /// A Gateway API HTTPRoute (the `gatewayAPI` provider rewrites its rules).
     HttpRoute,
     "gateway.networking.k8s.io",
-    "v1",
     "gateway.networking.k8s.io/v1",
     "HTTPRoute",
     "httproutes"
 );
-resource!(
+route_object!(
+    /// A Gateway API GRPCRoute (the `gatewayAPI` provider rewrites its rules).
+    GrpcRoute,
+    "gateway.networking.k8s.io",
+    "gateway.networking.k8s.io/v1",
+    "GRPCRoute",
+    "grpcroutes"
+);
+route_object!(
+    /// An Istio VirtualService (the `istio` provider rewrites its `spec.http`).
     VirtualService,
     "networking.istio.io",
-    "v1",
     "networking.istio.io/v1",
     "VirtualService",
     "virtualservices"

@@ -73,6 +73,7 @@ pub fn candidates(
             policy: &app.spec.traffic,
             releases: &[],
             http_routes: Ok(&[]),
+            grpc_routes: Ok(&[]),
             virtual_services: Ok(&[]),
         };
         let weights = [(release_name.clone(), 100)].into();
@@ -148,7 +149,7 @@ fn source<'m>(
                 // The application's Service, or a version's own (gatewayAPI).
                 Kind::Service => name == written || written == release,
                 Kind::Deployment | Kind::HorizontalPodAutoscaler | Kind::Pod => true,
-                Kind::HttpRoute | Kind::VirtualService | Kind::Namespace => false,
+                Kind::HttpRoute | Kind::GrpcRoute | Kind::VirtualService | Kind::Namespace => false,
             }
     })
 }

@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use crate::cached::{Deployment, HttpRoute, Pod, VirtualService};
+use crate::cached::{Deployment, GrpcRoute, HttpRoute, Pod, VirtualService};
 use crate::expectations::{Expectations, application_of};
 use crate::write::Kind;
 
@@ -39,6 +39,7 @@ pub const CACHED: &[Kind] = &[
     Kind::Pod,
     Kind::Service,
     Kind::HttpRoute,
+    Kind::GrpcRoute,
     Kind::VirtualService,
 ];
 
@@ -64,6 +65,8 @@ pub struct Member {
     /// the Gateway API's CRDs is still reachable, and says so only to the Applications that
     /// route through an HTTPRoute ([`Member::optional_listed`]).
     pub http_routes: Store<HttpRoute>,
+    /// Every GRPCRoute, optional likewise.
+    pub grpc_routes: Store<GrpcRoute>,
     /// Every VirtualService (users' own), optional likewise: a cluster without Istio's CRDs
     /// says so only to the Applications that route through a VirtualService.
     pub virtual_services: Store<VirtualService>,
@@ -126,6 +129,7 @@ impl Member {
             .cloned();
         let ready = match kind {
             Kind::HttpRoute => self.http_routes.wait_until_ready().now_or_never(),
+            Kind::GrpcRoute => self.grpc_routes.wait_until_ready().now_or_never(),
             Kind::VirtualService => self.virtual_services.wait_until_ready().now_or_never(),
             // Not optional: the member's own listing ([`Member::has_listed`]) covers it.
             _ => Some(Ok(())),
@@ -277,6 +281,20 @@ impl Fleet {
             expectations,
         );
         let applications = self.applications.clone();
+        let (grpc_routes, grpc_route_events) = cache_of(
+            &client,
+            namespace,
+            watcher::Config::default(),
+            |_| {},
+            move |route: &GrpcRoute| {
+                named_by(&applications, route, |traffic, name| {
+                    traffic.grpc_routes.iter().any(|named| named == name)
+                })
+            },
+            name,
+            expectations,
+        );
+        let applications = self.applications.clone();
         let (virtual_services, virtual_service_events) = cache_of(
             &client,
             namespace,
@@ -296,6 +314,7 @@ impl Fleet {
             pod_events,
             service_events,
             optional(Kind::HttpRoute, http_route_events, health.clone()),
+            optional(Kind::GrpcRoute, grpc_route_events, health.clone()),
             optional(Kind::VirtualService, virtual_service_events, health.clone()),
         ]);
         let cluster = name.to_owned();
@@ -341,6 +360,7 @@ impl Fleet {
             pods,
             services,
             http_routes,
+            grpc_routes,
             virtual_services,
             health,
             joined: Instant::now(),

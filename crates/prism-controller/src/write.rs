@@ -74,6 +74,8 @@ pub enum Kind {
     Pod,
     /// A Gateway API HTTPRoute (`gateway.networking.k8s.io/v1`).
     HttpRoute,
+    /// A Gateway API GRPCRoute (`gateway.networking.k8s.io/v1`).
+    GrpcRoute,
     /// An Istio VirtualService (`networking.istio.io/v1`).
     VirtualService,
     /// Cluster-scoped: only ever created, by [`execute`] when a write finds its namespace
@@ -89,6 +91,7 @@ impl Kind {
         Kind::Service,
         Kind::Pod,
         Kind::HttpRoute,
+        Kind::GrpcRoute,
         Kind::VirtualService,
         Kind::Namespace,
     ];
@@ -103,6 +106,10 @@ impl Kind {
             Kind::HttpRoute => ApiResource::from_gvk_with_plural(
                 &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
                 "httproutes",
+            ),
+            Kind::GrpcRoute => ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "GRPCRoute"),
+                "grpcroutes",
             ),
             Kind::VirtualService => ApiResource::from_gvk_with_plural(
                 &GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService"),

@@ -15,7 +15,7 @@ use prism_testkit::gateway::{Gateway, LoadLoop, Request, http_route_resource, wa
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
 use serde_json::{Value, json};
 
-use common::gateway::{apply_object, measure};
+use common::gateway::{apply_object, grpc_route_resource, measure};
 use common::{
     RunningController, application, apply, patch_release_spec, setup, wait_for_phase, wait_for_step,
 };
@@ -643,4 +643,98 @@ async fn a_gateway_that_never_says_which_generation_it_took_holds_the_step_until
     wait_for_phase(&releases, "web-1", ReleasePhase::Complete)
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_grpc_route_is_split_like_an_http_route_with_its_header_route_first() {
+    let env = TestEnv::new("gw-grpc").await;
+    let (client, apps, releases, _controller) = setup(&env).await.unwrap();
+    let namespace = env.namespace();
+    let gateway = Gateway::of(env.cluster("c1")).unwrap();
+    apply_object(
+        &client,
+        namespace,
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GRPCRoute",
+            "metadata": {"name": "web-grpc"},
+            "spec": {
+                "parentRefs": [gateway.parent_ref()],
+                "hostnames": [format!("grpc.{namespace}.example.test")],
+                "rules": [{"backendRefs": [{"name": "web", "port": 80}]}],
+            },
+        }),
+    )
+    .await;
+    let steps = json!([
+        {
+            "name": "canary",
+            "capacity": {"contender": "50%"},
+            "traffic": {"contender": 25, "routes": [
+                {"name": "canary", "to": "contender", "match": {"header": {"name": "x-canary", "value": "always"}}},
+            ]},
+            "gate": {"manual": true},
+        },
+        {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100, "routes": []}},
+    ]);
+    let spec = |image: &str| {
+        json!({
+            "template": web_template(image, 2),
+            "traffic": {"provider": "gatewayAPI", "grpcRoutes": ["web-grpc"]},
+            "strategy": {"steps": steps},
+        })
+    };
+    // Each step is achieved only once the gateway (Traefik) accepts the GRPCRoute's generation.
+    apply(
+        &apps,
+        &application("web", spec("example.test/web:1")).unwrap(),
+    )
+    .await
+    .unwrap();
+    wait_for_phase(&releases, "web-1", ReleasePhase::Complete)
+        .await
+        .unwrap();
+    apply(
+        &apps,
+        &application("web", spec("example.test/web:2")).unwrap(),
+    )
+    .await
+    .unwrap();
+    wait_for_step(&releases, "web-2", 0).await.unwrap();
+    let routes: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), namespace, &grpc_route_resource());
+    let rules = routes.get("web-grpc").await.unwrap().data["spec"]["rules"].clone();
+    let backends = |rule: &Value| -> Vec<(String, i64)> {
+        rule["backendRefs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|backend| {
+                (
+                    backend["name"].as_str().unwrap().to_owned(),
+                    backend["weight"].as_i64().unwrap_or(1),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(rules[0]["name"], "prism-canary", "{rules}");
+    assert_eq!(
+        rules[0]["matches"][0]["headers"],
+        json!([{"type": "Exact", "name": "x-canary", "value": "always"}]),
+        "{rules}"
+    );
+    assert_eq!(backends(&rules[0]), [("web-2".to_owned(), 1)]);
+    let mut split = backends(&rules[1]);
+    split.sort();
+    assert_eq!(split, [("web-1".to_owned(), 75), ("web-2".to_owned(), 25)]);
+
+    patch_release_spec(&releases, "web-2", json!({"targetStep": 1}))
+        .await
+        .unwrap();
+    wait_for_phase(&releases, "web-2", ReleasePhase::Complete)
+        .await
+        .unwrap();
+    let rules = routes.get("web-grpc").await.unwrap().data["spec"]["rules"].clone();
+    assert_eq!(rules.as_array().unwrap().len(), 1, "{rules}");
+    assert_eq!(backends(&rules[0]), [("web-2".to_owned(), 100)]);
 }

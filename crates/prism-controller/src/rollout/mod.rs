@@ -396,6 +396,8 @@ struct ClusterView {
     services: Vec<std::sync::Arc<k8s_openapi::api::core::v1::Service>>,
     /// The namespace's HTTPRoutes, read only for an application that routes through one.
     http_routes: Result<Vec<Arc<cached::HttpRoute>>, String>,
+    /// The namespace's GRPCRoutes, likewise.
+    grpc_routes: Result<Vec<Arc<cached::GrpcRoute>>, String>,
     /// The namespace's VirtualServices, likewise.
     virtual_services: Result<Vec<Arc<cached::VirtualService>>, String>,
     is_management: bool,
@@ -422,6 +424,13 @@ impl ClusterView {
                 touches,
                 Kind::HttpRoute,
                 &member.http_routes,
+                namespace,
+            ),
+            grpc_routes: optional_in(
+                member,
+                touches,
+                Kind::GrpcRoute,
+                &member.grpc_routes,
                 namespace,
             ),
             virtual_services: optional_in(
@@ -460,6 +469,11 @@ impl ClusterView {
             releases,
             http_routes: self
                 .http_routes
+                .as_ref()
+                .map(Vec::as_slice)
+                .map_err(String::as_str),
+            grpc_routes: self
+                .grpc_routes
                 .as_ref()
                 .map(Vec::as_slice)
                 .map_err(String::as_str),

@@ -23,7 +23,7 @@ use prism_api::labels::{APP_LABEL, RELEASE_LABEL, SOURCE_ANNOTATION};
 use prism_engine::ResolvedRoute;
 use serde_json::{Map, Value};
 
-use crate::cached::{HttpRoute, Pod, VirtualService};
+use crate::cached::{GrpcRoute, HttpRoute, Pod, VirtualService};
 use crate::touches::Touch;
 use crate::workload::object;
 use crate::write::{Kind, Refusal, Write};
@@ -57,6 +57,8 @@ pub struct AppView<'a> {
     pub releases: &'a [&'a str],
     /// Every HTTPRoute of the namespace, or why the cluster's are not known.
     pub http_routes: Result<&'a [Arc<HttpRoute>], &'a str>,
+    /// Every GRPCRoute of the namespace, likewise.
+    pub grpc_routes: Result<&'a [Arc<GrpcRoute>], &'a str>,
     /// Every VirtualService of the namespace, or why the cluster's are not known.
     pub virtual_services: Result<&'a [Arc<VirtualService>], &'a str>,
 }

@@ -412,6 +412,7 @@ mod tests {
                 policy: &TrafficPolicy::default(),
                 releases: &[],
                 http_routes: Ok(&[]),
+                grpc_routes: Ok(&[]),
                 virtual_services: Ok(&[]),
             };
             PodLabels
@@ -462,6 +463,7 @@ mod tests {
                 policy: &TrafficPolicy::default(),
                 releases: &[],
                 http_routes: Ok(&[]),
+                grpc_routes: Ok(&[]),
                 virtual_services: Ok(&[]),
             });
             assert_eq!(view_weights, weights(&[("web-2", 100)]));

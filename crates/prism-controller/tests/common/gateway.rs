@@ -2,7 +2,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Api, Client};
 use prism_testkit::gateway::{Gateway, Request, Tally, http_route_resource};
 use prism_testkit::{DEFAULT_TIMEOUT, wait_until};
@@ -14,12 +14,21 @@ use super::TEST_MANAGER;
 pub const MEASURED: usize = 2000;
 pub const TOLERANCE: f64 = 3.0;
 
-/// Applies a Deployment, a Service or an HTTPRoute as the user.
+/// The GRPCRoute kind, for dynamic reads and writes.
+pub fn grpc_route_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "GRPCRoute"),
+        "grpcroutes",
+    )
+}
+
+/// Applies a Deployment, a Service, an HTTPRoute or a GRPCRoute as the user.
 pub async fn apply_object(client: &Client, namespace: &str, object: Value) {
     let name = object["metadata"]["name"].as_str().unwrap().to_owned();
     let resource = match object["kind"].as_str().unwrap() {
         "Deployment" => ApiResource::erase::<Deployment>(&()),
         "Service" => ApiResource::erase::<Service>(&()),
+        "GRPCRoute" => grpc_route_resource(),
         _ => http_route_resource(),
     };
     Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &resource)

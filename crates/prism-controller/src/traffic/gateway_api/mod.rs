@@ -26,6 +26,10 @@ pub mod status;
 mod fixtures;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
 
 use prism_api::labels::{APP_LABEL, ROUTES_ANNOTATION};
 use prism_engine::ResolvedRoute;
@@ -34,7 +38,6 @@ use serde_json::{Value, json};
 use super::{
     AppView, Pending, TrafficProvider, Weights, remove_services, remove_version_service, services,
 };
-use crate::cached::HttpRoute;
 use crate::touches::{Touch, Verb};
 use crate::write::{Kind, Refusal, Write};
 use status::{Acceptance, Waiting};
@@ -63,6 +66,16 @@ impl TrafficProvider for GatewayApi {
                     Verb::DeleteByRelease,
                 ],
                 why: "gatewayAPI: every HTTPRoute is watched (the one an Application names carries no label of Prism's); Prism applies the rules and the prism.dev/routes annotation of the one named, and applies and deletes the HTTPRoutes of subdomain routes (labelled prism.dev/release)",
+            },
+            Touch {
+                kind: Kind::GrpcRoute,
+                verbs: &[
+                    Verb::WatchAll,
+                    Verb::Apply,
+                    Verb::Delete,
+                    Verb::DeleteByRelease,
+                ],
+                why: "gatewayAPI: likewise for GRPCRoutes",
             },
         ]
     }
@@ -169,10 +182,7 @@ impl TrafficProvider for GatewayApi {
         let owned = owned_routes(view);
         let wanted_owned: Vec<&Value> = built.iter().flat_map(|(_, _, owned)| owned).collect();
         for wanted in &wanted_owned {
-            let name = wanted["metadata"]["name"].as_str().unwrap_or_default();
-            let current = owned
-                .iter()
-                .find(|route| route["metadata"]["name"].as_str() == Some(name));
+            let current = owned.iter().find(|route| same_object(route, wanted));
             let same = current.is_some_and(|current| {
                 current["spec"] == wanted["spec"]
                     && current["metadata"]["labels"] == wanted["metadata"]["labels"]
@@ -183,7 +193,7 @@ impl TrafficProvider for GatewayApi {
                     body["metadata"]["ownerReferences"] = json!([owner]);
                 }
                 writes.push(Write::Apply {
-                    kind: Kind::HttpRoute,
+                    kind: kind_of(wanted),
                     body,
                 });
             }
@@ -198,16 +208,8 @@ impl TrafficProvider for GatewayApi {
         writes.extend(
             owned
                 .iter()
-                .filter_map(|route| route["metadata"]["name"].as_str())
-                .filter(|name| {
-                    !wanted_owned
-                        .iter()
-                        .any(|wanted| wanted["metadata"]["name"].as_str() == Some(name))
-                })
-                .map(|name| Write::Delete {
-                    kind: Kind::HttpRoute,
-                    name: name.to_owned(),
-                }),
+                .filter(|route| !wanted_owned.iter().any(|wanted| same_object(route, wanted)))
+                .filter_map(delete),
         );
         writes
     }
@@ -226,11 +228,7 @@ impl TrafficProvider for GatewayApi {
                 .and_then(|_| hostnames::hostname_routes(user, &desired, view.app))
                 .err()?;
             let name = user["metadata"]["name"].as_str().unwrap_or_default();
-            Some(Refusal::by_provider(
-                Kind::HttpRoute,
-                name,
-                error.to_string(),
-            ))
+            Some(Refusal::by_provider(kind_of(user), name, error.to_string()))
         })
     }
 
@@ -245,12 +243,7 @@ impl TrafficProvider for GatewayApi {
             .iter()
             .filter_map(|user| rewrite(user, route::rules(user, &unsplit).ok()?, "[]"))
             .collect();
-        writes.extend(owned_routes(view).iter().filter_map(|route| {
-            Some(Write::Delete {
-                kind: Kind::HttpRoute,
-                name: route["metadata"]["name"].as_str()?.to_owned(),
-            })
-        }));
+        writes.extend(owned_routes(view).iter().filter_map(delete));
         writes.extend(remove_services(view));
         writes
     }
@@ -271,7 +264,7 @@ fn rewrite(user: &Value, rules: Vec<Value>, routes_text: &str) -> Option<Write> 
         return None;
     }
     Some(Write::Apply {
-        kind: Kind::HttpRoute,
+        kind: kind_of(user),
         body: json!({
             "metadata": {
                 "name": user["metadata"]["name"],
@@ -283,62 +276,120 @@ fn rewrite(user: &Value, rules: Vec<Value>, routes_text: &str) -> Option<Write> 
     })
 }
 
-/// The HTTPRoutes the Application names, as JSON, or why they cannot be routed with.
+/// The kind of a route object as [`as_json`] gives it.
+fn kind_of(route: &Value) -> Kind {
+    match route["kind"].as_str() {
+        Some("GRPCRoute") => Kind::GrpcRoute,
+        _ => Kind::HttpRoute,
+    }
+}
+
+/// Whether two route objects are the same object: kind and name.
+fn same_object(a: &Value, b: &Value) -> bool {
+    kind_of(a) == kind_of(b) && a["metadata"]["name"] == b["metadata"]["name"]
+}
+
+/// The delete of one of Prism's own route objects.
+fn delete(route: &Value) -> Option<Write> {
+    Some(Write::Delete {
+        kind: kind_of(route),
+        name: route["metadata"]["name"].as_str()?.to_owned(),
+    })
+}
+
+/// The HTTPRoutes and GRPCRoutes the Application names, as JSON, or why they cannot be routed
+/// with.
 fn user_routes(view: &AppView) -> Result<Vec<Value>, String> {
-    let routes = view.http_routes.map_err(|why| {
-        format!(
-            "the HTTPRoutes of the cluster cannot be read ({why}): are the Gateway API CRDs installed?"
-        )
-    })?;
-    let mut names: Vec<&String> = view.policy.http_routes.iter().collect();
-    names.sort();
-    names.dedup();
-    if names.is_empty() {
+    let policy = view.policy;
+    if policy.http_routes.is_empty() && policy.grpc_routes.is_empty() {
         return Err(
             "spec.traffic.httpRoutes is empty: name the HTTPRoutes whose backendRefs Prism splits"
                 .into(),
         );
     }
+    let mut routes = named(
+        &policy.http_routes,
+        "HTTPRoute",
+        view.http_routes,
+        |route| as_json("HTTPRoute", &route.metadata, &route.spec, &route.status),
+    )?;
+    routes.extend(named(
+        &policy.grpc_routes,
+        "GRPCRoute",
+        view.grpc_routes,
+        |route| as_json("GRPCRoute", &route.metadata, &route.spec, &route.status),
+    )?);
+    Ok(routes)
+}
+
+/// The route objects of `kind` that `names` names, as JSON, from the cache `objects`.
+fn named<K: Resource<DynamicType = ()>>(
+    names: &[String],
+    kind: &str,
+    objects: Result<&[Arc<K>], &str>,
+    json: impl Fn(&K) -> Value,
+) -> Result<Vec<Value>, String> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let objects = objects.map_err(|why| {
+        format!(
+            "the {kind}s of the cluster cannot be read ({why}): are the Gateway API CRDs installed?"
+        )
+    })?;
+    let mut names: Vec<&String> = names.iter().collect();
+    names.sort();
+    names.dedup();
     names
         .into_iter()
         .map(|name| {
-            routes
+            objects
                 .iter()
-                .find(|route| route.metadata.name.as_deref() == Some(name.as_str()))
-                .map(|route| as_json(route))
+                .find(|object| object.meta().name.as_deref() == Some(name.as_str()))
+                .map(|object| json(object))
                 .ok_or_else(|| {
                     format!(
-                        "HTTPRoute {name} does not exist in the application's namespace: create it, with a backendRef to the application's Service"
+                        "{kind} {name} does not exist in the application's namespace: create it, with a backendRef to the application's Service"
                     )
                 })
         })
         .collect()
 }
 
-/// The HTTPRoutes Prism made for the application (its subdomain routes).
+/// The HTTPRoutes and GRPCRoutes Prism made for the application (its subdomain routes).
 fn owned_routes(view: &AppView) -> Vec<Value> {
-    view.http_routes
+    let ours = |metadata: &ObjectMeta| {
+        metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(APP_LABEL))
+            .map(String::as_str)
+            == Some(view.app)
+            && metadata.deletion_timestamp.is_none()
+    };
+    let http = view
+        .http_routes
         .unwrap_or_default()
         .iter()
-        .filter(|route| {
-            route
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|labels| labels.get(APP_LABEL))
-                .map(String::as_str)
-                == Some(view.app)
-                && route.metadata.deletion_timestamp.is_none()
-        })
-        .map(|route| as_json(route))
+        .filter(|r| ours(&r.metadata));
+    let grpc = view
+        .grpc_routes
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| ours(&r.metadata));
+    http.map(|r| as_json("HTTPRoute", &r.metadata, &r.spec, &r.status))
+        .chain(grpc.map(|r| as_json("GRPCRoute", &r.metadata, &r.spec, &r.status)))
         .collect()
 }
 
-fn as_json(route: &HttpRoute) -> Value {
+/// A route object as the API server returns it, for [`route`].
+fn as_json(kind: &str, metadata: &ObjectMeta, spec: &Value, status: &Value) -> Value {
     json!({
-        "metadata": route.metadata,
-        "spec": route.spec,
-        "status": route.status,
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": kind,
+        "metadata": metadata,
+        "spec": spec,
+        "status": status,
     })
 }
 

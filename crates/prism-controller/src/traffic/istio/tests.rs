@@ -43,6 +43,7 @@ fn view<'a>(
         policy,
         releases: &["docs-2", "docs-3"],
         http_routes: Ok(&[]),
+        grpc_routes: Ok(&[]),
         virtual_services,
     }
 }
