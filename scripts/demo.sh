@@ -12,7 +12,7 @@ kubectl() { sandbox/sandbox kubectl c1 "$@"; }
 export KUBECONFIG="$PWD/.sandbox/c1/kubeconfig"
 NS=demo
 
-step "building the sandbox (cached after the first run; the first takes about 15 minutes)"
+step "building the sandbox (cached after the first run; the first takes about 25 minutes)"
 sandbox/sandbox build
 
 step "starting three clusters"
@@ -35,8 +35,35 @@ for cluster in c1 c2 c3; do
   "$prism" cluster join --kubeconfig ".sandbox/$cluster/kubeconfig" --name "$cluster" \
     --region "$(cat ".sandbox/$cluster/region")" --label prism.dev/fleet=demo
 done
-# The Application's namespace, on the management cluster; Prism makes it in the others.
-kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# The Application's namespace in every cluster (Prism would make it, but the HTTPRoutes below
+# are the user's own).
+for cluster in c1 c2 c3; do
+  sandbox/sandbox kubectl "$cluster" create namespace "$NS" --dry-run=client -o yaml |
+    sandbox/sandbox kubectl "$cluster" apply -f - >/dev/null
+done
+
+HOST=web.demo.example
+# The version that answers one request through a cluster's real gateway (Traefik, see
+# sandbox/README.md "Data plane"), or "failed".
+answer() {
+  curl -s -o /dev/null -D - -H "Host: $HOST" "http://$(cat ".sandbox/$1/gateway-address")/" |
+    awk -F': ' '/^HTTP/ && $0 !~ / 200/ { print "failed"; exit }
+      tolower($1) == "x-prism-release" { print $2 }' | tr -d '\r'
+}
+# Whether 20 answers in a row through the cluster's gateway come from version $2.
+serves() {
+  local _
+  for _ in $(seq 20); do [ "$(answer "$1")" = "$2" ] || return 1; done
+}
+# 200 requests through each cluster's gateway, counted by the version that answered them.
+requests() {
+  local cluster
+  for cluster in c1 c2 c3; do
+    printf '  %s: ' "$cluster"
+    for _ in $(seq 200); do answer "$cluster"; done |
+      sort | uniq -c | awk '{ printf "%s %s, ", $2, $1 } END { print "of 200 requests" }'
+  done
+}
 
 step "starting the controller (log: .sandbox/demo-controller.log)"
 # Only the demo's Clusters, whatever else the sandbox's management cluster holds.
@@ -49,12 +76,34 @@ step "the quickstart Application, version 1.0.0 (the first release goes straight
 kubectl apply --server-side --force-conflicts --field-manager=demo -f examples/quickstart.yaml
 "$prism" status web -n "$NS" --watch --timeout 3m
 
+step "the user's HTTPRoute in every cluster: $HOST through the cluster's gateway to the Service web"
+for cluster in c1 c2 c3; do
+  gateway=$(cat ".sandbox/$cluster/gateway")
+  sandbox/sandbox kubectl "$cluster" apply --server-side --field-manager=demo -f - >/dev/null <<ROUTE
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: $NS}
+spec:
+  parentRefs: [{name: ${gateway#*/}, namespace: ${gateway%/*}}]
+  hostnames: [$HOST]
+  rules: [{backendRefs: [{name: web, port: 80}]}]
+ROUTE
+  until serves "$cluster" web-1; do sleep 0.5; done
+done
+requests
+
 "$prism" cluster list
 
 step "a new version, 1.1.0: a quarter of the pods and traffic in one cluster, then half everywhere, then all"
 sed 's/web:1.0.0/web:1.1.0/' examples/quickstart.yaml |
   kubectl apply --server-side --force-conflicts --field-manager=demo -f -
 "$prism" status web -n "$NS" --watch --timeout 5m
+
+step "requests through each cluster's gateway, once each serves the new version alone"
+for cluster in c1 c2 c3; do
+  until serves "$cluster" web-2; do sleep 0.5; done
+done
+requests
 
 step "the Releases, and the fleet"
 kubectl get releases.prism.dev -n "$NS"
