@@ -3,7 +3,8 @@
 # regions joined as one fleet (`prism cluster join`), Prism's CRDs and controller on the
 # management cluster (c1), the quickstart Application (examples/quickstart.yaml) on every
 # cluster, and a new version of it rolled out through three steps (a canary in one cluster
-# first), shown live until it completes.
+# first), shown live until it completes, with requests through each cluster's gateway counted by
+# the version that answered them before and after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
