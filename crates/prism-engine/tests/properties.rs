@@ -206,6 +206,7 @@ impl Case {
             .map(
                 |(index, (phase, step, achieved, target_step, aborted, verdict))| ReleaseInput {
                     name: ["v0", "v1", "v2", "v3", "v4"][index],
+                    version_name: ["v0", "v1", "v2", "v3", "v4"][index],
                     created_at: at(index as i64 * 100),
                     clusters: &self.schedules[index],
                     pipeline: &self.pipeline,
