@@ -236,3 +236,65 @@ async fn three_versions_live_each_on_its_hostname_and_a_fourth_retires_the_oldes
         )
         .await;
 }
+
+#[tokio::test]
+async fn a_retained_version_past_its_ttl_retires_and_the_newest_stays() {
+    let world = World::new("rainbow-ttl").await;
+    let policy = json!({"name": "v{revision}", "ttl": "40s"});
+    world.apply(1, policy.clone()).await;
+    wait_for_phase(&world.releases, "web-1", ReleasePhase::Complete)
+        .await
+        .unwrap();
+    let created = world
+        .releases
+        .get("web-1")
+        .await
+        .unwrap()
+        .metadata
+        .creation_timestamp
+        .unwrap()
+        .0;
+    world.apply(2, policy).await;
+    wait_for_phase(&world.releases, "web-2", ReleasePhase::Complete)
+        .await
+        .unwrap();
+    world
+        .serves(&[("web-1", "v1"), ("web-2", "v2")], "web-2")
+        .await;
+
+    let oldest = Request::new(format!("v1.{}", world.host));
+    let load = LoadLoop::start(world.gateways.clone(), oldest.clone(), LOAD);
+    world.gone("web-1").await;
+    let gone_after = jiff::Timestamp::now() - created;
+    eprintln!("web-1 gone {gone_after:#} after its Release was made (ttl 40s)");
+    assert!(
+        gone_after.total(jiff::Unit::Second).unwrap() >= 40.0,
+        "web-1 retired before its ttl: {gone_after:#}"
+    );
+    for gateway in &world.gateways {
+        wait_until(
+            format!("{}: web-1's hostname is unknown", gateway.cluster()),
+            DEFAULT_TIMEOUT,
+            || async {
+                Ok(
+                    matches!(gateway.request(&oldest).await, Err(reason) if not_found(&reason))
+                        .then_some(()),
+                )
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let report = load.stop().await;
+    eprintln!("load on web-1's hostname across its retirement:\n{report}");
+    let failed: Vec<_> = report
+        .failures()
+        .into_iter()
+        .filter(|(_, failure)| !not_found(&failure.reason))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "only 404s once its route left: {failed:?}\n{report}"
+    );
+    world.serves(&[("web-2", "v2")], "web-2").await;
+}
