@@ -298,3 +298,33 @@ async fn a_retained_version_past_its_ttl_retires_and_the_newest_stays() {
     );
     world.serves(&[("web-2", "v2")], "web-2").await;
 }
+
+#[tokio::test]
+async fn a_new_version_name_moves_the_live_versions_hostnames_without_a_release() {
+    let world = World::new("rainbow-rename").await;
+    world.apply(1, json!({"name": "v{revision}"})).await;
+    wait_for_phase(&world.releases, "web-1", ReleasePhase::Complete)
+        .await
+        .unwrap();
+    world.serves(&[("web-1", "v1")], "web-1").await;
+
+    world.apply(1, json!({"name": "{app}-r{revision}"})).await;
+    world.serves(&[("web-1", "web-r1")], "web-1").await;
+    let old = Request::new(format!("v1.{}", world.host));
+    for gateway in &world.gateways {
+        wait_until(
+            format!("{}: the old hostname is unknown", gateway.cluster()),
+            DEFAULT_TIMEOUT,
+            || async {
+                Ok(
+                    matches!(gateway.request(&old).await, Err(reason) if not_found(&reason))
+                        .then_some(()),
+                )
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let releases = world.releases.list(&Default::default()).await.unwrap();
+    assert_eq!(releases.items.len(), 1, "a new name makes no Release");
+}
