@@ -397,8 +397,8 @@ pub struct RegionCount {
     pub clusters: u32,
 }
 
-/// How many versions may live at once.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// How many versions may live at once, and the name each goes by in its routes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VersionPolicy {
     /// Live versions at most, contender and incumbent included. Default 2; above 2, older
@@ -410,6 +410,17 @@ pub struct VersionPolicy {
     /// A retained version older than this retires. Absent: retained versions retire only by max.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<Duration>,
+    /// The name a version goes by in its routes, for `{version}` in a route's match (e.g.
+    /// `v{revision}`: `v7.docs.example.com`): `{revision}` (required, so that no two versions
+    /// share a name) and `{app}` (the Application's name) filled in. It must make a DNS label.
+    /// Absent: the Release's name, `<app>-<revision>`. Objects keep the Release's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    #[x_kube(
+        validation = rules::VERSION_NAME_HAS_REVISION,
+        validation = rules::VERSION_NAME_IS_DNS_LABEL
+    )]
+    pub name: Option<String>,
 }
 
 fn default_max_versions() -> u32 {
@@ -421,8 +432,25 @@ impl Default for VersionPolicy {
         VersionPolicy {
             max: default_max_versions(),
             ttl: None,
+            name: None,
         }
     }
+}
+
+impl VersionPolicy {
+    /// The name revision `revision` of application `app` goes by in its routes; None: its
+    /// Release's name.
+    pub fn version_name(&self, app: &str, revision: u32) -> Option<String> {
+        let template = self.name.as_deref()?;
+        Some(fill_version_name(template, app, revision))
+    }
+}
+
+/// `template` with its placeholders filled in.
+pub(crate) fn fill_version_name(template: &str, app: &str, revision: u32) -> String {
+    template
+        .replace("{revision}", &revision.to_string())
+        .replace("{app}", app)
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -478,4 +506,49 @@ pub enum ApplicationPhase {
     Aborted,
     /// The contender is complete; no rollout is under way.
     Complete,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::VersionPolicy;
+
+    fn named(template: &str) -> VersionPolicy {
+        VersionPolicy {
+            name: Some(template.into()),
+            ..VersionPolicy::default()
+        }
+    }
+
+    #[test]
+    fn a_version_name_fills_in_the_revision_and_the_app() {
+        assert_eq!(
+            named("v{revision}").version_name("docs", 12).unwrap(),
+            "v12"
+        );
+        assert_eq!(
+            named("{app}-r{revision}").version_name("docs", 3).unwrap(),
+            "docs-r3"
+        );
+        assert_eq!(VersionPolicy::default().version_name("docs", 3), None);
+    }
+
+    #[test]
+    fn no_two_revisions_share_a_name() {
+        // Digits around the placeholder are where a collision could hide (`1{revision}`: 11 for
+        // revision 1, 111 for revision 11, never 11 again).
+        for template in [
+            "v{revision}",
+            "1{revision}",
+            "{revision}1",
+            "{revision}-{revision}",
+        ] {
+            let policy = named(template);
+            let names: BTreeSet<String> = (1..=2000)
+                .map(|revision| policy.version_name("a", revision).unwrap())
+                .collect();
+            assert_eq!(names.len(), 2000, "{template}");
+        }
+    }
 }

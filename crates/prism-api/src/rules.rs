@@ -63,6 +63,18 @@ pub(crate) const SURGE_STEP_KEEPS_TRAFFIC: CelRule = rule_at(
     "a step with capacity.maxSurge moves capacity a few pods at a time, so it must not change traffic: move this traffic sub-step into a step of its own",
 );
 
+// Versions.
+
+pub(crate) const VERSION_NAME_HAS_REVISION: CelRule = rule(
+    "self.contains('{revision}')",
+    "versions.name must contain {revision}, or two versions could go by one name: e.g. \"v{revision}\"",
+);
+
+pub(crate) const VERSION_NAME_IS_DNS_LABEL: CelRule = rule(
+    "self.replace('{revision}', '1').replace('{app}', 'a').matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
+    "versions.name must make a DNS label: lowercase letters, digits, '-' and the placeholders {revision} and {app}, starting and ending with a letter, a digit or a placeholder",
+);
+
 // Traffic.
 
 pub(crate) const WEIGHTS_SUM_TO_100: CelRule = rule(

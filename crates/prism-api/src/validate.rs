@@ -13,7 +13,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::application::{ApplicationSpec, Manifest, Schedule, TrafficProvider};
+use crate::application::{ApplicationSpec, Manifest, Schedule, TrafficProvider, fill_version_name};
 use crate::rules::{self, CelRule};
 use crate::strategy::{
     MatchType, Metric, Pipeline, Route, RouteMatch, RouteTo, Step, TrafficStep, Waves, Webhook,
@@ -205,6 +205,9 @@ impl Checker {
                 format!("max counts the contender and the incumbent, so it is at least 2 (above 2 for a rainbow deployment), and at most {MAX_VERSIONS}"),
             );
         }
+        if let Some(name) = &spec.versions.name {
+            self.version_name(name);
+        }
         if spec.revision_history_limit > MAX_REVISION_HISTORY {
             self.fail(
                 "spec.revisionHistoryLimit",
@@ -212,6 +215,22 @@ impl Checker {
                 format!("revisionHistoryLimit is at most {MAX_REVISION_HISTORY}"),
             );
         }
+    }
+
+    fn version_name(&mut self, name: &str) {
+        let path = "spec.versions.name";
+        self.rule(
+            name.contains("{revision}"),
+            path,
+            &name,
+            rules::VERSION_NAME_HAS_REVISION,
+        );
+        self.rule(
+            syntax::is_dns_label(&fill_version_name(name, "a", 1)),
+            path,
+            &name,
+            rules::VERSION_NAME_IS_DNS_LABEL,
+        );
     }
 
     fn schedule(&mut self, schedule: &Schedule) {

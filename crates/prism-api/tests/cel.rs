@@ -476,6 +476,54 @@ fn a_region_listed_twice() {
     );
 }
 
+/// An Application whose versions are named `template` in their routes.
+fn named(template: &str) -> impl FnOnce(&mut Value) {
+    move |app| app["spec"]["versions"] = json!({"max": 3, "name": template})
+}
+
+#[test]
+fn version_names_that_people_can_type_pass_both() {
+    for template in [
+        "v{revision}",
+        "{app}-v{revision}",
+        "{revision}",
+        "r{revision}-live",
+    ] {
+        let mut app = application();
+        named(template)(&mut app);
+        assert_eq!(
+            cel_messages::<Application>(&app, None),
+            BTreeSet::new(),
+            "{template}"
+        );
+        assert_eq!(rust_messages(&app), BTreeSet::new(), "{template}");
+    }
+}
+
+#[test]
+fn a_version_name_that_two_revisions_could_share() {
+    rejects(
+        named("{app}-live"),
+        "versions.name must contain {revision}, or two versions could go by one name: e.g. \"v{revision}\"",
+    );
+}
+
+#[test]
+fn a_version_name_that_is_no_dns_label() {
+    for template in [
+        "V{revision}",
+        "v.{revision}",
+        "-{revision}",
+        "v{revision}-",
+        "v{tag}{revision}",
+    ] {
+        rejects(
+            named(template),
+            "versions.name must make a DNS label: lowercase letters, digits, '-' and the placeholders {revision} and {app}, starting and ending with a letter, a digit or a placeholder",
+        );
+    }
+}
+
 #[test]
 fn a_strategy_documents_rules_are_those_of_an_inline_strategy() {
     let mut strategy = json!({

@@ -12,7 +12,7 @@ use crate::follow::recorded;
 use crate::model::{
     Abort, AbortCause, Change, ClusterDecision, ClusterInfo, ClusterObservation, ClusterPhase,
     Condition, ConditionKind, Decision, Event, EventKind, Input, Phase, Progress, ReleaseDecision,
-    ResolvedRoute, Role, Verdict,
+    ReleaseInput, ResolvedRoute, Role, Verdict,
 };
 use crate::schedules::Schedules;
 use crate::waves::{Scope, WaveRules};
@@ -790,7 +790,7 @@ fn cluster_target<'a>(
     let live = || {
         (0..releases.len())
             .filter(|&index| roles.is_live(index) && here(index))
-            .map(|index| releases[index].name)
+            .map(|index| &releases[index])
     };
     let steady_routes = |incumbent: usize| {
         let pipeline = releases[incumbent].pipeline;
@@ -798,7 +798,7 @@ fn cluster_target<'a>(
         schedules
             .place(incumbent, cluster)
             .and_then(|place| state_at(pipeline, last, place).routes)
-            .map(|routes| resolve_routes(routes, Some(releases[incumbent].name), None, live()))
+            .map(|routes| resolve_routes(routes, Some(&releases[incumbent]), None, live()))
             .unwrap_or_default()
     };
     let routes = match (roles.contender, contender_state) {
@@ -810,8 +810,8 @@ fn cluster_target<'a>(
             }),
         ) => resolve_routes(
             routes,
-            Some(releases[contender].name),
-            incumbent.map(|incumbent| releases[incumbent].name),
+            Some(&releases[contender]),
+            incumbent.map(|incumbent| &releases[incumbent]),
             live(),
         ),
         _ => incumbent.map(steady_routes).unwrap_or_default(),
@@ -859,20 +859,21 @@ fn retained_share(
         .unwrap_or(Share::Percent(100))
 }
 
-/// The routes of a step, each to one release; an `each` route once per live release.
-fn resolve_routes<'n>(
+/// The routes of a step, each to one release; an `each` route once per live release. `{version}`
+/// in a match is the name the release goes by in its routes.
+fn resolve_routes<'r, 'a: 'r>(
     routes: &[Route],
-    contender: Option<&str>,
-    incumbent: Option<&str>,
-    live: impl Iterator<Item = &'n str> + Clone,
+    contender: Option<&'r ReleaseInput<'a>>,
+    incumbent: Option<&'r ReleaseInput<'a>>,
+    live: impl Iterator<Item = &'r ReleaseInput<'a>> + Clone,
 ) -> Vec<ResolvedRoute> {
     let mut resolved = Vec::new();
     for route in routes {
-        let mut push = |version: &str| {
+        let mut push = |release: &ReleaseInput| {
             resolved.push(ResolvedRoute {
                 name: route.name.clone(),
-                version: version.to_owned(),
-                matches: with_version(&route.matches, version),
+                version: release.name.to_owned(),
+                matches: with_version(&route.matches, release.version_name),
             })
         };
         match route.to {

@@ -32,6 +32,9 @@ pub struct ClusterInfo {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReleaseInput<'a> {
     pub name: &'a str,
+    /// The name it goes by in its routes (`{version}` in a match): the Application's
+    /// `versions.name` filled in, else the release's name.
+    pub version_name: &'a str,
     pub created_at: Timestamp,
     /// The clusters chosen for this release, in schedule order (the order `first: N` counts). It
     /// has capacity and traffic nowhere else.

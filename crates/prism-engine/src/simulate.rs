@@ -28,6 +28,9 @@ pub struct Scenario<'a> {
     pub clusters: &'a [ClusterInfo],
     /// The step whose analysis (or webhook) fails, to show the rollback.
     pub fail_at: Option<&'a str>,
+    /// The names the incumbent and the contender go by in their routes (`{version}`), in that
+    /// order; the releases themselves are `old` and `new`.
+    pub version_names: [&'a str; 2],
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -264,8 +267,14 @@ struct World<'s> {
 
 impl<'s> World<'s> {
     fn release(&self, name: &'static str, created_at: Timestamp) -> ReleaseInput<'s> {
+        let [incumbent, contender] = self.scenario.version_names;
         ReleaseInput {
             name,
+            version_name: if name == INCUMBENT {
+                incumbent
+            } else {
+                contender
+            },
             created_at,
             clusters: self.scenario.clusters,
             pipeline: self.scenario.pipeline,

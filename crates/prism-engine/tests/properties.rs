@@ -206,6 +206,8 @@ impl Case {
             .map(
                 |(index, (phase, step, achieved, target_step, aborted, verdict))| ReleaseInput {
                     name: ["v0", "v1", "v2", "v3", "v4"][index],
+                    // Not the release's name, so that a route filled with either is told apart.
+                    version_name: ["r0", "r1", "r2", "r3", "r4"][index],
                     created_at: at(index as i64 * 100),
                     clusters: &self.schedules[index],
                     pipeline: &self.pipeline,
@@ -321,6 +323,37 @@ proptest! {
             }
             for route in &traffic.routes {
                 prop_assert!(ready(&case.observed, cluster.cluster, &route.version) > 0);
+            }
+        }
+    }
+
+    #[test]
+    fn an_each_route_goes_to_every_live_version_by_the_name_it_goes_by(case in prop_oneof![case(), fleet_case()]) {
+        let mut case = case;
+        let each = prism_api::strategy::Route {
+            name: "by-version".into(),
+            to: prism_api::strategy::RouteTo::Each,
+            matches: prism_api::strategy::RouteMatch {
+                subdomain: Some("{version}".into()),
+                ..Default::default()
+            },
+        };
+        for step in &mut case.pipeline.steps {
+            if let Some(traffic) = &mut step.traffic {
+                traffic.routes = Some(vec![each.clone()]);
+            }
+        }
+        let releases = case.releases();
+        let input = Input { now: at(case.now), app: &case.app, releases: &releases, observed: &case.observed, blocked: None };
+        let decision = decide(&input);
+        for cluster in &decision.clusters {
+            let Some(traffic) = &cluster.traffic else { continue };
+            for route in &traffic.routes {
+                let index = releases.iter().position(|release| release.name == route.version);
+                prop_assert!(index.is_some(), "{} is no release", route.version);
+                let index = index.unwrap();
+                prop_assert_eq!(route.matches.subdomain.as_deref(), Some(releases[index].version_name));
+                prop_assert_ne!(decision.releases[index].role, Role::Retiring, "a route to retiring {}", route.version);
             }
         }
     }

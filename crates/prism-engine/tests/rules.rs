@@ -634,6 +634,54 @@ fn each_routes_reach_every_live_version_by_name() {
 }
 
 #[test]
+fn each_routes_fill_in_the_name_a_version_goes_by_and_send_to_its_release() {
+    let mut rainbow_step = traffic(capacity(step("full"), 100, 100), 100);
+    rainbow_step.traffic.as_mut().unwrap().routes = Some(vec![Route {
+        name: "by-version".into(),
+        to: RouteTo::Each,
+        matches: RouteMatch {
+            subdomain: Some("{version}".into()),
+            ..Default::default()
+        },
+    }]);
+    let pipeline = Pipeline {
+        webhooks: None,
+        steps: vec![rainbow_step],
+        waves: None,
+    };
+    let mut app = app(true);
+    app.max_versions = 3;
+    let mut releases = vec![
+        release("docs-1", &pipeline, 2, Phase::Complete),
+        release("docs-2", &pipeline, 2, Phase::Progressing),
+    ];
+    releases[0].version_name = "v1";
+    releases[1].version_name = "v2";
+    let clusters = clusters(1);
+    let fleet = fleet(clusters, &[("docs-1", 2, 100)]);
+    let mut world = World::new(app, releases, clusters, fleet);
+    world.settle(10);
+    let mut routes: Vec<_> = world.fleet["c0"]
+        .routes
+        .iter()
+        .map(|route| {
+            (
+                route.matches.subdomain.clone().unwrap(),
+                route.version.clone(),
+            )
+        })
+        .collect();
+    routes.sort();
+    assert_eq!(
+        routes,
+        [
+            ("v1".to_owned(), "docs-1".to_owned()),
+            ("v2".to_owned(), "docs-2".to_owned())
+        ]
+    );
+}
+
+#[test]
 fn each_routes_fill_the_version_into_query_params_and_keep_the_match_type() {
     let mut rainbow_step = traffic(capacity(step("full"), 100, 100), 100);
     rainbow_step.traffic.as_mut().unwrap().routes = Some(vec![

@@ -18,6 +18,7 @@ fn plan(
         pipeline,
         clusters,
         fail_at,
+        version_names: ["old", "new"],
     })
 }
 

@@ -67,12 +67,22 @@ pub fn plan(text: &str, clusters: u32, fail_at: Option<&str>) -> Result<Timeline
         ])));
     };
     let clusters = fleet(clusters);
+    // The simulated versions are revisions 1 and 2, named `old` and `new` unless the
+    // Application names its versions.
+    let name = kube::ResourceExt::name_any(&input.application);
+    let versions = &input.application.spec.versions;
+    let [old, new] = [(1, "old"), (2, "new")].map(|(revision, plain)| {
+        versions
+            .version_name(&name, revision)
+            .unwrap_or(plain.into())
+    });
     let scenario = Scenario {
         app: &app,
         capacity,
         pipeline: &input.pipeline,
         clusters: &clusters,
         fail_at,
+        version_names: [&old, &new],
     };
     Ok(prism_engine::simulate(&scenario)?)
 }

@@ -73,11 +73,22 @@ pub async fn reconcile(
         });
     }
     let schedules: Vec<Vec<ClusterInfo>> = releases.iter().map(schedule).collect();
+    let version_names: Vec<Option<String>> = releases
+        .iter()
+        .map(|release| {
+            app.spec
+                .versions
+                .version_name(&app_name, release.spec.revision)
+        })
+        .collect();
     let inputs: Vec<ReleaseInput> = releases
         .iter()
         .zip(&schedules)
         .zip(&judged)
-        .map(|((release, schedule), judged)| release_input(release, schedule, judged))
+        .zip(&version_names)
+        .map(|(((release, schedule), judged), version_name)| {
+            release_input(release, schedule, judged, version_name.as_deref())
+        })
         .collect::<Result<_, _>>()?;
     let app_owner = app.controller_owner_ref(&());
     let names: Vec<String> = releases.iter().map(ResourceExt::name_any).collect();
@@ -356,15 +367,19 @@ struct Judged {
     gate: Gate,
 }
 
+/// `version_name`: the name it goes by in its routes, when the Application names its versions.
 fn release_input<'a>(
     release: &'a Release,
     clusters: &'a [ClusterInfo],
     judged: &Judged,
+    version_name: Option<&'a str>,
 ) -> Result<ReleaseInput<'a>, Error> {
     let capacity = workload::full_capacity(&release.spec.template)
         .ok_or_else(|| Error::UnreadableCapacity(release.name_any()))?;
+    let name = release.metadata.name.as_deref().unwrap_or_default();
     Ok(ReleaseInput {
-        name: release.metadata.name.as_deref().unwrap_or_default(),
+        name,
+        version_name: version_name.unwrap_or(name),
         created_at: release
             .metadata
             .creation_timestamp

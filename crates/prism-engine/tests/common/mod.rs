@@ -129,6 +129,7 @@ pub fn release<'a>(
 ) -> ReleaseInput<'a> {
     ReleaseInput {
         name,
+        version_name: name,
         created_at: at(0),
         clusters: &[],
         pipeline,
