@@ -7,67 +7,36 @@ mod common;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{DynamicObject, ListParams};
 use kube::{Api, Client};
+use prism_api::Release;
 use prism_api::release::ReleasePhase;
-use prism_api::{Application, Release};
 use prism_testkit::fixtures::web_template;
-use prism_testkit::fleet::TestFleet;
 use prism_testkit::gateway::{Gateway, LoadLoop, Request, http_route_resource, wait_until_served};
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
 use serde_json::{Value, json};
 
-use common::gateway::{apply_object, grpc_route_resource, measure};
-use common::{
-    RunningController, application, apply, patch_release_spec, setup, wait_for_phase, wait_for_step,
-};
+use common::gateway::{GatewayFleet as World, apply_object, grpc_route_resource, measure};
+use common::{application, apply, patch_release_spec, setup, wait_for_phase, wait_for_step};
 
 const REPLICAS: u32 = 4;
 /// Requests a second to each cluster's gateway while a rollout runs.
 const LOAD: f64 = 40.0;
 
-/// A test's fleet of 3 clusters, its controller, the user's HTTPRoute `web` in every cluster
-/// (and what it routes to besides the application), and the gateways.
-struct World {
-    env: TestEnv,
-    apps: Api<Application>,
-    releases: Api<Release>,
-    controller: Option<RunningController>,
-    _fleet: TestFleet,
-    gateways: Vec<Gateway>,
-    host: String,
+/// A test's fleet with the user's HTTPRoutes `web` (and what it routes to besides the
+/// application) and `web-other` in every cluster.
+async fn world(name: &str) -> World {
+    let world = World::new(name).await;
+    for (cluster, gateway) in world.env.clusters().iter().zip(&world.gateways) {
+        let client = cluster.client();
+        install_legacy(&client, world.namespace()).await;
+        apply_object(&client, world.namespace(), user_route(gateway, &world.host)).await;
+        // A second route of the application, for another host: Prism sets them alike.
+        let other = gateway.route("web-other", &format!("other.{}", world.host), &[("web", 1)]);
+        apply_object(&client, world.namespace(), other).await;
+    }
+    world
 }
 
 impl World {
-    async fn new(name: &str) -> World {
-        let env = TestEnv::new(name).await;
-        let (client, apps, releases, controller) = setup(&env).await.unwrap();
-        let fleet = TestFleet::join(&env, &client).await.unwrap();
-        let host = format!("{}.example.test", env.namespace());
-        let mut gateways = Vec::new();
-        for cluster in env.clusters() {
-            let gateway = Gateway::of(cluster).unwrap();
-            let client = cluster.client();
-            install_legacy(&client, env.namespace()).await;
-            apply_object(&client, env.namespace(), user_route(&gateway, &host)).await;
-            // A second route of the application, for another host: Prism sets them alike.
-            let other = gateway.route("web-other", &format!("other.{host}"), &[("web", 1)]);
-            apply_object(&client, env.namespace(), other).await;
-            gateways.push(gateway);
-        }
-        World {
-            env,
-            apps,
-            releases,
-            controller: Some(controller),
-            _fleet: fleet,
-            gateways,
-            host,
-        }
-    }
-
-    fn namespace(&self) -> &str {
-        self.env.namespace()
-    }
-
     /// The Application `web` at `image`, routed through the HTTPRoute `web` with `steps`.
     async fn apply(&self, image: &str, steps: Value) {
         let spec = json!({
@@ -206,7 +175,7 @@ fn canary_steps() -> Value {
 
 #[tokio::test]
 async fn a_canary_splits_the_requests_as_each_step_says_and_loses_none() {
-    let world = World::new("gw-canary").await;
+    let world = world("gw-canary").await;
     world.first_version(canary_steps()).await;
     let before: Vec<Value> = world.routes().await.iter().map(unmanaged).collect();
     let load = world.load();
@@ -264,7 +233,7 @@ async fn a_canary_splits_the_requests_as_each_step_says_and_loses_none() {
 
 #[tokio::test]
 async fn an_abort_at_half_sends_every_request_back_to_the_incumbent_and_loses_none() {
-    let world = World::new("gw-abort").await;
+    let world = world("gw-abort").await;
     world.first_version(canary_steps()).await;
     let before: Vec<Value> = world.routes().await.iter().map(unmanaged).collect();
     let load = world.load();
@@ -303,7 +272,7 @@ async fn an_abort_at_half_sends_every_request_back_to_the_incumbent_and_loses_no
 
 #[tokio::test]
 async fn a_header_route_reaches_the_contender_at_weight_0_and_after_a_controller_restart() {
-    let mut world = World::new("gw-header").await;
+    let mut world = world("gw-header").await;
     let steps = json!([
         {
             "name": "preview",
@@ -373,7 +342,7 @@ async fn a_header_route_reaches_the_contender_at_weight_0_and_after_a_controller
 
 #[tokio::test]
 async fn a_hostname_route_per_version_reaches_each_live_version() {
-    let world = World::new("gw-hostnames").await;
+    let world = world("gw-hostnames").await;
     let steps = json!([
         {
             "name": "preview",

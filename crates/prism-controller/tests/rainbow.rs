@@ -10,56 +10,29 @@ use std::time::Instant;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use prism_api::release::ReleasePhase;
-use prism_api::{Application, Release};
 use prism_testkit::fixtures::web_template;
-use prism_testkit::fleet::TestFleet;
-use prism_testkit::gateway::{Gateway, LoadLoop, Request, wait_until_served};
-use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
+use prism_testkit::gateway::{LoadLoop, Request, wait_until_served};
+use prism_testkit::{DEFAULT_TIMEOUT, wait_until};
 use serde_json::{Value, json};
 
-use common::gateway::{apply_object, measure};
-use common::{RunningController, application, apply, setup, wait_for_phase};
+use common::gateway::{GatewayFleet as World, apply_object, measure};
+use common::{application, apply, wait_for_phase};
 
 const REPLICAS: u32 = 2;
 /// Requests a second to each cluster's gateway on the retiring version's own hostname.
 const LOAD: f64 = 40.0;
 
-/// A test's fleet of 3 clusters, its controller, the user's HTTPRoute `web` for `host` in every
-/// cluster, and the gateways.
-struct World {
-    env: TestEnv,
-    apps: Api<Application>,
-    releases: Api<Release>,
-    _controller: RunningController,
-    _fleet: TestFleet,
-    gateways: Vec<Gateway>,
-    host: String,
+/// A test's fleet with the user's HTTPRoute `web` for its host in every cluster.
+async fn world(name: &str) -> World {
+    let world = World::new(name).await;
+    for (cluster, gateway) in world.env.clusters().iter().zip(&world.gateways) {
+        let route = gateway.route("web", &world.host, &[("web", 1)]);
+        apply_object(&cluster.client(), world.namespace(), route).await;
+    }
+    world
 }
 
 impl World {
-    async fn new(name: &str) -> World {
-        let env = TestEnv::new(name).await;
-        let (client, apps, releases, controller) = setup(&env).await.unwrap();
-        let fleet = TestFleet::join(&env, &client).await.unwrap();
-        let host = format!("{}.example.test", env.namespace());
-        let mut gateways = Vec::new();
-        for cluster in env.clusters() {
-            let gateway = Gateway::of(cluster).unwrap();
-            let route = gateway.route("web", &host, &[("web", 1)]);
-            apply_object(&cluster.client(), env.namespace(), route).await;
-            gateways.push(gateway);
-        }
-        World {
-            env,
-            apps,
-            releases,
-            _controller: controller,
-            _fleet: fleet,
-            gateways,
-            host,
-        }
-    }
-
     /// The Application `web` at image tag `tag`, with at most 3 live versions; `versions` adds
     /// to `spec.versions`.
     async fn apply(&self, tag: u32, versions: Value) {
@@ -141,7 +114,7 @@ fn not_found(reason: &str) -> bool {
 
 #[tokio::test]
 async fn three_versions_live_each_on_its_hostname_and_a_fourth_retires_the_oldest() {
-    let world = World::new("rainbow-live").await;
+    let world = world("rainbow-live").await;
 
     // A name two revisions could share is refused by the API server, naming the fix.
     let refused = world
@@ -239,7 +212,7 @@ async fn three_versions_live_each_on_its_hostname_and_a_fourth_retires_the_oldes
 
 #[tokio::test]
 async fn a_retained_version_past_its_ttl_retires_and_the_newest_stays() {
-    let world = World::new("rainbow-ttl").await;
+    let world = world("rainbow-ttl").await;
     let policy = json!({"name": "v{revision}", "ttl": "40s"});
     world.apply(1, policy.clone()).await;
     wait_for_phase(&world.releases, "web-1", ReleasePhase::Complete)
@@ -301,7 +274,7 @@ async fn a_retained_version_past_its_ttl_retires_and_the_newest_stays() {
 
 #[tokio::test]
 async fn a_new_version_name_moves_the_live_versions_hostnames_without_a_release() {
-    let world = World::new("rainbow-rename").await;
+    let world = world("rainbow-rename").await;
     world.apply(1, json!({"name": "v{revision}"})).await;
     wait_for_phase(&world.releases, "web-1", ReleasePhase::Complete)
         .await

@@ -8,7 +8,11 @@ use prism_testkit::gateway::{Gateway, Request, Tally, http_route_resource};
 use prism_testkit::{DEFAULT_TIMEOUT, wait_until};
 use serde_json::Value;
 
-use super::TEST_MANAGER;
+use prism_api::{Application, Release};
+use prism_testkit::TestEnv;
+use prism_testkit::fleet::TestFleet;
+
+use super::{RunningController, TEST_MANAGER, setup};
 
 /// Requests per cluster for each measured split, and how far a share may be from its weight.
 pub const MEASURED: usize = 2000;
@@ -76,4 +80,44 @@ pub async fn measure(gateway: &Gateway, request: &Request, shares: &[(&str, f64)
     )
     .await
     .unwrap()
+}
+
+/// A test's fleet of 3 clusters with its controller, and each cluster's gateway; the tests add
+/// their routes.
+pub struct GatewayFleet {
+    pub env: TestEnv,
+    pub apps: Api<Application>,
+    pub releases: Api<Release>,
+    pub controller: Option<RunningController>,
+    _fleet: TestFleet,
+    pub gateways: Vec<Gateway>,
+    /// The application's host, `<namespace>.example.test`.
+    pub host: String,
+}
+
+impl GatewayFleet {
+    pub async fn new(name: &str) -> GatewayFleet {
+        let env = TestEnv::new(name).await;
+        let (client, apps, releases, controller) = setup(&env).await.unwrap();
+        let fleet = TestFleet::join(&env, &client).await.unwrap();
+        let host = format!("{}.example.test", env.namespace());
+        let gateways = env
+            .clusters()
+            .iter()
+            .map(|cluster| Gateway::of(cluster).unwrap())
+            .collect();
+        GatewayFleet {
+            env,
+            apps,
+            releases,
+            controller: Some(controller),
+            _fleet: fleet,
+            gateways,
+            host,
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.env.namespace()
+    }
 }
