@@ -28,6 +28,23 @@ fn virtual_services(client: &Client, namespace: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), namespace, &resource)
 }
 
+/// Istio's VirtualService CRD, and the user's VirtualService `web` ([`user_spec`]).
+async fn install_user_virtual_service(
+    client: &Client,
+    namespace: &str,
+) -> anyhow::Result<Api<DynamicObject>> {
+    prism_testkit::istio::install_crds(client, &[prism_testkit::istio::VIRTUAL_SERVICES]).await?;
+    let api = virtual_services(client, namespace);
+    let user: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "web", "annotations": {"team": "web"}},
+        "spec": user_spec(namespace),
+    }))?;
+    api.create(&PostParams::default(), &user).await?;
+    Ok(api)
+}
+
 /// The user's VirtualService `web`: an entry for another host's Service (admin), and the
 /// application's entry, with response headers Prism does not manage and a second destination
 /// (static) beside the application's Service.
@@ -162,16 +179,8 @@ async fn istio_splits_the_virtual_service_step_by_step_and_keeps_the_rest() -> a
     let env = TestEnv::new("istio").await;
     let ns = env.namespace();
     let client = env.cluster("c1").client();
-    prism_testkit::istio::install_crds(&client, &[prism_testkit::istio::VIRTUAL_SERVICES]).await?;
-    let api = virtual_services(&client, ns);
+    let api = install_user_virtual_service(&client, ns).await?;
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
-    let user: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "networking.istio.io/v1",
-        "kind": "VirtualService",
-        "metadata": {"name": "web", "annotations": {"team": "web"}},
-        "spec": user_spec(ns),
-    }))?;
-    api.create(&PostParams::default(), &user).await?;
     let (_client, apps, releases, _controller) = setup(&env).await?;
 
     // Revision 1 alone: straight to its last step, all its traffic through its own Service.
@@ -283,15 +292,7 @@ async fn a_step_waits_for_istiod_when_the_virtual_service_reports_its_generation
     let env = TestEnv::new("istio-status").await;
     let ns = env.namespace();
     let client = env.cluster("c1").client();
-    prism_testkit::istio::install_crds(&client, &[prism_testkit::istio::VIRTUAL_SERVICES]).await?;
-    let api = virtual_services(&client, ns);
-    let user: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "networking.istio.io/v1",
-        "kind": "VirtualService",
-        "metadata": {"name": "web", "annotations": {"team": "web"}},
-        "spec": user_spec(ns),
-    }))?;
-    api.create(&PostParams::default(), &user).await?;
+    let api = install_user_virtual_service(&client, ns).await?;
     let (_client, apps, releases, _controller) = setup(&env).await?;
     apply(&apps, &application("web", spec("web:1", "web"))?).await?;
     wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;

@@ -33,6 +33,24 @@ async fn world(name: &str) -> World {
 }
 
 impl World {
+    /// Waits until every gateway answers `request` with 404: its hostname is routed nowhere.
+    async fn unknown_everywhere(&self, request: &Request) {
+        for gateway in &self.gateways {
+            wait_until(
+                format!("{}: {request:?} is unknown", gateway.cluster()),
+                DEFAULT_TIMEOUT,
+                || async {
+                    Ok(
+                        matches!(gateway.request(request).await, Err(reason) if not_found(&reason))
+                            .then_some(()),
+                    )
+                },
+            )
+            .await
+            .unwrap();
+        }
+    }
+
     /// The Application `web` at image tag `tag`, with at most 3 live versions; `versions` adds
     /// to `spec.versions`.
     async fn apply(&self, tag: u32, versions: Value) {
@@ -162,20 +180,7 @@ async fn three_versions_live_each_on_its_hostname_and_a_fourth_retires_the_oldes
         "from the 4th version's apply to web-1's Deployment gone in every cluster: {:?}",
         fourth.elapsed()
     );
-    for gateway in &world.gateways {
-        wait_until(
-            format!("{}: web-1's hostname is unknown", gateway.cluster()),
-            DEFAULT_TIMEOUT,
-            || async {
-                Ok(
-                    matches!(gateway.request(&oldest).await, Err(reason) if not_found(&reason))
-                        .then_some(()),
-                )
-            },
-        )
-        .await
-        .unwrap();
-    }
+    world.unknown_everywhere(&oldest).await;
     let report = load.stop().await;
     eprintln!("load on web-1's hostname across its retirement:\n{report}");
     for (cluster, tally) in &report.per_cluster {
@@ -244,20 +249,7 @@ async fn a_retained_version_past_its_ttl_retires_and_the_newest_stays() {
         gone_after.total(jiff::Unit::Second).unwrap() >= 40.0,
         "web-1 retired before its ttl: {gone_after:#}"
     );
-    for gateway in &world.gateways {
-        wait_until(
-            format!("{}: web-1's hostname is unknown", gateway.cluster()),
-            DEFAULT_TIMEOUT,
-            || async {
-                Ok(
-                    matches!(gateway.request(&oldest).await, Err(reason) if not_found(&reason))
-                        .then_some(()),
-                )
-            },
-        )
-        .await
-        .unwrap();
-    }
+    world.unknown_everywhere(&oldest).await;
     let report = load.stop().await;
     eprintln!("load on web-1's hostname across its retirement:\n{report}");
     let failed: Vec<_> = report
@@ -284,20 +276,7 @@ async fn a_new_version_name_moves_the_live_versions_hostnames_without_a_release(
     world.apply(1, json!({"name": "{app}-r{revision}"})).await;
     world.serves(&[("web-1", "web-r1")], "web-1").await;
     let old = Request::new(format!("v1.{}", world.host));
-    for gateway in &world.gateways {
-        wait_until(
-            format!("{}: the old hostname is unknown", gateway.cluster()),
-            DEFAULT_TIMEOUT,
-            || async {
-                Ok(
-                    matches!(gateway.request(&old).await, Err(reason) if not_found(&reason))
-                        .then_some(()),
-                )
-            },
-        )
-        .await
-        .unwrap();
-    }
+    world.unknown_everywhere(&old).await;
     let releases = world.releases.list(&Default::default()).await.unwrap();
     assert_eq!(releases.items.len(), 1, "a new name makes no Release");
 }
