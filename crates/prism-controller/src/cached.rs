@@ -1,5 +1,6 @@
-//! What the fleet's caches keep of the pods and Deployments Prism installed in application
-//! clusters (the fields Prism reads, and nothing else), and of the route objects it edits
+//! What the fleet's caches keep of the pods, Deployments and EndpointSlices of what Prism
+//! installed in application clusters (the fields Prism reads, and nothing else), and of the
+//! route objects it edits
 //! (HTTPRoutes, GRPCRoutes, VirtualServices). The k8s-openapi types hold every field of their kind inline (a Pod or a Deployment
 //! is 2.4 KB before any of its strings), so that, even stripped, they were a quarter of the
 //! controller's heap at 1,000 applications; these types deserialize only what is read, and the
@@ -89,6 +90,61 @@ pub struct DeploymentStatus {
     pub updated_replicas: Option<i32>,
 }
 
+/// An EndpointSlice of one of the application's Services (the EndpointSlice controller copies
+/// the Service's labels onto it): how many of its endpoints are ready.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct EndpointSlice {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct Endpoint {
+    #[serde(default)]
+    pub conditions: EndpointConditions,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct EndpointConditions {
+    #[serde(default)]
+    pub ready: Option<bool>,
+}
+
+impl EndpointSlice {
+    /// The Service the slice belongs to (`kubernetes.io/service-name`).
+    pub fn service(&self) -> Option<&str> {
+        self.metadata
+            .labels
+            .as_ref()?
+            .get("kubernetes.io/service-name")
+            .map(String::as_str)
+    }
+
+    /// Whether an endpoint of the slice is ready. An unknown condition counts as ready, as
+    /// the EndpointSlice API says consumers should read it.
+    pub fn has_ready_endpoint(&self) -> bool {
+        self.metadata.deletion_timestamp.is_none()
+            && self
+                .endpoints
+                .iter()
+                .any(|endpoint| endpoint.conditions.ready != Some(false))
+    }
+}
+
+#[cfg(test)]
+impl EndpointSlice {
+    /// A slice of `service` with one endpoint, ready or not.
+    pub fn of(service: &str, ready: bool) -> Self {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("{service}-x7"), "labels": {"kubernetes.io/service-name": service}},
+            "endpoints": [{"addresses": ["10.244.0.7"], "conditions": {"ready": ready}}],
+        }))
+        .expect("an EndpointSlice")
+    }
+}
+
 /// A user's route object that a traffic provider rewrites (an HTTPRoute, a GRPCRoute, a
 /// VirtualService): kept whole but for its managed fields, since the provider must keep what it
 /// does not manage as it is. Few of them exist, next to pods.
@@ -137,6 +193,14 @@ macro_rules! resource {
 }
 
 resource!(Pod, "", "v1", "v1", "Pod", "pods");
+resource!(
+    EndpointSlice,
+    "discovery.k8s.io",
+    "v1",
+    "discovery.k8s.io/v1",
+    "EndpointSlice",
+    "endpointslices"
+);
 route_object!(
     /// A Gateway API HTTPRoute (the `gatewayAPI` provider rewrites its rules).
     HttpRoute,
@@ -190,6 +254,29 @@ mod tests {
         .unwrap();
         assert!(pod.is_ready());
         assert_eq!(pod.metadata.labels.unwrap()["prism.dev/release"], "web-2");
+    }
+
+    #[test]
+    fn an_endpoint_slice_names_its_service_and_whether_an_endpoint_is_ready() {
+        let slice = |endpoints| -> EndpointSlice {
+            serde_json::from_value(json!({
+                "metadata": {"name": "web-2-x7", "labels": {"kubernetes.io/service-name": "web-2"}},
+                "addressType": "IPv4",
+                "endpoints": endpoints,
+            }))
+            .unwrap()
+        };
+        let ready = slice(json!([
+            {"addresses": ["10.244.0.7"], "conditions": {"ready": false}},
+            {"addresses": ["10.244.0.8"], "conditions": {"ready": true, "serving": true}},
+        ]));
+        assert_eq!(ready.service(), Some("web-2"));
+        assert!(ready.has_ready_endpoint());
+        assert!(
+            !slice(json!([{"addresses": ["10.244.0.7"], "conditions": {"ready": false}}]))
+                .has_ready_endpoint()
+        );
+        assert!(!slice(json!([])).has_ready_endpoint());
     }
 
     #[test]

@@ -68,6 +68,7 @@ pub fn candidates(
             service: service_manifest(app, release).zip(Some(release_name.as_str())),
             observed_service: None,
             services: &[],
+            endpoint_slices: &[],
             pods: &[],
             owner: None,
             policy: &app.spec.traffic,
@@ -149,7 +150,11 @@ fn source<'m>(
                 // The application's Service, or a version's own (gatewayAPI).
                 Kind::Service => name == written || written == release,
                 Kind::Deployment | Kind::HorizontalPodAutoscaler | Kind::Pod => true,
-                Kind::HttpRoute | Kind::GrpcRoute | Kind::VirtualService | Kind::Namespace => false,
+                Kind::EndpointSlice
+                | Kind::HttpRoute
+                | Kind::GrpcRoute
+                | Kind::VirtualService
+                | Kind::Namespace => false,
             }
     })
 }

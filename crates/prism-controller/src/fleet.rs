@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use crate::cached::{Deployment, GrpcRoute, HttpRoute, Pod, VirtualService};
+use crate::cached::{Deployment, EndpointSlice, GrpcRoute, HttpRoute, Pod, VirtualService};
 use crate::expectations::{Expectations, application_of};
 use crate::write::Kind;
 
@@ -38,6 +38,7 @@ pub const CACHED: &[Kind] = &[
     Kind::Deployment,
     Kind::Pod,
     Kind::Service,
+    Kind::EndpointSlice,
     Kind::HttpRoute,
     Kind::GrpcRoute,
     Kind::VirtualService,
@@ -61,6 +62,8 @@ pub struct Member {
     pub deployments: Store<Deployment>,
     pub pods: Store<Pod>,
     pub services: Store<Service>,
+    /// The EndpointSlices of those Services (they carry their Service's labels).
+    pub endpoint_slices: Store<EndpointSlice>,
     /// Every HTTPRoute (those of users carry no label of Prism's). Optional: a cluster without
     /// the Gateway API's CRDs is still reachable, and says so only to the Applications that
     /// route through an HTTPRoute ([`Member::optional_listed`]).
@@ -112,6 +115,7 @@ impl Member {
             self.deployments.wait_until_ready().now_or_never(),
             self.pods.wait_until_ready().now_or_never(),
             self.services.wait_until_ready().now_or_never(),
+            self.endpoint_slices.wait_until_ready().now_or_never(),
         ]
         .iter()
         .all(|ready| matches!(ready, Some(Ok(()))))
@@ -266,6 +270,15 @@ impl Fleet {
             name,
             expectations,
         );
+        let (endpoint_slices, endpoint_slice_events) = cache_of(
+            &client,
+            namespace,
+            labelled(),
+            |_| {},
+            application_of,
+            name,
+            expectations,
+        );
         let applications = self.applications.clone();
         let (http_routes, http_route_events) = cache_of(
             &client,
@@ -313,6 +326,7 @@ impl Fleet {
             deployment_events,
             pod_events,
             service_events,
+            endpoint_slice_events,
             optional(Kind::HttpRoute, http_route_events, health.clone()),
             optional(Kind::GrpcRoute, grpc_route_events, health.clone()),
             optional(Kind::VirtualService, virtual_service_events, health.clone()),
@@ -359,6 +373,7 @@ impl Fleet {
             deployments,
             pods,
             services,
+            endpoint_slices,
             http_routes,
             grpc_routes,
             virtual_services,

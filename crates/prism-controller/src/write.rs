@@ -7,6 +7,7 @@ use std::fmt::Debug;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
@@ -72,6 +73,8 @@ pub enum Kind {
     HorizontalPodAutoscaler,
     Service,
     Pod,
+    /// Only watched: whether a version's Service has a ready endpoint.
+    EndpointSlice,
     /// A Gateway API HTTPRoute (`gateway.networking.k8s.io/v1`).
     HttpRoute,
     /// A Gateway API GRPCRoute (`gateway.networking.k8s.io/v1`).
@@ -90,6 +93,7 @@ impl Kind {
         Kind::HorizontalPodAutoscaler,
         Kind::Service,
         Kind::Pod,
+        Kind::EndpointSlice,
         Kind::HttpRoute,
         Kind::GrpcRoute,
         Kind::VirtualService,
@@ -103,6 +107,7 @@ impl Kind {
             Kind::HorizontalPodAutoscaler => ApiResource::erase::<HorizontalPodAutoscaler>(&()),
             Kind::Service => ApiResource::erase::<Service>(&()),
             Kind::Pod => ApiResource::erase::<Pod>(&()),
+            Kind::EndpointSlice => ApiResource::erase::<EndpointSlice>(&()),
             Kind::HttpRoute => ApiResource::from_gvk_with_plural(
                 &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
                 "httproutes",

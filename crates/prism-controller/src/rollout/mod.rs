@@ -409,6 +409,7 @@ struct ClusterView {
     deployments: Vec<Arc<cached::Deployment>>,
     pods: Vec<Arc<cached::Pod>>,
     services: Vec<std::sync::Arc<k8s_openapi::api::core::v1::Service>>,
+    endpoint_slices: Vec<Arc<cached::EndpointSlice>>,
     /// The namespace's HTTPRoutes, read only for an application that routes through one.
     http_routes: Result<Vec<Arc<cached::HttpRoute>>, String>,
     /// The namespace's GRPCRoutes, likewise.
@@ -434,6 +435,7 @@ impl ClusterView {
             deployments: of_app(&member.deployments, namespace, name),
             pods: of_app(&member.pods, namespace, name),
             services: of_app(&member.services, namespace, name),
+            endpoint_slices: of_app(&member.endpoint_slices, namespace, name),
             http_routes: optional_in(
                 member,
                 touches,
@@ -478,6 +480,7 @@ impl ClusterView {
                 .find(|s| s.metadata.name.as_deref() == service_name)
                 .map(|s| s.as_ref()),
             services: &self.services,
+            endpoint_slices: &self.endpoint_slices,
             pods: &self.pods,
             owner: owner.filter(|_| self.is_management),
             policy: &app.spec.traffic,

@@ -23,7 +23,7 @@ use prism_api::labels::{APP_LABEL, RELEASE_LABEL, SOURCE_ANNOTATION};
 use prism_engine::ResolvedRoute;
 use serde_json::{Map, Value};
 
-use crate::cached::{GrpcRoute, HttpRoute, Pod, VirtualService};
+use crate::cached::{EndpointSlice, GrpcRoute, HttpRoute, Pod, VirtualService};
 use crate::touches::Touch;
 use crate::workload::object;
 use crate::write::{Kind, Refusal, Write};
@@ -47,6 +47,8 @@ pub struct AppView<'a> {
     /// Every Service of the application in the cluster (labelled with it), the one that
     /// carries its traffic and any a template before named otherwise.
     pub services: &'a [Arc<Service>],
+    /// The EndpointSlices of those Services.
+    pub endpoint_slices: &'a [Arc<EndpointSlice>],
     /// The pods of every version of the application.
     pub pods: &'a [Arc<Pod>],
     /// The Application's reference, when the cluster is the management cluster.
@@ -351,6 +353,37 @@ fn services(view: &AppView, weights: &Weights, routes: &[ResolvedRoute]) -> Vec<
     writes
 }
 
+/// The first version that `weights` and `routes` start sending requests to (the route object,
+/// as the cluster has it, gives it no weight and no route: `current`, `current_routes`) while
+/// its Service lists no ready endpoint in the cluster. A gateway answers a backend whose Service
+/// has no EndpointSlice yet with 500 (the Gateway API's rule for a backend it cannot resolve)
+/// and one without ready endpoints with 503, so the route object waits for them: the Service is
+/// written meanwhile, and its EndpointSlice's watch event brings the next reconcile.
+fn unserved<'a>(
+    view: &AppView,
+    current: &Weights,
+    current_routes: &[ResolvedRoute],
+    weights: &'a Weights,
+    routes: &'a [ResolvedRoute],
+) -> Option<&'a str> {
+    let sent_to = |version: &str| {
+        current.get(version).is_some_and(|weight| *weight > 0)
+            || current_routes.iter().any(|route| route.version == version)
+    };
+    let served = |version: &str| {
+        view.endpoint_slices
+            .iter()
+            .filter(|slice| slice.service() == Some(version))
+            .any(|slice| slice.has_ready_endpoint())
+    };
+    weights
+        .iter()
+        .filter(|(_, weight)| **weight > 0)
+        .map(|(version, _)| version.as_str())
+        .chain(routes.iter().map(|route| route.version.as_str()))
+        .find(|version| !sent_to(version) && !served(version))
+}
+
 /// Where two parts of one route object (rules of an HTTPRoute, http entries of a
 /// VirtualService) are set to different weights.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -437,6 +470,83 @@ mod tests {
 
     fn weights(pairs: &[(&str, u32)]) -> Weights {
         pairs.iter().map(|(v, w)| (v.to_string(), *w)).collect()
+    }
+
+    #[test]
+    fn a_version_gets_its_first_requests_only_once_its_service_lists_a_ready_endpoint() {
+        let policy = TrafficPolicy::default();
+        let slices = [
+            Arc::new(EndpointSlice::of("web-1", true)),
+            Arc::new(EndpointSlice::of("web-2", false)),
+        ];
+        let view = AppView {
+            app: "web",
+            service: None,
+            observed_service: None,
+            services: &[],
+            endpoint_slices: &slices,
+            pods: &[],
+            owner: None,
+            policy: &policy,
+            releases: &["web-1", "web-2", "web-3"],
+            http_routes: Ok(&[]),
+            grpc_routes: Ok(&[]),
+            virtual_services: Ok(&[]),
+        };
+        let incumbent = weights(&[("web-1", 100)]);
+        let canary = weights(&[("web-1", 95), ("web-2", 5)]);
+        assert_eq!(
+            unserved(&view, &incumbent, &[], &canary, &[]),
+            Some("web-2")
+        );
+        assert_eq!(
+            unserved(
+                &view,
+                &incumbent,
+                &[],
+                &weights(&[("web-1", 100), ("web-2", 0)]),
+                &[]
+            ),
+            None,
+            "no requests at weight 0"
+        );
+        assert_eq!(
+            unserved(
+                &view,
+                &canary,
+                &[],
+                &weights(&[("web-1", 50), ("web-2", 50)]),
+                &[]
+            ),
+            None,
+            "a version sent requests already keeps them: a shift away from it is never held"
+        );
+        let route = ResolvedRoute {
+            name: "preview".into(),
+            version: "web-3".into(),
+            matches: Default::default(),
+        };
+        assert_eq!(
+            unserved(
+                &view,
+                &incumbent,
+                &[],
+                &incumbent,
+                std::slice::from_ref(&route)
+            ),
+            Some("web-3"),
+            "a route to a version is a request sent to it"
+        );
+        assert_eq!(
+            unserved(
+                &view,
+                &incumbent,
+                std::slice::from_ref(&route),
+                &incumbent,
+                std::slice::from_ref(&route)
+            ),
+            None
+        );
     }
 
     #[test]

@@ -37,6 +37,7 @@ use serde_json::{Value, json};
 
 use super::{
     AppView, Pending, TrafficProvider, Weights, remove_services, remove_version_service, services,
+    unserved,
 };
 use crate::touches::{Touch, Verb};
 use crate::write::{Kind, Refusal, Write};
@@ -56,6 +57,11 @@ impl TrafficProvider for GatewayApi {
                     Verb::DeleteByRelease,
                 ],
                 why: "gatewayAPI: the application's Service, and one Service per version (named like its Release) for the HTTPRoute's weighted backendRefs; deleted with the version, or by label when its Release was deleted",
+            },
+            Touch {
+                kind: Kind::EndpointSlice,
+                verbs: &[Verb::WatchLabelled],
+                why: "gatewayAPI: the EndpointSlices of those Services, so that a version gets its first requests only once its Service lists a ready endpoint (a gateway answers a backendRef to a Service without one with an error)",
             },
             Touch {
                 kind: Kind::HttpRoute,
@@ -164,6 +170,17 @@ impl TrafficProvider for GatewayApi {
         let Ok(users) = user_routes(view) else {
             return writes;
         };
+        if unserved(
+            view,
+            &self.observe(view),
+            &self.routes(view),
+            weights,
+            routes,
+        )
+        .is_some()
+        {
+            return writes;
+        }
         let versions = view.versions();
         let desired = desired(view, &versions, weights, routes);
         let Ok(built) = users

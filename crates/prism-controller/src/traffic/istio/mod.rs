@@ -37,6 +37,7 @@ use serde_json::{Value, json};
 
 use super::{
     AppView, Pending, TrafficProvider, Weights, remove_services, remove_version_service, services,
+    unserved,
 };
 use crate::cached::VirtualService;
 use crate::touches::{Touch, Verb};
@@ -56,6 +57,11 @@ impl TrafficProvider for Istio {
                     Verb::DeleteByRelease,
                 ],
                 why: "istio: the application's Service, and one Service per version (named like its Release) for the VirtualService's weighted destinations; deleted with the version, or by label when its Release was deleted",
+            },
+            Touch {
+                kind: Kind::EndpointSlice,
+                verbs: &[Verb::WatchLabelled],
+                why: "istio: the EndpointSlices of those Services, so that a version gets its first requests only once its Service lists a ready endpoint (a gateway answers a destination to a Service without one with an error)",
             },
             Touch {
                 kind: Kind::VirtualService,
@@ -125,6 +131,17 @@ impl TrafficProvider for Istio {
         let Ok(user) = user_virtual_service(view) else {
             return writes;
         };
+        if unserved(
+            view,
+            &self.observe(view),
+            &self.routes(view),
+            weights,
+            routes,
+        )
+        .is_some()
+        {
+            return writes;
+        }
         let versions = view.versions();
         let Ok(http) = http::http(&user, &desired(view, &versions, weights, routes)) else {
             return writes;

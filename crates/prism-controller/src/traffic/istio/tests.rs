@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::fixtures::{header, virtual_service, with_http};
 use super::*;
+use crate::cached::EndpointSlice;
 
 fn manifest() -> Manifest {
     serde_json::from_value(json!({
@@ -27,6 +28,14 @@ fn cached(object: &Value) -> Arc<VirtualService> {
     Arc::new(serde_json::from_value(object.clone()).unwrap())
 }
 
+/// Both versions' Services list a ready endpoint.
+static SERVED: std::sync::LazyLock<[Arc<EndpointSlice>; 2]> = std::sync::LazyLock::new(|| {
+    [
+        Arc::new(EndpointSlice::of("docs-2", true)),
+        Arc::new(EndpointSlice::of("docs-3", true)),
+    ]
+});
+
 /// The view of application `docs` (releases docs-2 and docs-3) with these VirtualServices.
 fn view<'a>(
     manifest: &'a Manifest,
@@ -38,6 +47,7 @@ fn view<'a>(
         service: Some((manifest, "docs-3")),
         observed_service: None,
         services: &[],
+        endpoint_slices: &*SERVED,
         pods: &[],
         owner: None,
         policy,
