@@ -39,6 +39,7 @@ mod decide;
 mod effective;
 mod follow;
 mod model;
+mod retire;
 mod schedule;
 mod schedules;
 mod simulate;
