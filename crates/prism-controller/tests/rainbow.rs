@@ -141,8 +141,14 @@ impl World {
         found.status.and_then(|status| status.state)
     }
 
-    /// Sets `annotation` on Release `release` as `prism pin` and `prism retire` do.
+    /// Sets `annotation` on Release `release` as `prism pin` and `prism retire` do, once the
+    /// controller made it.
     async fn annotate(&self, release: &str, annotation: &str, value: &str) {
+        wait_until(format!("{release} is made"), DEFAULT_TIMEOUT, || async {
+            Ok(self.releases.get_opt(release).await?.map(drop))
+        })
+        .await
+        .unwrap();
         self.releases
             .patch(
                 release,
