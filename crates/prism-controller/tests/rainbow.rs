@@ -174,6 +174,19 @@ impl World {
         true
     }
 
+    /// The uids of the test namespace's pods in every cluster.
+    async fn pod_uids(&self) -> std::collections::BTreeSet<String> {
+        let mut uids = std::collections::BTreeSet::new();
+        for cluster in self.env.clusters() {
+            let pods: Api<k8s_openapi::api::core::v1::Pod> =
+                Api::namespaced(cluster.client(), self.env.namespace());
+            for pod in pods.list(&Default::default()).await.unwrap() {
+                uids.extend(pod.metadata.uid);
+            }
+        }
+        uids
+    }
+
     /// Makes version `tag` and waits until it is complete.
     async fn complete(&self, tag: u32, versions: &Value) {
         self.apply(tag, versions.clone()).await;
@@ -399,6 +412,62 @@ async fn a_pinned_version_stays_past_max_and_ttl_a_version_past_its_ttl_retires_
     assert_eq!(by_command.cause, RetireCause::Command);
     world.gone("web-1").await;
     world.serves(&[("web-4", "v4")], "web-4").await;
+}
+
+#[tokio::test]
+async fn a_rollback_to_a_live_version_moves_the_default_route_at_once_and_makes_no_pod() {
+    let world = world("rainbow-rollback").await;
+    let policy = json!({"name": "v{revision}"});
+    for tag in 1..=3 {
+        world.complete(tag, &policy).await;
+    }
+    let three = [("web-1", "v1"), ("web-2", "v2"), ("web-3", "v3")];
+    world.serves(&three, "web-3").await;
+    let before = world.pod_uids().await;
+
+    // As `prism rollback web --to 2` does for a live revision: the live Releases newer than it
+    // are aborted.
+    let rolled_back = Instant::now();
+    world
+        .releases
+        .patch(
+            "web-3",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"aborted": true}})),
+        )
+        .await
+        .unwrap();
+    // web-2 had no share of the default route: its first answer there is the route moved.
+    let default = Request::new(&world.host);
+    for gateway in &world.gateways {
+        wait_until_served(gateway, &default, "web-2", |served| {
+            served.release == "web-2"
+        })
+        .await
+        .unwrap();
+    }
+    let moved_after = rolled_back.elapsed();
+    eprintln!("the default route served web-2 in every gateway {moved_after:?} after the rollback");
+    assert!(
+        moved_after.as_secs() < 30,
+        "the default route took {moved_after:?} to move back"
+    );
+    wait_for_phase(&world.releases, "web-3", ReleasePhase::Aborted)
+        .await
+        .unwrap();
+    world.gone("web-3").await;
+    let after = world.pod_uids().await;
+    let made: Vec<&String> = after.difference(&before).collect();
+    assert!(made.is_empty(), "the rollback made pods: {made:?}");
+    world
+        .serves(&[("web-1", "v1"), ("web-2", "v2")], "web-2")
+        .await;
+    let releases = world.releases.list(&Default::default()).await.unwrap();
+    assert_eq!(
+        releases.items.len(),
+        3,
+        "a rollback to a live version makes no Release"
+    );
 }
 
 #[tokio::test]

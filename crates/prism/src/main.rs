@@ -105,7 +105,9 @@ enum Command {
         namespace: Option<String>,
     },
     /// Make the Application's template that of an earlier Release again; the controller rolls it
-    /// out as a new revision under the Application's strategy.
+    /// out as a new revision under the Application's strategy. A revision still live (a
+    /// rainbow's retained version) takes the default route back at once instead: the live
+    /// Releases newer than it are aborted, and no pod is made.
     #[command(after_help = EXIT_CODES)]
     Rollback {
         /// The Application's name.
