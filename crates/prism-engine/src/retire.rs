@@ -97,11 +97,23 @@ pub(crate) fn advance<'a>(
         *requeue = Some(requeue.map_or(after, |requeue| requeue.min(after)));
     };
     if progress.retirement.is_none() {
-        let Some((cause, message)) = roles.causes[index]
-            .clone()
-            .filter(|_| role == Role::Draining)
-        else {
-            return retire(input, schedules, roles, index, changes, Some(&mut event));
+        let cause = roles.causes[index].clone();
+        let Some((cause, message)) = cause.clone().filter(|_| role == Role::Draining) else {
+            let retired = retire(input, schedules, roles, index, changes, Some(&mut event));
+            // A complete version with nothing left to drain (retired before, or never installed)
+            // is recorded Retired, so that a cluster out of sight later never starts a drain of it.
+            if let Some((cause, message)) = cause.filter(|_| retired && input.app.drain.is_some()) {
+                progress.retirement = Some(Retirement {
+                    state: VersionState::Retired,
+                    cause,
+                    message,
+                    started_at: recorded(now),
+                    routes_left_at: None,
+                    drained_at: None,
+                    retired_at: Some(recorded(now)),
+                });
+            }
+            return retired;
         };
         event(
             "Draining",

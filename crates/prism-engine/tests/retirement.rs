@@ -304,3 +304,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_version_with_nothing_left_anywhere_is_recorded_retired_without_a_drain() {
+    let pipeline = rainbow();
+    let mut world = world(&pipeline, rainbow_app(3), 3, false);
+    // v1 runs nowhere any more, and no route names it (gone before this controller's time).
+    for cluster in world.clusters {
+        let observed = world.fleet.get_mut(&cluster.name).unwrap();
+        observed.versions.remove("v1");
+        observed.routes.retain(|route| route.version != "v1");
+    }
+    let round = world.round();
+    assert_eq!(round.roles[0], Role::Retiring);
+    assert!(round.retired[0]);
+    assert_eq!(state(&world, "v1"), Some(VersionState::Retired));
+    assert!(
+        !round.events.iter().any(|(release, _)| release == "v1"),
+        "{:?}",
+        round.events
+    );
+    // A cluster out of sight later starts no drain of it.
+    world.fleet.get_mut("c1").unwrap().reachable = false;
+    assert_eq!(world.decide().roles[0], Role::Retiring);
+}
