@@ -19,11 +19,12 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
+use prism_api::labels::{PINNED_ANNOTATION, RETIRE_ANNOTATION};
 use prism_api::release::ReleaseStatus;
 use prism_api::{Application, Release};
 use prism_engine::{
-    AppPolicy, Change, ClusterInfo, ClusterObservation, ClusterPhase, Input, ReleaseInput, decide,
-    scheduled_clusters,
+    AppPolicy, Change, ClusterInfo, ClusterObservation, ClusterPhase, Drain, Input, ReleaseInput,
+    decide, scheduled_clusters,
 };
 use tracing::info;
 
@@ -153,6 +154,10 @@ pub async fn reconcile(
         traffic: app.spec.has_traffic(),
         max_versions: app.spec.versions.max,
         version_ttl: app.spec.versions.ttl,
+        drain: app.spec.versions.drain_period().map(|period| Drain {
+            period,
+            delete_after: app.spec.versions.delete_after(),
+        }),
     };
     let decision = decide(&Input {
         now: precise_now,
@@ -177,7 +182,9 @@ pub async fn reconcile(
     for change in &decision.changes {
         let cluster = change.cluster();
         let release = match change {
-            Change::Capacity { release, .. } | Change::Remove { release, .. } => by_name[*release],
+            Change::Capacity { release, .. }
+            | Change::Remove { release, .. }
+            | Change::Idle { release, .. } => by_name[*release],
             Change::Traffic { .. } => newest,
         };
         let Some((member, view)) = views.get(cluster) else {
@@ -217,6 +224,13 @@ pub async fn reconcile(
                     continue;
                 }
                 provider.writes(&app_view, &weights, &traffic.routes)
+            }
+            Change::Idle { release, .. } => {
+                let release = by_name[*release];
+                let installed = view.deployment(&release.name_any());
+                let owner = release_owner(member, release);
+                let pod_labels = provider.map_or(&[][..], |p| p.pod_template_labels());
+                workload::idle(release, installed, pod_labels, owner.as_ref())
             }
             Change::Remove { release, .. } => {
                 let mut writes = workload::remove(by_name[*release]);
@@ -393,7 +407,17 @@ fn release_input<'a>(
         aborted: release.spec.aborted,
         analysis: judged.analysis.verdict.clone(),
         webhook: judged.gate.verdict.clone(),
+        pinned: annotated(release, PINNED_ANNOTATION),
+        retire_requested: annotated(release, RETIRE_ANNOTATION),
     })
+}
+
+/// Whether a person set `annotation` on the Release (to anything but "false").
+fn annotated(release: &Release, annotation: &str) -> bool {
+    release
+        .annotations()
+        .get(annotation)
+        .is_some_and(|value| value != "false")
 }
 
 /// The Release as owner of its objects, where it can be: in its own API server.
