@@ -47,6 +47,14 @@ prism_binary() {
   echo target/release/prism
 }
 
+# The phase of each Release of revision $1 in $NS, one a line ("(unset)" before its
+# first status).
+release_phases() {
+  k "$MANAGEMENT" get releases.prism.dev -n "$NS" \
+    -o jsonpath='{range .items[*]}{.spec.revision} {.status.phase}{"\n"}{end}' 2>/dev/null \
+    | awk -v r="$1" '$1 == r {print ($2 == "" ? "(unset)" : $2)}'
+}
+
 # Waits (at most $2 seconds, default 300) until namespace $1 is gone from every cluster (a
 # previous run's may still terminate); returns 1 when one is still there.
 wait_namespace_gone() {

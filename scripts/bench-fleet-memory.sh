@@ -153,13 +153,9 @@ mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 # The highest sampled RSS (KiB) between two Unix times.
 peak_between() { awk -v a="$1" -v b="$2" '$1 >= a && $1 <= b && $2 > m {m = $2} END {print m + 0}' "$WORK/rss"; }
 
-# "Complete 700, Progressing 200" for the Releases of revision $1 (the server-side table, cheaper
-# than whole objects: NAME APPLICATION REVISION STEP PROGRESS PHASE AGE; empty cells are blank,
-# PROGRESS may hold spaces, PHASE and AGE not).
+# "Complete 700, Progressing 200" for the Releases of revision $1.
 phases() {
-  k c1 get releases.prism.dev -n "$NS" --no-headers 2>/dev/null \
-    | awk -v r="$1" '$3 == r {p = $(NF - 1); if (p !~ /^[A-Z][A-Za-z]+$/) p = "(no phase yet)"; n[p]++}
-                     END {for (p in n) printf "%s %d\n", p, n[p]}' \
+  release_phases "$1" | sort | uniq -c | awk '{printf "%s %d\n", $2, $1}' \
     | sort -k2,2nr | paste -sd, | sed 's/,/, /g'
 }
 

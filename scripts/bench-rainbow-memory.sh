@@ -120,8 +120,7 @@ EOF
 wait_complete() {
   local start=$SECONDS complete
   while :; do
-    complete=$(k "$MANAGEMENT" get releases.prism.dev -n "$NS" --no-headers 2>/dev/null \
-      | awk -v r="$1" '$3 == r && $(NF - 1) == "Complete"' | wc -l)
+    complete=$(release_phases "$1" | grep -cx Complete || true)
     ((complete == APPS)) && break
     kill -0 "$controller_pid" 2>/dev/null || fail "the controller exited: $(tail -5 "$WORK/controller.log")"
     if ((SECONDS - start >= DEADLINE)); then

@@ -15,13 +15,13 @@ use kube::api::{Patch, PatchParams};
 use prism_api::Release;
 use prism_api::labels::{PINNED_ANNOTATION, RETIRE_ANNOTATION};
 use prism_api::release::{ReleasePhase, RetireCause, Retirement, VersionState};
-use prism_testkit::fixtures::web_template;
+use prism_testkit::fixtures::{example, web_template};
 use prism_testkit::gateway::{LoadLoop, Request, wait_until_served};
 use prism_testkit::{DEFAULT_TIMEOUT, wait_until};
 use serde_json::{Value, json};
 
 use common::gateway::{GatewayFleet as World, apply_object, measure};
-use common::{application, apply, wait_for_phase};
+use common::{application, apply, patch_release_spec, wait_for_phase, wait_for_step};
 
 const REPLICAS: u32 = 2;
 /// `versions.drainPeriod` of the tests: well above Traefik's 2 s between configurations.
@@ -485,4 +485,46 @@ async fn a_new_version_name_moves_the_live_versions_hostnames_without_a_release(
     world.unknown_everywhere(&old).await;
     let releases = world.releases.list(&Default::default()).await.unwrap();
     assert_eq!(releases.items.len(), 1, "a new name makes no Release");
+}
+
+#[tokio::test]
+async fn the_rainbow_example_runs_as_written() {
+    let world = World::new("rainbow-example").await;
+    for (cluster, gateway) in world.env.clusters().iter().zip(&world.gateways) {
+        let route = gateway.route("docs", &world.host, &[("docs", 1)]);
+        apply_object(&cluster.client(), world.namespace(), route).await;
+    }
+    let [mut docs]: [Value; 1] = example("rainbow").try_into().unwrap();
+    docs["metadata"]["namespace"] = json!(world.namespace());
+    let image = &mut docs["spec"]["template"]["manifests"][0]["spec"]["template"]["spec"]["containers"]
+        [0]["image"];
+    let first = image.as_str().unwrap().to_owned();
+    let revision = |image: &str| {
+        let mut docs = docs.clone();
+        docs["spec"]["template"]["manifests"][0]["spec"]["template"]["spec"]["containers"][0]["image"] =
+            json!(image);
+        serde_json::from_value(docs).unwrap()
+    };
+    // Its preview step waits for a person: `prism promote --full` as a patch.
+    let promote = |release: &'static str| async {
+        patch_release_spec(&world.releases, release, json!({"targetStep": 2}))
+            .await
+            .unwrap();
+        wait_for_phase(&world.releases, release, ReleasePhase::Complete)
+            .await
+            .unwrap();
+    };
+    apply(&world.apps, &revision(&first)).await.unwrap();
+    promote("docs-1").await;
+    apply(&world.apps, &revision(&format!("{first}-next")))
+        .await
+        .unwrap();
+    wait_for_step(&world.releases, "docs-2", 0).await.unwrap();
+    world
+        .serves(&[("docs-1", "v1"), ("docs-2", "v2")], "docs-1")
+        .await;
+    promote("docs-2").await;
+    world
+        .serves(&[("docs-1", "v1"), ("docs-2", "v2")], "docs-2")
+        .await;
 }

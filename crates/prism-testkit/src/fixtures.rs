@@ -29,3 +29,14 @@ pub fn web_template(image: &str, replicas: u32) -> Value {
         ]
     })
 }
+
+/// The documents of `examples/<name>.yaml`, as written in the repository.
+pub fn example(name: &str) -> Vec<Value> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(format!("{name}.yaml"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("reading {}: {error}", path.display()));
+    serde_saphyr::from_multiple(&text)
+        .unwrap_or_else(|error| panic!("{} is not YAML: {error}", path.display()))
+}
