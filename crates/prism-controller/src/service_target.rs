@@ -116,24 +116,28 @@ pub fn engine_pipeline(target: bool, pipeline: &Pipeline) -> std::borrow::Cow<'_
 /// A Service target's version runs at this "capacity" wherever a copy holds it.
 pub const CAPACITY: Capacity = Capacity::Replicas(1);
 
-/// Which Release each copy should hold, from the Releases' phases: the primary the newest
-/// complete one (before any completes, the first), the canary the newest, when it is another.
+/// Which Release each copy should hold, from the Releases' phases as the engine just decided
+/// them (a status read from the cache is a decision behind: at the reconcile that completes a
+/// Release it would still name the old primary, whose removal then has nothing to promote): the
+/// primary the newest complete one (before any completes, the first), the canary the newest,
+/// when it is another.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Roles<'a> {
     pub primary: Option<&'a Release>,
     pub canary: Option<&'a Release>,
 }
 
-/// `releases` by revision.
-pub fn roles(releases: &[Release]) -> Roles<'_> {
-    let phase = |release: &Release| release.status.as_ref().and_then(|status| status.phase);
+/// `releases` by revision, each with its phase.
+pub fn roles<'a>(releases: &[(&'a Release, ReleasePhase)]) -> Roles<'a> {
     let primary = releases
         .iter()
         .rev()
-        .find(|release| phase(release) == Some(ReleasePhase::Complete))
-        .or(releases.first());
+        .find(|(_, phase)| *phase == ReleasePhase::Complete)
+        .or(releases.first())
+        .map(|(release, _)| *release);
     let canary = releases
         .last()
+        .map(|(release, _)| *release)
         .filter(|newest| primary.is_none_or(|primary| primary.name_any() != newest.name_any()));
     Roles { primary, canary }
 }
@@ -259,8 +263,8 @@ pub fn install(
 }
 
 /// The writes that take `release` out of a cluster: the canary that holds it deleted; the
-/// primary that holds it given the spec of the primary's Release (the promotion), or deleted
-/// when there is none.
+/// primary that holds it given the spec of the primary's Release (the promotion). The primary
+/// is never deleted here: it goes only with the application (the provider's `remove`).
 pub fn remove(
     app: &str,
     release: &str,
@@ -275,13 +279,9 @@ pub fn remove(
             .primary
             .filter(|primary| primary.name_any() != release)
             .and_then(|primary| Some((primary.spec.target.as_ref()?, primary.name_any())));
-        writes.push(match promoted {
-            Some((snapshot, source)) => copy(app, &primary, snapshot, &source, owner),
-            None => Write::Delete {
-                kind: Kind::Service,
-                name: primary,
-            },
-        });
+        if let Some((snapshot, source)) = promoted {
+            writes.push(copy(app, &primary, snapshot, &source, owner));
+        }
     }
     if copies.canary.as_deref() == Some(release) && copies.primary.as_deref() != Some(release) {
         let [_, canary] = copies.names();

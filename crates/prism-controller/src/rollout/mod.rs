@@ -59,7 +59,6 @@ pub async fn reconcile(
     let app_ref = ObjectRef::from_obj(app);
     let provider = traffic::provider(app.spec.traffic.provider);
     let target = app.spec.target_service();
-    let roles = service_target::roles(releases);
 
     // Statuses keep whole seconds; the engine gets the time itself, and rounds up each moment it
     // records, so that no wait counted from one ends early.
@@ -178,6 +177,13 @@ pub async fn reconcile(
         observed: &observed,
         blocked,
     });
+
+    let phased: Vec<_> = releases
+        .iter()
+        .zip(&decision.releases)
+        .map(|(release, decided)| (release, decided.progress.phase))
+        .collect();
+    let roles = service_target::roles(&phased);
 
     // 3. Apply. A cluster that refuses a write makes no more of this reconcile's (the engine's
     // order within a cluster is the safe one); the other clusters go on, and so does the status.

@@ -1,19 +1,19 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
-use prism_api::release::{ReleasePhase, ReleaseStatus};
+use prism_api::release::ReleasePhase;
 use prism_api::{Release, ReleaseSpec};
 use serde_json::json;
 
 use super::*;
 
-fn release(revision: u32, selector: &str, phase: Option<ReleasePhase>) -> Release {
+fn release(revision: u32, selector: &str) -> Release {
     let service: Service = serde_json::from_value(json!({
         "metadata": {"name": "podinfo"},
         "spec": {"selector": {"app": selector}, "ports": [{"port": 80}]}
     }))
     .unwrap();
-    let mut release = Release::new(
+    let release = Release::new(
         &format!("podinfo-{revision}"),
         ReleaseSpec {
             application: "podinfo".into(),
@@ -26,11 +26,14 @@ fn release(revision: u32, selector: &str, phase: Option<ReleasePhase>) -> Releas
             aborted: false,
         },
     );
-    release.status = phase.map(|phase| ReleaseStatus {
-        phase: Some(phase),
-        ..ReleaseStatus::default()
-    });
     release
+}
+
+/// The roles of `releases` at `phases`.
+fn roles_of<'a>(releases: &'a [Release], phases: &[ReleasePhase]) -> Roles<'a> {
+    let with_phases: Vec<(&Release, ReleasePhase)> =
+        releases.iter().zip(phases.iter().copied()).collect();
+    roles(&with_phases)
 }
 
 fn copy_of(name: &str, source: &str) -> Arc<Service> {
@@ -70,24 +73,17 @@ fn a_snapshot_keeps_what_routes_requests_and_no_address_of_the_cluster() {
 
 #[test]
 fn the_primary_is_the_newest_complete_release_and_the_canary_the_newest() {
-    let first = [release(1, "blue", Some(ReleasePhase::Progressing))];
-    let roles = roles(&first);
+    let first = [release(1, "blue")];
+    let roles = roles_of(&first, &[ReleasePhase::Progressing]);
     assert_eq!(roles.primary.unwrap().name_any(), "podinfo-1");
     assert!(roles.canary.is_none(), "a first Release is the primary");
 
-    let rolling = [
-        release(1, "blue", Some(ReleasePhase::Complete)),
-        release(2, "green", Some(ReleasePhase::Progressing)),
-    ];
-    let roles = super::roles(&rolling);
+    let two = [release(1, "blue"), release(2, "green")];
+    let roles = roles_of(&two, &[ReleasePhase::Complete, ReleasePhase::Progressing]);
     assert_eq!(roles.primary.unwrap().name_any(), "podinfo-1");
     assert_eq!(roles.canary.unwrap().name_any(), "podinfo-2");
 
-    let complete = [
-        release(1, "blue", Some(ReleasePhase::Superseded)),
-        release(2, "green", Some(ReleasePhase::Complete)),
-    ];
-    let roles = super::roles(&complete);
+    let roles = roles_of(&two, &[ReleasePhase::Superseded, ReleasePhase::Complete]);
     assert_eq!(roles.primary.unwrap().name_any(), "podinfo-2");
     assert!(roles.canary.is_none());
 }
@@ -108,10 +104,11 @@ fn a_version_is_served_by_its_copy_the_primary_first() {
 
 #[test]
 fn removing_the_old_primary_promotes_the_newest_complete_spec_into_it() {
-    let releases = [
-        release(1, "blue", Some(ReleasePhase::Superseded)),
-        release(2, "green", Some(ReleasePhase::Complete)),
-    ];
+    let releases = [release(1, "blue"), release(2, "green")];
+    let roles = roles_of(
+        &releases,
+        &[ReleasePhase::Superseded, ReleasePhase::Complete],
+    );
     let copies = Copies::read(
         &[
             copy_of("podinfo-primary", "podinfo-1"),
@@ -119,7 +116,7 @@ fn removing_the_old_primary_promotes_the_newest_complete_spec_into_it() {
         ],
         "podinfo",
     );
-    let writes = remove("podinfo", "podinfo-1", &copies, &roles(&releases), None);
+    let writes = remove("podinfo", "podinfo-1", &copies, &roles, None);
     let [Write::Apply { body, .. }] = writes.as_slice() else {
         panic!("one apply, got {writes:?}");
     };
@@ -133,11 +130,25 @@ fn removing_the_old_primary_promotes_the_newest_complete_spec_into_it() {
 }
 
 #[test]
+fn the_primary_is_never_deleted_with_a_version_only_replaced() {
+    let releases = [release(1, "blue"), release(2, "green")];
+    // The reconcile that completes Release 2 removes Release 1: with the phases of a status
+    // read before, there would be nothing to promote.
+    let roles = roles_of(
+        &releases,
+        &[ReleasePhase::Complete, ReleasePhase::Progressing],
+    );
+    let copies = Copies::read(&[copy_of("podinfo-primary", "podinfo-1")], "podinfo");
+    assert_eq!(
+        remove("podinfo", "podinfo-1", &copies, &roles, None),
+        vec![]
+    );
+}
+
+#[test]
 fn removing_an_aborted_canary_deletes_its_copy_and_leaves_the_primary() {
-    let releases = [
-        release(1, "blue", Some(ReleasePhase::Complete)),
-        release(2, "green", Some(ReleasePhase::Aborted)),
-    ];
+    let releases = [release(1, "blue"), release(2, "green")];
+    let roles = roles_of(&releases, &[ReleasePhase::Complete, ReleasePhase::Aborted]);
     let copies = Copies::read(
         &[
             copy_of("podinfo-primary", "podinfo-1"),
@@ -145,7 +156,7 @@ fn removing_an_aborted_canary_deletes_its_copy_and_leaves_the_primary() {
         ],
         "podinfo",
     );
-    let writes = remove("podinfo", "podinfo-2", &copies, &roles(&releases), None);
+    let writes = remove("podinfo", "podinfo-2", &copies, &roles, None);
     assert_eq!(
         writes,
         vec![Write::Delete {
@@ -157,11 +168,12 @@ fn removing_an_aborted_canary_deletes_its_copy_and_leaves_the_primary() {
 
 #[test]
 fn a_new_release_is_installed_into_the_canary() {
-    let releases = [
-        release(1, "blue", Some(ReleasePhase::Complete)),
-        release(2, "green", None),
-    ];
-    let writes = install("podinfo", &releases[1], &roles(&releases), None);
+    let releases = [release(1, "blue"), release(2, "green")];
+    let roles = roles_of(
+        &releases,
+        &[ReleasePhase::Complete, ReleasePhase::Progressing],
+    );
+    let writes = install("podinfo", &releases[1], &roles, None);
     let [Write::Apply { body, .. }] = writes.as_slice() else {
         panic!("one apply, got {writes:?}");
     };
