@@ -13,7 +13,7 @@ fn release(revision: u32, selector: &str) -> Release {
         "spec": {"selector": {"app": selector}, "ports": [{"port": 80}]}
     }))
     .unwrap();
-    let release = Release::new(
+    Release::new(
         &format!("podinfo-{revision}"),
         ReleaseSpec {
             application: "podinfo".into(),
@@ -25,8 +25,7 @@ fn release(revision: u32, selector: &str) -> Release {
             target_step: None,
             aborted: false,
         },
-    );
-    release
+    )
 }
 
 /// The roles of `releases` at `phases`.
