@@ -475,9 +475,22 @@ pub struct VersionPolicy {
     #[serde(default = "default_max_versions")]
     #[schemars(range(min = 2, max = 16))]
     pub max: u32,
-    /// A retained version older than this retires. Absent: retained versions retire only by max.
+    /// A retained version older than this (counted from its Release's creation) retires.
+    /// Absent: retained versions retire only by max. A pinned Release (`prism pin`) never
+    /// retires by age or count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<Duration>,
+    /// How long a retiring version keeps its capacity once its routes left every cluster, so
+    /// that a gateway still routing to it (their configuration lags) finds its pods: it is
+    /// Draining, then Drained and scaled to 0. Default 5m when `max` is above 2 (a rainbow);
+    /// otherwise absent, and a version no longer live goes at once, as the strategy's last step
+    /// left it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_period: Option<Duration>,
+    /// How long a Drained version's objects (its Deployment at 0 replicas, its Service, its
+    /// ConfigMaps) stay before they are deleted and it is Retired. Default 1m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_after: Option<Duration>,
     /// The name a version goes by in its routes, for `{version}` in a route's match (e.g.
     /// `v{revision}`: `v7.docs.example.com`): `{revision}` (required, so that no two versions
     /// share a name) and `{app}` (the Application's name) filled in. It must make a DNS label.
@@ -500,12 +513,30 @@ impl Default for VersionPolicy {
         VersionPolicy {
             max: default_max_versions(),
             ttl: None,
+            drain_period: None,
+            delete_after: None,
             name: None,
         }
     }
 }
 
+/// A rainbow's drain period when `versions.drainPeriod` is absent.
+pub const DEFAULT_DRAIN_PERIOD: Duration = Duration(jiff::SignedDuration::from_secs(300));
+/// How long a Drained version's objects stay when `versions.deleteAfter` is absent.
+pub const DEFAULT_DELETE_AFTER: Duration = Duration(jiff::SignedDuration::from_secs(60));
+
 impl VersionPolicy {
+    /// How long a retiring version keeps its capacity once its routes left; None: it goes at once.
+    pub fn drain_period(&self) -> Option<Duration> {
+        self.drain_period
+            .or((self.max > 2).then_some(DEFAULT_DRAIN_PERIOD))
+    }
+
+    /// How long a Drained version's objects stay.
+    pub fn delete_after(&self) -> Duration {
+        self.delete_after.unwrap_or(DEFAULT_DELETE_AFTER)
+    }
+
     /// The name revision `revision` of application `app` goes by in its routes; None: its
     /// Release's name.
     pub fn version_name(&self, app: &str, revision: u32) -> Option<String> {

@@ -58,6 +58,9 @@ pub mod release {
     /// policy, a quota, permissions, an invalid object); the message names each cluster, the
     /// object and the API server's words.
     pub const WRITES_REFUSED: &str = "WritesRefused";
+    /// True while the version is live; False once it retires, with its state (Draining, Drained,
+    /// Retired) as the reason.
+    pub const LIVE: &str = "Live";
 }
 
 /// Condition types of a Cluster.

@@ -29,3 +29,11 @@ pub const MANAGED_RULE_PREFIX: &str = "prism-";
 /// On a user's HTTPRoute (the `gatewayAPI` provider): the routes Prism wrote into its rules, as
 /// JSON, so that the routes it is set to serve are read back without parsing the rules.
 pub const ROUTES_ANNOTATION: &str = "prism.dev/routes";
+/// On a Release (`prism pin`): the version never retires by `versions.max` or `versions.ttl`.
+/// An annotation rather than a spec field: a Release's spec is an immutable snapshot, and a pin
+/// is a person's note that comes and goes (`kubectl annotate` works as well), changing nothing
+/// the Release runs.
+pub const PINNED_ANNOTATION: &str = "prism.dev/pinned";
+/// On a Release (`prism retire`): a person asks that the retained version retire now. Its value
+/// is when they asked.
+pub const RETIRE_ANNOTATION: &str = "prism.dev/retire";

@@ -35,6 +35,7 @@ use crate::strategy::Pipeline;
     printcolumn(name = "Step", type_ = "string", json_path = ".status.stepName"),
     printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -130,6 +131,13 @@ pub struct ReleaseStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+    /// Where the version is in its life: Live, then, once it retires, Draining, Drained and
+    /// Retired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<VersionState>,
+    /// Why and since when the version retires, once it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retirement: Option<Retirement>,
     /// The analysis of the current step, and the most recent results of every step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisStatus>,
@@ -186,6 +194,73 @@ pub enum AbortCause {
     WebhookFailed,
     /// More clusters than the strategy's `waves.failureBudget` missed their `progressDeadline`.
     ProgressDeadlineExceeded,
+}
+
+/// Where a version is in its life. A complete version that retires (by `versions.max`, its
+/// `versions.ttl`, or `prism retire`) goes through each state in order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum VersionState {
+    /// Rolling out, on the default route, or retained on its own routes.
+    #[default]
+    Live,
+    /// Its routes left (they are removed first); it keeps its capacity for the drain period
+    /// counted from when no cluster's routes name it any more.
+    Draining,
+    /// The drain period is over: it is scaled to 0, its objects kept until `versions.deleteAfter`.
+    Drained,
+    /// Its objects are deleted (or being deleted) from every cluster.
+    Retired,
+}
+
+impl VersionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VersionState::Live => "Live",
+            VersionState::Draining => "Draining",
+            VersionState::Drained => "Drained",
+            VersionState::Retired => "Retired",
+        }
+    }
+}
+
+/// A version's retirement: why, and the moment of each transition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Retirement {
+    pub cause: RetireCause,
+    /// For humans: which limit, or who.
+    pub message: String,
+    /// When it started Draining: its routes were set to leave.
+    pub started_at: Time,
+    /// When no cluster's routes named it any more: the drain period counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes_left_at: Option<Time>,
+    /// When it was Drained, and scaled to 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drained_at: Option<Time>,
+    /// When its objects were deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<Time>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RetireCause {
+    /// A newer version would exceed `versions.max`: the oldest unpinned one retires.
+    MaxVersions,
+    /// Older than `versions.ttl`.
+    Ttl,
+    /// `prism retire`: the Release's `prism.dev/retire` annotation.
+    Command,
+}
+
+impl RetireCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetireCause::MaxVersions => "MaxVersions",
+            RetireCause::Ttl => "Ttl",
+            RetireCause::Command => "Command",
+        }
+    }
 }
 
 /// The Release with the highest revision among an application's.

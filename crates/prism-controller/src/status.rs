@@ -7,11 +7,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use prism_api::Release;
 use prism_api::conditions::{self, Condition};
-use prism_api::release::{ClusterPhase as ReleaseClusterPhase, ClusterProgress, ReleaseStatus};
+use prism_api::release::{
+    self, ClusterPhase as ReleaseClusterPhase, ClusterProgress, ReleaseStatus,
+};
 use prism_api::strategy::Step;
 use prism_engine::{
     ClusterDecision, ClusterObservation, ClusterPhase, ClusterStepProgress, ConditionKind,
-    Followed, Phase, Progress, ReleaseDecision, Verdict,
+    Followed, Phase, Progress, ReleaseDecision, Retirement, Verdict,
 };
 
 /// The engine's view of a release's progress, from its status. A release without a status is at
@@ -38,6 +40,19 @@ fn followed(release: &Release) -> (Progress, Followed) {
             .iter()
             .filter_map(|cluster| Some((cluster.name.clone(), step_progress(cluster)?)))
             .collect(),
+        retirement: status
+            .retirement
+            .as_ref()
+            .zip(status.state)
+            .map(|(retirement, state)| Retirement {
+                state,
+                cause: retirement.cause,
+                message: retirement.message.clone(),
+                started_at: retirement.started_at.0,
+                routes_left_at: retirement.routes_left_at.as_ref().map(|time| time.0),
+                drained_at: retirement.drained_at.as_ref().map(|time| time.0),
+                retired_at: retirement.retired_at.as_ref().map(|time| time.0),
+            }),
     };
     let followed = if progress.phase.is_rolling_out() {
         progress.follow(&release.spec.strategy)
@@ -246,6 +261,18 @@ pub fn release_status(
         abort: progress.abort.clone(),
         clusters: cluster_progress,
         conditions: desired,
+        state: Some(decision.state()),
+        retirement: progress
+            .retirement
+            .as_ref()
+            .map(|retirement| release::Retirement {
+                cause: retirement.cause,
+                message: retirement.message.clone(),
+                started_at: Time(retirement.started_at),
+                routes_left_at: retirement.routes_left_at.map(Time),
+                drained_at: retirement.drained_at.map(Time),
+                retired_at: retirement.retired_at.map(Time),
+            }),
         analysis: current.analysis,
         gate: current.gate,
     }
@@ -333,6 +360,7 @@ fn condition_type(kind: ConditionKind) -> &'static str {
         ConditionKind::Blocked => conditions::release::BLOCKED,
         ConditionKind::Complete => conditions::release::COMPLETE,
         ConditionKind::Aborted => conditions::release::ABORTED,
+        ConditionKind::Live => conditions::release::LIVE,
     }
 }
 

@@ -70,6 +70,31 @@ pub fn install(
             None => Vec::new(),
         };
     }
+    set_capacity(release, capacity, installed, pod_labels, owner)
+}
+
+/// The writes that scale an installed version to zero, keeping its objects: a Drained version
+/// (`Change::Idle`), whose objects wait `versions.deleteAfter` before they go. Its autoscaler
+/// goes, as it cannot hold zero replicas.
+pub fn idle(
+    release: &Release,
+    installed: Option<&Deployment>,
+    pod_labels: &[(&str, &str)],
+    owner: Option<&OwnerReference>,
+) -> Vec<Write> {
+    match installed {
+        Some(_) => set_capacity(release, Capacity::ZERO, installed, pod_labels, owner),
+        None => Vec::new(),
+    }
+}
+
+fn set_capacity(
+    release: &Release,
+    capacity: Capacity,
+    installed: Option<&Deployment>,
+    pod_labels: &[(&str, &str)],
+    owner: Option<&OwnerReference>,
+) -> Vec<Write> {
     let template = &release.spec.template;
     let name = release.name_any();
     let mut writes = Vec::new();

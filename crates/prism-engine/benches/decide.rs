@@ -31,6 +31,7 @@ fn bench(c: &mut Criterion) {
         traffic: true,
         max_versions: 3,
         version_ttl: None,
+        drain: None,
     };
     let at_step = |name, phase, step| {
         let mut release = release(name, &pipeline, 10, phase);

@@ -12,8 +12,9 @@ use crate::follow::recorded;
 use crate::model::{
     Abort, AbortCause, Change, ClusterDecision, ClusterInfo, ClusterObservation, ClusterPhase,
     Condition, ConditionKind, Decision, Event, EventKind, Input, Phase, Progress, ReleaseDecision,
-    ReleaseInput, ResolvedRoute, Role, Verdict,
+    ReleaseInput, ResolvedRoute, RetireCause, Role, Verdict,
 };
+use crate::retire::{self, drained};
 use crate::schedules::Schedules;
 use crate::waves::{Scope, WaveRules};
 
@@ -56,8 +57,16 @@ pub fn decide<'a>(input: &Input<'a>) -> Decision<'a> {
         .iter()
         .enumerate()
         .map(|(index, release)| {
-            let retired = roles.of[index] == Role::Retiring
-                && retire(input, &schedules, &roles, index, &mut changes, &mut events);
+            let retired = retire::advance(
+                input,
+                &schedules,
+                &roles,
+                index,
+                &mut progress[index],
+                &mut changes,
+                &mut events,
+                &mut requeue_after,
+            );
             let progress = &mut progress[index];
             if retired && progress.phase == Phase::RollingBack {
                 progress.phase = Phase::Aborted;
@@ -78,15 +87,18 @@ pub fn decide<'a>(input: &Input<'a>) -> Decision<'a> {
                     .get(progress.step as usize)
                     .map(|step| step.name.clone());
             }
-            ReleaseDecision {
+            let mut decision = ReleaseDecision {
                 release: release.name,
                 role: roles.of[index],
                 conditions: conditions(input, index, progress, hold),
                 progress: progress.clone(),
                 retired,
-            }
+            };
+            decision.conditions.push(retire::live_condition(&decision));
+            decision
         })
         .collect();
+    retire::keep_drained_objects(input, &progress, &mut changes);
 
     Decision {
         releases,
@@ -150,12 +162,14 @@ fn abort_message(progress: &Progress) -> &str {
 }
 
 /// Who is who among the live releases.
-struct Roles {
-    of: Vec<Role>,
-    contender: Option<usize>,
-    incumbent: Option<usize>,
+pub(crate) struct Roles {
+    pub(crate) of: Vec<Role>,
+    pub(crate) contender: Option<usize>,
+    pub(crate) incumbent: Option<usize>,
     /// When the next retained version reaches its TTL.
     ttl_expiry: Option<Duration>,
+    /// Per release, why a complete one that is no longer live retires, while it has not started.
+    pub(crate) causes: Vec<Option<(RetireCause, String)>>,
 }
 
 impl Roles {
@@ -168,6 +182,7 @@ impl Roles {
             .rev()
             .find(|&index| complete(index));
         let mut of = vec![Role::Retiring; count];
+        let mut causes = vec![None; count];
         let mut live = 0;
         for (index, role) in [(contender, Role::Contender), (incumbent, Role::Incumbent)] {
             if let Some(index) = index {
@@ -175,31 +190,60 @@ impl Roles {
                 live += 1;
             }
         }
-        let mut ttl_expiry = None;
-        for index in (0..incumbent.unwrap_or(0))
+        // Older complete releases, newest first, but those whose retirement started (it never
+        // goes back) or that a person retires.
+        let older: Vec<usize> = (0..incumbent.unwrap_or(0))
             .rev()
-            .filter(|&index| complete(index))
-        {
-            let age = input.releases[index].created_at.duration_until(input.now);
+            .filter(|&index| complete(index) && progress[index].retirement.is_none())
+            .collect();
+        let max = input.app.max_versions;
+        for &index in &older {
+            let release = &input.releases[index];
+            if release.retire_requested {
+                causes[index] = Some((RetireCause::Command, "retired by a person".into()));
+            } else if release.pinned {
+                // Pinned versions take their places first: the oldest unpinned make room.
+                of[index] = Role::Retained;
+                live += 1;
+            }
+        }
+        let mut ttl_expiry = None;
+        for &index in &older {
+            let release = &input.releases[index];
+            if release.retire_requested || release.pinned {
+                continue;
+            }
+            let age = release.created_at.duration_until(input.now);
             let left = input.app.version_ttl.map(|ttl| ttl.0.saturating_sub(age));
             let young = left.is_none_or(|left| left.is_positive());
             // Only a rainbow (more than 2 versions) keeps older complete versions alive.
-            if young && input.app.max_versions > 2 && live < input.app.max_versions {
+            if young && max > 2 && live < max {
                 of[index] = Role::Retained;
                 live += 1;
                 ttl_expiry = earliest(ttl_expiry, left.map(Duration));
+            } else if young {
+                causes[index] = Some((
+                    RetireCause::MaxVersions,
+                    format!("a newer version would exceed versions.max ({max})"),
+                ));
+            } else if let Some(ttl) = input.app.version_ttl {
+                causes[index] =
+                    Some((RetireCause::Ttl, format!("older than versions.ttl ({ttl})")));
             }
         }
-        Roles {
+        let mut roles = Roles {
             of,
             contender,
             incumbent,
             ttl_expiry,
-        }
+            causes,
+        };
+        retire::draining_roles(input, progress, &mut roles);
+        roles
     }
 
     fn is_live(&self, index: usize) -> bool {
-        self.of[index] != Role::Retiring
+        !matches!(self.of[index], Role::Retiring | Role::Draining)
     }
 }
 
@@ -774,7 +818,10 @@ fn cluster_target<'a>(
             }
             (Role::Incumbent, Some(state)) => (state.incumbent, 100 - state.contender_weight),
             (Role::Contender | Role::Incumbent, None) => (Share::Percent(100), 100),
-            (Role::Retained, _) => (retained_share(input, schedules, roles, index, cluster), 0),
+            // A draining version keeps the capacity it had retained, without traffic or routes.
+            (Role::Retained | Role::Draining, _) => {
+                (retained_share(input, schedules, roles, index, cluster), 0)
+            }
             (Role::Retiring, _) if seen.is_none() => continue,
             (Role::Retiring, _) => (Share::Percent(0), 0),
         };
@@ -829,7 +876,7 @@ fn cluster_target<'a>(
 /// spreads it across clusters stops sending it where nothing serves), so its versions go without
 /// waiting for traffic to move. With no live release anywhere, there is nowhere else for the
 /// traffic to go, and a version that has some keeps serving it.
-fn vacated(schedules: &Schedules, roles: &Roles, cluster: usize) -> bool {
+pub(crate) fn vacated(schedules: &Schedules, roles: &Roles, cluster: usize) -> bool {
     let mut live = (0..roles.of.len())
         .filter(|&index| roles.is_live(index))
         .peekable();
@@ -903,51 +950,6 @@ fn with_version(matches: &RouteMatch, version: &str) -> RouteMatch {
     }
 }
 
-/// Whether a retiring release is gone from the capacity and traffic of every cluster; if so, the
-/// removal of whatever objects it still has.
-fn retire<'a>(
-    input: &Input<'a>,
-    schedules: &Schedules<'a>,
-    roles: &Roles,
-    index: usize,
-    changes: &mut Vec<Change<'a>>,
-    events: &mut Vec<Event<'a>>,
-) -> bool {
-    let name = input.releases[index].name;
-    let runs = |cluster: &ClusterInfo| {
-        input
-            .observed
-            .get(&cluster.name)
-            .is_some_and(|observed| observed.versions.contains_key(name))
-    };
-    // A release runs nowhere but in its schedule, unless it is observed elsewhere.
-    let drained = schedules
-        .clusters
-        .iter()
-        .enumerate()
-        .filter(|&(cluster, info)| schedules.is_scheduled(index, cluster) || runs(info))
-        .all(|(cluster, info)| drained(input, name, info, vacated(schedules, roles, cluster)));
-    if !drained {
-        return false;
-    }
-    let before = changes.len();
-    for &cluster in schedules.clusters.iter().filter(|cluster| runs(cluster)) {
-        changes.push(Change::Remove {
-            cluster: &cluster.name,
-            release: name,
-        });
-    }
-    if changes.len() > before {
-        events.push(Event {
-            release: name,
-            kind: EventKind::Normal,
-            reason: "Retired",
-            message: "no traffic and no capacity left in any cluster: deleting its objects".into(),
-        });
-    }
-    true
-}
-
 /// The removal of what a live release still has in a cluster outside its schedule, once it has
 /// neither capacity nor traffic there.
 fn remove_strays<'a>(
@@ -981,22 +983,6 @@ fn remove_strays<'a>(
             }
         }
     }
-}
-
-/// Whether `release` is observed to have neither capacity nor traffic in `cluster`; a cluster
-/// that is not observed might still run it, and one whose traffic is pending might still route
-/// to it. In a cluster the application leaves (`vacated`), what
-/// the traffic objects still say does not count: they serve nothing once the capacity is gone.
-fn drained(input: &Input, release: &str, cluster: &ClusterInfo, vacated: bool) -> bool {
-    input.observed.get(&cluster.name).is_some_and(|observed| {
-        observed.reachable
-            && (vacated
-                || (observed.traffic_pending.is_none()
-                    && observed.routes.iter().all(|route| route.version != release)))
-            && observed.versions.get(release).is_none_or(|version| {
-                version.capacity.is_zero() && (vacated || version.weight == 0)
-            })
-    })
 }
 
 fn conditions(

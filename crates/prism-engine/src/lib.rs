@@ -9,7 +9,10 @@
 //!   traffic. A decision covers every release's clusters, the newest release's first.
 //! - Releases have roles. The newest unfinished release is the *contender*; the newest complete one
 //!   the *incumbent*; older complete ones are *retained* (rainbow) while `max_versions` and the TTL
-//!   allow; every other release (aborted, superseded, too old) is *retiring*.
+//!   allow, or while pinned; every other release (aborted, superseded, too old, retired by a
+//!   person) is *retiring*. With a drain (`AppPolicy::drain`), a complete release that stops being
+//!   live is *draining* first: its routes leave, its capacity stays for the drain period, then it is
+//!   scaled to zero and its objects deleted later (`retire.rs`).
 //! - The contender's pipeline says, per step and per cluster, what each role runs and how traffic
 //!   splits: per aspect, the latest step in the cluster's scope that set it. A first release (no
 //!   incumbent) goes straight to the last step.
@@ -39,6 +42,7 @@ mod decide;
 mod effective;
 mod follow;
 mod model;
+mod retire;
 mod schedule;
 mod schedules;
 mod simulate;

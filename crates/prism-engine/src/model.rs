@@ -19,6 +19,18 @@ pub struct AppPolicy {
     pub max_versions: u32,
     /// Retained versions older than this retire.
     pub version_ttl: Option<Duration>,
+    /// How a complete version that stops being live retires: None, at once (its objects go as
+    /// soon as it has neither traffic nor routes); else Draining, Drained, Retired.
+    pub drain: Option<Drain>,
+}
+
+/// The waits of an ordered retirement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Drain {
+    /// How long a retiring version keeps its capacity once no cluster's routes name it.
+    pub period: Duration,
+    /// How long a Drained version, at zero capacity, keeps its objects.
+    pub delete_after: Duration,
 }
 
 /// One cluster of a release's schedule.
@@ -54,6 +66,10 @@ pub struct ReleaseInput<'a> {
     pub analysis: Verdict,
     /// The verdict of the current step's webhook gate, from the webhook adapter.
     pub webhook: Verdict,
+    /// A person's pin (`prism pin`): never retired by `max_versions` or `version_ttl`.
+    pub pinned: bool,
+    /// A person's command (`prism retire`): a retained version retires.
+    pub retire_requested: bool,
 }
 
 /// Where a release is in its rollout; persisted in the Release's status.
@@ -76,7 +92,28 @@ pub struct Progress {
     /// Per cluster name, the clusters in the current step's scope whose wave has started.
     /// Emptied when the step changes.
     pub clusters: BTreeMap<String, ClusterStepProgress>,
+    /// Once a complete version retires in order (`AppPolicy::drain`): its way out.
+    pub retirement: Option<Retirement>,
 }
+
+/// A version's way out, once it started: it never becomes live again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Retirement {
+    /// Draining, Drained or Retired.
+    pub state: VersionState,
+    pub cause: RetireCause,
+    pub message: String,
+    /// Each moment recorded rounded up to the whole second, as every moment of a progress.
+    pub started_at: Timestamp,
+    /// When no cluster's routes named it any more (and every gateway had taken that): the drain
+    /// period counts from here.
+    pub routes_left_at: Option<Timestamp>,
+    pub drained_at: Option<Timestamp>,
+    pub retired_at: Option<Timestamp>,
+}
+
+pub use prism_api::release::{RetireCause, VersionState};
 
 /// One cluster's way through the current step; it changes only on a transition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -208,6 +245,9 @@ pub enum Role {
     Retained,
     /// Going away: traffic 0, then capacity 0, then its objects are deleted.
     Retiring,
+    /// Retiring in order, first step: no traffic and no routes, but its capacity kept while
+    /// gateways may still route to it.
+    Draining,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -219,6 +259,18 @@ pub struct ReleaseDecision<'a> {
     pub conditions: Vec<Condition>,
     /// Retiring and gone from the traffic and capacity of every cluster: its objects may be deleted.
     pub retired: bool,
+}
+
+impl ReleaseDecision<'_> {
+    /// Where the version is in its life, as its status says.
+    pub fn state(&self) -> VersionState {
+        match (&self.progress.retirement, self.role) {
+            (Some(retirement), _) => retirement.state,
+            (None, Role::Retiring) => VersionState::Retired,
+            (None, Role::Draining) => VersionState::Draining,
+            (None, _) => VersionState::Live,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -238,6 +290,8 @@ pub enum ConditionKind {
     Blocked,
     Complete,
     Aborted,
+    /// True while the version is live; once it retires, its state is the reason.
+    Live,
 }
 
 /// Where one cluster is on its way to the current step's state.
@@ -308,6 +362,8 @@ pub enum Change<'a> {
     },
     /// Delete the release's objects in the cluster: the release is retired.
     Remove { cluster: &'a str, release: &'a str },
+    /// Scale the release to zero in the cluster, keeping its objects: it is Drained.
+    Idle { cluster: &'a str, release: &'a str },
 }
 
 impl<'a> Change<'a> {
@@ -316,7 +372,8 @@ impl<'a> Change<'a> {
         match self {
             Change::Capacity { cluster, .. }
             | Change::Traffic { cluster, .. }
-            | Change::Remove { cluster, .. } => cluster,
+            | Change::Remove { cluster, .. }
+            | Change::Idle { cluster, .. } => cluster,
         }
     }
 }

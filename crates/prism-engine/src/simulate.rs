@@ -284,6 +284,8 @@ impl<'s> World<'s> {
             aborted: false,
             analysis: Verdict::Pending,
             webhook: Verdict::Pending,
+            pinned: false,
+            retire_requested: false,
         }
     }
 
@@ -491,6 +493,9 @@ pub fn land(fleet: &mut BTreeMap<String, ClusterObservation>, decision: &Decisio
             }
             Change::Remove { release, .. } => {
                 observed.versions.remove(*release);
+            }
+            Change::Idle { release, .. } => {
+                observed.set_capacity(release, Capacity::ZERO).ready = 0;
             }
         }
     }

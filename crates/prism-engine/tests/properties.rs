@@ -219,11 +219,14 @@ impl Case {
                         phase: *phase,
                         abort: None,
                         clusters: BTreeMap::new(),
+                        retirement: None,
                     },
                     target_step: *target_step,
                     aborted: *aborted,
                     analysis: verdict.clone(),
                     webhook: verdict.clone(),
+                    pinned: false,
+                    retire_requested: false,
                 },
             )
             .collect()
@@ -265,6 +268,7 @@ fn case() -> impl Strategy<Value = Case> {
                             traffic,
                             max_versions,
                             version_ttl: ttl.map(Duration::from_secs),
+                            drain: None,
                         },
                         pipeline: pipeline.clone(),
                         schedules: vec![common::clusters(clusters).to_vec(); progress.len()],
@@ -401,6 +405,10 @@ proptest! {
                     prop_assert!(!same);
                 }
                 Change::Remove { cluster, release } => prop_assert!(case.observed[*cluster].versions.contains_key(*release)),
+                Change::Idle { cluster, release } => {
+                    let observed = case.observed[*cluster].versions.get(*release);
+                    prop_assert!(observed.is_some_and(|version| !version.capacity.is_zero()));
+                }
             }
             let cluster = change.cluster();
             prop_assert!(case.observed[cluster].reachable, "a write to unreachable {}", cluster);
@@ -447,7 +455,7 @@ proptest! {
         })
     ) {
         let pipeline = if traffic { pipeline } else { headless(pipeline) };
-        let app = AppPolicy { traffic, max_versions: 2, version_ttl: None };
+        let app = AppPolicy { traffic, max_versions: 2, version_ttl: None, drain: None };
         let clusters = common::clusters(clusters);
         let mut releases = vec![release("v0", &pipeline, BASE, Phase::Complete), release("v1", &pipeline, BASE, Phase::Progressing)];
         releases[1].progress.step = step;
@@ -500,7 +508,7 @@ proptest! {
         for release in &mut releases {
             release.clusters = clusters;
         }
-        let app = AppPolicy { traffic: false, max_versions: 2, version_ttl: None };
+        let app = AppPolicy { traffic: false, max_versions: 2, version_ttl: None, drain: None };
         let input = Input { now: at(0), app: &app, releases: &releases, observed: &observed, blocked: None };
         let decision = decide(&input);
         let bound = BASE + Share::Percent(incumbent_target).of(BASE) + surge;
@@ -518,7 +526,7 @@ proptest! {
     #[test]
     fn an_idealised_fleet_always_completes(pipeline in pipeline(), clusters in 1usize..=8, traffic in any::<bool>()) {
         let pipeline = if traffic { pipeline } else { headless(pipeline) };
-        let app = AppPolicy { traffic, max_versions: 2, version_ttl: None };
+        let app = AppPolicy { traffic, max_versions: 2, version_ttl: None, drain: None };
         let clusters = common::clusters(clusters);
         prop_assume!(check_pipeline(&pipeline, app.traffic, Clusters::Scheduled(clusters)).is_ok());
         let mut world = steady_world(&pipeline, app, clusters);
@@ -548,7 +556,7 @@ proptest! {
             waves: Some(Waves { max_concurrency: Some(max_concurrency), soak: soak.map(Duration::from_secs), ..Default::default() }),
             ..pipeline
         };
-        let app = AppPolicy { traffic: true, max_versions: 2, version_ttl: None };
+        let app = AppPolicy { traffic: true, max_versions: 2, version_ttl: None, drain: None };
         let clusters = common::clusters(clusters);
         prop_assume!(check_pipeline(&pipeline, app.traffic, Clusters::Scheduled(clusters)).is_ok());
         let mut world = steady_world(&pipeline, app, clusters);
@@ -570,7 +578,7 @@ proptest! {
     /// the rollback ends with the incumbent alone.
     #[test]
     fn an_abort_restores_the_incumbent_capacity_before_its_traffic(pipeline in pipeline(), clusters in 1usize..=8, rounds in 0usize..12) {
-        let app = AppPolicy { traffic: true, max_versions: 2, version_ttl: None };
+        let app = AppPolicy { traffic: true, max_versions: 2, version_ttl: None, drain: None };
         let clusters = common::clusters(clusters);
         prop_assume!(check_pipeline(&pipeline, app.traffic, Clusters::Scheduled(clusters)).is_ok());
         let mut world = steady_world(&pipeline, app, clusters);
@@ -607,7 +615,7 @@ proptest! {
 
     #[test]
     fn at_a_fixed_point_nothing_is_written_and_nothing_is_said(pipeline in pipeline(), clusters in 1usize..=8, rounds in 0usize..30) {
-        let app = AppPolicy { traffic: true, max_versions: 2, version_ttl: None };
+        let app = AppPolicy { traffic: true, max_versions: 2, version_ttl: None, drain: None };
         let clusters = common::clusters(clusters);
         prop_assume!(check_pipeline(&pipeline, app.traffic, Clusters::Scheduled(clusters)).is_ok());
         let mut world = steady_world(&pipeline, app, clusters);

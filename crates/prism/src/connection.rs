@@ -4,7 +4,7 @@
 
 use std::fmt::Debug;
 
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Client, Config, Resource};
 use prism_api::labels::APP_LABEL;
 use prism_api::{Application, Release, RolloutBlock};
@@ -111,6 +111,11 @@ impl Connection {
 
     pub fn releases(&self) -> Api<Release> {
         Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Objects of a kind Prism has no type for (a user's HTTPRoute), in the namespace.
+    pub fn dynamic(&self, resource: &ApiResource) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &self.namespace, resource)
     }
 
     pub fn rollout_blocks(&self) -> Api<RolloutBlock> {

@@ -15,3 +15,4 @@ pub mod releases;
 pub mod rollback;
 pub mod status;
 pub mod text;
+pub mod versions;

@@ -105,7 +105,9 @@ enum Command {
         namespace: Option<String>,
     },
     /// Make the Application's template that of an earlier Release again; the controller rolls it
-    /// out as a new revision under the Application's strategy.
+    /// out as a new revision under the Application's strategy. A revision still live (a
+    /// rainbow's retained version) takes the default route back at once instead: the live
+    /// Releases newer than it are aborted, and no pod is made.
     #[command(after_help = EXIT_CODES)]
     Rollback {
         /// The Application's name.
@@ -132,6 +134,52 @@ enum Command {
         namespace: Option<String>,
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
         output: Output,
+    },
+    /// Every version of an Application that still runs: its role (contender, default,
+    /// retained, draining, drained), routes as URLs, age, TTL left, ready/desired per cluster, pin.
+    #[command(after_help = EXIT_CODES)]
+    Versions {
+        /// The Application's name.
+        app: String,
+        /// The Application's namespace. Default: the kubeconfig context's.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Keep a version live whatever versions.max and versions.ttl say.
+    #[command(after_help = EXIT_CODES)]
+    Pin {
+        /// The Application's name.
+        app: String,
+        /// The version: its Release's name (web-3) or the name it goes by in its routes (v3).
+        version: String,
+        /// The Application's namespace. Default: the kubeconfig context's.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
+    /// Let versions.max and versions.ttl retire a pinned version again.
+    #[command(after_help = EXIT_CODES)]
+    Unpin {
+        /// The Application's name.
+        app: String,
+        /// The version: its Release's name (web-3) or the name it goes by in its routes (v3).
+        version: String,
+        /// The Application's namespace. Default: the kubeconfig context's.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
+    /// Retire a retained version now: its routes leave, it drains, it is scaled to 0, its
+    /// objects go (see docs/rainbow.md).
+    #[command(after_help = EXIT_CODES)]
+    Retire {
+        /// The Application's name.
+        app: String,
+        /// The version: its Release's name (web-3) or the name it goes by in its routes (v3).
+        version: String,
+        /// The Application's namespace. Default: the kubeconfig context's.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
     },
     /// The fleet's application clusters: join one, list them, cordon, drain, uncordon.
     Cluster {
@@ -309,11 +357,40 @@ fn main() -> ExitCode {
         } => exit(block_on(async {
             let connection = Connection::new(namespace).await?;
             let rows = prism::history::read(&connection, &app).await?;
-            match output {
-                Output::Table => print!("{}", prism::history::table(&rows)),
-                Output::Json => println!("{}", json(&rows, true)?),
-            }
-            Ok(())
+            show(output, &rows, prism::history::table)
+        })),
+        Command::Versions {
+            app,
+            namespace,
+            output,
+        } => exit(block_on(async {
+            let connection = Connection::new(namespace).await?;
+            let rows = prism::versions::read(&connection, &app).await?;
+            show(output, &rows, prism::versions::table)
+        })),
+        Command::Pin {
+            app,
+            version,
+            namespace,
+        } => say(block_on(async {
+            let connection = Connection::new(namespace).await?;
+            prism::versions::pin(&connection, &app, &version, true).await
+        })),
+        Command::Unpin {
+            app,
+            version,
+            namespace,
+        } => say(block_on(async {
+            let connection = Connection::new(namespace).await?;
+            prism::versions::pin(&connection, &app, &version, false).await
+        })),
+        Command::Retire {
+            app,
+            version,
+            namespace,
+        } => say(block_on(async {
+            let connection = Connection::new(namespace).await?;
+            prism::versions::retire(&connection, &app, &version).await
         })),
         Command::Cluster { command } => cluster(command),
     }
@@ -327,11 +404,7 @@ fn cluster(command: ClusterCommand) -> ExitCode {
         }))),
         ClusterCommand::List { output } => exit(block_on(async {
             let rows = cluster::list::read(&Management::new().await?).await?;
-            match output {
-                Output::Table => print!("{}", cluster::list::table(&rows)),
-                Output::Json => println!("{}", json(&rows, true)?),
-            }
-            Ok(())
+            show(output, &rows, cluster::list::table)
         })),
         ClusterCommand::Cordon { name } => say(block_on(async {
             cluster::set_unschedulable(&Management::new().await?, &name, true).await
@@ -366,6 +439,19 @@ fn block_on<T>(command: impl Future<Output = Result<T, CommandError>>) -> Result
     tokio::runtime::Runtime::new()
         .map_err(|e| CommandError::Api(format!("starting tokio: {e}")))?
         .block_on(command)
+}
+
+/// Rows as the table people read, or as JSON.
+fn show<R: serde::Serialize>(
+    output: Output,
+    rows: &[R],
+    table: fn(&[R]) -> String,
+) -> Result<(), CommandError> {
+    match output {
+        Output::Table => print!("{}", table(rows)),
+        Output::Json => println!("{}", json(&rows, true)?),
+    }
+    Ok(())
 }
 
 fn json(value: &impl serde::Serialize, pretty: bool) -> Result<String, CommandError> {

@@ -52,6 +52,7 @@ pub fn plan(text: &str, clusters: u32, fail_at: Option<&str>) -> Result<Timeline
         traffic: spec.has_traffic(),
         max_versions: spec.versions.max,
         version_ttl: spec.versions.ttl,
+        drain: None,
     };
     let template = &spec.template;
     // A Service target's versions have their capacity given (one copy of the Service each).

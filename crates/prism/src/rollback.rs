@@ -5,10 +5,17 @@
 //! `--when-unblocked` asks for exactly that ([`crate::blocks`]); `prism abort` rolls the
 //! contender back under a block too.
 //!
-//! [`target`] is pure; [`rollback`] reads and writes through a [`Connection`].
+//! When the target is still live (a rainbow's retained version, its pods running), no revision is
+//! made: every live Release newer than it is aborted, so that the target is the newest complete
+//! one again and takes the default route back at once, on the pods it runs ([`live_rollback`]).
+//! Like `prism abort`, that is final for the aborted Releases, goes on under a RolloutBlock, and
+//! leaves the Application's template as it is (a new one rolls forward again).
+//!
+//! [`target`] and [`live_rollback`] are pure; [`rollback`] reads and writes through a
+//! [`Connection`].
 
 use kube::ResourceExt;
-use prism_api::release::ReleasePhase;
+use prism_api::release::{ReleasePhase, VersionState};
 use prism_api::{Application, Release};
 use serde_json::json;
 
@@ -75,8 +82,34 @@ fn previous_good(releases: &[Release]) -> Result<&Release, String> {
     }
 }
 
+/// When `target` is live (retained: complete, its state Live, neither contender nor incumbent),
+/// the Releases to abort so that it takes the default route back: every live one newer than it.
+pub fn live_rollback<'a>(
+    app: &Application,
+    releases: &'a [Release],
+    target: &Release,
+) -> Option<Vec<&'a Release>> {
+    let live = |release: &Release| {
+        !release.is_rolled_back()
+            && release.status.as_ref().and_then(|status| status.state) == Some(VersionState::Live)
+    };
+    let status = app.status.clone().unwrap_or_default();
+    let retained = live(target)
+        && releases::phase(target) == Some(ReleasePhase::Complete)
+        && releases::role(&status, &target.name_any()).is_none();
+    if !retained {
+        return None;
+    }
+    let mut newer: Vec<&Release> = releases
+        .iter()
+        .filter(|release| release.spec.revision > target.spec.revision && live(release))
+        .collect();
+    newer.sort_by_key(|release| std::cmp::Reverse(release.spec.revision));
+    Some(newer)
+}
+
 /// Rolls the Application `app` back, and says what was done. Under a RolloutBlock, refused
-/// unless `when_unblocked`.
+/// unless `when_unblocked`, but for a rollback to a live version.
 pub async fn rollback(
     connection: &Connection,
     app: &str,
@@ -85,6 +118,24 @@ pub async fn rollback(
 ) -> Result<String, CommandError> {
     let (application, releases) = connection.read(app).await?;
     let target = target(&application, &releases, to)?;
+    if let Some(newer) = live_rollback(&application, &releases, target) {
+        for release in &newer {
+            connection
+                .merge_patch(
+                    &connection.releases(),
+                    &release.name_any(),
+                    json!({"spec": {"aborted": true}}),
+                )
+                .await?;
+        }
+        let aborted: Vec<String> = newer.iter().map(|release| release.name_any()).collect();
+        return Ok(format!(
+            "rolled {app} back to revision {} ({}), which is live: aborted {}; the default route moves to its running pods, no new revision and no new pod (the Application's template is unchanged: a new one rolls forward)",
+            target.spec.revision,
+            target.name_any(),
+            aborted.join(", ")
+        ));
+    }
     let stopping = blocks::stopping(&application, &blocks::read(connection).await?);
     let retry = format!(
         "prism rollback {app} -n {} --to {}",
@@ -170,6 +221,37 @@ mod tests {
             error.to_string(),
             "web-2 is the only complete Release: there is no earlier good version; name one with --to REVISION (revisions of web: 1, 2)"
         );
+    }
+
+    #[test]
+    fn a_live_target_aborts_every_live_release_newer_than_it() {
+        let live = |revision, phase| {
+            release(
+                revision,
+                &format!("web:{revision}"),
+                json!({"phase": phase, "state": "Live"}),
+            )
+        };
+        let releases = [
+            live(1, "Complete"),
+            live(2, "Complete"),
+            release(
+                3,
+                "web:3",
+                json!({"phase": "Complete", "state": "Draining"}),
+            ),
+            live(4, "Complete"),
+            live(5, "Progressing"),
+        ];
+        let app = application("web:5", json!({"contender": "web-5", "incumbent": "web-4"}));
+        let newer = live_rollback(&app, &releases, &releases[1]).unwrap();
+        let names: Vec<String> = newer.iter().map(|r| r.name_any()).collect();
+        assert_eq!(names, ["web-5", "web-4"]);
+        // The incumbent, a draining version or one that runs no more: a new revision as before.
+        assert!(live_rollback(&app, &releases, &releases[3]).is_none());
+        assert!(live_rollback(&app, &releases, &releases[2]).is_none());
+        let gone = release(1, "web:1", json!({"phase": "Complete", "state": "Retired"}));
+        assert!(live_rollback(&app, std::slice::from_ref(&gone), &gone).is_none());
     }
 
     #[test]

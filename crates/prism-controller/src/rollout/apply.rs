@@ -114,6 +114,10 @@ pub(super) fn count_as_made(observation: &mut ClusterObservation, change: &Chang
         Change::Remove { release, .. } => {
             observation.versions.remove(*release);
         }
+        Change::Idle { release, .. } => {
+            let version = observation.set_capacity(release, Capacity::ZERO);
+            version.ready = 0;
+        }
         Change::Traffic { .. } => {}
     }
 }

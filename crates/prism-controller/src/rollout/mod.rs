@@ -19,11 +19,12 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
+use prism_api::labels::{PINNED_ANNOTATION, RETIRE_ANNOTATION};
 use prism_api::release::ReleaseStatus;
 use prism_api::{Application, Pipeline, Release};
 use prism_engine::{
-    AppPolicy, Change, ClusterInfo, ClusterObservation, ClusterPhase, Input, ReleaseInput, decide,
-    scheduled_clusters,
+    AppPolicy, Change, ClusterInfo, ClusterObservation, ClusterPhase, Drain, Input, ReleaseInput,
+    decide, scheduled_clusters,
 };
 use tracing::info;
 
@@ -169,6 +170,17 @@ pub async fn reconcile(
         traffic: app.spec.has_traffic(),
         max_versions: app.spec.versions.max,
         version_ttl: app.spec.versions.ttl,
+        // A Service target's old version has no pods of Prism's to drain: its copy takes the new
+        // spec (the promotion) as soon as it has no traffic.
+        drain: app
+            .spec
+            .versions
+            .drain_period()
+            .filter(|_| target.is_none())
+            .map(|period| Drain {
+                period,
+                delete_after: app.spec.versions.delete_after(),
+            }),
     };
     let decision = decide(&Input {
         now: precise_now,
@@ -200,7 +212,9 @@ pub async fn reconcile(
     for change in &decision.changes {
         let cluster = change.cluster();
         let release = match change {
-            Change::Capacity { release, .. } | Change::Remove { release, .. } => by_name[*release],
+            Change::Capacity { release, .. }
+            | Change::Remove { release, .. }
+            | Change::Idle { release, .. } => by_name[*release],
             Change::Traffic { .. } => newest,
         };
         let Some((member, view)) = views.get(cluster) else {
@@ -219,7 +233,9 @@ pub async fn reconcile(
                     service_target::install(&app_name, by_name[*release], &roles, owner)
                 }
             }
-            Change::Remove { release, .. } if let Some(service) = target => {
+            Change::Remove { release, .. } | Change::Idle { release, .. }
+                if let Some(service) = target =>
+            {
                 let owner = app_owner.as_ref().filter(|_| member.is_management);
                 let copies = Copies::read(&view.services, service);
                 service_target::remove(&app_name, release, &copies, &roles, owner)
@@ -257,6 +273,13 @@ pub async fn reconcile(
                     continue;
                 }
                 provider.writes(&app_view, &weights, &traffic.routes)
+            }
+            Change::Idle { release, .. } => {
+                let release = by_name[*release];
+                let installed = view.deployment(&release.name_any());
+                let owner = release_owner(member, release);
+                let pod_labels = provider.map_or(&[][..], |p| p.pod_template_labels());
+                workload::idle(release, installed, pod_labels, owner.as_ref())
             }
             Change::Remove { release, .. } => {
                 let mut writes = workload::remove(by_name[*release]);
@@ -437,7 +460,17 @@ fn release_input<'a>(
         aborted: release.spec.aborted,
         analysis: judged.analysis.verdict.clone(),
         webhook: judged.gate.verdict.clone(),
+        pinned: annotated(release, PINNED_ANNOTATION),
+        retire_requested: annotated(release, RETIRE_ANNOTATION),
     })
+}
+
+/// Whether a person set `annotation` on the Release (to anything but "false").
+fn annotated(release: &Release, annotation: &str) -> bool {
+    release
+        .annotations()
+        .get(annotation)
+        .is_some_and(|value| value != "false")
 }
 
 /// The Release as owner of its objects, where it can be: in its own API server.

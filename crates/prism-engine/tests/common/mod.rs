@@ -18,6 +18,7 @@ pub fn app(traffic: bool) -> AppPolicy {
         traffic,
         max_versions: 2,
         version_ttl: None,
+        drain: None,
     }
 }
 
@@ -142,6 +143,8 @@ pub fn release<'a>(
         aborted: false,
         analysis: Verdict::NotRequired,
         webhook: Verdict::NotRequired,
+        pinned: false,
+        retire_requested: false,
     }
 }
 

@@ -164,18 +164,10 @@ impl TrafficProvider for GatewayApi {
             return writes;
         };
         let routes_text = serde_json::to_string(routes).unwrap_or_default();
-        let (weights, routes) = (&view.by_backend(weights), &view.routes_by_backend(routes));
-        if unserved(
-            view,
-            &observe_backends(view),
-            &view.routes_by_backend(&self.routes(view)),
-            weights,
-            routes,
-        )
-        .is_some()
-        {
+        if unserved(self, view, weights, routes).is_some() {
             return writes;
         }
+        let (weights, routes) = (&view.by_backend(weights), &view.routes_by_backend(routes));
         let versions = view.backends();
         let desired = desired(view, &versions, weights, routes);
         let Ok(built) = users
