@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::conditions::Condition;
 use crate::rules;
-use crate::strategy::{Duration, Pipeline, Step, Waves, Webhooks};
+use crate::strategy::{CapacityStep, Duration, Pipeline, Share, Step, Waves, Webhooks};
 
 /// The annotation that asks for a new Release of the same template on a fresh schedule (a no-op
 /// rollout, e.g. to move an application off a drained cluster): each new value makes one. The
@@ -47,12 +47,21 @@ pub const RESCHEDULE_ANNOTATION: &str = "prism.dev/reschedule";
     validation = rules::NO_TRAFFIC_STEPS_WITHOUT_PROVIDER,
     validation = rules::SELECTOR_SWITCH_WEIGHTS,
     validation = rules::ROUTES_NEED_MATCHING_PROVIDER,
-    validation = rules::TRAFFIC_NEEDS_SERVICE
+    validation = rules::TRAFFIC_NEEDS_SERVICE,
+    validation = rules::TEMPLATE_OR_TARGET,
+    validation = rules::TARGET_NEEDS_GATEWAY_API,
+    validation = rules::TARGET_HAS_TWO_VERSIONS,
+    validation = rules::TARGET_STEPS_SET_NO_CAPACITY
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationSpec {
-    /// What each cluster runs; a change makes a new Release.
+    /// What each cluster runs; a change makes a new Release. Exclusive with spec.target.
+    #[serde(default, skip_serializing_if = "Template::is_empty")]
     pub template: Template,
+    /// Instead of a template: an existing Service whose traffic Prism shifts between versions
+    /// (a change of its spec makes a Release); Prism never writes it, nor what backs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
     /// How a new Release is rolled out.
     pub strategy: StrategyRef,
     /// How requests reach each version. Default: provider podLabels.
@@ -79,6 +88,60 @@ impl ApplicationSpec {
     pub fn has_traffic(&self) -> bool {
         self.traffic.provider != TrafficProvider::None
     }
+
+    /// The name of the Service the Application targets, when it targets one.
+    pub fn target_service(&self) -> Option<&str> {
+        Some(self.target.as_ref()?.service.name.as_str())
+    }
+}
+
+/// What an Application targets instead of a template.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    /// An existing Service in the Application's namespace of the management cluster, which its
+    /// owner changes to release (its selector to the new pods, say). Prism keeps a copy of its
+    /// newest spec, `<name>-canary`, and of its newest complete one, `<name>-primary`, in each
+    /// scheduled cluster, and splits the HTTPRoutes' backendRefs to `<name>` between them.
+    pub service: TargetService,
+}
+
+impl Target {
+    /// The name of the copy of the Service's newest complete spec, which takes the traffic
+    /// outside a rollout.
+    pub fn primary(service: &str) -> String {
+        format!("{service}-primary")
+    }
+
+    /// The name of the copy of the Service's newest spec, the contender's during a rollout.
+    pub fn canary(service: &str) -> String {
+        format!("{service}-canary")
+    }
+
+    /// The pipeline the engine runs for a Service target. Prism scales nothing there (the
+    /// Service's owner runs what backs it), so capacity is given: every version has all of it
+    /// from the first step on (a version's "capacity" is its copy of the Service, ready once that
+    /// lists a ready endpoint), and the steps shift traffic only. Validation refuses steps that
+    /// set capacity, so only the first step's is set here.
+    pub fn pipeline(pipeline: &Pipeline) -> Pipeline {
+        let mut given = pipeline.clone();
+        if let Some(first) = given.steps.first_mut() {
+            first.capacity = Some(CapacityStep {
+                contender: Some(Share::Percent(100)),
+                incumbent: Some(Share::Percent(100)),
+                max_surge: None,
+            });
+        }
+        given
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetService {
+    /// The Service's name (at most 55 characters, so that `-primary` makes a Service name).
+    #[schemars(length(min = 1, max = 55))]
+    pub name: String,
 }
 
 /// The objects each version runs in a cluster.
@@ -107,6 +170,11 @@ pub struct HpaBounds {
 }
 
 impl Template {
+    /// Whether the template holds nothing: an Application that targets a Service has none.
+    pub fn is_empty(&self) -> bool {
+        self.manifests.is_empty()
+    }
+
     /// The objects of one kind.
     pub fn of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Manifest> + 'a {
         self.manifests

@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::application::Template;
+use crate::application::{Manifest, Template};
 use crate::conditions::Condition;
 use crate::rules;
 use crate::strategy::Pipeline;
@@ -51,9 +51,16 @@ pub struct ReleaseSpec {
     /// 1 for the Application's first Release, then one more for each.
     #[x_kube(validation = rules::IMMUTABLE)]
     pub revision: u32,
-    /// The Application's template when this Release was made.
+    /// The Application's template when this Release was made (none when it targets a Service).
+    #[serde(default, skip_serializing_if = "Template::is_empty")]
     #[x_kube(validation = rules::IMMUTABLE)]
     pub template: Template,
+    /// When the Application targets a Service: that Service as it was when this Release was
+    /// made (its name and spec; the version Prism copies into `<name>-canary`, then
+    /// `<name>-primary`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = rules::IMMUTABLE)]
+    pub target: Option<Manifest>,
     /// The strategy it rolls out under, resolved from the Application's (inline steps, or the
     /// Strategy or ClusterStrategy it names). While the Release rolls out, the controller updates
     /// it when the Application's resolved strategy changes: the rollout goes on from its current

@@ -194,8 +194,31 @@ pub(crate) const ROUTES_NEED_MATCHING_PROVIDER: CelRule = rule_at(
 
 pub(crate) const TRAFFIC_NEEDS_SERVICE: CelRule = rule_at(
     ".template.manifests",
-    "(has(self.traffic) && has(self.traffic.provider) && self.traffic.provider == 'none') || self.template.manifests.exists(m, m.kind == 'Service')",
+    "!has(self.template) || (has(self.traffic) && has(self.traffic.provider) && self.traffic.provider == 'none') || self.template.manifests.exists(m, m.kind == 'Service')",
     "a traffic provider shifts the traffic of a Service: add the application's Service to spec.template.manifests, or set spec.traffic.provider: none for a workload that serves no requests",
+);
+
+pub(crate) const TEMPLATE_OR_TARGET: CelRule = rule(
+    "has(self.template) != has(self.target)",
+    "give exactly one of spec.template (the objects Prism installs in each cluster) and spec.target.service (an existing Service whose traffic Prism shifts)",
+);
+
+pub(crate) const TARGET_NEEDS_GATEWAY_API: CelRule = rule_at(
+    ".traffic.provider",
+    "!has(self.target) || (has(self.traffic) && has(self.traffic.provider) && self.traffic.provider == 'gatewayAPI')",
+    "spec.target.service shifts traffic between <service>-primary and <service>-canary through HTTPRoutes: set spec.traffic.provider: gatewayAPI",
+);
+
+pub(crate) const TARGET_HAS_TWO_VERSIONS: CelRule = rule_at(
+    ".versions.max",
+    "!has(self.target) || !has(self.versions) || !has(self.versions.max) || self.versions.max == 2",
+    "spec.target.service keeps two versions, primary and canary: remove versions.max, or set it to 2",
+);
+
+pub(crate) const TARGET_STEPS_SET_NO_CAPACITY: CelRule = rule_at(
+    ".strategy.steps",
+    "!has(self.target) || !has(self.strategy.steps) || self.strategy.steps.all(s, !has(s.capacity))",
+    "with spec.target.service Prism scales nothing (the Service's owner runs its pods): remove the step's capacity sub-step, and shift traffic only",
 );
 
 pub(crate) const NO_INLINE_SECRETS: CelRule = rule_at(

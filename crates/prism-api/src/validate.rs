@@ -126,6 +126,8 @@ const MAX_METRICS: usize = 16;
 const MAX_MANIFESTS: usize = 32;
 const MAX_VERSIONS: u32 = 16;
 const MAX_REVISION_HISTORY: u32 = 100;
+/// 63 less `-primary`.
+const MAX_TARGET_NAME: usize = 55;
 /// The kinds a template may hold (besides a Secret, which has a rule of its own):
 /// [`rules::TEMPLATE_KINDS`].
 const TEMPLATE_KINDS: [&str; 4] = [
@@ -170,7 +172,16 @@ impl Checker {
     }
 
     fn application(&mut self, spec: &ApplicationSpec) {
-        self.manifests(&spec.template.manifests, spec);
+        if !spec.template.is_empty() {
+            self.manifests(&spec.template.manifests, spec);
+        }
+        self.rule(
+            spec.template.is_empty() == spec.target.is_some(),
+            "spec",
+            &spec.target,
+            rules::TEMPLATE_OR_TARGET,
+        );
+        self.target(spec);
         self.traffic_policy(spec);
 
         let strategy = &spec.strategy;
@@ -213,6 +224,41 @@ impl Checker {
                 "spec.revisionHistoryLimit",
                 &spec.revision_history_limit,
                 format!("revisionHistoryLimit is at most {MAX_REVISION_HISTORY}"),
+            );
+        }
+    }
+
+    /// The rules of an Application that targets a Service.
+    fn target(&mut self, spec: &ApplicationSpec) {
+        let Some(target) = &spec.target else {
+            return;
+        };
+        self.rule(
+            spec.traffic.provider == TrafficProvider::GatewayApi,
+            "spec",
+            &spec.traffic.provider,
+            rules::TARGET_NEEDS_GATEWAY_API,
+        );
+        self.rule(
+            spec.versions.max == 2,
+            "spec",
+            &spec.versions.max,
+            rules::TARGET_HAS_TWO_VERSIONS,
+        );
+        if let Some(steps) = &spec.strategy.steps {
+            self.rule(
+                steps.iter().all(|step| step.capacity.is_none()),
+                "spec",
+                steps,
+                rules::TARGET_STEPS_SET_NO_CAPACITY,
+            );
+        }
+        let name = &target.service.name;
+        if !syntax::is_dns_label(name) || name.len() > MAX_TARGET_NAME {
+            self.fail(
+                "spec.target.service.name",
+                name,
+                format!("the name of a Service: a DNS label of at most {MAX_TARGET_NAME} characters (so that <name>-primary is one too)"),
             );
         }
     }
@@ -297,7 +343,8 @@ impl Checker {
             rules::ISTIO_NEEDS_VIRTUAL_SERVICE,
         );
 
-        if !spec.has_traffic() {
+        // A target's Service is the one whose traffic is shifted.
+        if !spec.has_traffic() || spec.target.is_some() {
             return;
         }
         let services: Vec<&str> = spec

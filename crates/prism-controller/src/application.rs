@@ -16,8 +16,8 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
-use prism_api::application::RESCHEDULE_ANNOTATION;
 use prism_api::application::{ApplicationPhase, ApplicationStatus, PreRolloutHold};
+use prism_api::application::{Manifest, RESCHEDULE_ANNOTATION, Target};
 use prism_api::conditions::{self, Condition};
 use prism_api::labels::{APP_LABEL, FIELD_MANAGER, RELEASE_LABEL};
 use prism_api::release::{ReleasePhase, ScheduledCluster, VersionState, newest};
@@ -32,6 +32,7 @@ use crate::dry_run;
 use crate::error::Error;
 use crate::expectations::ObjectKey;
 use crate::fleet::MANAGEMENT_CLUSTER;
+use crate::service_target;
 use crate::strategy_update::{self, REASON_STRATEGY_UPDATED};
 use crate::webhooks::{self, REASK};
 use crate::write::apply_status;
@@ -83,6 +84,9 @@ impl StrategySource {
 /// Everything one reconcile reads.
 pub struct Observed {
     pub strategy: StrategySource,
+    /// The Service the Application targets, as a Release snapshots it, or why it has none
+    /// (it does not exist); None when the Application has a template.
+    pub target: Option<Result<Manifest, Invalid>>,
     /// The Application's Releases, by revision.
     pub releases: Vec<Release>,
     /// The RolloutBlocks that apply to it.
@@ -118,29 +122,38 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
     // 1. Dereference.
     let observed = dereference(app, ctx, &namespace);
 
-    // 2. Validate: offline, then what the API server said of this generation's template.
-    let mut verdict = validate(&app.spec, &observed.strategy).and_then(|pipeline| {
-        match dry_run::remembered(app) {
+    // 2. Validate: offline, then what the API server said of this generation's template, and
+    // the Service it targets, if it targets one.
+    let mut verdict = validate(&app.spec, &observed.strategy)
+        .and_then(|pipeline| match dry_run::remembered(app) {
             Some(Err(refused)) => Err(refused),
             _ => Ok(pipeline),
-        }
-    });
+        })
+        .and_then(|pipeline| match &observed.target {
+            Some(Err(missing)) => Err(missing.clone()),
+            _ => Ok(pipeline),
+        });
+    let target = observed
+        .target
+        .as_ref()
+        .and_then(|target| target.as_ref().ok());
 
     // 3. Build.
     let blocked = observed.blocks.stopping();
     let mut unschedulable = verdict
         .as_ref()
         .ok()
-        .and_then(|_| refused_reschedule(app, &observed.releases));
+        .and_then(|_| refused_reschedule(app, target, &observed.releases));
     let mut created = match &verdict {
         Ok(pipeline)
             if blocked.is_none()
                 && unschedulable.is_none()
-                && needs_release(app, &observed.releases) =>
+                && needs_release(app, target, &observed.releases) =>
         {
             match schedule(app, &observed.clusters) {
                 Ok(clusters) => Some(desired_release(
                     app,
+                    target,
                     pipeline,
                     &observed.releases,
                     clusters,
@@ -155,7 +168,9 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
     };
     // Only a Release about to be made asks the API server, once per generation, and only of a
     // template no Release has yet (a Release's template was accepted when it was installed).
-    let mut accepted = matches!(dry_run::remembered(app), Some(Ok(())))
+    // A Service target has no template to try: its Service is the API server's already.
+    let mut accepted = app.spec.target.is_some()
+        || matches!(dry_run::remembered(app), Some(Ok(())))
         || observed
             .releases
             .iter()
@@ -457,6 +472,10 @@ pub fn dereference(app: &Application, ctx: &Context, namespace: &str) -> Observe
     };
     Observed {
         strategy,
+        target: app
+            .spec
+            .target_service()
+            .map(|name| service_target::snapshot_of(&ctx.target_services, namespace, name)),
         releases,
         blocks: Blocks::of(app, &ctx.blocks, &ctx.global_namespace),
         clusters: ctx.clusters.state(),
@@ -505,12 +524,20 @@ pub fn validate(spec: &ApplicationSpec, strategy: &StrategySource) -> Result<Pip
             validate::pipeline(&pipeline, "steps", AppTraffic::of(spec)),
         );
     }
+    if spec.target.is_some() {
+        errors.extend(service_target::capacity_steps(&pipeline, &prefix));
+    }
     // `validate` reports a pipeline without steps.
     if !pipeline.steps.is_empty() {
+        // A Service target's versions have their capacity given (`Target::pipeline`).
+        let checked = match spec.target {
+            Some(_) => Target::pipeline(&pipeline),
+            None => pipeline.clone(),
+        };
         collect(
             &mut errors,
             &prefix,
-            check_pipeline(&pipeline, spec.has_traffic(), Clusters::Any),
+            check_pipeline(&checked, spec.has_traffic(), Clusters::Any),
         );
     }
     if errors.is_empty() {
@@ -568,29 +595,33 @@ fn reschedule_request<K: Resource>(object: &K) -> Option<&String> {
 
 /// Whether `release` is of the Application's template: a version is its template, and a
 /// strategy change alone is no new version (it applies to the Release in flight).
-fn is_version_of(release: &Release, app: &Application) -> bool {
-    release.spec.template == app.spec.template
+fn is_version_of(release: &Release, app: &Application, target: Option<&Manifest>) -> bool {
+    release.spec.template == app.spec.template && release.spec.target.as_ref() == target
 }
 
 /// Whether `release` is of this template, made for the Application's latest reschedule request.
-fn is_snapshot_of(release: &Release, app: &Application) -> bool {
-    is_version_of(release, app) && reschedule_request(release) == reschedule_request(app)
+fn is_snapshot_of(release: &Release, app: &Application, target: Option<&Manifest>) -> bool {
+    is_version_of(release, app, target) && reschedule_request(release) == reschedule_request(app)
 }
 
 /// Whether the Application needs a new Release: its newest one (by revision) is not of its
 /// template (or not made for its latest reschedule request), or it has none. `releases` are in
 /// any order.
-pub fn needs_release(app: &Application, releases: &[Release]) -> bool {
-    !newest(releases).is_some_and(|r| is_snapshot_of(r, app))
+pub fn needs_release(app: &Application, target: Option<&Manifest>, releases: &[Release]) -> bool {
+    !newest(releases).is_some_and(|r| is_snapshot_of(r, app, target))
 }
 
 /// Why a reschedule request is not carried out, if it is not: the newest Release, whose template
 /// the Application still has, was rolled back, and a Release of it on a new schedule would roll
 /// that version out again.
-pub fn refused_reschedule(app: &Application, releases: &[Release]) -> Option<String> {
+pub fn refused_reschedule(
+    app: &Application,
+    target: Option<&Manifest>,
+    releases: &[Release],
+) -> Option<String> {
     let newest = newest(releases)?;
     let request = reschedule_request(app)?;
-    (is_version_of(newest, app)
+    (is_version_of(newest, app, target)
         && newest.is_rolled_back() && reschedule_request(newest) != Some(request)).then(
         || {
             format!(
@@ -606,6 +637,7 @@ pub fn refused_reschedule(app: &Application, releases: &[Release]) -> Option<Str
 /// Application's, in any order.
 pub fn desired_release(
     app: &Application,
+    target: Option<&Manifest>,
     pipeline: &Pipeline,
     releases: &[Release],
     clusters: Vec<ScheduledCluster>,
@@ -629,6 +661,7 @@ pub fn desired_release(
             application: app_name,
             revision,
             template: app.spec.template.clone(),
+            target: target.cloned(),
             strategy: pipeline.clone(),
             clusters,
             target_step: None,
@@ -855,6 +888,18 @@ pub fn naming_strategy<'a>(
         .collect()
 }
 
+/// The Applications among `apps` that target the Service `name` of `namespace`.
+pub fn targeting<'a>(
+    apps: impl IntoIterator<Item = &'a Application>,
+    namespace: &str,
+    name: &str,
+) -> Vec<&'a Application> {
+    apps.into_iter()
+        .filter(|a| a.namespace().as_deref() == Some(namespace))
+        .filter(|a| a.spec.target_service() == Some(name))
+        .collect()
+}
+
 /// The Applications among `apps` that name the ClusterStrategy `name`.
 pub fn naming_cluster_strategy<'a>(
     apps: impl IntoIterator<Item = &'a Application>,
@@ -905,6 +950,7 @@ mod tests {
             "web",
             ApplicationSpec {
                 template: template(image),
+                target: None,
                 strategy: StrategyRef {
                     steps: Some(pipeline().steps),
                     ..StrategyRef::default()
@@ -928,6 +974,7 @@ mod tests {
                 application: app.name_any(),
                 revision,
                 template: app.spec.template.clone(),
+                target: None,
                 strategy: pipeline(),
                 clusters: schedule(app, &[]).unwrap(),
                 target_step: None,
@@ -948,7 +995,7 @@ mod tests {
     #[test]
     fn the_first_release_is_revision_1_owned_and_labelled() {
         let app = app("web:1");
-        let r = desired_release(&app, &pipeline(), &[], local()).unwrap();
+        let r = desired_release(&app, None, &pipeline(), &[], local()).unwrap();
         assert_eq!(r.name_any(), "web-1");
         assert_eq!(r.spec.revision, 1);
         assert_eq!(r.namespace().as_deref(), Some("ns"));
@@ -1004,11 +1051,11 @@ mod tests {
     fn a_reschedule_request_makes_a_release_of_the_same_template() {
         let mut app = app("web:1");
         let releases = [release(&app, 1, Some(ReleasePhase::Complete))];
-        assert!(!needs_release(&app, &releases));
+        assert!(!needs_release(&app, None, &releases));
         app.annotations_mut()
             .insert(RESCHEDULE_ANNOTATION.into(), "drain-a-1".into());
-        assert!(needs_release(&app, &releases));
-        let r = desired_release(&app, &pipeline(), &releases, local()).unwrap();
+        assert!(needs_release(&app, None, &releases));
+        let r = desired_release(&app, None, &pipeline(), &releases, local()).unwrap();
         assert_eq!(r.spec.revision, 2);
         assert_eq!(r.spec.template, app.spec.template);
         assert_eq!(
@@ -1017,7 +1064,7 @@ mod tests {
                 .map(String::as_str),
             Some("drain-a-1")
         );
-        assert!(!needs_release(&app, &[r]), "one Release per request");
+        assert!(!needs_release(&app, None, &[r]), "one Release per request");
     }
 
     #[test]
@@ -1032,25 +1079,25 @@ mod tests {
             release(&app("web:1"), 1, Some(ReleasePhase::Complete)),
             rolled_back,
         ];
-        assert_eq!(refused_reschedule(&web, &releases), None);
+        assert_eq!(refused_reschedule(&web, None, &releases), None);
         web.annotations_mut()
             .insert(RESCHEDULE_ANNOTATION.into(), "drain-a-1".into());
-        let why = refused_reschedule(&web, &releases).unwrap();
+        let why = refused_reschedule(&web, None, &releases).unwrap();
         assert!(
             why.contains("drain-a-1") && why.contains("web-2 was rolled back"),
             "{why}"
         );
         // A new template is a new version: rolled out as usual.
         web.spec = app("web:3").spec;
-        assert_eq!(refused_reschedule(&web, &releases), None);
-        assert!(needs_release(&web, &releases));
+        assert_eq!(refused_reschedule(&web, None, &releases), None);
+        assert!(needs_release(&web, None, &releases));
     }
 
     #[test]
     fn an_unchanged_snapshot_makes_no_release() {
         let app = app("web:1");
         let releases = [release(&app, 1, None)];
-        assert!(!needs_release(&app, &releases));
+        assert!(!needs_release(&app, None, &releases));
     }
 
     #[test]
@@ -1058,8 +1105,8 @@ mod tests {
         let old = app("web:1");
         let releases = [release(&old, 2, None), release(&old, 1, None)];
         let new = app("web:2");
-        assert!(needs_release(&new, &releases));
-        let r = desired_release(&new, &pipeline(), &releases, local()).unwrap();
+        assert!(needs_release(&new, None, &releases));
+        let r = desired_release(&new, None, &pipeline(), &releases, local()).unwrap();
         assert_eq!((r.name_any(), r.spec.revision), ("web-3".into(), 3));
 
         // A new step, a pause or a weight: the Release in flight takes it, no new Release.
@@ -1075,8 +1122,8 @@ mod tests {
                 ..Step::default()
             },
         );
-        assert!(!needs_release(&other, &releases));
-        assert_eq!(refused_reschedule(&other, &releases), None);
+        assert!(!needs_release(&other, None, &releases));
+        assert_eq!(refused_reschedule(&other, None, &releases), None);
     }
 
     #[test]
@@ -1085,8 +1132,8 @@ mod tests {
         let new = app("web:2");
         // Revision 2 was web:2, revision 3 went back to web:1: web:2 again is a new release.
         let releases = [release(&new, 2, None), release(&old, 3, None)];
-        assert!(needs_release(&new, &releases));
-        let r = desired_release(&new, &pipeline(), &releases, local()).unwrap();
+        assert!(needs_release(&new, None, &releases));
+        let r = desired_release(&new, None, &pipeline(), &releases, local()).unwrap();
         assert_eq!(r.spec.revision, 4);
     }
 
@@ -1095,7 +1142,7 @@ mod tests {
         let mut app = app("web:1");
         app.metadata.uid = None;
         assert!(matches!(
-            desired_release(&app, &pipeline(), &[], local()),
+            desired_release(&app, None, &pipeline(), &[], local()),
             Err(Error::MissingField(..))
         ));
     }

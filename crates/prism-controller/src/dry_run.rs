@@ -64,6 +64,7 @@ pub fn candidates(
     let mut writes = workload::install(release, capacity, None, pod_labels, None);
     if let Some(provider) = provider {
         let view = AppView {
+            target: None,
             app: app.metadata.name.as_deref().unwrap_or_default(),
             service: service_manifest(app, release).zip(Some(release_name.as_str())),
             observed_service: None,
@@ -272,6 +273,7 @@ mod tests {
                 application: "web".into(),
                 revision: 2,
                 template: app.spec.template.clone(),
+                target: None,
                 strategy: Default::default(),
                 clusters: Vec::new(),
                 target_step: None,

@@ -24,6 +24,7 @@ pub mod fleet;
 pub mod pacing;
 pub mod refusals;
 pub mod rollout;
+pub mod service_target;
 pub mod status;
 pub mod strategy_update;
 pub mod touches;
@@ -37,6 +38,7 @@ use std::time::Duration;
 
 use futures::channel::mpsc;
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt, stream};
+use k8s_openapi::api::core::v1::Service;
 use kube::api::ListParams;
 use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -79,6 +81,8 @@ pub struct Context {
     pub global_namespace: String,
     pub fleet: Fleet,
     pub expectations: Arc<Expectations>,
+    /// The Services of the management cluster, among which those Applications target.
+    pub target_services: Store<Service>,
     pub metric_templates: Store<MetricTemplate>,
     pub cluster_metric_templates: Store<ClusterMetricTemplate>,
     pub prometheus: Prometheus,
@@ -225,6 +229,20 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         |_, _| Vec::new(),
     );
 
+    // A Service an Application targets is the user's, unlabelled: every Service is watched.
+    let services_api: Api<Service> = scoped(&client, namespace);
+    let (target_services, target_service_changes) = strategy_cache(
+        services_api,
+        applications.clone(),
+        |apps, service: &Service| {
+            application::targeting(
+                apps,
+                &service.namespace().unwrap_or_default(),
+                &service.name_any(),
+            )
+        },
+    );
+
     let (fleet, member_changes) = Fleet::new(namespace, applications.clone(), expectations.clone());
     let (call_ends, ended_calls) = mpsc::unbounded();
     let context = Arc::new(Context {
@@ -238,6 +256,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         global_namespace,
         fleet,
         expectations,
+        target_services,
         metric_templates,
         cluster_metric_templates,
         prometheus: Prometheus::default(),
@@ -272,6 +291,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
             ended_calls.boxed(),
             metric_template_changes.boxed(),
             cluster_metric_template_changes.boxed(),
+            target_service_changes.boxed(),
         ]))
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)
@@ -297,6 +317,7 @@ impl Context {
                 self.strategies.wait_until_ready().now_or_never(),
                 self.cluster_strategies.wait_until_ready().now_or_never(),
                 self.clusters.wait_until_ready().now_or_never(),
+                self.target_services.wait_until_ready().now_or_never(),
             ]
             .iter()
             .all(|ready| matches!(ready, Some(Ok(()))))

@@ -491,6 +491,7 @@ mod tests {
                 application: "web".into(),
                 revision: 2,
                 template: serde_json::from_value(web_template("web:2", 4)).unwrap(),
+                target: None,
                 strategy: Pipeline::default(),
                 clusters: vec![scheduled("c0"), scheduled("c1"), scheduled("c2")],
                 target_step: None,

@@ -166,6 +166,7 @@ mod tests {
                 application: "web".into(),
                 revision,
                 template: serde_json::from_value(web_template("web:1", 2)).unwrap(),
+                target: None,
                 strategy,
                 clusters: vec![],
                 target_step: None,

@@ -407,6 +407,7 @@ mod tests {
                 application: "web".into(),
                 revision: 3,
                 template: serde_json::from_value(json!({ "manifests": manifests })).unwrap(),
+                target: None,
                 strategy: Default::default(),
                 clusters: Vec::new(),
                 target_step: None,

@@ -196,6 +196,7 @@ async fn the_offline_checks_give_the_api_servers_verdict_where_they_can() -> any
                 application: name.into(),
                 revision: 1,
                 template: app.spec.template.clone(),
+                target: None,
                 strategy: Default::default(),
                 clusters: Vec::new(),
                 target_step: None,

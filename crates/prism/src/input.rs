@@ -5,6 +5,7 @@
 use std::fmt;
 
 use kube::CustomResourceExt;
+use prism_api::application::Target;
 use prism_api::strategy::Pipeline;
 use prism_api::validate::{self, AppTraffic, Errors, ValidationError, ValidationErrors};
 use prism_api::{Application, ClusterStrategy, Strategy};
@@ -141,7 +142,12 @@ fn check(
     let named = |kind: &str, name: &str| format!("{kind}/{name}");
     let mut pipeline = strategy.inline();
     if let Some(inline) = &pipeline {
-        check_effective_states(&mut errors, app_label, inline, "spec.strategy.", traffic);
+        // A Service target's versions have their capacity given: the engine runs its steps so.
+        let checked = match spec.target {
+            Some(_) => Target::pipeline(inline),
+            None => inline.clone(),
+        };
+        check_effective_states(&mut errors, app_label, &checked, "spec.strategy.", traffic);
     }
     if let Some(name) = &strategy.name {
         match strategies

@@ -1,8 +1,10 @@
 //! `prism plan`: an application's rollout, simulated by the engine on an idealised fleet, as a
 //! table (or JSON for scripts).
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
+use prism_api::application::Target;
 use prism_api::strategy::{MatchType, RouteMatch};
 use prism_engine::{
     AppPolicy, Capacity, ClusterInfo, ClusterRow, ResolvedRoute, Scenario, SimulateError, Timeline,
@@ -53,8 +55,19 @@ pub fn plan(text: &str, clusters: u32, fail_at: Option<&str>) -> Result<Timeline
         drain: None,
     };
     let template = &spec.template;
+    // A Service target's versions have their capacity given (one copy of the Service each).
+    let (capacity, pipeline) = match spec.target {
+        Some(_) => (
+            Some(Capacity::Replicas(1)),
+            Cow::Owned(Target::pipeline(&input.pipeline)),
+        ),
+        None => (
+            template.full_capacity().map(Capacity::from),
+            Cow::Borrowed(&input.pipeline),
+        ),
+    };
     // `input::read` validated the template, which guarantees its capacity.
-    let Some(capacity) = template.full_capacity().map(Capacity::from) else {
+    let Some(capacity) = capacity else {
         return Err(PlanError::Invalid(prism_api::validate::Errors(vec![
             InputError {
                 document: format!(
@@ -80,7 +93,7 @@ pub fn plan(text: &str, clusters: u32, fail_at: Option<&str>) -> Result<Timeline
     let scenario = Scenario {
         app: &app,
         capacity,
-        pipeline: &input.pipeline,
+        pipeline: &pipeline,
         clusters: &clusters,
         fail_at,
         version_names: [&old, &new],

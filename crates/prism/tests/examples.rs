@@ -26,6 +26,7 @@ fn there_is_an_example_for_each_kind_of_rollout() {
             "quickstart",
             "rainbow",
             "rolling",
+            "service-target",
             "vanguard",
             "worker"
         ]

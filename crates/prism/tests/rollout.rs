@@ -74,6 +74,7 @@ impl Rollout {
                 application: "web".into(),
                 revision,
                 template: application(image).spec.template,
+                target: None,
                 strategy: prism_api::Pipeline {
                     webhooks: None,
                     steps: app.spec.strategy.steps.clone().unwrap(),

@@ -68,6 +68,7 @@ async fn create(releases: &Api<Release>, app: &Application, revision: u32, statu
             application: "web".into(),
             revision,
             template: application(&format!("web:{revision}")).spec.template,
+            target: None,
             strategy: prism_api::Pipeline {
                 webhooks: None,
                 steps: app.spec.strategy.steps.clone().unwrap(),

@@ -21,7 +21,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use prism_api::labels::{PINNED_ANNOTATION, RETIRE_ANNOTATION};
 use prism_api::release::ReleaseStatus;
-use prism_api::{Application, Release};
+use prism_api::{Application, Pipeline, Release};
 use prism_engine::{
     AppPolicy, Change, ClusterInfo, ClusterObservation, ClusterPhase, Drain, Input, ReleaseInput,
     decide, scheduled_clusters,
@@ -34,6 +34,7 @@ use crate::cached;
 use crate::error::Error;
 use crate::fleet::{Connection, Member, of_app};
 use crate::refusals::Refused;
+use crate::service_target::{self, Copies};
 use crate::status::{differ_only_in_counters, progress, release_status};
 use crate::touches::{self, Touch};
 use crate::traffic::{self, AppView, Weights};
@@ -58,6 +59,7 @@ pub async fn reconcile(
     let app_name = app.name_any();
     let app_ref = ObjectRef::from_obj(app);
     let provider = traffic::provider(app.spec.traffic.provider);
+    let target = app.spec.target_service();
 
     // Statuses keep whole seconds; the engine gets the time itself, and rounds up each moment it
     // records, so that no wait counted from one ends early.
@@ -82,14 +84,21 @@ pub async fn reconcile(
                 .version_name(&app_name, release.spec.revision)
         })
         .collect();
+    let pipelines: Vec<_> = releases
+        .iter()
+        .map(|release| service_target::engine_pipeline(target.is_some(), &release.spec.strategy))
+        .collect();
     let inputs: Vec<ReleaseInput> = releases
         .iter()
         .zip(&schedules)
         .zip(&judged)
         .zip(&version_names)
-        .map(|(((release, schedule), judged), version_name)| {
-            release_input(release, schedule, judged, version_name.as_deref())
-        })
+        .zip(&pipelines)
+        .map(
+            |((((release, schedule), judged), version_name), pipeline)| {
+                release_input(release, schedule, judged, version_name.as_deref(), pipeline)
+            },
+        )
         .collect::<Result<_, _>>()?;
     let app_owner = app.controller_owner_ref(&());
     let names: Vec<String> = releases.iter().map(ResourceExt::name_any).collect();
@@ -116,7 +125,14 @@ pub async fn reconcile(
             continue;
         }
         let view = ClusterView::read(&member, &namespace, &app_name, app);
-        let mut versions = workload::observe(view.deployments.iter().map(|d| d.as_ref()));
+        let mut versions = match target {
+            Some(service) => service_target::observe(
+                &Copies::read(&view.services, service),
+                &view.services,
+                &view.endpoint_slices,
+            ),
+            None => workload::observe(view.deployments.iter().map(|d| d.as_ref())),
+        };
         let (mut routes, mut traffic_pending) = (Vec::new(), None);
         if let Some(provider) = provider {
             let app_view = view.app_view(app, newest, &release_names, app_owner.as_ref());
@@ -154,10 +170,17 @@ pub async fn reconcile(
         traffic: app.spec.has_traffic(),
         max_versions: app.spec.versions.max,
         version_ttl: app.spec.versions.ttl,
-        drain: app.spec.versions.drain_period().map(|period| Drain {
-            period,
-            delete_after: app.spec.versions.delete_after(),
-        }),
+        // A Service target's old version has no pods of Prism's to drain: its copy takes the new
+        // spec (the promotion) as soon as it has no traffic.
+        drain: app
+            .spec
+            .versions
+            .drain_period()
+            .filter(|_| target.is_none())
+            .map(|period| Drain {
+                period,
+                delete_after: app.spec.versions.delete_after(),
+            }),
     };
     let decision = decide(&Input {
         now: precise_now,
@@ -166,6 +189,13 @@ pub async fn reconcile(
         observed: &observed,
         blocked,
     });
+
+    let phased: Vec<_> = releases
+        .iter()
+        .zip(&decision.releases)
+        .map(|(release, decided)| (release, decided.progress.phase))
+        .collect();
+    let roles = service_target::roles(&phased);
 
     // 3. Apply. A cluster that refuses a write makes no more of this reconcile's (the engine's
     // order within a cluster is the safe one); the other clusters go on, and so does the status.
@@ -191,6 +221,25 @@ pub async fn reconcile(
             continue;
         };
         let writes = match change {
+            // A Service target's version is its copy of the Service (`service_target`).
+            Change::Capacity {
+                release, capacity, ..
+            } if let Some(service) = target => {
+                let owner = app_owner.as_ref().filter(|_| member.is_management);
+                if capacity.is_zero() {
+                    let copies = Copies::read(&view.services, service);
+                    service_target::remove(&app_name, release, &copies, &roles, owner)
+                } else {
+                    service_target::install(&app_name, by_name[*release], &roles, owner)
+                }
+            }
+            Change::Remove { release, .. } | Change::Idle { release, .. }
+                if let Some(service) = target =>
+            {
+                let owner = app_owner.as_ref().filter(|_| member.is_management);
+                let copies = Copies::read(&view.services, service);
+                service_target::remove(&app_name, release, &copies, &roles, owner)
+            }
             Change::Capacity {
                 release, capacity, ..
             } => {
@@ -387,9 +436,13 @@ fn release_input<'a>(
     clusters: &'a [ClusterInfo],
     judged: &Judged,
     version_name: Option<&'a str>,
+    pipeline: &'a Pipeline,
 ) -> Result<ReleaseInput<'a>, Error> {
-    let capacity = workload::full_capacity(&release.spec.template)
-        .ok_or_else(|| Error::UnreadableCapacity(release.name_any()))?;
+    let capacity = match release.spec.target {
+        Some(_) => service_target::CAPACITY,
+        None => workload::full_capacity(&release.spec.template)
+            .ok_or_else(|| Error::UnreadableCapacity(release.name_any()))?,
+    };
     let name = release.metadata.name.as_deref().unwrap_or_default();
     Ok(ReleaseInput {
         name,
@@ -400,7 +453,7 @@ fn release_input<'a>(
             .as_ref()
             .map_or(jiff::Timestamp::UNIX_EPOCH, |time| time.0),
         clusters,
-        pipeline: &release.spec.strategy,
+        pipeline,
         capacity,
         progress: progress(release),
         target_step: release.spec.target_step,
@@ -496,6 +549,10 @@ impl ClusterView {
         let service = service_manifest(app, newest);
         let service_name = service.and_then(|manifest| manifest.name());
         AppView {
+            target: app
+                .spec
+                .target_service()
+                .map(|target| Copies::read(&self.services, target)),
             app: app.metadata.name.as_deref().unwrap_or_default(),
             service: service.zip(newest.metadata.name.as_deref()),
             observed_service: self

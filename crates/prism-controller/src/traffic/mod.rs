@@ -24,6 +24,7 @@ use prism_engine::ResolvedRoute;
 use serde_json::{Map, Value};
 
 use crate::cached::{EndpointSlice, GrpcRoute, HttpRoute, Pod, VirtualService};
+use crate::service_target::Copies;
 use crate::touches::Touch;
 use crate::workload::object;
 use crate::write::{Kind, Refusal, Write};
@@ -63,6 +64,9 @@ pub struct AppView<'a> {
     pub grpc_routes: Result<&'a [Arc<GrpcRoute>], &'a str>,
     /// Every VirtualService of the namespace, or why the cluster's are not known.
     pub virtual_services: Result<&'a [Arc<VirtualService>], &'a str>,
+    /// When the Application targets a Service: the Releases its copies hold here, by which a
+    /// version's backend is named (`<svc>-primary`, `<svc>-canary`) rather than by its Release.
+    pub target: Option<Copies>,
 }
 
 /// Why a cluster may not serve what it is set to yet.
@@ -90,6 +94,65 @@ impl AppView<'_> {
                     .cloned()
             }))
             .collect()
+    }
+}
+
+impl AppView<'_> {
+    /// The name of the Service that serves `release` here: its own, named like it, or, for a
+    /// Service target, the copy that holds it.
+    pub fn backend(&self, release: &str) -> String {
+        self.target
+            .as_ref()
+            .and_then(|copies| copies.backend(release))
+            .unwrap_or_else(|| release.to_owned())
+    }
+
+    /// The Release that the Service `backend` serves.
+    pub fn release_of<'b>(&'b self, backend: &'b str) -> &'b str {
+        self.target
+            .as_ref()
+            .and_then(|copies| copies.release(backend))
+            .unwrap_or(backend)
+    }
+
+    /// `weights` by Release as weights by the Service that serves each.
+    pub fn by_backend(&self, weights: &Weights) -> Weights {
+        let mut by_backend = Weights::new();
+        for (release, weight) in weights {
+            *by_backend.entry(self.backend(release)).or_default() += weight;
+        }
+        by_backend
+    }
+
+    /// `weights` by Service as weights by the Release each serves.
+    pub fn by_release(&self, weights: &Weights) -> Weights {
+        let mut by_release = Weights::new();
+        for (backend, weight) in weights {
+            *by_release
+                .entry(self.release_of(backend).to_owned())
+                .or_default() += weight;
+        }
+        by_release
+    }
+
+    /// `routes` to Releases as routes to the Services that serve them.
+    pub fn routes_by_backend(&self, routes: &[ResolvedRoute]) -> Vec<ResolvedRoute> {
+        routes
+            .iter()
+            .map(|route| ResolvedRoute {
+                version: self.backend(&route.version),
+                ..route.clone()
+            })
+            .collect()
+    }
+
+    /// The names of the Services that may serve a version here: the versions' own, or a
+    /// target's copies.
+    pub fn backends(&self) -> BTreeSet<String> {
+        match &self.target {
+            Some(copies) => copies.names().into_iter().collect(),
+            None => self.versions(),
+        }
     }
 }
 
@@ -370,10 +433,12 @@ fn unserved<'a>(
         current.get(version).is_some_and(|weight| *weight > 0)
             || current_routes.iter().any(|route| route.version == version)
     };
+    // The Service that serves a version: its own, or a Service target's copy that holds it.
     let served = |version: &str| {
+        let service = view.backend(version);
         view.endpoint_slices
             .iter()
-            .filter(|slice| slice.service() == Some(version))
+            .filter(|slice| slice.service() == Some(service.as_str()))
             .any(|slice| slice.has_ready_endpoint())
     };
     weights
@@ -480,6 +545,7 @@ mod tests {
             Arc::new(EndpointSlice::of("web-2", false)),
         ];
         let view = AppView {
+            target: None,
             app: "web",
             service: None,
             observed_service: None,

@@ -403,6 +403,7 @@ mod tests {
             }))
             .unwrap();
             let view = AppView {
+                target: None,
                 app: "web",
                 service: Some((&manifest, "web-2")),
                 observed_service: observed,
@@ -455,6 +456,7 @@ mod tests {
                 Vec::<String>::new()
             );
             let view_weights = PodLabels.observe(&AppView {
+                target: None,
                 app: "web",
                 service: None,
                 observed_service: Some(&alone),

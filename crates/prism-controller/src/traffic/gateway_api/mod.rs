@@ -89,19 +89,7 @@ impl TrafficProvider for GatewayApi {
     /// The weights every named route is set to; none while they disagree (then `pending` says
     /// so, and the step's traffic change writes them all alike).
     fn observe(&self, view: &AppView) -> Weights {
-        let Ok(users) = user_routes(view) else {
-            return Weights::new();
-        };
-        let versions = view.versions();
-        let mut set = users
-            .iter()
-            .map(|route| route::observe(route, service_name(view), &versions).ok());
-        let first = set.next().flatten().unwrap_or_default();
-        if set.all(|weights| weights.as_ref() == Some(&first)) {
-            first
-        } else {
-            Weights::new()
-        }
+        view.by_release(&observe_backends(view))
     }
 
     fn routes(&self, view: &AppView) -> Vec<ResolvedRoute> {
@@ -129,7 +117,7 @@ impl TrafficProvider for GatewayApi {
             Ok(users) => users,
             Err(message) => return Some(problem(message)),
         };
-        let versions = view.versions();
+        let versions = view.backends();
         let mut set = Vec::new();
         for user in &users {
             match route::observe(user, service_name(view), &versions) {
@@ -164,16 +152,23 @@ impl TrafficProvider for GatewayApi {
     }
 
     fn writes(&self, view: &AppView, weights: &Weights, routes: &[ResolvedRoute]) -> Vec<Write> {
-        let mut writes = services(view, weights, routes);
+        // A Service target's copies are its versions' capacity, written as such
+        // (`service_target`); a template's versions get a Service each here.
+        let mut writes = match view.target {
+            Some(_) => Vec::new(),
+            None => services(view, weights, routes),
+        };
         // Without the routes to rewrite, `pending` says why; with one that cannot take the
         // step, `refuses` does.
         let Ok(users) = user_routes(view) else {
             return writes;
         };
+        let routes_text = serde_json::to_string(routes).unwrap_or_default();
         if unserved(self, view, weights, routes).is_some() {
             return writes;
         }
-        let versions = view.versions();
+        let (weights, routes) = (&view.by_backend(weights), &view.routes_by_backend(routes));
+        let versions = view.backends();
         let desired = desired(view, &versions, weights, routes);
         let Ok(built) = users
             .iter()
@@ -207,7 +202,6 @@ impl TrafficProvider for GatewayApi {
                 });
             }
         }
-        let routes_text = serde_json::to_string(routes).unwrap_or_default();
         writes.extend(
             built
                 .iter()
@@ -230,7 +224,8 @@ impl TrafficProvider for GatewayApi {
         routes: &[ResolvedRoute],
     ) -> Option<Refusal> {
         let users = user_routes(view).ok()?;
-        let versions = view.versions();
+        let versions = view.backends();
+        let (weights, routes) = (&view.by_backend(weights), &view.routes_by_backend(routes));
         let desired = desired(view, &versions, weights, routes);
         users.iter().find_map(|user| {
             let error = route::rules(user, &desired)
@@ -244,7 +239,7 @@ impl TrafficProvider for GatewayApi {
     /// The user's HTTPRoutes back as they were written (one backendRef to the application's
     /// Service), then Prism's own HTTPRoutes and the Services.
     fn remove(&self, view: &AppView) -> Vec<Write> {
-        let versions = view.versions();
+        let versions = view.backends();
         let none = Weights::new();
         let unsplit = desired(view, &versions, &none, &[]);
         let mut writes: Vec<Write> = user_routes(view)
@@ -257,8 +252,30 @@ impl TrafficProvider for GatewayApi {
         writes
     }
 
+    /// A Service target's copies leave with their versions' capacity (`service_target`).
     fn remove_version(&self, view: &AppView, release: &str) -> Vec<Write> {
-        remove_version_service(view, release)
+        match view.target {
+            Some(_) => Vec::new(),
+            None => remove_version_service(view, release),
+        }
+    }
+}
+
+/// The weights every named route is set to, by backend Service; none while they disagree (then
+/// `pending` says so, and the step's traffic change writes them all alike).
+fn observe_backends(view: &AppView) -> Weights {
+    let Ok(users) = user_routes(view) else {
+        return Weights::new();
+    };
+    let versions = view.backends();
+    let mut set = users
+        .iter()
+        .map(|route| route::observe(route, service_name(view), &versions).ok());
+    let first = set.next().flatten().unwrap_or_default();
+    if set.all(|weights| weights.as_ref() == Some(&first)) {
+        first
+    } else {
+        Weights::new()
     }
 }
 
@@ -417,8 +434,11 @@ fn desired<'a>(
     }
 }
 
-/// The application's Service: the backendRef Prism splits.
-fn service_name<'a>(view: &AppView<'a>) -> &'a str {
+/// The application's Service (or the Service it targets): the backendRef Prism splits.
+fn service_name<'v>(view: &'v AppView) -> &'v str {
+    if let Some(copies) = &view.target {
+        return &copies.service;
+    }
     view.service
         .and_then(|(manifest, _)| manifest.name())
         .unwrap_or_default()

@@ -43,6 +43,7 @@ fn view<'a>(
     virtual_services: Result<&'a [Arc<VirtualService>], &'a str>,
 ) -> AppView<'a> {
     AppView {
+        target: None,
         app: "docs",
         service: Some((manifest, "docs-3")),
         observed_service: None,
