@@ -244,6 +244,8 @@ pub enum RetireCause {
     Ttl,
     /// `prism retire`: the Release's `prism.dev/retire` annotation.
     Command,
+    /// A side version's SideVersion was deleted or changed, or its ttl passed.
+    SideVersion,
 }
 
 impl RetireCause {
@@ -252,6 +254,7 @@ impl RetireCause {
             RetireCause::MaxVersions => "MaxVersions",
             RetireCause::Ttl => "Ttl",
             RetireCause::Command => "Command",
+            RetireCause::SideVersion => "SideVersion",
         }
     }
 }
