@@ -133,14 +133,15 @@ pub fn route_name(side_version: &str, route: &str) -> String {
 }
 
 impl SideVersionSpec {
-    /// The routes as the engine takes them: each to this version alone (`to` is the contender's
-    /// slot, unused for a side version), named after the object.
+    /// The routes as the engine takes them: each to this version alone, named after the object.
+    /// `to` is `each` (the one value under which the Release's schema lets a match hold
+    /// `{version}`); the engine gives a side version's routes to it alone whatever `to` says.
     pub fn engine_routes(&self, side_version: &str) -> Vec<Route> {
         self.routes
             .iter()
             .map(|route| Route {
                 name: route_name(side_version, &route.name),
-                to: RouteTo::Contender,
+                to: RouteTo::Each,
                 matches: route.matches.clone(),
             })
             .collect()

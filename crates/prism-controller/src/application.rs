@@ -83,8 +83,10 @@ impl StrategySource {
 /// Everything one reconcile reads.
 pub struct Observed {
     pub strategy: StrategySource,
-    /// The Application's Releases, by revision.
+    /// The Application's Releases, by revision, but its side versions'.
     pub releases: Vec<Release>,
+    /// Its side versions' Releases.
+    pub sides: Vec<Release>,
     /// The RolloutBlocks that apply to it.
     pub blocks: Blocks,
     /// The Clusters a new Release may be scheduled on.
@@ -95,6 +97,8 @@ pub struct Observed {
 /// revision, and the block that stops the rollout, if any.
 pub struct Outcome {
     pub releases: Vec<Release>,
+    /// The side versions' Releases, as read.
+    pub sides: Vec<Release>,
     pub blocked: Option<String>,
     /// When to ask the pre-rollout webhooks again, while they hold a Release back.
     pub recheck_after: Option<std::time::Duration>,
@@ -377,6 +381,7 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
     }
     Ok(Outcome {
         releases,
+        sides: observed.sides,
         blocked,
         recheck_after,
     })
@@ -434,6 +439,8 @@ pub fn dereference(app: &Application, ctx: &Context, namespace: &str) -> Observe
         .map(|r| Release::clone(r))
         .collect();
     releases.sort_by_key(|r| r.spec.revision);
+    // Side versions' Releases are outside the mainline: never its newest, incumbent or history.
+    let (sides, releases) = releases.into_iter().partition(|r| r.spec.side.is_some());
 
     let strategy = &app.spec.strategy;
     let strategy = if let Some(inline) = strategy.inline() {
@@ -458,6 +465,7 @@ pub fn dereference(app: &Application, ctx: &Context, namespace: &str) -> Observe
     Observed {
         strategy,
         releases,
+        sides,
         blocks: Blocks::of(app, &ctx.blocks, &ctx.global_namespace),
         clusters: ctx.clusters.state(),
     }
@@ -633,6 +641,7 @@ pub fn desired_release(
             clusters,
             target_step: None,
             aborted: false,
+            side: None,
         },
     );
     release.metadata = ObjectMeta {
@@ -922,6 +931,7 @@ mod tests {
                 clusters: schedule(app, &[]).unwrap(),
                 target_step: None,
                 aborted: false,
+                side: None,
             },
         );
         r.status = phase.map(|phase| ReleaseStatus {

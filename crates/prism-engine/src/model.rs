@@ -79,8 +79,8 @@ pub struct ReleaseInput<'a> {
 /// What makes a release a side version.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Side<'a> {
-    /// Its own routes, each to this release alone (their `to` is not read); `{version}` in a
-    /// match is its `version_name`.
+    /// Its own routes, each to this release alone (their `to` is not read: the controller writes
+    /// `each`); `{version}` in a match is its `version_name`.
     pub routes: &'a [prism_api::strategy::Route],
     /// How it retires: a side version always drains, whatever the application's mainline does,
     /// so that its hostname answers 404 rather than 503 once its routes left.

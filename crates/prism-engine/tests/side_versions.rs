@@ -17,7 +17,7 @@ fn side_routes() -> Vec<Route> {
     vec![
         Route {
             name: "pr-42-header".into(),
-            to: RouteTo::Contender,
+            to: RouteTo::Each,
             matches: RouteMatch {
                 header: Some(HeaderMatch {
                     name: "x-version".into(),
@@ -29,7 +29,7 @@ fn side_routes() -> Vec<Route> {
         },
         Route {
             name: "pr-42-host".into(),
-            to: RouteTo::Contender,
+            to: RouteTo::Each,
             matches: RouteMatch {
                 subdomain: Some("{version}".into()),
                 ..Default::default()
