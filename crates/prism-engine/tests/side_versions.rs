@@ -276,3 +276,25 @@ proptest! {
         lockstep(at, side_ready, rounds)?;
     }
 }
+
+#[test]
+fn a_side_version_retires_while_the_mainline_waits_at_a_manual_gate() {
+    let pipeline = canary();
+    let routes = side_routes();
+    let mut world = world(&pipeline, &routes, Some(0));
+    world.releases[2].target_step = None;
+    world.now = at(100);
+    world.settle(20);
+    assert_eq!(world.releases[2].progress.phase, Phase::WaitingForCommand);
+    world.releases[0].retire_requested = true;
+    let mut requeues = Vec::new();
+    for _ in 0..8 {
+        let round = world.settle(5);
+        requeues.push(round.requeue_after);
+        match round.requeue_after {
+            Some(after) => world.now = world.now + after.0,
+            None => break,
+        }
+    }
+    assert_eq!(state(&world), Some(VersionState::Retired), "{requeues:?}");
+}
