@@ -6,6 +6,7 @@
 
 mod common;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use prism_api::labels::SIDE_VERSION_LABEL;
@@ -201,20 +202,37 @@ async fn a_side_version_is_reached_by_its_header_and_hostname_only_and_retires_w
         .await
         .unwrap();
     }
+    // Then it is scaled to 0 everywhere (Drained), and, once every cluster confirms it,
+    // Retired: its objects and its Release are deleted.
     wait_until(
-        format!("{SIDE_RELEASE} is retired and deleted"),
+        format!("{SIDE_RELEASE} is drained"),
         DEFAULT_TIMEOUT,
         || async {
-            Ok(world
-                .releases
-                .get_opt(SIDE_RELEASE)
-                .await?
-                .is_none()
-                .then_some(()))
+            let found = world.releases.get_opt(SIDE_RELEASE).await?;
+            let state = found.and_then(|r| r.status).and_then(|s| s.state);
+            Ok(matches!(
+                state,
+                Some(VersionState::Drained | VersionState::Retired) | None
+            )
+            .then_some(()))
         },
     )
     .await
     .unwrap();
+    for cluster in world.env.clusters() {
+        let deployments: Api<Deployment> = Api::namespaced(cluster.client(), world.namespace());
+        wait_until(
+            format!("{}: {SIDE_RELEASE} has no pods", cluster.name()),
+            DEFAULT_TIMEOUT,
+            || async {
+                let found = deployments.get_opt(SIDE_RELEASE).await?;
+                let replicas = found.and_then(|d| d.spec).and_then(|spec| spec.replicas);
+                Ok(matches!(replicas, None | Some(0)).then_some(()))
+            },
+        )
+        .await
+        .unwrap();
+    }
     let report = load.stop().await;
     eprintln!("load on {SIDE}'s hostname across its retirement:\n{report}");
     let failures: Vec<_> = report
