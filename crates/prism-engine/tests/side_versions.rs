@@ -292,7 +292,7 @@ fn a_side_version_retires_while_the_mainline_waits_at_a_manual_gate() {
         let round = world.settle(5);
         requeues.push(round.requeue_after);
         match round.requeue_after {
-            Some(after) => world.now = world.now + after.0,
+            Some(after) => world.now += after.0,
             None => break,
         }
     }
