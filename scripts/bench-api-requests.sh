@@ -76,7 +76,7 @@ if [[ -z "$prism" ]]; then
 fi
 
 step "installing the CRDs, namespace $NS"
-"$prism" crds | kubectl apply --server-side --field-manager=prism -f - >/dev/null
+"$prism" crds | kubectl apply --server-side --force-conflicts --field-manager=prism -f - >/dev/null
 kubectl wait --for condition=established --timeout=60s crd/applications.prism.dev crd/releases.prism.dev >/dev/null
 kubectl create namespace "$NS" >/dev/null
 

@@ -36,6 +36,17 @@ audit_marks() {
   echo "${out[*]}"
 }
 
+# The prism binary under test: $PRISM, else a release build of this checkout.
+prism_binary() {
+  if [[ -n "${PRISM:-}" ]]; then
+    echo "$PRISM"
+    return
+  fi
+  step "building prism (release)"
+  cargo build --release -q -p prism --locked
+  echo target/release/prism
+}
+
 # Waits (at most $2 seconds, default 300) until namespace $1 is gone from every cluster (a
 # previous run's may still terminate); returns 1 when one is still there.
 wait_namespace_gone() {

@@ -189,12 +189,7 @@ wait_all_complete() {
   done
 }
 
-prism=${PRISM:-}
-if [[ -z "$prism" ]]; then
-  step "building prism (release)"
-  cargo build --release -q -p prism --locked
-  prism=target/release/prism
-fi
+prism=$(prism_binary)
 
 fleet_setup "$prism"
 marks_start=$(audit_marks)

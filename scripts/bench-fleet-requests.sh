@@ -70,12 +70,7 @@ wait_complete() {
       Controller log: $WORK/controller.log"
 }
 
-prism=${PRISM:-}
-if [[ -z "$prism" ]]; then
-  step "building prism (release)"
-  cargo build --release -q -p prism --locked
-  prism=target/release/prism
-fi
+prism=$(prism_binary)
 
 fleet_setup "$prism"
 read -r -a logs_start <<<"$(audit_marks)"

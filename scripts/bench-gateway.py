@@ -196,7 +196,7 @@ def main():
     host = f"{namespace}.bench.test"
     gateway = open(".sandbox/c1/gateway").read().strip()
     address = open(".sandbox/c1/gateway-address").read().strip()
-    kubectl("apply", "--server-side", "--field-manager=prism", "-f", "-",
+    kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=prism", "-f", "-",
             stdin=subprocess.run([prism, "crds"], capture_output=True, text=True,
                                  check=True).stdout)
     kubectl("create", "namespace", namespace)

@@ -143,12 +143,7 @@ live_versions() {
   echo "$total"
 }
 
-prism=${PRISM:-}
-if [[ -z "$prism" ]]; then
-  step "building prism (release)"
-  cargo build --release -q -p prism --locked
-  prism=target/release/prism
-fi
+prism=$(prism_binary)
 
 fleet_setup "$prism"
 for c in "${CLUSTERS[@]}"; do

@@ -20,7 +20,7 @@ use prism_api::application::RESCHEDULE_ANNOTATION;
 use prism_api::application::{ApplicationPhase, ApplicationStatus, PreRolloutHold};
 use prism_api::conditions::{self, Condition};
 use prism_api::labels::{APP_LABEL, FIELD_MANAGER, RELEASE_LABEL};
-use prism_api::release::{ReleasePhase, ScheduledCluster, newest};
+use prism_api::release::{ReleasePhase, ScheduledCluster, VersionState, newest};
 use prism_api::validate::{self, AppTraffic, ValidationErrors};
 use prism_api::{Application, ApplicationSpec, Cluster, Pipeline, Release, ReleaseSpec};
 use prism_engine::{Candidate, Clusters, check_pipeline};
@@ -674,8 +674,9 @@ fn phase(release: &Release) -> Option<ReleasePhase> {
     release.status.as_ref()?.phase
 }
 
-/// Stage 3: the names of the Releases to delete: of those that are neither the newest nor the
-/// incumbent, all but the `limit` newest.
+/// Stage 3: the names of the Releases to delete: of those that are neither the newest, nor the
+/// incumbent, nor still running somewhere (a retained, draining or drained version: pruning it
+/// would delete its objects at once, past its drain), all but the `limit` newest.
 pub fn releases_to_prune(releases: &[Release], limit: u32) -> Vec<String> {
     let (newest, incumbent) = live(releases);
     let is_live = |r: &Release| {
@@ -683,6 +684,15 @@ pub fn releases_to_prune(releases: &[Release], limit: u32) -> Vec<String> {
             .into_iter()
             .flatten()
             .any(|l| l.spec.revision == r.spec.revision)
+            || r.status
+                .as_ref()
+                .and_then(|status| status.state)
+                .is_some_and(|state| {
+                    matches!(
+                        state,
+                        VersionState::Live | VersionState::Draining | VersionState::Drained
+                    )
+                })
     };
     let mut history: Vec<&Release> = releases.iter().filter(|r| !is_live(r)).collect();
     history.sort_by_key(|r| std::cmp::Reverse(r.spec.revision));
@@ -1117,6 +1127,27 @@ mod tests {
         );
         assert_eq!(releases_to_prune(&releases, 3), Vec::<String>::new());
         assert_eq!(releases_to_prune(&[], 0), Vec::<String>::new());
+    }
+
+    #[test]
+    fn pruning_keeps_every_version_that_still_runs_whatever_the_history_limit() {
+        let app = app("web:1");
+        let states = [
+            VersionState::Retired,
+            VersionState::Drained,
+            VersionState::Draining,
+            VersionState::Live,
+            VersionState::Live,
+        ];
+        let releases: Vec<Release> = (1..=5)
+            .zip(states)
+            .map(|(rev, state)| {
+                let mut release = release(&app, rev, Some(ReleasePhase::Complete));
+                release.status.as_mut().unwrap().state = Some(state);
+                release
+            })
+            .collect();
+        assert_eq!(releases_to_prune(&releases, 0), vec!["web-1"]);
     }
 
     #[test]

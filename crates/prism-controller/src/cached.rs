@@ -96,8 +96,9 @@ pub struct DeploymentStatus {
 pub struct EndpointSlice {
     #[serde(default)]
     pub metadata: ObjectMeta,
+    /// Null, not empty, when the Service selects no pod (the API's Go type has no omitempty).
     #[serde(default)]
-    pub endpoints: Vec<Endpoint>,
+    pub endpoints: Option<Vec<Endpoint>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -129,6 +130,7 @@ impl EndpointSlice {
             && self
                 .endpoints
                 .iter()
+                .flatten()
                 .any(|endpoint| endpoint.conditions.ready != Some(false))
     }
 }
@@ -277,6 +279,10 @@ mod tests {
                 .has_ready_endpoint()
         );
         assert!(!slice(json!([])).has_ready_endpoint());
+        assert!(
+            !slice(json!(null)).has_ready_endpoint(),
+            "a watch event of a Service that selects nothing"
+        );
     }
 
     #[test]

@@ -357,11 +357,7 @@ fn main() -> ExitCode {
         } => exit(block_on(async {
             let connection = Connection::new(namespace).await?;
             let rows = prism::history::read(&connection, &app).await?;
-            match output {
-                Output::Table => print!("{}", prism::history::table(&rows)),
-                Output::Json => println!("{}", json(&rows, true)?),
-            }
-            Ok(())
+            show(output, &rows, prism::history::table)
         })),
         Command::Versions {
             app,
@@ -370,11 +366,7 @@ fn main() -> ExitCode {
         } => exit(block_on(async {
             let connection = Connection::new(namespace).await?;
             let rows = prism::versions::read(&connection, &app).await?;
-            match output {
-                Output::Table => print!("{}", prism::versions::table(&rows)),
-                Output::Json => println!("{}", json(&rows, true)?),
-            }
-            Ok(())
+            show(output, &rows, prism::versions::table)
         })),
         Command::Pin {
             app,
@@ -412,11 +404,7 @@ fn cluster(command: ClusterCommand) -> ExitCode {
         }))),
         ClusterCommand::List { output } => exit(block_on(async {
             let rows = cluster::list::read(&Management::new().await?).await?;
-            match output {
-                Output::Table => print!("{}", cluster::list::table(&rows)),
-                Output::Json => println!("{}", json(&rows, true)?),
-            }
-            Ok(())
+            show(output, &rows, cluster::list::table)
         })),
         ClusterCommand::Cordon { name } => say(block_on(async {
             cluster::set_unschedulable(&Management::new().await?, &name, true).await
@@ -451,6 +439,19 @@ fn block_on<T>(command: impl Future<Output = Result<T, CommandError>>) -> Result
     tokio::runtime::Runtime::new()
         .map_err(|e| CommandError::Api(format!("starting tokio: {e}")))?
         .block_on(command)
+}
+
+/// Rows as the table people read, or as JSON.
+fn show<R: serde::Serialize>(
+    output: Output,
+    rows: &[R],
+    table: fn(&[R]) -> String,
+) -> Result<(), CommandError> {
+    match output {
+        Output::Table => print!("{}", table(rows)),
+        Output::Json => println!("{}", json(&rows, true)?),
+    }
+    Ok(())
 }
 
 fn json(value: &impl serde::Serialize, pretty: bool) -> Result<String, CommandError> {

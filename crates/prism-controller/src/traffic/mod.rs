@@ -354,18 +354,18 @@ fn services(view: &AppView, weights: &Weights, routes: &[ResolvedRoute]) -> Vec<
 }
 
 /// The first version that `weights` and `routes` start sending requests to (the route object,
-/// as the cluster has it, gives it no weight and no route: `current`, `current_routes`) while
+/// as the cluster has it, gives it no weight and no route, by the `provider`'s reading) while
 /// its Service lists no ready endpoint in the cluster. A gateway answers a backend whose Service
 /// has no EndpointSlice yet with 500 (the Gateway API's rule for a backend it cannot resolve)
 /// and one without ready endpoints with 503, so the route object waits for them: the Service is
 /// written meanwhile, and its EndpointSlice's watch event brings the next reconcile.
 fn unserved<'a>(
+    provider: &dyn TrafficProvider,
     view: &AppView,
-    current: &Weights,
-    current_routes: &[ResolvedRoute],
     weights: &'a Weights,
     routes: &'a [ResolvedRoute],
 ) -> Option<&'a str> {
+    let (current, current_routes) = (provider.observe(view), provider.routes(view));
     let sent_to = |version: &str| {
         current.get(version).is_some_and(|weight| *weight > 0)
             || current_routes.iter().any(|route| route.version == version)
@@ -495,58 +495,72 @@ mod tests {
         };
         let incumbent = weights(&[("web-1", 100)]);
         let canary = weights(&[("web-1", 95), ("web-2", 5)]);
-        assert_eq!(
-            unserved(&view, &incumbent, &[], &canary, &[]),
-            Some("web-2")
-        );
-        assert_eq!(
-            unserved(
-                &view,
-                &incumbent,
-                &[],
-                &weights(&[("web-1", 100), ("web-2", 0)]),
-                &[]
-            ),
-            None,
-            "no requests at weight 0"
-        );
-        assert_eq!(
-            unserved(
-                &view,
-                &canary,
-                &[],
-                &weights(&[("web-1", 50), ("web-2", 50)]),
-                &[]
-            ),
-            None,
-            "a version sent requests already keeps them: a shift away from it is never held"
-        );
         let route = ResolvedRoute {
             name: "preview".into(),
             version: "web-3".into(),
             matches: Default::default(),
         };
+        let routed = std::slice::from_ref(&route);
+        let set_to = |weights: &Weights, routes: &[ResolvedRoute]| Reading {
+            weights: weights.clone(),
+            routes: routes.to_vec(),
+        };
+        let unserved = |set: Reading, weights: &Weights, routes: &[ResolvedRoute]| {
+            super::unserved(&set, &view, weights, routes).map(str::to_owned)
+        };
         assert_eq!(
-            unserved(
-                &view,
-                &incumbent,
-                &[],
-                &incumbent,
-                std::slice::from_ref(&route)
-            ),
+            unserved(set_to(&incumbent, &[]), &canary, &[]).as_deref(),
+            Some("web-2")
+        );
+        let zero = weights(&[("web-1", 100), ("web-2", 0)]);
+        assert_eq!(
+            unserved(set_to(&incumbent, &[]), &zero, &[]),
+            None,
+            "no requests at weight 0"
+        );
+        let half = weights(&[("web-1", 50), ("web-2", 50)]);
+        assert_eq!(
+            unserved(set_to(&canary, &[]), &half, &[]),
+            None,
+            "a version sent requests already keeps them: a shift away from it is never held"
+        );
+        assert_eq!(
+            unserved(set_to(&incumbent, &[]), &incumbent, routed).as_deref(),
             Some("web-3"),
             "a route to a version is a request sent to it"
         );
         assert_eq!(
-            unserved(
-                &view,
-                &incumbent,
-                std::slice::from_ref(&route),
-                &incumbent,
-                std::slice::from_ref(&route)
-            ),
+            unserved(set_to(&incumbent, routed), &incumbent, routed),
             None
         );
+    }
+
+    /// A provider that reads the cluster as set to `weights` and `routes`.
+    struct Reading {
+        weights: Weights,
+        routes: Vec<ResolvedRoute>,
+    }
+
+    impl TrafficProvider for Reading {
+        fn touches(&self) -> &'static [Touch] {
+            &[]
+        }
+
+        fn observe(&self, _view: &AppView) -> Weights {
+            self.weights.clone()
+        }
+
+        fn routes(&self, _view: &AppView) -> Vec<ResolvedRoute> {
+            self.routes.clone()
+        }
+
+        fn writes(&self, _: &AppView, _: &Weights, _: &[ResolvedRoute]) -> Vec<Write> {
+            Vec::new()
+        }
+
+        fn remove(&self, _view: &AppView) -> Vec<Write> {
+            Vec::new()
+        }
     }
 
     #[test]

@@ -170,15 +170,7 @@ impl TrafficProvider for GatewayApi {
         let Ok(users) = user_routes(view) else {
             return writes;
         };
-        if unserved(
-            view,
-            &self.observe(view),
-            &self.routes(view),
-            weights,
-            routes,
-        )
-        .is_some()
-        {
+        if unserved(self, view, weights, routes).is_some() {
             return writes;
         }
         let versions = view.versions();

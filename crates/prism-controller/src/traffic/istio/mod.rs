@@ -131,15 +131,7 @@ impl TrafficProvider for Istio {
         let Ok(user) = user_virtual_service(view) else {
             return writes;
         };
-        if unserved(
-            view,
-            &self.observe(view),
-            &self.routes(view),
-            weights,
-            routes,
-        )
-        .is_some()
-        {
+        if unserved(self, view, weights, routes).is_some() {
             return writes;
         }
         let versions = view.versions();
