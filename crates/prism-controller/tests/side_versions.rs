@@ -233,6 +233,16 @@ async fn a_side_version_is_reached_by_its_header_and_hostname_only_and_retires_w
         .await
         .unwrap();
     }
+    wait_until(
+        format!("{SIDE_RELEASE} is retired and its Release deleted"),
+        DEFAULT_TIMEOUT,
+        || async {
+            let found = world.releases.get_opt(SIDE_RELEASE).await?;
+            Ok(found.is_none().then_some(()))
+        },
+    )
+    .await
+    .unwrap();
     let report = load.stop().await;
     eprintln!("load on {SIDE}'s hostname across its retirement:\n{report}");
     let failures: Vec<_> = report
