@@ -63,18 +63,23 @@ pub(crate) fn converge<'a>(
     changes: &mut Vec<Change<'a>>,
 ) -> ClusterDecision<'a> {
     let is_side = |release: &str| target.sides.iter().any(|side| side.release == release);
-    // The mainline moves on what it serves itself: the side versions' routes are set apart.
-    let mainline_observed = ClusterObservation {
-        routes: observed
-            .routes
-            .iter()
-            .filter(|route| !is_side(&route.version))
-            .cloned()
-            .collect(),
-        ..observed.clone()
-    };
+    // The mainline moves on what it serves itself: the side versions' routes are set apart (a
+    // copy of the observation only when a side version has a route here).
     let all_routes = &observed.routes;
-    let observed = &mainline_observed;
+    let mainline_observed;
+    let observed = if all_routes.iter().any(|route| is_side(&route.version)) {
+        mainline_observed = ClusterObservation {
+            routes: all_routes
+                .iter()
+                .filter(|route| !is_side(&route.version))
+                .cloned()
+                .collect(),
+            ..observed.clone()
+        };
+        &mainline_observed
+    } else {
+        observed
+    };
     let versions = &target.versions;
     // Nothing is left to move a vacated cluster's traffic to.
     let has_traffic = has_traffic && !target.vacate;
