@@ -502,10 +502,20 @@ pub struct VersionPolicy {
         validation = rules::VERSION_NAME_IS_DNS_LABEL
     )]
     pub name: Option<String>,
+    /// Side versions (SideVersion objects) of this Application live at most. They never count
+    /// in `max`. Default 3; a SideVersion beyond it is refused (its `Valid` condition says so)
+    /// and installs nothing.
+    #[serde(default = "default_side_max")]
+    #[schemars(range(max = 32))]
+    pub side_max: u32,
 }
 
 fn default_max_versions() -> u32 {
     2
+}
+
+fn default_side_max() -> u32 {
+    3
 }
 
 impl Default for VersionPolicy {
@@ -516,6 +526,7 @@ impl Default for VersionPolicy {
             drain_period: None,
             delete_after: None,
             name: None,
+            side_max: default_side_max(),
         }
     }
 }

@@ -37,3 +37,7 @@ pub const PINNED_ANNOTATION: &str = "prism.dev/pinned";
 /// On a Release (`prism retire`): a person asks that the retained version retire now. Its value
 /// is when they asked.
 pub const RETIRE_ANNOTATION: &str = "prism.dev/retire";
+/// On a side version's Release: the SideVersion it runs for. The Release is owned by the
+/// Application, not by the SideVersion, so that deleting the SideVersion retires it in order
+/// (routes leave, drain, scale to 0, delete) rather than have the garbage collector take it at once.
+pub const SIDE_VERSION_LABEL: &str = "prism.dev/side-version";

@@ -8,6 +8,7 @@ pub mod metric_template;
 pub mod release;
 pub mod rollout_block;
 mod rules;
+pub mod side_version;
 pub mod strategy;
 pub mod validate;
 
@@ -21,6 +22,7 @@ pub use cluster::{Cluster, ClusterSpec};
 pub use metric_template::{ClusterMetricTemplate, MetricTemplate};
 pub use release::{Release, ReleaseSpec};
 pub use rollout_block::{RolloutBlock, RolloutBlockSpec};
+pub use side_version::{SideVersion, SideVersionSpec};
 pub use strategy::{ClusterStrategy, Pipeline, Strategy};
 
 /// Every CRD of the API, as `prism crds` prints them and the cluster should have them.
@@ -34,6 +36,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         RolloutBlock::crd(),
         MetricTemplate::crd(),
         ClusterMetricTemplate::crd(),
+        SideVersion::crd(),
     ];
     for version in crds.iter_mut().flat_map(|crd| &mut crd.spec.versions) {
         if let Some(schema) = version

@@ -82,6 +82,24 @@ pub struct ReleaseSpec {
     #[serde(default)]
     #[x_kube(validation = rules::ABORT_IS_FINAL)]
     pub aborted: bool,
+    /// Set on the Release of a side version (a SideVersion): outside the mainline, never on the
+    /// default route, reachable only on these routes. Its revision is 0, so that it never counts
+    /// among the mainline's revisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = rules::IMMUTABLE)]
+    pub side: Option<SideRelease>,
+}
+
+/// What makes a Release a side version's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SideRelease {
+    /// The SideVersion it runs for (its name is `{version}` in the routes).
+    #[schemars(length(min = 1, max = 253))]
+    pub side_version: String,
+    /// Its own routes, each to it alone, named `<sideVersion>-<route>`.
+    #[schemars(length(max = 8))]
+    pub routes: Vec<crate::strategy::Route>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -251,6 +269,8 @@ pub enum RetireCause {
     Ttl,
     /// `prism retire`: the Release's `prism.dev/retire` annotation.
     Command,
+    /// A side version's SideVersion was deleted or changed, or its ttl passed.
+    SideVersion,
 }
 
 impl RetireCause {
@@ -259,6 +279,7 @@ impl RetireCause {
             RetireCause::MaxVersions => "MaxVersions",
             RetireCause::Ttl => "Ttl",
             RetireCause::Command => "Command",
+            RetireCause::SideVersion => "SideVersion",
         }
     }
 }

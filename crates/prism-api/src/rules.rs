@@ -292,3 +292,15 @@ pub(crate) const TARGET_STEP_EXISTS: CelRule = rule_at(
     "!has(self.targetStep) || self.targetStep <= size(self.strategy.steps)",
     "targetStep is the index of a step, or the number of steps to pass the last gate too (prism promote --full): it must not exceed the number of steps",
 );
+
+// Side versions.
+
+pub(crate) const SIDE_ROUTE_NAMES_UNIQUE: CelRule = rule(
+    "self.all(r, self.exists_one(s, s.name == r.name))",
+    "route names must be unique within a side version: rename one of the routes that share a name",
+);
+
+pub(crate) const SIDE_APPLICATION_IMMUTABLE: CelRule = rule(
+    "self == oldSelf",
+    "is immutable: delete this SideVersion and make one for the other Application",
+);

@@ -616,3 +616,33 @@ fn a_target_step_past_the_last_step() {
         ])
     );
 }
+
+#[test]
+fn side_version_route_names_must_be_unique_in_cel_and_rust() {
+    use prism_api::side_version::{self, SideVersion};
+    let route =
+        json!({"name": "beta", "match": {"header": {"name": "x-version", "value": "beta"}}});
+    let side = json!({
+        "apiVersion": "prism.dev/v1alpha1",
+        "kind": "SideVersion",
+        "metadata": {"name": "pr-42", "namespace": "shop"},
+        "spec": {"application": "web", "routes": [route, route]}
+    });
+    let spec = serde_json::from_value(side["spec"].clone()).unwrap();
+    let rust: BTreeSet<String> = side_version::validate(&spec)
+        .into_iter()
+        .map(|e| e.message)
+        .collect();
+    assert_eq!(cel_messages::<SideVersion>(&side, None), rust);
+    assert!(
+        rust.iter()
+            .any(|m| m.contains("unique within a side version"))
+    );
+    let mut renamed = side.clone();
+    renamed["spec"]["application"] = json!("shop");
+    assert_eq!(
+        cel_messages::<SideVersion>(&renamed, Some(&side)).len(),
+        2,
+        "the application is immutable, and the routes still collide"
+    );
+}

@@ -497,7 +497,7 @@ fn one_series(
 pub fn incumbent_of<'a>(release: &Release, releases: &'a [Release]) -> Option<&'a Release> {
     releases
         .iter()
-        .filter(|r| r.spec.revision < release.spec.revision)
+        .filter(|r| r.spec.revision < release.spec.revision && r.spec.side.is_none())
         .filter(|r| r.status.as_ref().and_then(|s| s.phase) == Some(ReleasePhase::Complete))
         .max_by_key(|r| r.spec.revision)
 }

@@ -87,8 +87,10 @@ pub struct Observed {
     /// The Service the Application targets, as a Release snapshots it, or why it has none
     /// (it does not exist); None when the Application has a template.
     pub target: Option<Result<Manifest, Invalid>>,
-    /// The Application's Releases, by revision.
+    /// The Application's Releases, by revision, but its side versions'.
     pub releases: Vec<Release>,
+    /// Its side versions' Releases.
+    pub sides: Vec<Release>,
     /// The RolloutBlocks that apply to it.
     pub blocks: Blocks,
     /// The Clusters a new Release may be scheduled on.
@@ -99,6 +101,8 @@ pub struct Observed {
 /// revision, and the block that stops the rollout, if any.
 pub struct Outcome {
     pub releases: Vec<Release>,
+    /// The side versions' Releases, as read.
+    pub sides: Vec<Release>,
     pub blocked: Option<String>,
     /// When to ask the pre-rollout webhooks again, while they hold a Release back.
     pub recheck_after: Option<std::time::Duration>,
@@ -392,6 +396,7 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
     }
     Ok(Outcome {
         releases,
+        sides: observed.sides,
         blocked,
         recheck_after,
     })
@@ -449,6 +454,8 @@ pub fn dereference(app: &Application, ctx: &Context, namespace: &str) -> Observe
         .map(|r| Release::clone(r))
         .collect();
     releases.sort_by_key(|r| r.spec.revision);
+    // Side versions' Releases are outside the mainline: never its newest, incumbent or history.
+    let (sides, releases) = releases.into_iter().partition(|r| r.spec.side.is_some());
 
     let strategy = &app.spec.strategy;
     let strategy = if let Some(inline) = strategy.inline() {
@@ -477,6 +484,7 @@ pub fn dereference(app: &Application, ctx: &Context, namespace: &str) -> Observe
             .target_service()
             .map(|name| service_target::snapshot_of(&ctx.target_services, namespace, name)),
         releases,
+        sides,
         blocks: Blocks::of(app, &ctx.blocks, &ctx.global_namespace),
         clusters: ctx.clusters.state(),
     }
@@ -666,6 +674,7 @@ pub fn desired_release(
             clusters,
             target_step: None,
             aborted: false,
+            side: None,
         },
     );
     release.metadata = ObjectMeta {
@@ -979,6 +988,7 @@ mod tests {
                 clusters: schedule(app, &[]).unwrap(),
                 target_step: None,
                 aborted: false,
+                side: None,
             },
         );
         r.status = phase.map(|phase| ReleaseStatus {

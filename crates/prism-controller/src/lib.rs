@@ -25,6 +25,7 @@ pub mod pacing;
 pub mod refusals;
 pub mod rollout;
 pub mod service_target;
+pub mod side_versions;
 pub mod status;
 pub mod strategy_update;
 pub mod touches;
@@ -50,7 +51,7 @@ use prism_api::application::PreRolloutHold;
 use prism_api::release::{AnalysisResult, GateStatus};
 use prism_api::{
     Application, Cluster, ClusterMetricTemplate, ClusterStrategy, MetricTemplate, Release,
-    RolloutBlock, Strategy,
+    RolloutBlock, SideVersion, Strategy,
 };
 use tracing::{debug, info, warn};
 
@@ -77,6 +78,7 @@ pub struct Context {
     pub cluster_strategies: Store<ClusterStrategy>,
     /// Every namespace's.
     pub blocks: Store<RolloutBlock>,
+    pub side_versions: Store<SideVersion>,
     /// Where a RolloutBlock stops every Application.
     pub global_namespace: String,
     pub fleet: Fleet,
@@ -217,6 +219,18 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         )
     };
 
+    let side_versions_api: Api<SideVersion> = scoped(&client, namespace);
+    let (side_versions, side_version_changes) = strategy_cache(
+        side_versions_api,
+        applications.clone(),
+        |apps, sv: &SideVersion| {
+            apps.into_iter()
+                .filter(|app| app.namespace() == sv.namespace())
+                .filter(|app| app.name_any() == sv.spec.application)
+                .collect()
+        },
+    );
+
     // Read when a step is measured; a changed template counts from the next measurement.
     let metric_templates_api: Api<MetricTemplate> = scoped(&client, namespace);
     let (metric_templates, metric_template_changes) =
@@ -253,6 +267,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         strategies,
         cluster_strategies,
         blocks,
+        side_versions,
         global_namespace,
         fleet,
         expectations,
@@ -287,6 +302,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
             strategy_changes.boxed(),
             cluster_strategy_changes.boxed(),
             block_changes.boxed(),
+            side_version_changes.boxed(),
             member_changes.boxed(),
             ended_calls.boxed(),
             metric_template_changes.boxed(),
@@ -318,6 +334,7 @@ impl Context {
                 self.cluster_strategies.wait_until_ready().now_or_never(),
                 self.clusters.wait_until_ready().now_or_never(),
                 self.target_services.wait_until_ready().now_or_never(),
+                self.side_versions.wait_until_ready().now_or_never(),
             ]
             .iter()
             .all(|ready| matches!(ready, Some(Ok(()))))
@@ -352,12 +369,15 @@ async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action, E
         return Ok(Action::await_change());
     };
     let outcome = application::reconcile(&app, &ctx).await?;
-    if ctx.connecting(&outcome.releases) {
+    let (sides, side_after) =
+        side_versions::reconcile(&app, &outcome.releases, outcome.sides.clone(), &ctx).await?;
+    // Side versions first: the engine's newest release is the mainline's.
+    let releases: Vec<Release> = sides.into_iter().chain(outcome.releases).collect();
+    if ctx.connecting(&releases) {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
-    let after =
-        rollout::reconcile(&app, &outcome.releases, outcome.blocked.as_deref(), &ctx).await?;
-    let after = [after, outcome.recheck_after, Some(RESYNC)]
+    let after = rollout::reconcile(&app, &releases, outcome.blocked.as_deref(), &ctx).await?;
+    let after = [after, outcome.recheck_after, side_after, Some(RESYNC)]
         .into_iter()
         .flatten()
         .min()

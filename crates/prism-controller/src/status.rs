@@ -496,6 +496,7 @@ mod tests {
                 clusters: vec![scheduled("c0"), scheduled("c1"), scheduled("c2")],
                 target_step: None,
                 aborted: false,
+                side: None,
             },
         )
     }

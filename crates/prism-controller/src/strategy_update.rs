@@ -171,6 +171,7 @@ mod tests {
                 clusters: vec![],
                 target_step: None,
                 aborted: false,
+                side: None,
             },
         );
         release.metadata.resource_version = Some("42".into());

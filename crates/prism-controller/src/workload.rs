@@ -412,6 +412,7 @@ mod tests {
                 clusters: Vec::new(),
                 target_step: None,
                 aborted: false,
+                side: None,
             },
         );
         release.metadata.namespace = Some("ns".into());

@@ -201,6 +201,7 @@ async fn the_offline_checks_give_the_api_servers_verdict_where_they_can() -> any
                 clusters: Vec::new(),
                 target_step: None,
                 aborted: false,
+                side: None,
             },
         );
         let candidates = prism_controller::dry_run::candidates(&app, &release, &[])?;

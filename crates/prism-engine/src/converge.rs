@@ -37,6 +37,11 @@ pub(crate) struct ClusterTarget<'a> {
     /// In input order, oldest first.
     pub versions: Vec<VersionTarget<'a>>,
     pub routes: Vec<ResolvedRoute>,
+    /// Side versions, in input order: outside the mainline's move (they neither hold nor join
+    /// it), at their capacity at once, never given weight.
+    pub sides: Vec<VersionTarget<'a>>,
+    /// The side versions' own routes, each given once its version has a ready pod.
+    pub side_routes: Vec<ResolvedRoute>,
     pub max_surge: Option<u32>,
     /// The application leaves the cluster: every version goes, and its traffic goes to the
     /// application's other clusters rather than to a version here.
@@ -57,6 +62,24 @@ pub(crate) fn converge<'a>(
     has_traffic: bool,
     changes: &mut Vec<Change<'a>>,
 ) -> ClusterDecision<'a> {
+    let is_side = |release: &str| target.sides.iter().any(|side| side.release == release);
+    // The mainline moves on what it serves itself: the side versions' routes are set apart (a
+    // copy of the observation only when a side version has a route here).
+    let all_routes = &observed.routes;
+    let mainline_observed;
+    let observed = if all_routes.iter().any(|route| is_side(&route.version)) {
+        mainline_observed = ClusterObservation {
+            routes: all_routes
+                .iter()
+                .filter(|route| !is_side(&route.version))
+                .cloned()
+                .collect(),
+            ..observed.clone()
+        };
+        &mainline_observed
+    } else {
+        observed
+    };
     let versions = &target.versions;
     // Nothing is left to move a vacated cluster's traffic to.
     let has_traffic = has_traffic && !target.vacate;
@@ -101,6 +124,9 @@ pub(crate) fn converge<'a>(
         ClusterPhase::CapacityDown
     };
 
+    let mut traffic = traffic;
+    add_sides(&target, &mut decided, traffic.as_mut());
+    let versions: Vec<&VersionTarget> = versions.iter().chain(&target.sides).collect();
     for (version, decided) in versions.iter().zip(&decided) {
         if !same_capacity(decided.capacity, version.seen.capacity) {
             changes.push(Change::Capacity {
@@ -114,9 +140,9 @@ pub(crate) fn converge<'a>(
         let unchanged = traffic
             .weights
             .iter()
-            .zip(versions)
+            .zip(&versions)
             .all(|(weight, version)| weight.percent == version.seen.weight)
-            && same_routes(&traffic.routes, &observed.routes);
+            && same_routes(&traffic.routes, all_routes);
         if !unchanged {
             changes.push(Change::Traffic {
                 cluster,
@@ -130,6 +156,39 @@ pub(crate) fn converge<'a>(
         versions: decided,
         traffic,
     }
+}
+
+/// Side versions run their capacity at once (a Drained one keeps what it has, below), weight 0
+/// always, and their routes once they have a ready pod; without a traffic decision of the
+/// mainline's (no mainline version serves yet), their routes wait with it.
+fn add_sides<'a>(
+    target: &ClusterTarget<'a>,
+    decided: &mut Vec<VersionDecision<'a>>,
+    traffic: Option<&mut Traffic<'a>>,
+) {
+    decided.extend(target.sides.iter().map(VersionTarget::as_wanted));
+    let Some(traffic) = traffic else {
+        return;
+    };
+    traffic
+        .weights
+        .extend(target.sides.iter().map(|side| Weight {
+            release: side.release,
+            percent: 0,
+        }));
+    let serves = |release: &str| {
+        target
+            .sides
+            .iter()
+            .any(|side| side.release == release && side.seen.ready > 0)
+    };
+    traffic.routes.extend(
+        target
+            .side_routes
+            .iter()
+            .filter(|route| serves(&route.version))
+            .cloned(),
+    );
 }
 
 /// The step's weights and routes once every version's capacity is ready, the observed ones until

@@ -111,9 +111,16 @@ pub fn decide<'a>(input: &Input<'a>) -> Decision<'a> {
 
 /// A person's abort and a newer release's arrival change phases before anything else.
 fn apply_commands<'a>(input: &Input<'a>, progress: &mut [Progress], events: &mut Vec<Event<'a>>) {
-    let newest = input.releases.len().saturating_sub(1);
+    let newest = mainline_newest(input).unwrap_or(0);
     for (index, (release, progress)) in input.releases.iter().zip(progress).enumerate() {
         let unfinished = progress.phase.is_rolling_out();
+        if release.side.is_some() {
+            // A side version has no steps: it is complete as soon as it exists.
+            if unfinished {
+                progress.phase = Phase::Complete;
+            }
+            continue;
+        }
         if release.aborted && (unfinished || progress.phase == Phase::Complete) {
             start_rollback(
                 release.name,
@@ -175,14 +182,31 @@ pub(crate) struct Roles {
 impl Roles {
     fn assign(input: &Input, progress: &[Progress]) -> Roles {
         let count = input.releases.len();
-        let complete = |index: usize| progress[index].phase == Phase::Complete;
-        let newest = count.checked_sub(1);
+        let side = |index: usize| input.releases[index].side.is_some();
+        // Side versions are outside the mainline: they are never its contender, incumbent or
+        // retained versions, and never count towards `max_versions`.
+        let complete = |index: usize| progress[index].phase == Phase::Complete && !side(index);
+        let newest = mainline_newest(input);
         let contender = newest.filter(|&newest| progress[newest].phase.is_rolling_out());
         let incumbent = (0..contender.unwrap_or(count))
             .rev()
             .find(|&index| complete(index));
         let mut of = vec![Role::Retiring; count];
         let mut causes = vec![None; count];
+        for index in (0..count).filter(|&index| side(index)) {
+            // A retirement that started goes on by its record (it never goes back).
+            if progress[index].retirement.is_some() {
+                continue;
+            }
+            if input.releases[index].retire_requested {
+                causes[index] = Some((
+                    RetireCause::SideVersion,
+                    "its SideVersion was deleted or changed, or its ttl passed".into(),
+                ));
+            } else {
+                of[index] = Role::Side;
+            }
+        }
         let mut live = 0;
         for (index, role) in [(contender, Role::Contender), (incumbent, Role::Incumbent)] {
             if let Some(index) = index {
@@ -242,9 +266,16 @@ impl Roles {
         roles
     }
 
-    fn is_live(&self, index: usize) -> bool {
+    pub(crate) fn is_live(&self, index: usize) -> bool {
         !matches!(self.of[index], Role::Retiring | Role::Draining)
     }
+}
+
+/// The newest release of the mainline: side versions never supersede or contend.
+pub(crate) fn mainline_newest(input: &Input) -> Option<usize> {
+    (0..input.releases.len())
+        .rev()
+        .find(|&index| input.releases[index].side.is_none())
 }
 
 fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
@@ -799,6 +830,7 @@ fn cluster_target<'a>(
     // Without its incumbent here, the contender takes all of the cluster's traffic.
     let incumbent = roles.incumbent.filter(|&incumbent| here(incumbent));
     let mut versions = Vec::with_capacity(releases.len());
+    let mut sides = Vec::new();
     for (index, release) in releases.iter().enumerate() {
         let seen = observed.and_then(|observed| observed.versions.get(release.name));
         // Outside its schedule, a release goes as a retiring one does.
@@ -808,6 +840,9 @@ fn cluster_target<'a>(
             Role::Retiring
         };
         let (share, weight) = match (role, contender_state) {
+            // A side version runs at full capacity until it is Drained, and never has weight.
+            (Role::Side, _) => (Share::Percent(100), 0),
+            (Role::Draining, _) if release.side.is_some() => (Share::Percent(100), 0),
             (Role::Contender, Some(state)) => {
                 let weight = if incumbent.is_some() {
                     state.contender_weight
@@ -826,17 +861,22 @@ fn cluster_target<'a>(
             (Role::Retiring, _) => (Share::Percent(0), 0),
         };
         let capacity = release.capacity.share(share);
-        versions.push(VersionTarget {
+        let target = VersionTarget {
             release: release.name,
             capacity,
             weight,
             seen: *seen.unwrap_or(&NOTHING),
-        });
+        };
+        if release.side.is_some() {
+            sides.push(target);
+        } else {
+            versions.push(target);
+        }
     }
 
     let live = || {
         (0..releases.len())
-            .filter(|&index| roles.is_live(index) && here(index))
+            .filter(|&index| roles.is_live(index) && here(index) && releases[index].side.is_none())
             .map(|index| &releases[index])
     };
     let steady_routes = |incumbent: usize| {
@@ -863,9 +903,15 @@ fn cluster_target<'a>(
         ),
         _ => incumbent.map(steady_routes).unwrap_or_default(),
     };
+    let side_routes = (0..releases.len())
+        .filter(|&index| roles.of[index] == Role::Side && here(index))
+        .flat_map(|index| side_routes(&releases[index]))
+        .collect();
     ClusterTarget {
         versions,
         routes,
+        sides,
+        side_routes,
         max_surge: contender_state.and_then(|state| state.max_surge),
         vacate: vacated(schedules, roles, cluster),
     }
@@ -894,7 +940,8 @@ fn retained_share(
 ) -> Share {
     let successor = (retained + 1..input.releases.len()).find(|&index| {
         matches!(roles.of[index], Role::Incumbent | Role::Retained)
-            || input.releases[index].progress.phase == Phase::Complete
+            || (input.releases[index].progress.phase == Phase::Complete
+                && input.releases[index].side.is_none())
     });
     successor
         .and_then(|successor| {
@@ -930,6 +977,19 @@ fn resolve_routes<'r, 'a: 'r>(
         }
     }
     resolved
+}
+
+/// A side version's own routes, each to it alone.
+fn side_routes(release: &ReleaseInput) -> Vec<ResolvedRoute> {
+    let routes = release.side.map(|side| side.routes).unwrap_or_default();
+    routes
+        .iter()
+        .map(|route| ResolvedRoute {
+            name: route.name.clone(),
+            version: release.name.to_owned(),
+            matches: with_version(&route.matches, release.version_name),
+        })
+        .collect()
 }
 
 fn with_version(matches: &RouteMatch, version: &str) -> RouteMatch {

@@ -68,8 +68,23 @@ pub struct ReleaseInput<'a> {
     pub webhook: Verdict,
     /// A person's pin (`prism pin`): never retired by `max_versions` or `version_ttl`.
     pub pinned: bool,
-    /// A person's command (`prism retire`): a retained version retires.
+    /// A person's command (`prism retire`): a retained version retires. For a side version:
+    /// its SideVersion was deleted or changed, or its ttl passed.
     pub retire_requested: bool,
+    /// Some for a side version (a SideVersion's Release): outside the mainline, never given
+    /// weight, reachable only on these routes.
+    pub side: Option<Side<'a>>,
+}
+
+/// What makes a release a side version.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Side<'a> {
+    /// Its own routes, each to this release alone (their `to` is not read: the controller writes
+    /// `each`); `{version}` in a match is its `version_name`.
+    pub routes: &'a [prism_api::strategy::Route],
+    /// How it retires: a side version always drains, whatever the application's mainline does,
+    /// so that its hostname answers 404 rather than 503 once its routes left.
+    pub drain: Drain,
 }
 
 /// Where a release is in its rollout; persisted in the Release's status.
@@ -248,6 +263,9 @@ pub enum Role {
     /// Retiring in order, first step: no traffic and no routes, but its capacity kept while
     /// gateways may still route to it.
     Draining,
+    /// A side version (a SideVersion's Release): full capacity in its clusters, weight 0, its
+    /// own routes only; outside the mainline's roles, steps and `max_versions`.
+    Side,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -30,7 +30,7 @@ const NO_WAIT: Drain = Drain {
 /// being live now, when the application has a drain and they may still run somewhere.
 pub(crate) fn draining_roles(input: &Input, progress: &[Progress], roles: &mut Roles) {
     for (index, progress) in progress.iter().enumerate() {
-        let starts = input.app.drain.is_some()
+        let starts = drain_of(input, index).is_some()
             && roles.of[index] == Role::Retiring
             && roles.causes[index].is_some()
             && may_run(input, index);
@@ -41,6 +41,14 @@ pub(crate) fn draining_roles(input: &Input, progress: &[Progress], roles: &mut R
         if starts || draining {
             roles.of[index] = Role::Draining;
         }
+    }
+}
+
+/// How release `index` retires: a side version always drains, by its own waits.
+fn drain_of(input: &Input, index: usize) -> Option<Drain> {
+    match input.releases[index].side {
+        Some(side) => Some(side.drain),
+        None => input.app.drain,
     }
 }
 
@@ -83,7 +91,7 @@ pub(crate) fn advance<'a>(
     }
     let name = input.releases[index].name;
     let now = input.now;
-    let drain = input.app.drain.unwrap_or(NO_WAIT);
+    let drain = drain_of(input, index).unwrap_or(NO_WAIT);
     let mut event = |reason, message| {
         events.push(Event {
             release: name,
@@ -102,7 +110,9 @@ pub(crate) fn advance<'a>(
             let retired = retire(input, schedules, roles, index, changes, Some(&mut event));
             // A complete version with nothing left to drain (retired before, or never installed)
             // is recorded Retired, so that a cluster out of sight later never starts a drain of it.
-            if let Some((cause, message)) = cause.filter(|_| retired && input.app.drain.is_some()) {
+            if let Some((cause, message)) =
+                cause.filter(|_| retired && drain_of(input, index).is_some())
+            {
                 progress.retirement = Some(Retirement {
                     state: VersionState::Retired,
                     cause,

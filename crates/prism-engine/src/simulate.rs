@@ -286,6 +286,7 @@ impl<'s> World<'s> {
             webhook: Verdict::Pending,
             pinned: false,
             retire_requested: false,
+            side: None,
         }
     }
 

@@ -227,6 +227,7 @@ impl Case {
                     webhook: verdict.clone(),
                     pinned: false,
                     retire_requested: false,
+                    side: None,
                 },
             )
             .collect()

@@ -33,6 +33,8 @@ pub enum Role {
     Draining,
     /// Retiring: scaled to 0, its objects kept until `versions.deleteAfter`.
     Drained,
+    /// A SideVersion's: outside the mainline, on its own routes only.
+    Side,
 }
 
 impl Role {
@@ -43,6 +45,7 @@ impl Role {
             Role::Retained => "retained",
             Role::Draining => "draining",
             Role::Drained => "drained",
+            Role::Side => "side",
         }
     }
 }
@@ -95,6 +98,9 @@ fn pinned(release: &Release) -> bool {
 
 /// The name `release` goes by in its routes.
 pub fn version_name(app: &Application, release: &Release) -> String {
+    if let Some(side) = &release.spec.side {
+        return side.side_version.clone();
+    }
     app.spec
         .versions
         .version_name(&app.name_any(), release.spec.revision)
@@ -108,6 +114,7 @@ fn role(app: &Application, release: &Release) -> Option<Role> {
         (VersionState::Draining, _) => Some(Role::Draining),
         (VersionState::Drained, _) => Some(Role::Drained),
         (VersionState::Retired, _) => None,
+        (VersionState::Live, _) if release.spec.side.is_some() => Some(Role::Side),
         (VersionState::Live, Some(AppRole::Contender)) => Some(Role::Contender),
         (VersionState::Live, Some(AppRole::Incumbent)) => Some(Role::Default),
         (VersionState::Live, None) => {
@@ -184,6 +191,14 @@ pub fn rows(app: &Application, releases: &[Release], hosts: &[String], now: Time
             let mut urls_of: Vec<String> = Vec::new();
             if role == Role::Default {
                 urls_of.extend(urls(&RouteMatch::default(), &version, &hosts));
+            }
+            let own_routes = release.spec.side.as_ref().map(|side| &side.routes);
+            for route in own_routes
+                .filter(|_| role == Role::Side)
+                .into_iter()
+                .flatten()
+            {
+                urls_of.extend(urls(&route.matches, &version, &hosts));
             }
             for route in &routes {
                 let reaches = match route.to {
@@ -323,6 +338,9 @@ pub fn refuses_retire(app: &Application, release: &Release) -> Option<String> {
             "{name} is already retiring ({})",
             state(release).as_str()
         )),
+        Some(Role::Side) => Some(format!(
+            "{name} is a side version: delete its SideVersion (`kubectl delete sideversion {name}`), which retires it in order"
+        )),
         Some(Role::Retained) => None,
     }
 }
@@ -339,6 +357,9 @@ pub fn refuses_pin(app: &Application, release: &Release) -> Option<String> {
             "{name} is already retiring ({}): a pin does not stop a retirement that started; `prism rollback --to {}` brings it back",
             state(release).as_str(),
             release.spec.revision
+        )),
+        Some(Role::Side) => Some(format!(
+            "{name} is a side version: it never retires by versions.max or versions.ttl, only when its SideVersion goes or its own ttl passes"
         )),
         _ => None,
     }

@@ -32,7 +32,8 @@ fn the_rendered_yaml_holds_every_crd() {
             "clusters.prism.dev",
             "rolloutblocks.prism.dev",
             "metrictemplates.prism.dev",
-            "clustermetrictemplates.prism.dev"
+            "clustermetrictemplates.prism.dev",
+            "sideversions.prism.dev"
         ]
     );
 }

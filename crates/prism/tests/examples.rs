@@ -144,3 +144,45 @@ fn the_strategy_guide_shows_every_plan_as_it_is() {
         );
     }
 }
+
+/// `examples/side-versions/`: SideVersions of the examples' Applications, which pass the
+/// SideVersion CRD's schema and whose overrides apply to their Application's template.
+#[test]
+fn every_side_version_example_passes_its_schema_and_applies_to_its_application() {
+    use prism_api::side_version::{SideVersion, SideVersionSpec};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/side-versions");
+    let crd = SideVersion::crd();
+    let schema = serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let document: Value = serde_saphyr::from_str(&text).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&document)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect();
+        assert_eq!(errors, Vec::<String>::new());
+        kube_cel::Validator::new()
+            .validate(&schema, &document, None)
+            .unwrap();
+        let spec: SideVersionSpec = serde_json::from_value(document["spec"].clone()).unwrap();
+        assert!(prism_api::side_version::validate(&spec).is_empty());
+        let app: Application = serde_json::from_value(
+            documents(&spec.application.replace("docs", "rainbow")).remove(0),
+        )
+        .unwrap();
+        spec.apply(&app.spec.template).unwrap();
+        seen += 1;
+    }
+    assert_eq!(seen, 1);
+}

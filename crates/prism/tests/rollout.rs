@@ -83,6 +83,7 @@ impl Rollout {
                 clusters: schedule(app, &[]).unwrap(),
                 target_step: None,
                 aborted: false,
+                side: None,
             },
         );
         release.metadata = ObjectMeta {

@@ -77,6 +77,7 @@ async fn create(releases: &Api<Release>, app: &Application, revision: u32, statu
             clusters: schedule(app, &[]).unwrap(),
             target_step: None,
             aborted: false,
+            side: None,
         },
     );
     release.metadata = ObjectMeta {

@@ -19,12 +19,13 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
+use prism_api::application::DEFAULT_DRAIN_PERIOD;
 use prism_api::labels::{PINNED_ANNOTATION, RETIRE_ANNOTATION};
 use prism_api::release::ReleaseStatus;
 use prism_api::{Application, Pipeline, Release};
 use prism_engine::{
     AppPolicy, Change, ClusterInfo, ClusterObservation, ClusterPhase, Drain, Input, ReleaseInput,
-    decide, scheduled_clusters,
+    Side, decide, scheduled_clusters,
 };
 use tracing::info;
 
@@ -76,18 +77,29 @@ pub async fn reconcile(
         });
     }
     let schedules: Vec<Vec<ClusterInfo>> = releases.iter().map(schedule).collect();
+    // A side version goes by its SideVersion's name.
     let version_names: Vec<Option<String>> = releases
         .iter()
-        .map(|release| {
-            app.spec
+        .map(|release| match &release.spec.side {
+            Some(side) => Some(side.side_version.clone()),
+            None => app
+                .spec
                 .versions
-                .version_name(&app_name, release.spec.revision)
+                .version_name(&app_name, release.spec.revision),
         })
         .collect();
     let pipelines: Vec<_> = releases
         .iter()
         .map(|release| service_target::engine_pipeline(target.is_some(), &release.spec.strategy))
         .collect();
+    let side_drain = Drain {
+        period: app
+            .spec
+            .versions
+            .drain_period()
+            .unwrap_or(DEFAULT_DRAIN_PERIOD),
+        delete_after: app.spec.versions.delete_after(),
+    };
     let inputs: Vec<ReleaseInput> = releases
         .iter()
         .zip(&schedules)
@@ -96,10 +108,16 @@ pub async fn reconcile(
         .zip(&pipelines)
         .map(
             |((((release, schedule), judged), version_name), pipeline)| {
-                release_input(release, schedule, judged, version_name.as_deref(), pipeline)
+                let mut input =
+                    release_input(release, schedule, judged, version_name.as_deref(), pipeline)?;
+                input.side = release.spec.side.as_ref().map(|side| Side {
+                    routes: &side.routes,
+                    drain: side_drain,
+                });
+                Ok(input)
             },
         )
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, Error>>()?;
     let app_owner = app.controller_owner_ref(&());
     let names: Vec<String> = releases.iter().map(ResourceExt::name_any).collect();
     let release_names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -462,6 +480,7 @@ fn release_input<'a>(
         webhook: judged.gate.verdict.clone(),
         pinned: annotated(release, PINNED_ANNOTATION),
         retire_requested: annotated(release, RETIRE_ANNOTATION),
+        side: None,
     })
 }
 

@@ -24,6 +24,7 @@ fn release(revision: u32, selector: &str) -> Release {
             clusters: Vec::new(),
             target_step: None,
             aborted: false,
+            side: None,
         },
     )
 }

@@ -145,6 +145,7 @@ pub fn release<'a>(
         webhook: Verdict::NotRequired,
         pinned: false,
         retire_requested: false,
+        side: None,
     }
 }
 

@@ -193,3 +193,55 @@ fn only_a_retained_version_retires_at_a_command_and_a_retiring_one_takes_no_pin(
         None
     );
 }
+
+/// A SideVersion's Release (revision 0, `spec.side`), live.
+fn side_release() -> Release {
+    let mut side = release(
+        0,
+        5,
+        json!({"phase": "Complete", "step": 1, "state": "Live", "clusters": clusters(1, 1)}),
+    );
+    side.metadata.name = Some("web-pr-42-1".into());
+    side.spec.side = Some(
+        serde_json::from_value(json!({"sideVersion": "pr-42", "routes": [
+            {"name": "pr-42-host", "to": "each", "match": {"subdomain": "{version}"}},
+            {"name": "pr-42-header", "to": "each",
+             "match": {"header": {"name": "x-version", "value": "{version}"}}}
+        ]}))
+        .unwrap(),
+    );
+    side
+}
+
+#[test]
+fn a_side_version_is_listed_with_the_role_side_and_its_own_routes_only() {
+    let mut all = releases();
+    all.push(side_release());
+    let rows = rows(&app(), &all, &["docs.example.test".to_owned()], now());
+    let side = rows
+        .iter()
+        .find(|row| row.release == "web-pr-42-1")
+        .unwrap();
+    assert_eq!(side.role, Role::Side);
+    assert_eq!(side.version, "pr-42");
+    assert_eq!(
+        side.routes,
+        [
+            "http://pr-42.docs.example.test/",
+            "http://docs.example.test/ -H 'x-version: pr-42'"
+        ]
+    );
+    assert_eq!(side.ttl_left_seconds, None);
+}
+
+#[test]
+fn retire_and_pin_refuse_a_side_version_naming_the_fix() {
+    let side = side_release();
+    let retire = refuses_retire(&app(), &side).unwrap();
+    assert!(
+        retire.contains("kubectl delete sideversion pr-42"),
+        "{retire}"
+    );
+    let pin = refuses_pin(&app(), &side).unwrap();
+    assert!(pin.contains("side version"), "{pin}");
+}
