@@ -24,32 +24,11 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
-import threading
 import time
-import http.client
-from datetime import datetime, timezone
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LOG = os.path.join(REPO, ".sandbox/c1/audit.log")
-APP = "web"
+from gateway_bench import APP, LOG, Bench, Probe, kubectl, now, parse_time, wait
+
 WINDOW = 20
-DEADLINE = 180
-
-
-def kubectl(*args, stdin=None):
-    return subprocess.run(
-        [os.path.join(REPO, "sandbox/sandbox"), "kubectl", "c1", *args],
-        input=stdin, capture_output=True, text=True, check=True,
-    ).stdout
-
-
-def now():
-    return datetime.now(timezone.utc)
-
-
-def parse_time(text):
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def application(namespace, image):
@@ -79,20 +58,6 @@ def application(namespace, image):
     })
 
 
-def route(namespace, host, gateway):
-    gateway_namespace, gateway_name = gateway.split("/")
-    return json.dumps({
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
-        "metadata": {"name": APP, "namespace": namespace},
-        "spec": {
-            "parentRefs": [{"name": gateway_name, "namespace": gateway_namespace}],
-            "hostnames": [host],
-            "rules": [{"backendRefs": [{"name": APP, "port": 80}]}],
-        },
-    })
-
-
 def release(namespace, revision):
     """(name, step, achieved, phase) of the Release of this revision, or None."""
     items = json.loads(kubectl("get", "releases", "-n", namespace, "-o", "json"))["items"]
@@ -102,41 +67,6 @@ def release(namespace, revision):
             return (item["metadata"]["name"], status.get("step"),
                     status.get("achievedAt") is not None, status.get("phase"))
     return None
-
-
-def wait(what, check):
-    start = time.monotonic()
-    while time.monotonic() - start < DEADLINE:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    sys.exit(f"FAIL: {what} not within {DEADLINE}s")
-
-
-class Probe(threading.Thread):
-    """One client sending requests one after another; records (time, release)."""
-
-    def __init__(self, address, host):
-        super().__init__(daemon=True)
-        self.address, self.host = address, host
-        self.answers = []
-        self.stopped = threading.Event()
-
-    def run(self):
-        host, port = self.address.rsplit(":", 1)
-        connection = http.client.HTTPConnection(host, int(port), timeout=5)
-        while not self.stopped.is_set():
-            try:
-                connection.request("GET", "/", headers={"Host": self.host})
-                answer = connection.getresponse()
-                answer.read()
-                served = answer.getheader("X-Prism-Release") if answer.status == 200 else None
-                self.answers.append((now(), served or f"failed {answer.status}"))
-            except (OSError, http.client.HTTPException) as error:
-                self.answers.append((now(), f"failed {error}"))
-                connection.close()
-                connection = http.client.HTTPConnection(host, int(port), timeout=5)
 
 
 def serving_since(answers, after, newest, percent):
@@ -186,28 +116,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rollouts", type=int, default=3)
     args = parser.parse_args()
-    os.chdir(REPO)
-    subprocess.run(["sandbox/sandbox", "up", "--clusters", "1"], check=True)
-    prism = os.environ.get("PRISM")
-    if not prism:
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "prism"], check=True)
-        prism = "target/release/prism"
-    namespace = f"bench-gw-{int(time.time())}"
-    host = f"{namespace}.bench.test"
-    gateway = open(".sandbox/c1/gateway").read().strip()
-    address = open(".sandbox/c1/gateway-address").read().strip()
-    kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=prism", "-f", "-",
-            stdin=subprocess.run([prism, "crds"], capture_output=True, text=True,
-                                 check=True).stdout)
-    kubectl("create", "namespace", namespace)
-    kubectl("apply", "--server-side", "--field-manager=bench", "-f", "-",
-            stdin=route(namespace, host, gateway))
-    work = tempfile.mkdtemp(prefix="prism-bench-gw.")
-    controller = subprocess.Popen(
-        [prism, "controller", "-n", namespace],
-        env={**os.environ, "KUBECONFIG": ".sandbox/c1/controller.kubeconfig",
-             "RUST_LOG": os.environ.get("RUST_LOG", "info")},
-        stdout=open(os.path.join(work, "controller.log"), "w"), stderr=subprocess.STDOUT)
+    bench = Bench("bench-gw")
+    namespace, host, address = bench.namespace, bench.host, bench.address
     probe = None
     try:
         kubectl("apply", "--server-side", "--field-manager=bench", "-f", "-",
@@ -249,14 +159,13 @@ def main():
         probe.stopped.set()
         probe.join()
     finally:
-        controller.terminate()
-        controller.wait()
+        bench.stop()
         if probe:
             probe.stopped.set()
 
     writes = route_writes(offset, namespace)
     answers = [(t, r) for t, r in probe.answers if t >= served_from]
-    failed = [(t, r) for t, r in answers if r.startswith("failed")]
+    failed = [(t, r) for t, r in answers if r.startswith(("failed", "HTTP"))]
     print(f"{len(answers)} requests through the gateway during the rollouts, {len(failed)} failed")
     bursts = []
     for t, r in failed:
@@ -266,11 +175,11 @@ def main():
             bursts.append([t, t, 1, r])
     for first, last, count, reason in bursts:
         print(f"  {count} failed from {first.isoformat()} to {last.isoformat()}: {reason}")
-    with open(os.path.join(work, "answers.txt"), "w") as out:
+    with open(os.path.join(bench.work, "answers.txt"), "w") as out:
         out.writelines(f"{t.isoformat()} {r}\n" for t, r in answers)
-    with open(os.path.join(work, "writes.txt"), "w") as out:
+    with open(os.path.join(bench.work, "writes.txt"), "w") as out:
         out.writelines(f"{t.isoformat()} {json.dumps(w)}\n" for t, w in route_writes(offset, namespace))
-    print(f"answers and route writes in {work}")
+    print(f"answers and route writes in {bench.work}")
 
     gate_to_write = []
     for gate in gates:

@@ -21,31 +21,9 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
-import threading
 import time
-import http.client
-from datetime import datetime, timezone
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LOG = os.path.join(REPO, ".sandbox/c1/audit.log")
-APP = "web"
-DEADLINE = 180
-
-
-def kubectl(*args, stdin=None):
-    return subprocess.run(
-        [os.path.join(REPO, "sandbox/sandbox"), "kubectl", "c1", *args],
-        input=stdin, capture_output=True, text=True, check=True,
-    ).stdout
-
-
-def now():
-    return datetime.now(timezone.utc)
-
-
-def parse_time(text):
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+from gateway_bench import APP, LOG, Bench, Probe, kubectl, now, parse_time, wait
 
 
 def rfc3339(moment):
@@ -80,34 +58,10 @@ def application(namespace, revision, drain, delete_after):
     })
 
 
-def route(namespace, host, gateway):
-    gateway_namespace, gateway_name = gateway.split("/")
-    return json.dumps({
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
-        "metadata": {"name": APP, "namespace": namespace},
-        "spec": {
-            "parentRefs": [{"name": gateway_name, "namespace": gateway_namespace}],
-            "hostnames": [host],
-            "rules": [{"backendRefs": [{"name": APP, "port": 80}]}],
-        },
-    })
-
-
 def status(namespace, name):
     found = json.loads(kubectl("get", "release", name, "-n", namespace, "-o", "json",
                                "--ignore-not-found") or "null")
     return (found or {}).get("status", {})
-
-
-def wait(what, check, interval=0.05):
-    start = time.monotonic()
-    while time.monotonic() - start < DEADLINE:
-        found = check()
-        if found:
-            return found
-        time.sleep(interval)
-    sys.exit(f"FAIL: {what} not within {DEADLINE}s")
 
 
 def pods(namespace, release):
@@ -120,63 +74,15 @@ def deployment(namespace, release):
                    "name").strip()
 
 
-class Probe(threading.Thread):
-    """One client sending requests one after another; records (time, outcome)."""
-
-    def __init__(self, address, host):
-        super().__init__(daemon=True)
-        self.address, self.host = address, host
-        self.answers = []
-        self.stopped = threading.Event()
-
-    def run(self):
-        host, port = self.address.rsplit(":", 1)
-        connection = http.client.HTTPConnection(host, int(port), timeout=5)
-        while not self.stopped.is_set():
-            try:
-                connection.request("GET", "/", headers={"Host": self.host})
-                answer = connection.getresponse()
-                answer.read()
-                outcome = (answer.getheader("X-Prism-Release") if answer.status == 200
-                           else f"HTTP {answer.status}")
-                self.answers.append((now(), outcome or f"HTTP {answer.status}"))
-            except (OSError, http.client.HTTPException) as error:
-                self.answers.append((now(), f"failed {error}"))
-                connection.close()
-                connection = http.client.HTTPConnection(host, int(port), timeout=5)
-            time.sleep(0.01)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--drain", default="10s")
     parser.add_argument("--delete-after", default="10s")
     args = parser.parse_args()
-    os.chdir(REPO)
-    subprocess.run(["sandbox/sandbox", "up", "--clusters", "1"], check=True)
-    prism = os.environ.get("PRISM")
-    if not prism:
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "prism"], check=True)
-        prism = "target/release/prism"
-    namespace = f"bench-retire-{int(time.time())}"
-    host = f"{namespace}.bench.test"
-    gateway = open(".sandbox/c1/gateway").read().strip()
-    address = open(".sandbox/c1/gateway-address").read().strip()
-    # Tests install the CRDs under their own field manager: take the fields over.
-    kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=prism", "-f", "-",
-            stdin=subprocess.run([prism, "crds"], capture_output=True, text=True,
-                                 check=True).stdout)
-    kubectl("create", "namespace", namespace)
-    kubectl("apply", "--server-side", "--field-manager=bench", "-f", "-",
-            stdin=route(namespace, host, gateway))
-    work = tempfile.mkdtemp(prefix="prism-bench-retire.")
-    controller = subprocess.Popen(
-        [prism, "controller", "-n", namespace],
-        env={**os.environ, "KUBECONFIG": ".sandbox/c1/controller.kubeconfig",
-             "RUST_LOG": os.environ.get("RUST_LOG", "info")},
-        stdout=open(os.path.join(work, "controller.log"), "w"), stderr=subprocess.STDOUT)
+    bench = Bench("bench-retire")
+    namespace, host = bench.namespace, bench.host
     oldest = f"{APP}-1"
-    probe = Probe(address, f"v1.{host}")
+    probe = Probe(bench.address, f"v1.{host}", pause=0.01)
     try:
         for revision in (1, 2, 3):
             kubectl("apply", "--server-side", "--field-manager=bench", "-f", "-",
@@ -205,8 +111,7 @@ def main():
         probe.stopped.set()
         probe.join()
     finally:
-        controller.terminate()
-        controller.wait()
+        bench.stop()
         probe.stopped.set()
 
     retirement = retired["retirement"]
@@ -239,7 +144,7 @@ def main():
     subprocess.run(["scripts/count-api-requests.py", LOG, "--offset", str(offset),
                     "--since", rfc3339(commanded), "--until", rfc3339(until),
                     "--fail-on-noop"], check=False)
-    print(f"controller log: {work}/controller.log")
+    print(f"controller log: {bench.work}/controller.log")
     kubectl("delete", "namespace", namespace, "--wait=false")
     if failed:
         print(f"FAIL: requests failed otherwise than 404: {failed}")
