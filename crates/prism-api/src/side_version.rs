@@ -21,6 +21,8 @@ use crate::rules;
 use crate::strategy::{Duration, Route, RouteMatch, RouteTo};
 use crate::validate::ValidationError;
 
+pub mod shadow;
+
 // Each printcolumn(...) repeats `type_`, which the lint takes for a duplicated attribute.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]

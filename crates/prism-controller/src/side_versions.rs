@@ -23,8 +23,9 @@ use prism_api::labels::{
     APP_LABEL, FIELD_MANAGER, RELEASE_LABEL, RETIRE_ANNOTATION, SIDE_VERSION_LABEL,
 };
 use prism_api::release::{ReleasePhase, SideRelease, VersionState};
+use prism_api::side_version::shadow::{self, MainlineNames};
 use prism_api::side_version::{SideVersion, SideVersionStatus};
-use prism_api::{Application, Release, ReleaseSpec};
+use prism_api::{Application, Pipeline, Release, ReleaseSpec};
 
 use crate::Context;
 use crate::application::publish;
@@ -79,7 +80,7 @@ pub fn plan(
             .iter()
             .filter(|r| r.labels().get(SIDE_VERSION_LABEL) == Some(&name))
             .filter(|r| !r.annotations().contains_key(RETIRE_ANNOTATION));
-        let outcome = desired(app, newest, sv, index, now, expires_at);
+        let outcome = desired(app, newest, sv, &ordered[..index], now, expires_at);
         let applies = (
             true,
             "Valid",
@@ -158,13 +159,13 @@ fn desired(
     app: &Application,
     newest: Option<&Release>,
     sv: &SideVersion,
-    index: usize,
+    earlier: &[&SideVersion],
     now: jiff::Timestamp,
     expires_at: Option<jiff::Timestamp>,
 ) -> Result<Option<Release>, Refusal> {
     let app_name = app.name_any();
     let max = app.spec.versions.side_max;
-    if index as u32 >= max {
+    if earlier.len() as u32 >= max {
         return Err((
             "TooMany",
             format!(
@@ -206,6 +207,7 @@ fn desired(
             ),
         ));
     };
+    shadowing(app, &newest.spec.strategy, sv, earlier)?;
     let owner = app.controller_owner_ref(&());
     let name = sv.name_any();
     let mut release = Release::new(
@@ -235,6 +237,59 @@ fn desired(
         ..ObjectMeta::default()
     };
     Ok(Some(release))
+}
+
+/// A route of `sv` that takes the requests of a route of the mainline's strategy, or of a side
+/// version made before it: only one of the two would get them.
+fn shadowing(
+    app: &Application,
+    strategy: &Pipeline,
+    sv: &SideVersion,
+    earlier: &[&SideVersion],
+) -> Result<(), Refusal> {
+    let names = MainlineNames::new(&app.name_any(), app.spec.versions.name.as_deref());
+    let mainline = strategy
+        .steps
+        .iter()
+        .filter_map(|step| step.traffic.as_ref()?.routes.as_ref())
+        .flatten();
+    let name = sv.name_any();
+    for (i, route) in sv.spec.routes.iter().enumerate() {
+        let mine = shadow::filled(&route.matches, &name);
+        let taken = shadow::mainline_route(&mine, mainline.clone(), &names)
+            .map(|theirs| format!("the strategy's route {:?}", theirs.name))
+            .or_else(|| {
+                earlier.iter().find_map(|other| {
+                    let other_name = other.name_any();
+                    other
+                        .spec
+                        .routes
+                        .iter()
+                        .find(|r| {
+                            shadow::same_requests(
+                                &mine,
+                                &shadow::filled(&r.matches, &other_name),
+                                None,
+                            )
+                        })
+                        .map(|r| {
+                            format!(
+                                "route {:?} of SideVersion {other_name}, made before this one,",
+                                r.name
+                            )
+                        })
+                })
+            });
+        if let Some(taken) = taken {
+            return Err((
+                "Shadowed",
+                format!(
+                    "spec.routes[{i}].match: {taken} takes the same requests, and only one of the two would get them: choose another header, value, path or subdomain"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Names a new side Release `<app>-<sideVersion>-<n>`, one more than any of its Releases left.

@@ -135,3 +135,76 @@ fn beyond_side_max_or_with_overrides_that_do_not_apply_nothing_is_made() {
         valid.message
     );
 }
+
+/// The refusal of the only (or second) SideVersion of a plan, when refused.
+fn refusal(plan: &Plan, index: usize) -> Option<(String, String)> {
+    let valid = plan.statuses[index]
+        .1
+        .conditions
+        .iter()
+        .find(|c| c.type_ == VALID)?;
+    (valid.status == "False").then(|| (valid.reason.clone(), valid.message.clone()))
+}
+
+#[test]
+fn a_route_that_takes_another_versions_requests_is_refused_naming_both() {
+    let mut app = app();
+    app.spec.versions.name = Some("v{revision}".into());
+    app.spec.versions.side_max = 3;
+    let mut mainline = mainline(&app);
+    mainline.spec.strategy = serde_json::from_value(json!({"steps": [{"name": "full",
+        "traffic": {"contender": 100, "routes": [
+            {"name": "canary", "to": "contender", "match": {"header": {"name": "x-canary", "value": "always"}}},
+            {"name": "each", "to": "each", "match": {"subdomain": "{version}"}}]}}]}))
+    .unwrap();
+    let routes = |route: serde_json::Value| json!({"application": "web", "images": {"web": "web:x"}, "routes": [route]});
+
+    // Named like a mainline version: v3.<host> is the mainline's each route to v3.
+    let v3 = side_version("v3", 0, spec("web:v3"));
+    let (reason, message) =
+        refusal(&plan(&app, &[mainline.clone()], &[], &[&v3], at(10)), 0).unwrap();
+    assert_eq!(reason, "Shadowed");
+    assert!(
+        message.starts_with("spec.routes[0].match: the strategy's route \"each\""),
+        "{message}"
+    );
+    let pr = side_version("pr-42", 0, spec("web:pr-42"));
+    assert_eq!(
+        refusal(&plan(&app, &[mainline.clone()], &[], &[&pr], at(10)), 0),
+        None
+    );
+
+    // The mainline's header route.
+    let header = side_version(
+        "qa",
+        0,
+        routes(json!({"name": "h", "match": {"header": {"name": "X-Canary", "value": "always"}}})),
+    );
+    let (_, message) =
+        refusal(&plan(&app, &[mainline.clone()], &[], &[&header], at(10)), 0).unwrap();
+    assert!(
+        message.contains("the strategy's route \"canary\""),
+        "{message}"
+    );
+
+    // Two side versions with one header: the later one is refused, naming the earlier.
+    let beta = |name: &str, secs| {
+        side_version(
+            name,
+            secs,
+            routes(
+                json!({"name": "h", "match": {"header": {"name": "x-version", "value": "beta"}}}),
+            ),
+        )
+    };
+    let (first, second) = (beta("beta-1", 0), beta("beta-2", 5));
+    let planned = plan(&app, &[mainline], &[], &[&second, &first], at(10));
+    assert_eq!(planned.create.len(), 1);
+    assert_eq!(refusal(&planned, 0), None);
+    let (reason, message) = refusal(&planned, 1).unwrap();
+    assert_eq!(reason, "Shadowed");
+    assert!(
+        message.contains("route \"h\" of SideVersion beta-1, made before this one,"),
+        "{message}"
+    );
+}
