@@ -103,6 +103,35 @@ ensure_netns() {
   ip -n "$netns" link set lo up || die "bringing up lo in $netns failed"
   ip -n "$netns" route replace local 10.244.0.0/16 dev lo ||
     die "routing 10.244.0.0/16 to lo in $netns failed"
+  # ip netns exec mounts /etc/netns/<name>/hosts over /etc/hosts for what it runs.
+  mkdir -p "/etc/netns/$netns"
+  { echo "127.0.0.1 localhost"; gateway_hosts; } >"/etc/netns/$netns/hosts"
+}
+
+# The hosts lines of every cluster's gateway name.
+gateway_hosts() {
+  local i
+  for ((i = 1; i <= GATEWAY_NAMES; i++)); do
+    echo "$(cluster_ip "c$i") gateway.c$i.$GATEWAY_DOMAIN"
+  done
+}
+
+# The gateway names in the host's /etc/hosts, between markers, so that the controller's probes
+# (ExternalName targets) resolve them as the gateways do. Removed by down.
+HOSTS_BEGIN="# prism sandbox: begin"
+HOSTS_END="# prism sandbox: end"
+ensure_host_gateway_names() {
+  grep -qxF "$HOSTS_BEGIN" /etc/hosts 2>/dev/null && return
+  { echo "$HOSTS_BEGIN"; gateway_hosts; echo "$HOSTS_END"; } >>/etc/hosts ||
+    die "adding the gateways' names to /etc/hosts failed (the sandbox runs as root)"
+}
+
+forget_host_gateway_names() {
+  grep -qxF "$HOSTS_BEGIN" /etc/hosts 2>/dev/null || return 0
+  # In place: /etc/hosts may be a mount point, which a rename would not replace.
+  local kept
+  kept="$(sed "/^$HOSTS_BEGIN\$/,/^$HOSTS_END\$/d" /etc/hosts)"
+  printf '%s\n' "$kept" >/etc/hosts
 }
 
 gateway_crds_installed() {
@@ -154,9 +183,15 @@ start_netns_bridge() {
   local cluster=$1 run
   run="$(cluster_dir "$cluster")/run"
   # The API server's own address inside the namespace, so its certificate verifies unchanged.
+  # Every cluster's gateway at the address its name resolves to, as on the host.
+  local peers=() i
+  for ((i = 1; i <= GATEWAY_NAMES; i++)); do
+    peers+=("tcp:$(gateway_address "c$i")=unix:$(cluster_dir "c$i")/run/gateway.sock")
+  done
   start_component "$cluster" netns-bridge ip netns exec "$(netns_name "$cluster")" "$BIN/prism-dataplane" bridge \
     "tcp:$(cluster_ip "$cluster"):6443=unix:$run/api.sock" \
-    "unix:$run/gateway.sock=tcp:$GATEWAY_ENTRYPOINT"
+    "unix:$run/gateway.sock=tcp:$GATEWAY_ENTRYPOINT" \
+    "${peers[@]}"
   wait_ready "$cluster" netns-bridge test -S "$run/gateway.sock"
 }
 
@@ -228,4 +263,5 @@ delete_netns() {
     kill -KILL "${pids[@]}" 2>/dev/null || true
   fi
   ip netns delete "$netns" || log "could not delete network namespace $netns"
+  rm -rf "/etc/netns/$netns"
 }

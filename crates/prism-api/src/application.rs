@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::conditions::Condition;
 use crate::rules;
-use crate::strategy::{CapacityStep, Duration, Pipeline, Share, Step, Waves, Webhooks};
+use crate::strategy::{
+    CapacityStep, Duration, Pipeline, PrometheusSource, Share, Step, Waves, Webhooks,
+};
 
 /// The annotation that asks for a new Release of the same template on a fresh schedule (a no-op
 /// rollout, e.g. to move an application off a drained cluster): each new value makes one. The
@@ -142,6 +144,63 @@ pub struct TargetService {
     /// The Service's name (at most 55 characters, so that `-primary` makes a Service name).
     #[schemars(length(min = 1, max = 55))]
     pub name: String,
+    /// For a Service of type ExternalName: how Prism judges that the address it names serves
+    /// (an HTTP GET there, from the controller), before a version gets requests and while it
+    /// has them. Absent: the gateway's `ResolvedRefs` alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<Probe>,
+}
+
+/// An HTTP probe of an ExternalName target's address: `GET http://<externalName>:<port><path>`
+/// with `host` as the Host header. A version is ready after one answer below 400, and unready
+/// after `failureThreshold` failures in a row (an error, a timeout, or an answer of 400 or
+/// more: a gateway that does not know the host answers 404).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Probe {
+    /// Default `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^/"), length(max = 1024))]
+    pub path: Option<String>,
+    /// Default: the port of the Service's first port's `targetPort` (else its `port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+    /// The Host header: the host name the far side routes by (its HTTPRoute's hostname).
+    /// Default: the externalName.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub host: Option<String>,
+    /// Default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 300))]
+    pub period_seconds: Option<u32>,
+    /// Default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 60))]
+    pub timeout_seconds: Option<u32>,
+    /// Default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 20))]
+    pub failure_threshold: Option<u32>,
+}
+
+impl Probe {
+    pub fn path(&self) -> &str {
+        self.path.as_deref().unwrap_or("/")
+    }
+
+    pub fn period(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.period_seconds.unwrap_or(5).into())
+    }
+
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_seconds.unwrap_or(2).into())
+    }
+
+    pub fn failure_threshold(&self) -> u32 {
+        self.failure_threshold.unwrap_or(3)
+    }
 }
 
 /// The objects each version runs in a cluster.
@@ -491,6 +550,11 @@ pub struct VersionPolicy {
     /// ConfigMaps) stay before they are deleted and it is Retired. Default 1m.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delete_after: Option<Duration>,
+    /// The request rate of a draining version: once the drain period has passed, it stays
+    /// Draining until this reads zero for a whole window (clients that pinned a connection, or
+    /// a version's own hostname kept in bookmarks, still reaching it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_metric: Option<DrainMetric>,
     /// The name a version goes by in its routes, for `{version}` in a route's match (e.g.
     /// `v{revision}`: `v7.docs.example.com`): `{revision}` (required, so that no two versions
     /// share a name) and `{app}` (the Application's name) filled in. It must make a DNS label.
@@ -525,9 +589,45 @@ impl Default for VersionPolicy {
             ttl: None,
             drain_period: None,
             delete_after: None,
+            drain_metric: None,
             name: None,
             side_max: default_side_max(),
         }
+    }
+}
+
+/// A draining version's request rate, read from Prometheus.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DrainMetric {
+    /// A PromQL query of the version's requests per second, everywhere it runs; `{{app}}`,
+    /// `{{namespace}}` and `{{version}}` (the Release's name, its pods' `prism.dev/release`
+    /// label) are replaced. Its values are summed; no series reads zero.
+    #[schemars(length(min = 1, max = 8192))]
+    pub query: String,
+    /// Where to send the query. Default: the controller's `--prometheus-url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusSource>,
+    /// How long the rate must read zero, every reading of it. Default 1m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Duration>,
+    /// How often it is read while a version drains. Default 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Duration>,
+}
+
+/// A drain metric's window when it names none.
+pub const DEFAULT_DRAIN_WINDOW: Duration = Duration(jiff::SignedDuration::from_secs(60));
+/// How often a drain metric is read when it names no interval.
+pub const DEFAULT_DRAIN_INTERVAL: Duration = Duration(jiff::SignedDuration::from_secs(10));
+
+impl DrainMetric {
+    pub fn window(&self) -> Duration {
+        self.window.unwrap_or(DEFAULT_DRAIN_WINDOW)
+    }
+
+    pub fn interval(&self) -> Duration {
+        self.interval.unwrap_or(DEFAULT_DRAIN_INTERVAL)
     }
 }
 

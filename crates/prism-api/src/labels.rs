@@ -41,3 +41,13 @@ pub const RETIRE_ANNOTATION: &str = "prism.dev/retire";
 /// Application, not by the SideVersion, so that deleting the SideVersion retires it in order
 /// (routes leave, drain, scale to 0, delete) rather than have the garbage collector take it at once.
 pub const SIDE_VERSION_LABEL: &str = "prism.dev/side-version";
+/// On a copy of a Service target of type ExternalName (a Service without a selector): the name
+/// its EndpointSlice points at.
+pub const EXTERNAL_NAME_ANNOTATION: &str = "prism.dev/external-name";
+/// On the EndpointSlice Prism keeps for such a copy: what it was written with (address, port,
+/// readiness), so that an unchanged one is not written again.
+pub const ENDPOINT_ANNOTATION: &str = "prism.dev/endpoint";
+/// `endpointslice.kubernetes.io/managed-by` on that EndpointSlice, so that the cluster's
+/// EndpointSlice controllers leave it alone.
+pub const ENDPOINT_SLICE_MANAGER: (&str, &str) =
+    ("endpointslice.kubernetes.io/managed-by", "prism.dev");

@@ -253,6 +253,9 @@ pub struct Retirement {
     /// When no cluster's routes named it any more: the drain period counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routes_left_at: Option<Time>,
+    /// Since when its drain metric (`versions.drainMetric`) has read zero, every reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_since: Option<Time>,
     /// When it was Drained, and scaled to 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drained_at: Option<Time>,

@@ -122,6 +122,54 @@ impl<T: Send + 'static> Calls<T> {
     }
 }
 
+/// Calls asked again every round of a period (a probe every 5 s, a query while a version
+/// drains): each round's answer is given once, and a round already answered starts no call.
+pub struct Rounds<T> {
+    calls: Calls<T>,
+    answered: Mutex<HashMap<Purpose, (u64, Instant)>>,
+}
+
+impl<T: Send + 'static> Rounds<T> {
+    pub fn new(ended: UnboundedSender<ObjectRef<Application>>) -> Self {
+        Rounds {
+            calls: Calls::new(ended),
+            answered: Mutex::default(),
+        }
+    }
+
+    /// The answer of `round` for `purpose`, on the first ask after its call ended; `None` before
+    /// (the call is started unless it runs already) and after.
+    pub fn take<F>(&self, purpose: Purpose, round: u64, call: impl FnOnce() -> F) -> Option<T>
+    where
+        F: Future<Output = T> + Send + 'static,
+    {
+        let mut answered = self.answered.lock().unwrap_or_else(PoisonError::into_inner);
+        answered.retain(|_, (_, at)| at.elapsed() < UNCLAIMED);
+        if answered
+            .get(&purpose)
+            .is_some_and(|(last, _)| *last >= round)
+        {
+            return None;
+        }
+        let answer = self
+            .calls
+            .answer(purpose.clone(), round.to_string(), call)?;
+        answered.insert(purpose, (round, Instant::now()));
+        Some(answer)
+    }
+}
+
+/// The round of `period` that the time `unix_seconds` falls in.
+pub fn round_of(unix_seconds: u64, period: Duration) -> u64 {
+    unix_seconds / period.as_secs().max(1)
+}
+
+/// How long until the next round of `period` starts.
+pub fn until_next_round(unix_seconds: u64, period: Duration) -> Duration {
+    let period = period.as_secs().max(1);
+    Duration::from_secs(period - unix_seconds % period)
+}
+
 #[cfg(test)]
 mod tests {
     use futures::StreamExt;
@@ -172,5 +220,32 @@ mod tests {
         assert_eq!(ends.next().await, Some(ObjectRef::new("web").within("ns")));
         let taken = calls.answer(purpose("web-2 gate"), "step 2".into(), || async { 0 });
         assert_eq!(taken, Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_rounds_answer_is_given_once_and_the_next_round_calls_again() {
+        let (ended, mut ends) = mpsc::unbounded();
+        let rounds = Rounds::new(ended);
+        assert_eq!(rounds.take(purpose("probe"), 7, || async { 1 }), None);
+        ends.next().await;
+        assert_eq!(rounds.take(purpose("probe"), 7, || async { 2 }), Some(1));
+        assert_eq!(
+            rounds.take(purpose("probe"), 7, || async {
+                unreachable!("round 7 was answered")
+            }),
+            None
+        );
+        assert_eq!(rounds.take(purpose("probe"), 8, || async { 3 }), None);
+        ends.next().await;
+        assert_eq!(rounds.take(purpose("probe"), 8, || async { 0 }), Some(3));
+    }
+
+    #[test]
+    fn rounds_follow_the_period() {
+        let period = Duration::from_secs(5);
+        assert_eq!(round_of(100, period), round_of(104, period));
+        assert_ne!(round_of(104, period), round_of(105, period));
+        assert_eq!(until_next_round(104, period), Duration::from_secs(1));
+        assert_eq!(until_next_round(105, period), Duration::from_secs(5));
     }
 }

@@ -568,11 +568,9 @@ fn strip_pod(pod: &mut Pod) {
     pod.metadata.annotations = None;
 }
 
-/// Prism reads a Service's labels, annotations and selector.
+/// Prism reads a Service's labels, annotations, selector and ports (those of a copy of an
+/// ExternalName target become its EndpointSlice's).
 fn strip_service(service: &mut Service) {
-    if let Some(spec) = &mut service.spec {
-        spec.ports = None;
-    }
     service.status = None;
 }
 

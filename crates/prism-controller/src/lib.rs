@@ -17,11 +17,13 @@ pub mod cached;
 pub mod calls;
 pub mod cleanup;
 pub mod clusters;
+pub mod drain;
 pub mod dry_run;
 pub mod error;
 pub mod expectations;
 pub mod fleet;
 pub mod pacing;
+pub mod probes;
 pub mod refusals;
 pub mod rollout;
 pub mod service_target;
@@ -97,6 +99,10 @@ pub struct Context {
     pub gates: Calls<GateStatus>,
     /// The pre-rollout webhooks asked: a hold, or `None` when all accepted.
     pub pre_rollouts: Calls<Option<PreRolloutHold>>,
+    /// The probes of ExternalName targets' addresses, and their verdicts.
+    pub probes: probes::Probes,
+    /// The readings of draining versions' request rates (`versions.drainMetric`).
+    pub drain_readings: drain::DrainReadings,
     /// The writes application clusters refuse, and when to try them again.
     pub refusals: Refusals,
     /// The Releases whose status waits for more changes of counters before it is written.
@@ -279,7 +285,9 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         webhooks: webhook::Caller::default(),
         measurements: Calls::new(call_ends.clone()),
         gates: Calls::new(call_ends.clone()),
-        pre_rollouts: Calls::new(call_ends),
+        pre_rollouts: Calls::new(call_ends.clone()),
+        probes: probes::Probes::new(call_ends.clone()),
+        drain_readings: drain::DrainReadings::new(call_ends),
         refusals: Refusals::default(),
         counter_lag: pacing::CounterLag::default(),
     });

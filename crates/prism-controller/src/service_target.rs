@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use prism_api::application::{Manifest, Target};
-use prism_api::labels::{APP_LABEL, SOURCE_ANNOTATION};
+use prism_api::labels::{APP_LABEL, EXTERNAL_NAME_ANNOTATION, SOURCE_ANNOTATION};
 use prism_api::release::ReleasePhase;
 use prism_api::{Pipeline, Release};
 use prism_engine::{Capacity, VersionObservation};
@@ -33,6 +33,8 @@ use crate::write::{Kind, Write};
 
 /// The `Valid` condition's reason when the target Service does not exist.
 pub const REASON_TARGET_NOT_FOUND: &str = "TargetNotFound";
+/// The `Valid` condition's reason when an ExternalName target has no port to route to.
+pub const REASON_TARGET_WITHOUT_PORTS: &str = "TargetWithoutPorts";
 
 /// The spec fields a Release snapshots, and the copies carry: what says where requests go. The
 /// rest is the cluster's own (a clusterIP, node ports) or defaults.
@@ -54,12 +56,25 @@ pub fn snapshot_of(
     services
         .get(&ObjectRef::new(name).within(namespace))
         .filter(|service| service.metadata.deletion_timestamp.is_none())
-        .map(|service| snapshot(&service))
         .ok_or_else(|| Invalid {
             reason: REASON_TARGET_NOT_FOUND,
             message: format!(
                 "spec.target.service.name: no Service named {name:?} in the Application's namespace: create it (Prism copies its spec, it never writes it), or name an existing one"
             ),
+        })
+        .and_then(|service| {
+            let snapshot = snapshot(&service);
+            let spec = snapshot.object().remove("spec").unwrap_or_default();
+            let portless = spec["ports"].as_array().is_none_or(Vec::is_empty);
+            if external::name_of_spec(&spec).is_some() && portless {
+                return Err(Invalid {
+                    reason: REASON_TARGET_WITHOUT_PORTS,
+                    message: format!(
+                        "spec.target.service.name: Service {name:?} is of type ExternalName without ports: give it the port your HTTPRoute's backendRef names (its targetPort is the port dialled at the externalName)"
+                    ),
+                });
+            }
+            Ok(snapshot)
         })
 }
 
@@ -202,22 +217,17 @@ impl Copies {
 }
 
 /// The versions one cluster runs: each Release a copy holds, at [`CAPACITY`], ready when the
-/// copy lists a ready endpoint (an ExternalName Service has none to list: it counts as ready).
+/// copy lists a ready endpoint (for a copy of an ExternalName, the one Prism keeps, ready as
+/// its probe says).
 pub fn observe(
     copies: &Copies,
-    services: &[Arc<Service>],
     endpoint_slices: &[Arc<EndpointSlice>],
 ) -> BTreeMap<String, VersionObservation> {
     let serves = |name: &str| {
-        let external = services.iter().any(|s| {
-            s.metadata.name.as_deref() == Some(name)
-                && s.spec.as_ref().and_then(|spec| spec.type_.as_deref()) == Some("ExternalName")
-        });
-        external
-            || endpoint_slices
-                .iter()
-                .filter(|slice| slice.service() == Some(name))
-                .any(|slice| slice.has_ready_endpoint())
+        endpoint_slices
+            .iter()
+            .filter(|slice| slice.service() == Some(name))
+            .any(|slice| slice.has_ready_endpoint())
     };
     let mut versions = BTreeMap::new();
     for name in copies.names() {
@@ -295,6 +305,9 @@ pub fn remove(
 
 /// The copy `name` of `snapshot`, labelled with the application (so that its EndpointSlices are
 /// watched) and annotated with the Release it holds. No clusterIP: each copy keeps its own.
+/// A copy of an ExternalName spec is a Service without a selector, annotated with the name,
+/// whose EndpointSlice Prism keeps ([`external`]): gateways refuse ExternalName backends
+/// (Traefik answers them with a 500), while an EndpointSlice is what every implementation reads.
 fn copy(
     app: &str,
     name: &str,
@@ -302,11 +315,19 @@ fn copy(
     source: &str,
     owner: Option<&OwnerReference>,
 ) -> Write {
-    let spec = snapshot.object().remove("spec").unwrap_or(json!({}));
+    let mut spec = snapshot.object().remove("spec").unwrap_or(json!({}));
+    let mut annotations = json!({SOURCE_ANNOTATION: source});
+    if let Some(external_name) = external::name_of_spec(&spec) {
+        annotations[EXTERNAL_NAME_ANNOTATION] = json!(external_name);
+        if let Some(spec) = spec.as_object_mut() {
+            spec.remove("type");
+            spec.remove("externalName");
+        }
+    }
     let mut metadata = json!({
         "name": name,
         "labels": {APP_LABEL: app},
-        "annotations": {SOURCE_ANNOTATION: source},
+        "annotations": annotations,
     });
     if let Some(owner) = owner {
         metadata["ownerReferences"] = json!([owner]);
@@ -322,5 +343,6 @@ fn copy(
     }
 }
 
+pub mod external;
 #[cfg(test)]
 mod tests;

@@ -73,7 +73,8 @@ pub enum Kind {
     HorizontalPodAutoscaler,
     Service,
     Pod,
-    /// Only watched: whether a version's Service has a ready endpoint.
+    /// Watched: whether a version's Service has a ready endpoint. Written for the copies of an
+    /// ExternalName target (`service_target::external`).
     EndpointSlice,
     /// A Gateway API HTTPRoute (`gateway.networking.k8s.io/v1`).
     HttpRoute,

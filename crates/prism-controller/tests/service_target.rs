@@ -9,11 +9,12 @@ mod common;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::DynamicObject;
-use kube::{Api, Client};
-use prism_api::labels::FIELD_MANAGER;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use prism_api::labels::{EXTERNAL_NAME_ANNOTATION, FIELD_MANAGER};
 use prism_api::release::ReleasePhase;
-use prism_testkit::gateway::{LoadLoop, Request, http_route_resource, wait_until_served};
+use prism_testkit::gateway::{Gateway, LoadLoop, Request, http_route_resource, wait_until_served};
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
 use serde_json::{Value, json};
 
@@ -326,4 +327,164 @@ async fn assert_no_copies(client: &Client, namespace: &str) {
     for name in ["nowhere-primary", "nowhere-canary"] {
         assert!(services.get_opt(name).await.unwrap().is_none(), "{name}");
     }
+}
+
+/// The application as another cluster serves it by itself, behind its own gateway: pods that
+/// answer as `in-<cluster>`, a Service, and (when `routed`) an HTTPRoute for `host`.
+async fn served_by_itself(gateway: &Gateway, client: &Client, namespace: &str, host: &str) {
+    let release = format!("in-{}", gateway.cluster());
+    let mut pods = deployment("blue");
+    pods["metadata"]["name"] = json!("podinfo");
+    pods["spec"]["template"]["metadata"]["labels"]["prism.dev/release"] = json!(release);
+    apply_object(client, namespace, pods).await;
+    let service = target("podinfo", json!({"app": "podinfo", "color": "blue"}));
+    apply_object(client, namespace, service).await;
+    let route = gateway.route("podinfo", host, &[("podinfo", 1)]);
+    apply_object(client, namespace, route).await;
+}
+
+/// The user's Service of type ExternalName, naming cluster `cluster`'s gateway.
+fn external_target(cluster: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "podinfo"},
+        "spec": {
+            "type": "ExternalName",
+            "externalName": format!("gateway.{cluster}.sandbox.test"),
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+        }
+    })
+}
+
+/// The readiness of the one endpoint of `podinfo-canary`'s EndpointSlice in c1, once written.
+async fn canary_endpoint_ready(client: &Client, namespace: &str) -> Option<bool> {
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
+    let slice = slices.get_opt("podinfo-canary-external").await.unwrap()?;
+    assert_eq!(slice.address_type, "FQDN");
+    slice.endpoints?.first()?.conditions.as_ref()?.ready
+}
+
+#[tokio::test]
+async fn an_external_name_target_moves_requests_from_one_clusters_gateway_to_anothers() {
+    // c1's gateway is the front: the user's Service podinfo (ExternalName) names c2's gateway,
+    // then c3's, where the application runs by itself; Prism runs the canary in c1 alone.
+    let world = World::new("svc-external").await;
+    let namespace = world.namespace().to_owned();
+    let c1 = world.env.cluster("c1").client();
+    let clusters = Api::<DynamicObject>::all_with(
+        c1.clone(),
+        &ApiResource::from_gvk(&GroupVersionKind::gvk("prism.dev", "v1alpha1", "Cluster")),
+    );
+    clusters
+        .patch(
+            &world.env.cluster_object_name("c1"),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"capabilities": ["front"]}})),
+        )
+        .await
+        .unwrap();
+    let front = &world.gateways[0];
+    served_by_itself(
+        &world.gateways[1],
+        &world.env.cluster("c2").client(),
+        &namespace,
+        &world.host,
+    )
+    .await;
+    apply_object(&c1, &namespace, external_target("c2")).await;
+    apply_object(
+        &c1,
+        &namespace,
+        front.route("podinfo", &world.host, &[("podinfo", 1)]),
+    )
+    .await;
+    let spec = json!({
+        "target": {"service": {"name": "podinfo", "probe": {"host": world.host, "periodSeconds": 1}}},
+        "traffic": {"provider": "gatewayAPI", "httpRoutes": ["podinfo"]},
+        "schedule": {"clusters": 1, "capabilities": ["front"]},
+        "strategy": {"steps": steps()},
+    });
+    apply(&world.apps, &application("podinfo", spec).unwrap())
+        .await
+        .unwrap();
+    wait_for_phase(&world.releases, "podinfo-1", ReleasePhase::Complete)
+        .await
+        .unwrap();
+    let request = Request::new(&world.host);
+    wait_until_served(front, &request, "in-c2", |served| served.cluster == "c2")
+        .await
+        .unwrap();
+    let load = LoadLoop::start(vec![front.clone()], request.clone(), LOAD);
+    measure(front, &request, &[("in-c2", 100.0)]).await;
+
+    // The Service now names c3's gateway, which does not know the host yet (it answers 404):
+    // the probe holds the canary unready, and it gets no request.
+    apply_object(&c1, &namespace, external_target("c3")).await;
+    wait_until(
+        "the canary's endpoint is written unready",
+        DEFAULT_TIMEOUT,
+        || async {
+            Ok((canary_endpoint_ready(&c1, &namespace).await == Some(false)).then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    let route: Api<DynamicObject> =
+        Api::namespaced_with(c1.clone(), &namespace, &http_route_resource());
+    let backends =
+        route.get("podinfo").await.unwrap().data["spec"]["rules"][0]["backendRefs"].clone();
+    assert!(
+        backends
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|backend| backend["name"] != "podinfo-canary" || backend["weight"] == 0),
+        "an unready canary has no weight: {backends}"
+    );
+    measure(front, &request, &[("in-c2", 100.0)]).await;
+
+    // Once c3 serves the host, the probe passes and the canary takes its steps.
+    served_by_itself(
+        &world.gateways[2],
+        &world.env.cluster("c3").client(),
+        &namespace,
+        &world.host,
+    )
+    .await;
+    for (step, c3) in [20.0, 50.0].into_iter().enumerate() {
+        wait_for_step(&world.releases, "podinfo-2", step as u32)
+            .await
+            .unwrap();
+        measure(front, &request, &[("in-c3", c3), ("in-c2", 100.0 - c3)]).await;
+        patch_release_spec(
+            &world.releases,
+            "podinfo-2",
+            json!({"targetStep": step as u32 + 1}),
+        )
+        .await
+        .unwrap();
+    }
+    wait_for_phase(&world.releases, "podinfo-2", ReleasePhase::Complete)
+        .await
+        .unwrap();
+    measure(front, &request, &[("in-c3", 100.0)]).await;
+    let report = load.stop().await;
+    assert!(report.total() > 0);
+    assert!(report.failures().is_empty(), "{report}");
+
+    // The primary took the canary's address; it is a Service without a selector, and Prism
+    // never wrote the user's Service.
+    let services: Api<Service> = Api::namespaced(c1.clone(), &namespace);
+    let primary = services.get("podinfo-primary").await.unwrap();
+    assert_eq!(
+        primary
+            .annotations()
+            .get(EXTERNAL_NAME_ANNOTATION)
+            .map(String::as_str),
+        Some("gateway.c3.sandbox.test")
+    );
+    assert_eq!(primary.spec.unwrap().selector, None);
+    let user = services.get("podinfo").await.unwrap();
+    assert!(!managers(&user.metadata).iter().any(|m| m == FIELD_MANAGER));
 }

@@ -31,6 +31,17 @@ pub struct Drain {
     pub period: Duration,
     /// How long a Drained version, at zero capacity, keeps its objects.
     pub delete_after: Duration,
+    /// With a drain metric: how long it must read zero, after the period, before the version is
+    /// Drained (`ReleaseInput::drain_reading` brings its readings).
+    pub quiet_window: Option<Duration>,
+}
+
+/// One reading of a draining version's drain metric: its requests per second, and when it was
+/// read.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DrainReading {
+    pub at: Timestamp,
+    pub rate: f64,
 }
 
 /// One cluster of a release's schedule.
@@ -74,6 +85,8 @@ pub struct ReleaseInput<'a> {
     /// Some for a side version (a SideVersion's Release): outside the mainline, never given
     /// weight, reachable only on these routes.
     pub side: Option<Side<'a>>,
+    /// While it drains under a drain metric: the reading taken since the last decision, if any.
+    pub drain_reading: Option<DrainReading>,
 }
 
 /// What makes a release a side version.
@@ -124,6 +137,8 @@ pub struct Retirement {
     /// When no cluster's routes named it any more (and every gateway had taken that): the drain
     /// period counts from here.
     pub routes_left_at: Option<Timestamp>,
+    /// Since when its drain metric has read zero, every reading (`Drain::quiet_window`).
+    pub quiet_since: Option<Timestamp>,
     pub drained_at: Option<Timestamp>,
     pub retired_at: Option<Timestamp>,
 }

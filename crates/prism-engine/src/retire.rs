@@ -24,6 +24,7 @@ use crate::schedules::Schedules;
 const NO_WAIT: Drain = Drain {
     period: Duration(jiff::SignedDuration::ZERO),
     delete_after: Duration(jiff::SignedDuration::ZERO),
+    quiet_window: None,
 };
 
 /// The roles of the releases that drain: those Draining already, and the complete ones that stop
@@ -119,6 +120,7 @@ pub(crate) fn advance<'a>(
                     message,
                     started_at: recorded(now),
                     routes_left_at: None,
+                    quiet_since: None,
                     drained_at: None,
                     retired_at: Some(recorded(now)),
                 });
@@ -138,6 +140,7 @@ pub(crate) fn advance<'a>(
             message,
             started_at: recorded(now),
             routes_left_at: None,
+            quiet_since: None,
             drained_at: None,
             retired_at: None,
         });
@@ -157,20 +160,48 @@ pub(crate) fn advance<'a>(
             let until = left
                 .saturating_add(drain.period.0)
                 .unwrap_or(Timestamp::MAX);
+            if let Some(reading) = input.releases[index].drain_reading
+                && reading.at >= left
+            {
+                retirement.quiet_since = match retirement.quiet_since {
+                    _ if reading.rate > 0.0 => None,
+                    Some(since) => Some(since),
+                    None => Some(recorded(reading.at)),
+                };
+            }
             if now < until {
                 wait_until(until);
                 return false;
             }
+            let quiet = match drain.quiet_window {
+                None => None,
+                Some(window) => {
+                    let quiet_until = retirement
+                        .quiet_since
+                        .and_then(|since| since.saturating_add(window.0).ok());
+                    // Without a quiet reading yet, the controller's next reading reconciles again.
+                    if quiet_until.is_none_or(|quiet_until| now < quiet_until) {
+                        if let Some(quiet_until) = quiet_until {
+                            wait_until(quiet_until);
+                        }
+                        return false;
+                    }
+                    Some(window)
+                }
+            };
             retirement.state = VersionState::Drained;
             let drained_at = recorded(now);
             retirement.drained_at = Some(drained_at);
             let delete_at = drained_at
                 .saturating_add(drain.delete_after.0)
                 .unwrap_or(Timestamp::MAX);
+            let quiet = quiet
+                .map(|window| format!(" and its request rate read 0 for {window}"))
+                .unwrap_or_default();
             event(
                 "Drained",
                 format!(
-                    "no route named it for {}: scaling it to 0; its objects are deleted at {delete_at}",
+                    "no route named it for {}{quiet}: scaling it to 0; its objects are deleted at {delete_at}",
                     drain.period
                 ),
             );

@@ -287,6 +287,7 @@ impl<'s> World<'s> {
             pinned: false,
             retire_requested: false,
             side: None,
+            drain_reading: None,
         }
     }
 

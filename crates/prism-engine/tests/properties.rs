@@ -228,6 +228,7 @@ impl Case {
                     pinned: false,
                     retire_requested: false,
                     side: None,
+                    drain_reading: None,
                 },
             )
             .collect()

@@ -7,7 +7,8 @@ mod common;
 use common::*;
 use prism_api::strategy::{Duration, Pipeline, Route, RouteMatch, RouteTo};
 use prism_engine::{
-    AppPolicy, Capacity, ConditionKind, Drain, Phase, ReleaseInput, RetireCause, Role, VersionState,
+    AppPolicy, Capacity, ConditionKind, Drain, DrainReading, Phase, ReleaseInput, RetireCause,
+    Role, VersionState,
 };
 use proptest::prelude::*;
 
@@ -40,6 +41,7 @@ fn rainbow_app(max: u32) -> AppPolicy {
     app.drain = Some(Drain {
         period: Duration::from_secs(PERIOD),
         delete_after: Duration::from_secs(DELETE_AFTER),
+        quiet_window: None,
     });
     app
 }
@@ -198,6 +200,65 @@ fn a_version_over_max_drains_then_is_scaled_to_zero_then_deleted() {
     let round = world.round();
     assert_eq!(round.changes, 0);
     assert!(round.events.is_empty(), "{:?}", round.events);
+}
+
+#[test]
+fn with_a_drain_metric_a_version_drains_until_its_rate_reads_zero_for_the_window() {
+    const WINDOW: i64 = 30;
+    let pipeline = rainbow();
+    let mut app = rainbow_app(3);
+    if let Some(drain) = app.drain.as_mut() {
+        drain.quiet_window = Some(Duration::from_secs(WINDOW));
+    }
+    let mut world = world(&pipeline, app, 3, false);
+    world.now = at(1001);
+    complete_newest(&mut world);
+    world.round();
+    let reading = |world: &mut World, secs: i64, rate: f64| {
+        world.now = at(secs);
+        world.releases[0].drain_reading = Some(DrainReading { at: at(secs), rate });
+        let round = world.round();
+        world.releases[0].drain_reading = None;
+        round
+    };
+
+    // Still answering requests when the period ends: it stays Draining, capacity kept.
+    reading(&mut world, 1001 + PERIOD - 5, 2.5);
+    let round = reading(&mut world, 1001 + PERIOD, 0.5);
+    assert_eq!(state(&world, "v1"), Some(VersionState::Draining));
+    assert!(!round.events.contains(&("v1".into(), "Drained")));
+
+    // Zero, then a request again: the window starts over.
+    let quiet = 1001 + PERIOD + 10;
+    reading(&mut world, quiet, 0.0);
+    let quiet_since = |world: &World| {
+        world.releases[0]
+            .progress
+            .retirement
+            .as_ref()
+            .unwrap()
+            .quiet_since
+    };
+    assert_eq!(quiet_since(&world), Some(at(quiet)));
+    reading(&mut world, quiet + 20, 1.0);
+    assert_eq!(quiet_since(&world), None);
+    let quiet = quiet + 25;
+    let round = reading(&mut world, quiet, 0.0);
+    assert_eq!(round.requeue_after, Some(Duration::from_secs(WINDOW)));
+    let round = reading(&mut world, quiet + WINDOW - 1, 0.0);
+    assert_eq!(state(&world, "v1"), Some(VersionState::Draining));
+    assert_eq!(round.changes, 0, "{}", round.decision_debug);
+    for cluster in world.clusters {
+        assert_eq!(
+            capacity_of(&world, &cluster.name, "v1"),
+            Some(Capacity::Replicas(REPLICAS))
+        );
+    }
+
+    // Zero for the whole window: Drained.
+    let round = reading(&mut world, quiet + WINDOW, 0.0);
+    assert!(round.events.contains(&("v1".into(), "Drained")));
+    assert_eq!(state(&world, "v1"), Some(VersionState::Drained));
 }
 
 #[test]

@@ -46,6 +46,7 @@ fn side<'a>(pipeline: &'a Pipeline, routes: &'a [Route]) -> ReleaseInput<'a> {
         drain: Drain {
             period: Duration::from_secs(PERIOD),
             delete_after: Duration::from_secs(DELETE_AFTER),
+            quiet_window: None,
         },
     });
     side

@@ -304,7 +304,7 @@ pub struct Tally {
     pub per_release: BTreeMap<String, u64>,
     /// Served requests per `namespace/pod`.
     pub per_pod: BTreeMap<String, u64>,
-    /// The clusters that answered (a gateway only ever reaches its own cluster's pods).
+    /// The clusters that answered (another cluster's, when a route sends to its gateway).
     pub clusters: BTreeMap<String, u64>,
     pub failures: Vec<Failure>,
 }

@@ -235,7 +235,7 @@ async fn join_grants_least_privilege_registers_the_cluster_and_changes_nothing_t
             {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "patch", "delete", "deletecollection"]},
             {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["create", "patch", "delete", "deletecollection"]},
             {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch", "create", "patch", "delete", "deletecollection"]},
-            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch", "create", "patch", "delete"]},
             {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes"], "verbs": ["list", "watch", "create", "patch", "delete", "deletecollection"]},
             {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["grpcroutes"], "verbs": ["list", "watch", "create", "patch", "delete", "deletecollection"]},
             {"apiGroups": ["networking.istio.io"], "resources": ["virtualservices"], "verbs": ["list", "watch", "create", "patch"]},

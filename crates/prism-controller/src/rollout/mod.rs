@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
-use prism_api::application::DEFAULT_DRAIN_PERIOD;
+use prism_api::application::{DEFAULT_DRAIN_PERIOD, DrainMetric};
 use prism_api::labels::{PINNED_ANNOTATION, RETIRE_ANNOTATION};
 use prism_api::release::ReleaseStatus;
 use prism_api::{Application, Pipeline, Release};
@@ -32,6 +32,7 @@ use tracing::info;
 use crate::Context;
 use crate::analysis::{self, Analysis};
 use crate::cached;
+use crate::calls;
 use crate::error::Error;
 use crate::fleet::{Connection, Member, of_app};
 use crate::refusals::Refused;
@@ -92,6 +93,8 @@ pub async fn reconcile(
         .iter()
         .map(|release| service_target::engine_pipeline(target.is_some(), &release.spec.strategy))
         .collect();
+    let drain_metric = app.spec.versions.drain_metric.as_ref();
+    let quiet_window = drain_metric.map(DrainMetric::window);
     let side_drain = Drain {
         period: app
             .spec
@@ -99,7 +102,9 @@ pub async fn reconcile(
             .drain_period()
             .unwrap_or(DEFAULT_DRAIN_PERIOD),
         delete_after: app.spec.versions.delete_after(),
+        quiet_window,
     };
+    let mut read_again = None;
     let inputs: Vec<ReleaseInput> = releases
         .iter()
         .zip(&schedules)
@@ -114,6 +119,17 @@ pub async fn reconcile(
                     routes: &side.routes,
                     drain: side_drain,
                 });
+                if let Some(metric) = drain_metric {
+                    let (reading, again) = ctx.drain_readings.reading(
+                        &ctx.prometheus,
+                        ctx.prometheus_url.as_deref(),
+                        metric,
+                        release,
+                        now,
+                    );
+                    input.drain_reading = reading;
+                    read_again = read_again.min(again).or(again);
+                }
                 Ok(input)
             },
         )
@@ -146,7 +162,6 @@ pub async fn reconcile(
         let mut versions = match target {
             Some(service) => service_target::observe(
                 &Copies::read(&view.services, service),
-                &view.services,
                 &view.endpoint_slices,
             ),
             None => workload::observe(view.deployments.iter().map(|d| d.as_ref())),
@@ -198,6 +213,7 @@ pub async fn reconcile(
             .map(|period| Drain {
                 period,
                 delete_after: app.spec.versions.delete_after(),
+                quiet_window,
             }),
     };
     let decision = decide(&Input {
@@ -348,6 +364,31 @@ pub async fn reconcile(
             }
         }
     }
+    // A Service target of type ExternalName: each copy's EndpointSlice, ready as its probe says.
+    let mut probe_again = None;
+    if target.is_some() {
+        let unix_seconds = now.as_second().unsigned_abs();
+        let probe = app
+            .spec
+            .target
+            .as_ref()
+            .and_then(|t| t.service.probe.as_ref());
+        for (cluster, (member, view)) in &views {
+            let slices = service_target::external::keep(
+                &app_name,
+                &view.services,
+                &view.endpoint_slices,
+                |address, port| {
+                    probe.is_none_or(|probe| {
+                        probe_again = Some(calls::until_next_round(unix_seconds, probe.period()));
+                        ctx.probes
+                            .ready(&app_ref, probe, address, port, unix_seconds)
+                    })
+                },
+            );
+            writer.write(cluster, member, newest, slices).await?;
+        }
+    }
     // A cluster that made every write asked of it, or was asked none of those it refused,
     // no longer refuses; one not reached says nothing new.
     for cluster in views.keys() {
@@ -424,6 +465,8 @@ pub async fn reconcile(
             decision.requeue_after.map(|after| after.0.unsigned_abs()),
             retry_after,
             write_counters_after,
+            probe_again,
+            read_again,
         ])
         .flatten()
         .min())
@@ -481,6 +524,7 @@ fn release_input<'a>(
         pinned: annotated(release, PINNED_ANNOTATION),
         retire_requested: annotated(release, RETIRE_ANNOTATION),
         side: None,
+        drain_reading: None,
     })
 }
 

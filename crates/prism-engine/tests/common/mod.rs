@@ -146,6 +146,7 @@ pub fn release<'a>(
         pinned: false,
         retire_requested: false,
         side: None,
+        drain_reading: None,
     }
 }
 

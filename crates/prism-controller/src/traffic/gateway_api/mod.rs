@@ -64,6 +64,11 @@ impl TrafficProvider for GatewayApi {
                 why: "gatewayAPI: the EndpointSlices of those Services, so that a version gets its first requests only once its Service lists a ready endpoint (a gateway answers a backendRef to a Service without one with an error)",
             },
             Touch {
+                kind: Kind::EndpointSlice,
+                verbs: &[Verb::Apply, Verb::Delete],
+                why: "gatewayAPI with a Service target of type ExternalName: the EndpointSlice of each copy (a Service without a selector), one endpoint at the externalName, ready as the probe says",
+            },
+            Touch {
                 kind: Kind::HttpRoute,
                 verbs: &[
                     Verb::WatchAll,
