@@ -256,6 +256,10 @@ pub struct Retirement {
     /// Since when its drain metric (`versions.drainMetric`) has read zero, every reading.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quiet_since: Option<Time>,
+    /// The drain period is over, and the drain metric holds it until it reads zero for its
+    /// window.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drain_held: bool,
     /// When it was Drained, and scaled to 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drained_at: Option<Time>,

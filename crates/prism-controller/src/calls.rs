@@ -123,39 +123,60 @@ impl<T: Send + 'static> Calls<T> {
 }
 
 /// Calls asked again every round of a period (a probe every 5 s, a query while a version
-/// drains): each round's answer is given once, and a round already answered starts no call.
+/// drains): each round's answer is given once, a round already answered starts no call, and a
+/// call still running is waited for rather than given up for a newer round (the reconcile that
+/// takes an answer may come a round later).
 pub struct Rounds<T> {
     calls: Calls<T>,
-    answered: Mutex<HashMap<Purpose, (u64, Instant)>>,
+    rounds: Mutex<HashMap<Purpose, RoundState>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct RoundState {
+    /// The round whose call was started and not answered yet.
+    asked: Option<u64>,
+    answered: Option<u64>,
+    at: Instant,
 }
 
 impl<T: Send + 'static> Rounds<T> {
     pub fn new(ended: UnboundedSender<ObjectRef<Application>>) -> Self {
         Rounds {
             calls: Calls::new(ended),
-            answered: Mutex::default(),
+            rounds: Mutex::default(),
         }
     }
 
-    /// The answer of `round` for `purpose`, on the first ask after its call ended; `None` before
-    /// (the call is started unless it runs already) and after.
+    /// The answer of the round asked last for `purpose`, on the first ask after its call ended;
+    /// else `None`, and the call of `round` is started unless one runs or `round` was answered.
     pub fn take<F>(&self, purpose: Purpose, round: u64, call: impl FnOnce() -> F) -> Option<T>
     where
         F: Future<Output = T> + Send + 'static,
     {
-        let mut answered = self.answered.lock().unwrap_or_else(PoisonError::into_inner);
-        answered.retain(|_, (_, at)| at.elapsed() < UNCLAIMED);
-        if answered
-            .get(&purpose)
-            .is_some_and(|(last, _)| *last >= round)
-        {
-            return None;
+        let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
+        rounds.retain(|_, state| state.at.elapsed() < UNCLAIMED);
+        let state = rounds.entry(purpose.clone()).or_insert(RoundState {
+            asked: None,
+            answered: None,
+            at: Instant::now(),
+        });
+        state.at = Instant::now();
+        let asked = match state.asked {
+            Some(asked) => asked,
+            None if state.answered.is_some_and(|answered| answered >= round) => return None,
+            None => round,
+        };
+        match self.calls.answer(purpose, asked.to_string(), call) {
+            Some(answer) => {
+                state.asked = None;
+                state.answered = Some(asked);
+                Some(answer)
+            }
+            None => {
+                state.asked = Some(asked);
+                None
+            }
         }
-        let answer = self
-            .calls
-            .answer(purpose.clone(), round.to_string(), call)?;
-        answered.insert(purpose, (round, Instant::now()));
-        Some(answer)
     }
 }
 
@@ -238,6 +259,23 @@ mod tests {
         assert_eq!(rounds.take(purpose("probe"), 8, || async { 3 }), None);
         ends.next().await;
         assert_eq!(rounds.take(purpose("probe"), 8, || async { 0 }), Some(3));
+    }
+
+    #[tokio::test]
+    async fn an_answer_taken_a_round_late_is_still_taken() {
+        let (ended, mut ends) = mpsc::unbounded();
+        let rounds = Rounds::new(ended);
+        assert_eq!(rounds.take(purpose("drain"), 7, || async { 1 }), None);
+        ends.next().await;
+        assert_eq!(
+            rounds.take(purpose("drain"), 9, || async {
+                unreachable!("round 7's answer is there")
+            }),
+            Some(1)
+        );
+        assert_eq!(rounds.take(purpose("drain"), 9, || async { 2 }), None);
+        ends.next().await;
+        assert_eq!(rounds.take(purpose("drain"), 9, || async { 0 }), Some(2));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
@@ -15,8 +15,10 @@ use kube::api::{Patch, PatchParams};
 use prism_api::Release;
 use prism_api::labels::{PINNED_ANNOTATION, RETIRE_ANNOTATION};
 use prism_api::release::{ReleasePhase, RetireCause, Retirement, VersionState};
+use prism_testkit::exporter::{Behaviour, Series, TestExporter};
 use prism_testkit::fixtures::{example, web_template};
 use prism_testkit::gateway::{LoadLoop, Request, wait_until_served};
+use prism_testkit::prometheus::Prometheus;
 use prism_testkit::{DEFAULT_TIMEOUT, wait_until};
 use serde_json::{Value, json};
 
@@ -527,4 +529,75 @@ async fn the_rainbow_example_runs_as_written() {
     world
         .serves(&[("docs-1", "v1"), ("docs-2", "v2")], "docs-2")
         .await;
+}
+
+#[tokio::test]
+async fn a_drain_metric_keeps_a_retiring_version_until_its_requests_stop() {
+    let world = world("rainbow-drain-metric").await;
+    // web-1's requests as its pods would count them, in a real Prometheus: still some after its
+    // route left (clients holding connections, say).
+    let exporter = TestExporter::start().await.unwrap();
+    let requests = Series::new("web", world.namespace(), "web-1", "c1");
+    exporter.set(
+        requests.clone(),
+        Behaviour::new(0.0, Duration::from_millis(5)).at_rate(20.0),
+    );
+    let prometheus = Prometheus::start(&[exporter.addr()]).await.unwrap();
+    prometheus
+        .wait_for_sample(&requests.error_ratio_query("5s"))
+        .await
+        .unwrap();
+    let policy = json!({
+        "max": 2,
+        "drainMetric": {
+            "query": r#"sum(rate(http_requests_total{app="{{app}}",namespace="{{namespace}}",version="{{version}}"}[3s]))"#,
+            "prometheus": {"address": prometheus.url()},
+            "window": "5s",
+            "interval": "1s",
+        },
+    });
+    world.complete(1, &policy).await;
+    world.complete(2, &policy).await;
+
+    // The drain period passes, the requests go on: it stays Draining, its pods kept.
+    wait_until(
+        "web-1 is held by its drain metric",
+        DEFAULT_TIMEOUT,
+        || async {
+            let release: Release = world.releases.get("web-1").await?;
+            let status = release.status.unwrap_or_default();
+            Ok(status
+                .retirement
+                .filter(|retirement| retirement.drain_held && retirement.quiet_since.is_none())
+                .map(|_| status.conditions))
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(world.state_now("web-1").await, Some(VersionState::Draining));
+    assert!(!world.scaled_to_zero("web-1").await);
+
+    // Its requests stop: once its rate has read 0 for the window, it is Drained.
+    let stopped = jiff::Timestamp::now();
+    exporter.set(
+        requests,
+        Behaviour::new(0.0, Duration::from_millis(5)).at_rate(0.0),
+    );
+    let drained = world.state("web-1", VersionState::Drained).await.unwrap();
+    let quiet_since = drained.quiet_since.expect("quiet since a reading of 0").0;
+    assert!(
+        quiet_since >= stopped,
+        "quiet from {quiet_since}, stopped at {stopped}"
+    );
+    let drained_at = drained.drained_at.unwrap().0;
+    assert!(
+        secs(quiet_since, drained_at) >= 5.0,
+        "Drained {} s after the rate first read 0",
+        secs(quiet_since, drained_at)
+    );
+    wait_until("web-1 is scaled to 0", DEFAULT_TIMEOUT, || async {
+        Ok(world.scaled_to_zero("web-1").await.then_some(()))
+    })
+    .await
+    .unwrap();
 }

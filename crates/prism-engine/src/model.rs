@@ -139,6 +139,8 @@ pub struct Retirement {
     pub routes_left_at: Option<Timestamp>,
     /// Since when its drain metric has read zero, every reading (`Drain::quiet_window`).
     pub quiet_since: Option<Timestamp>,
+    /// The drain period is over, and the drain metric holds it.
+    pub drain_held: bool,
     pub drained_at: Option<Timestamp>,
     pub retired_at: Option<Timestamp>,
 }

@@ -121,6 +121,7 @@ pub(crate) fn advance<'a>(
                     started_at: recorded(now),
                     routes_left_at: None,
                     quiet_since: None,
+                    drain_held: false,
                     drained_at: None,
                     retired_at: Some(recorded(now)),
                 });
@@ -141,6 +142,7 @@ pub(crate) fn advance<'a>(
             started_at: recorded(now),
             routes_left_at: None,
             quiet_since: None,
+            drain_held: false,
             drained_at: None,
             retired_at: None,
         });
@@ -181,6 +183,7 @@ pub(crate) fn advance<'a>(
                         .and_then(|since| since.saturating_add(window.0).ok());
                     // Without a quiet reading yet, the controller's next reading reconciles again.
                     if quiet_until.is_none_or(|quiet_until| now < quiet_until) {
+                        retirement.drain_held = true;
                         if let Some(quiet_until) = quiet_until {
                             wait_until(quiet_until);
                         }
@@ -277,7 +280,18 @@ pub(crate) fn live_condition(decision: &ReleaseDecision) -> Condition {
         ),
         VersionState::Draining => (
             false,
-            format!("{why}; its routes left, its capacity stays for the drain period"),
+            match retirement.filter(|retirement| retirement.drain_held) {
+                None => format!("{why}; its routes left, its capacity stays for the drain period"),
+                Some(Retirement {
+                    quiet_since: Some(since),
+                    ..
+                }) => format!(
+                    "{why}; the drain period is over, and its request rate (versions.drainMetric) has read 0 since {since}: its capacity stays until that lasts the metric's window"
+                ),
+                Some(_) => format!(
+                    "{why}; the drain period is over, but its request rate (versions.drainMetric) does not read 0 (or cannot be read): its capacity stays until it reads 0 for the metric's window"
+                ),
+            },
         ),
         VersionState::Drained => (false, format!("{why}; scaled to 0, its objects kept")),
         VersionState::Retired => (false, format!("{why}; its objects are deleted")),

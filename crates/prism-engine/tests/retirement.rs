@@ -227,6 +227,11 @@ fn with_a_drain_metric_a_version_drains_until_its_rate_reads_zero_for_the_window
     let round = reading(&mut world, 1001 + PERIOD, 0.5);
     assert_eq!(state(&world, "v1"), Some(VersionState::Draining));
     assert!(!round.events.contains(&("v1".into(), "Drained")));
+    let live = round.conditions[0]
+        .iter()
+        .find(|condition| condition.kind == ConditionKind::Live)
+        .unwrap();
+    assert!(live.message.contains("does not read 0"), "{}", live.message);
 
     // Zero, then a request again: the window starts over.
     let quiet = 1001 + PERIOD + 10;

@@ -184,6 +184,9 @@ pub struct Behaviour {
     pub error_ratio: f64,
     /// How long each request takes.
     pub latency: Duration,
+    /// Requests per second, when not the exporter's [`ExporterConfig::requests_per_second`]:
+    /// 0 for a version nobody reaches any more.
+    pub requests_per_second: Option<f64>,
 }
 
 impl Behaviour {
@@ -191,6 +194,15 @@ impl Behaviour {
         Behaviour {
             error_ratio,
             latency,
+            requests_per_second: None,
+        }
+    }
+
+    /// This behaviour at `requests_per_second` rather than the exporter's rate.
+    pub fn at_rate(self, requests_per_second: f64) -> Behaviour {
+        Behaviour {
+            requests_per_second: Some(requests_per_second),
+            ..self
         }
     }
 }
@@ -412,8 +424,11 @@ impl SeriesState {
             let to = interval_end.min(now);
             let index = index as u64;
 
-            let requests =
-                config.requests_per_second * (to - from).as_secs_f64() + self.request_carry;
+            let rate = self
+                .behaviour
+                .requests_per_second
+                .unwrap_or(config.requests_per_second);
+            let requests = rate * (to - from).as_secs_f64() + self.request_carry;
             let whole_requests = requests.floor();
             self.request_carry = requests - whole_requests;
 

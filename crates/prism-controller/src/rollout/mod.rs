@@ -128,7 +128,7 @@ pub async fn reconcile(
                         now,
                     );
                     input.drain_reading = reading;
-                    read_again = read_again.min(again).or(again);
+                    read_again = [read_again, again].into_iter().flatten().min();
                 }
                 Ok(input)
             },
