@@ -150,6 +150,27 @@ impl World {
     }
 }
 
+/// Takes `release` through the canary's steps (20% and 50%, each checked by `check` with the
+/// canary's share once achieved, then promoted) to completion.
+async fn through_every_step(world: &World, release: &str, check: impl AsyncFn(f64)) {
+    for (step, canary) in [20.0, 50.0].into_iter().enumerate() {
+        wait_for_step(&world.releases, release, step as u32)
+            .await
+            .unwrap();
+        check(canary).await;
+        patch_release_spec(
+            &world.releases,
+            release,
+            json!({"targetStep": step as u32 + 1}),
+        )
+        .await
+        .unwrap();
+    }
+    wait_for_phase(&world.releases, release, ReleasePhase::Complete)
+        .await
+        .unwrap();
+}
+
 /// Every field manager that wrote `object`.
 fn managers(metadata: &kube::api::ObjectMeta) -> Vec<String> {
     metadata
@@ -230,24 +251,12 @@ async fn a_service_target_canary_moves_requests_from_blue_to_green_aborts_and_co
     world
         .set_target(json!({"app": "podinfo", "color": "green", "track": "stable"}))
         .await;
-    for (step, green) in [20.0, 50.0].into_iter().enumerate() {
-        wait_for_step(&world.releases, "podinfo-3", step as u32)
-            .await
-            .unwrap();
+    through_every_step(&world, "podinfo-3", async |green| {
         world
             .measure_all(&[("green", green), ("blue", 100.0 - green)])
             .await;
-        patch_release_spec(
-            &world.releases,
-            "podinfo-3",
-            json!({"targetStep": step as u32 + 1}),
-        )
-        .await
-        .unwrap();
-    }
-    wait_for_phase(&world.releases, "podinfo-3", ReleasePhase::Complete)
-        .await
-        .unwrap();
+    })
+    .await;
     world.measure_all(&[("green", 100.0)]).await;
     wait_until(
         "every route sends everything to podinfo-primary",
@@ -452,22 +461,10 @@ async fn an_external_name_target_moves_requests_from_one_clusters_gateway_to_ano
         &world.host,
     )
     .await;
-    for (step, c3) in [20.0, 50.0].into_iter().enumerate() {
-        wait_for_step(&world.releases, "podinfo-2", step as u32)
-            .await
-            .unwrap();
+    through_every_step(&world, "podinfo-2", async |c3| {
         measure(front, &request, &[("in-c3", c3), ("in-c2", 100.0 - c3)]).await;
-        patch_release_spec(
-            &world.releases,
-            "podinfo-2",
-            json!({"targetStep": step as u32 + 1}),
-        )
-        .await
-        .unwrap();
-    }
-    wait_for_phase(&world.releases, "podinfo-2", ReleasePhase::Complete)
-        .await
-        .unwrap();
+    })
+    .await;
     measure(front, &request, &[("in-c3", 100.0)]).await;
     let report = load.stop().await;
     assert!(report.total() > 0);
