@@ -27,6 +27,13 @@ pub enum Error {
         "Release {0}: the template's replicas or autoscaler bounds cannot be read; make a new Release by fixing the Application's spec.template"
     )]
     UnreadableCapacity(String),
+    /// The address of `/metrics` could not be bound (in use, say).
+    #[error("serving metrics on {address}: {source}")]
+    Serve {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     /// An object could not be turned into the JSON of an apply.
     #[error("serializing {what}: {source}")]
     Serialize {
@@ -45,6 +52,7 @@ impl Error {
             Error::MissingField(..) => "missing_field",
             Error::UnreadableCapacity(_) => "unreadable_capacity",
             Error::Serialize { .. } => "serialize",
+            Error::Serve { .. } => "serve",
         }
     }
 

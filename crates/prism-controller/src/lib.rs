@@ -22,6 +22,7 @@ pub mod dry_run;
 pub mod error;
 pub mod expectations;
 pub mod fleet;
+pub mod metrics;
 pub mod pacing;
 pub mod probes;
 pub mod refusals;
@@ -55,7 +56,7 @@ use prism_api::{
     Application, Cluster, ClusterMetricTemplate, ClusterStrategy, MetricTemplate, Release,
     RolloutBlock, SideVersion, Strategy,
 };
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 pub use error::Error;
 
@@ -103,6 +104,7 @@ pub struct Context {
     pub probes: probes::Probes,
     /// The readings of draining versions' request rates (`versions.drainMetric`).
     pub drain_readings: drain::DrainReadings,
+    pub metrics: metrics::Metrics,
     /// The writes application clusters refuse, and when to try them again.
     pub refusals: Refusals,
     /// The Releases whose status waits for more changes of counters before it is written.
@@ -121,6 +123,8 @@ pub struct Options {
     pub global_namespace: Option<String>,
     /// The Prometheus server of metrics that name none.
     pub prometheus_url: Option<String>,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz`; none when absent.
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 /// Where the controller runs by default, and where a RolloutBlock stops every Application.
@@ -288,6 +292,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         pre_rollouts: Calls::new(call_ends.clone()),
         probes: probes::Probes::new(call_ends.clone()),
         drain_readings: drain::DrainReadings::new(call_ends),
+        metrics: metrics::Metrics::default(),
         refusals: Refusals::default(),
         counter_lag: pacing::CounterLag::default(),
     });
@@ -297,6 +302,16 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         "starting the controller"
     );
     let membership = tokio::spawn(clusters::keep_in_step(context.clone(), cluster_changes));
+    let health = match options.metrics_address {
+        Some(address) => {
+            let listener = metrics::bind(address)
+                .await
+                .map_err(|source| Error::Serve { address, source })?;
+            info!(%address, "serving /metrics, /healthz and /readyz");
+            Some(tokio::spawn(metrics::serve(listener, context.clone())))
+        }
+        None => None,
+    };
     Controller::for_stream(application_stream, applications)
         .with_config(controller::Config::default().concurrency(MAX_CONCURRENT_RECONCILES))
         .reconcile_on(stream::select_all([
@@ -327,6 +342,9 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         })
         .await;
     membership.abort();
+    if let Some(health) = health {
+        health.abort();
+    }
     info!("the controller stopped");
     Ok(())
 }
@@ -360,6 +378,21 @@ impl Context {
 }
 
 async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    // Every log line of the reconcile carries its application, so that concurrent reconciles'
+    // lines can be told apart.
+    let span = tracing::info_span!(
+        "reconcile",
+        application = %app.name_any(),
+        namespace = %app.namespace().unwrap_or_default()
+    );
+    let result = reconcile_application(app, &ctx).instrument(span).await;
+    let error = result.as_ref().err().map(Error::metric_label);
+    ctx.metrics.reconciled(started.elapsed(), error);
+    result
+}
+
+async fn reconcile_application(app: Arc<Application>, ctx: &Arc<Context>) -> Result<Action, Error> {
     if !ctx.listed() {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
@@ -376,15 +409,15 @@ async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action, E
     let Some(app) = ctx.applications.get(&app_ref) else {
         return Ok(Action::await_change());
     };
-    let outcome = application::reconcile(&app, &ctx).await?;
+    let outcome = application::reconcile(&app, ctx).await?;
     let (sides, side_after) =
-        side_versions::reconcile(&app, &outcome.releases, outcome.sides.clone(), &ctx).await?;
+        side_versions::reconcile(&app, &outcome.releases, outcome.sides.clone(), ctx).await?;
     // Side versions first: the engine's newest release is the mainline's.
     let releases: Vec<Release> = sides.into_iter().chain(outcome.releases).collect();
     if ctx.connecting(&releases) {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
-    let after = rollout::reconcile(&app, &releases, outcome.blocked.as_deref(), &ctx).await?;
+    let after = rollout::reconcile(&app, &releases, outcome.blocked.as_deref(), ctx).await?;
     let after = [after, outcome.recheck_after, side_after, Some(RESYNC)]
         .into_iter()
         .flatten()

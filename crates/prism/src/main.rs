@@ -42,6 +42,12 @@ enum Command {
         /// http://prometheus.monitoring:9090.
         #[arg(long, value_name = "URL")]
         prometheus_url: Option<String>,
+        /// Serve /metrics, /healthz and /readyz here, e.g. 0.0.0.0:8080. Default: not served.
+        #[arg(long, value_name = "ADDRESS")]
+        metrics_address: Option<std::net::SocketAddr>,
+        /// How log lines are written: text, or one JSON object per line.
+        #[arg(long, value_enum, default_value_t)]
+        log_format: prism::controller::LogFormat,
     },
     /// Simulate an application's rollout on an idealised fleet and print the timeline.
     Plan {
@@ -258,12 +264,18 @@ fn main() -> ExitCode {
             cluster_selector,
             global_namespace,
             prometheus_url,
-        } => match prism::controller::run(prism_controller::Options {
-            namespace,
-            cluster_selector,
-            global_namespace: Some(global_namespace),
-            prometheus_url,
-        }) {
+            metrics_address,
+            log_format,
+        } => match prism::controller::run(
+            prism_controller::Options {
+                namespace,
+                cluster_selector,
+                global_namespace: Some(global_namespace),
+                prometheus_url,
+                metrics_address,
+            },
+            log_format,
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => fail(1, error),
         },

@@ -19,6 +19,7 @@ pub(super) async fn publish_events(
     ctx: &Context,
 ) {
     for event in &decision.events {
+        ctx.metrics.transition(event.reason);
         info!(
             release = event.release,
             reason = event.reason,

@@ -455,6 +455,13 @@ pub async fn reconcile(
         }
         ctx.counter_lag.written(&lag_key);
         apply_status::<Release>(ctx, &app_ref, &namespace, &name, &status).await?;
+        let was = release.status.as_ref().and_then(|status| status.phase);
+        if let Some(phase) = status.phase.filter(|phase| Some(*phase) != was)
+            && let Some(created) = release.creation_timestamp()
+        {
+            let took = created.0.duration_until(now.0).unsigned_abs();
+            ctx.metrics.rollout_ended(release, phase, took);
+        }
     }
     publish_events(&decision, &by_name, ctx).await;
     let judge_again = judged

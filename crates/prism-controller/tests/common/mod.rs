@@ -27,6 +27,14 @@ pub type RunningController = prism_testkit::AbortOnDrop<Result<(), prism_control
 pub async fn setup(
     env: &TestEnv,
 ) -> anyhow::Result<(Client, Api<Application>, Api<Release>, RunningController)> {
+    setup_serving_metrics(env, None).await
+}
+
+/// As [`setup`], the controller serving `/metrics` on `metrics_address`.
+pub async fn setup_serving_metrics(
+    env: &TestEnv,
+    metrics_address: Option<std::net::SocketAddr>,
+) -> anyhow::Result<(Client, Api<Application>, Api<Release>, RunningController)> {
     let client = env.cluster("c1").client();
     prism_testkit::install_crds(&client, prism_api::crds()).await?;
     let controller = prism_testkit::spawn_for_test(prism_controller::run(
@@ -36,6 +44,7 @@ pub async fn setup(
             cluster_selector: Some(env.cluster_selector()),
             global_namespace: Some(global_namespace(env)),
             prometheus_url: None,
+            metrics_address,
         },
     ));
     let apps = Api::namespaced(client.clone(), env.namespace());

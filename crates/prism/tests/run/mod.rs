@@ -66,6 +66,7 @@ pub async fn with_controller(
             cluster_selector: Some(env.cluster_selector()),
             global_namespace: None,
             prometheus_url: None,
+            metrics_address: None,
         },
     ));
     (
