@@ -503,6 +503,53 @@ where
     }
 }
 
+/// The waits between a watch's failed attempts: 0.8 s doubling to 10 s, from 0.8 s again once
+/// none failed for 2 minutes. Written here because kube-runtime's default backoff is reset by
+/// every item of the stream, and its watcher yields `Init` before each (re)list: a list that
+/// fails every time (a kind whose CRDs the cluster lacks answers 404) was retried every 0.8 s
+/// forever (22 lists of VirtualServices in 23 s of `scripts/bench-retire.py`), for each optional
+/// kind and each cluster. Its exponential backoff cannot be built with other bounds.
+#[derive(Debug)]
+struct WatchBackoff {
+    next: Duration,
+    last: Option<Instant>,
+}
+
+const WATCH_BACKOFF_FIRST: Duration = Duration::from_millis(800);
+const WATCH_BACKOFF_MAX: Duration = Duration::from_secs(10);
+const WATCH_BACKOFF_RESET: Duration = Duration::from_secs(120);
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff {
+            next: WATCH_BACKOFF_FIRST,
+            last: None,
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        if self
+            .last
+            .is_some_and(|last| last.elapsed() > WATCH_BACKOFF_RESET)
+        {
+            self.next = WATCH_BACKOFF_FIRST;
+        }
+        self.last = Some(Instant::now());
+        let wait = self.next;
+        self.next = (self.next * 2).min(WATCH_BACKOFF_MAX);
+        Some(wait)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    /// Not on an item: see the type's doc.
+    fn reset(&mut self) {}
+}
+
 /// A cache of the `K` objects `config` selects in `namespace` (every namespace when None), and
 /// the stream that fills it. `strip` drops what Prism never reads before it is cached; `owner`
 /// names the Application an object concerns.
@@ -532,7 +579,7 @@ where
     let changes = reflector::reflector(
         writer,
         watcher(api, config)
-            .default_backoff()
+            .backoff(WatchBackoff::default())
             .modify(move |object| {
                 object.meta_mut().managed_fields = None;
                 strip(object);
@@ -584,4 +631,26 @@ pub fn of_app<K: Resource<DynamicType = ()> + Clone>(
         object.meta().namespace.as_deref() == Some(namespace)
             && object.labels().get(APP_LABEL).map(String::as_str) == Some(app)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::utils::Backoff;
+
+    use super::*;
+
+    #[test]
+    fn a_watch_that_keeps_failing_waits_longer_each_time_up_to_the_max() {
+        let mut backoff = WatchBackoff::default();
+        let waits: Vec<u128> = (0..6)
+            .map(|_| backoff.next().unwrap().as_millis())
+            .collect();
+        assert_eq!(waits, [800, 1600, 3200, 6400, 10_000, 10_000]);
+        backoff.reset();
+        assert_eq!(
+            backoff.next(),
+            Some(WATCH_BACKOFF_MAX),
+            "an item resets nothing"
+        );
+    }
 }
