@@ -56,6 +56,21 @@ impl Error {
         }
     }
 
+    /// What a person can do about it, for the Warning Event that reports it.
+    pub fn fix(&self) -> String {
+        match self {
+            Error::Kube { source, .. } => match source {
+                kube::Error::Api(status) if status.code == 403 => "the controller's identity lacks a right it needs: grant what docs/fleet.md lists (prism cluster join grants it in application clusters)".into(),
+                kube::Error::Api(status) if status.code == 404 => "a kind the controller reads is not installed: install Prism's CRDs (prism crds | kubectl apply --server-side -f -)".into(),
+                _ => "the API server did not do what was asked; the controller retries every 5 s, and the cluster's health (prism cluster list) may say why".into(),
+            },
+            Error::Refused { cluster, .. } => format!("cluster {cluster} refuses the write: the Release's conditions and its WriteRefused Event say what it said"),
+            Error::MissingField(object, field) => format!("{object} lacks {field}, which the API server always sets: it was not made through the API server; make it again with kubectl"),
+            Error::UnreadableCapacity(release) => format!("delete Release {release} (made by hand, or before templates were checked); the controller makes Releases from the Application's spec.template"),
+            Error::Serialize { .. } | Error::Serve { .. } => "a defect of Prism: report it with the controller's log".into(),
+        }
+    }
+
     /// Wraps a client error with what was being done.
     pub(crate) fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
         let action = action.into();

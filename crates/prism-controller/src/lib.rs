@@ -47,7 +47,7 @@ use kube::api::ListParams;
 use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use prism_analysis::prometheus::Prometheus;
 use prism_analysis::webhook;
 use prism_api::application::PreRolloutHold;
@@ -105,6 +105,9 @@ pub struct Context {
     /// The readings of draining versions' request rates (`versions.drainMetric`).
     pub drain_readings: drain::DrainReadings,
     pub metrics: metrics::Metrics,
+    /// The failure last reported (a Warning Event) for each Application whose reconciles fail.
+    pub failures_reported:
+        std::sync::Mutex<std::collections::HashMap<ObjectRef<Application>, String>>,
     /// The writes application clusters refuse, and when to try them again.
     pub refusals: Refusals,
     /// The Releases whose status waits for more changes of counters before it is written.
@@ -293,6 +296,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         probes: probes::Probes::new(call_ends.clone()),
         drain_readings: drain::DrainReadings::new(call_ends),
         metrics: metrics::Metrics::default(),
+        failures_reported: Default::default(),
         refusals: Refusals::default(),
         counter_lag: pacing::CounterLag::default(),
     });
@@ -386,10 +390,52 @@ async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action, E
         application = %app.name_any(),
         namespace = %app.namespace().unwrap_or_default()
     );
+    let app_ref = ObjectRef::from_obj(app.as_ref());
+    let object = app.object_ref(&());
     let result = reconcile_application(app, &ctx).instrument(span).await;
     let error = result.as_ref().err().map(Error::metric_label);
     ctx.metrics.reconciled(started.elapsed(), error);
+    report_failure(&ctx, app_ref, &object, result.as_ref().err()).await;
     result
+}
+
+/// A reconcile that failed is a Warning Event on its Application, with the error's category and
+/// the fix: people read Events, not the controller's log. Once per distinct failure (the
+/// reconcile is retried every 5 s), and again if it comes back after a success.
+async fn report_failure(
+    ctx: &Context,
+    app: ObjectRef<Application>,
+    object: &k8s_openapi::api::core::v1::ObjectReference,
+    error: Option<&Error>,
+) {
+    let note = error.map(|error| format!("{} ({}): {}", error, error.metric_label(), error.fix()));
+    {
+        let mut reported = ctx
+            .failures_reported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &note {
+            None => {
+                reported.remove(&app);
+                return;
+            }
+            Some(note) if reported.get(&app) == Some(note) => return,
+            Some(note) => {
+                reported.insert(app, note.clone());
+            }
+        }
+    }
+    if let Some(note) = note {
+        application::publish(
+            ctx,
+            object,
+            kube::runtime::events::EventType::Warning,
+            "ReconcileFailed",
+            note,
+            "Reconcile",
+        )
+        .await;
+    }
 }
 
 async fn reconcile_application(app: Arc<Application>, ctx: &Arc<Context>) -> Result<Action, Error> {

@@ -16,6 +16,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::{Api, ResourceExt};
 use prism_api::Application;
 use prism_api::application::ApplicationPhase;
+use prism_api::release::ReleasePhase;
 use prism_testkit::fixtures::web_template;
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
 use serde_json::{Value, json};
@@ -348,4 +349,60 @@ async fn an_invalid_application_once_fixed_gets_its_first_release() -> anyhow::R
     )
     .await?;
     Ok(())
+}
+
+#[tokio::test]
+async fn a_reconcile_that_fails_is_a_warning_event_on_the_application_naming_the_fix() {
+    let env = TestEnv::new("invalid-reconcile").await;
+    let (client, apps, releases, _controller) = setup(&env).await.unwrap();
+    let spec = json!({"template": web_template("web:1", 1), "strategy": {"steps": canary_steps()}});
+    apply(&apps, &application("web", spec).unwrap())
+        .await
+        .unwrap();
+    common::wait_for_phase(&releases, "web-1", ReleasePhase::Complete)
+        .await
+        .unwrap();
+
+    // A Release made by hand whose autoscaler has a negative bound: its capacity cannot be
+    // read, so no reconcile of the application can get through.
+    let mut template = web_template("web:2", 1);
+    template["manifests"].as_array_mut().unwrap().push(json!({
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "maxReplicas": -1,
+        },
+    }));
+    let by_hand: prism_api::Release = serde_json::from_value(json!({
+        "apiVersion": "prism.dev/v1alpha1",
+        "kind": "Release",
+        "metadata": {"name": "web-2", "labels": {"prism.dev/app": "web"}},
+        "spec": {
+            "application": "web",
+            "revision": 2,
+            "template": template,
+            "strategy": {"steps": canary_steps()},
+            "clusters": [{"name": "local", "region": "local"}],
+        },
+    }))
+    .unwrap();
+    releases
+        .create(&Default::default(), &by_hand)
+        .await
+        .unwrap();
+
+    let event =
+        common::wait_for_event(&client, env.namespace(), "web", "ReconcileFailed", |_| true)
+            .await
+            .unwrap();
+    let note = event.note.unwrap_or_default();
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert!(
+        note.contains("Release web-2")
+            && note.contains("(unreadable_capacity)")
+            && note.contains("delete Release web-2"),
+        "{note}"
+    );
 }

@@ -82,17 +82,13 @@ async fn world(name: &str) -> World {
     world
         .set_target(json!({"app": "podinfo", "color": "blue"}))
         .await;
-    let spec = json!({
-        "target": {"service": {"name": "podinfo"}},
-        "traffic": {"provider": "gatewayAPI", "httpRoutes": ["podinfo"]},
-        "strategy": {"steps": steps()},
-    });
-    apply(&world.apps, &application("podinfo", spec).unwrap())
-        .await
-        .unwrap();
-    wait_for_phase(&world.releases, "podinfo-1", ReleasePhase::Complete)
-        .await
-        .unwrap();
+    world
+        .first_version(json!({
+            "target": {"service": {"name": "podinfo"}},
+            "traffic": {"provider": "gatewayAPI", "httpRoutes": ["podinfo"]},
+            "strategy": {"steps": steps()},
+        }))
+        .await;
     let request = Request::new(&world.host);
     for gateway in &world.gateways {
         wait_until_served(gateway, &request, "blue", |served| served.release == "blue")
@@ -104,6 +100,16 @@ async fn world(name: &str) -> World {
 }
 
 impl World {
+    /// The Application `podinfo` with `spec`, once its first version is complete.
+    async fn first_version(&self, spec: Value) {
+        apply(&self.apps, &application("podinfo", spec).unwrap())
+            .await
+            .unwrap();
+        wait_for_phase(&self.releases, "podinfo-1", ReleasePhase::Complete)
+            .await
+            .unwrap();
+    }
+
     /// The user changes the Service `podinfo` (in the management cluster, c1).
     async fn set_target(&self, selector: Value) {
         let client = self.env.cluster("c1").client();
@@ -408,18 +414,14 @@ async fn an_external_name_target_moves_requests_from_one_clusters_gateway_to_ano
         front.route("podinfo", &world.host, &[("podinfo", 1)]),
     )
     .await;
-    let spec = json!({
-        "target": {"service": {"name": "podinfo", "probe": {"host": world.host, "periodSeconds": 1}}},
-        "traffic": {"provider": "gatewayAPI", "httpRoutes": ["podinfo"]},
-        "schedule": {"clusters": 1, "capabilities": ["front"]},
-        "strategy": {"steps": steps()},
-    });
-    apply(&world.apps, &application("podinfo", spec).unwrap())
-        .await
-        .unwrap();
-    wait_for_phase(&world.releases, "podinfo-1", ReleasePhase::Complete)
-        .await
-        .unwrap();
+    world
+        .first_version(json!({
+            "target": {"service": {"name": "podinfo", "probe": {"host": world.host, "periodSeconds": 1}}},
+            "traffic": {"provider": "gatewayAPI", "httpRoutes": ["podinfo"]},
+            "schedule": {"clusters": 1, "capabilities": ["front"]},
+            "strategy": {"steps": steps()},
+        }))
+        .await;
     let request = Request::new(&world.host);
     wait_until_served(front, &request, "in-c2", |served| served.cluster == "c2")
         .await
