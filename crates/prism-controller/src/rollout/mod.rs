@@ -11,13 +11,14 @@
 
 mod apply;
 mod events;
+mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use prism_api::application::{DEFAULT_DRAIN_PERIOD, DrainMetric};
 use prism_api::labels::{PINNED_ANNOTATION, RETIRE_ANNOTATION};
@@ -31,20 +32,19 @@ use tracing::info;
 
 use crate::Context;
 use crate::analysis::{self, Analysis};
-use crate::cached;
 use crate::calls;
 use crate::error::Error;
-use crate::fleet::{Connection, Member, of_app};
+use crate::fleet::{Connection, Member};
 use crate::refusals::Refused;
 use crate::service_target::{self, Copies};
 use crate::status::{differ_only_in_counters, progress, release_status};
-use crate::touches::{self, Touch};
-use crate::traffic::{self, AppView, Weights};
+use crate::traffic::{self, Weights};
 use crate::webhooks::{self, Gate};
 use crate::workload;
-use crate::write::{Kind, apply_status, execute};
+use crate::write::{apply_status, execute};
 use apply::{Writer, count_as_made, leaves};
 use events::publish_events;
+use view::ClusterView;
 
 /// Rolls `releases` (the Application's, by revision) on; returns when to decide again at the
 /// latest (a pause ending), if ever.
@@ -549,131 +549,6 @@ fn release_owner(member: &Member, release: &Release) -> Option<OwnerReference> {
         .is_management
         .then(|| release.controller_owner_ref(&()))
         .flatten()
-}
-
-/// What the caches hold of one application in one cluster.
-struct ClusterView {
-    deployments: Vec<Arc<cached::Deployment>>,
-    pods: Vec<Arc<cached::Pod>>,
-    services: Vec<std::sync::Arc<k8s_openapi::api::core::v1::Service>>,
-    endpoint_slices: Vec<Arc<cached::EndpointSlice>>,
-    /// The namespace's HTTPRoutes, read only for an application that routes through one.
-    http_routes: Result<Vec<Arc<cached::HttpRoute>>, String>,
-    /// The namespace's GRPCRoutes, likewise.
-    grpc_routes: Result<Vec<Arc<cached::GrpcRoute>>, String>,
-    /// The namespace's VirtualServices, likewise.
-    virtual_services: Result<Vec<Arc<cached::VirtualService>>, String>,
-    is_management: bool,
-}
-
-impl ClusterView {
-    /// The Deployment of `release`, unless it is being deleted.
-    fn deployment(&self, release: &str) -> Option<&cached::Deployment> {
-        self.deployments
-            .iter()
-            .map(|deployment| deployment.as_ref())
-            .filter(|deployment| deployment.metadata.deletion_timestamp.is_none())
-            .find(|deployment| deployment.metadata.name.as_deref() == Some(release))
-    }
-
-    fn read(member: &Member, namespace: &str, name: &str, app: &Application) -> ClusterView {
-        let touches = traffic::provider(app.spec.traffic.provider).map_or(&[][..], |p| p.touches());
-        ClusterView {
-            deployments: of_app(&member.deployments, namespace, name),
-            pods: of_app(&member.pods, namespace, name),
-            services: of_app(&member.services, namespace, name),
-            endpoint_slices: of_app(&member.endpoint_slices, namespace, name),
-            http_routes: optional_in(
-                member,
-                touches,
-                Kind::HttpRoute,
-                &member.http_routes,
-                namespace,
-            ),
-            grpc_routes: optional_in(
-                member,
-                touches,
-                Kind::GrpcRoute,
-                &member.grpc_routes,
-                namespace,
-            ),
-            virtual_services: optional_in(
-                member,
-                touches,
-                Kind::VirtualService,
-                &member.virtual_services,
-                namespace,
-            ),
-            is_management: member.is_management,
-        }
-    }
-
-    /// The traffic provider's view: the Service of the newest Release's template.
-    fn app_view<'a>(
-        &'a self,
-        app: &'a Application,
-        newest: &'a Release,
-        releases: &'a [&'a str],
-        owner: Option<&'a OwnerReference>,
-    ) -> AppView<'a> {
-        let service = service_manifest(app, newest);
-        let service_name = service.and_then(|manifest| manifest.name());
-        AppView {
-            target: app
-                .spec
-                .target_service()
-                .map(|target| Copies::read(&self.services, target)),
-            app: app.metadata.name.as_deref().unwrap_or_default(),
-            service: service.zip(newest.metadata.name.as_deref()),
-            observed_service: self
-                .services
-                .iter()
-                .find(|s| s.metadata.name.as_deref() == service_name)
-                .map(|s| s.as_ref()),
-            services: &self.services,
-            endpoint_slices: &self.endpoint_slices,
-            pods: &self.pods,
-            owner: owner.filter(|_| self.is_management),
-            policy: &app.spec.traffic,
-            releases,
-            http_routes: self
-                .http_routes
-                .as_ref()
-                .map(Vec::as_slice)
-                .map_err(String::as_str),
-            grpc_routes: self
-                .grpc_routes
-                .as_ref()
-                .map(Vec::as_slice)
-                .map_err(String::as_str),
-            virtual_services: self
-                .virtual_services
-                .as_ref()
-                .map(Vec::as_slice)
-                .map_err(String::as_str),
-        }
-    }
-}
-
-/// The `namespace`'s objects of an optional cache (of a kind whose CRDs a cluster may lack),
-/// read only for an application whose provider watches every object of the kind (the user's
-/// route it edits); else none. An error says why the cache cannot be read.
-fn optional_in<K>(
-    member: &Member,
-    touches: &[Touch],
-    kind: Kind,
-    store: &Store<K>,
-    namespace: &str,
-) -> Result<Vec<Arc<K>>, String>
-where
-    K: Clone + Resource<DynamicType = ()>,
-{
-    if !touches::watches_all(touches, kind) {
-        return Ok(Vec::new());
-    }
-    member.optional_listed(kind).map(|()| {
-        store.state_filter(|object| object.meta().namespace.as_deref() == Some(namespace))
-    })
 }
 
 /// The template Service that carries the application's traffic: the one `spec.traffic.service`
