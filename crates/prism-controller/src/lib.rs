@@ -354,6 +354,14 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
 }
 
 impl Context {
+    fn failures_reported_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<ObjectRef<Application>, String>> {
+        self.failures_reported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Whether every cache of the management cluster has listed once: before that, an empty
     /// cache would pass for no Releases (and make revision 1 again) or for no Clusters.
     fn listed(&self) -> bool {
@@ -408,34 +416,28 @@ async fn report_failure(
     object: &k8s_openapi::api::core::v1::ObjectReference,
     error: Option<&Error>,
 ) {
-    let note = error.map(|error| format!("{} ({}): {}", error, error.metric_label(), error.fix()));
+    let Some(error) = error else {
+        ctx.failures_reported_lock().remove(&app);
+        return;
+    };
+    let note = format!("{error} ({}): {}", error.metric_label(), error.fix());
+    if ctx
+        .failures_reported_lock()
+        .insert(app, note.clone())
+        .as_ref()
+        == Some(&note)
     {
-        let mut reported = ctx
-            .failures_reported
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match &note {
-            None => {
-                reported.remove(&app);
-                return;
-            }
-            Some(note) if reported.get(&app) == Some(note) => return,
-            Some(note) => {
-                reported.insert(app, note.clone());
-            }
-        }
+        return;
     }
-    if let Some(note) = note {
-        application::publish(
-            ctx,
-            object,
-            kube::runtime::events::EventType::Warning,
-            "ReconcileFailed",
-            note,
-            "Reconcile",
-        )
-        .await;
-    }
+    application::publish(
+        ctx,
+        object,
+        kube::runtime::events::EventType::Warning,
+        "ReconcileFailed",
+        note,
+        "Reconcile",
+    )
+    .await;
 }
 
 async fn reconcile_application(app: Arc<Application>, ctx: &Arc<Context>) -> Result<Action, Error> {
