@@ -27,6 +27,7 @@ use tracing::{info, warn};
 use crate::Context;
 use crate::cleanup;
 use crate::fleet::{Connection, MANAGEMENT_CLUSTER, Member};
+use crate::leadership::fenced_client;
 
 /// How often membership and Cluster statuses are checked without a change to wake them: a
 /// member that never connects turns unreachable, and a Cluster whose Secret was missing is
@@ -95,7 +96,7 @@ impl State {
             if ctx.fleet.get(&name).is_some_and(|m| m.source == source) {
                 continue;
             }
-            match connect(&ctx.client, cluster).await {
+            match connect(ctx, cluster).await {
                 Ok(client) => {
                     self.failures.remove(&name);
                     self.versions.remove(&name);
@@ -141,6 +142,10 @@ impl State {
             .retain(|name, _| clusters.iter().any(|c| &c.name_any() == name));
         self.written
             .retain(|name, _| clusters.iter().any(|c| &c.name_any() == name));
+        // The fleet's writes are the first shard's leader's; the other replicas only connect.
+        if !ctx.leadership.leads_fleet() {
+            return;
+        }
         for member in ctx.fleet.members() {
             if !member.is_management && member.is_observed() {
                 cleanup::sweep(ctx, &member).await;
@@ -194,7 +199,8 @@ fn source(cluster: &Cluster) -> String {
 }
 
 /// A client for the cluster, from the kubeconfig in its Secret.
-async fn connect(management: &Client, cluster: &Cluster) -> Result<Client, String> {
+async fn connect(ctx: &Context, cluster: &Cluster) -> Result<Client, String> {
+    let management = &ctx.client;
     let credentials = &cluster.spec.credentials;
     let secret_ref = &credentials.secret_ref;
     let secret_name = format!("Secret {}/{}", secret_ref.namespace, secret_ref.name);
@@ -229,7 +235,7 @@ async fn connect(management: &Client, cluster: &Cluster) -> Result<Client, Strin
         .await
         .map_err(|error| format!("{secret_name}: unusable kubeconfig: {error}"))?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
-    Client::try_from(config).map_err(|error| format!("{secret_name}: {error}"))
+    fenced_client(config, &ctx.leadership).map_err(|error| format!("{secret_name}: {error}"))
 }
 
 enum Health<'a> {

@@ -17,11 +17,13 @@ pub mod cached;
 pub mod calls;
 pub mod cleanup;
 pub mod clusters;
+pub mod context;
 pub mod drain;
 pub mod dry_run;
 pub mod error;
 pub mod expectations;
 pub mod fleet;
+pub mod leadership;
 pub mod metrics;
 pub mod pacing;
 pub mod probes;
@@ -41,7 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::mpsc;
-use futures::{FutureExt, Stream, StreamExt, TryStreamExt, stream};
+use futures::{Stream, StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::ListParams;
 use kube::runtime::controller::{self, Action};
@@ -50,88 +52,25 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use prism_analysis::prometheus::Prometheus;
 use prism_analysis::webhook;
-use prism_api::application::PreRolloutHold;
-use prism_api::release::{AnalysisResult, GateStatus};
 use prism_api::{
     Application, Cluster, ClusterMetricTemplate, ClusterStrategy, MetricTemplate, Release,
     RolloutBlock, SideVersion, Strategy,
 };
 use tracing::{Instrument, debug, info, warn};
 
+pub use context::{Context, DEFAULT_GLOBAL_NAMESPACE, Options};
 pub use error::Error;
+pub use leadership::LeaderElection;
 
 use crate::calls::Calls;
 use crate::expectations::{Expectations, PATIENCE, application_of};
-use crate::fleet::{Connection, Fleet, MANAGEMENT_CLUSTER, cache_of, scoped, triggers};
+use crate::fleet::{Fleet, MANAGEMENT_CLUSTER, cache_of, scoped, triggers};
+use crate::leadership::{Leadership, fenced_client};
 use crate::refusals::Refusals;
 
 /// Every event a reconcile depends on is watched, so this is only a safety net.
 const RESYNC: Duration = Duration::from_secs(300);
 const RETRY: Duration = Duration::from_secs(5);
-
-/// What every reconcile shares.
-pub struct Context {
-    /// The management cluster's.
-    pub client: Client,
-    pub applications: Store<Application>,
-    /// The Cluster objects the controller deploys to (those its selector picks).
-    pub clusters: Store<Cluster>,
-    pub releases: Store<Release>,
-    pub strategies: Store<Strategy>,
-    pub cluster_strategies: Store<ClusterStrategy>,
-    /// Every namespace's.
-    pub blocks: Store<RolloutBlock>,
-    pub side_versions: Store<SideVersion>,
-    /// Where a RolloutBlock stops every Application.
-    pub global_namespace: String,
-    pub fleet: Fleet,
-    pub expectations: Arc<Expectations>,
-    /// The Services of the management cluster, among which those Applications target.
-    pub target_services: Store<Service>,
-    pub metric_templates: Store<MetricTemplate>,
-    pub cluster_metric_templates: Store<ClusterMetricTemplate>,
-    pub prometheus: Prometheus,
-    /// Where metrics without a `prometheus.address` of their own are read.
-    pub prometheus_url: Option<String>,
-    pub webhooks: webhook::Caller,
-    /// The analyses' measurements in flight, and those not counted yet.
-    pub measurements: Calls<Vec<AnalysisResult>>,
-    /// The steps' webhook gates asked, and their answers not taken yet.
-    pub gates: Calls<GateStatus>,
-    /// The pre-rollout webhooks asked: a hold, or `None` when all accepted.
-    pub pre_rollouts: Calls<Option<PreRolloutHold>>,
-    /// The probes of ExternalName targets' addresses, and their verdicts.
-    pub probes: probes::Probes,
-    /// The readings of draining versions' request rates (`versions.drainMetric`).
-    pub drain_readings: drain::DrainReadings,
-    pub metrics: metrics::Metrics,
-    /// The failure last reported (a Warning Event) for each Application whose reconciles fail.
-    pub failures_reported:
-        std::sync::Mutex<std::collections::HashMap<ObjectRef<Application>, String>>,
-    /// The writes application clusters refuse, and when to try them again.
-    pub refusals: Refusals,
-    /// The Releases whose status waits for more changes of counters before it is written.
-    pub counter_lag: pacing::CounterLag,
-}
-
-/// Which objects a controller looks after.
-#[derive(Clone, Debug, Default)]
-pub struct Options {
-    /// Watch this namespace only: every namespaced watch is scoped to it (tests run one
-    /// controller per test namespace). ClusterStrategies are watched cluster-wide either way.
-    pub namespace: Option<String>,
-    /// Deploy only to the Clusters with these labels (a label selector, e.g. `fleet=eu`).
-    pub cluster_selector: Option<String>,
-    /// A RolloutBlock in this namespace stops every Application. Default: prism-system.
-    pub global_namespace: Option<String>,
-    /// The Prometheus server of metrics that name none.
-    pub prometheus_url: Option<String>,
-    /// Where to serve `/metrics`, `/healthz` and `/readyz`; none when absent.
-    pub metrics_address: Option<std::net::SocketAddr>,
-}
-
-/// Where the controller runs by default, and where a RolloutBlock stops every Application.
-pub const DEFAULT_GLOBAL_NAMESPACE: &str = "prism-system";
 
 /// The time in whole seconds, as statuses keep times: a status built with nanoseconds differs
 /// from the one the API server stored, and would be written again, unchanged, for that. (The
@@ -147,8 +86,16 @@ pub(crate) fn now() -> jiff::Timestamp {
 /// them out; the client's retries of those made duplicate creates and writes.
 const MAX_CONCURRENT_RECONCILES: u16 = 16;
 
-/// Runs the controller until a signal (SIGINT, SIGTERM) stops it.
-pub async fn run(client: Client, options: Options) -> Result<(), Error> {
+/// Runs the controller on the management cluster of `config` until a signal (SIGINT, SIGTERM)
+/// stops it. Every replica watches; with leader election, a replica acts only for the shards
+/// it leads ([`leadership`]).
+pub async fn run(config: kube::Config, options: Options) -> Result<(), Error> {
+    let leadership = Arc::new(match &options.leader_election {
+        Some(election) => Leadership::elected(election.clone()),
+        None => Leadership::sole(),
+    });
+    let client = fenced_client(config.clone(), &leadership)
+        .map_err(Error::kube("making a client of the management cluster"))?;
     let namespace = options.namespace.as_deref();
     let applications_api: Api<Application> = scoped(&client, namespace);
     // Fail at once, with a message, when the CRDs are missing or access is denied, rather than
@@ -299,6 +246,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         failures_reported: Default::default(),
         refusals: Refusals::default(),
         counter_lag: pacing::CounterLag::default(),
+        leadership: leadership.clone(),
     });
     info!(
         namespace = namespace.unwrap_or("*"),
@@ -306,6 +254,16 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         "starting the controller"
     );
     let membership = tokio::spawn(clusters::keep_in_step(context.clone(), cluster_changes));
+    // Unfenced: renewing a lease is the one write a replica makes when its lease is old.
+    let lease_client =
+        Client::try_from(config).map_err(Error::kube("making a client for the Leases"))?;
+    let (gained, gained_shards) = mpsc::unbounded();
+    let leading = tokio::spawn(leadership::keep(
+        leadership.clone(),
+        lease_client.clone(),
+        applications.clone(),
+        gained,
+    ));
     let health = match options.metrics_address {
         Some(address) => {
             let listener = metrics::bind(address)
@@ -335,6 +293,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
             metric_template_changes.boxed(),
             cluster_metric_template_changes.boxed(),
             target_service_changes.boxed(),
+            gained_shards.boxed(),
         ]))
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)
@@ -346,6 +305,8 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         })
         .await;
     membership.abort();
+    leading.abort();
+    leadership::release(&leadership, lease_client).await;
     if let Some(health) = health {
         health.abort();
     }
@@ -353,43 +314,11 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
     Ok(())
 }
 
-impl Context {
-    fn failures_reported_lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<ObjectRef<Application>, String>> {
-        self.failures_reported
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Whether every cache of the management cluster has listed once: before that, an empty
-    /// cache would pass for no Releases (and make revision 1 again) or for no Clusters.
-    fn listed(&self) -> bool {
-        self.fleet.is_synced()
-            && [
-                self.releases.wait_until_ready().now_or_never(),
-                self.strategies.wait_until_ready().now_or_never(),
-                self.cluster_strategies.wait_until_ready().now_or_never(),
-                self.clusters.wait_until_ready().now_or_never(),
-                self.target_services.wait_until_ready().now_or_never(),
-                self.side_versions.wait_until_ready().now_or_never(),
-            ]
-            .iter()
-            .all(|ready| matches!(ready, Some(Ok(()))))
-    }
-
-    /// Whether a cluster of the application's Releases is still connecting: deciding now would
-    /// take it for unreachable, and report so, for no reason.
-    fn connecting(&self, releases: &[Release]) -> bool {
-        releases
-            .iter()
-            .flat_map(|release| &release.spec.clusters)
-            .filter_map(|cluster| self.fleet.get(&cluster.name))
-            .any(|member| member.connection() == Connection::Connecting)
-    }
-}
-
 async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Another replica acts for it; this one is told when it comes to lead its shard.
+    if !ctx.leadership.leads(&ObjectRef::from_obj(app.as_ref())) {
+        return Ok(Action::await_change());
+    }
     let started = std::time::Instant::now();
     // Every log line of the reconcile carries its application, so that concurrent reconciles'
     // lines can be told apart.

@@ -55,6 +55,11 @@ struct ClusterLabel {
     cluster: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShardLabel {
+    shard: u32,
+}
+
 pub struct Metrics {
     registry: Registry,
     reconciles: Family<ResultLabel, Counter>,
@@ -64,6 +69,7 @@ pub struct Metrics {
     rollout_duration: Family<OutcomeLabel, Histogram>,
     releases: Family<PhaseLabels, Gauge>,
     cluster_reachable: Family<ClusterLabel, Gauge>,
+    leader: Family<ShardLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -115,6 +121,12 @@ impl Default for Metrics {
             "1 when the cluster's API server answers, 0 when it does not or is still connecting",
             cluster_reachable.clone(),
         );
+        let leader = Family::<ShardLabel, Gauge>::default();
+        registry.register(
+            "leader",
+            "1 for each shard of the Applications this replica leads (acts for), else 0",
+            leader.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -124,6 +136,7 @@ impl Default for Metrics {
             rollout_duration,
             releases,
             cluster_reachable,
+            leader,
         }
     }
 }
@@ -188,6 +201,11 @@ impl Metrics {
             self.cluster_reachable
                 .get_or_create(&ClusterLabel { cluster: name })
                 .set(i64::from(reachable));
+        }
+        for shard in 0..ctx.leadership.shards() {
+            self.leader
+                .get_or_create(&ShardLabel { shard })
+                .set(i64::from(ctx.leadership.leads_shard(shard)));
         }
         let mut text = String::new();
         // Writing to a String does not fail.

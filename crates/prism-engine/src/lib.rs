@@ -52,7 +52,9 @@ mod waves;
 pub use decide::decide;
 pub use follow::Followed;
 pub use model::*;
-pub use schedule::{Candidate, Exclusion, Requirement, ScheduleError, Shortfall, schedule};
+pub use schedule::{
+    Candidate, Exclusion, Requirement, ScheduleError, Shortfall, schedule, stable_hash,
+};
 pub use schedules::scheduled_clusters;
 pub use simulate::{
     ClusterRow, Outcome, Scenario, SimulateError, Timeline, TimelineRow, VersionRow, land, simulate,

@@ -318,6 +318,12 @@ fn fnv1a(state: u64, bytes: &[u8]) -> u64 {
     })
 }
 
+/// A hash of `bytes` that no Rust or crate version changes: FNV-1a, then mixed. Also what puts an
+/// Application in a shard of the controller (replicas must agree, whatever their version).
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    mix(fnv1a(FNV_OFFSET, bytes))
+}
+
 /// Murmur3's 64-bit finalizer: every input bit flips each output bit with probability about 1/2.
 fn mix(mut hash: u64) -> u64 {
     hash ^= hash >> 33;

@@ -106,11 +106,14 @@ impl Cluster {
     /// A new admin client. A client belongs to the tokio runtime that made it
     /// (each `#[tokio::test]` has its own), so it is not cached here.
     pub async fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::try_from(self.config().await?)?)
+    }
+
+    /// The admin client's configuration (what `prism_controller::run` takes).
+    pub async fn config(&self) -> anyhow::Result<Config> {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)
             .with_context(|| format!("reading {}", self.kubeconfig.display()))?;
-        let config =
-            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-        Ok(Client::try_from(config)?)
+        Ok(Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?)
     }
 }
 
@@ -250,6 +253,17 @@ impl TestCluster {
     /// Admin client of the cluster (cloning a client is cheap).
     pub fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    /// See [`Cluster::config`].
+    ///
+    /// # Panics
+    /// When the kubeconfig cannot be read.
+    pub async fn config(&self) -> Config {
+        self.cluster
+            .config()
+            .await
+            .expect("reading the cluster's kubeconfig")
     }
 }
 

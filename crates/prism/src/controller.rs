@@ -16,6 +16,47 @@ pub enum LogFormat {
     Json,
 }
 
+/// Leader election: which replica acts, and for which shard of the Applications.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ElectionArgs {
+    /// Act only while holding a Lease, so that several replicas can run: one acts for each
+    /// shard, the others keep their caches warm and take over when it stops renewing.
+    #[arg(long)]
+    leader_elect: bool,
+    /// Where the Leases are. Default: $POD_NAMESPACE, else prism-system.
+    #[arg(long, value_name = "NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// This replica's name in the Leases. Default: $POD_NAME, else the host's name.
+    #[arg(long, value_name = "NAME")]
+    identity: Option<String>,
+    /// Shards of the Applications, each led by one replica (a stable hash of namespace/name).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    shards: u32,
+    /// Seconds a lease lasts unrenewed: a stopped leader's shards move after this.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=300))]
+    lease_duration: u64,
+}
+
+impl ElectionArgs {
+    /// The election, with the defaults that come from the environment (a Pod's downward API).
+    pub fn resolve(self) -> Option<prism_controller::LeaderElection> {
+        let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        self.leader_elect.then(|| prism_controller::LeaderElection {
+            identity: self
+                .identity
+                .or_else(|| from_env("POD_NAME"))
+                .or_else(|| from_env("HOSTNAME"))
+                .unwrap_or_else(|| format!("prism-{}", std::process::id())),
+            namespace: self
+                .lease_namespace
+                .or_else(|| from_env("POD_NAMESPACE"))
+                .unwrap_or_else(|| prism_controller::DEFAULT_GLOBAL_NAMESPACE.to_owned()),
+            shards: self.shards,
+            lease_duration: std::time::Duration::from_secs(self.lease_duration),
+        })
+    }
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`), then runs the controllers.
 pub fn run(options: prism_controller::Options, log_format: LogFormat) -> Result<(), String> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -28,10 +69,10 @@ pub fn run(options: prism_controller::Options, log_format: LogFormat) -> Result<
     }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("starting tokio: {e}"))?;
     runtime.block_on(async {
-        let client = kube::Client::try_default()
+        let config = kube::Config::infer()
             .await
-            .map_err(|e| format!("no Kubernetes client: {e}"))?;
-        prism_controller::run(client, options)
+            .map_err(|e| format!("no Kubernetes configuration: {e}"))?;
+        prism_controller::run(config, options)
             .await
             .map_err(|e| e.to_string())
     })

@@ -48,6 +48,8 @@ enum Command {
         /// How log lines are written: text, or one JSON object per line.
         #[arg(long, value_enum, default_value_t)]
         log_format: prism::controller::LogFormat,
+        #[command(flatten)]
+        election: prism::controller::ElectionArgs,
     },
     /// Simulate an application's rollout on an idealised fleet and print the timeline.
     Plan {
@@ -266,6 +268,7 @@ fn main() -> ExitCode {
             prometheus_url,
             metrics_address,
             log_format,
+            election,
         } => match prism::controller::run(
             prism_controller::Options {
                 namespace,
@@ -273,6 +276,7 @@ fn main() -> ExitCode {
                 global_namespace: Some(global_namespace),
                 prometheus_url,
                 metrics_address,
+                leader_election: election.resolve(),
             },
             log_format,
         ) {

@@ -38,13 +38,14 @@ pub async fn setup_serving_metrics(
     let client = env.cluster("c1").client();
     prism_testkit::install_crds(&client, prism_api::crds()).await?;
     let controller = prism_testkit::spawn_for_test(prism_controller::run(
-        client.clone(),
+        env.cluster("c1").config().await,
         prism_controller::Options {
             namespace: Some(env.namespace().to_owned()),
             cluster_selector: Some(env.cluster_selector()),
             global_namespace: Some(global_namespace(env)),
             prometheus_url: None,
             metrics_address,
+            leader_election: None,
         },
     ));
     let apps = Api::namespaced(client.clone(), env.namespace());

@@ -60,13 +60,14 @@ pub async fn with_controller(
         .await
         .unwrap();
     let controller = prism_testkit::spawn_for_test(prism_controller::run(
-        client.clone(),
+        env.cluster("c1").config().await,
         prism_controller::Options {
             namespace: Some(env.namespace().to_owned()),
             cluster_selector: Some(env.cluster_selector()),
             global_namespace: None,
             prometheus_url: None,
             metrics_address: None,
+            leader_election: None,
         },
     ));
     (

@@ -1,0 +1,200 @@
+//! Two replicas of `prism controller --leader-elect` on the sandbox, each under its own identity
+//! (`prism-replica-a`, `prism-replica-b`, told apart in c1's audit log): one acts, the other
+//! keeps its caches warm and takes over when the first stops renewing its lease, whether it was
+//! killed or frozen. A frozen leader that resumes writes nothing once the new one has written.
+
+mod process;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use prism_api::release::ReleasePhase;
+use prism_testkit::{DEFAULT_TIMEOUT, wait_until};
+use process::*;
+use serde_json::Value;
+
+/// Short, so that the tests wait little; the default is 15 s.
+const LEASE_SECONDS: u64 = 4;
+
+fn replica(fixture: &Fixture, name: &str) -> ControllerProcess {
+    let identity = format!("replica-{name}");
+    let kubeconfig = sandbox_dir(fixture).join(format!("{identity}.kubeconfig"));
+    let lease = LEASE_SECONDS.to_string();
+    ControllerProcess::start_as(
+        &fixture.env,
+        &identity,
+        &kubeconfig,
+        &[
+            "--leader-elect",
+            "--identity",
+            &identity,
+            "--lease-namespace",
+            fixture.env.namespace(),
+            "--lease-duration",
+            &lease,
+        ],
+    )
+}
+
+/// c1's directory in the sandbox: its kubeconfigs and its audit log.
+fn sandbox_dir(fixture: &Fixture) -> PathBuf {
+    fixture
+        .env
+        .cluster("c1")
+        .kubeconfig()
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+async fn wait_for_holder(fixture: &Fixture, identity: &str, within: Duration) {
+    let leases: Api<Lease> =
+        Api::namespaced(fixture.env.cluster("c1").client(), fixture.env.namespace());
+    wait_until(format!("{identity} holds the lease"), within, || async {
+        let holder = leases
+            .get_opt("prism-shard-0")
+            .await?
+            .and_then(|lease| lease.spec)
+            .and_then(|spec| spec.holder_identity);
+        Ok((holder.as_deref() == Some(identity)).then_some(()))
+    })
+    .await
+    .unwrap();
+}
+
+/// A write of a replica in the test's namespace, as c1's audit log recorded it.
+struct Write {
+    user: String,
+    received: Timestamp,
+    what: String,
+}
+
+/// The writes of the replicas in `namespace`, their leases aside (renewing or giving up a lease
+/// is how a replica learns it lost it), from byte `from` of the audit log on.
+fn replica_writes(audit_log: &Path, from: u64, namespace: &str) -> Vec<Write> {
+    let text = std::fs::read(audit_log).unwrap();
+    let text = String::from_utf8_lossy(&text[from as usize..]).into_owned();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["stage"] == "ResponseComplete")
+        .filter(|event| {
+            ["create", "update", "patch", "delete", "deletecollection"]
+                .contains(&event["verb"].as_str().unwrap_or_default())
+        })
+        .filter(|event| event["objectRef"]["namespace"] == namespace)
+        .filter(|event| event["objectRef"]["resource"] != "leases")
+        .filter_map(|event| {
+            let user = event["user"]["username"].as_str()?;
+            let received = event["requestReceivedTimestamp"].as_str()?.parse().ok()?;
+            user.starts_with("prism-replica-").then(|| Write {
+                user: user.to_owned(),
+                received,
+                what: format!(
+                    "{} {}/{} {}",
+                    event["verb"].as_str().unwrap_or_default(),
+                    event["objectRef"]["resource"].as_str().unwrap_or_default(),
+                    event["objectRef"]["subresource"]
+                        .as_str()
+                        .unwrap_or_default(),
+                    event["objectRef"]["name"].as_str().unwrap_or_default(),
+                ),
+            })
+        })
+        .collect()
+}
+
+fn audit_log_size(fixture: &Fixture) -> u64 {
+    std::fs::metadata(sandbox_dir(fixture).join("audit.log"))
+        .map(|m| m.len())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_follower_takes_over_within_the_lease_when_the_leader_is_killed() {
+    let fixture = Fixture::new("ha-kill").await;
+    let mut a = replica(&fixture, "a");
+    wait_for_holder(&fixture, "replica-a", DEFAULT_TIMEOUT).await;
+    let b = replica(&fixture, "b");
+    deploy_revision_1(&fixture).await;
+    fixture.apply(&application("web:2", false)).await;
+    fixture
+        .wait_for_release("web-2", "step 1 under way", |s| s.step == Some(1))
+        .await;
+
+    a.kill();
+    let killed = Instant::now();
+    // The lease A renewed last ends at most a lease after the kill; B reads it, then takes it.
+    wait_for_holder(
+        &fixture,
+        "replica-b",
+        Duration::from_secs(LEASE_SECONDS) + Duration::from_secs(3),
+    )
+    .await;
+    eprintln!("replica-b took over {:?} after the kill", killed.elapsed());
+    let status = fixture.wait_for_complete("web-2").await;
+    assert_eq!(status.phase, Some(ReleasePhase::Complete));
+    assert_one_event_per_transition(&fixture).await;
+    b.assert_no_failed_reconcile();
+}
+
+#[tokio::test]
+async fn a_frozen_leader_writes_nothing_once_the_new_leader_has_written() {
+    let fixture = Fixture::new("ha-freeze").await;
+    let audit_log = sandbox_dir(&fixture).join("audit.log");
+    let from = audit_log_size(&fixture);
+    let a = replica(&fixture, "a");
+    wait_for_holder(&fixture, "replica-a", DEFAULT_TIMEOUT).await;
+    let b = replica(&fixture, "b");
+    deploy_revision_1(&fixture).await;
+    fixture.apply(&application("web:2", false)).await;
+    fixture
+        .wait_for_release("web-2", "step 1 under way", |s| s.step == Some(1))
+        .await;
+
+    a.signal("STOP");
+    wait_for_holder(
+        &fixture,
+        "replica-b",
+        Duration::from_secs(LEASE_SECONDS) + Duration::from_secs(3),
+    )
+    .await;
+    fixture.wait_for_complete("web-2").await;
+    a.signal("CONT");
+    // A learns from its watch of the Leases that B holds the lease; by then whatever it had in
+    // flight when frozen has met the fence.
+    wait_until(
+        "replica-a sees it lost the lease",
+        DEFAULT_TIMEOUT,
+        || async { Ok(a.log().contains("no longer leading shard 0").then_some(())) },
+    )
+    .await
+    .unwrap();
+    // And a change after the resume reaches both: only B acts on it.
+    fixture.apply(&application("web:3", false)).await;
+    fixture.wait_for_complete("web-3").await;
+
+    let writes = replica_writes(&audit_log, from, fixture.env.namespace());
+    let first_of_b = writes
+        .iter()
+        .filter(|w| w.user == "prism-replica-b")
+        .map(|w| w.received)
+        .min()
+        .expect("replica-b wrote");
+    let late: Vec<String> = writes
+        .iter()
+        .filter(|w| w.user == "prism-replica-a" && w.received >= first_of_b)
+        .map(|w| format!("{}: {}", w.received, w.what))
+        .collect();
+    assert!(
+        writes.iter().any(|w| w.user == "prism-replica-a"),
+        "replica-a led, so it wrote before it was frozen"
+    );
+    assert!(
+        late.is_empty(),
+        "replica-a wrote after replica-b's first write at {first_of_b}: {late:#?}"
+    );
+    b.assert_no_failed_reconcile();
+}
