@@ -8,9 +8,7 @@ mod process;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::Timestamp;
-use kube::Api;
 use prism_api::release::ReleasePhase;
 use prism_testkit::{DEFAULT_TIMEOUT, wait_until};
 use process::*;
@@ -20,22 +18,11 @@ use serde_json::Value;
 const LEASE_SECONDS: u64 = 4;
 
 fn replica(fixture: &Fixture, name: &str) -> ControllerProcess {
-    let identity = format!("replica-{name}");
-    let kubeconfig = sandbox_dir(fixture).join(format!("{identity}.kubeconfig"));
-    let lease = LEASE_SECONDS.to_string();
-    ControllerProcess::start_as(
+    ControllerProcess::replica(
         &fixture.env,
-        &identity,
-        &kubeconfig,
-        &[
-            "--leader-elect",
-            "--identity",
-            &identity,
-            "--lease-namespace",
-            fixture.env.namespace(),
-            "--lease-duration",
-            &lease,
-        ],
+        name,
+        &format!("replica-{name}"),
+        LEASE_SECONDS,
     )
 }
 
@@ -48,21 +35,6 @@ fn sandbox_dir(fixture: &Fixture) -> PathBuf {
         .parent()
         .unwrap()
         .to_owned()
-}
-
-async fn wait_for_holder(fixture: &Fixture, identity: &str, within: Duration) {
-    let leases: Api<Lease> =
-        Api::namespaced(fixture.env.cluster("c1").client(), fixture.env.namespace());
-    wait_until(format!("{identity} holds the lease"), within, || async {
-        let holder = leases
-            .get_opt("prism-shard-0")
-            .await?
-            .and_then(|lease| lease.spec)
-            .and_then(|spec| spec.holder_identity);
-        Ok((holder.as_deref() == Some(identity)).then_some(()))
-    })
-    .await
-    .unwrap();
 }
 
 /// A write of a replica in the test's namespace, as c1's audit log recorded it.
@@ -116,7 +88,7 @@ fn audit_log_size(fixture: &Fixture) -> u64 {
 async fn a_follower_takes_over_within_the_lease_when_the_leader_is_killed() {
     let fixture = Fixture::new("ha-kill").await;
     let mut a = replica(&fixture, "a");
-    wait_for_holder(&fixture, "replica-a", DEFAULT_TIMEOUT).await;
+    wait_for_holder(&fixture.env, "replica-a", DEFAULT_TIMEOUT).await;
     let b = replica(&fixture, "b");
     deploy_revision_1(&fixture).await;
     fixture.apply(&application("web:2", false)).await;
@@ -128,7 +100,7 @@ async fn a_follower_takes_over_within_the_lease_when_the_leader_is_killed() {
     let killed = Instant::now();
     // The lease A renewed last ends at most a lease after the kill; B reads it, then takes it.
     wait_for_holder(
-        &fixture,
+        &fixture.env,
         "replica-b",
         Duration::from_secs(LEASE_SECONDS) + Duration::from_secs(3),
     )
@@ -146,7 +118,7 @@ async fn a_frozen_leader_writes_nothing_once_the_new_leader_has_written() {
     let audit_log = sandbox_dir(&fixture).join("audit.log");
     let from = audit_log_size(&fixture);
     let a = replica(&fixture, "a");
-    wait_for_holder(&fixture, "replica-a", DEFAULT_TIMEOUT).await;
+    wait_for_holder(&fixture.env, "replica-a", DEFAULT_TIMEOUT).await;
     let b = replica(&fixture, "b");
     deploy_revision_1(&fixture).await;
     fixture.apply(&application("web:2", false)).await;
@@ -156,7 +128,7 @@ async fn a_frozen_leader_writes_nothing_once_the_new_leader_has_written() {
 
     a.signal("STOP");
     wait_for_holder(
-        &fixture,
+        &fixture.env,
         "replica-b",
         Duration::from_secs(LEASE_SECONDS) + Duration::from_secs(3),
     )

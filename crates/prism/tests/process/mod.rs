@@ -70,6 +70,37 @@ impl ControllerProcess {
         ControllerProcess { child, log }
     }
 
+    /// A replica of a highly available controller, `prism-replica-<name>` in c1's audit log
+    /// (the sandbox's kubeconfig `replica-<name>.kubeconfig`), its Leases in the test's
+    /// namespace; `label` names its log.
+    pub fn replica(
+        env: &TestEnv,
+        name: &str,
+        label: &str,
+        lease_seconds: u64,
+    ) -> ControllerProcess {
+        let identity = format!("replica-{name}");
+        let kubeconfig = env
+            .cluster("c1")
+            .kubeconfig()
+            .with_file_name(format!("{identity}.kubeconfig"));
+        let lease = lease_seconds.to_string();
+        ControllerProcess::start_as(
+            env,
+            label,
+            &kubeconfig,
+            &[
+                "--leader-elect",
+                "--identity",
+                &identity,
+                "--lease-namespace",
+                env.namespace(),
+                "--lease-duration",
+                &lease,
+            ],
+        )
+    }
+
     /// Sends the process `signal` (STOP, CONT), as `kill -s` names it.
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
@@ -148,6 +179,27 @@ pub fn application(image: &str, held: bool) -> Application {
     .unwrap()
 }
 
+/// The holder of the lease of the Applications' (first) shard, if any.
+pub async fn lease_holder(env: &TestEnv) -> Option<String> {
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(env.cluster("c1").client(), env.namespace());
+    leases
+        .get_opt("prism-shard-0")
+        .await
+        .unwrap()
+        .and_then(|lease| lease.spec)
+        .and_then(|spec| spec.holder_identity)
+}
+
+/// Waits until `identity` holds the lease of the first shard.
+pub async fn wait_for_holder(env: &TestEnv, identity: &str, within: Duration) {
+    wait_until(format!("{identity} holds the lease"), within, || async {
+        Ok((lease_holder(env).await.as_deref() == Some(identity)).then_some(()))
+    })
+    .await
+    .unwrap();
+}
+
 /// What one test works with: the management cluster's APIs in the test's namespace.
 pub struct Fixture {
     pub env: TestEnv,
@@ -161,7 +213,11 @@ pub struct Fixture {
 
 impl Fixture {
     pub async fn new(name: &str) -> Fixture {
-        let env = TestEnv::new(name).await;
+        Fixture::of(TestEnv::new(name).await).await
+    }
+
+    /// The fixture of a test's environment, Prism's CRDs installed.
+    pub async fn of(env: TestEnv) -> Fixture {
         let client = env.cluster("c1").client();
         prism_testkit::install_crds(&client, prism_api::crds())
             .await
