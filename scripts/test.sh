@@ -23,7 +23,7 @@ if [ ! -x /usr/bin/prometheus ]; then
   fi
 fi
 
-step "building the sandbox (kube-apiserver, controller-manager, scheduler, etcd, kwok, traefik, data plane)"
+step "building the sandbox (kube-apiserver, controller-manager, scheduler, etcd, kwok, traefik, data plane) and helm"
 sandbox/sandbox build
 
 step "testing the sandbox's data plane (pod server, bridges)"

@@ -60,7 +60,7 @@ impl Error {
     pub fn fix(&self) -> String {
         match self {
             Error::Kube { source, .. } => match source {
-                kube::Error::Api(status) if status.code == 403 => "the controller's identity lacks a right it needs: grant what docs/fleet.md lists (prism cluster join grants it in application clusters)".into(),
+                kube::Error::Api(status) if status.code == 403 => "the controller's identity lacks a right it needs: grant what docs/fleet.md lists in application clusters (prism cluster join grants it) and docs/operations.md's RBAC in the management cluster (the Helm chart grants it)".into(),
                 kube::Error::Api(status) if status.code == 404 => "a kind the controller reads is not installed: install Prism's CRDs (prism crds | kubectl apply --server-side -f -)".into(),
                 _ => "the API server did not do what was asked; the controller retries every 5 s, and the cluster's health (prism cluster list) may say why".into(),
             },

@@ -4,7 +4,10 @@
 //! follow the kinds whose writes are awaited in the fleet's caches ([`is_watched`]), the kinds the
 //! cleanup sweep deletes by Release ([`deleted_by_release`]) and the RBAC rules that
 //! `prism cluster join` grants ([`rules`]): a new provider is one module, and its rights come
-//! with it.
+//! with it. What the controller does in the management cluster is declared beside them
+//! ([`management`]), and the chart's ClusterRole follows from both.
+
+pub mod management;
 
 use crate::traffic;
 use crate::workload;
@@ -13,17 +16,22 @@ use crate::write::Kind;
 /// What Prism does with a kind of object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verb {
+    /// Read one object by name.
+    Get,
     /// Watched into the fleet's caches: the objects labelled with an application.
     WatchLabelled,
-    /// Watched into the fleet's caches, every object of the kind: the user's own objects that a
-    /// provider edits (an HTTPRoute), which carry no label of Prism's.
+    /// Watched into a cache, every object of the kind: the user's own objects that a provider
+    /// edits (an HTTPRoute), which carry no label of Prism's; in the management cluster, every
+    /// kind the controller reads.
     WatchAll,
     /// Server-side applied: created when missing, else patched.
     Apply,
     /// Merge-patched (labels of an object that exists).
     Patch,
-    /// Created once, never changed (the application's namespace).
+    /// Created (the application's namespace, once; an Event).
     Create,
+    /// Created with `dryRun=All`: checked by the API server, never stored (`dry_run.rs`).
+    DryRun,
     Delete,
     /// Deleted by the `prism.dev/release` label once its Release is gone (owner references do not
     /// cross API servers), by the cleanup sweep.
@@ -34,10 +42,11 @@ impl Verb {
     /// The RBAC verbs the requests of this take.
     fn rbac(self) -> &'static [&'static str] {
         match self {
+            Verb::Get => &["get"],
             Verb::WatchLabelled | Verb::WatchAll => &["list", "watch"],
             Verb::Apply => &["create", "patch"],
             Verb::Patch => &["patch"],
-            Verb::Create => &["create"],
+            Verb::Create | Verb::DryRun => &["create"],
             Verb::Delete => &["delete"],
             Verb::DeleteByRelease => &["deletecollection"],
         }
@@ -119,46 +128,65 @@ const VERB_ORDER: &[&str] = &[
     "deletecollection",
 ];
 
+/// The rights one declaration needs, as RBAC names them: a resource (or `resource/subresource`)
+/// of an API group, its verbs, and why.
+struct Grant {
+    api_group: String,
+    resource: String,
+    verbs: &'static [Verb],
+    why: &'static str,
+}
+
 /// The rights the controller needs in an application cluster: one rule per kind, in order of
 /// first declaration, with the verbs of every declaration of it.
 pub fn rules() -> Vec<Rule> {
-    let mut rules: Vec<(Kind, Rule)> = Vec::new();
-    for touch in all() {
-        let index = match rules.iter().position(|(kind, _)| *kind == touch.kind) {
+    merge(all().map(|touch| {
+        let resource = touch.kind.resource();
+        Grant {
+            api_group: resource.group,
+            resource: resource.plural,
+            verbs: touch.verbs,
+            why: touch.why,
+        }
+    }))
+}
+
+/// One rule per resource, in order of first grant, with the verbs and reasons of every grant of
+/// it.
+fn merge(grants: impl IntoIterator<Item = Grant>) -> Vec<Rule> {
+    let mut rules: Vec<Rule> = Vec::new();
+    for grant in grants {
+        let index = match rules
+            .iter()
+            .position(|rule| rule.api_group == grant.api_group && rule.resource == grant.resource)
+        {
             Some(index) => index,
             None => {
-                let resource = touch.kind.resource();
-                rules.push((
-                    touch.kind,
-                    Rule {
-                        api_group: resource.group,
-                        resource: resource.plural,
-                        verbs: Vec::new(),
-                        why: Vec::new(),
-                    },
-                ));
+                rules.push(Rule {
+                    api_group: grant.api_group,
+                    resource: grant.resource,
+                    verbs: Vec::new(),
+                    why: Vec::new(),
+                });
                 rules.len() - 1
             }
         };
-        let rule = &mut rules[index].1;
+        let rule = &mut rules[index];
         rule.verbs
-            .extend(touch.verbs.iter().flat_map(|verb| verb.rbac()));
-        rule.why.push(touch.why);
+            .extend(grant.verbs.iter().flat_map(|verb| verb.rbac()));
+        rule.why.push(grant.why);
+    }
+    for rule in &mut rules {
+        rule.verbs.sort_by_key(|verb| {
+            VERB_ORDER
+                .iter()
+                .position(|known| known == verb)
+                .unwrap_or(VERB_ORDER.len())
+        });
+        rule.verbs.dedup();
+        rule.why.dedup();
     }
     rules
-        .into_iter()
-        .map(|(_, mut rule)| {
-            rule.verbs.sort_by_key(|verb| {
-                VERB_ORDER
-                    .iter()
-                    .position(|known| known == verb)
-                    .unwrap_or(VERB_ORDER.len())
-            });
-            rule.verbs.dedup();
-            rule.why.dedup();
-            rule
-        })
-        .collect()
 }
 
 /// Whether the declarations allow `write`: its kind declared with the verb its request takes.

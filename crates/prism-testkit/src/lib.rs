@@ -40,6 +40,8 @@ pub mod exporter;
 pub mod fixtures;
 pub mod fleet;
 pub mod gateway;
+pub mod helm;
+pub mod identity;
 pub mod istio;
 pub mod prometheus;
 pub mod webhook;

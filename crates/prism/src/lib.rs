@@ -11,6 +11,7 @@ pub mod history;
 pub mod input;
 pub mod plan;
 pub mod promote;
+pub mod rbac;
 pub mod releases;
 pub mod rollback;
 pub mod status;

@@ -26,6 +26,9 @@ struct Cli {
 enum Command {
     /// Print every CRD as YAML, for `kubectl apply -f -`.
     Crds,
+    /// Print the RBAC rules the controller needs in the management cluster, as the Helm chart
+    /// holds them (deploy/helm/prism/files/rbac.yaml).
+    Rbac,
     /// Run the controllers against the cluster of the current kubeconfig (logs: RUST_LOG).
     Controller {
         /// Watch this namespace only. Default: every namespace.
@@ -255,6 +258,13 @@ fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|error| error.exit());
     match cli.command {
         Command::Crds => match prism::crds::render() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(1, error),
+        },
+        Command::Rbac => match prism::rbac::render() {
             Ok(yaml) => {
                 print!("{yaml}");
                 ExitCode::SUCCESS
