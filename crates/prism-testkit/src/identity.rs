@@ -20,6 +20,17 @@ pub async fn service_account_client(
     namespace: &str,
     name: &str,
 ) -> anyhow::Result<Client> {
+    Ok(Client::try_from(
+        service_account_config(cluster, namespace, name).await?,
+    )?)
+}
+
+/// The configuration of [`service_account_client`] (what `prism_controller::run` takes).
+pub async fn service_account_config(
+    cluster: &TestCluster,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<Config> {
     let request = TokenRequest {
         spec: Some(TokenRequestSpec {
             // None: the API server's own audience.
@@ -41,5 +52,5 @@ pub async fn service_account_client(
     let mut config =
         Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
     config.auth_info = serde_json::from_value::<AuthInfo>(serde_json::json!({ "token": token }))?;
-    Ok(Client::try_from(config)?)
+    Ok(config)
 }

@@ -18,7 +18,7 @@ use prism_controller::application::release_name;
 use prism_controller::touches::{Rule, management};
 use prism_testkit::fixtures::web_template;
 use prism_testkit::helm::{helm, repository};
-use prism_testkit::identity::service_account_client;
+use prism_testkit::identity::{service_account_client, service_account_config};
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, spawn_for_test, wait_until};
 use serde_json::{Value, json};
 
@@ -332,14 +332,24 @@ async fn installed_from_the_chart_prism_rolls_out_under_its_own_least_privilege_
         .unwrap();
     // No Cluster object selected: the management cluster is the one application cluster, so the
     // chart's rights must cover both roles.
+    // Leader election on, as the chart runs it: the Lease rights are proven too.
+    let controller_config = service_account_config(env.cluster("c1"), namespace, &service_account)
+        .await
+        .unwrap();
     let _controller = spawn_for_test(prism_controller::run(
-        controller_client.clone(),
+        controller_config,
         prism_controller::Options {
             namespace: Some(namespace.to_owned()),
             cluster_selector: Some(env.cluster_selector()),
             global_namespace: None,
             prometheus_url: None,
             metrics_address: None,
+            leader_election: Some(prism_controller::LeaderElection {
+                identity: "chart-test".to_owned(),
+                namespace: namespace.to_owned(),
+                shards: 1,
+                lease_duration: std::time::Duration::from_secs(15),
+            }),
         },
     ));
 

@@ -148,8 +148,8 @@ pub const TOUCHES: &[ManagementTouch] = &[
 pub const LEADER_ELECTION: &[ManagementTouch] = &[ManagementTouch {
     resource: kind::<Lease>,
     subresource: None,
-    verbs: &[Verb::Get, Verb::Create, Verb::Patch],
-    why: "the replicas' Lease: read, created by the first, renewed and taken over by patches (kube-lease-manager)",
+    verbs: &[Verb::WatchAll, Verb::Get, Verb::Create, Verb::Patch],
+    why: "the shards' Leases (leadership.rs): watched for who holds each and until when (the write fence), read, created by the first replica, renewed and taken over by patches (kube-lease-manager)",
 }];
 
 /// Why the management cluster's API server is asked to create what a provider applies.
