@@ -25,8 +25,8 @@ use prism_api::{Application, Cluster};
 use tracing::{info, warn};
 
 use crate::Context;
-use crate::cleanup;
 use crate::fleet::{Connection, MANAGEMENT_CLUSTER, Member};
+use crate::{cleanup, client};
 
 /// How often membership and Cluster statuses are checked without a change to wake them: a
 /// member that never connects turns unreachable, and a Cluster whose Secret was missing is
@@ -95,7 +95,7 @@ impl State {
             if ctx.fleet.get(&name).is_some_and(|m| m.source == source) {
                 continue;
             }
-            match connect(&ctx.client, cluster).await {
+            match connect(ctx, cluster).await {
                 Ok(client) => {
                     self.failures.remove(&name);
                     self.versions.remove(&name);
@@ -193,8 +193,9 @@ fn source(cluster: &Cluster) -> String {
     )
 }
 
-/// A client for the cluster, from the kubeconfig in its Secret.
-async fn connect(management: &Client, cluster: &Cluster) -> Result<Client, String> {
+/// A client for the cluster, from the kubeconfig in its Secret, its requests counted.
+async fn connect(ctx: &Context, cluster: &Cluster) -> Result<Client, String> {
+    let management = &ctx.client;
     let credentials = &cluster.spec.credentials;
     let secret_ref = &credentials.secret_ref;
     let secret_name = format!("Secret {}/{}", secret_ref.namespace, secret_ref.name);
@@ -229,7 +230,8 @@ async fn connect(management: &Client, cluster: &Cluster) -> Result<Client, Strin
         .await
         .map_err(|error| format!("{secret_name}: unusable kubeconfig: {error}"))?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
-    Client::try_from(config).map_err(|error| format!("{secret_name}: {error}"))
+    client::counted(config, &cluster.name_any(), &ctx.metrics)
+        .map_err(|error| format!("{secret_name}: {error}"))
 }
 
 enum Health<'a> {

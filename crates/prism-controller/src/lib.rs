@@ -16,6 +16,7 @@ pub mod blocks;
 pub mod cached;
 pub mod calls;
 pub mod cleanup;
+pub mod client;
 pub mod clusters;
 pub mod drain;
 pub mod dry_run;
@@ -104,7 +105,7 @@ pub struct Context {
     pub probes: probes::Probes,
     /// The readings of draining versions' request rates (`versions.drainMetric`).
     pub drain_readings: drain::DrainReadings,
-    pub metrics: metrics::Metrics,
+    pub metrics: Arc<metrics::Metrics>,
     /// The failure last reported (a Warning Event) for each Application whose reconciles fail.
     pub failures_reported:
         std::sync::Mutex<std::collections::HashMap<ObjectRef<Application>, String>>,
@@ -128,6 +129,9 @@ pub struct Options {
     pub prometheus_url: Option<String>,
     /// Where to serve `/metrics`, `/healthz` and `/readyz`; none when absent.
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// Where the controller counts; the caller counts the management cluster's requests into
+    /// it too, with a client from [`client::counted`].
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// Where the controller runs by default, and where a RolloutBlock stops every Application.
@@ -160,6 +164,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
             "listing Applications (are the CRDs installed?)",
         ))?;
 
+    let metrics = options.metrics.clone();
     let expectations = Arc::new(Expectations::default());
     let (applications, application_writer) = reflector::store();
     let application_stream = {
@@ -169,6 +174,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
             application_writer,
             watcher(applications_api, watcher::Config::default())
                 .default_backoff()
+                .inspect_err(metrics.watch_restarts::<Application>(MANAGEMENT_CLUSTER))
                 .modify(|app: &mut Application| app.metadata.managed_fields = None),
         )
         .applied_objects()
@@ -184,9 +190,11 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         application_of,
         MANAGEMENT_CLUSTER,
         &expectations,
+        &metrics,
     );
     let strategies_api: Api<Strategy> = scoped(&client, namespace);
     let (strategies, strategy_changes) = strategy_cache(
+        &metrics,
         strategies_api,
         applications.clone(),
         |apps, s: &Strategy| {
@@ -194,6 +202,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         },
     );
     let (cluster_strategies, cluster_strategy_changes) = strategy_cache(
+        &metrics,
         Api::all(client.clone()),
         applications.clone(),
         |apps, s: &ClusterStrategy| application::naming_cluster_strategy(apps, &s.name_any()),
@@ -208,6 +217,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         cluster_writer,
         watcher(Api::<Cluster>::all(client.clone()), cluster_config)
             .default_backoff()
+            .inspect_err(metrics.watch_restarts::<Cluster>(MANAGEMENT_CLUSTER))
             .modify(|cluster: &mut Cluster| cluster.metadata.managed_fields = None),
     )
     // Every event, the end of a (re)list too: an empty fleet has no object to announce it.
@@ -221,6 +231,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
     let (blocks, block_changes) = {
         let global_namespace = global_namespace.clone();
         strategy_cache(
+            &metrics,
             Api::<RolloutBlock>::all(client.clone()),
             applications.clone(),
             move |apps, block: &RolloutBlock| {
@@ -234,6 +245,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
 
     let side_versions_api: Api<SideVersion> = scoped(&client, namespace);
     let (side_versions, side_version_changes) = strategy_cache(
+        &metrics,
         side_versions_api,
         applications.clone(),
         |apps, sv: &SideVersion| {
@@ -246,11 +258,14 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
 
     // Read when a step is measured; a changed template counts from the next measurement.
     let metric_templates_api: Api<MetricTemplate> = scoped(&client, namespace);
-    let (metric_templates, metric_template_changes) =
-        strategy_cache(metric_templates_api, applications.clone(), |_, _| {
-            Vec::new()
-        });
+    let (metric_templates, metric_template_changes) = strategy_cache(
+        &metrics,
+        metric_templates_api,
+        applications.clone(),
+        |_, _| Vec::new(),
+    );
     let (cluster_metric_templates, cluster_metric_template_changes) = strategy_cache(
+        &metrics,
         Api::<ClusterMetricTemplate>::all(client.clone()),
         applications.clone(),
         |_, _| Vec::new(),
@@ -259,6 +274,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
     // A Service an Application targets is the user's, unlabelled: every Service is watched.
     let services_api: Api<Service> = scoped(&client, namespace);
     let (target_services, target_service_changes) = strategy_cache(
+        &metrics,
         services_api,
         applications.clone(),
         |apps, service: &Service| {
@@ -270,7 +286,12 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         },
     );
 
-    let (fleet, member_changes) = Fleet::new(namespace, applications.clone(), expectations.clone());
+    let (fleet, member_changes) = Fleet::new(
+        namespace,
+        applications.clone(),
+        expectations.clone(),
+        metrics.clone(),
+    );
     let (call_ends, ended_calls) = mpsc::unbounded();
     let context = Arc::new(Context {
         client,
@@ -295,7 +316,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), Error> {
         pre_rollouts: Calls::new(call_ends.clone()),
         probes: probes::Probes::new(call_ends.clone()),
         drain_readings: drain::DrainReadings::new(call_ends),
-        metrics: metrics::Metrics::default(),
+        metrics,
         failures_reported: Default::default(),
         refusals: Refusals::default(),
         counter_lag: pacing::CounterLag::default(),
@@ -487,6 +508,7 @@ fn error_policy(app: Arc<Application>, error: &Error, _ctx: Arc<Context>) -> Act
 /// A cache of strategies (or of anything Applications depend on by name), and the Applications
 /// to reconcile when one changes: those that `naming` finds among the cached Applications.
 fn strategy_cache<S>(
+    metrics: &metrics::Metrics,
     api: Api<S>,
     applications: Store<Application>,
     naming: impl for<'a> Fn(Vec<&'a Application>, &S) -> Vec<&'a Application> + Send + 'static,
@@ -506,7 +528,9 @@ where
     let (store, writer) = reflector::store();
     let changes = reflector::reflector(
         writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .inspect_err(metrics.watch_restarts::<S>(MANAGEMENT_CLUSTER)),
     )
     .touched_objects()
     .filter_map(|strategy| async move { strategy.ok() })

@@ -28,9 +28,15 @@ pub fn run(options: prism_controller::Options, log_format: LogFormat) -> Result<
     }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("starting tokio: {e}"))?;
     runtime.block_on(async {
-        let client = kube::Client::try_default()
+        let config = kube::Config::infer()
             .await
-            .map_err(|e| format!("no Kubernetes client: {e}"))?;
+            .map_err(|e| format!("no Kubernetes configuration: {e}"))?;
+        let client = prism_controller::client::counted(
+            config,
+            prism_controller::fleet::MANAGEMENT_CLUSTER,
+            &options.metrics,
+        )
+        .map_err(|e| format!("no Kubernetes client: {e}"))?;
         prism_controller::run(client, options)
             .await
             .map_err(|e| e.to_string())

@@ -273,6 +273,7 @@ fn main() -> ExitCode {
                 global_namespace: Some(global_namespace),
                 prometheus_url,
                 metrics_address,
+                metrics: Default::default(),
             },
             log_format,
         ) {

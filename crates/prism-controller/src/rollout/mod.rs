@@ -455,6 +455,7 @@ pub async fn reconcile(
         }
         ctx.counter_lag.written(&lag_key);
         apply_status::<Release>(ctx, &app_ref, &namespace, &name, &status).await?;
+        ctx.metrics.steps_ended(release, &status, now.0);
         let was = release.status.as_ref().and_then(|status| status.phase);
         if let Some(phase) = status.phase.filter(|phase| Some(*phase) != was)
             && let Some(created) = release.creation_timestamp()

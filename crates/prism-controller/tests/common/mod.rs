@@ -30,21 +30,36 @@ pub async fn setup(
     setup_serving_metrics(env, None).await
 }
 
-/// As [`setup`], the controller serving `/metrics` on `metrics_address`.
+/// As [`setup`], the controller serving `/metrics` on `metrics_address`. Its client of the
+/// management cluster is its own, whose requests count as the binary's do; the test's own
+/// requests go through the returned client, uncounted.
 pub async fn setup_serving_metrics(
     env: &TestEnv,
     metrics_address: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<(Client, Api<Application>, Api<Release>, RunningController)> {
     let client = env.cluster("c1").client();
     prism_testkit::install_crds(&client, prism_api::crds()).await?;
+    let metrics = std::sync::Arc::<prism_controller::metrics::Metrics>::default();
+    let kubeconfig = kube::config::Kubeconfig::read_from(env.cluster("c1").kubeconfig())?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    let controller_client = prism_controller::client::counted(
+        config,
+        prism_controller::fleet::MANAGEMENT_CLUSTER,
+        &metrics,
+    )?;
     let controller = prism_testkit::spawn_for_test(prism_controller::run(
-        client.clone(),
+        controller_client,
         prism_controller::Options {
             namespace: Some(env.namespace().to_owned()),
             cluster_selector: Some(env.cluster_selector()),
             global_namespace: Some(global_namespace(env)),
             prometheus_url: None,
             metrics_address,
+            metrics,
         },
     ));
     let apps = Api::namespaced(client.clone(), env.namespace());

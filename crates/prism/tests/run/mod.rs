@@ -67,6 +67,7 @@ pub async fn with_controller(
             global_namespace: None,
             prometheus_url: None,
             metrics_address: None,
+            metrics: Default::default(),
         },
     ));
     (
