@@ -31,6 +31,8 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::Context;
 use crate::fleet::Connection;
 
+#[cfg(test)]
+mod exported;
 mod steps;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

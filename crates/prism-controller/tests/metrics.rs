@@ -373,7 +373,13 @@ impl Drop for UnreachableCluster {
     /// Blocking, through the sandbox's kubectl, since a drop cannot await.
     fn drop(&mut self) {
         let deleted = std::process::Command::new(&self.script)
-            .args(["kubectl", "c1", "delete", "clusters.prism.dev", "--ignore-not-found"])
+            .args([
+                "kubectl",
+                "c1",
+                "delete",
+                "clusters.prism.dev",
+                "--ignore-not-found",
+            ])
             .args(["--wait=false", &self.name])
             .output();
         if let Err(error) = deleted {
@@ -381,4 +387,3 @@ impl Drop for UnreachableCluster {
         }
     }
 }
-
