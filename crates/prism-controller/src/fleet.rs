@@ -565,7 +565,10 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
 
 /// A cache of the `K` objects `config` selects in `namespace` (every namespace when None), and
 /// the stream that fills it. `strip` drops what Prism never reads before it is cached; `owner`
-/// names the Application an object concerns.
+/// names the Application an object concerns; `cluster` names where it is, for `expectations` and
+/// for the count of the watch's restarts in `metrics`.
+// Each argument is one thing the cache needs; a struct of them would only rename the list.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn cache_of<K>(
     client: &Client,
     namespace: Option<&str>,
