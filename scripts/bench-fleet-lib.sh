@@ -21,6 +21,7 @@
 CLUSTERS=(c1 c2 c3)
 MANAGEMENT=c1
 controller_pid=""
+replica_pids=()
 
 k() { local cluster=$1; shift; sandbox/sandbox kubectl "$cluster" "$@"; }
 step() { printf '\n==> %s\n' "$*" >&2; }
@@ -102,11 +103,20 @@ EOF
 }
 
 # Starts the controller as prism-controller, on the namespace and the Clusters of the benchmark.
+# With SHARDS=N (N > 0), N replicas with leader election on N shards (their Leases in $NS), so
+# that each leads one: $controller_pid is the first's (its log $WORK/controller.log), the others'
+# are in $replica_pids (logs $WORK/replica-K.log).
 fleet_start_controller() {
-  local prism=$1
-  KUBECONFIG=.sandbox/$MANAGEMENT/controller.kubeconfig RUST_LOG=${RUST_LOG:-info} \
-    "$prism" controller -n "$NS" --cluster-selector "$LABEL" >"$WORK/controller.log" 2>&1 &
-  controller_pid=$!
+  local prism=$1 k election=()
+  for ((k = 0; k < ${SHARDS:-0} || k == 0; k++)); do
+    if ((${SHARDS:-0} > 0)); then
+      election=(--leader-elect --shards "$SHARDS" --identity "bench-replica-$k" --lease-namespace "$NS")
+    fi
+    KUBECONFIG=.sandbox/$MANAGEMENT/controller.kubeconfig RUST_LOG=${RUST_LOG:-info} \
+      "$prism" controller -n "$NS" --cluster-selector "$LABEL" "${election[@]}" \
+      >"$WORK/$( ((k == 0)) && echo controller || echo "replica-$k").log" 2>&1 &
+    if ((k == 0)); then controller_pid=$!; else replica_pids+=("$!"); fi
+  done
 }
 
 # Waits until the controller reports every Cluster of the benchmark Reachable.
@@ -142,10 +152,14 @@ controller_problems() (
 # Applications and Releases go with c1's namespace; the workloads with each cluster's).
 fleet_cleanup() {
   local c
-  if [[ -n "$controller_pid" ]] && kill "$controller_pid" 2>/dev/null; then
-    wait "$controller_pid" 2>/dev/null || true
-  fi
+  local pid
+  for pid in "$controller_pid" "${replica_pids[@]}"; do
+    if [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; then
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   controller_pid=""
+  replica_pids=()
   k "$MANAGEMENT" delete clusters.prism.dev -l "$LABEL" --ignore-not-found --wait=false >/dev/null 2>&1 || true
   for c in "${CLUSTERS[@]}"; do
     k "$c" delete namespace "$NS" --ignore-not-found --wait=false >/dev/null 2>&1 || true

@@ -5,7 +5,7 @@
 # the time to install and to roll out everything, and its API requests per cluster, from each
 # cluster's audit log (see scripts/bench-fleet-lib.sh for the fleet it sets up).
 #
-#   scripts/bench-fleet-memory.sh [--apps N] [--traffic podLabels|none] [--deadline SECONDS]
+#   scripts/bench-fleet-memory.sh [--apps N] [--traffic podLabels|none] [--deadline SECONDS] [--shards N]
 #   PRISM=target/debug/prism scripts/bench-fleet-memory.sh   # a given binary, not built here
 #   KEEP=1 ...   # keep the namespace, the Clusters and the controller's log (the controller stops)
 #
@@ -14,6 +14,10 @@
 # 2-core machine, 1000 take about 30 min in all (applying them is slow: the three clusters saturate
 # the CPUs), 300 about 8 min. Run one benchmark at a time: the audit logs count every request of
 # the prism-controller user (requests about other namespaces are left out, cluster-wide ones not).
+#
+# With --shards N, N replicas run with leader election on N shards of the Applications, each
+# leading one (the throughput of sharding: compare the times with --shards 1 and --shards 2); the
+# RSS is the first replica's.
 #
 # Exit status: 0 when every Release completed both times and nothing was written at rest; 1
 # otherwise. Everything the script created is deleted on exit, failure or interrupt included.
@@ -33,11 +37,13 @@ while (($#)); do
     --apps) APPS=$2; shift 2 ;;
     --traffic) TRAFFIC=$2; shift 2 ;;
     --deadline) DEADLINE=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --shards) SHARDS=$2; shift 2 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 [[ "$APPS" =~ ^[1-9][0-9]*$ ]] || { echo "--apps takes a positive number" >&2; exit 2; }
+[[ "${SHARDS:-0}" =~ ^[0-9]+$ ]] || { echo "--shards takes a number" >&2; exit 2; }
 [[ "$TRAFFIC" == podLabels || "$TRAFFIC" == none ]] || { echo "--traffic: podLabels or none" >&2; exit 2; }
 
 NS=bench-fleet
@@ -189,7 +195,7 @@ prism=$(prism_binary)
 
 fleet_setup "$prism"
 marks_start=$(audit_marks)
-step "starting the controller as prism-controller (-n $NS --cluster-selector $LABEL)"
+step "starting the controller as prism-controller (-n $NS --cluster-selector $LABEL${SHARDS:+, $SHARDS replicas on $SHARDS shards})"
 fleet_start_controller "$prism"
 (
   while [[ -r /proc/$controller_pid/status ]]; do
@@ -241,6 +247,7 @@ step "results"
 regions=$(for c in "${CLUSTERS[@]}"; do printf '%s %s, ' "$c" "$(cat ".sandbox/$c/region")"; done)
 cat <<EOF
 applications:                $APPS (1 replica each, one step, $TRAFFIC traffic, schedule: 3 clusters)
+controller:                  $( ((${SHARDS:-0} > 0)) && echo "$SHARDS replicas leading a shard each (leader election)" || echo "one, no leader election")
 clusters:                    ${#CLUSTERS[@]} (${regions%, })
 time to install all:         ${install}s (first apply until every revision 1 Complete; applying took ${applied1}s)
 time to roll all out:        ${rollout}s (first apply until every revision 2 Complete; applying took ${applied2}s)

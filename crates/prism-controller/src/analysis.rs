@@ -149,6 +149,7 @@ pub fn analyse(
             Measured::Fail => 2,
         })
         .unwrap_or(Measured::Inconclusive);
+    ctx.metrics.measured(worst);
     match worst {
         Measured::Pass => {
             status.passed += 1;

@@ -29,7 +29,7 @@ use tracing::{info, warn};
 use crate::Context;
 use crate::blocks::Blocks;
 use crate::dry_run;
-use crate::error::Error;
+use crate::error::{Error, ReleasesError};
 use crate::expectations::ObjectKey;
 use crate::fleet::MANAGEMENT_CLUSTER;
 use crate::service_target;
@@ -117,9 +117,10 @@ pub struct Invalid {
 
 /// The Application stage of a reconcile.
 pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Error> {
-    let namespace = app
-        .namespace()
-        .ok_or_else(|| Error::MissingField(app.name_any(), "metadata.namespace"))?;
+    let namespace = app.namespace().ok_or_else(|| ReleasesError::MissingField {
+        object: app.name_any(),
+        field: "metadata.namespace",
+    })?;
     let name = app.name_any();
     let releases_api: Api<Release> = Api::namespaced(ctx.client.clone(), &namespace);
 
@@ -257,9 +258,10 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
                 ResourceExt::resource_version,
             )
             .await
-            .map_err(Error::kube(format!(
-                "creating Release {namespace}/{release_name}"
-            )))?;
+            .map_err(|source| ReleasesError::Create {
+                release: format!("{namespace}/{release_name}"),
+                source,
+            })?;
         info!(application = %name, release = %release_name, "created a Release");
         // The Release stage needs its uid (it owns its objects).
         if let Some(last) = releases.last_mut() {
@@ -293,9 +295,10 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
                 ResourceExt::resource_version,
             )
             .await
-            .map_err(Error::kube(format!(
-                "updating the strategy of Release {namespace}/{release_name}"
-            )))?;
+            .map_err(|source| ReleasesError::UpdateStrategy {
+                release: format!("{namespace}/{release_name}"),
+                source,
+            })?;
         info!(application = %name, release = %release_name, "{}", update.message);
         if let Some(release) = releases.iter_mut().find(|r| r.name_any() == release_name) {
             *release = written;
@@ -324,9 +327,11 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
             Ok(_) => info!(application = %name, release = %old, "pruned a Release"),
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(error) => {
-                return Err(Error::kube(format!("pruning Release {namespace}/{old}"))(
-                    error,
-                ));
+                return Err(ReleasesError::Prune {
+                    release: format!("{namespace}/{old}"),
+                    source: error,
+                }
+                .into());
             }
         }
     }
@@ -429,7 +434,7 @@ pub(crate) async fn publish(
     }
 }
 
-fn truncate(mut text: String, max: usize) -> String {
+pub(crate) fn truncate(mut text: String, max: usize) -> String {
     if text.len() > max {
         let mut end = max - 3;
         while !text.is_char_boundary(end) {
@@ -654,7 +659,10 @@ pub fn desired_release(
     let app_name = app.name_any();
     let owner = app
         .controller_owner_ref(&())
-        .ok_or_else(|| Error::MissingField(app_name.clone(), "metadata.uid"))?;
+        .ok_or_else(|| ReleasesError::MissingField {
+            object: app_name.clone(),
+            field: "metadata.uid",
+        })?;
     let revision = newest.map_or(1, |r| r.spec.revision + 1);
     let name = release_name(&app_name, revision);
     let labels = BTreeMap::from([
@@ -1153,7 +1161,7 @@ mod tests {
         app.metadata.uid = None;
         assert!(matches!(
             desired_release(&app, None, &pipeline(), &[], local()),
-            Err(Error::MissingField(..))
+            Err(Error::Releases(ReleasesError::MissingField { .. }))
         ));
     }
 

@@ -17,7 +17,7 @@ use prism_api::rollout_block::{
 use prism_api::{Application, RolloutBlock};
 use tracing::info;
 
-use crate::error::Error;
+use crate::error::{Error, ReleasesError};
 
 /// The blocks that apply to `app`, and whether its annotation overrides each.
 pub struct Blocks {
@@ -103,8 +103,9 @@ async fn write_status(
             &Patch::Apply(&patch),
         )
         .await
-        .map_err(Error::kube(format!(
-            "recording an override on RolloutBlock {namespace}/{name}"
-        )))?;
+        .map_err(|source| ReleasesError::RecordOverride {
+            block: format!("{namespace}/{name}"),
+            source,
+        })?;
     Ok(())
 }

@@ -25,9 +25,8 @@ use prism_api::{Application, Cluster};
 use tracing::{info, warn};
 
 use crate::Context;
-use crate::cleanup;
 use crate::fleet::{Connection, MANAGEMENT_CLUSTER, Member};
-use crate::leadership::fenced_client;
+use crate::{cleanup, client};
 
 /// How often membership and Cluster statuses are checked without a change to wake them: a
 /// member that never connects turns unreachable, and a Cluster whose Secret was missing is
@@ -198,7 +197,7 @@ fn source(cluster: &Cluster) -> String {
     )
 }
 
-/// A client for the cluster, from the kubeconfig in its Secret.
+/// A client for the cluster, from the kubeconfig in its Secret, its requests counted.
 async fn connect(ctx: &Context, cluster: &Cluster) -> Result<Client, String> {
     let management = &ctx.client;
     let credentials = &cluster.spec.credentials;
@@ -235,7 +234,8 @@ async fn connect(ctx: &Context, cluster: &Cluster) -> Result<Client, String> {
         .await
         .map_err(|error| format!("{secret_name}: unusable kubeconfig: {error}"))?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
-    fenced_client(config, &ctx.leadership).map_err(|error| format!("{secret_name}: {error}"))
+    client::build(config, &cluster.name_any(), &ctx.metrics, &ctx.leadership)
+        .map_err(|error| format!("{secret_name}: {error}"))
 }
 
 enum Health<'a> {

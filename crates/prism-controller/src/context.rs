@@ -59,7 +59,7 @@ pub struct Context {
     pub probes: probes::Probes,
     /// The readings of draining versions' request rates (`versions.drainMetric`).
     pub drain_readings: drain::DrainReadings,
-    pub metrics: metrics::Metrics,
+    pub metrics: Arc<metrics::Metrics>,
     /// The failure last reported (a Warning Event) for each Application whose reconciles fail.
     pub failures_reported: Mutex<HashMap<ObjectRef<Application>, String>>,
     /// The writes application clusters refuse, and when to try them again.

@@ -22,7 +22,7 @@ use serde_json::Value;
 use prism_api::labels::FIELD_MANAGER;
 
 use crate::application::Invalid;
-use crate::error::Error;
+use crate::error::{Error, ReleasesError};
 use crate::rollout::service_manifest;
 use crate::traffic::{self, AppView};
 use crate::workload;
@@ -58,7 +58,7 @@ pub fn candidates(
     let template = &release.spec.template;
     let release_name = release.name_any();
     let capacity = workload::full_capacity(template)
-        .ok_or_else(|| Error::UnreadableCapacity(release_name.clone()))?;
+        .ok_or_else(|| ReleasesError::UnreadableCapacity(release_name.clone()))?;
     let provider = traffic::provider(app.spec.traffic.provider);
     let pod_labels = provider.map_or(&[][..], |p| p.pod_template_labels());
     let mut writes = workload::install(release, capacity, None, pod_labels, None);
@@ -199,18 +199,24 @@ pub async fn check(
             dry_run: true,
             field_manager: Some(FIELD_MANAGER.into()),
         };
-        let bytes = serde_json::to_vec(&body).map_err(|source| Error::Serialize {
+        let bytes = serde_json::to_vec(&body).map_err(|source| ReleasesError::Serialize {
             what: what.clone(),
             source,
         })?;
         let mut request = Request::new(api.resource_url())
             .create(&params, bytes)
-            .map_err(|error| Error::kube(what.clone())(kube::Error::BuildRequest(error)))?;
+            .map_err(|error| ReleasesError::DryRun {
+                object: what.clone(),
+                source: kube::Error::BuildRequest(error),
+            })?;
         // As strict as the providers' server-side applies: an unknown field is refused.
         let uri = format!("{}&fieldValidation=Strict", request.uri());
         *request.uri_mut() = uri.parse().map_err(|error| {
             let invalid = kube::core::request::Error::Validation(format!("{uri}: {error}"));
-            Error::kube(what.clone())(kube::Error::BuildRequest(invalid))
+            ReleasesError::DryRun {
+                object: what.clone(),
+                source: kube::Error::BuildRequest(invalid),
+            }
         })?;
         match client.request::<DynamicObject>(request).await {
             Ok(_) => {}
@@ -220,7 +226,13 @@ pub async fn check(
                     candidate.source, status.message
                 ));
             }
-            Err(error) => return Err(Error::kube(what)(error)),
+            Err(error) => {
+                return Err(ReleasesError::DryRun {
+                    object: what,
+                    source: error,
+                }
+                .into());
+            }
         }
     }
     if refusals.is_empty() {

@@ -27,6 +27,7 @@ use tracing::{info, warn};
 
 use crate::cached::{Deployment, EndpointSlice, GrpcRoute, HttpRoute, Pod, VirtualService};
 use crate::expectations::{Expectations, application_of};
+use crate::metrics::Metrics;
 use crate::write::Kind;
 
 /// The name a Release's schedule gives the management cluster when it is the only cluster.
@@ -182,6 +183,8 @@ pub struct Fleet {
     /// The Applications, to find the one naming a user's HTTPRoute.
     applications: Store<Application>,
     expectations: Arc<Expectations>,
+    /// Where the members' watches count their restarts.
+    metrics: Arc<Metrics>,
     triggers: mpsc::UnboundedSender<ObjectRef<Application>>,
     /// Woken when a member's reachability changes, so its Cluster's status follows.
     pub changed: Arc<Notify>,
@@ -195,6 +198,7 @@ impl Fleet {
         namespace: Option<&str>,
         applications: Store<Application>,
         expectations: Arc<Expectations>,
+        metrics: Arc<Metrics>,
     ) -> (
         Fleet,
         impl Stream<Item = ObjectRef<Application>> + Send + 'static,
@@ -205,6 +209,7 @@ impl Fleet {
             namespace: namespace.map(str::to_owned),
             applications,
             expectations,
+            metrics,
             triggers,
             changed: Arc::default(),
             synced: AtomicBool::new(false),
@@ -243,6 +248,7 @@ impl Fleet {
         // Only what Prism installed: the objects labelled with an application.
         let labelled = || watcher::Config::default().labels(APP_LABEL);
         let expectations = &self.expectations;
+        let metrics = &self.metrics;
         let (deployments, deployment_events) = cache_of(
             &client,
             namespace,
@@ -251,6 +257,7 @@ impl Fleet {
             application_of,
             name,
             expectations,
+            metrics,
         );
         let (pods, pod_events) = cache_of(
             &client,
@@ -260,6 +267,7 @@ impl Fleet {
             application_of,
             name,
             expectations,
+            metrics,
         );
         let (services, service_events) = cache_of(
             &client,
@@ -269,6 +277,7 @@ impl Fleet {
             application_of,
             name,
             expectations,
+            metrics,
         );
         let (endpoint_slices, endpoint_slice_events) = cache_of(
             &client,
@@ -278,6 +287,7 @@ impl Fleet {
             application_of,
             name,
             expectations,
+            metrics,
         );
         let applications = self.applications.clone();
         let (http_routes, http_route_events) = cache_of(
@@ -292,6 +302,7 @@ impl Fleet {
             },
             name,
             expectations,
+            metrics,
         );
         let applications = self.applications.clone();
         let (grpc_routes, grpc_route_events) = cache_of(
@@ -306,6 +317,7 @@ impl Fleet {
             },
             name,
             expectations,
+            metrics,
         );
         let applications = self.applications.clone();
         let (virtual_services, virtual_service_events) = cache_of(
@@ -320,6 +332,7 @@ impl Fleet {
             },
             name,
             expectations,
+            metrics,
         );
         let health = Arc::new(Health::default());
         let changes = stream::select_all([
@@ -552,7 +565,10 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
 
 /// A cache of the `K` objects `config` selects in `namespace` (every namespace when None), and
 /// the stream that fills it. `strip` drops what Prism never reads before it is cached; `owner`
-/// names the Application an object concerns.
+/// names the Application an object concerns; `cluster` names where it is, for `expectations` and
+/// for the count of the watch's restarts in `metrics`.
+// Each argument is one thing the cache needs; a struct of them would only rename the list.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn cache_of<K>(
     client: &Client,
     namespace: Option<&str>,
@@ -561,6 +577,7 @@ pub(crate) fn cache_of<K>(
     owner: impl Fn(&K) -> Option<ObjectRef<Application>> + Send + 'static,
     cluster: &str,
     expectations: &Arc<Expectations>,
+    metrics: &Metrics,
 ) -> (Store<K>, Changes)
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
@@ -580,6 +597,7 @@ where
         writer,
         watcher(api, config)
             .backoff(WatchBackoff::default())
+            .inspect_err(metrics.watch_restarts::<K>(&cluster))
             .modify(move |object| {
                 object.meta_mut().managed_fields = None;
                 strip(object);

@@ -229,13 +229,6 @@ fn holding_until(lease: &Lease, election: &LeaderElection) -> Option<(String, Sy
     Some((holder, renewed + Duration::from_secs(seconds)))
 }
 
-/// A client of `config` whose writes pass [`Leadership::fence`].
-pub fn fenced_client(config: kube::Config, leadership: &Arc<Leadership>) -> kube::Result<Client> {
-    Ok(kube::client::ClientBuilder::try_from(config)?
-        .with_layer(&leadership.fence())
-        .build())
-}
-
 /// A write refused because this replica does not lead.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -328,11 +321,8 @@ async fn campaign(
             continue;
         };
         if !holding.is_empty() {
-            let patience = election.lease_duration * holding.len() as u32;
-            tokio::select! {
-                () = tokio::time::sleep(patience) => {}
-                () = leadership.changed.notified() => continue,
-            }
+            // Not cut short by changes of the Leases: this replica's own renewals are some.
+            tokio::time::sleep(election.lease_duration * holding.len() as u32).await;
             let (free, _) = leadership.free_shards(&election, &leases);
             if !free.contains(&shard) {
                 continue;
@@ -346,19 +336,44 @@ async fn campaign(
                 continue;
             }
         };
-        // Bounded: once another replica took the shard, the manager would wait for its lease to
-        // end and take it then, whatever this replica leads by then.
-        match tokio::time::timeout(election.lease_duration, manager.changed()).await {
-            Ok(Ok(true)) => {
-                holding.insert(shard);
-                holds.spawn(hold(manager, shard, held_tx.clone()));
-            }
-            Ok(Ok(false)) | Err(_) => {}
-            Ok(Err(error)) => {
-                warn!(shard, %error, "cannot take the shard's lease");
-                tokio::time::sleep(election.lease_duration / 3).await;
-            }
+        // Given up as soon as another replica takes the shard: the manager would wait for its
+        // lease to end and take it then, whatever this replica leads by then.
+        tokio::select! {
+            taken = manager.changed() => match taken {
+                Ok(true) => {
+                    holding.insert(shard);
+                    holds.spawn(hold(manager, shard, held_tx.clone()));
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    warn!(shard, %error, "cannot take the shard's lease");
+                    tokio::time::sleep(election.lease_duration / 3).await;
+                }
+            },
+            () = taken_by_another(&leadership, &election, &leases, shard) => {}
         }
+    }
+}
+
+/// Returns once the Leases show `shard` held by another replica.
+async fn taken_by_another(
+    leadership: &Leadership,
+    election: &LeaderElection,
+    leases: &Store<Lease>,
+    shard: u32,
+) {
+    loop {
+        // Made before the check, so that a change between the two is not missed.
+        let changed = leadership.changed.notified();
+        let lease = leases.get(&ObjectRef::new(&lease_name(shard)).within(&election.namespace));
+        if lease
+            .as_deref()
+            .and_then(|lease| holding_until(lease, election))
+            .is_some_and(|(holder, until)| holder != election.identity && until > SystemTime::now())
+        {
+            return;
+        }
+        changed.await;
     }
 }
 

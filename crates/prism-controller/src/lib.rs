@@ -16,6 +16,7 @@ pub mod blocks;
 pub mod cached;
 pub mod calls;
 pub mod cleanup;
+pub mod client;
 pub mod clusters;
 pub mod context;
 pub mod drain;
@@ -59,13 +60,13 @@ use prism_api::{
 use tracing::{Instrument, debug, info, warn};
 
 pub use context::{Context, DEFAULT_GLOBAL_NAMESPACE, Options};
-pub use error::Error;
+pub use error::{Error, ReleasesError, StartError, WriteError};
 pub use leadership::LeaderElection;
 
 use crate::calls::Calls;
 use crate::expectations::{Expectations, PATIENCE, application_of};
 use crate::fleet::{Fleet, MANAGEMENT_CLUSTER, cache_of, scoped, triggers};
-use crate::leadership::{Leadership, fenced_client};
+use crate::leadership::Leadership;
 use crate::refusals::Refusals;
 
 /// Every event a reconcile depends on is watched, so this is only a safety net.
@@ -94,8 +95,9 @@ pub async fn run(config: kube::Config, options: Options) -> Result<(), Error> {
         Some(election) => Leadership::elected(election.clone()),
         None => Leadership::sole(),
     });
-    let client = fenced_client(config.clone(), &leadership)
-        .map_err(Error::kube("making a client of the management cluster"))?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let client = client::build(config.clone(), MANAGEMENT_CLUSTER, &metrics, &leadership)
+        .map_err(StartError::Client)?;
     let namespace = options.namespace.as_deref();
     let applications_api: Api<Application> = scoped(&client, namespace);
     // Fail at once, with a message, when the CRDs are missing or access is denied, rather than
@@ -103,9 +105,7 @@ pub async fn run(config: kube::Config, options: Options) -> Result<(), Error> {
     applications_api
         .list(&ListParams::default().limit(1))
         .await
-        .map_err(Error::kube(
-            "listing Applications (are the CRDs installed?)",
-        ))?;
+        .map_err(StartError::ListApplications)?;
 
     let expectations = Arc::new(Expectations::default());
     let (applications, application_writer) = reflector::store();
@@ -116,6 +116,7 @@ pub async fn run(config: kube::Config, options: Options) -> Result<(), Error> {
             application_writer,
             watcher(applications_api, watcher::Config::default())
                 .default_backoff()
+                .inspect_err(metrics.watch_restarts::<Application>(MANAGEMENT_CLUSTER))
                 .modify(|app: &mut Application| app.metadata.managed_fields = None),
         )
         .applied_objects()
@@ -131,9 +132,11 @@ pub async fn run(config: kube::Config, options: Options) -> Result<(), Error> {
         application_of,
         MANAGEMENT_CLUSTER,
         &expectations,
+        &metrics,
     );
     let strategies_api: Api<Strategy> = scoped(&client, namespace);
     let (strategies, strategy_changes) = strategy_cache(
+        &metrics,
         strategies_api,
         applications.clone(),
         |apps, s: &Strategy| {
@@ -141,6 +144,7 @@ pub async fn run(config: kube::Config, options: Options) -> Result<(), Error> {
         },
     );
     let (cluster_strategies, cluster_strategy_changes) = strategy_cache(
+        &metrics,
         Api::all(client.clone()),
         applications.clone(),
         |apps, s: &ClusterStrategy| application::naming_cluster_strategy(apps, &s.name_any()),
@@ -155,6 +159,7 @@ pub async fn run(config: kube::Config, options: Options) -> Result<(), Error> {
         cluster_writer,
         watcher(Api::<Cluster>::all(client.clone()), cluster_config)
             .default_backoff()
+            .inspect_err(metrics.watch_restarts::<Cluster>(MANAGEMENT_CLUSTER))
             .modify(|cluster: &mut Cluster| cluster.metadata.managed_fields = None),
     )
     // Every event, the end of a (re)list too: an empty fleet has no object to announce it.
@@ -168,6 +173,7 @@ pub async fn run(config: kube::Config, options: Options) -> Result<(), Error> {
     let (blocks, block_changes) = {
         let global_namespace = global_namespace.clone();
         strategy_cache(
+            &metrics,
             Api::<RolloutBlock>::all(client.clone()),
             applications.clone(),
             move |apps, block: &RolloutBlock| {
@@ -181,6 +187,7 @@ pub async fn run(config: kube::Config, options: Options) -> Result<(), Error> {
 
     let side_versions_api: Api<SideVersion> = scoped(&client, namespace);
     let (side_versions, side_version_changes) = strategy_cache(
+        &metrics,
         side_versions_api,
         applications.clone(),
         |apps, sv: &SideVersion| {
@@ -193,11 +200,14 @@ pub async fn run(config: kube::Config, options: Options) -> Result<(), Error> {
 
     // Read when a step is measured; a changed template counts from the next measurement.
     let metric_templates_api: Api<MetricTemplate> = scoped(&client, namespace);
-    let (metric_templates, metric_template_changes) =
-        strategy_cache(metric_templates_api, applications.clone(), |_, _| {
-            Vec::new()
-        });
+    let (metric_templates, metric_template_changes) = strategy_cache(
+        &metrics,
+        metric_templates_api,
+        applications.clone(),
+        |_, _| Vec::new(),
+    );
     let (cluster_metric_templates, cluster_metric_template_changes) = strategy_cache(
+        &metrics,
         Api::<ClusterMetricTemplate>::all(client.clone()),
         applications.clone(),
         |_, _| Vec::new(),
@@ -206,6 +216,7 @@ pub async fn run(config: kube::Config, options: Options) -> Result<(), Error> {
     // A Service an Application targets is the user's, unlabelled: every Service is watched.
     let services_api: Api<Service> = scoped(&client, namespace);
     let (target_services, target_service_changes) = strategy_cache(
+        &metrics,
         services_api,
         applications.clone(),
         |apps, service: &Service| {
@@ -217,7 +228,12 @@ pub async fn run(config: kube::Config, options: Options) -> Result<(), Error> {
         },
     );
 
-    let (fleet, member_changes) = Fleet::new(namespace, applications.clone(), expectations.clone());
+    let (fleet, member_changes) = Fleet::new(
+        namespace,
+        applications.clone(),
+        expectations.clone(),
+        metrics.clone(),
+    );
     let (call_ends, ended_calls) = mpsc::unbounded();
     let context = Arc::new(Context {
         client,
@@ -242,7 +258,7 @@ pub async fn run(config: kube::Config, options: Options) -> Result<(), Error> {
         pre_rollouts: Calls::new(call_ends.clone()),
         probes: probes::Probes::new(call_ends.clone()),
         drain_readings: drain::DrainReadings::new(call_ends),
-        metrics: metrics::Metrics::default(),
+        metrics,
         failures_reported: Default::default(),
         refusals: Refusals::default(),
         counter_lag: pacing::CounterLag::default(),
@@ -255,8 +271,7 @@ pub async fn run(config: kube::Config, options: Options) -> Result<(), Error> {
     );
     let membership = tokio::spawn(clusters::keep_in_step(context.clone(), cluster_changes));
     // Unfenced: renewing a lease is the one write a replica makes when its lease is old.
-    let lease_client =
-        Client::try_from(config).map_err(Error::kube("making a client for the Leases"))?;
+    let lease_client = Client::try_from(config).map_err(StartError::Client)?;
     let (gained, gained_shards) = mpsc::unbounded();
     let leading = tokio::spawn(leadership::keep(
         leadership.clone(),
@@ -268,7 +283,7 @@ pub async fn run(config: kube::Config, options: Options) -> Result<(), Error> {
         Some(address) => {
             let listener = metrics::bind(address)
                 .await
-                .map_err(|source| Error::Serve { address, source })?;
+                .map_err(|source| StartError::Serve { address, source })?;
             info!(%address, "serving /metrics, /healthz and /readyz");
             Some(tokio::spawn(metrics::serve(listener, context.clone())))
         }
@@ -416,6 +431,7 @@ fn error_policy(app: Arc<Application>, error: &Error, _ctx: Arc<Context>) -> Act
 /// A cache of strategies (or of anything Applications depend on by name), and the Applications
 /// to reconcile when one changes: those that `naming` finds among the cached Applications.
 fn strategy_cache<S>(
+    metrics: &metrics::Metrics,
     api: Api<S>,
     applications: Store<Application>,
     naming: impl for<'a> Fn(Vec<&'a Application>, &S) -> Vec<&'a Application> + Send + 'static,
@@ -435,7 +451,9 @@ where
     let (store, writer) = reflector::store();
     let changes = reflector::reflector(
         writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .inspect_err(metrics.watch_restarts::<S>(MANAGEMENT_CLUSTER)),
     )
     .touched_objects()
     .filter_map(|strategy| async move { strategy.ok() })

@@ -15,9 +15,11 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use kube::ResourceExt;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use prism_analysis::webhook::Answer;
 use prism_api::Release;
-use prism_api::release::ReleasePhase;
+use prism_api::release::{ReleasePhase, ReleaseStatus, Verdict};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -28,6 +30,10 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::Context;
 use crate::fleet::Connection;
+
+#[cfg(test)]
+mod exported;
+mod steps;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
@@ -60,6 +66,29 @@ struct ShardLabel {
     shard: u32,
 }
 
+/// A request to an API server ([`crate::client`]): the verb and resource as Kubernetes names
+/// them, the HTTP status code (or [`crate::client::TRANSPORT_ERROR`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ApiRequestLabels {
+    pub cluster: String,
+    pub verb: &'static str,
+    pub resource: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WatchLabels {
+    cluster: String,
+    resource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    kind: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     reconciles: Family<ResultLabel, Counter>,
@@ -69,6 +98,11 @@ pub struct Metrics {
     rollout_duration: Family<OutcomeLabel, Histogram>,
     releases: Family<PhaseLabels, Gauge>,
     cluster_reachable: Family<ClusterLabel, Gauge>,
+    pub(crate) api_requests: Family<ApiRequestLabels, Counter>,
+    watch_restarts: Family<WatchLabels, Counter>,
+    analysis_measurements: Family<ResultLabel, Counter>,
+    webhook_calls: Family<WebhookLabels, Counter>,
+    step_duration: Family<OutcomeLabel, Histogram>,
     leader: Family<ShardLabel, Gauge>,
 }
 
@@ -127,8 +161,46 @@ impl Default for Metrics {
             "1 for each shard of the Applications this replica leads (acts for), else 0",
             leader.clone(),
         );
+        let api_requests = Family::<ApiRequestLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "Requests to the Kubernetes API servers, by cluster (local: the management cluster), verb, resource and HTTP code",
+            api_requests.clone(),
+        );
+        let watch_restarts = Family::<WatchLabels, Counter>::default();
+        registry.register(
+            "watch_restarts",
+            "Watches that failed and started again after their backoff, by cluster and resource",
+            watch_restarts.clone(),
+        );
+        let analysis_measurements = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "analysis_measurements",
+            "Measurements of steps' analyses, by result (passed, failed, inconclusive)",
+            analysis_measurements.clone(),
+        );
+        let webhook_calls = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "webhook_calls",
+            "Webhook calls, by kind (confirm-step, pre-rollout, post-rollout, rollback, event) and outcome (accepted, refused, no_answer)",
+            webhook_calls.clone(),
+        );
+        let step_duration = Family::<OutcomeLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(1.0, 2.0, 16))
+        });
+        registry.register_with_unit(
+            "step_duration",
+            "From a step's start (its first cluster moving towards it) to its end, by outcome (advanced, completed, aborted, rolled_back, superseded)",
+            Unit::Seconds,
+            step_duration.clone(),
+        );
         Metrics {
             registry,
+            api_requests,
+            watch_restarts,
+            analysis_measurements,
+            webhook_calls,
+            step_duration,
             reconciles,
             reconcile_duration,
             reconcile_errors,
@@ -173,6 +245,61 @@ impl Metrics {
         self.rollout_duration
             .get_or_create(&OutcomeLabel { outcome })
             .observe(took.as_secs_f64());
+    }
+
+    /// What counts the failures of a watch of `K`s in `cluster`, for `inspect_err` on the watch:
+    /// each is retried, after the watch's backoff, by a new watch or a new list.
+    pub fn watch_restarts<K: Resource<DynamicType = ()>>(
+        &self,
+        cluster: &str,
+    ) -> impl FnMut(&watcher::Error) + Send + 'static {
+        // Made now, so that a watch that never failed shows 0.
+        let restarts = self
+            .watch_restarts
+            .get_or_create(&WatchLabels {
+                cluster: cluster.to_owned(),
+                resource: K::plural(&()).into_owned(),
+            })
+            .clone();
+        move |_| {
+            restarts.inc();
+        }
+    }
+
+    /// A measurement of a step's analysis, by its worst verdict across metrics and clusters (the
+    /// one the Release's status counts).
+    pub fn measured(&self, verdict: Verdict) {
+        let result = match verdict {
+            Verdict::Pass => "passed",
+            Verdict::Fail => "failed",
+            Verdict::Inconclusive => "inconclusive",
+        };
+        self.analysis_measurements
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// A call of a webhook of `kind` (what its payload's `kind` says) and how it answered.
+    pub fn webhook_called(&self, kind: &'static str, answer: &Answer) {
+        let outcome = match answer {
+            Answer::Accepted => "accepted",
+            Answer::Refused { .. } => "refused",
+            Answer::NoAnswer { .. } => "no_answer",
+        };
+        self.webhook_calls
+            .get_or_create(&WebhookLabels { kind, outcome })
+            .inc();
+    }
+
+    /// The steps `release` ends by taking `status` at `now` ([`steps::ended`]).
+    pub fn steps_ended(&self, release: &Release, status: &ReleaseStatus, now: jiff::Timestamp) {
+        for ended in steps::ended(release, status, now) {
+            self.step_duration
+                .get_or_create(&OutcomeLabel {
+                    outcome: ended.outcome,
+                })
+                .observe(ended.took.as_secs_f64());
+        }
     }
 
     /// The metrics as Prometheus' text format, the caches' gauges read now.

@@ -29,7 +29,7 @@ use prism_api::{Application, Pipeline, Release, ReleaseSpec};
 
 use crate::Context;
 use crate::application::publish;
-use crate::error::Error;
+use crate::error::{Error, ReleasesError};
 use crate::expectations::ObjectKey;
 use crate::fleet::MANAGEMENT_CLUSTER;
 
@@ -378,9 +378,10 @@ pub async fn reconcile(
                 ResourceExt::resource_version,
             )
             .await
-            .map_err(Error::kube(format!(
-                "creating side Release {namespace}/{name}"
-            )))?;
+            .map_err(|source| ReleasesError::Create {
+                release: format!("{namespace}/{name}"),
+                source,
+            })?;
         sides.push(written);
     }
     for name in &plan.retire {
@@ -396,9 +397,10 @@ pub async fn reconcile(
                 ResourceExt::resource_version,
             )
             .await
-            .map_err(Error::kube(format!(
-                "retiring side Release {namespace}/{name}"
-            )))?;
+            .map_err(|source| ReleasesError::Retire {
+                release: format!("{namespace}/{name}"),
+                source,
+            })?;
         if let Some(release) = sides.iter_mut().find(|r| r.name_any() == *name) {
             *release = written;
         }
@@ -408,9 +410,11 @@ pub async fn reconcile(
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(error) => {
-                return Err(Error::kube(format!(
-                    "deleting side Release {namespace}/{name}"
-                ))(error));
+                return Err(ReleasesError::Prune {
+                    release: format!("{namespace}/{name}"),
+                    source: error,
+                }
+                .into());
             }
         }
         sides.retain(|r| r.name_any() != *name);
@@ -428,9 +432,10 @@ pub async fn reconcile(
             side_api
                 .patch_status(&name, &params, &Patch::Apply(&patch))
                 .await
-                .map_err(Error::kube(format!(
-                    "updating the status of SideVersion {namespace}/{name}"
-                )))?;
+                .map_err(|source| ReleasesError::SideVersionStatus {
+                    side_version: format!("{namespace}/{name}"),
+                    source,
+                })?;
         }
         if let Some(message) = turned_invalid {
             publish(

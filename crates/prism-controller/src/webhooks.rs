@@ -131,9 +131,11 @@ pub fn gate(release: &Release, ctx: &Context, now: Timestamp) -> Gate {
                 let webhook = webhook.clone();
                 let payload = owned(&Payload::of("confirm-step", release));
                 let (client, caller) = (ctx.client.clone(), ctx.webhooks.clone());
+                let metrics = ctx.metrics.clone();
                 let namespace = release.namespace().unwrap_or_default();
                 async move {
                     let answer = call(&client, &caller, &namespace, &webhook, &payload).await;
+                    metrics.webhook_called("confirm-step", &answer);
                     GateStatus {
                         step,
                         asked_at: Time(now),
@@ -217,9 +219,11 @@ pub fn pre_rollout(
             });
             let (client, caller, hooks) =
                 (ctx.client.clone(), ctx.webhooks.clone(), hooks.to_vec());
+            let metrics = ctx.metrics.clone();
             async move {
                 for webhook in &hooks {
                     let answer = call(&client, &caller, &namespace, webhook, &payload).await;
+                    metrics.webhook_called("pre-rollout", &answer);
                     if answer != Answer::Accepted {
                         return Some(PreRolloutHold {
                             revision,
@@ -258,7 +262,8 @@ pub fn notify(ctx: &Context, release: &Release, event: &Event<'_>) {
     let Some(webhooks) = &release.spec.strategy.webhooks else {
         return;
     };
-    let mut calls: Vec<(&str, &Webhook)> = webhooks.event.iter().map(|w| ("event", w)).collect();
+    let mut calls: Vec<(&'static str, &Webhook)> =
+        webhooks.event.iter().map(|w| ("event", w)).collect();
     match event.reason {
         "Complete" => calls.extend(webhooks.post_rollout.iter().map(|w| ("post-rollout", w))),
         "RollbackStarted" => calls.extend(webhooks.rollback.iter().map(|w| ("rollback", w))),
@@ -276,10 +281,12 @@ pub fn notify(ctx: &Context, release: &Release, event: &Event<'_>) {
             ..Payload::of(kind, release)
         });
         let (client, caller) = (ctx.client.clone(), ctx.webhooks.clone());
+        let metrics = ctx.metrics.clone();
         let (namespace, name) = (release.namespace().unwrap_or_default(), release.name_any());
         let webhook = webhook.clone();
         tokio::spawn(async move {
             let answer = call(&client, &caller, &namespace, &webhook, &payload).await;
+            metrics.webhook_called(kind, &answer);
             if answer != Answer::Accepted {
                 warn!(release = %name, kind = %payload["kind"], "webhook: {}", answer.describe(&webhook.url));
             }

@@ -23,7 +23,7 @@ use serde_json::Value;
 use tracing::{debug, info};
 
 use crate::Context;
-use crate::error::Error;
+use crate::error::{Error, WriteError};
 use crate::expectations::{Expectations, ObjectKey};
 use crate::fleet::{MANAGEMENT_CLUSTER, Member};
 
@@ -57,10 +57,10 @@ where
             ResourceExt::resource_version,
         )
         .await
-        .map_err(Error::kube(format!(
-            "updating the status of {} {namespace}/{name}",
-            K::kind(&())
-        )))?;
+        .map_err(|source| WriteError::Status {
+            object: format!("{} {namespace}/{name}", K::kind(&())),
+            source,
+        })?;
     Ok(())
 }
 
@@ -326,7 +326,7 @@ pub async fn execute(
         };
         let version = match outcome {
             Err(kube::Error::Api(status)) if is_refusal(&status) => {
-                return Err(Error::Refused {
+                return Err(WriteError::Refused {
                     cluster: member.name.clone(),
                     refusal: Refusal {
                         kind,
@@ -336,9 +336,13 @@ pub async fn execute(
                         reason: status.reason,
                         message: status.message,
                     },
-                });
+                }
+                .into());
             }
-            outcome => outcome.map_err(Error::kube(format!("writing {what}")))?,
+            outcome => outcome.map_err(|source| WriteError::Object {
+                object: what.to_string(),
+                source,
+            })?,
         };
         debug!(object = %what, ?version, "written");
     }

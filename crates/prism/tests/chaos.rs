@@ -189,7 +189,7 @@ impl Replicas {
     fn restart(&mut self, env: &TestEnv, name: &str) {
         self.starts += 1;
         let label = format!("replica-{name}-{}", self.starts);
-        let process = ControllerProcess::replica(env, name, &label, LEASE_SECONDS);
+        let process = ControllerProcess::replica(env, name, &label, LEASE_SECONDS, 1);
         self.processes.insert(name.to_owned(), process);
     }
 }

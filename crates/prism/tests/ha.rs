@@ -2,6 +2,7 @@
 //! (`prism-replica-a`, `prism-replica-b`, told apart in c1's audit log): one acts, the other
 //! keeps its caches warm and takes over when the first stops renewing its lease, whether it was
 //! killed or frozen. A frozen leader that resumes writes nothing once the new one has written.
+//! With two shards, each replica leads one, and a dead replica's shard moves to the other.
 
 mod process;
 
@@ -23,6 +24,7 @@ fn replica(fixture: &Fixture, name: &str) -> ControllerProcess {
         name,
         &format!("replica-{name}"),
         LEASE_SECONDS,
+        1,
     )
 }
 
@@ -169,4 +171,94 @@ async fn a_frozen_leader_writes_nothing_once_the_new_leader_has_written() {
         "replica-a wrote after replica-b's first write at {first_of_b}: {late:#?}"
     );
     b.assert_no_failed_reconcile();
+}
+
+/// Application `name`: one step to all of `image`'s 2 pods.
+fn one_step(name: &str, image: &str) -> prism_api::Application {
+    let mut template = prism_testkit::fixtures::web_template(image, 2);
+    for manifest in template["manifests"].as_array_mut().unwrap() {
+        manifest["metadata"]["name"] = name.into();
+    }
+    template["manifests"][0]["spec"]["selector"]["matchLabels"]["app"] = name.into();
+    template["manifests"][0]["spec"]["template"]["metadata"]["labels"]["app"] = name.into();
+    template["manifests"][1]["spec"]["selector"]["app"] = name.into();
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "prism.dev/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": name},
+        "spec": {
+            "template": template,
+            "strategy": {"steps": [
+                {"name": "all", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100}},
+            ]},
+        },
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn two_shards_spread_over_two_replicas_and_a_dead_ones_shard_moves_to_the_other() {
+    let fixture = Fixture::new("ha-shards").await;
+    let env = &fixture.env;
+    let mut replicas: Vec<ControllerProcess> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            ControllerProcess::replica(env, name, &format!("replica-{name}"), LEASE_SECONDS, 2)
+        })
+        .collect();
+    // A replica leading one shard waits a lease before it takes a second: the other, leading
+    // none, takes it first.
+    let spread = wait_until("each replica leads a shard", DEFAULT_TIMEOUT, || async {
+        let holders = [shard_holder(env, 0).await, shard_holder(env, 1).await];
+        Ok(match holders {
+            [Some(first), Some(second)] if first != second => Some([first, second]),
+            _ => None,
+        })
+    })
+    .await
+    .unwrap();
+    // Applications of both shards, by the controller's own hash.
+    let names: Vec<String> = (0..6).map(|i| format!("app-{i}")).collect();
+    let shards: Vec<u32> = names
+        .iter()
+        .map(|name| prism_controller::leadership::shard_of(env.namespace(), name, 2))
+        .collect();
+    assert!(shards.contains(&0) && shards.contains(&1), "{shards:?}");
+    for revision in [1, 2] {
+        if revision == 2 {
+            // The leader of shard 1 dies; its shard moves to the other replica.
+            let dead = usize::from(spread[1] == "replica-b");
+            replicas[dead].kill();
+            let survivor = &spread[0];
+            wait_until(
+                format!("{survivor} leads both shards"),
+                DEFAULT_TIMEOUT,
+                || async {
+                    let holders = [shard_holder(env, 0).await, shard_holder(env, 1).await];
+                    Ok(holders
+                        .iter()
+                        .all(|holder| holder.as_deref() == Some(survivor.as_str()))
+                        .then_some(()))
+                },
+            )
+            .await
+            .unwrap();
+        }
+        for name in &names {
+            fixture
+                .apps
+                .patch(
+                    name,
+                    &kube::api::PatchParams::apply("prism-tests").force(),
+                    &kube::api::Patch::Apply(one_step(name, &format!("{name}:{revision}"))),
+                )
+                .await
+                .unwrap();
+        }
+        for name in &names {
+            fixture
+                .wait_for_complete(&format!("{name}-{revision}"))
+                .await;
+        }
+    }
 }

@@ -12,7 +12,7 @@ use tracing::warn;
 
 use crate::Context;
 use crate::application::publish;
-use crate::error::Error;
+use crate::error::{Error, WriteError};
 use crate::fleet::Member;
 use crate::status::shows_refusal;
 use crate::write::{Refusal, Write, execute};
@@ -61,7 +61,7 @@ impl Writer<'_> {
             &self.ctx.expectations,
         )
         .await;
-        let Err(Error::Refused { refusal, .. }) = written else {
+        let Err(Error::Write(WriteError::Refused { refusal, .. })) = written else {
             return written.map(|()| true);
         };
         self.refuse(cluster, release, refusal).await;

@@ -1,16 +1,27 @@
 //! The Events stage of a Release reconcile: the engine's transitions, said to the people
 //! watching (Kubernetes Events, folded) and to the webhooks that subscribe to them.
+//!
+//! Each transition is said exactly once, whoever leads and whenever a leader dies: its Event is
+//! created before the status that records the transition, under a name derived from the Release
+//! as it was read (its uid and resourceVersion) and the transition. A leader killed between the
+//! two leaves the status as it was, so the next one decides the same transition from the same
+//! Release and creates the same Event again, which the API server refuses as existing. (The
+//! other order lost the Event of a leader killed between the status and the Event: found by
+//! `scripts/chaos.sh`.) Event webhooks are called at least once.
 
 use std::collections::BTreeMap;
 
-use kube::Resource;
-use kube::runtime::events::EventType;
+use k8s_openapi::api::events::v1::Event as KubeEvent;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::PostParams;
+use kube::{Api, Resource, ResourceExt};
 use prism_api::Release;
+use prism_api::labels::FIELD_MANAGER;
 use prism_engine::{Decision, Event, EventKind};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::Context;
-use crate::application::publish;
+use crate::application::truncate;
 use crate::webhooks;
 
 pub(super) async fn publish_events(
@@ -34,19 +45,57 @@ pub(super) async fn publish_events(
         let Some(release) = releases.get(event.release) else {
             continue;
         };
-        let type_ = match event.kind {
-            EventKind::Normal => EventType::Normal,
-            EventKind::Warning => EventType::Warning,
-        };
-        publish(
-            ctx,
-            &release.object_ref(&()),
-            type_,
-            event.reason,
-            event.message,
-            "Rollout",
-        )
-        .await;
+        let event = transition_event(release, &event);
+        let name = event.name_any();
+        let api = Api::<KubeEvent>::namespaced(
+            ctx.client.clone(),
+            &release.namespace().unwrap_or_default(),
+        );
+        // An Event is a courtesy: failing to record one does not fail the reconcile.
+        match api.create(&PostParams::default(), &event).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                info!(event = name, "the transition's Event exists: said already");
+            }
+            Err(error) => warn!(event = name, %error, "could not publish an Event"),
+        }
+    }
+}
+
+/// The Event of a transition of `release`, named after the Release as read and the transition
+/// (see the module's documentation).
+fn transition_event(release: &Release, event: &Event<'_>) -> KubeEvent {
+    let key = format!(
+        "{}/{}/{}/{}",
+        release.uid().unwrap_or_default(),
+        release.resource_version().unwrap_or_default(),
+        event.reason,
+        event.message
+    );
+    let type_ = match event.kind {
+        EventKind::Normal => "Normal",
+        EventKind::Warning => "Warning",
+    };
+    KubeEvent {
+        metadata: ObjectMeta {
+            name: Some(format!(
+                "{}.{:016x}",
+                release.name_any(),
+                prism_engine::stable_hash(key.as_bytes())
+            )),
+            namespace: release.namespace(),
+            ..ObjectMeta::default()
+        },
+        event_time: Some(MicroTime(jiff::Timestamp::now())),
+        regarding: Some(release.object_ref(&())),
+        reason: Some(event.reason.to_owned()),
+        // An Event's note is at most 1 kB.
+        note: Some(truncate(event.message.clone(), 1000)),
+        type_: Some(type_.to_owned()),
+        action: Some("Rollout".to_owned()),
+        reporting_controller: Some(FIELD_MANAGER.to_owned()),
+        reporting_instance: Some(FIELD_MANAGER.to_owned()),
+        ..KubeEvent::default()
     }
 }
 

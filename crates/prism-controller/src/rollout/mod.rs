@@ -33,7 +33,7 @@ use tracing::info;
 use crate::Context;
 use crate::analysis::{self, Analysis};
 use crate::calls;
-use crate::error::Error;
+use crate::error::{Error, ReleasesError};
 use crate::fleet::{Connection, Member};
 use crate::refusals::Refused;
 use crate::service_target::{self, Copies};
@@ -417,6 +417,8 @@ pub async fn reconcile(
         .map(|refused| now.duration_until(refused.retry_at).unsigned_abs())
         .min();
     let now = Time(now);
+    // Before the statuses that record the transitions: see events.rs.
+    publish_events(&decision, &by_name, ctx).await;
     let mut write_counters_after = None;
     for ((release, release_decision), judged) in
         releases.iter().zip(&decision.releases).zip(&judged)
@@ -455,6 +457,7 @@ pub async fn reconcile(
         }
         ctx.counter_lag.written(&lag_key);
         apply_status::<Release>(ctx, &app_ref, &namespace, &name, &status).await?;
+        ctx.metrics.steps_ended(release, &status, now.0);
         let was = release.status.as_ref().and_then(|status| status.phase);
         if let Some(phase) = status.phase.filter(|phase| Some(*phase) != was)
             && let Some(created) = release.creation_timestamp()
@@ -463,7 +466,6 @@ pub async fn reconcile(
             ctx.metrics.rollout_ended(release, phase, took);
         }
     }
-    publish_events(&decision, &by_name, ctx).await;
     let judge_again = judged
         .iter()
         .flat_map(|judged| [judged.analysis.next, judged.gate.next]);
@@ -509,7 +511,7 @@ fn release_input<'a>(
     let capacity = match release.spec.target {
         Some(_) => service_target::CAPACITY,
         None => workload::full_capacity(&release.spec.template)
-            .ok_or_else(|| Error::UnreadableCapacity(release.name_any()))?,
+            .ok_or_else(|| ReleasesError::UnreadableCapacity(release.name_any()))?,
     };
     let name = release.metadata.name.as_deref().unwrap_or_default();
     Ok(ReleaseInput {

@@ -312,7 +312,7 @@ mod tests {
             [(
                 "coordination.k8s.io",
                 "leases",
-                &["get", "create", "patch"][..]
+                &["get", "list", "watch", "create", "patch"][..]
             )]
         );
     }

@@ -30,7 +30,9 @@ pub async fn setup(
     setup_serving_metrics(env, None).await
 }
 
-/// As [`setup`], the controller serving `/metrics` on `metrics_address`.
+/// As [`setup`], the controller serving `/metrics` on `metrics_address`. It makes its own client
+/// of the management cluster, whose requests it counts, as the binary does; the test's own
+/// requests go through the returned client, uncounted.
 pub async fn setup_serving_metrics(
     env: &TestEnv,
     metrics_address: Option<std::net::SocketAddr>,

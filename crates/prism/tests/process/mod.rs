@@ -78,6 +78,7 @@ impl ControllerProcess {
         name: &str,
         label: &str,
         lease_seconds: u64,
+        shards: u32,
     ) -> ControllerProcess {
         let identity = format!("replica-{name}");
         let kubeconfig = env
@@ -85,6 +86,7 @@ impl ControllerProcess {
             .kubeconfig()
             .with_file_name(format!("{identity}.kubeconfig"));
         let lease = lease_seconds.to_string();
+        let shards = shards.to_string();
         ControllerProcess::start_as(
             env,
             label,
@@ -97,6 +99,8 @@ impl ControllerProcess {
                 env.namespace(),
                 "--lease-duration",
                 &lease,
+                "--shards",
+                &shards,
             ],
         )
     }
@@ -179,12 +183,17 @@ pub fn application(image: &str, held: bool) -> Application {
     .unwrap()
 }
 
-/// The holder of the lease of the Applications' (first) shard, if any.
+/// The holder of the lease of the Applications' first shard, if any.
 pub async fn lease_holder(env: &TestEnv) -> Option<String> {
+    shard_holder(env, 0).await
+}
+
+/// The holder of the lease of a shard of the Applications, if any.
+pub async fn shard_holder(env: &TestEnv, shard: u32) -> Option<String> {
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
         Api::namespaced(env.cluster("c1").client(), env.namespace());
     leases
-        .get_opt("prism-shard-0")
+        .get_opt(&format!("prism-shard-{shard}"))
         .await
         .unwrap()
         .and_then(|lease| lease.spec)
