@@ -66,19 +66,27 @@ echo 'hosts: files dns' >"$rootfs/etc/nsswitch.conf"
 cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/"
 chmod -R u=rwX,go=rX "$rootfs/etc"
 
+# Every date in the image is the commit's: the same commit and binary make the same image (the
+# same digest), so importing it again is a no-op.
+epoch=$(git log -1 --format=%ct 2>/dev/null || echo 0)
+created=$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)
+find "$rootfs" -exec touch -h -d "@$epoch" {} +
+
 step "writing the OCI layout $layout (tag $version)"
 rootless=
 [ "$(id -u)" -eq 0 ] || rootless=--rootless
 umoci init --layout "$layout"
 umoci new --image "$layout:$version"
-umoci insert $rootless --image "$layout:$version" --history.created_by "scripts/build-image.sh" "$rootfs" /
+umoci insert $rootless --image "$layout:$version" \
+  --history.created "$created" --history.created_by "scripts/build-image.sh" "$rootfs" /
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 # The repository the image was built from, when the clone knows where it came from.
 labels=()
 if source=$(git remote get-url origin 2>/dev/null); then
   labels+=(--config.label "org.opencontainers.image.source=$source")
 fi
-umoci config --image "$layout:$version" \
+umoci config --image "$layout:$version" --no-history \
+  --created "$created" \
   --author "The Prism authors" \
   --config.user 65532:65532 \
   --config.entrypoint /prism \
