@@ -23,6 +23,16 @@ if [ ! -x /usr/bin/prometheus ]; then
   fi
 fi
 
+if ! command -v podman >/dev/null || ! command -v runc >/dev/null; then
+  # crates/prism/tests/image.rs runs the image of scripts/build-image.sh (which installs what it
+  # needs itself) with podman; runc, since Debian 12's crun refuses a hybrid cgroup layout.
+  step "installing podman and runc (Debian)"
+  sudo=
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman runc >/dev/null
+fi
+
 step "building the sandbox (kube-apiserver, controller-manager, scheduler, etcd, kwok, traefik, data plane) and helm"
 sandbox/sandbox build
 
