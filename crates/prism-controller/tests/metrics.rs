@@ -193,6 +193,8 @@ async fn metrics_scraped_during_rollouts_read_what_the_rollouts_did() {
         fleet.names().len() as f64,
     )
     .await;
+    // Without leader election the one replica leads the one shard.
+    reads(&prometheus, r#"prism_leader{shard="0"}"#, 1.0).await;
     let queries = Client::default();
     for promql in [
         r#"prism_reconciles_total{result="ok"}"#,
@@ -370,20 +372,10 @@ impl UnreachableCluster {
 }
 
 impl Drop for UnreachableCluster {
-    /// Blocking, through the sandbox's kubectl, since a drop cannot await.
     fn drop(&mut self) {
-        let deleted = std::process::Command::new(&self.script)
-            .args([
-                "kubectl",
-                "c1",
-                "delete",
-                "clusters.prism.dev",
-                "--ignore-not-found",
-            ])
-            .args(["--wait=false", &self.name])
-            .output();
-        if let Err(error) = deleted {
-            eprintln!("could not delete Cluster {}: {error}", self.name);
-        }
+        prism_testkit::fleet::delete_cluster_objects(
+            &self.script,
+            std::slice::from_ref(&self.name),
+        );
     }
 }

@@ -30,6 +30,23 @@ pub fn web_template(image: &str, replicas: u32) -> Value {
     })
 }
 
+/// Application `web` running `image` on 2 replicas (a [`web_template`]), in two steps without a
+/// gate: half, then all.
+pub fn web_in_two_steps(image: &str) -> Value {
+    json!({
+        "apiVersion": "prism.dev/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "web"},
+        "spec": {
+            "template": web_template(image, 2),
+            "strategy": {"steps": [
+                {"name": "half", "capacity": {"contender": "50%"}, "traffic": {"contender": 50}},
+                {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100}}
+            ]},
+        },
+    })
+}
+
 /// The documents of `examples/<name>.yaml`, as written in the repository.
 pub fn example(name: &str) -> Vec<Value> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

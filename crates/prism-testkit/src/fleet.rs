@@ -105,24 +105,27 @@ impl TestFleet {
 impl Drop for TestFleet {
     /// Deletes the Cluster objects, which the namespace's deletion does not take, also when the
     /// test panicked: a leftover Cluster would join the fleet of every controller without a
-    /// selector. Blocking, through the sandbox's kubectl, since a drop cannot await.
+    /// selector.
     fn drop(&mut self) {
-        let deleted = std::process::Command::new(&self.script)
-            .args([
-                "kubectl",
-                "c1",
-                "delete",
-                "clusters.prism.dev",
-                "--ignore-not-found",
-                "--wait=false",
-            ])
-            .args(&self.names)
-            .output();
-        if let Err(error) = deleted {
-            eprintln!(
-                "could not delete the test's Clusters {:?}: {error}",
-                self.names
-            );
-        }
+        delete_cluster_objects(&self.script, &self.names);
+    }
+}
+
+/// Deletes Cluster objects `names` from the management cluster, without waiting: for a test's
+/// guards. Blocking, through the sandbox's kubectl (`script`), since a drop cannot await.
+pub fn delete_cluster_objects(script: &std::path::Path, names: &[String]) {
+    let deleted = std::process::Command::new(script)
+        .args([
+            "kubectl",
+            "c1",
+            "delete",
+            "clusters.prism.dev",
+            "--ignore-not-found",
+            "--wait=false",
+        ])
+        .args(names)
+        .output();
+    if let Err(error) = deleted {
+        eprintln!("could not delete the test's Clusters {names:?}: {error}");
     }
 }

@@ -16,7 +16,7 @@ use prism_api::release::ReleasePhase;
 use prism_api::{Application, Release};
 use prism_controller::application::release_name;
 use prism_controller::touches::{Rule, management};
-use prism_testkit::fixtures::web_template;
+use prism_testkit::fixtures::web_in_two_steps;
 use prism_testkit::helm::{helm, repository};
 use prism_testkit::identity::{service_account_client, service_account_config};
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, spawn_for_test, wait_until};
@@ -260,22 +260,6 @@ async fn apply_to_c1(env: &TestEnv, yaml: String) {
     );
 }
 
-/// `web` running `image` on 2 replicas, through a half-way step without a gate.
-fn application(image: &str) -> Value {
-    json!({
-        "apiVersion": "prism.dev/v1alpha1",
-        "kind": "Application",
-        "metadata": {"name": "web"},
-        "spec": {
-            "template": web_template(image, 2),
-            "strategy": {"steps": [
-                {"name": "half", "capacity": {"contender": "50%"}, "traffic": {"contender": 50}},
-                {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100}}
-            ]},
-        },
-    })
-}
-
 async fn wait_until_complete(releases: &Api<Release>, name: &str) {
     wait_until(
         format!("Release {name} is Complete"),
@@ -356,11 +340,11 @@ async fn installed_from_the_chart_prism_rolls_out_under_its_own_least_privilege_
     let apps: Api<Application> = Api::namespaced(admin.clone(), namespace);
     let releases: Api<Release> = Api::namespaced(admin.clone(), namespace);
     let apply = PatchParams::apply("prism-tests");
-    apps.patch("web", &apply, &Patch::Apply(application("web:1")))
+    apps.patch("web", &apply, &Patch::Apply(web_in_two_steps("web:1")))
         .await
         .unwrap();
     wait_until_complete(&releases, &release_name("web", 1)).await;
-    apps.patch("web", &apply, &Patch::Apply(application("web:2")))
+    apps.patch("web", &apply, &Patch::Apply(web_in_two_steps("web:2")))
         .await
         .unwrap();
     wait_until_complete(&releases, &release_name("web", 2)).await;

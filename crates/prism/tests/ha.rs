@@ -86,17 +86,25 @@ fn audit_log_size(fixture: &Fixture) -> u64 {
         .unwrap_or(0)
 }
 
-#[tokio::test]
-async fn a_follower_takes_over_within_the_lease_when_the_leader_is_killed() {
-    let fixture = Fixture::new("ha-kill").await;
-    let mut a = replica(&fixture, "a");
+/// Replica a leading, b following, revision 2 of `web` rolling out at its step 1.
+async fn leader_and_follower_at_step_1(
+    fixture: &Fixture,
+) -> (ControllerProcess, ControllerProcess) {
+    let a = replica(fixture, "a");
     wait_for_holder(&fixture.env, "replica-a", DEFAULT_TIMEOUT).await;
-    let b = replica(&fixture, "b");
-    deploy_revision_1(&fixture).await;
+    let b = replica(fixture, "b");
+    deploy_revision_1(fixture).await;
     fixture.apply(&application("web:2", false)).await;
     fixture
         .wait_for_release("web-2", "step 1 under way", |s| s.step == Some(1))
         .await;
+    (a, b)
+}
+
+#[tokio::test]
+async fn a_follower_takes_over_within_the_lease_when_the_leader_is_killed() {
+    let fixture = Fixture::new("ha-kill").await;
+    let (mut a, b) = leader_and_follower_at_step_1(&fixture).await;
 
     a.kill();
     let killed = Instant::now();
@@ -119,14 +127,7 @@ async fn a_frozen_leader_writes_nothing_once_the_new_leader_has_written() {
     let fixture = Fixture::new("ha-freeze").await;
     let audit_log = sandbox_dir(&fixture).join("audit.log");
     let from = audit_log_size(&fixture);
-    let a = replica(&fixture, "a");
-    wait_for_holder(&fixture.env, "replica-a", DEFAULT_TIMEOUT).await;
-    let b = replica(&fixture, "b");
-    deploy_revision_1(&fixture).await;
-    fixture.apply(&application("web:2", false)).await;
-    fixture
-        .wait_for_release("web-2", "step 1 under way", |s| s.step == Some(1))
-        .await;
+    let (a, b) = leader_and_follower_at_step_1(&fixture).await;
 
     a.signal("STOP");
     wait_for_holder(

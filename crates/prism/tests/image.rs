@@ -13,9 +13,8 @@ use kube::config::Kubeconfig;
 use kube::{Api, ResourceExt};
 use prism_api::Application;
 use prism_api::release::{Release, ReleasePhase};
-use prism_testkit::fixtures::web_template;
+use prism_testkit::fixtures::web_in_two_steps;
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
-use serde_json::json;
 
 /// The options every podman command of this test takes, for the machines it runs on:
 /// - no systemd journal: events go to a file;
@@ -201,19 +200,7 @@ fn controller_kubeconfig(env: &TestEnv) -> String {
 
 /// Application `web` running `image` with 2 replicas, in two steps: half, then all.
 fn application(image: &str) -> Application {
-    serde_json::from_value(json!({
-        "apiVersion": "prism.dev/v1alpha1",
-        "kind": "Application",
-        "metadata": {"name": "web"},
-        "spec": {
-            "template": web_template(image, 2),
-            "strategy": {"steps": [
-                {"name": "half", "capacity": {"contender": "50%"}, "traffic": {"contender": 50}},
-                {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"}, "traffic": {"contender": 100}}
-            ]},
-        },
-    }))
-    .unwrap()
+    serde_json::from_value(web_in_two_steps(image)).unwrap()
 }
 
 #[tokio::test]
