@@ -40,7 +40,8 @@ fi
 target="$(uname -m)-unknown-linux-musl"
 if [ "${PRISM_IMAGE_LIBC:-musl}" = musl ] && ! rustup target list --installed | grep -qx "$target"; then
   step "adding Rust's $target standard library (rustup)"
-  rustup target add "$target" || echo "rustup cannot download it here: building for glibc" >&2
+  # Bounded: where the server is out of reach, rustup may retry for long.
+  timeout 120 rustup target add "$target" || echo "rustup cannot download it here: building for glibc" >&2
 fi
 if [ "${PRISM_IMAGE_LIBC:-musl}" != musl ] || ! rustup target list --installed | grep -qx "$target"; then
   target="$(uname -m)-unknown-linux-gnu"
