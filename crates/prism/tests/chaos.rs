@@ -25,7 +25,9 @@ use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, wait_until};
 use process::*;
 use serde_json::json;
 
-const LEASE_SECONDS: u64 = 4;
+/// Short, so that takeovers come soon, yet long enough that a renewal (a third of a lease before
+/// its end) lands well before the write fence closes (a sixth before it) on a loaded machine.
+const LEASE_SECONDS: u64 = 6;
 /// Requests a second to each cluster's gateway, per routed application.
 const LOAD: f64 = 20.0;
 

@@ -15,8 +15,9 @@ use prism_testkit::{DEFAULT_TIMEOUT, wait_until};
 use process::*;
 use serde_json::Value;
 
-/// Short, so that the tests wait little; the default is 15 s.
-const LEASE_SECONDS: u64 = 4;
+/// Short, so that takeovers come soon, yet long enough that a renewal (a third of a lease before
+/// its end) lands well before the write fence closes (a sixth before it) on a loaded machine.
+const LEASE_SECONDS: u64 = 6;
 
 fn replica(fixture: &Fixture, name: &str) -> ControllerProcess {
     ControllerProcess::replica(

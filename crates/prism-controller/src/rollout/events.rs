@@ -2,12 +2,16 @@
 //! watching (Kubernetes Events, folded) and to the webhooks that subscribe to them.
 //!
 //! Each transition is said exactly once, whoever leads and whenever a leader dies: its Event is
-//! created before the status that records the transition, under a name derived from the Release
-//! as it was read (its uid and resourceVersion) and the transition. A leader killed between the
-//! two leaves the status as it was, so the next one decides the same transition from the same
-//! Release and creates the same Event again, which the API server refuses as existing. (The
-//! other order lost the Event of a leader killed between the status and the Event: found by
-//! `scripts/chaos.sh`.) Event webhooks are called at least once.
+//! created before the status that records the transition, under a name derived from the
+//! transition and the progress it leaves (the Release's uid and generation, its step, phase,
+//! state, abort and when the step was achieved). A leader killed between the two leaves that
+//! progress as it was, so the next one decides the same transition from it and creates the same
+//! Event again, which the API server refuses as existing. (The other order lost the Event of a
+//! leader killed between the status and the Event; a name from the resourceVersion said it twice
+//! when the next leader wrote counters first: both found by `scripts/chaos.sh --kills 100`.) So a
+//! transition that repeats another word for word from the same progress (a webhook that holds
+//! the same step again, say) is said once; its condition still shows it. Event webhooks are
+//! called at least once.
 
 use std::collections::BTreeMap;
 
@@ -62,13 +66,22 @@ pub(super) async fn publish_events(
     }
 }
 
-/// The Event of a transition of `release`, named after the Release as read and the transition
+/// The Event of a transition of `release`, named after the transition and the progress it leaves
 /// (see the module's documentation).
 fn transition_event(release: &Release, event: &Event<'_>) -> KubeEvent {
+    let progress = release.status.as_ref().map(|status| {
+        (
+            status.step,
+            status.phase,
+            status.state,
+            status.abort.as_ref().map(|abort| abort.cause),
+            status.achieved_at.as_ref().map(|time| time.0.as_second()),
+        )
+    });
     let key = format!(
-        "{}/{}/{}/{}",
+        "{}/{}/{progress:?}/{}/{}",
         release.uid().unwrap_or_default(),
-        release.resource_version().unwrap_or_default(),
+        release.metadata.generation.unwrap_or_default(),
         event.reason,
         event.message
     );
@@ -163,5 +176,26 @@ mod tests {
                 ("web-1", "Aborted", "Aborted of web-1"),
             ]
         );
+    }
+
+    #[test]
+    fn a_transition_decided_again_from_the_same_progress_has_the_same_event_name() {
+        let mut release: Release = serde_json::from_value(serde_json::json!({
+            "apiVersion": "prism.dev/v1alpha1",
+            "kind": "Release",
+            "metadata": {"name": "web-2", "namespace": "shop", "uid": "u-1", "generation": 1, "resourceVersion": "10"},
+            "spec": {"application": "web", "revision": 2, "template": {"manifests": []}, "strategy": {"steps": []}, "clusters": []},
+            "status": {"step": 0, "phase": "Progressing", "achievedAt": "2026-12-07T16:13:14Z"},
+        }))
+        .unwrap();
+        let advanced = event("web-2", EventKind::Normal, "StepAdvanced");
+        let first = transition_event(&release, &advanced).metadata.name;
+        // The next leader wrote the clusters' counters first: another resourceVersion.
+        release.metadata.resource_version = Some("11".into());
+        release.status.as_mut().unwrap().clusters = Vec::new();
+        assert_eq!(transition_event(&release, &advanced).metadata.name, first);
+        // From another step, the same words are another transition.
+        release.status.as_mut().unwrap().step = Some(1);
+        assert_ne!(transition_event(&release, &advanced).metadata.name, first);
     }
 }
