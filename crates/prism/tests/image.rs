@@ -62,7 +62,12 @@ fn image() -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     let layout = root.join("target/image/prism").canonicalize().unwrap();
-    format!("oci:{}:{}", layout.display(), env!("CARGO_PKG_VERSION"))
+    // podman names an image it takes from a layout after the layout's path, and a name must be
+    // lowercase; the checkout's path need not be (a CI clone's in /tmp/ci.tTCm was not).
+    let link = Path::new("/tmp").join(format!("prism-oci-{}", std::process::id()));
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&layout, &link).unwrap();
+    format!("oci:{}:{}", link.display(), env!("CARGO_PKG_VERSION"))
 }
 
 /// A podman container, stopped and removed when dropped, with the image podman imported from
