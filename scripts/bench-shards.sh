@@ -15,6 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-fleet-lib.sh
+source scripts/bench-fleet-apps.sh
 
 APPS=1000
 TRAFFIC=podLabels
