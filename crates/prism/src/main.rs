@@ -4,10 +4,11 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use k8s_openapi::jiff::Timestamp;
-use prism::connection::Connection;
-use prism::error::{CommandError, EXIT_CODES};
-use prism::status::Status;
+use prism::exit::EXIT_CODES;
 use prism_api::strategy::Duration;
+use prism_ops::Error;
+use prism_ops::connection::Connection;
+use prism_ops::status::Status;
 use serde::Deserialize;
 use serde::de::IntoDeserializer;
 
@@ -333,7 +334,7 @@ fn main() -> ExitCode {
                 let mut first = true;
                 block_on(async {
                     let connection = Connection::new(namespace).await?;
-                    prism::status::watch(&connection, &app, timeout, |status| {
+                    prism_ops::status::watch(&connection, &app, timeout, |status| {
                         draw(status, output, terminal, first);
                         first = false;
                     })
@@ -342,10 +343,10 @@ fn main() -> ExitCode {
             } else {
                 block_on(async {
                     let connection = Connection::new(namespace).await?;
-                    let status = prism::status::read(&connection, &app).await?;
+                    let status = prism_ops::status::read(&connection, &app).await?;
                     match output {
                         Output::Table => {
-                            print!("{}", prism::status::render(&status, Timestamp::now()))
+                            print!("{}", prism_ops::status::render(&status, Timestamp::now()))
                         }
                         Output::Json => println!("{}", json(&status, true)?),
                     }
@@ -361,11 +362,11 @@ fn main() -> ExitCode {
             when_unblocked,
         } => say(block_on(async {
             let connection = Connection::new(namespace).await?;
-            prism::promote::promote(&connection, &app, full, when_unblocked).await
+            prism_ops::promote::promote(&connection, &app, full, when_unblocked).await
         })),
         Command::Abort { app, namespace } => say(block_on(async {
             let connection = Connection::new(namespace).await?;
-            prism::abort::abort(&connection, &app).await
+            prism_ops::abort::abort(&connection, &app).await
         })),
         Command::Rollback {
             app,
@@ -374,7 +375,7 @@ fn main() -> ExitCode {
             when_unblocked,
         } => say(block_on(async {
             let connection = Connection::new(namespace).await?;
-            prism::rollback::rollback(&connection, &app, to, when_unblocked).await
+            prism_ops::rollback::rollback(&connection, &app, to, when_unblocked).await
         })),
         Command::History {
             app,
@@ -382,8 +383,8 @@ fn main() -> ExitCode {
             output,
         } => exit(block_on(async {
             let connection = Connection::new(namespace).await?;
-            let rows = prism::history::read(&connection, &app).await?;
-            show(output, &rows, prism::history::table)
+            let rows = prism_ops::history::read(&connection, &app).await?;
+            show(output, &rows, prism_ops::history::table)
         })),
         Command::Versions {
             app,
@@ -391,8 +392,8 @@ fn main() -> ExitCode {
             output,
         } => exit(block_on(async {
             let connection = Connection::new(namespace).await?;
-            let rows = prism::versions::read(&connection, &app).await?;
-            show(output, &rows, prism::versions::table)
+            let rows = prism_ops::versions::read(&connection, &app).await?;
+            show(output, &rows, prism_ops::versions::table)
         })),
         Command::Pin {
             app,
@@ -400,7 +401,7 @@ fn main() -> ExitCode {
             namespace,
         } => say(block_on(async {
             let connection = Connection::new(namespace).await?;
-            prism::versions::pin(&connection, &app, &version, true).await
+            prism_ops::versions::pin(&connection, &app, &version, true).await
         })),
         Command::Unpin {
             app,
@@ -408,7 +409,7 @@ fn main() -> ExitCode {
             namespace,
         } => say(block_on(async {
             let connection = Connection::new(namespace).await?;
-            prism::versions::pin(&connection, &app, &version, false).await
+            prism_ops::versions::pin(&connection, &app, &version, false).await
         })),
         Command::Retire {
             app,
@@ -416,27 +417,28 @@ fn main() -> ExitCode {
             namespace,
         } => say(block_on(async {
             let connection = Connection::new(namespace).await?;
-            prism::versions::retire(&connection, &app, &version).await
+            prism_ops::versions::retire(&connection, &app, &version).await
         })),
         Command::Cluster { command } => cluster(command),
     }
 }
 
 fn cluster(command: ClusterCommand) -> ExitCode {
-    use prism::cluster::{self, Management};
+    use prism::cluster;
+    use prism_ops::cluster::{self as clusters, Management};
     match command {
         ClusterCommand::Join(options) => exit(block_on(cluster::join::join(&options, |line| {
             println!("{line}")
         }))),
         ClusterCommand::List { output } => exit(block_on(async {
-            let rows = cluster::list::read(&Management::new().await?).await?;
-            show(output, &rows, cluster::list::table)
+            let rows = clusters::list::read(&Management::new().await?).await?;
+            show(output, &rows, clusters::list::table)
         })),
         ClusterCommand::Cordon { name } => say(block_on(async {
-            cluster::set_unschedulable(&Management::new().await?, &name, true).await
+            clusters::set_unschedulable(&Management::new().await?, &name, true).await
         })),
         ClusterCommand::Uncordon { name } => say(block_on(async {
-            cluster::set_unschedulable(&Management::new().await?, &name, false).await
+            clusters::set_unschedulable(&Management::new().await?, &name, false).await
         })),
         ClusterCommand::Drain { name, timeout } => {
             let terminal = std::io::stdout().is_terminal();
@@ -461,9 +463,9 @@ fn invoked_as_kubectl_plugin() -> bool {
 }
 
 /// Runs a command that talks to the cluster.
-fn block_on<T>(command: impl Future<Output = Result<T, CommandError>>) -> Result<T, CommandError> {
+fn block_on<T>(command: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
     tokio::runtime::Runtime::new()
-        .map_err(|e| CommandError::Api(format!("starting tokio: {e}")))?
+        .map_err(|e| Error::Api(format!("starting tokio: {e}")))?
         .block_on(command)
 }
 
@@ -472,7 +474,7 @@ fn show<R: serde::Serialize>(
     output: Output,
     rows: &[R],
     table: fn(&[R]) -> String,
-) -> Result<(), CommandError> {
+) -> Result<(), Error> {
     match output {
         Output::Table => print!("{}", table(rows)),
         Output::Json => println!("{}", json(&rows, true)?),
@@ -480,13 +482,13 @@ fn show<R: serde::Serialize>(
     Ok(())
 }
 
-fn json(value: &impl serde::Serialize, pretty: bool) -> Result<String, CommandError> {
+fn json(value: &impl serde::Serialize, pretty: bool) -> Result<String, Error> {
     let text = if pretty {
         serde_json::to_string_pretty(value)
     } else {
         serde_json::to_string(value)
     };
-    text.map_err(|e| CommandError::Api(format!("writing JSON: {e}")))
+    text.map_err(|e| Error::Api(format!("writing JSON: {e}")))
 }
 
 /// One frame of `status --watch`: on a terminal the screen is redrawn; elsewhere (a pipe, a CI
@@ -498,7 +500,7 @@ fn draw(status: &Status, output: Output, terminal: bool, first: bool) {
             Err(error) => eprintln!("prism: {error}"),
         },
         Output::Table => {
-            let text = prism::status::render(status, Timestamp::now());
+            let text = prism_ops::status::render(status, Timestamp::now());
             if terminal {
                 print!("\x1b[H\x1b[2J{text}");
             } else if first {
@@ -510,15 +512,15 @@ fn draw(status: &Status, output: Output, terminal: bool, first: bool) {
     }
 }
 
-fn exit(result: Result<(), CommandError>) -> ExitCode {
+fn exit(result: Result<(), Error>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(error.exit_code(), error),
+        Err(error) => fail(prism::exit::code(&error), error),
     }
 }
 
 /// Prints what a command did, or why it failed.
-fn say(result: Result<String, CommandError>) -> ExitCode {
+fn say(result: Result<String, Error>) -> ExitCode {
     exit(result.map(|message| println!("{message}")))
 }
 

@@ -157,7 +157,7 @@ fn every_command_on_a_cluster_documents_the_same_exit_codes() {
         let output = prism(&[command, "--help"]);
         assert_eq!(output.status.code(), Some(0), "{command}");
         let help = text(&output.stdout);
-        assert!(help.contains(prism::error::EXIT_CODES), "{command}: {help}");
+        assert!(help.contains(prism::exit::EXIT_CODES), "{command}: {help}");
     }
 }
 

@@ -31,10 +31,10 @@ mod progress;
 
 pub use progress::{AppProgress, Newest, Progress, Running, frame, line, progress, summary, table};
 
-use super::list::{application_of, newest_revisions};
-use super::{Management, set_unschedulable};
-use crate::connection::FIELD_MANAGER;
-use crate::error::CommandError;
+use prism_ops::Error;
+use prism_ops::cluster::list::{application_of, newest_revisions};
+use prism_ops::cluster::{Management, set_unschedulable};
+use prism_ops::connection::FIELD_MANAGER;
 
 /// An Application: namespace and name.
 pub type AppKey = (String, String);
@@ -91,7 +91,7 @@ pub fn to_reschedule(
             let app = apps.iter().find(|app| {
                 app.namespace().as_ref() == Some(namespace) && &app.name_any() == name
             })?;
-            let stopping = crate::blocks::stopping(app, blocks);
+            let stopping = prism_ops::blocks::stopping(app, blocks);
             (!stopping.is_empty()).then(|| format!("  {namespace}/{name}: {}", stopping.join("; ")))
         })
         .collect();
@@ -120,7 +120,7 @@ pub async fn drain(
     timeout: Option<Duration>,
     terminal: bool,
     mut print: impl FnMut(&str),
-) -> Result<(), CommandError> {
+) -> Result<(), Error> {
     let deadline = timeout.map(|t| (tokio::time::Instant::now() + t.0.unsigned_abs(), t));
     let apps_api: Api<Application> = Api::all(management.client());
     let releases_api: Api<Release> = Api::all(management.client());
@@ -143,8 +143,8 @@ pub async fn drain(
             return Err(management.explain_list("listing RolloutBlocks in every namespace", error));
         }
     };
-    let keys = to_reschedule(name, &apps.items, &releases.items, &blocks)
-        .map_err(CommandError::Refused)?;
+    let keys =
+        to_reschedule(name, &apps.items, &releases.items, &blocks).map_err(Error::Refused)?;
     print(&format!(
         "{}\n",
         set_unschedulable(management, name, true).await?
@@ -194,7 +194,7 @@ pub async fn drain(
                         .filter(|app| !app.done)
                         .map(|app| format!("{}/{}", app.namespace, app.application))
                         .collect();
-                    CommandError::Timeout(format!(
+                    Error::Timeout(format!(
                         "cluster {name} was not drained within {timeout}: {} replicas still run \
                          there; waiting for {}",
                         shown.replicas_left,
@@ -209,7 +209,7 @@ pub async fn drain(
                 eprintln!("prism: watching Releases: {error}; retrying");
                 continue;
             }
-            None => return Err(CommandError::Api("the watch ended".to_owned())),
+            None => return Err(Error::Api("the watch ended".to_owned())),
         }
         // Before the first list is complete, the store lacks some Releases.
         if !listed {
@@ -230,8 +230,8 @@ pub async fn drain(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::list::tests::release;
-    use crate::releases::fixtures::application;
+    use prism_ops::cluster::list::fixtures::release;
+    use prism_ops::releases::fixtures::application;
 
     fn app(namespace: &str, name: &str) -> Application {
         let mut app = application("web:1", json!(null));

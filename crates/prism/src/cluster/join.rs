@@ -30,8 +30,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{Management, Target};
-use crate::error::CommandError;
+use prism_ops::Error;
+use prism_ops::cluster::{Management, Target};
 
 /// The namespace of the controller's ServiceAccount in an application cluster, and the default
 /// namespace of the kubeconfig Secrets in the management cluster.
@@ -324,7 +324,7 @@ pub fn kubeconfig(
     endpoint: &Endpoint,
     token: &str,
     token_ca: Option<&str>,
-) -> Result<String, CommandError> {
+) -> Result<String, Error> {
     #[derive(Serialize)]
     #[serde(rename_all = "kebab-case")]
     struct File<'a> {
@@ -417,7 +417,7 @@ pub fn kubeconfig(
         current_context: name,
     };
     serde_saphyr::to_string(&file)
-        .map_err(|error| CommandError::Api(format!("writing the kubeconfig: {error}")))
+        .map_err(|error| Error::Api(format!("writing the kubeconfig: {error}")))
 }
 
 /// The management cluster's Secret that holds the kubeconfig of the Cluster `name`.
@@ -538,7 +538,7 @@ impl Side {
         name: &str,
         body: &(impl Serialize + fmt::Debug),
         report: &mut impl FnMut(String),
-    ) -> Result<K, CommandError>
+    ) -> Result<K, Error>
     where
         K: Resource<DynamicType = ()> + Clone + fmt::Debug + DeserializeOwned,
     {
@@ -575,7 +575,7 @@ impl Side {
         &self,
         name: &str,
         report: &mut impl FnMut(String),
-    ) -> Result<(), CommandError> {
+    ) -> Result<(), Error> {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let existing = api
             .get_opt(name)
@@ -583,7 +583,7 @@ impl Side {
             .map_err(|e| self.target.explain(&format!("reading Namespace {name}"), e))?;
         match existing {
             Some(existing) if existing.metadata.deletion_timestamp.is_some() => {
-                Err(CommandError::Refused(format!(
+                Err(Error::Refused(format!(
                     "namespace {name} of {} is being deleted: wait until it is gone, then join \
                      again",
                     self.target.name
@@ -608,13 +608,10 @@ impl Side {
 }
 
 /// Joins the cluster: see the module's documentation. `report` hears one line per object.
-pub async fn join(
-    options: &JoinOptions,
-    mut report: impl FnMut(String),
-) -> Result<(), CommandError> {
+pub async fn join(options: &JoinOptions, mut report: impl FnMut(String)) -> Result<(), Error> {
     let file = options.kubeconfig.display();
     let file_config = Kubeconfig::read_from(&options.kubeconfig).map_err(|error| {
-        CommandError::Api(format!(
+        Error::Api(format!(
             "cannot read the application cluster's kubeconfig {file}: {error}; pass a readable \
              kubeconfig with --kubeconfig"
         ))
@@ -624,7 +621,7 @@ pub async fn join(
         &options.kubeconfig,
         options.context.as_deref(),
     )
-    .map_err(CommandError::Api)?;
+    .map_err(Error::Api)?;
     let config = Config::from_custom_kubeconfig(
         file_config,
         &KubeConfigOptions {
@@ -634,13 +631,13 @@ pub async fn join(
     )
     .await
     .map_err(|error| {
-        CommandError::Api(format!(
+        Error::Api(format!(
             "cannot use context {:?} of {file}: {error}",
             endpoint.context
         ))
     })?;
     let client = Client::try_from(config).map_err(|error| {
-        CommandError::Api(format!(
+        Error::Api(format!(
             "no client for context {:?} of {file}: {error}",
             endpoint.context
         ))
@@ -665,8 +662,8 @@ pub async fn join(
     let management = Side {
         client: management.client(),
         target: Target {
-            name: management.target.name.clone(),
-            url: management.target.url.clone(),
+            name: management.target().name.clone(),
+            url: management.target().url.clone(),
             needs: "joining needs the rights to create Secrets and Clusters there",
         },
         label: "management cluster",
@@ -746,7 +743,7 @@ pub async fn join(
 }
 
 /// Polls the token Secret until the application cluster's token controller filled it.
-async fn wait_for_token(app: &Side) -> Result<(String, Option<String>), CommandError> {
+async fn wait_for_token(app: &Side) -> Result<(String, Option<String>), Error> {
     let api: Api<Secret> = Api::namespaced(app.client.clone(), NAMESPACE);
     let deadline = tokio::time::Instant::now() + TOKEN_DEADLINE;
     loop {
@@ -759,7 +756,7 @@ async fn wait_for_token(app: &Side) -> Result<(String, Option<String>), CommandE
         }
         if tokio::time::Instant::now() >= deadline {
             let name = secret.as_ref().map_or_else(String::new, |s| s.name_any());
-            return Err(CommandError::Api(format!(
+            return Err(Error::Api(format!(
                 "the token controller of {} did not fill Secret {NAMESPACE}/{name} with a token \
                  of ServiceAccount {SERVICE_ACCOUNT} within {}s: check that \
                  kube-controller-manager runs there with --service-account-private-key-file \

@@ -9,8 +9,8 @@ use prism_api::release::ReleasePhase;
 use serde::Serialize;
 
 use super::AppKey;
-use crate::cluster::list::application_of;
-use crate::text;
+use prism_ops::cluster::list::application_of;
+use prism_ops::text;
 
 /// Where a drain is.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -270,7 +270,7 @@ pub fn frame(progress: &Progress, shown: Option<&Progress>, terminal: bool) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::list::tests::release;
+    use prism_ops::cluster::list::fixtures::release;
 
     fn key(namespace: &str, name: &str) -> AppKey {
         (namespace.to_owned(), name.to_owned())

@@ -10,9 +10,9 @@ use kube::ResourceExt;
 use prism_api::Release;
 use serde_json::json;
 
+use crate::Error;
 use crate::blocks;
 use crate::connection::Connection;
-use crate::error::CommandError;
 use crate::releases;
 
 /// The write `prism promote` makes: the Release and its new `spec.targetStep`.
@@ -29,9 +29,9 @@ pub struct Promotion {
 /// The promotion of the Application `app`'s contender: its target becomes the step after its
 /// current one, or with `full` the number of steps (past the last step's gate too). Refused when
 /// nothing is rolling out, or when an earlier promote already asked for as much.
-pub fn promotion(app: &str, releases: &[Release], full: bool) -> Result<Promotion, CommandError> {
+pub fn promotion(app: &str, releases: &[Release], full: bool) -> Result<Promotion, Error> {
     let release = releases::rolling_out(app, releases).map_err(|why| {
-        CommandError::Refused(format!(
+        Error::Refused(format!(
             "nothing to promote: {why}. A change of the Application's template starts a new rollout"
         ))
     })?;
@@ -46,7 +46,7 @@ pub fn promotion(app: &str, releases: &[Release], full: bool) -> Result<Promotio
     };
     if release.spec.target_step >= Some(target_step) {
         let asked = release.spec.target_step.unwrap_or(target_step);
-        return Err(CommandError::Refused(format!(
+        return Err(Error::Refused(format!(
             "{name} is already promoted to {}: the controller has not got there yet",
             destination(release, asked)
         )));
@@ -83,7 +83,7 @@ pub async fn promote(
     app: &str,
     full: bool,
     when_unblocked: bool,
-) -> Result<String, CommandError> {
+) -> Result<String, Error> {
     let (application, releases) = connection.read(app).await?;
     let promotion = promotion(app, &releases, full)?;
     let stopping = blocks::stopping(&application, &blocks::read(connection).await?);
@@ -164,7 +164,7 @@ mod tests {
     fn promote_is_refused_when_nothing_is_rolling_out() {
         let releases = [release(3, "web:3", json!({"phase": "Complete", "step": 2}))];
         let error = promotion("web", &releases, false).unwrap_err();
-        assert_eq!(error.exit_code(), 4);
+        assert!(matches!(error, crate::Error::Refused(_)));
         assert_eq!(
             error.to_string(),
             "nothing to promote: web-3, the newest Release of web, is Complete. A change of the Application's template starts a new rollout"
@@ -176,14 +176,14 @@ mod tests {
         let mut releases = waiting_at(1);
         releases[1].spec.target_step = Some(3);
         let error = promotion("web", &releases, false).unwrap_err();
-        assert_eq!(error.exit_code(), 4);
+        assert!(matches!(error, crate::Error::Refused(_)));
         assert_eq!(
             error.to_string(),
             "web-3 is already promoted to the end, past the gate of step 3/3 \"full\": the controller has not got there yet"
         );
-        assert_eq!(
-            promotion("web", &releases, true).unwrap_err().exit_code(),
-            4
-        );
+        assert!(matches!(
+            promotion("web", &releases, true).unwrap_err(),
+            crate::Error::Refused(_)
+        ));
     }
 }

@@ -1,6 +1,6 @@
 //! The cluster of the current kubeconfig, in one namespace: what the CLI's commands read (an
 //! Application and its Releases) and write (merge patches), each failure mapped to a
-//! [`CommandError`] whose message says what to do.
+//! [`Error`] whose message says what to do.
 
 use std::fmt::Debug;
 
@@ -10,7 +10,7 @@ use prism_api::labels::APP_LABEL;
 use prism_api::{Application, Release, RolloutBlock};
 use serde::de::DeserializeOwned;
 
-use crate::error::CommandError;
+use crate::Error;
 
 /// The field manager of the CLI's writes, apart from the controller's `prism`: `managedFields`
 /// tell a person's command from the controller's work.
@@ -24,12 +24,12 @@ pub struct Connection {
 
 /// A client from the current kubeconfig (or the in-cluster service account), and the
 /// configuration it was made from.
-pub async fn current_kubeconfig() -> Result<(Client, Config), CommandError> {
+pub async fn current_kubeconfig() -> Result<(Client, Config), Error> {
     let config = Config::infer()
         .await
-        .map_err(|e| CommandError::Api(format!("no Kubernetes configuration: {e}")))?;
+        .map_err(|e| Error::Api(format!("no Kubernetes configuration: {e}")))?;
     let client = Client::try_from(config.clone())
-        .map_err(|e| CommandError::Api(format!("no Kubernetes client: {e}")))?;
+        .map_err(|e| Error::Api(format!("no Kubernetes client: {e}")))?;
     Ok((client, config))
 }
 
@@ -50,21 +50,21 @@ pub struct Target {
 impl Target {
     /// `error` of the request described by `what`, as the exit code and message a person or a
     /// script can act on.
-    pub fn explain(&self, what: &str, error: kube::Error) -> CommandError {
+    pub fn explain(&self, what: &str, error: kube::Error) -> Error {
         let Target { name, url, needs } = self;
         match error {
             kube::Error::Api(status) if status.is_not_found() => {
-                CommandError::NotFound(format!("{what}: {}", status.message))
+                Error::NotFound(format!("{what}: {}", status.message))
             }
-            kube::Error::Api(status) if status.is_forbidden() => CommandError::Api(format!(
+            kube::Error::Api(status) if status.is_forbidden() => Error::Forbidden(format!(
                 "{what}: access denied on {name} at {url}: {}; {needs}",
                 status.message
             )),
             kube::Error::Api(status) if status.is_conflict() || status.is_invalid() => {
-                CommandError::Refused(format!("{what}: {}", status.message))
+                Error::Refused(format!("{what}: {}", status.message))
             }
-            kube::Error::Api(status) => CommandError::Api(format!("{what}: {}", status.message)),
-            error => CommandError::Api(format!(
+            kube::Error::Api(status) => Error::Api(format!("{what}: {}", status.message)),
+            error => Error::Api(format!(
                 "cannot reach {name} at {url}: {error}; check that it runs and that this machine \
                  can reach it"
             )),
@@ -73,9 +73,9 @@ impl Target {
 
     /// As [`Target::explain`], for a list of one of Prism's resource types: a 404 means that the
     /// type is missing, so the CRDs are.
-    pub fn explain_list(&self, what: &str, error: kube::Error) -> CommandError {
+    pub fn explain_list(&self, what: &str, error: kube::Error) -> Error {
         match error {
-            kube::Error::Api(status) if status.is_not_found() => CommandError::Api(format!(
+            kube::Error::Api(status) if status.is_not_found() => Error::Api(format!(
                 "{what}: Prism's CRDs are not installed on {} at {}: {INSTALL_CRDS}",
                 self.name, self.url
             )),
@@ -87,7 +87,7 @@ impl Target {
 impl Connection {
     /// A client from the current kubeconfig (or the in-cluster service account), working in
     /// `namespace` or else the context's namespace.
-    pub async fn new(namespace: Option<String>) -> Result<Connection, CommandError> {
+    pub async fn new(namespace: Option<String>) -> Result<Connection, Error> {
         let (client, config) = current_kubeconfig().await?;
         let namespace = namespace.unwrap_or_else(|| config.default_namespace.clone());
         Ok(Connection {
@@ -128,7 +128,7 @@ impl Connection {
     }
 
     /// The Application `app` and its Releases, in no particular order.
-    pub async fn read(&self, app: &str) -> Result<(Application, Vec<Release>), CommandError> {
+    pub async fn read(&self, app: &str) -> Result<(Application, Vec<Release>), Error> {
         let namespace = &self.namespace;
         // Listing first: a missing resource type is a 404 on a list, where a get could not tell
         // it from a missing Application.
@@ -137,7 +137,7 @@ impl Connection {
             .list(&ListParams::default().labels(&Self::releases_of(app)))
             .await
             .map_err(|error| match error {
-                kube::Error::Api(status) if status.is_not_found() => CommandError::Api(
+                kube::Error::Api(status) if status.is_not_found() => Error::Api(
                     "Prism's CRDs are not installed: run `prism crds | kubectl apply --server-side -f -`"
                         .to_owned(),
                 ),
@@ -148,9 +148,7 @@ impl Connection {
             .get_opt(app)
             .await
             .map_err(|e| self.explain(&format!("reading Application {namespace}/{app}"), e))?
-            .ok_or_else(|| {
-                CommandError::NotFound(format!("application {namespace}/{app} not found"))
-            })?;
+            .ok_or_else(|| Error::NotFound(format!("application {namespace}/{app} not found")))?;
         Ok((application, releases.items))
     }
 
@@ -161,7 +159,7 @@ impl Connection {
         api: &Api<K>,
         name: &str,
         patch: serde_json::Value,
-    ) -> Result<(), CommandError>
+    ) -> Result<(), Error>
     where
         K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
     {
@@ -182,7 +180,7 @@ impl Connection {
     }
 
     /// See [`Target::explain`].
-    pub fn explain(&self, what: &str, error: kube::Error) -> CommandError {
+    pub fn explain(&self, what: &str, error: kube::Error) -> Error {
         self.target.explain(what, error)
     }
 }

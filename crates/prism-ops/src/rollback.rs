@@ -19,9 +19,9 @@ use prism_api::release::{ReleasePhase, VersionState};
 use prism_api::{Application, Release};
 use serde_json::json;
 
+use crate::Error;
 use crate::blocks;
 use crate::connection::Connection;
-use crate::error::CommandError;
 use crate::releases;
 
 /// The Release whose template `app` rolls back to: revision `to`, or else the previous good
@@ -32,7 +32,7 @@ pub fn target<'a>(
     app: &Application,
     releases: &'a [Release],
     to: Option<u32>,
-) -> Result<&'a Release, CommandError> {
+) -> Result<&'a Release, Error> {
     let name = app.name_any();
     let revisions = match releases::revisions(releases) {
         list if list.is_empty() => "none".to_owned(),
@@ -43,19 +43,19 @@ pub fn target<'a>(
             .iter()
             .find(|r| r.spec.revision == revision)
             .ok_or_else(|| {
-                CommandError::NotFound(format!(
+                Error::NotFound(format!(
                     "{name} has no revision {revision}; its revisions: {revisions} \
                      (older ones are pruned beyond spec.revisionHistoryLimit)"
                 ))
             })?,
         None => previous_good(releases).map_err(|why| {
-            CommandError::Refused(format!(
+            Error::Refused(format!(
                 "{why}; name one with --to REVISION (revisions of {name}: {revisions})"
             ))
         })?,
     };
     if target.spec.template == app.spec.template {
-        return Err(CommandError::Refused(format!(
+        return Err(Error::Refused(format!(
             "the template of revision {} ({}) is {name}'s current template already: nothing to roll back",
             target.spec.revision,
             target.name_any()
@@ -115,7 +115,7 @@ pub async fn rollback(
     app: &str,
     to: Option<u32>,
     when_unblocked: bool,
-) -> Result<String, CommandError> {
+) -> Result<String, Error> {
     let (application, releases) = connection.read(app).await?;
     let target = target(&application, &releases, to)?;
     if let Some(newer) = live_rollback(&application, &releases, target) {
@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn a_missing_revision_is_not_found_and_the_message_lists_the_others() {
         let error = target(&app(), &releases(), Some(9)).unwrap_err();
-        assert_eq!(error.exit_code(), 3);
+        assert!(matches!(error, crate::Error::NotFound(_)));
         assert_eq!(
             error.to_string(),
             "web has no revision 9; its revisions: 1, 2, 3, 4 (older ones are pruned beyond spec.revisionHistoryLimit)"
@@ -216,7 +216,7 @@ mod tests {
             release(2, "web:2", json!({"phase": "Complete"})),
         ];
         let error = target(&application("web:2", json!({})), &releases, None).unwrap_err();
-        assert_eq!(error.exit_code(), 4);
+        assert!(matches!(error, crate::Error::Refused(_)));
         assert_eq!(
             error.to_string(),
             "web-2 is the only complete Release: there is no earlier good version; name one with --to REVISION (revisions of web: 1, 2)"
@@ -257,7 +257,7 @@ mod tests {
     #[test]
     fn rolling_back_to_the_current_template_is_refused() {
         let error = target(&app(), &releases(), Some(4)).unwrap_err();
-        assert_eq!(error.exit_code(), 4);
+        assert!(matches!(error, crate::Error::Refused(_)));
         assert_eq!(
             error.to_string(),
             "the template of revision 4 (web-4) is web's current template already: nothing to roll back"

@@ -7,8 +7,8 @@ use kube::ResourceExt;
 use prism_api::{Application, Release};
 use serde_json::json;
 
+use crate::Error;
 use crate::connection::Connection;
-use crate::error::CommandError;
 use crate::releases;
 
 /// The write `prism abort` makes: the Release to abort.
@@ -21,10 +21,10 @@ pub struct Abortion {
 
 /// The abort of `app`'s contender. Refused when nothing is rolling out, or when the contender is
 /// aborted already.
-pub fn abortion(app: &Application, releases: &[Release]) -> Result<Abortion, CommandError> {
+pub fn abortion(app: &Application, releases: &[Release]) -> Result<Abortion, Error> {
     let name = app.name_any();
     let release = releases::rolling_out(&name, releases).map_err(|why| {
-        CommandError::Refused(format!(
+        Error::Refused(format!(
             "nothing to abort: {why}. `prism rollback {name}` rolls back to an earlier complete version"
         ))
     })?;
@@ -43,7 +43,7 @@ pub fn abortion(app: &Application, releases: &[Release]) -> Result<Abortion, Com
 }
 
 /// Aborts the contender of the Application `app`, and says what was done.
-pub async fn abort(connection: &Connection, app: &str) -> Result<String, CommandError> {
+pub async fn abort(connection: &Connection, app: &str) -> Result<String, Error> {
     let (application, releases) = connection.read(app).await?;
     let abortion = abortion(&application, &releases)?;
     connection
@@ -86,7 +86,7 @@ mod tests {
         let mut aborted = release(3, "web:3", json!({"phase": "RollingBack"}));
         aborted.spec.aborted = true;
         let error = abortion(&app(), &[aborted]).unwrap_err();
-        assert_eq!(error.exit_code(), 4);
+        assert!(matches!(error, crate::Error::Refused(_)));
         assert_eq!(
             error.to_string(),
             "nothing to abort: web-3, the newest Release of web, is aborted (RollingBack). `prism rollback web` rolls back to an earlier complete version"
@@ -96,6 +96,9 @@ mod tests {
     #[test]
     fn abort_is_refused_when_the_newest_release_is_complete() {
         let releases = [release(3, "web:3", json!({"phase": "Complete"}))];
-        assert_eq!(abortion(&app(), &releases).unwrap_err().exit_code(), 4);
+        assert!(matches!(
+            abortion(&app(), &releases).unwrap_err(),
+            crate::Error::Refused(_)
+        ));
     }
 }

@@ -76,8 +76,8 @@ pub fn revisions(releases: &[Release]) -> String {
         .join(", ")
 }
 
-/// Releases made up for the commands' unit tests.
-#[cfg(test)]
+/// Releases made up for unit tests, here and in the CLI's.
+#[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use prism_api::{Application, Release};

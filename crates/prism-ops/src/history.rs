@@ -8,8 +8,8 @@ use kube::ResourceExt;
 use prism_api::{Application, Release};
 use serde::Serialize;
 
+use crate::Error;
 use crate::connection::Connection;
-use crate::error::CommandError;
 use crate::releases::{self, Role};
 use crate::text;
 
@@ -104,7 +104,7 @@ pub fn table(rows: &[Row]) -> String {
 }
 
 /// Reads the Application `name` and its Releases and builds the rows.
-pub async fn read(connection: &Connection, name: &str) -> Result<Vec<Row>, CommandError> {
+pub async fn read(connection: &Connection, name: &str) -> Result<Vec<Row>, Error> {
     let (app, releases) = connection.read(name).await?;
     Ok(rows(&app, releases, Timestamp::now()))
 }

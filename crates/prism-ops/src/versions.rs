@@ -14,8 +14,8 @@ use prism_api::{Application, Release};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::Error;
 use crate::connection::Connection;
-use crate::error::CommandError;
 use crate::releases::{self, Role as AppRole};
 use crate::text;
 
@@ -297,7 +297,7 @@ pub fn find<'a>(
     app: &Application,
     releases: &'a [Release],
     version: &str,
-) -> Result<&'a Release, CommandError> {
+) -> Result<&'a Release, Error> {
     releases
         .iter()
         .find(|release| release.name_any() == version || version_name(app, release) == version)
@@ -309,7 +309,7 @@ pub fn find<'a>(
                 .filter(|release| role(app, release).is_some())
                 .map(|release| version_name(app, release))
                 .collect();
-            CommandError::NotFound(format!(
+            Error::NotFound(format!(
                 "{} has no version {version}: its versions are {} (see `prism versions {}`)",
                 app.name_any(),
                 if names.is_empty() {
@@ -389,7 +389,7 @@ async fn hosts(connection: &Connection, app: &Application) -> Vec<String> {
 }
 
 /// Reads the Application `name` and its versions.
-pub async fn read(connection: &Connection, name: &str) -> Result<Vec<Row>, CommandError> {
+pub async fn read(connection: &Connection, name: &str) -> Result<Vec<Row>, Error> {
     let (app, releases) = connection.read(name).await?;
     let hosts = hosts(connection, &app).await;
     Ok(rows(&app, &releases, &hosts, Timestamp::now()))
@@ -401,12 +401,12 @@ pub async fn pin(
     app: &str,
     version: &str,
     pin: bool,
-) -> Result<String, CommandError> {
+) -> Result<String, Error> {
     let (application, releases) = connection.read(app).await?;
     let release = find(&application, &releases, version)?;
     let name = version_name(&application, release);
     if pin && let Some(refusal) = refuses_pin(&application, release) {
-        return Err(CommandError::Refused(refusal));
+        return Err(Error::Refused(refusal));
     }
     let value = if pin { json!("true") } else { json!(null) };
     connection
@@ -430,15 +430,11 @@ pub async fn pin(
 }
 
 /// `prism retire`: the retained `version` drains, then goes.
-pub async fn retire(
-    connection: &Connection,
-    app: &str,
-    version: &str,
-) -> Result<String, CommandError> {
+pub async fn retire(connection: &Connection, app: &str, version: &str) -> Result<String, Error> {
     let (application, releases) = connection.read(app).await?;
     let release = find(&application, &releases, version)?;
     if let Some(refusal) = refuses_retire(&application, release) {
-        return Err(CommandError::Refused(refusal));
+        return Err(Error::Refused(refusal));
     }
     connection
         .merge_patch(

@@ -15,7 +15,7 @@ use prism_api::{Cluster, Release};
 use serde::Serialize;
 
 use super::Management;
-use crate::error::CommandError;
+use crate::Error;
 use crate::releases;
 use crate::text;
 
@@ -184,7 +184,7 @@ pub fn table(rows: &[ClusterRow]) -> String {
 }
 
 /// Lists the Clusters and the Releases of every namespace.
-pub async fn read(management: &Management) -> Result<Vec<ClusterRow>, CommandError> {
+pub async fn read(management: &Management) -> Result<Vec<ClusterRow>, Error> {
     let clusters = management
         .clusters()
         .list(&ListParams::default())
@@ -197,9 +197,10 @@ pub async fn read(management: &Management) -> Result<Vec<ClusterRow>, CommandErr
     Ok(summary(&clusters.items, &releases.items))
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
+/// Clusters and Releases made up for unit tests, here and in the CLI's `cluster drain`.
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures {
+    use prism_api::{Cluster, Release};
     use serde_json::{Value, json};
 
     /// The Cluster `name` in `region`, with `conditions` (type → status) and `unschedulable`.
@@ -263,6 +264,13 @@ pub(crate) mod tests {
             .collect();
         release
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{cluster, release};
+    use super::*;
+    use serde_json::json;
 
     fn fleet() -> (Vec<Cluster>, Vec<Release>) {
         let clusters = vec![

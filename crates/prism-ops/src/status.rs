@@ -19,8 +19,8 @@ use prism_api::strategy::{Duration, step_label};
 use prism_api::{Application, Release};
 use serde::Serialize;
 
+use crate::Error;
 use crate::connection::Connection;
-use crate::error::CommandError;
 use crate::releases::{self, Role};
 use crate::text;
 
@@ -106,10 +106,10 @@ pub enum Outcome {
 
 impl Outcome {
     /// `status --watch`'s result: exit 0 for a complete Release, 5 for a rolled-back one.
-    pub fn into_result(self) -> Result<(), CommandError> {
+    pub fn into_result(self) -> Result<(), Error> {
         match self {
             Outcome::Complete => Ok(()),
-            Outcome::RolledBack(message) => Err(CommandError::RolledBack(message)),
+            Outcome::RolledBack(message) => Err(Error::RolledBack(message)),
         }
     }
 }
@@ -391,7 +391,7 @@ pub fn render(status: &Status, now: Timestamp) -> String {
 }
 
 /// Reads the Application `name` and its Releases once.
-pub async fn read(connection: &Connection, name: &str) -> Result<Status, CommandError> {
+pub async fn read(connection: &Connection, name: &str) -> Result<Status, Error> {
     let (app, releases) = connection.read(name).await?;
     Ok(status(&app, &releases))
 }
@@ -404,7 +404,7 @@ pub async fn watch(
     name: &str,
     timeout: Option<Duration>,
     mut draw: impl FnMut(&Status),
-) -> Result<(), CommandError> {
+) -> Result<(), Error> {
     let deadline = timeout.map(|t| (tokio::time::Instant::now() + t.0.unsigned_abs(), t));
     // The first read reports a missing Application or CRDs at once, where the watches would
     // retry.
@@ -445,7 +445,7 @@ pub async fn watch(
                         .rollout
                         .as_ref()
                         .map_or_else(|| "no Release yet".to_owned(), |r| summary(r, now));
-                    CommandError::Timeout(format!(
+                    Error::Timeout(format!(
                         "the newest Release did not finish within {timeout}: {where_it_is}"
                     ))
                 })?,
@@ -460,14 +460,14 @@ pub async fn watch(
                 );
                 continue;
             }
-            None => return Err(CommandError::Api("the watch ended".to_owned())),
+            None => return Err(Error::Api("the watch ended".to_owned())),
         };
         listed[source] |= listed_now;
         if !listed.iter().all(|l| *l) {
             continue;
         }
         let Some(app) = app_store.state().into_iter().next() else {
-            return Err(CommandError::NotFound(format!(
+            return Err(Error::NotFound(format!(
                 "application {}/{name} was deleted",
                 connection.namespace()
             )));

@@ -13,8 +13,8 @@ use prism_api::conditions;
 use prism_api::rollout_block::overridden_blocks;
 use prism_api::{Application, RolloutBlock, rollout_block::OVERRIDE_ROLLOUT_BLOCK_ANNOTATION};
 
+use crate::Error;
 use crate::connection::Connection;
-use crate::error::CommandError;
 
 /// The flag that lets a command record its change under a block, for messages.
 pub const WHEN_UNBLOCKED: &str = "--when-unblocked";
@@ -63,7 +63,7 @@ pub fn held(
     when_unblocked: bool,
     holds: &str,
     retry: &str,
-) -> Result<Option<String>, CommandError> {
+) -> Result<Option<String>, Error> {
     if blocks.is_empty() {
         return Ok(None);
     }
@@ -77,7 +77,7 @@ pub fn held(
             "it waits: {holds} until the block is lifted or passed:\n{list}"
         )));
     }
-    Err(CommandError::Refused(format!(
+    Err(Error::Refused(format!(
         "nothing was changed: {holds} while a RolloutBlock stops it:\n{list}\n\
          To go on, lift the block (`kubectl delete rolloutblock NAME -n NAMESPACE`) or pass it \
          as its line says (each pass is recorded on the block); or run `{retry} {WHEN_UNBLOCKED}` \
@@ -87,7 +87,7 @@ pub fn held(
 
 /// The RolloutBlocks of the connection's namespace. A person who may not list them still gets
 /// the controller's Blocked condition, so a refusal of access is no failure here.
-pub async fn read(connection: &Connection) -> Result<Vec<RolloutBlock>, CommandError> {
+pub async fn read(connection: &Connection) -> Result<Vec<RolloutBlock>, Error> {
     match connection
         .rollout_blocks()
         .list(&ListParams::default())
@@ -187,7 +187,7 @@ mod tests {
             "prism promote web -n team",
         )
         .unwrap_err();
-        assert_eq!(error.exit_code(), 4);
+        assert!(matches!(error, crate::Error::Refused(_)));
         assert_eq!(
             error.to_string(),
             "nothing was changed: web-3 stays at step 1/2 \"canary\" while a RolloutBlock stops \
