@@ -102,3 +102,40 @@ pub struct ClusterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
 }
+
+impl Cluster {
+    /// The kubeconfig of the Cluster's credentials, from `secret` (the one its
+    /// `spec.credentials.secretRef` names, or `None` when it does not exist); errors name the
+    /// Secret, the key and the fix.
+    pub fn kubeconfig(
+        &self,
+        secret: Option<&k8s_openapi::api::core::v1::Secret>,
+    ) -> Result<kube::config::Kubeconfig, String> {
+        let credentials = &self.spec.credentials;
+        let secret_ref = &credentials.secret_ref;
+        let secret_name = format!("Secret {}/{}", secret_ref.namespace, secret_ref.name);
+        let secret = secret.ok_or_else(|| {
+            format!(
+                "{secret_name} (spec.credentials.secretRef) does not exist: create it, e.g. with `prism cluster join`"
+            )
+        })?;
+        let kubeconfig = secret
+            .data
+            .as_ref()
+            .and_then(|data| data.get(&credentials.key))
+            .ok_or_else(|| {
+                format!(
+                    "{secret_name} has no key {:?} (spec.credentials.key)",
+                    credentials.key
+                )
+            })?;
+        let kubeconfig = std::str::from_utf8(&kubeconfig.0)
+            .map_err(|_| format!("{secret_name}: key {:?} is not UTF-8", credentials.key))?;
+        kube::config::Kubeconfig::from_yaml(kubeconfig).map_err(|error| {
+            format!(
+                "{secret_name}: key {:?} is not a kubeconfig: {error}",
+                credentials.key
+            )
+        })
+    }
+}

@@ -15,7 +15,7 @@ use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::KubeConfigOptions;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Config, Resource, ResourceExt};
 use prism_api::cluster::ClusterStatus;
@@ -206,30 +206,8 @@ async fn connect(ctx: &Context, cluster: &Cluster) -> Result<Client, String> {
     let secret = Api::<Secret>::namespaced(management.clone(), &secret_ref.namespace)
         .get_opt(&secret_ref.name)
         .await
-        .map_err(|error| format!("reading {secret_name}: {error}"))?
-        .ok_or_else(|| {
-            format!(
-                "{secret_name} (spec.credentials.secretRef) does not exist: create it, e.g. with `prism cluster join`"
-            )
-        })?;
-    let kubeconfig = secret
-        .data
-        .as_ref()
-        .and_then(|data| data.get(&credentials.key))
-        .ok_or_else(|| {
-            format!(
-                "{secret_name} has no key {:?} (spec.credentials.key)",
-                credentials.key
-            )
-        })?;
-    let kubeconfig = std::str::from_utf8(&kubeconfig.0)
-        .map_err(|_| format!("{secret_name}: key {:?} is not UTF-8", credentials.key))?;
-    let kubeconfig = Kubeconfig::from_yaml(kubeconfig).map_err(|error| {
-        format!(
-            "{secret_name}: key {:?} is not a kubeconfig: {error}",
-            credentials.key
-        )
-    })?;
+        .map_err(|error| format!("reading {secret_name}: {error}"))?;
+    let kubeconfig = cluster.kubeconfig(secret.as_ref())?;
     let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .map_err(|error| format!("{secret_name}: unusable kubeconfig: {error}"))?;

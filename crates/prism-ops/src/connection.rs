@@ -101,6 +101,20 @@ impl Connection {
         })
     }
 
+    /// A connection through `client` (the HTTP server's), working in `namespace`; `cluster`
+    /// names the cluster in messages.
+    pub fn with_client(client: Client, namespace: &str, cluster: &str) -> Connection {
+        Connection {
+            client,
+            namespace: namespace.to_owned(),
+            target: Target {
+                name: cluster.to_owned(),
+                url: String::new(),
+                needs: "the server needs rights on Prism's resources in the namespace",
+            },
+        }
+    }
+
     pub fn namespace(&self) -> &str {
         &self.namespace
     }

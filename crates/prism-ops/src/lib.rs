@@ -3,6 +3,7 @@
 //! caches); the actions decide purely, then write through a client; both fail with [`Error`].
 
 pub mod abort;
+pub mod actions;
 pub mod blocks;
 pub mod cluster;
 pub mod connection;
@@ -12,7 +13,9 @@ pub mod promote;
 pub mod releases;
 pub mod rollback;
 pub mod status;
+pub mod summary;
 pub mod text;
+pub mod timeline;
 pub mod versions;
 
 pub use error::Error;

@@ -192,7 +192,7 @@ fn step_count(release: &Release) -> u32 {
     u32::try_from(release.spec.strategy.steps.len()).unwrap_or(u32::MAX)
 }
 
-fn rollout(release: &Release) -> Rollout {
+pub fn rollout(release: &Release) -> Rollout {
     let status = release.status.clone().unwrap_or_default();
     let message = |type_: &str, only_when_true: bool| {
         conditions::find(&status.conditions, type_)
