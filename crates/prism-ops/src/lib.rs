@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod connection;
 mod error;
 pub mod history;
+pub mod pods;
 pub mod promote;
 pub mod releases;
 pub mod rollback;
