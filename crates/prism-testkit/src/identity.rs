@@ -31,6 +31,21 @@ pub async fn service_account_config(
     namespace: &str,
     name: &str,
 ) -> anyhow::Result<Config> {
+    let token = service_account_token(cluster, namespace, name).await?;
+    let kubeconfig = Kubeconfig::read_from(cluster.kubeconfig())
+        .with_context(|| format!("reading {}", cluster.kubeconfig().display()))?;
+    let mut config =
+        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    config.auth_info = serde_json::from_value::<AuthInfo>(serde_json::json!({ "token": token }))?;
+    Ok(config)
+}
+
+/// A bearer token of the ServiceAccount `namespace/name`, which `cluster`'s TokenReview accepts.
+pub async fn service_account_token(
+    cluster: &TestCluster,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<String> {
     let request = TokenRequest {
         spec: Some(TokenRequestSpec {
             // None: the API server's own audience.
@@ -40,17 +55,11 @@ pub async fn service_account_config(
         }),
         ..TokenRequest::default()
     };
-    let token = Api::<ServiceAccount>::namespaced(cluster.client(), namespace)
+    Api::<ServiceAccount>::namespaced(cluster.client(), namespace)
         .create_token_request(name, &PostParams::default(), &request)
         .await
         .with_context(|| format!("requesting a token for ServiceAccount {namespace}/{name}"))?
         .status
         .and_then(|status| status.token)
-        .context("a TokenRequest answered without a token")?;
-    let kubeconfig = Kubeconfig::read_from(cluster.kubeconfig())
-        .with_context(|| format!("reading {}", cluster.kubeconfig().display()))?;
-    let mut config =
-        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    config.auth_info = serde_json::from_value::<AuthInfo>(serde_json::json!({ "token": token }))?;
-    Ok(config)
+        .context("a TokenRequest answered without a token")
 }

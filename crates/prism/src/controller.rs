@@ -59,14 +59,7 @@ impl ElectionArgs {
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`), then runs the controllers.
 pub fn run(options: prism_controller::Options, log_format: LogFormat) -> Result<(), String> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match log_format {
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => logs.json().init(),
-    }
+    init_logs(log_format);
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("starting tokio: {e}"))?;
     runtime.block_on(async {
         let config = kube::Config::infer()
@@ -76,4 +69,16 @@ pub fn run(options: prism_controller::Options, log_format: LogFormat) -> Result<
             .await
             .map_err(|e| e.to_string())
     })
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), in `log_format`.
+pub fn init_logs(log_format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }

@@ -8,3 +8,4 @@ pub mod exit;
 pub mod input;
 pub mod plan;
 pub mod rbac;
+pub mod serve;

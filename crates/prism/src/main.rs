@@ -55,6 +55,23 @@ enum Command {
         #[command(flatten)]
         election: prism::controller::ElectionArgs,
     },
+    /// Serve the HTTP API and the web UI over the whole fleet to many people: each request
+    /// carries a bearer token (TokenReview) and is allowed what its user may do (SubjectAccessReview).
+    Serve {
+        /// Where to listen.
+        #[arg(long, value_name = "ADDRESS", default_value = "0.0.0.0:8080")]
+        address: std::net::SocketAddr,
+        /// How log lines are written: text, or one JSON object per line.
+        #[arg(long, value_enum, default_value_t)]
+        log_format: prism::controller::LogFormat,
+    },
+    /// Open the web UI for yourself: served on loopback with the kubeconfig's identity, like
+    /// `kubectl argo rollouts dashboard`. Prints its URL.
+    Dashboard {
+        /// Where to listen; loopback only.
+        #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1:3100")]
+        address: std::net::SocketAddr,
+    },
     /// Simulate an application's rollout on an idealised fleet and print the timeline.
     Plan {
         /// The application file: an Application, and the Strategy or ClusterStrategy it names.
@@ -290,6 +307,21 @@ fn main() -> ExitCode {
                 leader_election: election.resolve(),
             },
             log_format,
+        ) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(1, error),
+        },
+        Command::Serve {
+            address,
+            log_format,
+        } => match prism::serve::run(prism_server::Mode::Serve, address, log_format) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(1, error),
+        },
+        Command::Dashboard { address } => match prism::serve::run(
+            prism_server::Mode::Dashboard,
+            address,
+            prism::controller::LogFormat::Text,
         ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => fail(1, error),

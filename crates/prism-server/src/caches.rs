@@ -1,0 +1,252 @@
+//! What the server answers from: watch caches of the management cluster (Applications,
+//! Releases, Clusters, Prism's Events) and of each application cluster's pods labelled
+//! `prism.dev/app`, kept in step with the Cluster objects as the controller keeps its fleet.
+//! No HTTP request makes a request to a cluster; every change of any cache ticks [`Caches::changes`],
+//! which the live updates wait on.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Event, Pod, Secret};
+use kube::config::KubeConfigOptions;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Config, Resource, ResourceExt};
+use prism_api::labels::{APP_LABEL, FIELD_MANAGER};
+use prism_api::{Application, Cluster, Release};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+/// The management cluster's name when no Cluster object exists, as the controller calls it.
+pub const MANAGEMENT_CLUSTER: &str = "local";
+
+/// How often the application clusters' caches are checked against the Cluster objects without
+/// a change to wake them: a Secret created after its Cluster is found.
+const RECHECK: Duration = Duration::from_secs(10);
+
+pub struct Caches {
+    pub applications: Store<Application>,
+    pub releases: Store<Release>,
+    pub clusters: Store<Cluster>,
+    /// The Events Prism's controller reported.
+    pub events: Store<Event>,
+    /// Each application cluster's pods of Prism's applications, by cluster.
+    pods: Mutex<BTreeMap<String, ClusterPods>>,
+    /// Ticks on every change of any cache.
+    pub changes: watch::Sender<u64>,
+}
+
+struct ClusterPods {
+    /// The credentials it was made from: new ones make it anew.
+    source: String,
+    store: Store<Pod>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for ClusterPods {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What one cluster's pod cache says.
+pub struct PodsOf {
+    pub cluster: String,
+    pub pods: Vec<Arc<Pod>>,
+}
+
+impl Caches {
+    /// Starts every watch of the management cluster; the application clusters' follow the
+    /// Cluster objects until the returned task is dropped with the server.
+    pub fn start(client: Client) -> (Arc<Caches>, JoinHandle<()>) {
+        let (changes, _) = watch::channel(0);
+        let (applications, applications_watch) = cache::<Application>(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            &changes,
+        );
+        let (releases, releases_watch) = cache::<Release>(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            &changes,
+        );
+        let (clusters, clusters_watch) = cache::<Cluster>(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            &changes,
+        );
+        let (events, events_watch) = cache::<Event>(
+            Api::all(client.clone()),
+            watcher::Config::default().fields(&format!("reportingComponent={FIELD_MANAGER}")),
+            &changes,
+        );
+        let caches = Arc::new(Caches {
+            applications,
+            releases,
+            clusters,
+            events,
+            pods: Mutex::default(),
+            changes,
+        });
+        let keeper = tokio::spawn({
+            let caches = caches.clone();
+            async move {
+                let _watches = [applications_watch, releases_watch, events_watch].map(AbortOnDrop);
+                let mut cluster_changes = caches.changes.subscribe();
+                let clusters_watch = AbortOnDrop(clusters_watch);
+                loop {
+                    if caches.clusters.wait_until_ready().await.is_ok() {
+                        caches.follow_clusters(&client).await;
+                    }
+                    tokio::select! {
+                        _ = cluster_changes.changed() => {}
+                        () = tokio::time::sleep(RECHECK) => {}
+                    }
+                    if clusters_watch.0.is_finished() {
+                        return;
+                    }
+                }
+            }
+        });
+        (caches, keeper)
+    }
+
+    /// Every cluster's pods, by cluster name.
+    pub fn pods(&self) -> Vec<PodsOf> {
+        self.pods
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(cluster, pods)| PodsOf {
+                cluster: cluster.clone(),
+                pods: pods.store.state(),
+            })
+            .collect()
+    }
+
+    /// One pod cache per Cluster (made from its Secret's kubeconfig), or the management
+    /// cluster's as `local` when there is no Cluster.
+    async fn follow_clusters(&self, management: &Client) {
+        let clusters = self.clusters.state();
+        let mut wanted = BTreeMap::new();
+        if clusters.is_empty() {
+            wanted.insert(MANAGEMENT_CLUSTER.to_owned(), MANAGEMENT_CLUSTER.to_owned());
+        }
+        for cluster in &clusters {
+            let credentials = &cluster.spec.credentials;
+            wanted.insert(
+                cluster.name_any(),
+                format!(
+                    "{}/{}#{}",
+                    credentials.secret_ref.namespace, credentials.secret_ref.name, credentials.key
+                ),
+            );
+        }
+        self.pods
+            .lock()
+            .unwrap()
+            .retain(|name, pods| wanted.get(name) == Some(&pods.source));
+        for (name, source) in wanted {
+            if self.pods.lock().unwrap().contains_key(&name) {
+                continue;
+            }
+            let client = if name == MANAGEMENT_CLUSTER {
+                Ok(management.clone())
+            } else {
+                let cluster = clusters.iter().find(|c| c.name_any() == name);
+                match cluster {
+                    Some(cluster) => client_of(management, cluster).await,
+                    None => continue,
+                }
+            };
+            match client {
+                Ok(client) => {
+                    let (store, task) = cache::<Pod>(
+                        Api::all(client),
+                        watcher::Config::default().labels(APP_LABEL),
+                        &self.changes,
+                    );
+                    self.pods.lock().unwrap().insert(
+                        name,
+                        ClusterPods {
+                            source,
+                            store,
+                            task,
+                        },
+                    );
+                }
+                Err(error) => warn!(cluster = %name, %error, "cannot watch the cluster's pods"),
+            }
+        }
+    }
+}
+
+/// A client of the Cluster's API server, from the kubeconfig in its Secret.
+async fn client_of(management: &Client, cluster: &Cluster) -> Result<Client, String> {
+    let secret_ref = &cluster.spec.credentials.secret_ref;
+    let secret = Api::<Secret>::namespaced(management.clone(), &secret_ref.namespace)
+        .get_opt(&secret_ref.name)
+        .await
+        .map_err(|error| {
+            format!(
+                "reading Secret {}/{}: {error}",
+                secret_ref.namespace, secret_ref.name
+            )
+        })?;
+    let kubeconfig = cluster.kubeconfig(secret.as_ref())?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|error| format!("unusable kubeconfig: {error}"))?;
+    Client::try_from(config).map_err(|error| error.to_string())
+}
+
+/// A cache of `api`'s objects, stripped of their managed fields, whose watch (the returned task)
+/// ticks `changes` on every change.
+fn cache<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changes: &watch::Sender<u64>,
+) -> (Store<K>, JoinHandle<()>)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let changes = changes.clone();
+    let stream = watcher(api, config)
+        .default_backoff()
+        .modify(|object: &mut K| object.meta_mut().managed_fields = None)
+        .reflect(writer);
+    let task = tokio::spawn(tick_on_each(stream, changes));
+    (store, task)
+}
+
+async fn tick_on_each<T, E: std::fmt::Display>(
+    stream: impl Stream<Item = Result<T, E>>,
+    changes: watch::Sender<u64>,
+) {
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(_) => changes.send_modify(|tick| *tick += 1),
+            Err(error) => warn!(%error, "a watch failed; it retries"),
+        }
+    }
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
