@@ -87,6 +87,7 @@ function showSignIn(message) {
       error.textContent = failed.status === 401 ? `The token was refused: ${failed.message}` : failed.message;
       button.disabled = false;
       input.focus();
+      input.select();
     }
   });
   main.replaceChildren(form);

@@ -229,14 +229,14 @@ function releasesSection(releases) {
       : h("div", { class: "table-scroll" },
         h("table", { class: "releases" },
           h("thead", {}, h("tr", {},
-            h("th", { scope: "col" }, "Rev"), h("th", { scope: "col" }, "Release"), h("th", { scope: "col" }, "Phase"),
-            h("th", { scope: "col" }, "Images"), h("th", { scope: "col" }, "Created"))),
+            h("th", { scope: "col" }, "Rev"), h("th", { scope: "col" }, "Release and images"), h("th", { scope: "col" }, "Phase"),
+            h("th", { scope: "col" }, "Created"))),
           h("tbody", {}, newestFirst.map((release) =>
             h("tr", { "data-testid": `release-${release.revision}` },
               h("td", { class: "number" }, release.revision),
-              h("td", {}, release.name, release.role ? [" ", badge(release.role)] : null),
+              h("td", {}, release.name, release.role ? [" ", badge(release.role)] : null,
+                (release.images || []).map((image) => h("div", { class: "mono muted image" }, image))),
               h("td", {}, badge(release.phase), release.progress ? h("span", { class: "muted" }, ` ${release.progress}`) : null),
-              h("td", { class: "mono" }, (release.images || []).join(", ")),
               h("td", { title: when(release.created) }, release.created ? `${age(release.created)} ago` : "—")))))));
 }
 

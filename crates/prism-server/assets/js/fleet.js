@@ -69,7 +69,8 @@ function clusterCard(cluster) {
     h("div", { class: "cluster-head" },
       h("h3", {}, cluster.name),
       badge(cluster.state),
-      cluster.unschedulable ? h("span", { class: "badge tone-warn" }, "cordoned") : null),
+      // Said once: the state may already name it ("Ready,Cordoned").
+      cluster.unschedulable && !/cordoned/i.test(cluster.state || "") ? h("span", { class: "badge tone-warn" }, "cordoned") : null),
     h("p", { class: "cluster-place" }, place || "no region"),
     h("p", { class: "cluster-counts" },
       `${cluster.applications} application${cluster.applications === 1 ? "" : "s"} · `,
