@@ -18,6 +18,8 @@ const CONNECTION_TEXT = { live: "● live", reconnecting: "◌ reconnecting…",
 // What pages share: the connection indicator and what a failed request means.
 const context = {
   connection(state) {
+    // Set only on a change: it is a live region, and every update reports "live" again.
+    if (connection.dataset.state === state) return;
     connection.textContent = CONNECTION_TEXT[state] || "";
     connection.dataset.state = state;
   },
@@ -56,7 +58,7 @@ function showError(error) {
       h("p", {}, h("a", { href: "#/" }, "Back to the fleet"))));
 }
 
-function showSignIn(message) {
+function showSignIn() {
   if (unmount) unmount();
   unmount = null;
   context.connection("");
@@ -66,7 +68,8 @@ function showSignIn(message) {
     id: "signin-token", type: "password", name: "token", required: true,
     autocomplete: "current-password", "data-testid": "signin-token",
   });
-  const error = h("p", { class: "form-error", "data-testid": "error", role: "alert", hidden: !message }, message || "");
+  // Only a refused sign-in carries the `error` test id: tests wait for it to appear.
+  const error = h("p", { class: "form-error", role: "alert" });
   const form = h("form", { class: "signin", "aria-labelledby": "signin-title" },
     h("h1", { id: "signin-title" }, "Sign in to Prism"),
     h("p", {}, "Paste a bearer token of the Kubernetes management cluster (for example from ",
@@ -83,7 +86,7 @@ function showSignIn(message) {
       await signIn(input.value.trim());
       await start();
     } catch (failed) {
-      error.hidden = false;
+      error.dataset.testid = "error";
       error.textContent = failed.status === 401 ? `The token was refused: ${failed.message}` : failed.message;
       button.disabled = false;
       input.focus();
