@@ -87,7 +87,10 @@ impl Browser {
             .spawn()
             .with_context(|| format!("starting {CHROMEDRIVER_BINARY}"))?;
         let url = format!("http://127.0.0.1:{port}");
-        let connected = connect(&url, &dir, width, height).await;
+        let connected = match connect(&url, &dir, width, height).await {
+            Ok(client) => fit_viewport(&client, width, height).await.map(|()| client),
+            Err(error) => Err(error),
+        };
         match connected {
             Ok(client) => Ok(Browser {
                 client,
@@ -247,7 +250,7 @@ impl Browser {
         self.type_into(&testid_selector(testid), text).await
     }
 
-    /// Saves a PNG of the window as `screenshots/{name}.png` in the Cargo target directory
+    /// Saves a PNG of the viewport as `screenshots/{name}.png` in the Cargo target directory
     /// (`CARGO_TARGET_DIR`, else the workspace's `target/`) and returns its path.
     pub async fn screenshot(&self, name: &str) -> anyhow::Result<PathBuf> {
         let png = self
@@ -255,11 +258,38 @@ impl Browser {
             .screenshot()
             .await
             .context("taking a screenshot")?;
-        let dir = screenshot_dir();
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let path = dir.join(format!("{name}.png"));
-        std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))?;
-        Ok(path)
+        save_screenshot(name, png)
+    }
+
+    /// As [`Browser::screenshot`], of the whole page: the window grows to the page's height
+    /// for the picture (WebDriver captures only the viewport) and shrinks back after it.
+    pub async fn screenshot_full_page(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let (width, height) = self.client.get_window_size().await?;
+        let page_height = self
+            .client
+            .execute("return document.documentElement.scrollHeight", vec![])
+            .await?
+            .as_u64()
+            .context("the page's height is not a number")?;
+        let toolbars = height.saturating_sub(self.viewport().await?.1);
+        let taller = (page_height + toolbars).max(height);
+        self.client
+            .set_window_size(u32::try_from(width)?, u32::try_from(taller)?)
+            .await?;
+        let png = self
+            .client
+            .screenshot()
+            .await
+            .context("taking a screenshot");
+        self.client
+            .set_window_size(u32::try_from(width)?, u32::try_from(height)?)
+            .await?;
+        save_screenshot(name, png?)
+    }
+
+    /// The viewport's width and height in CSS pixels (`innerWidth`, `innerHeight`).
+    pub async fn viewport(&self) -> anyhow::Result<(u64, u64)> {
+        viewport(&self.client).await
     }
 
     /// Ends the session (the browser exits), then stops chromedriver.
@@ -333,6 +363,41 @@ async fn connect(url: &str, dir: &Path, width: u32, height: u32) -> anyhow::Resu
     .context("timed out opening a browser session")?
     .context("opening a browser session")?;
     Ok(client)
+}
+
+/// Resizes the window so that the page, not the window, is `width` × `height`: a headless
+/// window keeps room for a browser's toolbars, which would shorten every screenshot.
+async fn fit_viewport(client: &Client, width: u32, height: u32) -> anyhow::Result<()> {
+    let (inner_width, inner_height) = viewport(client).await?;
+    let (outer_width, outer_height) = client.get_window_size().await?;
+    let toolbar_width = u32::try_from(outer_width.saturating_sub(inner_width))?;
+    let toolbar_height = u32::try_from(outer_height.saturating_sub(inner_height))?;
+    client
+        .set_window_size(width + toolbar_width, height + toolbar_height)
+        .await
+        .context("sizing the window")?;
+    Ok(())
+}
+
+async fn viewport(client: &Client) -> anyhow::Result<(u64, u64)> {
+    let size = client
+        .execute("return [window.innerWidth, window.innerHeight]", vec![])
+        .await?;
+    match size
+        .as_array()
+        .map(|pair| (pair[0].as_u64(), pair[1].as_u64()))
+    {
+        Some((Some(width), Some(height))) => Ok((width, height)),
+        _ => bail!("the viewport's size is not two numbers: {size}"),
+    }
+}
+
+fn save_screenshot(name: &str, png: Vec<u8>) -> anyhow::Result<PathBuf> {
+    let dir = screenshot_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("{name}.png"));
+    std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 /// `[data-testid="{testid}"]`.

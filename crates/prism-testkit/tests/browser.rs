@@ -35,6 +35,7 @@ async fn clicks_a_button_reads_the_changed_text_and_takes_a_screenshot() {
 
     let browser = Browser::start(1280, 800).await.unwrap();
     browser.goto(&url).await.unwrap();
+    assert_eq!(browser.viewport().await.unwrap(), (1280, 800));
     assert_eq!(browser.text_testid("greeting").await.unwrap(), "waiting");
 
     browser.type_into_testid("name", "prism").await.unwrap();
@@ -51,6 +52,17 @@ async fn clicks_a_button_reads_the_changed_text_and_takes_a_screenshot() {
         png.starts_with(b"\x89PNG\r\n\x1a\n"),
         "{} is not a PNG",
         path.display()
+    );
+
+    let path = browser
+        .screenshot_full_page("harness-greeting-page")
+        .await
+        .unwrap();
+    assert!(std::fs::read(&path).unwrap().starts_with(b"\x89PNG"));
+    assert_eq!(
+        browser.viewport().await.unwrap(),
+        (1280, 800),
+        "the window is its size again after a whole-page screenshot"
     );
 
     let dir = browser.dir().to_owned();
