@@ -209,7 +209,7 @@ function eventsSection(events) {
     h("h2", { id: "events-title" }, "Events"),
     events.length === 0
       ? h("p", { class: "empty" }, "No events.")
-      : h("ol", { class: "events" }, events.map((event) =>
+      : h("ol", { class: "events" }, newestFirst(events).map((event) =>
         h("li", { class: `event ${event.type === "Warning" ? "warning" : ""}` },
           h("p", { class: "event-head" },
             event.type === "Warning" ? h("span", { class: "badge tone-warn" }, "Warning") : null,
@@ -238,6 +238,11 @@ function releasesSection(releases) {
                 (release.images || []).map((image) => h("div", { class: "mono muted image" }, image))),
               h("td", {}, badge(release.phase), release.progress ? h("span", { class: "muted" }, ` ${release.progress}`) : null),
               h("td", { title: when(release.created) }, release.created ? `${age(release.created)} ago` : "—")))))));
+}
+
+// The API sends them newest first already; a stable sort keeps that promise here too.
+function newestFirst(events) {
+  return [...events].sort((a, b) => (Date.parse(b.time) || 0) - (Date.parse(a.time) || 0));
 }
 
 function byCluster(pods) {

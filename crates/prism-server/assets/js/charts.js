@@ -5,7 +5,7 @@ import { badge, h, s, when } from "./dom.js";
 
 const WIDTH = 420;
 const HEIGHT = 170;
-const PAD = { left: 52, right: 12, top: 12, bottom: 26 };
+const PAD = { left: 64, right: 12, top: 12, bottom: 26 };
 // Series colours, apart from the verdict colours (green, red, amber) of the points.
 const SERIES = ["#5aa9ff", "#c38bff", "#35d0c0", "#ff9f5a", "#f06fb0", "#c9d36a"];
 
@@ -22,7 +22,13 @@ export function analysisSection(analysis) {
         h("span", { class: analysis.inconclusive ? "tone-text-warn" : "" }, `${analysis.inconclusive} inconclusive`))
       : h("p", { class: "empty" }, "No analysis for this rollout."),
     metrics.size
-      ? h("div", { class: "charts" }, [...metrics].map(([metric, rows]) => metricChart(metric, rows)))
+      ? [
+        h("p", { class: "chart-key muted" },
+          h("span", { class: "tone-text-ok" }, "●"), " passed · ",
+          h("span", { class: "tone-text-bad" }, "✕"), " failed · ",
+          h("span", { class: "tone-text-warn" }, "○"), " inconclusive · dashed line: the incumbent"),
+        h("div", { class: "charts" }, [...metrics].map(([metric, rows]) => metricChart(metric, rows))),
+      ]
       : null);
 }
 
