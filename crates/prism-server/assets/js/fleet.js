@@ -56,7 +56,7 @@ function fleetPage(fleet) {
 function clustersSection(clusters) {
   return h("section", { class: "panel", "aria-labelledby": "clusters-title", "data-testid": "fleet-clusters" },
     h("h2", { id: "clusters-title" }, "Clusters ", clusters ? h("span", { class: "count" }, clusters.length) : null),
-    clusters === null
+    clusters === null || clusters === undefined
       ? h("p", { class: "empty" }, "You may not list the fleet's Clusters.")
       : clusters.length === 0
         ? h("p", { class: "empty" }, "No clusters have joined: the management cluster runs every application.")
