@@ -33,6 +33,15 @@ if ! command -v podman >/dev/null || ! command -v runc >/dev/null; then
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman runc >/dev/null
 fi
 
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  # The browser tests drive a headless Chromium over WebDriver (prism-testkit's browser.rs).
+  step "installing chromium and chromedriver (Debian)"
+  sudo=
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+fi
+
 step "building the sandbox (kube-apiserver, controller-manager, scheduler, etcd, kwok, traefik, data plane) and helm"
 sandbox/sandbox build
 

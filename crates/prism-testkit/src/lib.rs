@@ -36,6 +36,7 @@
 //! ```
 
 pub mod admission;
+pub mod browser;
 pub mod exporter;
 pub mod fixtures;
 pub mod fleet;
