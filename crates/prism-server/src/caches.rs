@@ -61,8 +61,16 @@ pub struct PodsOf {
 
 impl Caches {
     /// Starts every watch of the management cluster; the application clusters' follow the
-    /// Cluster objects until the returned task is dropped with the server.
-    pub fn start(client: Client) -> (Arc<Caches>, JoinHandle<()>) {
+    /// Cluster objects (those `cluster_selector` selects) until the returned task is dropped
+    /// with the server.
+    pub fn start(
+        client: Client,
+        cluster_selector: Option<String>,
+    ) -> (Arc<Caches>, JoinHandle<()>) {
+        let selected = match &cluster_selector {
+            Some(selector) => watcher::Config::default().labels(selector),
+            None => watcher::Config::default(),
+        };
         let (changes, _) = watch::channel(0);
         let (applications, applications_watch) = cache::<Application>(
             Api::all(client.clone()),

@@ -22,17 +22,25 @@ pub use auth::Mode;
 use kube::Client;
 use tokio::net::TcpListener;
 
+/// What the command line decides.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub mode: Mode,
+    /// Show only the Clusters with these labels, as the controller's `--cluster-selector`.
+    pub cluster_selector: Option<String>,
+}
+
 /// Serves the API and the UI on `listener` until `shutdown` resolves.
 pub async fn serve(
     client: Client,
-    mode: Mode,
+    options: Options,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), std::io::Error> {
-    let auth = auth::Auth::new(client.clone(), mode)
+    let auth = auth::Auth::new(client.clone(), options.mode)
         .await
         .map_err(|e| std::io::Error::other(format!("asking who the kubeconfig's user is: {e}")))?;
-    let (caches, _keeper) = caches::Caches::start(client.clone());
+    let (caches, _keeper) = caches::Caches::start(client.clone(), options.cluster_selector);
     let state = state::State::new(client, auth, caches);
     axum::serve(listener, routes::router(state))
         .with_graceful_shutdown(shutdown)

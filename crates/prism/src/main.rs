@@ -61,6 +61,10 @@ enum Command {
         /// Where to listen.
         #[arg(long, value_name = "ADDRESS", default_value = "0.0.0.0:8080")]
         address: std::net::SocketAddr,
+        /// Show only the Clusters with these labels, e.g. `fleet=eu`, as the controller's
+        /// --cluster-selector. Default: every Cluster.
+        #[arg(long, value_name = "SELECTOR")]
+        cluster_selector: Option<String>,
         /// How log lines are written: text, or one JSON object per line.
         #[arg(long, value_enum, default_value_t)]
         log_format: prism::controller::LogFormat,
@@ -71,6 +75,9 @@ enum Command {
         /// Where to listen; loopback only.
         #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1:3100")]
         address: std::net::SocketAddr,
+        /// Show only the Clusters with these labels. Default: every Cluster.
+        #[arg(long, value_name = "SELECTOR")]
+        cluster_selector: Option<String>,
     },
     /// Simulate an application's rollout on an idealised fleet and print the timeline.
     Plan {
@@ -313,13 +320,27 @@ fn main() -> ExitCode {
         },
         Command::Serve {
             address,
+            cluster_selector,
             log_format,
-        } => match prism::serve::run(prism_server::Mode::Serve, address, log_format) {
+        } => match prism::serve::run(
+            prism_server::Options {
+                mode: prism_server::Mode::Serve,
+                cluster_selector,
+            },
+            address,
+            log_format,
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => fail(1, error),
         },
-        Command::Dashboard { address } => match prism::serve::run(
-            prism_server::Mode::Dashboard,
+        Command::Dashboard {
+            address,
+            cluster_selector,
+        } => match prism::serve::run(
+            prism_server::Options {
+                mode: prism_server::Mode::Dashboard,
+                cluster_selector,
+            },
             address,
             prism::controller::LogFormat::Text,
         ) {

@@ -3,12 +3,13 @@
 
 use std::net::SocketAddr;
 
-use prism_server::Mode;
+use prism_server::{Mode, Options};
 
 use crate::controller::{LogFormat, init_logs};
 
 /// Serves until SIGINT or SIGTERM. The dashboard prints its URL first, for a person to open.
-pub fn run(mode: Mode, address: SocketAddr, log_format: LogFormat) -> Result<(), String> {
+pub fn run(options: Options, address: SocketAddr, log_format: LogFormat) -> Result<(), String> {
+    let mode = options.mode;
     init_logs(log_format);
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("starting tokio: {e}"))?;
     runtime.block_on(async {
@@ -23,7 +24,7 @@ pub fn run(mode: Mode, address: SocketAddr, log_format: LogFormat) -> Result<(),
             Mode::Dashboard => println!("Prism dashboard: http://{bound}/ (Ctrl-C stops it)"),
             Mode::Serve => tracing::info!(address = %bound, "serving the HTTP API and the web UI"),
         }
-        prism_server::serve(client, mode, listener, stopped())
+        prism_server::serve(client, options, listener, stopped())
             .await
             .map_err(|e| e.to_string())
     })

@@ -49,7 +49,10 @@ pub async fn serve(env: &TestEnv) -> anyhow::Result<Served> {
     let url = format!("http://{}", listener.local_addr()?);
     let server = prism_testkit::spawn_for_test(prism_server::serve(
         client.clone(),
-        prism_server::Mode::Serve,
+        prism_server::Options {
+            mode: prism_server::Mode::Serve,
+            cluster_selector: Some(env.cluster_selector()),
+        },
         listener,
         std::future::pending(),
     ));
