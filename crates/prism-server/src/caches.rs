@@ -84,7 +84,7 @@ impl Caches {
         );
         let (clusters, clusters_watch) = cache::<Cluster>(
             Api::all(client.clone()),
-            watcher::Config::default(),
+            selected,
             &changes,
         );
         let (events, events_watch) = cache::<Event>(
