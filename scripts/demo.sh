@@ -71,7 +71,17 @@ step "starting the controller (log: .sandbox/demo-controller.log)"
 RUST_LOG=info "$prism" controller -n "$NS" --cluster-selector prism.dev/fleet=demo \
   >.sandbox/demo-controller.log 2>&1 &
 controller=$!
-trap 'kill "$controller" 2>/dev/null || true' EXIT
+# The web UI for the person running the demo: the kubeconfig's identity, on loopback only.
+"$prism" dashboard --address 127.0.0.1:${PRISM_DASHBOARD_PORT:-3100} \
+  --cluster-selector prism.dev/fleet=demo >.sandbox/demo-dashboard.log 2>&1 &
+dashboard=$!
+trap 'kill "$controller" "$dashboard" 2>/dev/null || true' EXIT
+until grep -q "Prism dashboard:" .sandbox/demo-dashboard.log; do
+  kill -0 "$dashboard" 2>/dev/null || { cat .sandbox/demo-dashboard.log; exit 1; }
+  sleep 0.2
+done
+dashboard_url=$(sed -n 's/^Prism dashboard: \([^ ]*\).*/\1/p' .sandbox/demo-dashboard.log)
+echo "The dashboard (web UI) of the fleet: $dashboard_url"
 
 step "the quickstart Application, version 1.0.0 (the first release goes straight to its last step)"
 kubectl apply --server-side --force-conflicts --field-manager=demo -f examples/quickstart.yaml
@@ -96,6 +106,7 @@ requests
 "$prism" cluster list
 
 step "a new version, 1.1.0: a quarter of the pods and traffic in one cluster, then half everywhere, then all"
+echo "Follow it in the dashboard: ${dashboard_url}#/namespaces/$NS/applications/web"
 sed 's/web:1.0.0/web:1.1.0/' examples/quickstart.yaml |
   kubectl apply --server-side --force-conflicts --field-manager=demo -f -
 "$prism" status web -n "$NS" --watch --timeout 5m
@@ -112,4 +123,5 @@ kubectl get releases.prism.dev -n "$NS"
 "$prism" cluster list
 
 step "done; the sandbox keeps running (sandbox/sandbox status, sandbox/sandbox down)"
+echo "The dashboard stops with this script; run it again with: $prism dashboard --cluster-selector prism.dev/fleet=demo"
 echo "Run it again by hand: $prism controller -n $NS &  then edit the image in examples/quickstart.yaml"
