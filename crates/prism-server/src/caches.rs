@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Event, Pod, Secret};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::config::KubeConfigOptions;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -34,29 +35,31 @@ pub struct Caches {
     pub clusters: Store<Cluster>,
     /// The Events Prism's controller reported.
     pub events: Store<Event>,
-    /// Each application cluster's pods of Prism's applications, by cluster.
-    pods: Mutex<BTreeMap<String, ClusterPods>>,
+    /// Each application cluster's pods of Prism's applications and its HTTPRoutes, by cluster.
+    members: Mutex<BTreeMap<String, Member>>,
+    /// When a Cluster's credentials last failed to make a client: tried again after
+    /// [`RECHECK`], not on every change of the caches.
+    failed: Mutex<BTreeMap<String, std::time::Instant>>,
     /// Ticks on every change of any cache.
     pub changes: watch::Sender<u64>,
 }
 
-struct ClusterPods {
+/// The caches of one application cluster.
+struct Member {
     /// The credentials it was made from: new ones make it anew.
     source: String,
-    store: Store<Pod>,
-    task: JoinHandle<()>,
+    pods: Store<Pod>,
+    /// HTTPRoutes, only their hostnames kept: the URLs of an application's versions. A cluster
+    /// without the Gateway API has none.
+    routes: Store<DynamicObject>,
+    _watches: [AbortOnDrop; 2],
 }
 
-impl Drop for ClusterPods {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// What one cluster's pod cache says.
-pub struct PodsOf {
+/// What one application cluster's caches say.
+pub struct ClusterView {
     pub cluster: String,
     pub pods: Vec<Arc<Pod>>,
+    pub routes: Vec<Arc<DynamicObject>>,
 }
 
 impl Caches {
@@ -82,11 +85,8 @@ impl Caches {
             watcher::Config::default(),
             &changes,
         );
-        let (clusters, clusters_watch) = cache::<Cluster>(
-            Api::all(client.clone()),
-            selected,
-            &changes,
-        );
+        let (clusters, clusters_watch) =
+            cache::<Cluster>(Api::all(client.clone()), selected, &changes);
         let (events, events_watch) = cache::<Event>(
             Api::all(client.clone()),
             watcher::Config::default().fields(&format!("reportingComponent={FIELD_MANAGER}")),
@@ -97,7 +97,8 @@ impl Caches {
             releases,
             clusters,
             events,
-            pods: Mutex::default(),
+            members: Mutex::default(),
+            failed: Mutex::default(),
             changes,
         });
         let keeper = tokio::spawn({
@@ -123,15 +124,16 @@ impl Caches {
         (caches, keeper)
     }
 
-    /// Every cluster's pods, by cluster name.
-    pub fn pods(&self) -> Vec<PodsOf> {
-        self.pods
+    /// Every application cluster's caches, by cluster name.
+    pub fn clusters(&self) -> Vec<ClusterView> {
+        self.members
             .lock()
             .unwrap()
             .iter()
-            .map(|(cluster, pods)| PodsOf {
+            .map(|(cluster, member)| ClusterView {
                 cluster: cluster.clone(),
-                pods: pods.store.state(),
+                pods: member.pods.state(),
+                routes: member.routes.state(),
             })
             .collect()
     }
@@ -154,12 +156,21 @@ impl Caches {
                 ),
             );
         }
-        self.pods
+        self.members
             .lock()
             .unwrap()
-            .retain(|name, pods| wanted.get(name) == Some(&pods.source));
+            .retain(|name, member| wanted.get(name) == Some(&member.source));
         for (name, source) in wanted {
-            if self.pods.lock().unwrap().contains_key(&name) {
+            if self.members.lock().unwrap().contains_key(&name) {
+                continue;
+            }
+            if self
+                .failed
+                .lock()
+                .unwrap()
+                .get(&name)
+                .is_some_and(|at| at.elapsed() < RECHECK)
+            {
                 continue;
             }
             let client = if name == MANAGEMENT_CLUSTER {
@@ -173,21 +184,28 @@ impl Caches {
             };
             match client {
                 Ok(client) => {
-                    let (store, task) = cache::<Pod>(
-                        Api::all(client),
+                    let (pods, pods_watch) = cache::<Pod>(
+                        Api::all(client.clone()),
                         watcher::Config::default().labels(APP_LABEL),
                         &self.changes,
                     );
-                    self.pods.lock().unwrap().insert(
-                        name,
-                        ClusterPods {
-                            source,
-                            store,
-                            task,
-                        },
-                    );
+                    let (routes, routes_watch) = route_cache(client, &self.changes);
+                    let member = Member {
+                        source,
+                        pods,
+                        routes,
+                        _watches: [AbortOnDrop(pods_watch), AbortOnDrop(routes_watch)],
+                    };
+                    self.failed.lock().unwrap().remove(&name);
+                    self.members.lock().unwrap().insert(name, member);
                 }
-                Err(error) => warn!(cluster = %name, %error, "cannot watch the cluster's pods"),
+                Err(error) => {
+                    warn!(cluster = %name, %error, "cannot watch the cluster");
+                    self.failed
+                        .lock()
+                        .unwrap()
+                        .insert(name, std::time::Instant::now());
+                }
             }
         }
     }
@@ -236,6 +254,33 @@ where
         .reflect(writer);
     let task = tokio::spawn(tick_on_each(stream, changes));
     (store, task)
+}
+
+/// A cache of the cluster's HTTPRoutes, each stripped to its name, namespace and hostnames.
+fn route_cache(
+    client: Client,
+    changes: &watch::Sender<u64>,
+) -> (Store<DynamicObject>, JoinHandle<()>) {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "gateway.networking.k8s.io",
+        "v1",
+        "HTTPRoute",
+    ));
+    let writer = reflector::store::Writer::new(resource.clone());
+    let store = writer.as_reader();
+    let stream = watcher(
+        Api::<DynamicObject>::all_with(client, &resource),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|route| {
+        route.metadata.managed_fields = None;
+        route.metadata.annotations = None;
+        let hostnames = route.data.pointer("/spec/hostnames").cloned();
+        route.data = serde_json::json!({"spec": {"hostnames": hostnames}});
+    })
+    .reflect(writer);
+    (store, tokio::spawn(tick_on_each(stream, changes.clone())))
 }
 
 async fn tick_on_each<T, E: std::fmt::Display>(

@@ -155,13 +155,13 @@ impl Resource {
                     let detail = s.application(namespace, name, allowed).ok_or_else(|| {
                         ApiError::not_found(format!("application {namespace}/{name} not found"))
                     })?;
-                    Ok(match part {
+                    match part {
                         Part::Whole => serde_json::to_value(detail),
                         Part::Releases => serde_json::to_value(Items::of(detail.releases)),
                         Part::Versions => serde_json::to_value(Items::of(detail.versions)),
                         Part::Pods => serde_json::to_value(Items::of(detail.failing_pods)),
                     }
-                    .map_err(|e| ApiError::upstream(format!("rendering the response: {e}")))?)
+                    .map_err(|e| ApiError::upstream(format!("rendering the response: {e}")))
                 })
             }
         }

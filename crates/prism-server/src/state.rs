@@ -44,7 +44,7 @@ impl State {
             releases: self.caches.releases.state(),
             clusters: self.caches.clusters.state(),
             events: self.caches.events.state(),
-            pods: self.caches.pods(),
+            clusters_seen: self.caches.clusters(),
             now: Timestamp::now(),
         }
     }

@@ -19,7 +19,7 @@ use prism_ops::timeline::{self, Step};
 use prism_ops::{history, versions};
 use serde::Serialize;
 
-use crate::caches::PodsOf;
+use crate::caches::ClusterView;
 
 /// At most this many Events per application, newest first.
 const MAX_EVENTS: usize = 50;
@@ -30,7 +30,8 @@ pub struct Snapshot {
     pub releases: Vec<Arc<Release>>,
     pub clusters: Vec<Arc<Cluster>>,
     pub events: Vec<Arc<Event>>,
-    pub pods: Vec<PodsOf>,
+    /// What each application cluster runs: pods and HTTPRoutes.
+    pub clusters_seen: Vec<ClusterView>,
     pub now: Timestamp,
 }
 
@@ -127,7 +128,7 @@ impl Snapshot {
     /// Every failing pod of the applications `visible` admits, by cluster then pod.
     fn failing_pods(&self, include: impl Fn(&str, &str) -> bool) -> Vec<FailingPod> {
         let mut failing: Vec<FailingPod> = self
-            .pods
+            .clusters_seen
             .iter()
             .flat_map(|cluster| {
                 cluster
@@ -209,7 +210,7 @@ impl Snapshot {
         let failing_pods = self.failing_pods(|ns, app| ns == namespace && app == name);
         let status = status::status(app, &releases);
         let newest = prism_ops::releases::newest(&releases);
-        let hosts: Vec<String> = Vec::new();
+        let hosts = self.hosts_of(app);
         Some(AppDetail {
             summary: summary::summary(
                 app,
@@ -226,6 +227,27 @@ impl Snapshot {
             failing_pods,
             allowed,
         })
+    }
+
+    /// The hostnames of the HTTPRoutes the application routes through, in any cluster: its
+    /// versions' URLs.
+    fn hosts_of(&self, app: &Application) -> Vec<String> {
+        let namespace = app.namespace();
+        let mut hosts = BTreeSet::new();
+        for cluster in &self.clusters_seen {
+            for route in &cluster.routes {
+                if route.metadata.namespace == namespace
+                    && app.spec.traffic.http_routes.contains(&route.name_any())
+                    && let Some(names) = route
+                        .data
+                        .pointer("/spec/hostnames")
+                        .and_then(|h| h.as_array())
+                {
+                    hosts.extend(names.iter().filter_map(|h| h.as_str().map(str::to_owned)));
+                }
+            }
+        }
+        hosts.into_iter().collect()
     }
 
     /// The Events about the application and its Releases, newest first.
@@ -256,7 +278,7 @@ impl Snapshot {
                 count: event.count.unwrap_or(1),
             })
             .collect();
-        events.sort_by(|a, b| b.time.cmp(&a.time));
+        events.sort_by_key(|event| std::cmp::Reverse(event.time));
         events.truncate(MAX_EVENTS);
         events
     }
@@ -292,4 +314,87 @@ fn failing_pod(cluster: &str, pod: &Pod, now: Timestamp) -> Option<FailingPod> {
         release: labels.get(RELEASE_LABEL).cloned(),
         failure,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::api::DynamicObject;
+    use prism_ops::releases::fixtures::{application, release};
+    use serde_json::json;
+
+    fn snapshot(routes: Vec<DynamicObject>, pods: Vec<Pod>) -> Snapshot {
+        let mut app = application("web:2", json!({"contender": "web-2", "incumbent": "web-1"}));
+        app.spec.traffic.http_routes = vec!["web".into()];
+        Snapshot {
+            applications: vec![Arc::new(app)],
+            releases: vec![
+                Arc::new(release(1, "web:1", json!({"phase": "Complete", "step": 2}))),
+                Arc::new(release(
+                    2,
+                    "web:2",
+                    json!({"phase": "Progressing", "step": 0}),
+                )),
+            ],
+            clusters: vec![],
+            events: vec![],
+            clusters_seen: vec![ClusterView {
+                cluster: "eu-1".into(),
+                pods: pods.into_iter().map(Arc::new).collect(),
+                routes: routes.into_iter().map(Arc::new).collect(),
+            }],
+            now: "2026-11-22T12:00:00Z".parse().unwrap(),
+        }
+    }
+
+    fn route(namespace: &str, name: &str, hostnames: &[&str]) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"hostnames": hostnames},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn versions_are_reached_at_the_hostnames_of_the_applications_routes() {
+        let routes = vec![
+            route("team", "web", &["web.example"]),
+            route("team", "other", &["other.example"]),
+            route("elsewhere", "web", &["elsewhere.example"]),
+        ];
+        let detail = snapshot(routes, vec![])
+            .application("team", "web", Allowed::default())
+            .unwrap();
+        let urls: Vec<&String> = detail.versions.iter().flat_map(|v| &v.routes).collect();
+        assert!(!urls.is_empty());
+        assert!(
+            urls.iter().all(|url| url.contains("web.example")),
+            "{urls:?}"
+        );
+    }
+
+    #[test]
+    fn a_failing_pod_is_listed_under_its_cluster_and_counted_in_the_summary() {
+        let crashing: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-2-abc", "namespace": "team",
+                "labels": {"prism.dev/app": "web", "prism.dev/release": "web-2"},
+                "creationTimestamp": "2026-11-22T11:00:00Z"},
+            "spec": {"containers": [{"name": "web", "image": "web:2"}]},
+            "status": {"phase": "Running", "containerStatuses": [{"name": "web", "image": "web:2",
+                "imageID": "", "ready": false, "restartCount": 3,
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}}}]},
+        }))
+        .unwrap();
+        let snapshot = snapshot(vec![], vec![crashing]);
+        let detail = snapshot
+            .application("team", "web", Allowed::default())
+            .unwrap();
+        assert_eq!(detail.failing_pods.len(), 1);
+        assert_eq!(detail.failing_pods[0].cluster, "eu-1");
+        assert_eq!(detail.failing_pods[0].failure.reason, "CrashLoopBackOff");
+        assert_eq!(detail.summary.failing_pods, 1);
+        let hidden = snapshot.fleet(&Visible::Namespaces(BTreeSet::new()), false);
+        assert!(hidden.applications.is_empty() && hidden.failing_pods.is_empty());
+    }
 }

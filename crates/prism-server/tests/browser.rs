@@ -6,14 +6,19 @@
 
 mod common;
 
-use common::{Served, apply, application, caller, operator_rules, serve, viewer_rules, wait_for};
+use common::{Served, application, apply, caller, operator_rules, serve, viewer_rules, wait_for};
 use prism_api::release::ReleasePhase;
 use prism_testkit::TestEnv;
 use prism_testkit::browser::Browser;
 use serde_json::json;
 
 /// A browser of `width`×`height` signed in to the server with `token`.
-async fn signed_in(served: &Served, token: &str, width: u32, height: u32) -> anyhow::Result<Browser> {
+async fn signed_in(
+    served: &Served,
+    token: &str,
+    width: u32,
+    height: u32,
+) -> anyhow::Result<Browser> {
     let browser = Browser::start(width, height).await?;
     browser.goto(&format!("{}/", served.url)).await?;
     browser.type_into_testid("signin-token", token).await?;
@@ -46,21 +51,35 @@ async fn the_pages_follow_a_live_rollout_and_promote_moves_the_step() -> anyhow:
     let ns = env.namespace();
     let operator = caller(&env, ns, "operator", operator_rules()).await?;
     let viewer = caller(&env, ns, "viewer", viewer_rules()).await?;
+    allow_clusters(&env, "operator").await?;
 
     // web rolls out across the three clusters; worker's pods crash in c2 alone.
     apply(&served.apps, &application("web", "web:1", 3, json!({}))?).await?;
     let crash_in_c2 = json!({"sandbox.prism.dev/fail-c2": "CrashLoopBackOff"});
-    apply(&served.apps, &application("worker", "worker:1", 2, crash_in_c2)?).await?;
+    apply(
+        &served.apps,
+        &application("worker", "worker:1", 2, crash_in_c2)?,
+    )
+    .await?;
     wait_for(&served.releases, "web-1", ReleasePhase::Complete, None).await?;
 
     let browser = signed_in(&served, &operator, 1280, 800).await?;
     mark(&browser).await?;
+    for cluster in ["c1", "c2", "c3"] {
+        let card = format!("cluster-{}", env.cluster_object_name(cluster));
+        browser.wait_for_text_testid(&card, "Ready").await?;
+    }
     let row = format!("app-row-{ns}-web");
     browser.wait_for_testid(&row).await?;
     let c2 = env.cluster_object_name("c2");
-    let failing = browser.wait_for_text_testid("failing-pods", "CrashLoopBackOff").await?;
+    let failing = browser
+        .wait_for_text_testid("failing-pods", "CrashLoopBackOff")
+        .await?;
     assert!(failing.contains(&c2), "the failing pod is in c2: {failing}");
-    assert!(!failing.contains(&env.cluster_object_name("c1")), "{failing}");
+    assert!(
+        !failing.contains(&env.cluster_object_name("c1")),
+        "{failing}"
+    );
 
     // A new version: the fleet page shows its first step without a reload.
     apply(&served.apps, &application("web", "web:2", 3, json!({}))?).await?;
@@ -80,15 +99,28 @@ async fn the_pages_follow_a_live_rollout_and_promote_moves_the_step() -> anyhow:
         let cell = format!("grid-cell-{}-web-2", env.cluster_object_name(cluster));
         browser.wait_for_testid(&cell).await?;
     }
-    browser.wait_for_text_testid("app-waiting", "promote").await?;
+    browser
+        .wait_for_text_testid("app-waiting", "promote")
+        .await?;
 
     // Promote from the UI, behind a confirmation: the step moves, live.
     browser.click_testid("promote").await?;
     browser.click_testid("confirm").await?;
-    browser.wait_for_text_testid("action-result", "promoted web-2").await?;
+    browser
+        .wait_for_text_testid("action-result", "promoted web-2")
+        .await?;
     browser.wait_for_text_testid("app-step", "step 2/3").await?;
-    wait_for(&served.releases, "web-2", ReleasePhase::WaitingForCommand, Some(1)).await?;
-    assert!(still_marked(&browser).await?, "the application page was reloaded");
+    wait_for(
+        &served.releases,
+        "web-2",
+        ReleasePhase::WaitingForCommand,
+        Some(1),
+    )
+    .await?;
+    assert!(
+        still_marked(&browser).await?,
+        "the application page was reloaded"
+    );
     browser.screenshot_full_page("application-1280").await?;
     browser.close().await?;
 
@@ -96,17 +128,30 @@ async fn the_pages_follow_a_live_rollout_and_promote_moves_the_step() -> anyhow:
     let wall = signed_in(&served, &operator, 1920, 1080).await?;
     wall.wait_for_text_testid(&row, "step 2/3").await?;
     wall.screenshot("fleet-1920").await?;
-    wall.goto(&format!("{}/#/namespaces/{ns}/applications/web", served.url)).await?;
+    wall.goto(&format!(
+        "{}/#/namespaces/{ns}/applications/web",
+        served.url
+    ))
+    .await?;
     wall.wait_for_text_testid("app-step", "step 2/3").await?;
     wall.screenshot_full_page("application-1920").await?;
     wall.close().await?;
 
     // A viewer sees no button, and a promote they send anyway is refused.
     let as_viewer = signed_in(&served, &viewer, 1280, 800).await?;
-    as_viewer.goto(&format!("{}/#/namespaces/{ns}/applications/web", served.url)).await?;
-    as_viewer.wait_for_text_testid("app-step", "step 2/3").await?;
+    as_viewer
+        .goto(&format!(
+            "{}/#/namespaces/{ns}/applications/web",
+            served.url
+        ))
+        .await?;
+    as_viewer
+        .wait_for_text_testid("app-step", "step 2/3")
+        .await?;
     for button in ["promote", "promote-full", "abort", "rollback"] {
-        as_viewer.wait_for_absent(&format!("[data-testid='{button}']")).await?;
+        as_viewer
+            .wait_for_absent(&format!("[data-testid='{button}']"))
+            .await?;
     }
     let status = as_viewer
         .client()
@@ -119,5 +164,6 @@ async fn the_pages_follow_a_live_rollout_and_promote_moves_the_step() -> anyhow:
         .await?;
     assert_eq!(status, json!(403));
     as_viewer.close().await?;
+    forbid_clusters(&env).await?;
     Ok(())
 }

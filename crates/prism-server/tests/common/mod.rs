@@ -264,3 +264,42 @@ impl Events {
         }
     }
 }
+
+/// Lets the ServiceAccount `name` of the test's namespace list the fleet's Clusters, as a
+/// platform team would, by a ClusterRole and its binding named after the namespace; deleted by
+/// [`forbid_clusters`].
+pub async fn allow_clusters(env: &TestEnv, name: &str) -> anyhow::Result<()> {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let client = env.cluster("c1").client();
+    let role_name = format!("{}-clusters", env.namespace());
+    let role: ClusterRole = serde_json::from_value(json!({
+        "metadata": {"name": role_name},
+        "rules": [{"apiGroups": ["prism.dev"], "resources": ["clusters"], "verbs": ["get", "list", "watch"]}],
+    }))?;
+    Api::<ClusterRole>::all(client.clone())
+        .create(&PostParams::default(), &role)
+        .await?;
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": role_name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role_name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": env.namespace()}],
+    }))?;
+    Api::<ClusterRoleBinding>::all(client)
+        .create(&PostParams::default(), &binding)
+        .await?;
+    Ok(())
+}
+
+pub async fn forbid_clusters(env: &TestEnv) -> anyhow::Result<()> {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let client = env.cluster("c1").client();
+    let name = format!("{}-clusters", env.namespace());
+    let params = kube::api::DeleteParams::default();
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .delete(&name, &params)
+        .await?;
+    Api::<ClusterRole>::all(client)
+        .delete(&name, &params)
+        .await?;
+    Ok(())
+}
