@@ -6,7 +6,10 @@
 
 mod common;
 
-use common::{Served, application, apply, caller, operator_rules, serve, viewer_rules, wait_for};
+use common::{
+    Served, allow_clusters, application, apply, caller, forbid_clusters, operator_rules, serve,
+    viewer_rules, wait_for,
+};
 use prism_api::release::ReleasePhase;
 use prism_testkit::TestEnv;
 use prism_testkit::browser::Browser;
