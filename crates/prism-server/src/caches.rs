@@ -63,11 +63,13 @@ pub struct ClusterView {
 }
 
 impl Caches {
-    /// Starts every watch of the management cluster; the application clusters' follow the
+    /// Starts every watch of the management cluster (of Prism's namespaced kinds, in `namespace`
+    /// alone when given); the application clusters' follow the
     /// Cluster objects (those `cluster_selector` selects) until the returned task is dropped
     /// with the server.
     pub fn start(
         client: Client,
+        namespace: Option<&str>,
         cluster_selector: Option<String>,
     ) -> (Arc<Caches>, JoinHandle<()>) {
         let selected = match &cluster_selector {
@@ -76,19 +78,19 @@ impl Caches {
         };
         let (changes, _) = watch::channel(0);
         let (applications, applications_watch) = cache::<Application>(
-            Api::all(client.clone()),
+            scoped(&client, namespace),
             watcher::Config::default(),
             &changes,
         );
         let (releases, releases_watch) = cache::<Release>(
-            Api::all(client.clone()),
+            scoped(&client, namespace),
             watcher::Config::default(),
             &changes,
         );
         let (clusters, clusters_watch) =
             cache::<Cluster>(Api::all(client.clone()), selected, &changes);
         let (events, events_watch) = cache::<Event>(
-            Api::all(client.clone()),
+            scoped(&client, namespace),
             watcher::Config::default().fields(&format!("reportingComponent={FIELD_MANAGER}")),
             &changes,
         );
@@ -208,6 +210,17 @@ impl Caches {
                 }
             }
         }
+    }
+}
+
+/// `K` in `namespace`, or in every namespace.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
     }
 }
 

@@ -26,6 +26,8 @@ use tokio::net::TcpListener;
 #[derive(Clone, Debug)]
 pub struct Options {
     pub mode: Mode,
+    /// Show only this namespace's applications: for a person whose rights end at one namespace.
+    pub namespace: Option<String>,
     /// Show only the Clusters with these labels, as the controller's `--cluster-selector`.
     pub cluster_selector: Option<String>,
 }
@@ -40,7 +42,11 @@ pub async fn serve(
     let auth = auth::Auth::new(client.clone(), options.mode)
         .await
         .map_err(|e| std::io::Error::other(format!("asking who the kubeconfig's user is: {e}")))?;
-    let (caches, _keeper) = caches::Caches::start(client.clone(), options.cluster_selector);
+    let (caches, _keeper) = caches::Caches::start(
+        client.clone(),
+        options.namespace.as_deref(),
+        options.cluster_selector,
+    );
     let state = state::State::new(client, auth, caches);
     axum::serve(listener, routes::router(state))
         .with_graceful_shutdown(shutdown)

@@ -323,3 +323,64 @@ async fn a_pod_that_fails_in_one_cluster_is_listed_there_with_its_reason() -> an
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn the_dashboard_shows_and_does_what_the_kubeconfigs_user_may_on_loopback_only()
+-> anyhow::Result<()> {
+    let env = TestEnv::new("api-dashboard").await;
+    let served = serve(&env).await?;
+    let ns = env.namespace();
+    caller(&env, ns, "operator", operator_rules()).await?;
+    caller(&env, ns, "viewer", viewer_rules()).await?;
+    apply(&served.apps, &application("web", "web:1", 1, json!({}))?).await?;
+    wait_for(&served.releases, "web-1", ReleasePhase::Complete, None).await?;
+
+    let any_address = prism_server::bind("0.0.0.0:0".parse()?, prism_server::Mode::Dashboard).await;
+    assert!(any_address.is_err(), "the dashboard bound to every address");
+
+    // One dashboard per person, each with their own kubeconfig's rights.
+    let mut dashboards = Vec::new();
+    for person in ["operator", "viewer"] {
+        let client =
+            prism_testkit::identity::service_account_client(env.cluster("c1"), ns, person).await?;
+        let listener =
+            prism_server::bind("127.0.0.1:0".parse()?, prism_server::Mode::Dashboard).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let options = prism_server::Options {
+            mode: prism_server::Mode::Dashboard,
+            namespace: Some(ns.to_owned()),
+            cluster_selector: Some(env.cluster_selector()),
+        };
+        let task = prism_testkit::spawn_for_test(prism_server::serve(
+            client,
+            options,
+            listener,
+            std::future::pending(),
+        ));
+        dashboards.push((person, Http::at(&url, None), task));
+    }
+    let app = format!("/api/v1/namespaces/{ns}/applications/web");
+    for (person, http, _) in &dashboards {
+        let (status, whoami) = http.get("/api/v1/whoami").await?;
+        assert_eq!(status, 200);
+        assert_eq!(
+            whoami["user"],
+            json!(format!("system:serviceaccount:{ns}:{person}"))
+        );
+        assert_eq!(whoami["mode"], "dashboard");
+        let detail = wait_until(
+            "the dashboard's caches list web",
+            DEFAULT_TIMEOUT,
+            || async {
+                let (status, body) = http.get(&app).await?;
+                Ok((status == 200).then_some(body))
+            },
+        )
+        .await?;
+        let may_act = *person == "operator";
+        assert_eq!(detail["allowed"]["promote"], json!(may_act), "{person}");
+        let (status, _) = http.post(&format!("{app}/abort"), json!({})).await?;
+        assert_eq!(status, if may_act { 409 } else { 403 }, "{person}");
+    }
+    Ok(())
+}

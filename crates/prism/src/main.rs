@@ -61,6 +61,9 @@ enum Command {
         /// Where to listen.
         #[arg(long, value_name = "ADDRESS", default_value = "0.0.0.0:8080")]
         address: std::net::SocketAddr,
+        /// Show only this namespace's applications. Default: every namespace.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
         /// Show only the Clusters with these labels, e.g. `fleet=eu`, as the controller's
         /// --cluster-selector. Default: every Cluster.
         #[arg(long, value_name = "SELECTOR")]
@@ -75,6 +78,10 @@ enum Command {
         /// Where to listen; loopback only.
         #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1:3100")]
         address: std::net::SocketAddr,
+        /// Show only this namespace's applications, for rights that end at one namespace.
+        /// Default: every namespace.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
         /// Show only the Clusters with these labels. Default: every Cluster.
         #[arg(long, value_name = "SELECTOR")]
         cluster_selector: Option<String>,
@@ -320,11 +327,13 @@ fn main() -> ExitCode {
         },
         Command::Serve {
             address,
+            namespace,
             cluster_selector,
             log_format,
         } => match prism::serve::run(
             prism_server::Options {
                 mode: prism_server::Mode::Serve,
+                namespace,
                 cluster_selector,
             },
             address,
@@ -335,10 +344,12 @@ fn main() -> ExitCode {
         },
         Command::Dashboard {
             address,
+            namespace,
             cluster_selector,
         } => match prism::serve::run(
             prism_server::Options {
                 mode: prism_server::Mode::Dashboard,
+                namespace,
                 cluster_selector,
             },
             address,

@@ -51,6 +51,7 @@ pub async fn serve(env: &TestEnv) -> anyhow::Result<Served> {
         client.clone(),
         prism_server::Options {
             mode: prism_server::Mode::Serve,
+            namespace: None,
             cluster_selector: Some(env.cluster_selector()),
         },
         listener,
@@ -183,8 +184,13 @@ pub struct Http {
 
 impl Http {
     pub fn new(served: &Served, token: Option<&str>) -> Http {
+        Http::at(&served.url, token)
+    }
+
+    /// A client of the server at `url`.
+    pub fn at(url: &str, token: Option<&str>) -> Http {
         Http {
-            base: served.url.clone(),
+            base: url.to_owned(),
             token: token.map(str::to_owned),
             http: reqwest::Client::new(),
         }
