@@ -6,7 +6,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Http, application, apply, caller, operator_rules, serve, viewer_rules, wait_for};
+use common::{
+    Http, application, apply, caller, operator_rules, serve, viewer_rules, wait_for,
+    web_waiting_at_its_first_step,
+};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
@@ -61,16 +64,7 @@ async fn each_resource_and_action_is_allowed_refused_or_unauthenticated_as_kubec
     )
     .await?;
 
-    apply(&served.apps, &application("web", "web:1", 3, json!({}))?).await?;
-    wait_for(&served.releases, "web-1", ReleasePhase::Complete, None).await?;
-    apply(&served.apps, &application("web", "web:2", 3, json!({}))?).await?;
-    wait_for(
-        &served.releases,
-        "web-2",
-        ReleasePhase::WaitingForCommand,
-        Some(0),
-    )
-    .await?;
+    web_waiting_at_its_first_step(&served).await?;
 
     let as_operator = Http::new(&served, Some(&operator));
     let as_viewer = Http::new(&served, Some(&viewer));
@@ -204,16 +198,7 @@ async fn a_step_change_reaches_a_subscribed_client_within_a_second() -> anyhow::
     let env = TestEnv::new("api-stream").await;
     let served = serve(&env).await?;
     let operator = caller(&env, env.namespace(), "operator", operator_rules()).await?;
-    apply(&served.apps, &application("web", "web:1", 3, json!({}))?).await?;
-    wait_for(&served.releases, "web-1", ReleasePhase::Complete, None).await?;
-    apply(&served.apps, &application("web", "web:2", 3, json!({}))?).await?;
-    wait_for(
-        &served.releases,
-        "web-2",
-        ReleasePhase::WaitingForCommand,
-        Some(0),
-    )
-    .await?;
+    web_waiting_at_its_first_step(&served).await?;
 
     let http = Http::new(&served, Some(&operator));
     let app = format!("/api/v1/namespaces/{}/applications/web", env.namespace());

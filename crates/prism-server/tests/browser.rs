@@ -170,3 +170,81 @@ async fn the_pages_follow_a_live_rollout_and_promote_moves_the_step() -> anyhow:
     forbid_clusters(&env).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn the_application_page_plots_each_metrics_measurements_per_cluster() -> anyhow::Result<()> {
+    use prism_testkit::exporter::{Behaviour, Series, TestExporter};
+    use prism_testkit::prometheus::Prometheus;
+
+    let env = TestEnv::new("ui-analysis").await;
+    let served = serve(&env).await?;
+    let ns = env.namespace();
+    let operator = caller(&env, ns, "operator", operator_rules()).await?;
+
+    // Every version of web healthy in every cluster, scraped by a real Prometheus.
+    let exporter = TestExporter::start().await?;
+    let prometheus = Prometheus::start(&[exporter.addr()]).await?;
+    for version in ["web-1", "web-2"] {
+        for cluster in env.clusters() {
+            let series = Series::new("web", ns, version, env.cluster_object_name(cluster.name()));
+            exporter.set(
+                series,
+                Behaviour::new(0.0, std::time::Duration::from_millis(50)),
+            );
+        }
+    }
+    let query = Series::new("{{app}}", "{{namespace}}", "{{version}}", "{{cluster}}")
+        .error_ratio_query("10s");
+    prometheus
+        .wait_for_sample(
+            &Series::new("web", ns, "web-1", env.cluster_object_name("c1"))
+                .error_ratio_query("10s"),
+        )
+        .await?;
+    let analysed = |image: &str| -> anyhow::Result<prism_api::Application> {
+        let mut app = application("web", image, 2, json!({}))?;
+        app.spec.strategy = serde_json::from_value(json!({"steps": [
+            {"name": "canary", "capacity": {"contender": "50%"}, "traffic": {"contender": 50},
+             "analysis": {"interval": "2s", "count": 3, "metrics": [{
+                 "name": "error-rate", "query": query, "threshold": {"max": 0.05},
+                 "prometheus": {"address": prometheus.url()}}]},
+             "gate": {"manual": true}},
+            {"name": "full", "capacity": {"contender": "100%", "incumbent": "0%"},
+             "traffic": {"contender": 100}}
+        ]}))?;
+        Ok(app)
+    };
+    apply(&served.apps, &analysed("web:1")?).await?;
+    wait_for(&served.releases, "web-1", ReleasePhase::Complete, None).await?;
+    apply(&served.apps, &analysed("web:2")?).await?;
+    wait_for(
+        &served.releases,
+        "web-2",
+        ReleasePhase::WaitingForCommand,
+        Some(0),
+    )
+    .await?;
+
+    let browser = signed_in(&served, &operator, 1280, 800).await?;
+    browser
+        .goto(&format!(
+            "{}/#/namespaces/{ns}/applications/web",
+            served.url
+        ))
+        .await?;
+    browser.wait_for_text_testid("analysis", "3 passed").await?;
+    let chart = "[data-testid='analysis-error-rate']";
+    browser.wait_for(chart).await?;
+    for cluster in ["c1", "c2", "c3"] {
+        let series = format!(
+            "{chart} [data-key='series-{}']",
+            env.cluster_object_name(cluster)
+        );
+        browser.wait_for(&series).await?;
+    }
+    browser
+        .screenshot_full_page("application-analysis-1280")
+        .await?;
+    browser.close().await?;
+    Ok(())
+}

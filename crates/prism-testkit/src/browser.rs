@@ -27,12 +27,8 @@
 //! # }
 //! ```
 
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -72,8 +68,8 @@ impl Browser {
                  (scripts/test.sh does: apt-get install chromium chromium-driver)"
             );
         }
-        let dir = unique_temp_dir()?;
-        let port = free_port()?;
+        let dir = crate::unique_temp_dir("browser")?;
+        let port = crate::free_port()?;
         let log = dir.join("chromedriver.log");
         let driver = Command::new(CHROMEDRIVER_BINARY)
             .arg(format!("--port={port}"))
@@ -441,28 +437,4 @@ fn screenshot_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target"));
     workspace.join(target).join("screenshots")
-}
-
-/// A loopback port that is free now.
-fn free_port() -> anyhow::Result<u16> {
-    let listener =
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free loopback port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// A new directory under the system's temporary directory.
-fn unique_temp_dir() -> anyhow::Result<PathBuf> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let base = std::env::temp_dir();
-    loop {
-        let suffix = RandomState::new().hash_one(COUNTER.fetch_add(1, Ordering::Relaxed)) as u32;
-        let dir = base.join(format!("prism-browser-{}-{suffix:08x}", std::process::id()));
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(error) => {
-                return Err(error).with_context(|| format!("creating {}", dir.display()));
-            }
-        }
-    }
 }

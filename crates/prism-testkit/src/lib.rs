@@ -533,3 +533,27 @@ impl<T> Drop for AbortOnDrop<T> {
         self.0.abort();
     }
 }
+
+/// A loopback port that is free now.
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .context("finding a free loopback port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// A new directory `prism-<what>-…` under the system's temporary directory.
+pub fn unique_temp_dir(what: &str) -> anyhow::Result<PathBuf> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let base = std::env::temp_dir();
+    loop {
+        let suffix = RandomState::new().hash_one(COUNTER.fetch_add(1, Ordering::Relaxed)) as u32;
+        let dir = base.join(format!("prism-{what}-{}-{suffix:08x}", std::process::id()));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(error) => {
+                return Err(error).with_context(|| format!("creating {}", dir.display()));
+            }
+        }
+    }
+}

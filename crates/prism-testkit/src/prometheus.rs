@@ -31,13 +31,10 @@
 //! # }
 //! ```
 
-use std::collections::hash_map::RandomState;
 use std::fs::File;
-use std::hash::BuildHasher;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -82,7 +79,7 @@ impl Prometheus {
             "{PROMETHEUS_BINARY} is missing: install Debian's prometheus package \
              (scripts/test.sh does: apt-get install prometheus)"
         );
-        let dir = unique_temp_dir()?;
+        let dir = crate::unique_temp_dir("prometheus")?;
         let mut prometheus = Prometheus {
             dir,
             port: 0,
@@ -102,7 +99,7 @@ impl Prometheus {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            prometheus.port = free_port()?;
+            prometheus.port = crate::free_port()?;
             match prometheus.launch().await {
                 Ok(()) => return Ok(prometheus),
                 Err(error)
@@ -307,31 +304,4 @@ fn config(targets: &[SocketAddr]) -> String {
         interval = SCRAPE_INTERVAL.as_millis(),
         timeout = SCRAPE_INTERVAL.as_millis() * 8 / 10,
     )
-}
-
-/// A loopback port that is free now.
-fn free_port() -> anyhow::Result<u16> {
-    let listener =
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free loopback port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// A new directory under the system's temporary directory.
-fn unique_temp_dir() -> anyhow::Result<PathBuf> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let base = std::env::temp_dir();
-    loop {
-        let suffix = RandomState::new().hash_one(COUNTER.fetch_add(1, Ordering::Relaxed)) as u32;
-        let dir = base.join(format!(
-            "prism-prometheus-{}-{suffix:08x}",
-            std::process::id()
-        ));
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(error) => {
-                return Err(error).with_context(|| format!("creating {}", dir.display()));
-            }
-        }
-    }
 }

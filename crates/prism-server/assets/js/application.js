@@ -1,46 +1,32 @@
 // The application page: is it rolling out, where does it run, its steps, analysis, versions,
 // releases, events and failing pods; and the actions this caller may take.
-import { live } from "./api.js";
-import { age, badge, bar, duration, h, morph, when } from "./dom.js";
+import { followPage } from "./page.js";
+import { age, badge, bar, duration, h, when } from "./dom.js";
 import { failingPodsSection, stepText } from "./fleet.js";
 import { analysisSection } from "./charts.js";
 import { runAction } from "./actions.js";
 
-const AGE_REFRESH_MS = 10000;
-
 export function mountApplication(main, { namespace, name }, context) {
   const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/applications/${encodeURIComponent(name)}`;
-  const state = { app: null, result: null };
-  const render = () => {
-    if (!state.app) return;
-    const page = applicationPage(state.app, state.result);
-    if (main.firstElementChild && main.firstElementChild.dataset.page === "application") {
-      morph(main.firstElementChild, page);
-    } else {
-      main.replaceChildren(page);
-    }
-  };
+  let result = null;
+  const page = followPage(main, {
+    name: "application",
+    path,
+    context,
+    view: (app) => applicationPage(app, result),
+  });
   const report = (text, tone) => {
-    state.result = { text, tone };
-    render();
+    result = { text, tone };
+    page.render();
   };
   const onClick = (event) => {
     const button = event.target.closest("[data-action]");
-    if (button && state.app) runAction(button.dataset.action, state.app, path, report);
+    const app = page.current();
+    if (button && app) runAction(button.dataset.action, app, path, report);
   };
   main.addEventListener("click", onClick);
-  const stop = live(path, {
-    update(app) {
-      state.app = app;
-      render();
-    },
-    failure: context.failure,
-    state: context.connection,
-  });
-  const timer = setInterval(render, AGE_REFRESH_MS);
   return () => {
-    stop();
-    clearInterval(timer);
+    page.stop();
     main.removeEventListener("click", onClick);
   };
 }

@@ -1,34 +1,10 @@
 // The fleet page: clusters, the applications rolling out now and the rest, failing pods.
-import { live } from "./api.js";
-import { age, appHref, badge, bar, h, morph, when } from "./dom.js";
-
-// Ages move on even when nothing else changes.
-const AGE_REFRESH_MS = 10000;
+import { followPage } from "./page.js";
+import { age, appHref, badge, bar, h, when } from "./dom.js";
 
 export function mountFleet(main, context) {
-  let fleet = null;
-  const render = () => {
-    if (!fleet) return;
-    const page = fleetPage(fleet);
-    if (main.firstElementChild && main.firstElementChild.dataset.page === "fleet") {
-      morph(main.firstElementChild, page);
-    } else {
-      main.replaceChildren(page);
-    }
-  };
-  const stop = live("/api/v1/fleet", {
-    update(data) {
-      fleet = data;
-      render();
-    },
-    failure: context.failure,
-    state: context.connection,
-  });
-  const timer = setInterval(render, AGE_REFRESH_MS);
-  return () => {
-    stop();
-    clearInterval(timer);
-  };
+  const page = followPage(main, { name: "fleet", path: "/api/v1/fleet", context, view: fleetPage });
+  return page.stop;
 }
 
 function fleetPage(fleet) {

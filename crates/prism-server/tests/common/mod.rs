@@ -309,3 +309,18 @@ pub async fn forbid_clusters(env: &TestEnv) -> anyhow::Result<()> {
         .await?;
     Ok(())
 }
+
+/// web-1 (3 replicas in each cluster) installed, then web-2 rolling out, at its first step.
+pub async fn web_waiting_at_its_first_step(served: &Served) -> anyhow::Result<()> {
+    apply(&served.apps, &application("web", "web:1", 3, json!({}))?).await?;
+    wait_for(&served.releases, "web-1", ReleasePhase::Complete, None).await?;
+    apply(&served.apps, &application("web", "web:2", 3, json!({}))?).await?;
+    wait_for(
+        &served.releases,
+        "web-2",
+        ReleasePhase::WaitingForCommand,
+        Some(0),
+    )
+    .await?;
+    Ok(())
+}
