@@ -18,7 +18,7 @@ use kube::{Api, Client};
 use prism_api::release::ReleasePhase;
 use prism_api::{Application, Release};
 use prism_controller::application::release_name;
-use prism_controller::touches::{Rule, management};
+use prism_controller::touches::{Rule, management, server as server_touches};
 use prism_testkit::fixtures::web_in_two_steps;
 use prism_testkit::helm::{helm, repository};
 use prism_testkit::identity::{service_account_client, service_account_config};
@@ -103,7 +103,8 @@ async fn what_is_derived_from_the_chart_and_the_code_is_committed_fresh() {
 }
 
 /// docs/operations.md's table of the management cluster's rights lists what the controller
-/// declares it needs there for itself (the application clusters' are docs/fleet.md's).
+/// declares it needs there for itself (the application clusters' are docs/fleet.md's), and what
+/// the server declares.
 #[test]
 fn the_documented_rights_are_the_declared_ones() {
     let docs = committed("docs/operations.md");
@@ -141,6 +142,11 @@ fn the_documented_rights_are_the_declared_ones() {
             management::lease_rules()
                 .into_iter()
                 .map(|rule| row("Role", rule)),
+        )
+        .chain(
+            server_touches::rules()
+                .into_iter()
+                .map(|rule| row("server ClusterRole", rule)),
         )
         .collect();
     assert_eq!(documented, declared);
