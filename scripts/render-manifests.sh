@@ -3,7 +3,7 @@
 #   deploy/crds/prism.dev.yaml and deploy/helm/prism/crds/prism.dev.yaml   (`prism crds`)
 #   deploy/helm/prism/files/rbac.yaml                                       (`prism rbac`)
 #   deploy/manifests/prism.yaml   (`helm template` of the chart, release "prism" in prism-system)
-# crates/prism/tests/chart.rs fails while any of them is stale.
+# crates/prism/tests/chart/ fails while any of them is stale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -5,9 +5,12 @@
 //! cleanup sweep deletes by Release ([`deleted_by_release`]) and the RBAC rules that
 //! `prism cluster join` grants ([`rules`]): a new provider is one module, and its rights come
 //! with it. What the controller does in the management cluster is declared beside them
-//! ([`management`]), and the chart's ClusterRole follows from both.
+//! ([`management`]), and the chart's ClusterRole follows from both; what the HTTP server
+//! (`prism serve`) does there with its own identity is declared in [`server`], from which the
+//! chart's ClusterRole of the server follows.
 
 pub mod management;
+pub mod server;
 
 use crate::traffic;
 use crate::workload;

@@ -27,8 +27,8 @@ struct Cli {
 enum Command {
     /// Print every CRD as YAML, for `kubectl apply -f -`.
     Crds,
-    /// Print the RBAC rules the controller needs in the management cluster, as the Helm chart
-    /// holds them (deploy/helm/prism/files/rbac.yaml).
+    /// Print the RBAC rules the controller and the HTTP server need in the management cluster, as
+    /// the Helm chart holds them (deploy/helm/prism/files/rbac.yaml).
     Rbac,
     /// Run the controllers against the cluster of the current kubeconfig (logs: RUST_LOG).
     Controller {

@@ -28,7 +28,7 @@ pub struct ManagementTouch {
     pub why: &'static str,
 }
 
-fn kind<K: Resource<DynamicType = ()>>() -> ApiResource {
+pub(super) fn kind<K: Resource<DynamicType = ()>>() -> ApiResource {
     ApiResource::erase::<K>(&())
 }
 
@@ -158,7 +158,7 @@ const DRY_RUN_WHY: &str = "a new template's objects are dry-run created in the A
 /// Why the management cluster holds the application clusters' rules too.
 const LOCAL_WHY: &str = "without a Cluster object, the management cluster is the application cluster `local`: the rights `prism cluster join` grants (docs/fleet.md)";
 
-fn grant(touch: &ManagementTouch) -> Grant {
+pub(super) fn grant(touch: &ManagementTouch) -> Grant {
     let resource = (touch.resource)();
     Grant {
         api_group: resource.group,

@@ -1,7 +1,10 @@
 //! The Helm chart `deploy/helm/prism`: it lints, what is derived from it and from the code is
 //! committed fresh (the manifests, its CRDs, its RBAC rules, the documented rights), it renders
 //! the controller locked down, and, installed on the sandbox's management cluster, the controller
-//! with the chart's ServiceAccount alone rolls an application out and is refused the rest.
+//! with the chart's ServiceAccount alone rolls an application out and is refused the rest; so is
+//! the HTTP server with its own ([`server`]).
+
+mod server;
 
 use std::collections::BTreeMap;
 
@@ -15,7 +18,7 @@ use kube::{Api, Client};
 use prism_api::release::ReleasePhase;
 use prism_api::{Application, Release};
 use prism_controller::application::release_name;
-use prism_controller::touches::{Rule, management};
+use prism_controller::touches::{Rule, management, server as server_touches};
 use prism_testkit::fixtures::web_in_two_steps;
 use prism_testkit::helm::{helm, repository};
 use prism_testkit::identity::{service_account_client, service_account_config};
@@ -42,8 +45,18 @@ fn documents(yaml: &str) -> Vec<Value> {
         .collect()
 }
 
-fn find<'a>(documents: &'a [Value], kind: &str) -> Option<&'a Value> {
-    documents.iter().find(|document| document["kind"] == kind)
+/// The object of `kind` named `name`: the controller's and the server's share kinds.
+fn find<'a>(documents: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
+    documents
+        .iter()
+        .find(|document| document["kind"] == kind && document["metadata"]["name"] == name)
+}
+
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_array()
+        .map(|items| items.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
 }
 
 fn committed(path: &str) -> String {
@@ -61,9 +74,14 @@ async fn the_chart_passes_helm_lint_with_every_option() {
         "createNamespace=true,metrics.serviceMonitor.enabled=true,podDisruptionBudget.enabled=false",
         "--set",
         "controller.watchNamespace=apps,controller.clusterSelector=fleet=eu",
+        "--set",
+        "server.ingress.enabled=true,server.ingress.tlsSecretName=prism-tls,server.replicas=2",
     ])
     .await
     .unwrap();
+    helm(&["lint", "--strict", CHART, "--set", "server.enabled=false"])
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -85,7 +103,8 @@ async fn what_is_derived_from_the_chart_and_the_code_is_committed_fresh() {
 }
 
 /// docs/operations.md's table of the management cluster's rights lists what the controller
-/// declares it needs there for itself (the application clusters' are docs/fleet.md's).
+/// declares it needs there for itself (the application clusters' are docs/fleet.md's), and what
+/// the server declares.
 #[test]
 fn the_documented_rights_are_the_declared_ones() {
     let docs = committed("docs/operations.md");
@@ -124,6 +143,11 @@ fn the_documented_rights_are_the_declared_ones() {
                 .into_iter()
                 .map(|rule| row("Role", rule)),
         )
+        .chain(
+            server_touches::rules()
+                .into_iter()
+                .map(|rule| row("server ClusterRole", rule)),
+        )
         .collect();
     assert_eq!(documented, declared);
 }
@@ -131,26 +155,34 @@ fn the_documented_rights_are_the_declared_ones() {
 #[tokio::test]
 async fn the_chart_grants_the_declared_rules_and_runs_the_controller_locked_down() {
     let objects = documents(&render("prism", "prism-system", &[]).await);
-    let rules = |kind: &str| -> Vec<PolicyRule> {
-        serde_json::from_value(find(&objects, kind).unwrap()["rules"].clone()).unwrap()
+    let rules = |kind: &str, name: &str| -> Vec<PolicyRule> {
+        serde_json::from_value(find(&objects, kind, name).unwrap()["rules"].clone()).unwrap()
     };
-    assert_eq!(rules("ClusterRole"), prism::rbac::cluster_rules());
-    assert_eq!(rules("Role"), prism::rbac::lease_rules());
+    assert_eq!(rules("ClusterRole", "prism"), prism::rbac::cluster_rules());
+    assert_eq!(
+        rules("Role", "prism-leader-election"),
+        prism::rbac::lease_rules()
+    );
     assert!(
-        find(&objects, "Namespace").is_none(),
+        !objects.iter().any(|object| object["kind"] == "Namespace"),
         "helm install makes the namespace"
     );
-    assert!(find(&objects, "ServiceMonitor").is_none(), "optional");
+    assert!(
+        !objects
+            .iter()
+            .any(|object| object["kind"] == "ServiceMonitor"),
+        "optional"
+    );
     assert_eq!(
-        find(&objects, "PodDisruptionBudget").unwrap()["spec"]["minAvailable"],
+        find(&objects, "PodDisruptionBudget", "prism").unwrap()["spec"]["minAvailable"],
         1
     );
     assert_eq!(
-        find(&objects, "Service").unwrap()["spec"]["ports"][0]["targetPort"],
+        find(&objects, "Service", "prism-metrics").unwrap()["spec"]["ports"][0]["targetPort"],
         "metrics"
     );
 
-    let deployment = find(&objects, "Deployment").unwrap();
+    let deployment = find(&objects, "Deployment", "prism").unwrap();
     assert_eq!(deployment["spec"]["replicas"], 2);
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
@@ -169,12 +201,7 @@ async fn the_chart_grants_the_declared_rules_and_runs_the_controller_locked_down
         container["securityContext"]["capabilities"]["drop"],
         json!(["ALL"])
     );
-    let args: Vec<&str> = container["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let args = strings(&container["args"]);
     assert_eq!(&args[..2], ["controller", "--metrics-address=0.0.0.0:8080"]);
     assert!(args.contains(&"--leader-elect"), "{args:?}");
     let env: BTreeMap<&str, &Value> = container["env"]
@@ -201,27 +228,29 @@ async fn the_chart_grants_the_declared_rules_and_runs_the_controller_locked_down
         )
         .await,
     );
-    let monitor = find(&monitored, "ServiceMonitor").expect("a ServiceMonitor when enabled");
+    let monitor =
+        find(&monitored, "ServiceMonitor", "prism").expect("a ServiceMonitor when enabled");
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
 }
 
-/// The ClusterRole and ClusterRoleBinding a test applied outlive its namespace: deleted when the
-/// test ends, pass or fail.
+/// The ClusterRoles and ClusterRoleBindings a test applied (the controller's and the server's of
+/// release `release`) outlive its namespace: deleted when the test ends, pass or fail.
 struct ClusterScoped {
-    name: String,
+    release: String,
 }
 
 impl Drop for ClusterScoped {
     fn drop(&mut self) {
+        let controller = format!("{}-prism", self.release);
+        let server = format!("{controller}-server");
         let deleted = std::process::Command::new(repository().join("sandbox/sandbox"))
             .args(["kubectl", "c1", "delete", "clusterrole,clusterrolebinding"])
-            .arg(&self.name)
+            .args([&controller, &server])
             .arg("--ignore-not-found")
             .output();
         if !matches!(&deleted, Ok(output) if output.status.success()) {
             eprintln!(
-                "could not delete ClusterRole and ClusterRoleBinding {}: {deleted:?}",
-                self.name
+                "could not delete ClusterRoles and ClusterRoleBindings {controller}, {server}: {deleted:?}"
             );
         }
     }
@@ -296,7 +325,7 @@ async fn installed_from_the_chart_prism_rolls_out_under_its_own_least_privilege_
     let release = namespace;
     let service_account = format!("{release}-prism");
     let _cleanup = ClusterScoped {
-        name: service_account.clone(),
+        release: release.to_owned(),
     };
     let chart = helm(&[
         "template",
