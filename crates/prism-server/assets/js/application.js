@@ -184,9 +184,12 @@ function versionsSection(versions) {
 }
 
 // "http://web.example.com/ -H 'x-version: web-2'": the URL is a link, the rest what to send with it.
+// Without an HTTPRoute hostname the server says `<host>`: no link, then.
 function routeItem(route) {
   const [url, ...rest] = route.split(" ");
-  const link = /^https?:\/\//.test(url) ? h("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, url) : url;
+  const link = /^https?:\/\//.test(url) && !url.includes("<host>")
+    ? h("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, url)
+    : h("code", { title: "no HTTPRoute hostname is known: the path on any of the application's hosts" }, url);
   return h("li", {}, link, rest.length ? h("code", {}, ` ${rest.join(" ")}`) : null);
 }
 

@@ -67,16 +67,16 @@ function metricChart(metric, rows) {
     h("ul", { class: "legend" }, clusters.map(([cluster, points]) => legendItem(cluster, points, colour.get(cluster)))));
 }
 
-// Passed: a filled dot; Failed: a cross; Inconclusive: a hollow dot. Shape and colour both tell.
+// Pass: a filled dot; Fail: a cross; Inconclusive: a hollow dot. Shape and colour both tell.
 function verdictMark(cx, cy, point, cluster) {
   const title = s("title", {}, `${cluster} ${when(point.time)}: ${number(point.value)}` +
     `${point.incumbent !== null && point.incumbent !== undefined ? ` (incumbent ${number(point.incumbent)})` : ""}` +
     ` — ${point.verdict}${point.message ? `: ${point.message}` : ""}`);
-  if (point.verdict === "Failed") {
+  if (point.verdict === "Fail") {
     const d = 5;
     return s("path", { class: "mark failed", d: `M${cx - d},${cy - d}L${cx + d},${cy + d}M${cx - d},${cy + d}L${cx + d},${cy - d}` }, title);
   }
-  const kind = point.verdict === "Passed" ? "passed" : "inconclusive";
+  const kind = point.verdict === "Pass" ? "passed" : "inconclusive";
   return s("circle", { class: `mark ${kind}`, cx: cx.toFixed(1), cy: cy.toFixed(1), r: 4 }, title);
 }
 

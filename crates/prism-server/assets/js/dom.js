@@ -148,12 +148,13 @@ export function bar(value, total, label, tone) {
 
 // What a phase or state looks like: its tone, shown with the text itself.
 const TONES = {
-  ok: ["Ready", "Healthy", "Complete", "StepAchieved", "done", "Passed", "Normal", "default", "Available"],
+  ok: ["Ready", "Healthy", "Complete", "StepAchieved", "Achieved", "done", "Pass", "Normal", "default", "Available"],
   info: ["Progressing", "current", "contender", "Pending", "Scaling", "Promoting"],
   warn: ["WaitingForCommand", "Paused", "NotReady", "Inconclusive", "Draining", "draining",
     "retained", "RollingBack", "Cordoned", "Warning", "Unschedulable"],
-  bad: ["Degraded", "Failed", "failed", "Unreachable", "RolledBack", "Aborted", "CrashLoopBackOff",
-    "ImagePullBackOff", "ErrImagePull", "Error"],
+  bad: ["Degraded", "Failed", "Fail", "failed", "Unreachable", "RolledBack", "Aborted", "Invalid",
+    "CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError",
+    "ReadinessProbeFailed", "Error"],
 };
 
 export function tone(text) {
