@@ -299,7 +299,8 @@ def quantiles(values):
     if not values:
         return {"n": 0}
     p99 = values[min(len(values) - 1, max(0, -(-99 * len(values) // 100) - 1))]
-    return {"n": len(values), "median": round(statistics.median(values), 3),
+    return {"n": len(values), "min": round(values[0], 3),
+            "median": round(statistics.median(values), 3),
             "p99": round(p99, 3), "max": round(values[-1], 3)}
 
 
@@ -416,10 +417,11 @@ def report(results, args):
     lines = []
 
     def row(what, figures):
-        lines.append(f"{what:<44} {figures.get('n', 0):>5} {figures.get('median', '-'):>9} "
-                     f"{figures.get('p99', '-'):>9} {figures.get('max', '-'):>9}")
+        lines.append(f"{what:<44} {figures.get('n', 0):>5} {figures.get('min', '-'):>9} "
+                     f"{figures.get('median', '-'):>9} {figures.get('p99', '-'):>9} "
+                     f"{figures.get('max', '-'):>9}")
 
-    lines.append(f"{'':<44} {'n':>5} {'median':>9} {'p99':>9} {'max':>9}  (ms)")
+    lines.append(f"{'':<44} {'n':>5} {'min':>9} {'median':>9} {'p99':>9} {'max':>9}  (ms)")
     pages_ = [("fleet", results["fleet"])] + \
         [(f"app {name}", figures) for name, figures in results["detail"].items()]
     for page, figures in pages_:
