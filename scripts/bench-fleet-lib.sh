@@ -45,7 +45,7 @@ prism_binary() {
   fi
   step "building prism (release)"
   cargo build --release -q -p prism --locked
-  echo target/release/prism
+  echo "${CARGO_TARGET_DIR:-target}/release/prism"
 }
 
 # The phase of each Release of revision $1 in $NS, one a line ("(unset)" before its

@@ -3,10 +3,11 @@
 //! every route, and a test holds `openapi.json` to it.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State as Shared};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -196,7 +197,22 @@ async fn get_resource(
     resource: Resource,
 ) -> Result<Response, ApiError> {
     let caller = state.auth.caller(headers).await?;
-    Ok(json(resource.render(state, &caller).await?))
+    let started = Instant::now();
+    let body = resource.render(state, &caller).await?;
+    let took = started.elapsed();
+    let mut response = json(body);
+    // The time the server took to answer from its caches (its authorization included), so that
+    // a client tells it apart from the network's: `scripts/bench-serve.sh` reads it.
+    response
+        .headers_mut()
+        .insert("server-timing", server_timing(took));
+    Ok(response)
+}
+
+/// `app;dur=1.234`, in milliseconds.
+fn server_timing(took: Duration) -> HeaderValue {
+    let millis = took.as_secs_f64() * 1000.0;
+    HeaderValue::try_from(format!("app;dur={millis:.3}")).expect("digits are a header value")
 }
 
 #[derive(Serialize)]
@@ -398,4 +414,14 @@ async fn rollback(
     let connection = act(&state, &headers, &namespace, Action::Rollback).await?;
     let message = rollback::rollback(&connection, &name, body.to, false).await?;
     Ok(Json(Done { message }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_timing_is_the_render_time_in_milliseconds() {
+        assert_eq!(server_timing(Duration::from_micros(1_500)), "app;dur=1.500");
+    }
 }
