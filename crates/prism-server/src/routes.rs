@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use axum::extract::{Path, State as Shared};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -101,7 +102,7 @@ pub enum Part {
 
 impl Resource {
     /// The resource's JSON for `caller`, or why they may not see it.
-    pub async fn render(&self, state: &State, caller: &Caller) -> Result<Arc<String>, ApiError> {
+    pub async fn render(&self, state: &State, caller: &Caller) -> Result<Bytes, ApiError> {
         match self {
             Resource::Fleet => {
                 let visible = state.visible(caller).await?;
@@ -180,13 +181,13 @@ impl<T> Items<T> {
     }
 }
 
-fn json(body: Arc<String>) -> Response {
+fn json(body: Bytes) -> Response {
     (
         [
             (CONTENT_TYPE, "application/json"),
             (CACHE_CONTROL, "no-store"),
         ],
-        body.as_str().to_owned(),
+        body,
     )
         .into_response()
 }

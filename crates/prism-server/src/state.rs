@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
+use axum::body::Bytes;
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 use kube::{Client, ResourceExt};
@@ -24,7 +25,7 @@ pub struct State {
     pub caches: Arc<Caches>,
     /// Rendered responses by what they depend on (route and what the caller may see), with the
     /// change they were rendered at.
-    rendered: Mutex<HashMap<String, (u64, Arc<String>)>>,
+    rendered: Mutex<HashMap<String, (u64, Bytes)>>,
 }
 
 impl State {
@@ -55,7 +56,7 @@ impl State {
         &self,
         key: String,
         render: impl FnOnce(&Snapshot) -> Result<T, ApiError>,
-    ) -> Result<Arc<String>, ApiError> {
+    ) -> Result<Bytes, ApiError> {
         let change = *self.caches.changes.borrow();
         if let Some((at, json)) = self.rendered.lock().unwrap().get(&key)
             && *at == change
@@ -63,8 +64,9 @@ impl State {
             return Ok(json.clone());
         }
         let value = render(&self.snapshot())?;
-        let json = Arc::new(
-            serde_json::to_string(&value)
+        // Bytes: every caller of the same view shares the one rendering, copied by none.
+        let json = Bytes::from(
+            serde_json::to_vec(&value)
                 .map_err(|e| ApiError::upstream(format!("rendering the response: {e}")))?,
         );
         let mut rendered = self.rendered.lock().unwrap();

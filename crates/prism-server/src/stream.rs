@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -48,8 +49,8 @@ struct Follower {
     caller: Caller,
     resource: Resource,
     changes: tokio::sync::watch::Receiver<u64>,
-    last: Option<Arc<String>>,
-    first: Option<Arc<String>>,
+    last: Option<Bytes>,
+    first: Option<Bytes>,
     ended: bool,
 }
 
@@ -71,7 +72,7 @@ fn updates(follower: Follower) -> impl Stream<Item = Result<Event, Infallible>> 
                 .render(&follower.state, &follower.caller)
                 .await
             {
-                Ok(json) if follower.last.as_deref() == Some(&*json) => continue,
+                Ok(json) if follower.last.as_ref() == Some(&json) => continue,
                 Ok(json) => {
                     follower.last = Some(json.clone());
                     return Some((Ok(update(&json)), follower));
@@ -86,6 +87,8 @@ fn updates(follower: Follower) -> impl Stream<Item = Result<Event, Infallible>> 
     })
 }
 
-fn update(json: &str) -> Event {
-    Event::default().event("update").data(json)
+fn update(json: &Bytes) -> Event {
+    Event::default()
+        .event("update")
+        .data(String::from_utf8_lossy(json))
 }

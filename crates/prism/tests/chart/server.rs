@@ -51,7 +51,7 @@ async fn the_chart_runs_the_server_apart_from_the_controller_and_locked_down() {
         assert_eq!(container[probe]["httpGet"]["path"], "/healthz", "{probe}");
         assert_eq!(container[probe]["httpGet"]["port"], "http", "{probe}");
     }
-    assert_eq!(container["resources"]["requests"]["memory"], "64Mi");
+    assert_eq!(container["resources"]["requests"]["memory"], "128Mi");
     assert_eq!(container["resources"]["limits"]["memory"], "256Mi");
 
     // Neither Deployment selects the other's pods (nor does the controller's Service or
