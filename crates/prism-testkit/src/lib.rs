@@ -557,3 +557,25 @@ pub fn unique_temp_dir(what: &str) -> anyhow::Result<PathBuf> {
         }
     }
 }
+
+/// Waits until the Release `name` is in `phase`, at `step` when one is given.
+pub async fn wait_for_release(
+    releases: &Api<prism_api::Release>,
+    name: &str,
+    phase: prism_api::release::ReleasePhase,
+    step: Option<u32>,
+) -> anyhow::Result<prism_api::Release> {
+    wait_until(
+        format!("Release {name} {} at step {step:?}", phase.as_str()),
+        DEFAULT_TIMEOUT,
+        || async {
+            let release = releases.get_opt(name).await?;
+            Ok(release.filter(|release| {
+                let status = release.status.as_ref();
+                status.and_then(|s| s.phase) == Some(phase)
+                    && (step.is_none() || status.and_then(|s| s.step) == step)
+            }))
+        },
+    )
+    .await
+}

@@ -12,7 +12,7 @@ use prism_api::release::ReleasePhase;
 use prism_api::{Application, Release};
 use prism_testkit::fleet::TestFleet;
 use prism_testkit::identity::service_account_token;
-use prism_testkit::{AbortOnDrop, DEFAULT_TIMEOUT, TestEnv, wait_until};
+use prism_testkit::{AbortOnDrop, TestEnv};
 use serde_json::{Value, json};
 
 pub const TEST_MANAGER: &str = "prism-tests";
@@ -153,27 +153,7 @@ pub async fn apply(apps: &Api<Application>, app: &Application) -> anyhow::Result
     Ok(())
 }
 
-/// Waits until Release `name` is in `phase` at `step` (any step when `None`).
-pub async fn wait_for(
-    releases: &Api<Release>,
-    name: &str,
-    phase: ReleasePhase,
-    step: Option<u32>,
-) -> anyhow::Result<Release> {
-    wait_until(
-        &format!("Release {name} {} at step {step:?}", phase.as_str()),
-        DEFAULT_TIMEOUT,
-        || async {
-            let release = releases.get_opt(name).await?;
-            Ok(release.filter(|release| {
-                let status = release.status.as_ref();
-                status.and_then(|s| s.phase) == Some(phase)
-                    && (step.is_none() || status.and_then(|s| s.step) == step)
-            }))
-        },
-    )
-    .await
-}
+pub use prism_testkit::wait_for_release as wait_for;
 
 /// A client of the server as one caller: their token, or none.
 pub struct Http {

@@ -257,6 +257,26 @@ impl Drop for ClusterScoped {
 }
 
 /// `yaml` server-side applied to c1 by its admin, as `kubectl apply` of the rendered chart would.
+/// The chart, as `helm template` renders it (CRDs included), applied to c1 as release `release`
+/// in `namespace`; its cluster-scoped objects are deleted when the returned guard is dropped.
+async fn install(env: &TestEnv, release: &str, namespace: &str) -> ClusterScoped {
+    let cleanup = ClusterScoped {
+        release: release.to_owned(),
+    };
+    let chart = helm(&[
+        "template",
+        release,
+        CHART,
+        "--namespace",
+        namespace,
+        "--include-crds",
+    ])
+    .await
+    .unwrap();
+    apply_to_c1(env, chart).await;
+    cleanup
+}
+
 async fn apply_to_c1(env: &TestEnv, yaml: String) {
     let mut child = tokio::process::Command::new(env.sandbox().script())
         .args([
@@ -324,20 +344,7 @@ async fn installed_from_the_chart_prism_rolls_out_under_its_own_least_privilege_
     // are the test's own.
     let release = namespace;
     let service_account = format!("{release}-prism");
-    let _cleanup = ClusterScoped {
-        release: release.to_owned(),
-    };
-    let chart = helm(&[
-        "template",
-        release,
-        CHART,
-        "--namespace",
-        namespace,
-        "--include-crds",
-    ])
-    .await
-    .unwrap();
-    apply_to_c1(&env, chart).await;
+    let _cleanup = install(&env, release, namespace).await;
 
     let admin = env.cluster("c1").client();
     let controller_client = service_account_client(env.cluster("c1"), namespace, &service_account)

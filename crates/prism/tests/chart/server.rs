@@ -16,7 +16,7 @@ use prism_testkit::identity::{service_account_client, service_account_token};
 use prism_testkit::{DEFAULT_TIMEOUT, TestEnv, spawn_for_test, wait_until};
 use serde_json::{Value, json};
 
-use super::{CHART, ClusterScoped, apply_to_c1, documents, find, forbidden, render, strings};
+use super::{documents, find, forbidden, render, strings};
 
 #[tokio::test]
 async fn the_chart_runs_the_server_apart_from_the_controller_and_locked_down() {
@@ -187,20 +187,9 @@ fn gated_web(image: &str) -> Application {
 }
 
 async fn wait_for(releases: &Api<Release>, name: &str, phase: ReleasePhase, step: Option<u32>) {
-    wait_until(
-        format!("Release {name} {} at step {step:?}", phase.as_str()),
-        DEFAULT_TIMEOUT,
-        || async {
-            let release = releases.get_opt(name).await?;
-            Ok(release.filter(|release| {
-                let status = release.status.as_ref();
-                status.and_then(|s| s.phase) == Some(phase)
-                    && (step.is_none() || status.and_then(|s| s.step) == step)
-            }))
-        },
-    )
-    .await
-    .unwrap();
+    prism_testkit::wait_for_release(releases, name, phase, step)
+        .await
+        .unwrap();
 }
 
 /// A request to the server as one caller: the status and the JSON body.
@@ -215,20 +204,7 @@ async fn the_server_with_the_charts_identity_serves_callers_and_is_refused_the_r
     let env = TestEnv::new("chart-server").await;
     let namespace = env.namespace();
     let release = namespace;
-    let _cleanup = ClusterScoped {
-        release: release.to_owned(),
-    };
-    let chart = super::helm(&[
-        "template",
-        release,
-        CHART,
-        "--namespace",
-        namespace,
-        "--include-crds",
-    ])
-    .await
-    .unwrap();
-    apply_to_c1(&env, chart).await;
+    let _cleanup = super::install(&env, release, namespace).await;
     let server_account = format!("{release}-prism-server");
 
     // The test's controller (the admin's: the chart's is proven by the other test) rolls web
