@@ -30,6 +30,21 @@ async fn signed_in(
     Ok(browser)
 }
 
+/// WebDriver's codes of the Enter and Escape keys.
+const ENTER: &str = "\u{E007}";
+const ESCAPE: &str = "\u{E00C}";
+
+/// The `data-testid` of the element that has the focus.
+async fn focused(browser: &Browser) -> anyhow::Result<serde_json::Value> {
+    Ok(browser
+        .client()
+        .execute(
+            "return document.activeElement.dataset.testid || null;",
+            vec![],
+        )
+        .await?)
+}
+
 /// Marks the page, so that a test can tell a live update from a reload: a reload forgets it.
 async fn mark(browser: &Browser) -> anyhow::Result<()> {
     browser
@@ -125,6 +140,36 @@ async fn the_pages_follow_a_live_rollout_and_promote_moves_the_step() -> anyhow:
         "the application page was reloaded"
     );
     browser.screenshot_full_page("application-1280").await?;
+
+    // From the keyboard: Enter on a focused button opens its confirmation with the safe choice
+    // focused, Escape closes it, nothing is sent, and focus returns to the button.
+    browser
+        .client()
+        .execute(
+            "document.querySelector(\"[data-testid='abort']\").focus(); return null;",
+            vec![],
+        )
+        .await?;
+    browser
+        .client()
+        .active_element()
+        .await?
+        .send_keys(ENTER)
+        .await?;
+    browser.wait_for("dialog[open]").await?;
+    assert_eq!(focused(&browser).await?, json!("cancel"));
+    browser
+        .client()
+        .active_element()
+        .await?
+        .send_keys(ESCAPE)
+        .await?;
+    browser.wait_for_absent("dialog[open]").await?;
+    assert_eq!(focused(&browser).await?, json!("abort"));
+    assert!(
+        !served.releases.get("web-2").await?.spec.aborted,
+        "Escape aborted the rollout"
+    );
     browser.close().await?;
 
     // A wall screen.
