@@ -234,12 +234,13 @@ impl Auth {
         if self.allows(caller, &access).await? {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!(
-                "{} may not {}",
-                caller.user,
-                access.describe()
-            )))
+            Err(Auth::refusal(caller, &access))
         }
+    }
+
+    /// The 403 of `caller`, who may not do `access`.
+    pub fn refusal(caller: &Caller, access: &Access) -> ApiError {
+        ApiError::forbidden(format!("{} may not {}", caller.user, access.describe()))
     }
 }
 

@@ -17,7 +17,7 @@ use prism_ops::connection::Connection;
 use prism_ops::{abort, promote, rollback};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{Access, Caller, Mode, SESSION_COOKIE};
+use crate::auth::{Access, Auth, Caller, Mode, SESSION_COOKIE};
 use crate::error::ApiError;
 use crate::state::State;
 use crate::views::Visible;
@@ -357,11 +357,8 @@ async fn act(
     action: Action,
 ) -> Result<Connection, ApiError> {
     let caller = state.auth.caller(headers).await?;
-    for (verb, resource) in action.needs() {
-        state
-            .auth
-            .require(&caller, Access::prism(verb, resource, namespace))
-            .await?;
+    if let Some(access) = state.missing(&caller, action, namespace).await? {
+        return Err(Auth::refusal(&caller, &access));
     }
     Ok(Connection::with_client(
         state.client.clone(),

@@ -106,6 +106,22 @@ impl State {
         Ok(Visible::Namespaces(visible))
     }
 
+    /// The first right `action` needs in `namespace` that `caller` lacks, if any.
+    pub async fn missing(
+        &self,
+        caller: &Caller,
+        action: Action,
+        namespace: &str,
+    ) -> Result<Option<Access>, ApiError> {
+        for (verb, resource) in action.needs() {
+            let access = Access::prism(verb, resource, namespace);
+            if !self.auth.allows(caller, &access).await? {
+                return Ok(Some(access));
+            }
+        }
+        Ok(None)
+    }
+
     /// Whether `caller` may do `action` to the applications of `namespace`.
     pub async fn may(
         &self,
@@ -113,16 +129,7 @@ impl State {
         action: Action,
         namespace: &str,
     ) -> Result<bool, ApiError> {
-        for (verb, resource) in action.needs() {
-            if !self
-                .auth
-                .allows(caller, &Access::prism(verb, resource, namespace))
-                .await?
-            {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        Ok(self.missing(caller, action, namespace).await?.is_none())
     }
 
     pub async fn allowed(&self, caller: &Caller, namespace: &str) -> Result<Allowed, ApiError> {

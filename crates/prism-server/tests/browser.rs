@@ -7,8 +7,8 @@
 mod common;
 
 use common::{
-    Served, allow_clusters, application, apply, caller, forbid_clusters, operator_rules, serve,
-    viewer_rules, wait_for,
+    Served, allow_clusters, application, apply, caller, forbid_clusters, operator_rules,
+    rolled_to_first_step, serve, viewer_rules, wait_for,
 };
 use prism_api::release::ReleasePhase;
 use prism_testkit::TestEnv;
@@ -259,16 +259,7 @@ async fn the_application_page_plots_each_metrics_measurements_per_cluster() -> a
         ]}))?;
         Ok(app)
     };
-    apply(&served.apps, &analysed("web:1")?).await?;
-    wait_for(&served.releases, "web-1", ReleasePhase::Complete, None).await?;
-    apply(&served.apps, &analysed("web:2")?).await?;
-    wait_for(
-        &served.releases,
-        "web-2",
-        ReleasePhase::WaitingForCommand,
-        Some(0),
-    )
-    .await?;
+    rolled_to_first_step(&served, analysed).await?;
 
     let browser = signed_in(&served, &operator, 1280, 800).await?;
     browser

@@ -292,9 +292,17 @@ pub async fn forbid_clusters(env: &TestEnv) -> anyhow::Result<()> {
 
 /// web-1 (3 replicas in each cluster) installed, then web-2 rolling out, at its first step.
 pub async fn web_waiting_at_its_first_step(served: &Served) -> anyhow::Result<()> {
-    apply(&served.apps, &application("web", "web:1", 3, json!({}))?).await?;
+    rolled_to_first_step(served, |image| application("web", image, 3, json!({}))).await
+}
+
+/// `app_of("web:1")` installed, then `app_of("web:2")` rolling out, at its first step.
+pub async fn rolled_to_first_step(
+    served: &Served,
+    app_of: impl Fn(&str) -> anyhow::Result<Application>,
+) -> anyhow::Result<()> {
+    apply(&served.apps, &app_of("web:1")?).await?;
     wait_for(&served.releases, "web-1", ReleasePhase::Complete, None).await?;
-    apply(&served.apps, &application("web", "web:2", 3, json!({}))?).await?;
+    apply(&served.apps, &app_of("web:2")?).await?;
     wait_for(
         &served.releases,
         "web-2",
