@@ -218,13 +218,24 @@ impl Browser {
         Ok(self.wait_for(css).await?.attr(name).await?)
     }
 
-    /// Clicks the first element matching `css`, once there is one.
+    /// Clicks the first element matching `css`, once there is one and a click lands on it: a
+    /// live page may move the element between finding it and clicking it (an update re-sorts a
+    /// table, and the click lands on what took its place, which the browser refuses as
+    /// intercepted), so a refused click is tried again on the element found anew.
     pub async fn click(&self, css: &str) -> anyhow::Result<()> {
-        self.wait_for(css)
-            .await?
-            .click()
-            .await
-            .with_context(|| format!("clicking {css:?}"))
+        wait_until(
+            format!("a click on {css:?} lands"),
+            DEFAULT_TIMEOUT,
+            || async {
+                self.wait_for(css)
+                    .await?
+                    .click()
+                    .await
+                    .with_context(|| format!("clicking {css:?}"))?;
+                Ok(Some(()))
+            },
+        )
+        .await
     }
 
     /// Clicks the element with `data-testid="{testid}"`, once there is one.
