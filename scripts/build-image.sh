@@ -3,9 +3,10 @@
 # build (musl), one layer made with umoci, written as an OCI layout, target/image/prism (tag: the
 # crate's version), and the same as an OCI archive, target/image/prism-VERSION.tar.
 #
-# The image holds /prism (the entrypoint), /etc/passwd and /etc/group naming the non-root user
-# 65532, /etc/nsswitch.conf, and the CA certificates of Debian's ca-certificates. No shell, no
-# libc: the binary is static.
+# The image holds /prism (the entrypoint), /helm (the static helm the sandbox builds,
+# `sandbox/sandbox helm-path`, with which the controller renders the charts of Applications),
+# /etc/passwd and /etc/group naming the non-root user 65532, /etc/nsswitch.conf, and the CA
+# certificates of Debian's ca-certificates. No shell, no libc: the binaries are static.
 #
 # Rust's musl standard library comes from rustup's server, which a machine that reaches only the
 # package registries cannot download from. There (or with PRISM_IMAGE_LIBC=glibc) the binary is
@@ -58,6 +59,14 @@ if [[ "$target" == *musl ]] && readelf -l "$binary" | grep -q INTERP; then
 fi
 step "built in $((SECONDS - start)) s"
 
+# Built with CGO off (go_env in sandbox/sandbox): static, whatever the libc of prism's build.
+step "finding helm (sandbox/sandbox helm-path; a first run builds it)"
+helm=$(sandbox/sandbox helm-path)
+if readelf -l "$helm" | grep -q INTERP; then
+  echo "error: $helm is dynamically linked; the image has no libc for it" >&2
+  exit 1
+fi
+
 out=target/image
 rootfs="$out/rootfs"
 layout="$out/prism"
@@ -68,6 +77,8 @@ mkdir -p "$rootfs/etc/ssl/certs"
 # Line tables are for backtraces on a developer's machine; an image is smaller without them.
 objcopy --strip-debug "$binary" "$rootfs/prism"
 chmod 0755 "$rootfs/prism"
+cp "$helm" "$rootfs/helm"
+chmod 0755 "$rootfs/helm"
 echo 'prism:x:65532:65532:prism:/nonexistent:/sbin/nologin' >"$rootfs/etc/passwd"
 echo 'prism:x:65532:' >"$rootfs/etc/group"
 # musl ignores it; it is there for tools that read it, saying what musl does.

@@ -2,14 +2,16 @@
 
 use std::borrow::Cow;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::chart::{Chart, WorkloadKind};
 use crate::conditions::Condition;
 use crate::rules;
 use crate::strategy::{
@@ -53,7 +55,10 @@ pub const RESCHEDULE_ANNOTATION: &str = "prism.dev/reschedule";
     validation = rules::TEMPLATE_OR_TARGET,
     validation = rules::TARGET_NEEDS_GATEWAY_API,
     validation = rules::TARGET_HAS_TWO_VERSIONS,
-    validation = rules::TARGET_STEPS_SET_NO_CAPACITY
+    validation = rules::TARGET_STEPS_SET_NO_CAPACITY,
+    validation = rules::DAEMON_SET_HAS_NO_TRAFFIC,
+    validation = rules::DAEMON_SET_SHARES_OF_NODES,
+    validation = rules::DAEMON_SET_INCUMBENT_FOLLOWS
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationSpec {
@@ -203,23 +208,94 @@ impl Probe {
     }
 }
 
-/// The objects each version runs in a cluster.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+/// The objects each version runs in a cluster: inline manifests, or a Helm chart rendered when a
+/// Release is made.
+///
+/// On the wire a Release made from a chart keeps what the chart rendered in `rendered`
+/// (compressed, [`crate::chart::compress`]); read back, those objects are the template's
+/// `manifests`, so that everything that reads a Release's objects reads them alike.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "TemplateWire", into = "TemplateWire")]
+pub struct Template {
+    pub manifests: Vec<Manifest>,
+    pub chart: Option<Chart>,
+}
+
+/// A template as the API has it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, KubeSchema)]
 #[x_kube(
+    validation = rules::MANIFESTS_OR_CHART,
     validation = rules::NO_INLINE_SECRETS,
     validation = rules::TEMPLATE_KINDS,
     validation = rules::TEMPLATE_API_VERSIONS,
-    validation = rules::ONE_DEPLOYMENT,
+    validation = rules::ONE_WORKLOAD,
     validation = rules::AT_MOST_ONE_HPA
 )]
 #[serde(rename_all = "camelCase")]
-pub struct Template {
-    /// Kubernetes objects, inline: exactly one Deployment (the workload Prism scales), the Service
-    /// that receives its traffic, and optionally ConfigMaps and one HorizontalPodAutoscaler.
-    /// Secrets are referenced by name, never inlined.
-    #[schemars(length(min = 1, max = 32))]
-    pub manifests: Vec<Manifest>,
+struct TemplateWire {
+    /// Kubernetes objects, inline: exactly one workload (a Deployment, StatefulSet or DaemonSet:
+    /// what Prism scales), the Service that receives its traffic, and optionally ConfigMaps, one
+    /// HorizontalPodAutoscaler and the objects a chart typically has (ServiceAccount, Role,
+    /// RoleBinding, PodDisruptionBudget, Ingress, NetworkPolicy). Secrets are referenced by
+    /// name, never inlined.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    manifests: Vec<Manifest>,
+    /// Instead of manifests: a Helm chart, rendered by Helm when a Release is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    chart: Option<Chart>,
+    /// Set by the controller in a Release made from a chart: the rendered objects, a gzip of
+    /// their JSON array in base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rendered: Option<String>,
 }
+
+impl TryFrom<TemplateWire> for Template {
+    type Error = String;
+
+    fn try_from(wire: TemplateWire) -> Result<Template, String> {
+        let manifests = match wire.rendered {
+            Some(rendered) => crate::chart::decompress(&rendered)
+                .map_err(|error| format!("template.rendered: {error}"))?,
+            None => wire.manifests,
+        };
+        Ok(Template {
+            manifests,
+            chart: wire.chart,
+        })
+    }
+}
+
+impl From<Template> for TemplateWire {
+    fn from(template: Template) -> TemplateWire {
+        match template.chart {
+            Some(chart) if !template.manifests.is_empty() => TemplateWire {
+                manifests: Vec::new(),
+                rendered: Some(crate::chart::compress(&template.manifests)),
+                chart: Some(chart),
+            },
+            chart => TemplateWire {
+                manifests: template.manifests,
+                chart,
+                rendered: None,
+            },
+        }
+    }
+}
+
+impl JsonSchema for Template {
+    fn schema_name() -> Cow<'static, str> {
+        TemplateWire::schema_name()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        TemplateWire::json_schema(generator)
+    }
+}
+
+/// A DaemonSet's full capacity: its capacity is counted in hundredths of the nodes it runs on,
+/// so that a step's share of it (`"33%"`) is a share of the nodes.
+pub const DAEMON_SET_CAPACITY: u32 = 100;
 
 /// The bounds of a template's HorizontalPodAutoscaler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,7 +307,47 @@ pub struct HpaBounds {
 impl Template {
     /// Whether the template holds nothing: an Application that targets a Service has none.
     pub fn is_empty(&self) -> bool {
-        self.manifests.is_empty()
+        self.manifests.is_empty() && self.chart.is_none()
+    }
+
+    /// Whether this template (a Release's) was made from `source` (an Application's): the same
+    /// objects, or a render of the same chart with the same values.
+    pub fn is_made_from(&self, source: &Template) -> bool {
+        match (&self.chart, &source.chart) {
+            (Some(rendered), Some(chart)) => rendered == chart,
+            _ => self == source,
+        }
+    }
+
+    /// The object Prism scales: the one the chart names, else the only Deployment, StatefulSet
+    /// or DaemonSet.
+    pub fn workload(&self) -> Option<&Manifest> {
+        if let Some(named) = self
+            .chart
+            .as_ref()
+            .and_then(|chart| chart.workload.as_ref())
+        {
+            return self.manifests.iter().find(|m| {
+                m.kind() == Some(named.kind.as_str()) && m.name() == Some(named.name.as_str())
+            });
+        }
+        let mut workloads = self
+            .manifests
+            .iter()
+            .filter(|m| m.kind().and_then(WorkloadKind::of).is_some());
+        match (workloads.next(), workloads.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        }
+    }
+
+    /// The kind of the template's workload; a Deployment when it has none that is clear
+    /// (validation refuses such a template).
+    pub fn workload_kind(&self) -> WorkloadKind {
+        self.workload()
+            .and_then(|m| m.kind())
+            .and_then(WorkloadKind::of)
+            .unwrap_or(WorkloadKind::Deployment)
     }
 
     /// The objects of one kind.
@@ -241,22 +357,33 @@ impl Template {
             .filter(move |m| m.kind() == Some(kind))
     }
 
-    /// The Deployment that Prism scales, when the template has exactly one that parses.
-    pub fn deployment(&self) -> Option<Deployment> {
-        let mut deployments = self.of_kind("Deployment");
-        match (deployments.next(), deployments.next()) {
-            (Some(only), None) => only.parse().ok(),
-            _ => None,
-        }
+    /// The pod template of the workload, whatever its kind.
+    pub fn pod_template(&self) -> Option<PodTemplateSpec> {
+        let mut object = self.workload()?.object();
+        let template = object.get_mut("spec")?.get_mut("template")?.take();
+        serde_json::from_value(template).ok()
     }
 
-    /// The Deployment's replica count (1 when the Deployment leaves it out, as Kubernetes
-    /// defaults it); None when the template has no single Deployment that parses, or its count is
-    /// negative.
+    /// The workload's replica count (1 when it leaves it out, as Kubernetes defaults it); for a
+    /// DaemonSet, which runs a pod per node, [`DAEMON_SET_CAPACITY`]: its capacity is counted in
+    /// hundredths of its nodes. None when the template has no clear workload whose count
+    /// parses, or its count is negative.
     pub fn replicas(&self) -> Option<u32> {
-        let deployment = self.deployment()?;
-        let replicas = deployment.spec.and_then(|spec| spec.replicas).unwrap_or(1);
-        u32::try_from(replicas).ok()
+        let workload = self.workload()?;
+        let replicas = match workload.kind().and_then(WorkloadKind::of)? {
+            WorkloadKind::Deployment => workload
+                .parse::<Deployment>()
+                .ok()?
+                .spec
+                .and_then(|spec| spec.replicas),
+            WorkloadKind::StatefulSet => workload
+                .parse::<StatefulSet>()
+                .ok()?
+                .spec
+                .and_then(|spec| spec.replicas),
+            WorkloadKind::DaemonSet => return Some(DAEMON_SET_CAPACITY),
+        };
+        u32::try_from(replicas.unwrap_or(1)).ok()
     }
 
     /// The bounds of the template's HorizontalPodAutoscaler (a minimum of 1 when it leaves it

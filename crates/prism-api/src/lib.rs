@@ -1,6 +1,7 @@
 //! Prism's Kubernetes API, group `prism.dev`, version `v1alpha1`.
 
 pub mod application;
+pub mod chart;
 pub mod cluster;
 pub mod conditions;
 pub mod labels;

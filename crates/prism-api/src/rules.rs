@@ -194,7 +194,7 @@ pub(crate) const ROUTES_NEED_MATCHING_PROVIDER: CelRule = rule_at(
 
 pub(crate) const TRAFFIC_NEEDS_SERVICE: CelRule = rule_at(
     ".template.manifests",
-    "!has(self.template) || (has(self.traffic) && has(self.traffic.provider) && self.traffic.provider == 'none') || self.template.manifests.exists(m, m.kind == 'Service')",
+    "!has(self.template) || !has(self.template.manifests) || (has(self.traffic) && has(self.traffic.provider) && self.traffic.provider == 'none') || self.template.manifests.exists(m, m.kind == 'Service')",
     "a traffic provider shifts the traffic of a Service: add the application's Service to spec.template.manifests, or set spec.traffic.provider: none for a workload that serves no requests",
 );
 
@@ -221,36 +221,41 @@ pub(crate) const TARGET_STEPS_SET_NO_CAPACITY: CelRule = rule_at(
     "with spec.target.service Prism scales nothing (the Service's owner runs its pods): remove the step's capacity sub-step, and shift traffic only",
 );
 
+pub(crate) const MANIFESTS_OR_CHART: CelRule = rule(
+    "(has(self.manifests) && size(self.manifests) > 0) != has(self.chart)",
+    "give exactly one of spec.template.manifests (the objects, inline) and spec.template.chart (a Helm chart that renders them)",
+);
+
 pub(crate) const NO_INLINE_SECRETS: CelRule = rule_at(
     ".manifests",
-    "self.manifests.all(m, m.kind != 'Secret')",
+    "!has(self.manifests) || self.manifests.all(m, m.kind != 'Secret')",
     "a template never inlines a Secret, since every Release keeps a copy of its template: create the Secret in each cluster and reference it by name",
 );
 
 // A Secret fails NO_INLINE_SECRETS alone, whose message says what to do instead.
 pub(crate) const TEMPLATE_KINDS: CelRule = rule_at(
     ".manifests",
-    "self.manifests.all(m, m.kind in ['Deployment', 'Service', 'ConfigMap', 'HorizontalPodAutoscaler', 'Secret'])",
-    "a template holds only Deployment, Service, ConfigMap and HorizontalPodAutoscaler objects: run pods through the Deployment, and create other objects in each cluster outside the Application",
+    "!has(self.manifests) || self.manifests.all(m, m.kind in ['Deployment', 'StatefulSet', 'DaemonSet', 'Service', 'ConfigMap', 'HorizontalPodAutoscaler', 'ServiceAccount', 'Role', 'RoleBinding', 'PodDisruptionBudget', 'Ingress', 'NetworkPolicy', 'Secret'])",
+    "a template holds one workload (Deployment, StatefulSet or DaemonSet), its Service, ConfigMaps, a HorizontalPodAutoscaler, and ServiceAccount, Role, RoleBinding, PodDisruptionBudget, Ingress and NetworkPolicy objects: create other kinds in each cluster outside the Application",
 );
 
 // Only the kinds TEMPLATE_KINDS allows, so that an unknown kind fails that rule alone.
 pub(crate) const TEMPLATE_API_VERSIONS: CelRule = rule_at(
     ".manifests",
-    "self.manifests.all(m, m.kind == 'Deployment' ? m.apiVersion == 'apps/v1' : m.kind == 'HorizontalPodAutoscaler' ? m.apiVersion == 'autoscaling/v2' : !(m.kind in ['Service', 'ConfigMap']) || m.apiVersion == 'v1')",
-    "set each object's apiVersion to the one of its kind: apps/v1 for a Deployment, v1 for a Service or a ConfigMap, autoscaling/v2 for a HorizontalPodAutoscaler",
+    "!has(self.manifests) || self.manifests.all(m, m.kind in ['Deployment', 'StatefulSet', 'DaemonSet'] ? m.apiVersion == 'apps/v1' : m.kind == 'HorizontalPodAutoscaler' ? m.apiVersion == 'autoscaling/v2' : m.kind in ['Role', 'RoleBinding'] ? m.apiVersion == 'rbac.authorization.k8s.io/v1' : m.kind == 'PodDisruptionBudget' ? m.apiVersion == 'policy/v1' : m.kind in ['Ingress', 'NetworkPolicy'] ? m.apiVersion == 'networking.k8s.io/v1' : !(m.kind in ['Service', 'ConfigMap', 'ServiceAccount']) || m.apiVersion == 'v1')",
+    "set each object's apiVersion to the one of its kind: apps/v1 for a Deployment, StatefulSet or DaemonSet, v1 for a Service, ConfigMap or ServiceAccount, autoscaling/v2 for a HorizontalPodAutoscaler, rbac.authorization.k8s.io/v1 for a Role or RoleBinding, policy/v1 for a PodDisruptionBudget, networking.k8s.io/v1 for an Ingress or NetworkPolicy",
 );
 
-pub(crate) const ONE_DEPLOYMENT: CelRule = rule_at(
+pub(crate) const ONE_WORKLOAD: CelRule = rule_at(
     ".manifests",
-    "self.manifests.exists_one(m, m.kind == 'Deployment')",
-    "a template needs exactly one Deployment, the workload Prism scales: keep one (give other workloads an Application of their own)",
+    "!has(self.manifests) || self.manifests.exists_one(m, m.kind in ['Deployment', 'StatefulSet', 'DaemonSet'])",
+    "a template needs exactly one workload, the Deployment, StatefulSet or DaemonSet Prism scales: keep one (give other workloads an Application of their own)",
 );
 
 pub(crate) const AT_MOST_ONE_HPA: CelRule = rule_at(
     ".manifests",
-    "self.manifests.filter(m, m.kind == 'HorizontalPodAutoscaler').size() <= 1",
-    "a template has at most one HorizontalPodAutoscaler, the one that scales its Deployment",
+    "!has(self.manifests) || self.manifests.filter(m, m.kind == 'HorizontalPodAutoscaler').size() <= 1",
+    "a template has at most one HorizontalPodAutoscaler, the one that scales its workload",
 );
 
 pub(crate) const GATEWAY_API_NEEDS_HTTP_ROUTE: CelRule = rule_at(
@@ -303,4 +308,43 @@ pub(crate) const SIDE_ROUTE_NAMES_UNIQUE: CelRule = rule(
 pub(crate) const SIDE_APPLICATION_IMMUTABLE: CelRule = rule(
     "self == oldSelf",
     "is immutable: delete this SideVersion and make one for the other Application",
+);
+
+// DaemonSets: one pod per node, so a share is a share of the nodes, and no traffic is shifted.
+
+/// True for an Application whose template holds no DaemonSet; `{}` is the rest of the rule.
+macro_rules! unless_daemon_set {
+    ($rule:literal) => {
+        concat!(
+            "!has(self.template) || !has(self.template.manifests) || !self.template.manifests.exists(m, m.kind == 'DaemonSet') || ",
+            $rule
+        )
+    };
+}
+
+pub(crate) const DAEMON_SET_HAS_NO_TRAFFIC: CelRule = rule_at(
+    ".traffic.provider",
+    unless_daemon_set!(
+        "(has(self.traffic) && has(self.traffic.provider) && self.traffic.provider == 'none')"
+    ),
+    "a DaemonSet runs one pod per node and serves no traffic that Prism shifts: set spec.traffic.provider: none, and give its steps capacity alone",
+);
+
+pub(crate) const DAEMON_SET_SHARES_OF_NODES: CelRule = rule_at(
+    ".strategy.steps",
+    unless_daemon_set!(
+        "!has(self.strategy.steps) || self.strategy.steps.all(s, !has(s.capacity) || !has(s.capacity.contender) || string(s.capacity.contender).endsWith('%'))"
+    ),
+    "a DaemonSet runs one pod per node: give its share of the nodes as a percentage, e.g. \"33%\"",
+);
+
+/// The engine asks an incumbent to keep its capacity unless a step says otherwise, but a
+/// DaemonSet's incumbent runs only on the nodes the contender does not: its share can only be
+/// "0%", once the contender has every node, and it must be, or the last step is never reached.
+pub(crate) const DAEMON_SET_INCUMBENT_FOLLOWS: CelRule = rule_at(
+    ".strategy.steps",
+    unless_daemon_set!(
+        "!has(self.strategy.steps) || size(self.strategy.steps) == 0 || (self.strategy.steps.all(s, !has(s.capacity) || !has(s.capacity.incumbent) || (string(s.capacity.incumbent) == '0%' && has(s.capacity.contender) && string(s.capacity.contender) == '100%')) && has(self.strategy.steps[size(self.strategy.steps) - 1].capacity) && has(self.strategy.steps[size(self.strategy.steps) - 1].capacity.incumbent))"
+    ),
+    "a DaemonSet's incumbent runs on every node the contender does not: give capacity.incumbent only as \"0%\", on the last step, whose contender is \"100%\"",
 );

@@ -207,7 +207,10 @@ impl SideVersionSpec {
             manifests.push(Manifest::from(object));
         }
         if errors.is_empty() {
-            Ok(Template { manifests })
+            Ok(Template {
+                manifests,
+                chart: template.chart.clone(),
+            })
         } else {
             Err(errors)
         }

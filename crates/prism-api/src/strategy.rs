@@ -226,12 +226,14 @@ impl JsonSchema for Share {
         // Not an anyOf of typed branches: kube strips `type` from anyOf branches (structural
         // schemas), and an untyped `{pattern}` branch would then accept any integer and an
         // untyped `{minimum}` branch any string. At the top, `minimum` applies to integers only
-        // and `pattern` to strings only, which is the intent.
+        // and `pattern` and `maxLength` to strings only, which is the intent (`maxLength` also
+        // bounds the cost of the CEL rules that read a share as a string).
         json_schema!({
             "x-kubernetes-int-or-string": true,
             "description": "A replica count such as 3, or a percentage of the template's replicas such as \"25%\".",
             "minimum": 0,
-            "pattern": "^(100|[1-9]?[0-9])%$"
+            "pattern": "^(100|[1-9]?[0-9])%$",
+            "maxLength": 4
         })
     }
 }

@@ -14,14 +14,16 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::application::{ApplicationSpec, Manifest, Schedule, TrafficProvider, fill_version_name};
+use crate::chart::WorkloadKind;
 use crate::rules::{self, CelRule};
 use crate::strategy::{
-    MatchType, Metric, Pipeline, Route, RouteMatch, RouteTo, Step, TrafficStep, Waves, Webhook,
-    Webhooks,
+    MatchType, Metric, Pipeline, Route, RouteMatch, RouteTo, Share, Step, TrafficStep, Waves,
+    Webhook, Webhooks,
 };
 
 mod deployment;
 mod manifests;
+mod stateful_set;
 pub mod syntax;
 
 /// One thing wrong with a spec.
@@ -120,6 +122,18 @@ pub fn pipeline(
     check.finish()
 }
 
+/// Checks a named strategy's steps for the kind of workload the application runs (a
+/// DaemonSet's shares are of its nodes); `path` as [`pipeline`]'s.
+pub fn workload_steps(
+    steps: &[Step],
+    path: &str,
+    kind: WorkloadKind,
+) -> Result<(), ValidationErrors> {
+    let mut check = Checker::default();
+    check.workload_steps(steps, path, kind);
+    check.finish()
+}
+
 const MAX_STEPS: usize = 64;
 const MAX_ROUTES: usize = 16;
 const MAX_METRICS: usize = 16;
@@ -128,13 +142,29 @@ const MAX_VERSIONS: u32 = 16;
 const MAX_REVISION_HISTORY: u32 = 100;
 /// 63 less `-primary`.
 const MAX_TARGET_NAME: usize = 55;
+/// The objects a chart rendered for `spec` (`spec.template.chart`), checked as inline manifests
+/// are: the controller's check before it makes a Release of a chart.
+pub fn rendered(spec: &ApplicationSpec, manifests: &[Manifest]) -> Result<(), ValidationErrors> {
+    let mut checker = Checker::default();
+    checker.manifests(manifests, spec, "spec.template.chart");
+    checker.finish()
+}
+
 /// The kinds a template may hold (besides a Secret, which has a rule of its own):
 /// [`rules::TEMPLATE_KINDS`].
-const TEMPLATE_KINDS: [&str; 4] = [
+const TEMPLATE_KINDS: [&str; 12] = [
     "Deployment",
+    "StatefulSet",
+    "DaemonSet",
     "Service",
     "ConfigMap",
     "HorizontalPodAutoscaler",
+    "ServiceAccount",
+    "Role",
+    "RoleBinding",
+    "PodDisruptionBudget",
+    "Ingress",
+    "NetworkPolicy",
 ];
 
 #[derive(Default)]
@@ -172,9 +202,15 @@ impl Checker {
     }
 
     fn application(&mut self, spec: &ApplicationSpec) {
-        if !spec.template.is_empty() {
-            self.manifests(&spec.template.manifests, spec);
+        if !spec.template.manifests.is_empty() {
+            self.manifests(&spec.template.manifests, spec, "spec.template.manifests");
         }
+        self.rule(
+            spec.template.manifests.is_empty() || spec.template.chart.is_none(),
+            "spec.template",
+            &spec.template.chart,
+            rules::MANIFESTS_OR_CHART,
+        );
         self.rule(
             spec.template.is_empty() == spec.target.is_some(),
             "spec",
@@ -198,7 +234,18 @@ impl Checker {
         );
         if let Some(steps) = &strategy.steps {
             self.steps(steps, "spec.strategy.steps", AppTraffic::of(spec));
+            self.workload_steps(steps, "spec.strategy.steps", spec.template.workload_kind());
+            if spec.template.workload_kind() == WorkloadKind::StatefulSet {
+                let replicas = spec.template.replicas().unwrap_or(1);
+                self.in_place_steps(steps, "spec.strategy.steps", replicas);
+            }
         }
+        self.rule(
+            spec.template.workload_kind() != WorkloadKind::DaemonSet || !spec.has_traffic(),
+            "spec",
+            &spec.traffic.provider,
+            rules::DAEMON_SET_HAS_NO_TRAFFIC,
+        );
         if let Some(waves) = &strategy.waves {
             self.waves(waves, "spec.strategy.waves");
         }
@@ -388,6 +435,36 @@ impl Checker {
             self.step(step, &step_path);
             if let Some(step_traffic) = &step.traffic {
                 self.traffic_for_provider(step_traffic, &format!("{step_path}.traffic"), traffic);
+            }
+        }
+    }
+
+    /// A DaemonSet runs one pod per node: its contender's share is a percentage of the nodes,
+    /// and its incumbent runs on the others, so it is given a share only to leave: "0%", on the
+    /// last step, with the contender at "100%".
+    fn workload_steps(&mut self, steps: &[Step], path: &str, kind: WorkloadKind) {
+        if kind != WorkloadKind::DaemonSet {
+            return;
+        }
+        let incumbent_rule = rules::DAEMON_SET_INCUMBENT_FOLLOWS;
+        for (i, step) in steps.iter().enumerate() {
+            let capacity_path = format!("{path}[{i}].capacity");
+            let capacity = step.capacity.as_ref();
+            let contender = capacity.and_then(|capacity| capacity.contender);
+            let incumbent = capacity.and_then(|capacity| capacity.incumbent);
+            if let Some(share @ Share::Replicas(_)) = contender {
+                let rule = rules::DAEMON_SET_SHARES_OF_NODES;
+                self.fail(format!("{capacity_path}.contender"), &share, rule.message);
+            }
+            let leaves =
+                incumbent == Some(Share::Percent(0)) && contender == Some(Share::Percent(100));
+            let last = i + 1 == steps.len();
+            if incumbent.is_some() && !leaves || last && incumbent.is_none() {
+                self.fail(
+                    format!("{capacity_path}.incumbent"),
+                    &incumbent,
+                    incumbent_rule.message,
+                );
             }
         }
     }

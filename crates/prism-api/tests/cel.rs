@@ -383,13 +383,13 @@ fn a_kind_a_template_does_not_hold() {
                 .unwrap()
                 .push(pod);
         },
-        "a template holds only Deployment, Service, ConfigMap and HorizontalPodAutoscaler objects: run pods through the Deployment, and create other objects in each cluster outside the Application",
+        "a template holds one workload (Deployment, StatefulSet or DaemonSet), its Service, ConfigMaps, a HorizontalPodAutoscaler, and ServiceAccount, Role, RoleBinding, PodDisruptionBudget, Ingress and NetworkPolicy objects: create other kinds in each cluster outside the Application",
     );
 }
 
 #[test]
 fn an_api_version_that_is_not_its_kinds() {
-    let message = "set each object's apiVersion to the one of its kind: apps/v1 for a Deployment, v1 for a Service or a ConfigMap, autoscaling/v2 for a HorizontalPodAutoscaler";
+    let message = "set each object's apiVersion to the one of its kind: apps/v1 for a Deployment, StatefulSet or DaemonSet, v1 for a Service, ConfigMap or ServiceAccount, autoscaling/v2 for a HorizontalPodAutoscaler, rbac.authorization.k8s.io/v1 for a Role or RoleBinding, policy/v1 for a PodDisruptionBudget, networking.k8s.io/v1 for an Ingress or NetworkPolicy";
     rejects(
         |app| app["spec"]["template"]["manifests"][0]["apiVersion"] = json!("apps/v1beta1"),
         message,
@@ -420,7 +420,7 @@ fn two_deployments() {
             second["metadata"]["name"] = json!("web-2");
             manifests.push(second);
         },
-        "a template needs exactly one Deployment, the workload Prism scales: keep one (give other workloads an Application of their own)",
+        "a template needs exactly one workload, the Deployment, StatefulSet or DaemonSet Prism scales: keep one (give other workloads an Application of their own)",
     );
 }
 
@@ -438,7 +438,7 @@ fn two_autoscalers() {
             manifests.push(hpa.clone());
             manifests.push(hpa);
         },
-        "a template has at most one HorizontalPodAutoscaler, the one that scales its Deployment",
+        "a template has at most one HorizontalPodAutoscaler, the one that scales its workload",
     );
 }
 

@@ -189,7 +189,7 @@ fn an_object_of_a_kind_a_template_does_not_hold() {
         vec![ValidationError::new(
             "spec.template.manifests[2].kind",
             &"Pod",
-            "a template holds only Deployment, Service, ConfigMap and HorizontalPodAutoscaler objects: run pods through the Deployment, and create other objects in each cluster outside the Application",
+            "a template holds one workload (Deployment, StatefulSet or DaemonSet), its Service, ConfigMaps, a HorizontalPodAutoscaler, and ServiceAccount, Role, RoleBinding, PodDisruptionBudget, Ingress and NetworkPolicy objects: create other kinds in each cluster outside the Application",
         )]
     );
 }
@@ -203,7 +203,7 @@ fn an_object_whose_api_version_is_not_its_kinds() {
         vec![ValidationError::new(
             "spec.template.manifests[1].apiVersion",
             &"apps/v1",
-            "set each object's apiVersion to the one of its kind: apps/v1 for a Deployment, v1 for a Service or a ConfigMap, autoscaling/v2 for a HorizontalPodAutoscaler",
+            "set each object's apiVersion to the one of its kind: apps/v1 for a Deployment, StatefulSet or DaemonSet, v1 for a Service, ConfigMap or ServiceAccount, autoscaling/v2 for a HorizontalPodAutoscaler, rbac.authorization.k8s.io/v1 for a Role or RoleBinding, policy/v1 for a PodDisruptionBudget, networking.k8s.io/v1 for an Ingress or NetworkPolicy",
         )]
     );
 }

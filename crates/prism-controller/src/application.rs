@@ -28,6 +28,7 @@ use tracing::{info, warn};
 
 use crate::Context;
 use crate::blocks::Blocks;
+use crate::chart;
 use crate::dry_run;
 use crate::error::{Error, ReleasesError};
 use crate::expectations::ObjectKey;
@@ -124,12 +125,30 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
     let name = app.name_any();
     let releases_api: Api<Release> = Api::namespaced(ctx.client.clone(), &namespace);
 
-    // 1. Dereference.
+    // 1. Dereference; a chart's values files are read by name, and their digest is part of
+    // its version.
     let observed = dereference(app, ctx, &namespace);
+    let (values_files, with_digest) = match &app.spec.template.chart {
+        Some(chart) => {
+            let files = chart::values_files(&ctx.client, &namespace, chart).await?;
+            let app = files.as_ref().ok().map(|files| {
+                let mut app = app.clone();
+                app.spec.template.chart = Some(chart::with_values_digest(chart, files));
+                app
+            });
+            (Some(files), app)
+        }
+        None => (None, None),
+    };
+    let app = with_digest.as_ref().unwrap_or(app);
 
     // 2. Validate: offline, then what the API server said of this generation's template, and
     // the Service it targets, if it targets one.
     let mut verdict = validate(&app.spec, &observed.strategy)
+        .and_then(|pipeline| match &values_files {
+            Some(Err(missing)) => Err(missing.clone()),
+            _ => Ok(pipeline),
+        })
         .and_then(|pipeline| match dry_run::remembered(app) {
             Some(Err(refused)) => Err(refused),
             _ => Ok(pipeline),
@@ -149,26 +168,43 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
         .as_ref()
         .ok()
         .and_then(|_| refused_reschedule(app, target, &observed.releases));
-    let mut created = match &verdict {
-        Ok(pipeline)
-            if blocked.is_none()
-                && unschedulable.is_none()
-                && needs_release(app, target, &observed.releases) =>
-        {
-            match schedule(app, &observed.clusters) {
-                Ok(clusters) => Some(desired_release(
-                    app,
-                    target,
-                    pipeline,
-                    &observed.releases,
-                    clusters,
-                )?),
-                Err(why) => {
-                    unschedulable = Some(why);
+    let wanted = verdict.is_ok()
+        && blocked.is_none()
+        && unschedulable.is_none()
+        && needs_release(app, target, &observed.releases);
+    // A chart is rendered only for a Release about to be made; what it renders is the
+    // Release's template.
+    let rendered = match (&app.spec.template.chart, &values_files) {
+        (Some(chart), Some(Ok(files))) if wanted => {
+            match ctx.charts.render(app, chart, files).await? {
+                Ok(manifests) => {
+                    let mut app = app.clone();
+                    app.spec.template.manifests = manifests.to_vec();
+                    Some(app)
+                }
+                Err(invalid) => {
+                    verdict = Err(invalid);
                     None
                 }
             }
         }
+        _ => None,
+    };
+    let app = rendered.as_ref().unwrap_or(app);
+    let mut created = match &verdict {
+        Ok(pipeline) if wanted => match schedule(app, &observed.clusters) {
+            Ok(clusters) => Some(desired_release(
+                app,
+                target,
+                pipeline,
+                &observed.releases,
+                clusters,
+            )?),
+            Err(why) => {
+                unschedulable = Some(why);
+                None
+            }
+        },
         _ => None,
     };
     // Only a Release about to be made asks the API server, once per generation, and only of a
@@ -179,7 +215,7 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
         || observed
             .releases
             .iter()
-            .any(|release| release.spec.template == app.spec.template);
+            .any(|release| release.spec.template.is_made_from(&app.spec.template));
     if let Some(release) = created.as_ref().filter(|_| !accepted) {
         let earlier: Vec<_> = observed.releases.iter().map(|r| &r.spec.template).collect();
         let candidates = dry_run::candidates(app, release, &earlier)?;
@@ -536,6 +572,11 @@ pub fn validate(spec: &ApplicationSpec, strategy: &StrategySource) -> Result<Pip
             &prefix,
             validate::pipeline(&pipeline, "steps", AppTraffic::of(spec)),
         );
+        collect(
+            &mut errors,
+            &prefix,
+            validate::workload_steps(&pipeline.steps, "steps", spec.template.workload_kind()),
+        );
     }
     if spec.target.is_some() {
         errors.extend(service_target::capacity_steps(&pipeline, &prefix));
@@ -609,7 +650,7 @@ fn reschedule_request<K: Resource>(object: &K) -> Option<&String> {
 /// Whether `release` is of the Application's template: a version is its template, and a
 /// strategy change alone is no new version (it applies to the Release in flight).
 fn is_version_of(release: &Release, app: &Application, target: Option<&Manifest>) -> bool {
-    release.spec.template == app.spec.template && release.spec.target.as_ref() == target
+    release.spec.template.is_made_from(&app.spec.template) && release.spec.target.as_ref() == target
 }
 
 /// Whether `release` is of this template, made for the Application's latest reschedule request.

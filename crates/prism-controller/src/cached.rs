@@ -12,13 +12,23 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::{Metadata, NamespaceResourceScope, Resource};
 use serde::Deserialize;
 
-/// A pod: its metadata and its conditions.
+/// A pod: its metadata, its node and its conditions.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 pub struct Pod {
     #[serde(default)]
     pub metadata: ObjectMeta,
     #[serde(default)]
+    pub spec: Option<PodSpec>,
+    #[serde(default)]
     pub status: Option<PodStatus>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    /// The node a DaemonSet's pod runs on.
+    #[serde(default)]
+    pub node_name: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -88,6 +98,103 @@ pub struct DeploymentStatus {
     pub ready_replicas: Option<i32>,
     #[serde(default)]
     pub updated_replicas: Option<i32>,
+}
+
+/// A StatefulSet: its metadata, replicas, the partition of its rolling update, the labels of its
+/// pods, and its revisions.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct StatefulSet {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: Option<StatefulSetSpec>,
+    #[serde(default)]
+    pub status: Option<StatefulSetStatus>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StatefulSetSpec {
+    #[serde(default)]
+    pub replicas: Option<i32>,
+    #[serde(default)]
+    pub template: PodTemplate,
+    #[serde(default)]
+    pub update_strategy: Option<UpdateStrategy>,
+}
+
+/// A StatefulSet's or DaemonSet's update strategy.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateStrategy {
+    #[serde(default, rename = "type")]
+    pub type_: Option<String>,
+    #[serde(default)]
+    pub rolling_update: Option<RollingUpdate>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct RollingUpdate {
+    #[serde(default)]
+    pub partition: Option<i32>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StatefulSetStatus {
+    #[serde(default)]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub replicas: Option<i32>,
+    #[serde(default)]
+    pub ready_replicas: Option<i32>,
+    #[serde(default)]
+    pub updated_replicas: Option<i32>,
+    #[serde(default)]
+    pub current_revision: Option<String>,
+    #[serde(default)]
+    pub update_revision: Option<String>,
+}
+
+/// A DaemonSet: its metadata, update strategy, the labels of its pods, and how many nodes run
+/// it.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct DaemonSet {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: Option<DaemonSetSpec>,
+    #[serde(default)]
+    pub status: Option<DaemonSetStatus>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DaemonSetSpec {
+    #[serde(default)]
+    pub template: PodTemplate,
+    #[serde(default)]
+    pub update_strategy: Option<UpdateStrategy>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DaemonSetStatus {
+    #[serde(default)]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub desired_number_scheduled: Option<i32>,
+    #[serde(default)]
+    pub number_ready: Option<i32>,
+    #[serde(default)]
+    pub updated_number_scheduled: Option<i32>,
+}
+
+/// A node: its name and labels (its zone).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct Node {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
 }
 
 /// An EndpointSlice of one of the application's Services (the EndpointSlice controller copies
@@ -195,6 +302,27 @@ macro_rules! resource {
 }
 
 resource!(Pod, "", "v1", "v1", "Pod", "pods");
+
+impl Resource for Node {
+    const API_VERSION: &'static str = "v1";
+    const GROUP: &'static str = "";
+    const KIND: &'static str = "Node";
+    const VERSION: &'static str = "v1";
+    const URL_PATH_SEGMENT: &'static str = "nodes";
+    type Scope = k8s_openapi::ClusterResourceScope;
+}
+
+impl Metadata for Node {
+    type Ty = ObjectMeta;
+
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
 resource!(
     EndpointSlice,
     "discovery.k8s.io",
@@ -234,6 +362,22 @@ resource!(
     "apps/v1",
     "Deployment",
     "deployments"
+);
+resource!(
+    StatefulSet,
+    "apps",
+    "v1",
+    "apps/v1",
+    "StatefulSet",
+    "statefulsets"
+);
+resource!(
+    DaemonSet,
+    "apps",
+    "v1",
+    "apps/v1",
+    "DaemonSet",
+    "daemonsets"
 );
 
 #[cfg(test)]

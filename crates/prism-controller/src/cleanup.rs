@@ -5,11 +5,13 @@
 //! management cluster's API server confirms it before anything is deleted. It also deletes the
 //! Service of an application that left the cluster (no version of it here, no Release of it
 //! scheduled here), which a reconcile deletes with its last version but cannot see once the
-//! Releases scheduled here are pruned or deleted: a Service that routes to nothing.
+//! Releases scheduled here are pruned or deleted: a Service that routes to nothing. A
+//! StatefulSet, which outlives each version it holds, goes only with its Application.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, DynamicObject, ListParams};
@@ -22,6 +24,7 @@ use tracing::{info, warn};
 use crate::Context;
 use crate::fleet::Member;
 use crate::touches;
+use crate::workload;
 use crate::write::Kind;
 
 /// An object younger than this is never an orphan: its Release may be on its way to the cache
@@ -38,14 +41,27 @@ pub async fn sweep(ctx: &Context, member: &Member) {
                 .as_ref()
                 .is_some_and(|created| now.duration_since(created.0).unsigned_abs() > GRACE)
     };
-    let mut versions: Vec<(String, String)> = member
+    // The workloads name the versions: a Deployment its own, a DaemonSet the one it holds (the
+    // API server confirms that one gone before anything of it is deleted, the DaemonSet with it).
+    let workloads: Vec<ObjectMeta> = member
         .deployments
         .state()
         .iter()
-        .filter(|deployment| settled(&deployment.metadata))
-        .filter_map(|deployment| {
-            let namespace = deployment.namespace()?;
-            let release = deployment.labels().get(RELEASE_LABEL)?.clone();
+        .map(|deployment| deployment.metadata.clone())
+        .chain(
+            member
+                .daemon_sets
+                .state()
+                .iter()
+                .map(|daemon_set| daemon_set.metadata.clone()),
+        )
+        .collect();
+    let mut versions: Vec<(String, String)> = workloads
+        .iter()
+        .filter(|workload| settled(workload))
+        .filter_map(|workload| {
+            let namespace = workload.namespace.clone()?;
+            let release = workload.labels.as_ref()?.get(RELEASE_LABEL)?.clone();
             let known = ctx
                 .releases
                 .get(&ObjectRef::<Release>::new(&release).within(&namespace))
@@ -72,19 +88,31 @@ pub async fn sweep(ctx: &Context, member: &Member) {
         }
     }
 
+    sweep_stateful_sets(ctx, member, &settled).await;
+
     // The applications that are here, or may come: those with a version here, and those with a
     // Release scheduled here.
-    let mut present: BTreeSet<(String, String)> = member
-        .deployments
-        .state()
+    let mut present: BTreeSet<(String, String)> = workloads
         .iter()
-        .filter_map(|deployment| {
+        .filter_map(|workload| {
             Some((
-                deployment.namespace()?,
-                deployment.labels().get(APP_LABEL)?.clone(),
+                workload.namespace.clone()?,
+                workload.labels.as_ref()?.get(APP_LABEL)?.clone(),
             ))
         })
         .collect();
+    present.extend(
+        member
+            .stateful_sets
+            .state()
+            .iter()
+            .filter_map(|stateful_set| {
+                Some((
+                    stateful_set.namespace()?,
+                    stateful_set.labels().get(APP_LABEL)?.clone(),
+                ))
+            }),
+    );
     present.extend(
         ctx.releases
             .state()
@@ -128,6 +156,63 @@ pub async fn sweep(ctx: &Context, member: &Member) {
         if let Err(error) = deleted {
             warn!(cluster = %member.name, %namespace, service = %name, %error, "could not delete an orphaned Service");
         }
+        // The application's shared objects (an Ingress, a PodDisruptionBudget) go with it.
+        let selector = format!("{APP_LABEL}={app},!{RELEASE_LABEL}");
+        for kind in workload::objects::shared_kinds() {
+            if let Err(error) = delete_all(&member.client, kind, &namespace, &selector).await {
+                warn!(cluster = %member.name, %namespace, %app, %error, "could not delete an application's shared objects");
+            }
+        }
+    }
+}
+
+/// Deletes the StatefulSets of deleted Applications. A StatefulSet outlives each of its
+/// application's versions (it is rolled out in place), so it is never deleted by a Release's
+/// label: only once the API server confirms that its Application is gone. Its pods' claims stay.
+async fn sweep_stateful_sets(
+    ctx: &Context,
+    member: &Member,
+    settled: &impl Fn(&ObjectMeta) -> bool,
+) {
+    let orphans: Vec<(String, String, String, Option<String>)> = member
+        .stateful_sets
+        .state()
+        .iter()
+        .filter(|stateful_set| settled(&stateful_set.metadata))
+        .filter_map(|stateful_set| {
+            let namespace = stateful_set.namespace()?;
+            let app = stateful_set.labels().get(APP_LABEL)?.clone();
+            let known = ctx
+                .applications
+                .get(&ObjectRef::<Application>::new(&app).within(&namespace))
+                .is_some();
+            let held = stateful_set.labels().get(RELEASE_LABEL).cloned();
+            (!known).then(|| (namespace, stateful_set.name_any(), app, held))
+        })
+        .collect();
+    for (namespace, name, app, held) in orphans {
+        if !is_gone::<Application>(&ctx.client, &namespace, &app).await {
+            continue;
+        }
+        info!(cluster = %member.name, %namespace, stateful_set = %name, "deleting the StatefulSet of a deleted Application");
+        let deleted = Api::<StatefulSet>::namespaced(member.client.clone(), &namespace)
+            .delete(&name, &DeleteParams::background())
+            .await;
+        if let Err(error) = deleted {
+            warn!(cluster = %member.name, %namespace, stateful_set = %name, %error, "could not delete an orphaned StatefulSet");
+            continue;
+        }
+        // The held release's own objects (its ConfigMaps), which its pods read until now.
+        let Some(release) = held else { continue };
+        if !is_gone::<Release>(&ctx.client, &namespace, &release).await {
+            continue;
+        }
+        let selector = format!("{RELEASE_LABEL}={release}");
+        for kind in touches::deleted_by_release() {
+            if let Err(error) = delete_all(&member.client, kind, &namespace, &selector).await {
+                warn!(cluster = %member.name, %namespace, %release, %error, "could not delete an orphaned version");
+            }
+        }
     }
 }
 
@@ -165,6 +250,12 @@ async fn delete_all(
     {
         // A kind whose CRD the cluster does not have (no Gateway API there): nothing to delete.
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        // A kind the cluster's join did not allow (`--allow-kind`): nothing of it was written.
+        Err(kube::Error::Api(status))
+            if status.code == 403 && workload::objects::OPTIONAL.contains(&kind) =>
+        {
+            Ok(())
+        }
         outcome => outcome.map(|_| ()),
     }
 }

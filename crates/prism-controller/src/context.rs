@@ -26,6 +26,8 @@ use crate::{drain, metrics, pacing, probes};
 
 /// What every reconcile shares.
 pub struct Context {
+    /// Renders Applications' charts.
+    pub charts: crate::chart::Charts,
     /// The management cluster's.
     pub client: Client,
     pub applications: Store<Application>,
@@ -86,6 +88,8 @@ pub struct Options {
     pub metrics_address: Option<std::net::SocketAddr>,
     /// Leader election and shards; none: this replica acts for every Application (one replica).
     pub leader_election: Option<LeaderElection>,
+    /// The helm binary that renders charts (`spec.template.chart`). Default: `helm` on the PATH.
+    pub helm: Option<std::path::PathBuf>,
 }
 
 /// Where the controller runs by default, and where a RolloutBlock stops every Application.

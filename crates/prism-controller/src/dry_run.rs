@@ -61,7 +61,14 @@ pub fn candidates(
         .ok_or_else(|| ReleasesError::UnreadableCapacity(release_name.clone()))?;
     let provider = traffic::provider(app.spec.traffic.provider);
     let pod_labels = provider.map_or(&[][..], |p| p.pod_template_labels());
-    let mut writes = workload::install(release, capacity, None, pod_labels, None);
+    let version = workload::Version {
+        release,
+        pod_labels,
+        owner: None,
+        successor: None,
+    };
+    let mut writes =
+        workload::provider(template).install(workload::Workloads::default(), version, capacity);
     if let Some(provider) = provider {
         let view = AppView {
             target: None,
@@ -84,6 +91,9 @@ pub fn candidates(
     let candidates = writes
         .into_iter()
         .filter_map(|write| match write {
+            // A kind only clusters that allow it get (`prism cluster join --allow-kind`) is not
+            // the management cluster's to try: it was checked strictly offline.
+            Write::Apply { kind, .. } if workload::objects::OPTIONAL.contains(&kind) => None,
             Write::Apply { kind, body } => Some((kind, body)),
             Write::Delete { .. } | Write::Label { .. } => None,
         })
@@ -147,15 +157,26 @@ fn source<'m>(
         let name = manifest.name().unwrap_or_default();
         manifest.kind() == Some(kind_name.as_str())
             && match kind {
-                Kind::ConfigMap => workload::config_map_name(release, name) == written,
+                Kind::ConfigMap => workload::objects::copy_name(release, name) == written,
                 // The application's Service, or a version's own (gatewayAPI).
                 Kind::Service => name == written || written == release,
-                Kind::Deployment | Kind::HorizontalPodAutoscaler | Kind::Pod => true,
+                Kind::Deployment
+                | Kind::StatefulSet
+                | Kind::DaemonSet
+                | Kind::HorizontalPodAutoscaler
+                | Kind::Pod => true,
                 Kind::EndpointSlice
                 | Kind::HttpRoute
                 | Kind::GrpcRoute
                 | Kind::VirtualService
-                | Kind::Namespace => false,
+                | Kind::Namespace
+                | Kind::ServiceAccount
+                | Kind::Role
+                | Kind::RoleBinding
+                | Kind::PodDisruptionBudget
+                | Kind::Ingress
+                | Kind::NetworkPolicy
+                | Kind::Node => false,
             }
     })
 }
@@ -262,7 +283,6 @@ pub fn mark_accepted(status: &mut prism_api::application::ApplicationStatus) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prism_api::ReleaseSpec;
     use prism_api::application::ApplicationStatus;
     use prism_api::conditions::Condition;
     use serde_json::json;
@@ -279,22 +299,7 @@ mod tests {
     }
 
     fn release_of(app: &Application) -> Release {
-        let mut release = Release::new(
-            "web-2",
-            ReleaseSpec {
-                application: "web".into(),
-                revision: 2,
-                template: app.spec.template.clone(),
-                target: None,
-                strategy: Default::default(),
-                clusters: Vec::new(),
-                target_step: None,
-                aborted: false,
-                side: None,
-            },
-        );
-        release.metadata.namespace = Some("ns".into());
-        release
+        crate::workload::test_release("web-2", "web", 2, app.spec.template.clone())
     }
 
     fn spec(traffic: &str) -> Value {

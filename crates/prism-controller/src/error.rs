@@ -99,6 +99,16 @@ pub enum ReleasesError {
         #[source]
         source: kube::Error,
     },
+    /// A chart could not be rendered for a reason that may pass by itself: its repository did
+    /// not answer, Helm could not run or took too long.
+    #[error("rendering the chart: {0}")]
+    Render(String),
+    #[error("reading the chart's values file {object}: {source}")]
+    ReadValues {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
 }
 
 /// What stops a decision's writes (`write.rs`): an object in a cluster, or a status.
@@ -137,10 +147,12 @@ impl Error {
                 | ReleasesError::Prune { source, .. }
                 | ReleasesError::SideVersionStatus { source, .. }
                 | ReleasesError::DryRun { source, .. }
-                | ReleasesError::RecordOverride { source, .. } => Some(source),
+                | ReleasesError::RecordOverride { source, .. }
+                | ReleasesError::ReadValues { source, .. } => Some(source),
                 ReleasesError::MissingField { .. }
                 | ReleasesError::UnreadableCapacity(_)
-                | ReleasesError::Serialize { .. } => None,
+                | ReleasesError::Serialize { .. }
+                | ReleasesError::Render(_) => None,
             },
             Error::Write(WriteError::Status { source, .. } | WriteError::Object { source, .. }) => {
                 Some(source)
@@ -157,6 +169,7 @@ impl Error {
             Error::Releases(ReleasesError::MissingField { .. }) => "missing_field",
             Error::Releases(ReleasesError::UnreadableCapacity(_)) => "unreadable_capacity",
             Error::Releases(ReleasesError::Serialize { .. }) => "serialize",
+            Error::Releases(ReleasesError::Render(_)) => "render",
             _ => "serve",
         }
     }
@@ -180,6 +193,7 @@ impl Error {
             Error::Releases(ReleasesError::UnreadableCapacity(release)) => format!(
                 "delete Release {release} (made by hand, or before templates were checked); the controller makes Releases from the Application's spec.template"
             ),
+            Error::Releases(ReleasesError::Render(_)) => "check that the chart repository answers from the controller's network and that helm runs (the controller's --helm); the controller retries".into(),
             _ => "a defect of Prism: report it with the controller's log".into(),
         }
     }

@@ -25,7 +25,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use crate::cached::{Deployment, EndpointSlice, GrpcRoute, HttpRoute, Pod, VirtualService};
+use crate::cached::{
+    DaemonSet, Deployment, EndpointSlice, GrpcRoute, HttpRoute, Node, Pod, StatefulSet,
+    VirtualService,
+};
 use crate::expectations::{Expectations, application_of};
 use crate::metrics::Metrics;
 use crate::write::Kind;
@@ -37,12 +40,15 @@ pub const MANAGEMENT_CLUSTER: &str = "local";
 /// The kinds each member caches: those the providers declare watched ([`crate::touches`]).
 pub const CACHED: &[Kind] = &[
     Kind::Deployment,
+    Kind::StatefulSet,
+    Kind::DaemonSet,
     Kind::Pod,
     Kind::Service,
     Kind::EndpointSlice,
     Kind::HttpRoute,
     Kind::GrpcRoute,
     Kind::VirtualService,
+    Kind::Node,
 ];
 
 /// How long a member that has not listed yet counts as connecting (a reconcile waits for it)
@@ -61,6 +67,8 @@ pub struct Member {
     /// What the member was made from; a change of it makes a new member.
     pub source: String,
     pub deployments: Store<Deployment>,
+    pub stateful_sets: Store<StatefulSet>,
+    pub daemon_sets: Store<DaemonSet>,
     pub pods: Store<Pod>,
     pub services: Store<Service>,
     /// The EndpointSlices of those Services (they carry their Service's labels).
@@ -74,6 +82,10 @@ pub struct Member {
     /// Every VirtualService (users' own), optional likewise: a cluster without Istio's CRDs
     /// says so only to the Applications that route through a VirtualService.
     pub virtual_services: Store<VirtualService>,
+    /// Every node, its name and labels: a DaemonSet's versions move zone by zone. Optional
+    /// likewise: without the right to list nodes (a cluster joined before it was granted),
+    /// nodes are taken by name alone.
+    pub nodes: Store<Node>,
     health: Arc<Health>,
     joined: Instant,
     watches: tokio::task::JoinHandle<()>,
@@ -114,6 +126,8 @@ impl Member {
     pub fn has_listed(&self) -> bool {
         [
             self.deployments.wait_until_ready().now_or_never(),
+            self.stateful_sets.wait_until_ready().now_or_never(),
+            self.daemon_sets.wait_until_ready().now_or_never(),
             self.pods.wait_until_ready().now_or_never(),
             self.services.wait_until_ready().now_or_never(),
             self.endpoint_slices.wait_until_ready().now_or_never(),
@@ -136,6 +150,7 @@ impl Member {
             Kind::HttpRoute => self.http_routes.wait_until_ready().now_or_never(),
             Kind::GrpcRoute => self.grpc_routes.wait_until_ready().now_or_never(),
             Kind::VirtualService => self.virtual_services.wait_until_ready().now_or_never(),
+            Kind::Node => self.nodes.wait_until_ready().now_or_never(),
             // Not optional: the member's own listing ([`Member::has_listed`]) covers it.
             _ => Some(Ok(())),
         };
@@ -259,6 +274,26 @@ impl Fleet {
             expectations,
             metrics,
         );
+        let (stateful_sets, stateful_set_events) = cache_of(
+            &client,
+            namespace,
+            labelled(),
+            |_| {},
+            application_of,
+            name,
+            expectations,
+            metrics,
+        );
+        let (daemon_sets, daemon_set_events) = cache_of(
+            &client,
+            namespace,
+            labelled(),
+            |_| {},
+            application_of,
+            name,
+            expectations,
+            metrics,
+        );
         let (pods, pod_events) = cache_of(
             &client,
             namespace,
@@ -334,15 +369,19 @@ impl Fleet {
             expectations,
             metrics,
         );
+        let (nodes, node_events) = nodes_cache(&client, name, metrics);
         let health = Arc::new(Health::default());
         let changes = stream::select_all([
             deployment_events,
+            stateful_set_events,
+            daemon_set_events,
             pod_events,
             service_events,
             endpoint_slice_events,
             optional(Kind::HttpRoute, http_route_events, health.clone()),
             optional(Kind::GrpcRoute, grpc_route_events, health.clone()),
             optional(Kind::VirtualService, virtual_service_events, health.clone()),
+            optional(Kind::Node, node_events, health.clone()),
         ]);
         let cluster = name.to_owned();
         let changed = self.changed.clone();
@@ -384,12 +423,15 @@ impl Fleet {
             is_management,
             source,
             deployments,
+            stateful_sets,
+            daemon_sets,
             pods,
             services,
             endpoint_slices,
             http_routes,
             grpc_routes,
             virtual_services,
+            nodes,
             health,
             joined: Instant::now(),
             watches,
@@ -624,6 +666,29 @@ where
             apps.dedup();
             Change::Objects(apps)
         }
+    });
+    (store, Box::pin(changes))
+}
+
+/// A cache of the cluster's nodes, their names and labels alone. A node's change concerns no
+/// Application by itself: its pods' changes do.
+fn nodes_cache(client: &Client, cluster: &str, metrics: &Metrics) -> (Store<Node>, Changes) {
+    let (store, writer) = reflector::store();
+    let changes = reflector::reflector(
+        writer,
+        watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+            .backoff(WatchBackoff::default())
+            .inspect_err(metrics.watch_restarts::<Node>(cluster))
+            .modify(|node| {
+                node.metadata.managed_fields = None;
+                node.metadata.annotations = None;
+            }),
+    )
+    .map_ok(|event| match event {
+        watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone => {
+            Change::Objects(Vec::new())
+        }
+        watcher::Event::Init | watcher::Event::InitApply(_) => Change::Pending,
     });
     (store, Box::pin(changes))
 }

@@ -15,6 +15,7 @@ pub mod application;
 pub mod blocks;
 pub mod cached;
 pub mod calls;
+pub mod chart;
 pub mod cleanup;
 pub mod client;
 pub mod clusters;
@@ -263,6 +264,9 @@ pub async fn run(config: kube::Config, options: Options) -> Result<(), Error> {
         refusals: Refusals::default(),
         counter_lag: pacing::CounterLag::default(),
         leadership: leadership.clone(),
+        charts: chart::Charts::new(prism_chart::Helm::new(
+            options.helm.clone().unwrap_or_else(|| "helm".into()),
+        )),
     });
     info!(
         namespace = namespace.unwrap_or("*"),

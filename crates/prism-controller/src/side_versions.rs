@@ -192,7 +192,12 @@ fn desired(
             ),
         ));
     }
-    let template = sv.spec.apply(&app.spec.template).map_err(|errors| {
+    // A chart's objects are what its newest Release rendered: a side version clones those.
+    let base = match (&app.spec.template.chart, newest) {
+        (Some(_), Some(newest)) => &newest.spec.template,
+        _ => &app.spec.template,
+    };
+    let template = sv.spec.apply(base).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         ("InvalidOverride", lines.join("; "))
     })?;

@@ -1,5 +1,6 @@
-//! What Prism touches in an application cluster, declared by whoever touches it: the workload
-//! ([`crate::workload::TOUCHES`]), each traffic provider ([`crate::traffic::TrafficProvider::touches`])
+//! What Prism touches in an application cluster, declared by whoever touches it: each workload
+//! provider ([`crate::workload::WorkloadProvider::touches`]) and a version's own objects
+//! ([`crate::workload::objects::TOUCHES`]), each traffic provider ([`crate::traffic::TrafficProvider::touches`])
 //! and the controller itself (the application's namespace, [`CONTROLLER`]). One list, from which
 //! follow the kinds whose writes are awaited in the fleet's caches ([`is_watched`]), the kinds the
 //! cleanup sweep deletes by Release ([`deleted_by_release`]) and the RBAC rules that
@@ -71,10 +72,13 @@ pub const CONTROLLER: &[Touch] = &[Touch {
     why: "the application's namespace, made the first time a version is installed in a cluster that lacks it",
 }];
 
-/// Every declaration: the workload's, each traffic provider's, the controller's.
+/// Every declaration: each workload provider's, a version's own objects', each traffic
+/// provider's, the controller's.
 pub fn all() -> impl Iterator<Item = &'static Touch> {
-    workload::TOUCHES
+    workload::PROVIDERS
         .iter()
+        .flat_map(|provider| provider.touches())
+        .chain(workload::objects::TOUCHES)
         .chain(
             traffic::PROVIDERS
                 .iter()
@@ -141,9 +145,12 @@ struct Grant {
 }
 
 /// The rights the controller needs in an application cluster: one rule per kind, in order of
-/// first declaration, with the verbs of every declaration of it.
-pub fn rules() -> Vec<Rule> {
-    merge(all().map(|touch| {
+/// first declaration, with the verbs of every declaration of it; of the kinds that templates
+/// carry only by choice ([`workload::objects::OPTIONAL`]), those in `allowed`.
+pub fn rules(allowed: &[Kind]) -> Vec<Rule> {
+    let granted =
+        |kind: &Kind| !workload::objects::OPTIONAL.contains(kind) || allowed.contains(kind);
+    merge(all().filter(|touch| granted(&touch.kind)).map(|touch| {
         let resource = touch.kind.resource();
         Grant {
             api_group: resource.group,
@@ -224,7 +231,7 @@ mod tests {
 
     #[test]
     fn each_rule_holds_every_verb_its_declarations_need_in_order() {
-        let rules = rules();
+        let rules = rules(workload::objects::OPTIONAL);
         for touch in all() {
             let resource = touch.kind.resource();
             let rule = rules
@@ -259,7 +266,7 @@ mod tests {
 
     #[test]
     fn no_rule_grants_everything_or_reads_secrets() {
-        for rule in rules() {
+        for rule in rules(workload::objects::OPTIONAL) {
             assert_ne!(rule.resource, "*");
             assert_ne!(rule.resource, "secrets");
             assert!(!rule.verbs.contains(&"*"));

@@ -4,10 +4,13 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
@@ -69,6 +72,8 @@ where
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     Deployment,
+    StatefulSet,
+    DaemonSet,
     ConfigMap,
     HorizontalPodAutoscaler,
     Service,
@@ -85,11 +90,23 @@ pub enum Kind {
     /// Cluster-scoped: only ever created, by [`execute`] when a write finds its namespace
     /// missing.
     Namespace,
+    /// Cluster-scoped: only read, for its zone (the DaemonSet's order of nodes).
+    Node,
+    // What templates and charts carry beside their workload (`workload::objects`): written only
+    // in clusters whose join granted them (`prism cluster join --allow-kind`).
+    ServiceAccount,
+    Role,
+    RoleBinding,
+    PodDisruptionBudget,
+    Ingress,
+    NetworkPolicy,
 }
 
 impl Kind {
     pub const ALL: &[Kind] = &[
         Kind::Deployment,
+        Kind::StatefulSet,
+        Kind::DaemonSet,
         Kind::ConfigMap,
         Kind::HorizontalPodAutoscaler,
         Kind::Service,
@@ -99,11 +116,20 @@ impl Kind {
         Kind::GrpcRoute,
         Kind::VirtualService,
         Kind::Namespace,
+        Kind::ServiceAccount,
+        Kind::Role,
+        Kind::RoleBinding,
+        Kind::PodDisruptionBudget,
+        Kind::Ingress,
+        Kind::NetworkPolicy,
+        Kind::Node,
     ];
 
     pub fn resource(self) -> ApiResource {
         match self {
             Kind::Deployment => ApiResource::erase::<Deployment>(&()),
+            Kind::StatefulSet => ApiResource::erase::<StatefulSet>(&()),
+            Kind::DaemonSet => ApiResource::erase::<DaemonSet>(&()),
             Kind::ConfigMap => ApiResource::erase::<ConfigMap>(&()),
             Kind::HorizontalPodAutoscaler => ApiResource::erase::<HorizontalPodAutoscaler>(&()),
             Kind::Service => ApiResource::erase::<Service>(&()),
@@ -122,6 +148,13 @@ impl Kind {
                 "virtualservices",
             ),
             Kind::Namespace => ApiResource::erase::<Namespace>(&()),
+            Kind::ServiceAccount => ApiResource::erase::<ServiceAccount>(&()),
+            Kind::Role => ApiResource::erase::<Role>(&()),
+            Kind::RoleBinding => ApiResource::erase::<RoleBinding>(&()),
+            Kind::PodDisruptionBudget => ApiResource::erase::<PodDisruptionBudget>(&()),
+            Kind::Ingress => ApiResource::erase::<Ingress>(&()),
+            Kind::NetworkPolicy => ApiResource::erase::<NetworkPolicy>(&()),
+            Kind::Node => ApiResource::erase::<Node>(&()),
         }
     }
 }

@@ -89,7 +89,7 @@ async fn the_api_server_refuses_what_the_schema_can_tell_and_names_the_field() -
                 }))
             })),
             field: "spec.template.manifests",
-            message: "a template holds only Deployment, Service, ConfigMap and HorizontalPodAutoscaler objects: run pods through the Deployment, and create other objects in each cluster outside the Application",
+            message: "a template holds one workload (Deployment, StatefulSet or DaemonSet), its Service, ConfigMaps, a HorizontalPodAutoscaler, and ServiceAccount, Role, RoleBinding, PodDisruptionBudget, Ingress and NetworkPolicy objects: create other kinds in each cluster outside the Application",
         },
         Refused {
             name: "a-secret",
@@ -108,7 +108,7 @@ async fn the_api_server_refuses_what_the_schema_can_tell_and_names_the_field() -
                 t["manifests"][0]["apiVersion"] = json!("apps/v1beta1")
             })),
             field: "spec.template.manifests",
-            message: "set each object's apiVersion to the one of its kind: apps/v1 for a Deployment, v1 for a Service or a ConfigMap, autoscaling/v2 for a HorizontalPodAutoscaler",
+            message: "set each object's apiVersion to the one of its kind: apps/v1 for a Deployment, StatefulSet or DaemonSet, v1 for a Service, ConfigMap or ServiceAccount, autoscaling/v2 for a HorizontalPodAutoscaler, rbac.authorization.k8s.io/v1 for a Role or RoleBinding, policy/v1 for a PodDisruptionBudget, networking.k8s.io/v1 for an Ingress or NetworkPolicy",
         },
         Refused {
             name: "unnamed-config-map",

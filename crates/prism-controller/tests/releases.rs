@@ -124,11 +124,8 @@ async fn a_template_change_makes_a_release_and_nothing_else_does() -> anyhow::Re
         web_2
             .spec
             .template
-            .deployment()
+            .pod_template()
             .unwrap()
-            .spec
-            .unwrap()
-            .template
             .spec
             .unwrap()
             .containers[0]

@@ -68,9 +68,8 @@ pub fn rows(app: &Application, releases: Vec<Release>, now: Timestamp) -> Vec<Ro
 
 fn images(template: &prism_api::application::Template) -> Vec<String> {
     template
-        .deployment()
-        .and_then(|deployment| deployment.spec)
-        .and_then(|spec| spec.template.spec)
+        .pod_template()
+        .and_then(|pod| pod.spec)
         .map(|pod| pod.containers.into_iter().filter_map(|c| c.image).collect())
         .unwrap_or_default()
 }

@@ -15,9 +15,11 @@
 //! [`Connection`].
 
 use kube::ResourceExt;
+use prism_api::application::Template;
+use prism_api::chart::Chart;
 use prism_api::release::{ReleasePhase, VersionState};
 use prism_api::{Application, Release};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::Error;
 use crate::blocks;
@@ -54,7 +56,7 @@ pub fn target<'a>(
             ))
         })?,
     };
-    if target.spec.template == app.spec.template {
+    if target.spec.template.is_made_from(&app.spec.template) {
         return Err(Error::Refused(format!(
             "the template of revision {} ({}) is {name}'s current template already: nothing to roll back",
             target.spec.revision,
@@ -144,11 +146,15 @@ pub async fn rollback(
     );
     let holds = format!("no new revision of {app} (the rollback) is made");
     let waits = blocks::held(&stopping, when_unblocked, &holds, &retry)?;
+    let patch = merge_patch_between(
+        &serde_json::to_value(&application.spec.template).unwrap_or_default(),
+        &serde_json::to_value(source_template(&target.spec.template)).unwrap_or_default(),
+    );
     connection
         .merge_patch(
             &connection.applications(),
             app,
-            json!({"spec": {"template": target.spec.template}}),
+            json!({"spec": {"template": patch}}),
         )
         .await?;
     let done = format!(
@@ -164,11 +170,85 @@ pub async fn rollback(
     })
 }
 
+/// The template an Application writes to make again what a Release's template was made from:
+/// its objects, or its chart with the values it names, without what the controller added to the
+/// Release (the chart's render and the digest of its values files).
+fn source_template(release: &Template) -> Template {
+    match &release.chart {
+        Some(chart) => Template {
+            manifests: Vec::new(),
+            chart: Some(Chart {
+                values_digest: None,
+                ..chart.clone()
+            }),
+        },
+        None => release.clone(),
+    }
+}
+
+/// The JSON merge patch (RFC 7386) that turns `from` into `to`: what `to` sets, and null for each
+/// key of an object that `from` has and `to` lacks (a chart's values, an object, would else keep
+/// the keys of the current values).
+fn merge_patch_between(from: &Value, to: &Value) -> Value {
+    match (from, to) {
+        (Value::Object(from), Value::Object(to)) => {
+            let mut patch = serde_json::Map::new();
+            for (key, value) in to {
+                let before = from.get(key).unwrap_or(&Value::Null);
+                patch.insert(key.clone(), merge_patch_between(before, value));
+            }
+            for key in from.keys().filter(|key| !to.contains_key(*key)) {
+                patch.insert(key.clone(), Value::Null);
+            }
+            Value::Object(patch)
+        }
+        (_, to) => to.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::releases::fixtures::{application, release};
     use serde_json::json;
+
+    #[test]
+    fn a_chart_rolls_back_to_its_chart_and_values_without_the_render_nor_newer_values() {
+        let chart = |values: Value, digest: Option<&str>| Chart {
+            repository: "http://127.0.0.1:8879".into(),
+            name: "web".into(),
+            version: "1.0.0".into(),
+            values: Some(values),
+            values_digest: digest.map(str::to_owned),
+            ..Chart::default()
+        };
+        let release = Template {
+            manifests: vec![
+                serde_json::from_value(
+                    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web"}}),
+                )
+                .unwrap(),
+            ],
+            chart: Some(chart(json!({"replicaCount": 4}), Some("sha256:00"))),
+        };
+        let current = Template {
+            manifests: Vec::new(),
+            chart: Some(chart(
+                json!({"replicaCount": 4, "podAnnotations": {"build": "3"}}),
+                None,
+            )),
+        };
+        let patch = merge_patch_between(
+            &serde_json::to_value(&current).unwrap(),
+            &serde_json::to_value(source_template(&release)).unwrap(),
+        );
+        assert_eq!(
+            patch["chart"]["values"],
+            json!({"replicaCount": 4, "podAnnotations": null})
+        );
+        assert!(patch.get("rendered").is_none(), "{patch}");
+        assert!(patch["chart"].get("valuesDigest").is_none(), "{patch}");
+    }
 
     /// web-1 and web-3 completed, web-2 was rolled back, web-4 rolls out.
     fn releases() -> Vec<Release> {

@@ -37,6 +37,7 @@
 
 pub mod admission;
 pub mod browser;
+pub mod charts;
 pub mod exporter;
 pub mod fixtures;
 pub mod fleet;

@@ -49,6 +49,9 @@ enum Command {
         /// Serve /metrics, /healthz and /readyz here, e.g. 0.0.0.0:8080. Default: not served.
         #[arg(long, value_name = "ADDRESS")]
         metrics_address: Option<std::net::SocketAddr>,
+        /// The helm binary that renders charts (spec.template.chart); the image has /helm.
+        #[arg(long, value_name = "PATH", default_value = "helm")]
+        helm: std::path::PathBuf,
         /// How log lines are written: text, or one JSON object per line.
         #[arg(long, value_enum, default_value_t)]
         log_format: prism::controller::LogFormat,
@@ -97,6 +100,10 @@ enum Command {
         /// Fail the analysis (or webhook) of this step, to see the rollback.
         #[arg(long, value_name = "STEP")]
         fail_at: Option<String>,
+        /// The helm binary that renders a chart template (spec.template.chart), with its
+        /// inline values.
+        #[arg(long, value_name = "PATH", default_value = "helm")]
+        helm: PathBuf,
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
@@ -309,6 +316,7 @@ fn main() -> ExitCode {
             global_namespace,
             prometheus_url,
             metrics_address,
+            helm,
             log_format,
             election,
         } => match prism::controller::run(
@@ -319,6 +327,7 @@ fn main() -> ExitCode {
                 prometheus_url,
                 metrics_address,
                 leader_election: election.resolve(),
+                helm: Some(helm),
             },
             log_format,
         ) {
@@ -362,13 +371,24 @@ fn main() -> ExitCode {
             file,
             clusters,
             fail_at,
+            helm,
             output,
         } => {
             let text = match std::fs::read_to_string(&file) {
                 Ok(text) => text,
                 Err(error) => return fail(1, format!("cannot read {}: {error}", file.display())),
             };
-            match prism::plan::plan(&text, clusters, fail_at.as_deref()) {
+            let helm = prism_chart::Helm::new(helm);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(error) => return fail(1, format!("starting tokio: {error}")),
+            };
+            match runtime.block_on(prism::plan::plan(
+                &text,
+                clusters,
+                fail_at.as_deref(),
+                &helm,
+            )) {
                 Ok(timeline) => {
                     match output {
                         Output::Table => print!("{}", prism::plan::table(&timeline)),

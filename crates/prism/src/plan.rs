@@ -1,17 +1,22 @@
 //! `prism plan`: an application's rollout, simulated by the engine on an idealised fleet, as a
-//! table (or JSON for scripts).
+//! table (or JSON for scripts). A chart template (`spec.template.chart`) is rendered by helm
+//! first, as the controller renders it, with its inline values: the values files of
+//! `valuesFrom` live in a cluster, which plan does not read, so it refuses them.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use prism_api::application::Target;
+use prism_api::application::{DAEMON_SET_CAPACITY, Target};
+use prism_api::chart::WorkloadKind;
 use prism_api::strategy::{MatchType, RouteMatch};
+use prism_api::validate::ValidationError;
+use prism_chart::Helm;
 use prism_engine::{
     AppPolicy, Capacity, ClusterInfo, ClusterRow, ResolvedRoute, Scenario, SimulateError, Timeline,
     VersionRow,
 };
 
-use crate::input::{self, InputError, InputErrors};
+use crate::input::{self, Input, InputError, InputErrors};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -19,6 +24,10 @@ pub enum PlanError {
     Invalid(#[from] InputErrors),
     #[error("{0}")]
     Simulate(#[from] SimulateError),
+    /// The chart could not be rendered for a reason of the machine's, not the file's: its
+    /// repository does not answer, or helm cannot run.
+    #[error("{0}")]
+    Render(prism_chart::RenderError),
 }
 
 impl PlanError {
@@ -28,6 +37,7 @@ impl PlanError {
             PlanError::Invalid(_) => 2,
             PlanError::Simulate(SimulateError::Stuck { .. }) => 1,
             PlanError::Simulate(_) => 2,
+            PlanError::Render(_) => 1,
         }
     }
 }
@@ -43,10 +53,84 @@ pub fn fleet(clusters: u32) -> Vec<ClusterInfo> {
         .collect()
 }
 
-/// Reads and checks an application file's text, then simulates its rollout on `clusters`
-/// clusters, failing the analysis (or webhook) of the step named `fail_at`.
-pub fn plan(text: &str, clusters: u32, fail_at: Option<&str>) -> Result<Timeline, PlanError> {
-    let input = input::read(text)?;
+/// Reads and checks an application file's text, renders its chart with `helm` if its template is
+/// one, then simulates its rollout on `clusters` clusters, failing the analysis (or webhook) of
+/// the step named `fail_at`.
+pub async fn plan(
+    text: &str,
+    clusters: u32,
+    fail_at: Option<&str>,
+    helm: &Helm,
+) -> Result<Timeline, PlanError> {
+    let mut input = input::read(text)?;
+    render_chart(&mut input, helm).await?;
+    simulate(&input, clusters, fail_at)
+}
+
+/// Puts what the Application's chart renders into its template's manifests, checked as the
+/// controller checks a render before it makes a Release of it.
+async fn render_chart(input: &mut Input, helm: &Helm) -> Result<(), PlanError> {
+    let Some(chart) = input.application.spec.template.chart.clone() else {
+        return Ok(());
+    };
+    let name = kube::ResourceExt::name_any(&input.application);
+    let document = format!("Application/{name}");
+    let invalid = |path: &str, message: String| {
+        PlanError::Invalid(prism_api::validate::Errors(vec![InputError {
+            document: document.clone(),
+            path: path.into(),
+            value: None,
+            message,
+        }]))
+    };
+    if !chart.values_from.is_empty() {
+        return Err(invalid(
+            "spec.template.chart.valuesFrom",
+            "prism plan reads no cluster, so it cannot read these values files: plan a copy of the file with their values in spec.template.chart.values".into(),
+        ));
+    }
+    let namespace = input
+        .application
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let rendered = match helm.render(&chart, &[], &name, &namespace).await {
+        Ok(rendered) => rendered.manifests,
+        Err(error) => {
+            return Err(match error.field() {
+                Some(field) => invalid(field, error.to_string()),
+                None => PlanError::Render(error),
+            });
+        }
+    };
+    if let Err(errors) = prism_api::validate::rendered(&input.application.spec, &rendered) {
+        let errors = errors.0.into_iter().map(
+            |ValidationError {
+                 path,
+                 value,
+                 message,
+             }| InputError {
+                document: document.clone(),
+                path,
+                value: Some(value),
+                message,
+            },
+        );
+        return Err(PlanError::Invalid(prism_api::validate::Errors(
+            errors.collect(),
+        )));
+    }
+    input.application.spec.template.manifests = rendered;
+    Ok(())
+}
+
+/// Simulates the rollout of a read (and rendered) application file.
+pub fn simulate(
+    input: &Input,
+    clusters: u32,
+    fail_at: Option<&str>,
+) -> Result<Timeline, PlanError> {
     let spec = &input.application.spec;
     let app = AppPolicy {
         traffic: spec.has_traffic(),
@@ -61,9 +145,10 @@ pub fn plan(text: &str, clusters: u32, fail_at: Option<&str>) -> Result<Timeline
             Some(Capacity::Replicas(1)),
             Cow::Owned(Target::pipeline(&input.pipeline)),
         ),
+        // A StatefulSet's incumbent runs the rest of the contender's pods (rolled out in place).
         None => (
             template.full_capacity().map(Capacity::from),
-            Cow::Borrowed(&input.pipeline),
+            prism_controller::workload::engine_pipeline(template, &input.pipeline),
         ),
     };
     // `input::read` validated the template, which guarantees its capacity.
@@ -98,7 +183,26 @@ pub fn plan(text: &str, clusters: u32, fail_at: Option<&str>) -> Result<Timeline
         fail_at,
         version_names: [&old, &new],
     };
-    Ok(prism_engine::simulate(&scenario)?)
+    let mut timeline = prism_engine::simulate(&scenario)?;
+    if template.workload_kind() == WorkloadKind::DaemonSet {
+        on_other_nodes(&mut timeline);
+    }
+    Ok(timeline)
+}
+
+/// A DaemonSet's shares are hundredths of its nodes, and its incumbent runs on every node the
+/// contender does not: the engine observes it whole while it has a pod (its pods cannot be
+/// counted apart from the nodes), the plan shows the nodes it keeps.
+fn on_other_nodes(timeline: &mut Timeline) {
+    for cluster in timeline.rows.iter_mut().flat_map(|row| &mut row.clusters) {
+        if let (Capacity::Replicas(new), Capacity::Replicas(old)) =
+            (cluster.contender.capacity, cluster.incumbent.capacity)
+            && old > 0
+        {
+            cluster.incumbent.capacity =
+                Capacity::Replicas(old.min(DAEMON_SET_CAPACITY - new.min(DAEMON_SET_CAPACITY)));
+        }
+    }
 }
 
 /// The timeline as a table: one block per step, clusters in the same state on one line.

@@ -167,8 +167,8 @@ fn objects_a_template_does_not_hold() {
     assert_eq!(
         errors_of("objects-a-template-does-not-hold.yaml"),
         [
-            "Application/web: spec.template.manifests[0].apiVersion: set each object's apiVersion to the one of its kind: apps/v1 for a Deployment, v1 for a Service or a ConfigMap, autoscaling/v2 for a HorizontalPodAutoscaler (value: \"apps/v1beta1\")",
-            "Application/web: spec.template.manifests[2].kind: a template holds only Deployment, Service, ConfigMap and HorizontalPodAutoscaler objects: run pods through the Deployment, and create other objects in each cluster outside the Application (value: \"Pod\")",
+            "Application/web: spec.template.manifests[0].apiVersion: set each object's apiVersion to the one of its kind: apps/v1 for a Deployment, StatefulSet or DaemonSet, v1 for a Service, ConfigMap or ServiceAccount, autoscaling/v2 for a HorizontalPodAutoscaler, rbac.authorization.k8s.io/v1 for a Role or RoleBinding, policy/v1 for a PodDisruptionBudget, networking.k8s.io/v1 for an Ingress or NetworkPolicy (value: \"apps/v1beta1\")",
+            "Application/web: spec.template.manifests[2].kind: a template holds one workload (Deployment, StatefulSet or DaemonSet), its Service, ConfigMaps, a HorizontalPodAutoscaler, and ServiceAccount, Role, RoleBinding, PodDisruptionBudget, Ingress and NetworkPolicy objects: create other kinds in each cluster outside the Application (value: \"Pod\")",
             "Application/web: spec.template.manifests[3].kind: a template never inlines a Secret, since every Release keeps a copy of its template: create the Secret in each cluster and reference it by name (value: \"Secret\")",
         ]
     );

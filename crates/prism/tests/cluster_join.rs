@@ -198,6 +198,8 @@ async fn join_grants_least_privilege_registers_the_cluster_and_changes_nothing_t
         "ssd",
         "--capability",
         "arm64",
+        "--allow-kind",
+        "ServiceAccount",
     ];
 
     let first = prism(&env, &join).await;
@@ -231,9 +233,14 @@ async fn join_grants_least_privilege_registers_the_cluster_and_changes_nothing_t
         serde_json::to_value(role.rules).unwrap(),
         json!([
             {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch", "create", "patch", "delete", "deletecollection"]},
-            {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "patch"]},
-            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "patch", "delete", "deletecollection"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "patch", "delete"]},
             {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["create", "patch", "delete", "deletecollection"]},
+            {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["list", "watch", "create", "patch", "delete"]},
+            {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["list", "watch", "create", "patch", "delete", "deletecollection"]},
+            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "patch", "delete", "deletecollection"]},
+            // Asked for with --allow-kind; the other kinds templates carry by choice are not granted.
+            {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["create", "patch", "delete", "deletecollection"]},
             {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch", "create", "patch", "delete", "deletecollection"]},
             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch", "create", "patch", "delete"]},
             {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes"], "verbs": ["list", "watch", "create", "patch", "delete", "deletecollection"]},

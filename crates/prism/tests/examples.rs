@@ -8,9 +8,9 @@ use std::path::Path;
 
 use common::{documents, example, examples};
 use kube::CustomResourceExt;
-use prism::plan::{plan, table};
+use prism::plan::{PlanError, table};
 use prism_api::{Application, ClusterStrategy, Strategy};
-use prism_engine::Outcome;
+use prism_engine::{Outcome, Timeline};
 use serde_json::Value;
 
 #[test]
@@ -22,11 +22,15 @@ fn there_is_an_example_for_each_kind_of_rollout() {
             "autoscaled",
             "blue-green",
             "canary",
+            "chart-canary",
+            "chart-worker",
+            "daemon-set",
             "gateway-api-canary",
             "quickstart",
             "rainbow",
             "rolling",
             "service-target",
+            "stateful-set",
             "vanguard",
             "worker"
         ]
@@ -98,6 +102,20 @@ fn the_schema_check_rejects_what_the_api_server_would() {
             "spec.steps: step names must be unique within a strategy: rename one of the steps that share a name",
         ]
     );
+}
+
+/// `prism plan` of an example's text; the chart examples render with the sandbox's helm from its
+/// chart repository (`http://127.0.0.1:8879`).
+fn plan(text: &str, clusters: u32, fail_at: Option<&str>) -> Result<Timeline, PlanError> {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let helm = if text.contains("chart:") {
+            prism_testkit::charts::repository_url().await;
+            prism_chart::Helm::new(prism_testkit::charts::helm_path().await)
+        } else {
+            prism_chart::Helm::new("helm")
+        };
+        prism::plan::plan(text, clusters, fail_at, &helm).await
+    })
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The container image of `prism` (`scripts/build-image.sh`) run by podman as the controller of
 //! a test's namespace of the sandbox (c1 is the management cluster): host network, read-only
 //! root filesystem, user 65532, no capability, the controller's kubeconfig mounted read-only. It
-//! carries a rollout from start to end.
+//! carries a rollout from start to end, and its helm renders a chart of the sandbox's repository
+//! there, writing only under /tmp, as the controller's renders do.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -129,6 +130,20 @@ impl Container {
         podman(&["top", &self.name, "user", "huser"], &self.name)
     }
 
+    /// `podman exec` of `command` in the container, as its user, with the environment variables
+    /// `env` (`NAME=VALUE`) besides the container's; its stdout. The image has no shell.
+    fn exec(&self, env: &[&str], command: &[&str]) -> String {
+        let env: Vec<String> = env
+            .iter()
+            .map(|variable| format!("--env={variable}"))
+            .collect();
+        let mut args = vec!["exec"];
+        args.extend(env.iter().map(String::as_str));
+        args.push(&self.name);
+        args.extend(command);
+        podman(&args, &self.name)
+    }
+
     fn log(&self) -> String {
         let output = Command::new("podman")
             .args(PODMAN)
@@ -230,6 +245,26 @@ async fn the_image_runs_as_the_controller_and_carries_a_rollout() {
             .collect::<Vec<_>>(),
         [["USER", "HUSER"], ["prism", "65532"]]
     );
+    // Podman's --read-only keeps /tmp writable (a tmpfs): where the controller's renders write.
+    let helm_homes = [
+        "HELM_CACHE_HOME=/tmp/helm/cache",
+        "HELM_CONFIG_HOME=/tmp/helm/config",
+        "HELM_DATA_HOME=/tmp/helm/data",
+    ];
+    let rendered = container.exec(
+        &helm_homes,
+        &[
+            "/helm",
+            "template",
+            "web",
+            "web",
+            "--repo",
+            prism_testkit::charts::repository_url().await,
+            "--version",
+            "1.0.0",
+        ],
+    );
+    assert!(rendered.contains("\nkind: Deployment\n"), "{rendered}");
 
     let release_complete = |name: &'static str| {
         let releases = releases.clone();

@@ -11,8 +11,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::Resource;
+use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::de::DeserializeOwned;
@@ -20,15 +24,18 @@ use serde_json::Value;
 
 use super::{Checker, MAX_MANIFESTS, TEMPLATE_KINDS, rule_without_field, syntax};
 use crate::application::{ApplicationSpec, Manifest};
+use crate::chart::{Chart, WorkloadKind};
 use crate::rules;
 
 const PROTOCOLS: [&str; 3] = ["TCP", "UDP", "SCTP"];
 const MAX_PORT: i32 = 65535;
 
 impl Checker {
-    pub(super) fn manifests(&mut self, manifests: &[Manifest], spec: &ApplicationSpec) {
-        let path = "spec.template.manifests";
-        if manifests.len() > MAX_MANIFESTS {
+    /// The objects of a template at `path`: its inline manifests, or what its chart rendered
+    /// (`spec.template.chart`, which may render more than a template may inline).
+    pub(super) fn manifests(&mut self, manifests: &[Manifest], spec: &ApplicationSpec, path: &str) {
+        let chart = spec.template.chart.as_ref();
+        if chart.is_none() && manifests.len() > MAX_MANIFESTS {
             self.fail(
                 path,
                 &manifests.len(),
@@ -36,7 +43,6 @@ impl Checker {
             );
         }
         let kinds: Vec<Option<&str>> = manifests.iter().map(Manifest::kind).collect();
-        let mut deployments = Vec::new();
         let mut autoscalers = Vec::new();
         for (i, manifest) in manifests.iter().enumerate() {
             let path = format!("{path}[{i}]");
@@ -81,7 +87,17 @@ impl Checker {
                 continue;
             }
             match manifest.kind() {
-                Some("Deployment") => deployments.push(self.deployment(manifest, &path)),
+                Some("Deployment") => {
+                    self.deployment(manifest, &path);
+                }
+                Some("StatefulSet") => self.stateful_set(manifest, &path),
+                Some("DaemonSet") => self.named::<DaemonSet>(manifest, &path),
+                Some("ServiceAccount") => self.named::<ServiceAccount>(manifest, &path),
+                Some("Role") => self.named::<Role>(manifest, &path),
+                Some("RoleBinding") => self.named::<RoleBinding>(manifest, &path),
+                Some("PodDisruptionBudget") => self.named::<PodDisruptionBudget>(manifest, &path),
+                Some("Ingress") => self.named::<Ingress>(manifest, &path),
+                Some("NetworkPolicy") => self.named::<NetworkPolicy>(manifest, &path),
                 Some("HorizontalPodAutoscaler") => {
                     let hpa = self.typed(manifest, &path);
                     if let Some(hpa) = &hpa {
@@ -96,24 +112,16 @@ impl Checker {
         }
 
         let count = |kind: &str| kinds.iter().filter(|k| **k == Some(kind)).count();
-        self.rule(
-            count("Deployment") == 1,
-            "spec.template",
-            &kinds,
-            rules::ONE_DEPLOYMENT,
-        );
+        let workload = self.workload(manifests, chart, path);
         self.rule(
             count("HorizontalPodAutoscaler") <= 1,
             "spec.template",
             &kinds,
             rules::AT_MOST_ONE_HPA,
         );
-        let deployment_name = match deployments.as_slice() {
-            [Some(deployment)] => deployment.metadata.name.as_deref(),
-            _ => None,
-        };
-        if let ([(path, Some(hpa))], Some(deployment)) = (autoscalers.as_slice(), deployment_name) {
-            self.hpa_target(hpa, path, deployment);
+        if let ([(path, Some(hpa))], Some(workload)) = (autoscalers.as_slice(), workload) {
+            self.hpa_target(hpa, path, workload);
+            self.stateful_set_not_autoscaled(path, workload);
         }
 
         self.rule(
@@ -122,6 +130,93 @@ impl Checker {
             &kinds,
             rules::TRAFFIC_NEEDS_SERVICE,
         );
+    }
+
+    /// The workload Prism scales: the only Deployment, StatefulSet or DaemonSet, or the one the
+    /// chart names. A chart that renders others is refused: Prism rolls one workload out per
+    /// Application.
+    fn workload<'m>(
+        &mut self,
+        manifests: &'m [Manifest],
+        chart: Option<&Chart>,
+        path: &str,
+    ) -> Option<&'m Manifest> {
+        let workloads: Vec<&Manifest> = manifests
+            .iter()
+            .filter(|m| m.kind().and_then(WorkloadKind::of).is_some())
+            .collect();
+        let listed = || {
+            workloads
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{} {}",
+                        m.kind().unwrap_or_default(),
+                        m.name().unwrap_or_default()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let Some(chart) = chart else {
+            let kinds: Vec<Option<&str>> = manifests.iter().map(Manifest::kind).collect();
+            self.rule(
+                workloads.len() == 1,
+                "spec.template",
+                &kinds,
+                rules::ONE_WORKLOAD,
+            );
+            return workloads.first().copied().filter(|_| workloads.len() == 1);
+        };
+        match (&chart.workload, workloads.as_slice()) {
+            (_, []) => {
+                self.fail(
+                    path,
+                    &chart.name,
+                    format!("chart {} {} renders no Deployment, StatefulSet or DaemonSet: Prism rolls out a workload, so pick a chart (or values) that renders one", chart.name, chart.version),
+                );
+                None
+            }
+            (None, [only]) => Some(*only),
+            (None, _) => {
+                self.fail(
+                    format!("{path}.workload"),
+                    &Value::Null,
+                    format!("chart {} {} renders {} workloads ({}): name the one Prism scales in spec.template.chart.workload (kind and name), and turn the others off in its values or give them an Application of their own", chart.name, chart.version, workloads.len(), listed()),
+                );
+                None
+            }
+            (Some(named), _) => {
+                let found = workloads.iter().copied().find(|m| {
+                    m.kind() == Some(named.kind.as_str()) && m.name() == Some(named.name.as_str())
+                });
+                match found {
+                    None => self.fail(
+                        format!("{path}.workload"),
+                        named,
+                        format!("chart {} {} renders no {} named {}; it renders {}", chart.name, chart.version, named.kind.as_str(), named.name, listed()),
+                    ),
+                    Some(_) if workloads.len() > 1 => self.fail(
+                        format!("{path}.workload"),
+                        named,
+                        format!("chart {} {} renders other workloads besides {} {} ({}): Prism rolls out one workload per Application, so turn the others off in the chart's values or give them an Application of their own", chart.name, chart.version, named.kind.as_str(), named.name, listed()),
+                    ),
+                    Some(_) => {}
+                }
+                found
+            }
+        }
+    }
+
+    /// An object parsed strictly as its kind, with its name and labels checked.
+    fn named<K: Resource + DeserializeOwned + k8s_openapi::Metadata<Ty = ObjectMeta>>(
+        &mut self,
+        manifest: &Manifest,
+        path: &str,
+    ) {
+        if let Some(object) = self.typed::<K>(manifest, path) {
+            self.metadata(object.metadata(), path, syntax::dns_subdomain);
+        }
     }
 
     /// The manifest at `path` as the typed object of its kind, parsed strictly: each field the
@@ -353,13 +448,17 @@ impl Checker {
         }
     }
 
-    fn hpa_target(&mut self, hpa: &HorizontalPodAutoscaler, path: &str, deployment: &str) {
+    fn hpa_target(&mut self, hpa: &HorizontalPodAutoscaler, path: &str, workload: &Manifest) {
         let target = &hpa.spec.scale_target_ref;
-        if target.kind != "Deployment" || target.name != deployment {
+        let (kind, name) = (
+            workload.kind().unwrap_or_default(),
+            workload.name().unwrap_or_default(),
+        );
+        if target.kind != kind || target.name != name {
             self.fail(
                 format!("{path}.spec.scaleTargetRef"),
                 target,
-                format!("the HorizontalPodAutoscaler must scale the template's Deployment: set kind: Deployment and name: {deployment}"),
+                format!("the HorizontalPodAutoscaler must scale the template's {kind}: set kind: {kind} and name: {name}"),
             );
         }
     }

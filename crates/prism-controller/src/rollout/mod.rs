@@ -13,6 +13,7 @@ mod apply;
 mod events;
 mod view;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,6 +63,9 @@ pub async fn reconcile(
     let app_ref = ObjectRef::from_obj(app);
     let provider = traffic::provider(app.spec.traffic.provider);
     let target = app.spec.target_service();
+    // Each Release's workload is its template's kind; what a cluster runs is observed by each
+    // kind the live Releases have.
+    let workload_kinds = workload::providers_of(releases.iter().map(|r| &r.spec.template));
 
     // Statuses keep whole seconds; the engine gets the time itself, and rounds up each moment it
     // records, so that no wait counted from one ends early.
@@ -91,7 +95,14 @@ pub async fn reconcile(
         .collect();
     let pipelines: Vec<_> = releases
         .iter()
-        .map(|release| service_target::engine_pipeline(target.is_some(), &release.spec.strategy))
+        .map(|release| {
+            match service_target::engine_pipeline(target.is_some(), &release.spec.strategy) {
+                Cow::Borrowed(pipeline) => {
+                    workload::engine_pipeline(&release.spec.template, pipeline)
+                }
+                given => given,
+            }
+        })
         .collect();
     let drain_metric = app.spec.versions.drain_metric.as_ref();
     let quiet_window = drain_metric.map(DrainMetric::window);
@@ -164,7 +175,10 @@ pub async fn reconcile(
                 &Copies::read(&view.services, service),
                 &view.endpoint_slices,
             ),
-            None => workload::observe(view.deployments.iter().map(|d| d.as_ref())),
+            None => workload_kinds
+                .iter()
+                .flat_map(|workloads| workloads.observe(view.workloads()))
+                .collect(),
         };
         let (mut routes, mut traffic_pending) = (Vec::new(), None);
         if let Some(provider) = provider {
@@ -278,12 +292,16 @@ pub async fn reconcile(
                 release, capacity, ..
             } => {
                 let release = by_name[*release];
-                let installed = view.deployment(&release.name_any());
                 let owner = release_owner(member, release);
-                let pod_labels = provider.map_or(&[][..], |p| p.pod_template_labels());
-                let mut writes =
-                    workload::install(release, *capacity, installed, pod_labels, owner.as_ref());
-                // At zero capacity the version's objects go (`workload::install`), and what its
+                let version = workload::Version {
+                    release,
+                    pod_labels: provider.map_or(&[][..], |p| p.pod_template_labels()),
+                    owner: owner.as_ref(),
+                    successor: successor(&decision, cluster, release, &by_name),
+                };
+                let workloads = workload::provider(&release.spec.template);
+                let mut writes = workloads.install(view.workloads(), version, *capacity);
+                // At zero capacity the version's objects go (`WorkloadProvider::install`), and what its
                 // traffic provider made for it alone with them.
                 if let Some(provider) = provider.filter(|_| capacity.is_zero()) {
                     let app_view = view.app_view(app, newest, &release_names, app_owner.as_ref());
@@ -310,16 +328,22 @@ pub async fn reconcile(
             }
             Change::Idle { release, .. } => {
                 let release = by_name[*release];
-                let installed = view.deployment(&release.name_any());
                 let owner = release_owner(member, release);
-                let pod_labels = provider.map_or(&[][..], |p| p.pod_template_labels());
-                workload::idle(release, installed, pod_labels, owner.as_ref())
+                let version = workload::Version {
+                    release,
+                    pod_labels: provider.map_or(&[][..], |p| p.pod_template_labels()),
+                    owner: owner.as_ref(),
+                    successor: successor(&decision, cluster, release, &by_name),
+                };
+                workload::provider(&release.spec.template).idle(view.workloads(), version)
             }
             Change::Remove { release, .. } => {
-                let mut writes = workload::remove(by_name[*release]);
+                let release = by_name[*release];
+                let mut writes =
+                    workload::provider(&release.spec.template).remove(view.workloads(), release);
                 if let Some(provider) = provider {
                     let view = view.app_view(app, newest, &release_names, app_owner.as_ref());
-                    writes.extend(provider.remove_version(&view, release));
+                    writes.extend(provider.remove_version(&view, &release.name_any()));
                 }
                 writes
             }
@@ -564,4 +588,23 @@ pub(crate) fn service_manifest<'a>(
         Some(name) => services.find(|s| s.name() == Some(name.as_str())),
         None => services.next(),
     }
+}
+
+/// The newest version other than `release` that the decision keeps running in `cluster`.
+fn successor<'r>(
+    decision: &prism_engine::Decision<'_>,
+    cluster: &str,
+    release: &Release,
+    by_name: &BTreeMap<String, &'r Release>,
+) -> Option<&'r Release> {
+    let name = release.name_any();
+    decision
+        .clusters
+        .iter()
+        .find(|decided| decided.cluster == cluster)?
+        .versions
+        .iter()
+        .rev()
+        .find(|version| version.release != name && !version.target.is_zero())
+        .and_then(|version| by_name.get(version.release).copied())
 }

@@ -14,12 +14,16 @@ use crate::fleet::{Member, of_app};
 use crate::service_target::Copies;
 use crate::touches::{self, Touch};
 use crate::traffic::{self, AppView};
+use crate::workload::Workloads;
 use crate::write::Kind;
 
 /// What the caches hold of one application in one cluster.
 pub(super) struct ClusterView {
     pub(super) deployments: Vec<Arc<cached::Deployment>>,
+    pub(super) stateful_sets: Vec<Arc<cached::StatefulSet>>,
+    pub(super) daemon_sets: Vec<Arc<cached::DaemonSet>>,
     pub(super) pods: Vec<Arc<cached::Pod>>,
+    pub(super) nodes: Vec<Arc<cached::Node>>,
     pub(super) services: Vec<std::sync::Arc<k8s_openapi::api::core::v1::Service>>,
     pub(super) endpoint_slices: Vec<Arc<cached::EndpointSlice>>,
     /// The namespace's HTTPRoutes, read only for an application that routes through one.
@@ -32,13 +36,15 @@ pub(super) struct ClusterView {
 }
 
 impl ClusterView {
-    /// The Deployment of `release`, unless it is being deleted.
-    pub(super) fn deployment(&self, release: &str) -> Option<&cached::Deployment> {
-        self.deployments
-            .iter()
-            .map(|deployment| deployment.as_ref())
-            .filter(|deployment| deployment.metadata.deletion_timestamp.is_none())
-            .find(|deployment| deployment.metadata.name.as_deref() == Some(release))
+    /// What the workload providers read.
+    pub(super) fn workloads(&self) -> Workloads<'_> {
+        Workloads {
+            deployments: &self.deployments,
+            stateful_sets: &self.stateful_sets,
+            daemon_sets: &self.daemon_sets,
+            pods: &self.pods,
+            nodes: &self.nodes,
+        }
     }
 
     pub(super) fn read(
@@ -48,9 +54,14 @@ impl ClusterView {
         app: &Application,
     ) -> ClusterView {
         let touches = traffic::provider(app.spec.traffic.provider).map_or(&[][..], |p| p.touches());
+        let daemon_sets = of_app(&member.daemon_sets, namespace, name);
+        let nodes = nodes_for_daemon_sets(member, &daemon_sets);
         ClusterView {
             deployments: of_app(&member.deployments, namespace, name),
+            stateful_sets: of_app(&member.stateful_sets, namespace, name),
+            daemon_sets,
             pods: of_app(&member.pods, namespace, name),
+            nodes,
             services: of_app(&member.services, namespace, name),
             endpoint_slices: of_app(&member.endpoint_slices, namespace, name),
             http_routes: optional_in(
@@ -144,4 +155,17 @@ where
     member.optional_listed(kind).map(|()| {
         store.state_filter(|object| object.meta().namespace.as_deref() == Some(namespace))
     })
+}
+
+/// Every node of the cluster, which only a DaemonSet's provider reads (for the zones its
+/// versions move by), so only where the application has one.
+fn nodes_for_daemon_sets(
+    member: &Member,
+    daemon_sets: &[Arc<cached::DaemonSet>],
+) -> Vec<Arc<cached::Node>> {
+    if daemon_sets.is_empty() {
+        Vec::new()
+    } else {
+        member.nodes.state()
+    }
 }

@@ -6,7 +6,7 @@
 //! election). `prism rbac` prints both; a test keeps the chart's copy fresh.
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use kube::Resource;
 use kube::core::ApiResource;
@@ -16,6 +16,7 @@ use prism_api::{
 };
 
 use super::{Grant, Rule, Verb};
+use crate::workload::objects::OPTIONAL;
 
 /// One kind (or one of its subresources) the controller touches in the management cluster.
 #[derive(Clone, Copy, Debug)]
@@ -134,7 +135,13 @@ pub const TOUCHES: &[ManagementTouch] = &[
         resource: kind::<Secret>,
         subresource: None,
         verbs: &[Verb::Get],
-        why: "read by name, never listed: a Cluster's kubeconfig (spec.credentials.secretRef) and a webhook's signing secret",
+        why: "read by name, never listed: a Cluster's kubeconfig (spec.credentials.secretRef), a webhook's signing secret and a chart's values file (spec.template.chart.valuesFrom)",
+    },
+    ManagementTouch {
+        resource: kind::<ConfigMap>,
+        subresource: None,
+        verbs: &[Verb::Get],
+        why: "read by name, never listed: a chart's values file (spec.template.chart.valuesFrom)",
     },
     ManagementTouch {
         resource: kind::<Event>,
@@ -171,11 +178,15 @@ pub(super) fn grant(touch: &ManagementTouch) -> Grant {
     }
 }
 
-/// The dry-run creates: every kind a provider applies.
+/// The dry-run creates: every kind a provider applies, but those templates carry by choice,
+/// which are checked offline alone (`dry_run.rs`).
 fn dry_runs() -> impl Iterator<Item = Grant> {
     let mut kinds = Vec::new();
     for touch in super::all() {
-        if touch.verbs.contains(&Verb::Apply) && !kinds.contains(&touch.kind) {
+        if touch.verbs.contains(&Verb::Apply)
+            && !kinds.contains(&touch.kind)
+            && !OPTIONAL.contains(&touch.kind)
+        {
             kinds.push(touch.kind);
         }
     }
@@ -196,17 +207,19 @@ pub fn own_rules() -> Vec<Rule> {
 }
 
 /// The chart's ClusterRole: [`own_rules`] and the application clusters' rules, one rule per
-/// resource.
+/// resource; the kinds templates carry by choice are granted apart (docs/workloads.md).
 pub fn cluster_rules() -> Vec<Rule> {
-    let local = super::all().map(|touch| {
-        let resource = touch.kind.resource();
-        Grant {
-            api_group: resource.group,
-            resource: resource.plural,
-            verbs: touch.verbs,
-            why: LOCAL_WHY,
-        }
-    });
+    let local = super::all()
+        .filter(|touch| !OPTIONAL.contains(&touch.kind))
+        .map(|touch| {
+            let resource = touch.kind.resource();
+            Grant {
+                api_group: resource.group,
+                resource: resource.plural,
+                verbs: touch.verbs,
+                why: LOCAL_WHY,
+            }
+        });
     super::merge(TOUCHES.iter().map(grant).chain(dry_runs()).chain(local))
 }
 
@@ -274,7 +287,7 @@ mod tests {
     #[test]
     fn the_cluster_role_holds_every_application_cluster_rule() {
         let rules = cluster_rules();
-        for rule in super::super::rules() {
+        for rule in super::super::rules(&[]) {
             for verb in &rule.verbs {
                 assert!(
                     grants(&rules, &rule.api_group, &rule.resource, verb),

@@ -48,6 +48,7 @@ pub async fn setup_serving_metrics(
             prometheus_url: None,
             metrics_address,
             leader_election: None,
+            helm: Some(prism_testkit::charts::helm_path().await.to_path_buf()),
         },
     ));
     let apps = Api::namespaced(client.clone(), env.namespace());

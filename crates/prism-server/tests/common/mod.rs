@@ -42,6 +42,7 @@ pub async fn serve(env: &TestEnv) -> anyhow::Result<Served> {
             prometheus_url: None,
             metrics_address: None,
             leader_election: None,
+            helm: Some(prism_testkit::charts::helm_path().await.to_path_buf()),
         },
     ));
     let fleet = TestFleet::join(env, &client).await?;

@@ -26,6 +26,8 @@ use prism_api::Cluster;
 use prism_api::labels::{CLUSTER_LABEL, FIELD_MANAGER, MANAGED_BY};
 use prism_controller::fleet::MANAGEMENT_CLUSTER;
 use prism_controller::touches;
+use prism_controller::workload::objects;
+use prism_controller::write::Kind;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -81,6 +83,30 @@ pub struct JoinOptions {
     /// repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = label)]
     pub labels: Vec<(String, String)>,
+    /// Let the controller write objects of this kind that templates and charts carry beside
+    /// their workload (ServiceAccount, Role, RoleBinding, PodDisruptionBudget, Ingress,
+    /// NetworkPolicy); repeatable. Without it, an application whose template has one is refused
+    /// by the cluster (docs/workloads.md).
+    #[arg(long = "allow-kind", value_name = "KIND", value_parser = optional_kind)]
+    pub allowed_kinds: Vec<Kind>,
+}
+
+/// A kind `--allow-kind` may grant.
+pub fn optional_kind(text: &str) -> Result<Kind, String> {
+    objects::OPTIONAL
+        .iter()
+        .copied()
+        .find(|kind| kind.resource().kind == text)
+        .ok_or_else(|| {
+            let names: Vec<String> = objects::OPTIONAL
+                .iter()
+                .map(|kind| kind.resource().kind)
+                .collect();
+            format!(
+                "{text:?} is not a kind templates may carry by choice: one of {}",
+                names.join(", ")
+            )
+        })
 }
 
 /// A label given as `KEY=VALUE`.
@@ -248,13 +274,14 @@ pub fn service_account() -> ServiceAccount {
 }
 
 /// The ClusterRole of what the controller's providers declare they touch: what the controller
-/// does in an application cluster, and nothing more.
-pub fn cluster_role() -> ClusterRole {
+/// does in an application cluster, and nothing more; of the kinds templates carry by choice,
+/// those `allowed`.
+pub fn cluster_role(allowed: &[Kind]) -> ClusterRole {
     let strings = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     ClusterRole {
         metadata: metadata(CLUSTER_ROLE, None),
         rules: Some(
-            touches::rules()
+            touches::rules(allowed)
                 .into_iter()
                 .map(|rule| PolicyRule {
                     api_groups: Some(vec![rule.api_group]),
@@ -684,7 +711,7 @@ pub async fn join(options: &JoinOptions, mut report: impl FnMut(String)) -> Resu
     app.apply(
         Api::<ClusterRole>::all(app.client.clone()),
         CLUSTER_ROLE,
-        &cluster_role(),
+        &cluster_role(&options.allowed_kinds),
         &mut report,
     )
     .await?;
@@ -794,7 +821,7 @@ mod tests {
                 (unquote(cells[1]), unquote(cells[2]), cells[3].to_owned())
             })
             .collect();
-        let granted: Vec<(String, String, String)> = cluster_role()
+        let granted: Vec<(String, String, String)> = cluster_role(objects::OPTIONAL)
             .rules
             .unwrap_or_default()
             .into_iter()
@@ -820,6 +847,7 @@ mod tests {
             weight: None,
             secret_namespace: NAMESPACE.into(),
             labels: Vec::new(),
+            allowed_kinds: Vec::new(),
         }
     }
 
@@ -905,7 +933,7 @@ current-context: c
 
     #[test]
     fn the_controller_gets_exactly_these_rights() {
-        insta::assert_snapshot!(serde_saphyr::to_string(&cluster_role()).unwrap());
+        insta::assert_snapshot!(serde_saphyr::to_string(&cluster_role(&[])).unwrap());
     }
 
     #[test]
@@ -1027,6 +1055,7 @@ current-context: c
             weight: Some(50),
             secret_namespace: "fleet".into(),
             labels: vec![label("prism.dev/fleet=demo").unwrap()],
+            allowed_kinds: Vec::new(),
             ..options()
         };
         assert_eq!(

@@ -370,6 +370,7 @@ async fn installed_from_the_chart_prism_rolls_out_under_its_own_least_privilege_
                 shards: 1,
                 lease_duration: std::time::Duration::from_secs(15),
             }),
+            helm: None,
         },
     ));
 

@@ -219,6 +219,7 @@ async fn the_server_with_the_charts_identity_serves_callers_and_is_refused_the_r
             prometheus_url: None,
             metrics_address: None,
             leader_election: None,
+            helm: Some(prism_testkit::charts::helm_path().await.to_path_buf()),
         },
     ));
     let apps: Api<Application> = Api::namespaced(admin.clone(), namespace);

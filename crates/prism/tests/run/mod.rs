@@ -68,6 +68,7 @@ pub async fn with_controller(
             prometheus_url: None,
             metrics_address: None,
             leader_election: None,
+            helm: Some(prism_testkit::charts::helm_path().await.to_path_buf()),
         },
     ));
     (

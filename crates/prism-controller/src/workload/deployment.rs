@@ -1,24 +1,26 @@
-//! The workload provider: each version's objects in a cluster — its Deployment, ConfigMaps and
-//! HorizontalPodAutoscaler, named after its Release — and what a cluster runs of each version.
-//!
-//! Building is pure: a Release and a capacity in, server-side apply bodies out.
+//! The Deployment: each version is a Deployment of its own named after its Release (with its
+//! HorizontalPodAutoscaler when the template has one), scaled to the version's capacity, so
+//! versions run side by side and traffic can be split between them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 use prism_api::Release;
-use prism_api::application::Template;
-use prism_api::labels::{APP_LABEL, CAPACITY_ANNOTATION, RELEASE_LABEL};
+use prism_api::chart::WorkloadKind;
+use prism_api::labels::{CAPACITY_ANNOTATION, RELEASE_LABEL};
 use prism_engine::{Capacity, VersionObservation};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use super::{Version, WorkloadProvider, Workloads, object, objects, set_metadata, version_labels};
 use crate::cached::Deployment;
 use crate::touches::{Touch, Verb};
 use crate::write::{Kind, Write};
 
-/// What the workload watches and writes in a cluster (see [`crate::touches`]).
-pub const TOUCHES: &[Touch] = &[
+/// The Deployment provider.
+pub struct Deployments;
+
+const TOUCHES: &[Touch] = &[
     Touch {
         kind: Kind::Deployment,
         verbs: &[
@@ -35,69 +37,104 @@ pub const TOUCHES: &[Touch] = &[
         why: "watched to see which pods of each version are ready",
     },
     Touch {
-        kind: Kind::ConfigMap,
-        verbs: &[Verb::Apply, Verb::Delete, Verb::DeleteByRelease],
-        why: "each version gets its own copy of the template's ConfigMaps (<release>-<name>), applied with the version and deleted with it",
-    },
-    Touch {
         kind: Kind::HorizontalPodAutoscaler,
         verbs: &[Verb::Apply, Verb::Delete, Verb::DeleteByRelease],
         why: "an autoscaled version's HorizontalPodAutoscaler, applied with the bounds of the version's capacity and deleted with the version's other objects",
     },
 ];
 
-/// The writes that make a cluster run `capacity` of `release`. A version not installed yet
-/// (`installed` None) gets all its objects, ConfigMaps first so that its pods find them.
-/// `pod_labels` are the labels the traffic provider wants on every pod of a version from its
-/// start; an installed version keeps only those its pod template has, since a change of the
-/// pod template would restart its pods. `owner` is the Release's reference when the cluster is
-/// the management cluster.
-///
-/// Running nothing of a version is not having it: at zero capacity its objects are deleted
-/// (the engine reads a version with no Deployment as one at zero), so a version that leaves a
-/// cluster costs one write, not a scale to zero and then a delete. Should it come back (an
-/// abort restoring an incumbent), it is installed anew, from zero pods either way.
-pub fn install(
-    release: &Release,
-    capacity: Capacity,
-    installed: Option<&Deployment>,
-    pod_labels: &[(&str, &str)],
-    owner: Option<&OwnerReference>,
-) -> Vec<Write> {
-    if capacity.is_zero() {
-        return match installed {
-            Some(_) => remove(release),
-            None => Vec::new(),
-        };
+impl WorkloadProvider for Deployments {
+    fn kind(&self) -> WorkloadKind {
+        WorkloadKind::Deployment
     }
-    set_capacity(release, capacity, installed, pod_labels, owner)
+
+    fn touches(&self) -> &'static [Touch] {
+        TOUCHES
+    }
+
+    fn observe(&self, cluster: Workloads<'_>) -> BTreeMap<String, VersionObservation> {
+        observe(cluster.deployments.iter().map(|d| d.as_ref()))
+    }
+
+    /// A version not installed yet gets all its objects, its own first so that its pods find
+    /// them. An installed version keeps only those of the traffic provider's pod labels its pod
+    /// template has, since a change of the pod template would restart its pods.
+    ///
+    /// Running nothing of a version is not having it: at zero capacity its objects are deleted
+    /// (a version with no Deployment is observed at zero), so a version that leaves a cluster
+    /// costs one write, not a scale to zero and then a delete. Should it come back (an abort
+    /// restoring an incumbent), it is installed anew, from zero pods either way.
+    fn install(
+        &self,
+        cluster: Workloads<'_>,
+        version: Version<'_>,
+        capacity: Capacity,
+    ) -> Vec<Write> {
+        let installed = installed(cluster, version.release);
+        if capacity.is_zero() {
+            return match installed {
+                Some(_) => self.remove(cluster, version.release),
+                None => Vec::new(),
+            };
+        }
+        set_capacity(version, capacity, installed)
+    }
+
+    /// Scaled to zero; its autoscaler goes, as it cannot hold zero replicas.
+    fn idle(&self, cluster: Workloads<'_>, version: Version<'_>) -> Vec<Write> {
+        match installed(cluster, version.release) {
+            Some(installed) => set_capacity(version, Capacity::ZERO, Some(installed)),
+            None => Vec::new(),
+        }
+    }
+
+    fn remove(&self, _: Workloads<'_>, release: &Release) -> Vec<Write> {
+        let name = release.name_any();
+        let mut writes = vec![Write::Delete {
+            kind: Kind::Deployment,
+            name: name.clone(),
+        }];
+        if release
+            .spec
+            .template
+            .of_kind("HorizontalPodAutoscaler")
+            .next()
+            .is_some()
+        {
+            writes.push(Write::Delete {
+                kind: Kind::HorizontalPodAutoscaler,
+                name,
+            });
+        }
+        writes.extend(objects::remove(release));
+        writes
+    }
 }
 
-/// The writes that scale an installed version to zero, keeping its objects: a Drained version
-/// (`Change::Idle`), whose objects wait `versions.deleteAfter` before they go. Its autoscaler
-/// goes, as it cannot hold zero replicas.
-pub fn idle(
-    release: &Release,
-    installed: Option<&Deployment>,
-    pod_labels: &[(&str, &str)],
-    owner: Option<&OwnerReference>,
-) -> Vec<Write> {
-    match installed {
-        Some(_) => set_capacity(release, Capacity::ZERO, installed, pod_labels, owner),
-        None => Vec::new(),
-    }
+/// The Deployment of `release`, unless it is being deleted.
+fn installed<'a>(cluster: Workloads<'a>, release: &Release) -> Option<&'a Deployment> {
+    let name = release.name_any();
+    cluster
+        .deployments
+        .iter()
+        .map(|deployment| deployment.as_ref())
+        .filter(|deployment| deployment.metadata.deletion_timestamp.is_none())
+        .find(|deployment| deployment.metadata.name.as_deref() == Some(name.as_str()))
 }
 
 fn set_capacity(
-    release: &Release,
+    version: Version<'_>,
     capacity: Capacity,
     installed: Option<&Deployment>,
-    pod_labels: &[(&str, &str)],
-    owner: Option<&OwnerReference>,
 ) -> Vec<Write> {
+    let Version {
+        release,
+        pod_labels,
+        owner,
+        ..
+    } = version;
     let template = &release.spec.template;
     let name = release.name_any();
-    let mut writes = Vec::new();
     let pod_labels: Vec<(&str, &str)> = match installed {
         None => pod_labels.to_vec(),
         Some(deployment) => {
@@ -111,16 +148,9 @@ fn set_capacity(
                 .collect()
         }
     };
+    let mut writes = Vec::new();
     if installed.is_none() {
-        for config_map in template.of_kind("ConfigMap") {
-            let mut body = config_map.object();
-            let renamed = config_map_name(&name, config_map.name().unwrap_or_default());
-            set_metadata(&mut body, &renamed, release, owner);
-            writes.push(Write::Apply {
-                kind: Kind::ConfigMap,
-                body: Value::Object(body),
-            });
-        }
+        writes.extend(objects::install(release, owner));
     }
     if let Some(deployment) = deployment(release, capacity, &pod_labels, owner) {
         writes.push(Write::Apply {
@@ -144,31 +174,6 @@ fn set_capacity(
     writes
 }
 
-/// The writes that delete every object of `release` from a cluster.
-pub fn remove(release: &Release) -> Vec<Write> {
-    let name = release.name_any();
-    let template = &release.spec.template;
-    let mut writes = vec![Write::Delete {
-        kind: Kind::Deployment,
-        name: name.clone(),
-    }];
-    if template.of_kind("HorizontalPodAutoscaler").next().is_some() {
-        writes.push(Write::Delete {
-            kind: Kind::HorizontalPodAutoscaler,
-            name: name.clone(),
-        });
-    }
-    writes.extend(
-        template
-            .of_kind("ConfigMap")
-            .map(|config_map| Write::Delete {
-                kind: Kind::ConfigMap,
-                name: config_map_name(&name, config_map.name().unwrap_or_default()),
-            }),
-    );
-    writes
-}
-
 /// The labels of the pods a Deployment makes, as the cache keeps them.
 pub fn pod_template_labels(deployment: &Deployment) -> Option<&BTreeMap<String, String>> {
     deployment
@@ -182,7 +187,7 @@ pub fn pod_template_labels(deployment: &Deployment) -> Option<&BTreeMap<String, 
 }
 
 /// What a cluster runs of each version, from the Deployments of one application, by release.
-pub fn observe<'d>(
+fn observe<'d>(
     deployments: impl IntoIterator<Item = &'d Deployment>,
 ) -> BTreeMap<String, VersionObservation> {
     deployments
@@ -215,6 +220,23 @@ pub fn observe<'d>(
         .collect()
 }
 
+fn capacity_text(capacity: Capacity) -> String {
+    match capacity {
+        Capacity::Replicas(n) => n.to_string(),
+        Capacity::Autoscaled { min, max } => format!("{min}-{max}"),
+    }
+}
+
+fn parse_capacity(text: &str) -> Option<Capacity> {
+    match text.split_once('-') {
+        Some((min, max)) => Some(Capacity::Autoscaled {
+            min: min.parse().ok()?,
+            max: max.parse().ok()?,
+        }),
+        None => Some(Capacity::Replicas(text.parse().ok()?)),
+    }
+}
+
 /// The ready pods of the Deployment's current pod template. Only updated pods count: after a
 /// change of the template (by hand: Prism never changes a version's), ready pods of the old one
 /// are not this version. A status not yet updated for the latest spec may still count pods a
@@ -233,36 +255,6 @@ fn ready_replicas(deployment: &Deployment) -> u32 {
     }
 }
 
-/// What a Release runs at 100%: its autoscaler's bounds, or its Deployment's replicas. None for
-/// a template whose count cannot be read, which validation refuses before a Release is made: a
-/// count is never guessed.
-pub fn full_capacity(template: &Template) -> Option<Capacity> {
-    template.full_capacity().map(Capacity::from)
-}
-
-fn capacity_text(capacity: Capacity) -> String {
-    match capacity {
-        Capacity::Replicas(n) => n.to_string(),
-        Capacity::Autoscaled { min, max } => format!("{min}-{max}"),
-    }
-}
-
-fn parse_capacity(text: &str) -> Option<Capacity> {
-    match text.split_once('-') {
-        Some((min, max)) => Some(Capacity::Autoscaled {
-            min: min.parse().ok()?,
-            max: max.parse().ok()?,
-        }),
-        None => Some(Capacity::Replicas(text.parse().ok()?)),
-    }
-}
-
-/// A version's copy of a template ConfigMap: versions never share one, so a new version's
-/// configuration cannot change an old version's pods.
-pub fn config_map_name(release: &str, config_map: &str) -> String {
-    format!("{release}-{config_map}")
-}
-
 /// The template's Deployment as this version's: named after the release, its selector and pods
 /// labelled with the application and the release, ConfigMap references renamed, and the
 /// replicas of `capacity` (an autoscaler's lower bound when autoscaled).
@@ -273,12 +265,8 @@ fn deployment(
     owner: Option<&OwnerReference>,
 ) -> Option<Value> {
     let template = &release.spec.template;
-    let manifest = template.of_kind("Deployment").next()?;
+    let manifest = template.workload()?;
     let name = release.name_any();
-    let config_maps: BTreeSet<&str> = template
-        .of_kind("ConfigMap")
-        .filter_map(|config_map| config_map.name())
-        .collect();
     let mut body = manifest.object();
     set_metadata(&mut body, &name, release, owner);
     let annotations = object(object(&mut body, "metadata"), "annotations");
@@ -297,7 +285,7 @@ fn deployment(
             .map(|(key, value)| ((*key).to_owned(), Value::from(*value))),
     );
     if let Some(pod_spec) = pod.get_mut("spec") {
-        rename_config_maps(pod_spec, &name, &config_maps);
+        objects::rename_references(pod_spec, &name, template);
     }
     Some(Value::Object(body))
 }
@@ -323,100 +311,56 @@ fn autoscaler(release: &Release, min: u32, max: u32, owner: Option<&OwnerReferen
     Value::Object(body)
 }
 
-/// The labels of every object and pod of a version.
-fn version_labels(release: &Release) -> Map<String, Value> {
-    Map::from_iter([
-        (
-            APP_LABEL.to_owned(),
-            release.spec.application.clone().into(),
-        ),
-        (RELEASE_LABEL.to_owned(), release.name_any().into()),
-    ])
-}
-
-/// Names the object, puts it in the version's labels, and makes the Release its owner when
-/// they share an API server. The namespace is the Api's.
-fn set_metadata(
-    body: &mut Map<String, Value>,
-    name: &str,
-    release: &Release,
-    owner: Option<&OwnerReference>,
-) {
-    let metadata = object(body, "metadata");
-    metadata.insert("name".into(), name.into());
-    metadata.remove("namespace");
-    object(metadata, "labels").extend(version_labels(release));
-    if let Some(owner) = owner {
-        metadata.insert(
-            "ownerReferences".into(),
-            json!([serde_json::to_value(owner).unwrap_or_default()]),
-        );
-    }
-}
-
-/// `body[key]` as an object, created when missing.
-pub(crate) fn object<'b>(
-    body: &'b mut Map<String, Value>,
-    key: &str,
-) -> &'b mut Map<String, Value> {
-    let entry = body.entry(key).or_insert_with(|| Value::Object(Map::new()));
-    if !entry.is_object() {
-        *entry = Value::Object(Map::new());
-    }
-    entry.as_object_mut().expect("just made an object")
-}
-
-/// Points every reference to a template ConfigMap in a pod spec (volumes, projected sources,
-/// envFrom, env valueFrom) at the version's copy.
-fn rename_config_maps(value: &mut Value, release: &str, config_maps: &BTreeSet<&str>) {
-    match value {
-        Value::Object(map) => {
-            for (key, child) in map.iter_mut() {
-                let is_reference = matches!(
-                    key.as_str(),
-                    "configMap" | "configMapRef" | "configMapKeyRef"
-                );
-                if is_reference
-                    && let Some(Value::String(name)) = child.get_mut("name")
-                    && config_maps.contains(name.as_str())
-                {
-                    *name = config_map_name(release, name);
-                } else {
-                    rename_config_maps(child, release, config_maps);
-                }
-            }
-        }
-        Value::Array(items) => {
-            for item in items {
-                rename_config_maps(item, release, config_maps);
-            }
-        }
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prism_api::ReleaseSpec;
+    use std::sync::Arc;
+
+    /// The provider's writes for a cluster that holds `installed`.
+    fn install(
+        release: &Release,
+        capacity: Capacity,
+        installed: Option<&Deployment>,
+        pod_labels: &[(&str, &str)],
+        owner: Option<&OwnerReference>,
+    ) -> Vec<Write> {
+        let deployments = installed_as(release, installed);
+        let cluster = Workloads {
+            deployments: &deployments,
+            ..Workloads::default()
+        };
+        let version = Version {
+            release,
+            pod_labels,
+            owner,
+            successor: None,
+        };
+        Deployments.install(cluster, version, capacity)
+    }
+
+    fn remove(release: &Release) -> Vec<Write> {
+        Deployments.remove(Workloads::default(), release)
+    }
+
+    /// `installed` as the cache holds it: the Deployment named after its Release.
+    fn installed_as(release: &Release, installed: Option<&Deployment>) -> Vec<Arc<Deployment>> {
+        installed
+            .cloned()
+            .map(|mut deployment| {
+                deployment.metadata.name = Some(release.name_any());
+                Arc::new(deployment)
+            })
+            .into_iter()
+            .collect()
+    }
 
     fn release(manifests: Value) -> Release {
-        let mut release = Release::new(
+        crate::workload::test_release(
             "web-3",
-            ReleaseSpec {
-                application: "web".into(),
-                revision: 3,
-                template: serde_json::from_value(json!({ "manifests": manifests })).unwrap(),
-                target: None,
-                strategy: Default::default(),
-                clusters: Vec::new(),
-                target_step: None,
-                aborted: false,
-                side: None,
-            },
-        );
-        release.metadata.namespace = Some("ns".into());
-        release
+            "web",
+            3,
+            serde_json::from_value(json!({ "manifests": manifests })).unwrap(),
+        )
     }
 
     fn web(replicas: u32) -> Value {
