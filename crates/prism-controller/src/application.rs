@@ -36,6 +36,7 @@ use crate::fleet::MANAGEMENT_CLUSTER;
 use crate::service_target;
 use crate::strategy_update::{self, REASON_STRATEGY_UPDATED};
 use crate::webhooks::{self, REASK};
+use crate::workload;
 use crate::write::apply_status;
 
 /// `Valid` condition reasons.
@@ -50,6 +51,8 @@ pub const REASON_UNSCHEDULABLE: &str = "Unschedulable";
 pub const REASON_PRE_ROLLOUT_HELD: &str = "PreRolloutHeld";
 /// The Event emitted when a Release is created.
 pub const REASON_RELEASE_CREATED: &str = "ReleaseCreated";
+/// The template's workload is not the one the running versions share (`workload::refuses_to_follow`).
+pub const REASON_WORKLOAD_CHANGED: &str = "WorkloadChanged";
 
 /// The strategy an Application names, as found in the cluster.
 #[derive(Clone, Debug, PartialEq)]
@@ -191,6 +194,20 @@ pub async fn reconcile(app: &Application, ctx: &Context) -> Result<Outcome, Erro
         _ => None,
     };
     let app = rendered.as_ref().unwrap_or(app);
+    if wanted && verdict.is_ok() {
+        let running = still_running(&observed.releases).map(|release| {
+            (
+                release.metadata.name.as_deref().unwrap_or_default(),
+                &release.spec.template,
+            )
+        });
+        if let Some(message) = workload::refuses_to_follow(&app.spec.template, running) {
+            verdict = Err(Invalid {
+                reason: REASON_WORKLOAD_CHANGED,
+                message,
+            });
+        }
+    }
     let mut created = match &verdict {
         Ok(pipeline) if wanted => match schedule(app, &observed.clusters) {
             Ok(clusters) => Some(desired_release(
@@ -752,6 +769,21 @@ fn live(releases: &[Release]) -> (Option<&Release>, Option<&Release>) {
     (newest, incumbent)
 }
 
+/// The Releases whose versions still run somewhere, or are on their way: rolling out or back,
+/// complete and not retired, or draining. An aborted or superseded version has gone back to
+/// zero.
+fn still_running(releases: &[Release]) -> impl Iterator<Item = &Release> {
+    releases.iter().filter(|release| {
+        let state = release.status.as_ref().and_then(|status| status.state);
+        match phase(release) {
+            None => true,
+            Some(ReleasePhase::Aborted | ReleasePhase::Superseded) => false,
+            Some(ReleasePhase::Complete) => state != Some(VersionState::Retired),
+            Some(_) => true,
+        }
+    })
+}
+
 fn phase(release: &Release) -> Option<ReleasePhase> {
     release.status.as_ref()?.phase
 }
@@ -1244,6 +1276,23 @@ mod tests {
             })
             .collect();
         assert_eq!(releases_to_prune(&releases, 0), vec!["web-1"]);
+    }
+
+    #[test]
+    fn still_running_leaves_out_rolled_back_superseded_and_retired_versions() {
+        let app = app("web:1");
+        let mut retired = release(&app, 1, Some(ReleasePhase::Complete));
+        retired.status.as_mut().unwrap().state = Some(VersionState::Retired);
+        let releases = [
+            retired,
+            release(&app, 2, Some(ReleasePhase::Aborted)),
+            release(&app, 3, Some(ReleasePhase::Superseded)),
+            release(&app, 4, Some(ReleasePhase::Complete)),
+            release(&app, 5, Some(ReleasePhase::RollingBack)),
+            release(&app, 6, None),
+        ];
+        let running: Vec<String> = still_running(&releases).map(|r| r.name_any()).collect();
+        assert_eq!(running, ["web-4", "web-5", "web-6"]);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Owner references do not cross API servers, so what Prism installed in an application cluster
 //! is not garbage-collected there when its Release or Application is deleted (in the management
 //! cluster, it is). The sweep deletes such orphans: a version whose Release is gone, and an
-//! application's Service whose Application is gone. The caches only suggest an orphan; the
-//! management cluster's API server confirms it before anything is deleted. It also deletes the
+//! application's Service and what its versions shared, whose Application is gone. The caches
+//! only suggest an orphan; the management cluster's API server confirms it before anything is
+//! deleted. It also deletes the
 //! Service of an application that left the cluster (no version of it here, no Release of it
 //! scheduled here), which a reconcile deletes with its last version but cannot see once the
 //! Releases scheduled here are pruned or deleted: a Service that routes to nothing. A
@@ -56,24 +57,28 @@ pub async fn sweep(ctx: &Context, member: &Member) {
                 .map(|daemon_set| daemon_set.metadata.clone()),
         )
         .collect();
-    let mut versions: Vec<(String, String)> = workloads
+    let mut versions: Vec<(String, String, String)> = workloads
         .iter()
         .filter(|workload| settled(workload))
         .filter_map(|workload| {
             let namespace = workload.namespace.clone()?;
-            let release = workload.labels.as_ref()?.get(RELEASE_LABEL)?.clone();
+            let labels = workload.labels.as_ref()?;
+            let release = labels.get(RELEASE_LABEL)?.clone();
+            let app = labels.get(APP_LABEL)?.clone();
             let known = ctx
                 .releases
                 .get(&ObjectRef::<Release>::new(&release).within(&namespace))
                 .is_some();
-            (!known).then_some((namespace, release))
+            (!known).then_some((namespace, release, app))
         })
         .collect();
     versions.dedup();
-    for (namespace, release) in versions {
+    let mut orphaned_apps = BTreeSet::new();
+    for (namespace, release, app) in versions {
         if !is_gone::<Release>(&ctx.client, &namespace, &release).await {
             continue;
         }
+        orphaned_apps.insert((namespace.clone(), app));
         info!(cluster = %member.name, %namespace, %release, "deleting what a deleted Release left");
         let selector = format!("{RELEASE_LABEL}={release}");
         let client = &member.client;
@@ -85,6 +90,14 @@ pub async fn sweep(ctx: &Context, member: &Member) {
         };
         if let Err(error) = outcome.await {
             warn!(cluster = %member.name, %namespace, %release, %error, "could not delete an orphaned version");
+        }
+    }
+
+    // What the versions of an application that is gone shared (an application without a Service
+    // leaves nothing else behind to find them by).
+    for (namespace, app) in orphaned_apps {
+        if is_gone::<Application>(&ctx.client, &namespace, &app).await {
+            delete_shared(member, &namespace, &app).await;
         }
     }
 
@@ -156,12 +169,16 @@ pub async fn sweep(ctx: &Context, member: &Member) {
         if let Err(error) = deleted {
             warn!(cluster = %member.name, %namespace, service = %name, %error, "could not delete an orphaned Service");
         }
-        // The application's shared objects (an Ingress, a PodDisruptionBudget) go with it.
-        let selector = format!("{APP_LABEL}={app},!{RELEASE_LABEL}");
-        for kind in workload::objects::shared_kinds() {
-            if let Err(error) = delete_all(&member.client, kind, &namespace, &selector).await {
-                warn!(cluster = %member.name, %namespace, %app, %error, "could not delete an application's shared objects");
-            }
+        delete_shared(member, &namespace, &app).await;
+    }
+}
+
+/// Deletes the objects an application's versions shared (an Ingress, a PodDisruptionBudget).
+async fn delete_shared(member: &Member, namespace: &str, app: &str) {
+    let selector = format!("{APP_LABEL}={app},!{RELEASE_LABEL}");
+    for kind in workload::objects::shared_kinds() {
+        if let Err(error) = delete_all(&member.client, kind, namespace, &selector).await {
+            warn!(cluster = %member.name, %namespace, %app, %error, "could not delete an application's shared objects");
         }
     }
 }

@@ -65,6 +65,7 @@ pub fn candidates(
         release,
         pod_labels,
         owner: None,
+        app_owner: None,
         successor: None,
     };
     let mut writes =

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use common::{application, apply, patch_release_spec, setup, wait_for_phase, wait_for_step};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Api;
 use prism_api::Release;
 use prism_api::release::ReleasePhase;
@@ -158,6 +159,61 @@ async fn deleting_an_application_removes_what_it_installed_in_every_cluster() ->
             || async {
                 let gone = deployments.get_opt("web-1").await?.is_none()
                     && services.get_opt("web").await?.is_none();
+                Ok(gone.then_some(()))
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_deleted_headless_application_leaves_no_shared_object_in_any_cluster()
+-> anyhow::Result<()> {
+    let env = TestEnv::new("fleet-delete-shared").await;
+    let (client, apps, releases, _controller) = setup(&env).await?;
+    let _fleet = TestFleet::join(&env, &client).await?;
+    // A worker with no Service, and the PodDisruptionBudget its versions share: nothing but the
+    // Application says the budget is the worker's once its versions are gone.
+    let mut template = web_template("worker:1", 1);
+    template["manifests"][1] = json!({
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": "web"},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}
+    });
+    let spec = json!({
+        "template": template,
+        "traffic": {"provider": "none"},
+        "strategy": {"steps": [{"name": "full", "capacity": {"contender": "100%"}}]},
+        "schedule": {"clusters": 3},
+    });
+    apply(&apps, &application("web", spec)?).await?;
+    wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
+    let budgets = |cluster: &prism_testkit::TestCluster| {
+        Api::<PodDisruptionBudget>::namespaced(cluster.client(), env.namespace())
+    };
+    for cluster in env.clusters() {
+        assert!(
+            budgets(cluster).get_opt("web").await?.is_some(),
+            "the shared budget is installed in {}",
+            cluster.name()
+        );
+    }
+
+    apps.delete("web", &Default::default()).await?;
+    for cluster in env.clusters() {
+        let deployments = Api::<Deployment>::namespaced(cluster.client(), env.namespace());
+        let budgets = budgets(cluster);
+        prism_testkit::wait_until(
+            format!(
+                "web's Deployment and budget are gone from {}",
+                cluster.name()
+            ),
+            // The sweep waits out a grace period before it takes anything for an orphan.
+            prism_testkit::DEFAULT_TIMEOUT,
+            || async {
+                let gone = deployments.get_opt("web-1").await?.is_none()
+                    && budgets.get_opt("web").await?.is_none();
                 Ok(gone.then_some(()))
             },
         )

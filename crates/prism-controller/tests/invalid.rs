@@ -11,8 +11,10 @@ use anyhow::bail;
 use common::invalid::{
     installed, made_for, spec_of, template_with, wait_for_valid, wait_for_warning,
 };
-use common::{application, apply, apply_strategy, canary_steps, setup, valid_condition};
-use k8s_openapi::api::apps::v1::Deployment;
+use common::{
+    application, apply, apply_strategy, canary_steps, setup, valid_condition, wait_for_phase,
+};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::{Api, ResourceExt};
 use prism_api::Application;
 use prism_api::application::ApplicationPhase;
@@ -348,6 +350,47 @@ async fn an_invalid_application_once_fixed_gets_its_first_release() -> anyhow::R
         },
     )
     .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_running_application_s_workload_keeps_its_kind() -> anyhow::Result<()> {
+    let env = TestEnv::new("invalid-kind-change").await;
+    let (client, apps, releases, _controller) = setup(&env).await?;
+    apply(
+        &apps,
+        &application("web", spec_of(web_template("web:1", 2)))?,
+    )
+    .await?;
+    wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
+
+    // The same application as a StatefulSet: its one StatefulSet would start every pod of the
+    // new version at once, past the strategy's steps.
+    let stateful = spec_of(template_with(|t| {
+        let workload = &mut t["manifests"][0];
+        workload["kind"] = json!("StatefulSet");
+        workload["spec"]["serviceName"] = json!("web");
+    }));
+    apply(&apps, &application("web", stateful)?).await?;
+    let problem =
+        "spec.template: the workload is a StatefulSet where version web-1 runs a Deployment";
+    wait_for_valid(&apps, "web", "Valid is False", |c| {
+        c.status == "False" && c.reason == "WorkloadChanged" && c.message.contains(problem)
+    })
+    .await?;
+    wait_for_warning(&client, env.namespace(), "web", "WorkloadChanged", problem).await?;
+    let names: Vec<String> = releases
+        .list(&Default::default())
+        .await?
+        .items
+        .iter()
+        .map(|release| release.name_any())
+        .collect();
+    assert_eq!(names, ["web-1"], "no Release of the StatefulSet");
+    assert_eq!(
+        installed::<StatefulSet>(&env, "web").await?,
+        BTreeSet::new()
+    );
     Ok(())
 }
 

@@ -297,6 +297,7 @@ pub async fn reconcile(
                     release,
                     pod_labels: provider.map_or(&[][..], |p| p.pod_template_labels()),
                     owner: owner.as_ref(),
+                    app_owner: app_owner.as_ref().filter(|_| member.is_management),
                     successor: successor(&decision, cluster, release, &by_name),
                 };
                 let workloads = workload::provider(&release.spec.template);
@@ -333,6 +334,7 @@ pub async fn reconcile(
                     release,
                     pod_labels: provider.map_or(&[][..], |p| p.pod_template_labels()),
                     owner: owner.as_ref(),
+                    app_owner: app_owner.as_ref().filter(|_| member.is_management),
                     successor: successor(&decision, cluster, release, &by_name),
                 };
                 workload::provider(&release.spec.template).idle(view.workloads(), version)
@@ -341,6 +343,13 @@ pub async fn reconcile(
                 let release = by_name[*release];
                 let mut writes =
                     workload::provider(&release.spec.template).remove(view.workloads(), release);
+                // The application leaves the cluster with it: what its versions shared goes too.
+                if observed
+                    .get(cluster)
+                    .is_some_and(|here| leaves(&decision, cluster, here))
+                {
+                    writes.extend(workload::objects::remove_shared(release));
+                }
                 if let Some(provider) = provider {
                     let view = view.app_view(app, newest, &release_names, app_owner.as_ref());
                     writes.extend(provider.remove_version(&view, &release.name_any()));

@@ -106,7 +106,7 @@ impl WorkloadProvider for DaemonSets {
         }
         let mut writes = Vec::new();
         let Some(daemon_set) = held.filter(|_| holds) else {
-            writes.extend(objects::install(release, version.owner));
+            writes.extend(objects::install(version));
             writes.push(apply(release, share, version));
             return writes;
         };

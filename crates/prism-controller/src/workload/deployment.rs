@@ -150,7 +150,7 @@ fn set_capacity(
     };
     let mut writes = Vec::new();
     if installed.is_none() {
-        writes.extend(objects::install(release, owner));
+        writes.extend(objects::install(version));
     }
     if let Some(deployment) = deployment(release, capacity, &pod_labels, owner) {
         writes.push(Write::Apply {
@@ -333,6 +333,7 @@ mod tests {
             release,
             pod_labels,
             owner,
+            app_owner: None,
             successor: None,
         };
         Deployments.install(cluster, version, capacity)

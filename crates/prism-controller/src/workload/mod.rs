@@ -53,6 +53,9 @@ pub struct Version<'a> {
     /// The Release's reference, when the cluster is the management cluster (owner references
     /// do not cross API servers).
     pub owner: Option<&'a OwnerReference>,
+    /// The Application's reference, when the cluster is the management cluster: the owner of
+    /// the objects its versions share, which go with the Application there.
+    pub app_owner: Option<&'a OwnerReference>,
     /// The newest other version the cluster's step keeps running: where one workload holds
     /// one version at a time (a DaemonSet), the one it goes back to when this one leaves.
     pub successor: Option<&'a Release>,
@@ -130,6 +133,43 @@ pub fn engine_pipeline<'p>(template: &Template, pipeline: &'p Pipeline) -> Cow<'
     }
 }
 
+/// Why a Release of `template` cannot follow the versions that still run (`running`, by
+/// release name), if it cannot: a provider moves capacity only between versions of its own kind
+/// (a StatefulSet created for a contender would start all of its pods at once, and a DaemonSet
+/// rolled back would take a Deployment's pod template), and a StatefulSet, rolled out in place,
+/// keeps its name (a renamed one would be a second StatefulSet, started whole).
+pub fn refuses_to_follow<'t>(
+    template: &Template,
+    running: impl IntoIterator<Item = (&'t str, &'t Template)>,
+) -> Option<String> {
+    let kind = template.workload_kind();
+    let name = template.workload().and_then(|workload| workload.name());
+    for (release, earlier) in running {
+        let earlier_kind = earlier.workload_kind();
+        if earlier_kind != kind {
+            return Some(format!(
+                "spec.template: the workload is a {new} where version {release} runs a {old}; \
+                 the versions of one application share a kind of workload. Roll the {new} out \
+                 as an Application of its own (and delete this one once it serves), or put the \
+                 {old} back",
+                new = kind.as_str(),
+                old = earlier_kind.as_str(),
+            ));
+        }
+        let earlier_name = earlier.workload().and_then(|workload| workload.name());
+        if kind == WorkloadKind::StatefulSet && earlier_name != name {
+            return Some(format!(
+                "spec.template: the StatefulSet is named {new:?} where version {release} runs \
+                 {old:?}; a StatefulSet is rolled out in place and keeps its name (and its \
+                 PersistentVolumeClaims). Name it {old:?} again",
+                new = name.unwrap_or_default(),
+                old = earlier_name.unwrap_or_default(),
+            ));
+        }
+    }
+    None
+}
+
 /// What a Release runs at 100%: its autoscaler's bounds, or its workload's replicas. None for
 /// a template whose count cannot be read, which validation refuses before a Release is made: a
 /// count is never guessed.
@@ -205,4 +245,62 @@ pub(crate) fn test_release(
     );
     release.metadata.namespace = Some("ns".into());
     release
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A template whose only workload is a `kind` named `name`.
+    fn template(kind: &str, name: &str) -> Template {
+        serde_json::from_value(json!({"manifests": [{
+            "apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name},
+            "spec": {"selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": "c", "image": "i"}]}}}
+        }]}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_version_of_the_running_kind_follows_them() {
+        let deployment = template("Deployment", "web");
+        let renamed = template("Deployment", "web-v2");
+        let stateful_set = template("StatefulSet", "db");
+        assert_eq!(
+            refuses_to_follow(&renamed, [("web-1", &deployment)]),
+            None,
+            "a Deployment per version may be named anew"
+        );
+        assert_eq!(
+            refuses_to_follow(&stateful_set, [("db-1", &stateful_set)]),
+            None
+        );
+        assert_eq!(refuses_to_follow(&stateful_set, []), None);
+    }
+
+    #[test]
+    fn a_new_kind_of_workload_is_refused_naming_the_running_version() {
+        let deployment = template("Deployment", "web");
+        let daemon_set = template("DaemonSet", "web");
+        let message = refuses_to_follow(&daemon_set, [("web-3", &deployment)]).unwrap();
+        assert!(message.starts_with("spec.template: "), "{message}");
+        assert!(
+            message.contains("a DaemonSet where version web-3 runs a Deployment"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_renamed_stateful_set_is_refused() {
+        let message = refuses_to_follow(
+            &template("StatefulSet", "db2"),
+            [("db-1", &template("StatefulSet", "db"))],
+        )
+        .unwrap();
+        assert!(
+            message.contains("named \"db2\" where version db-1 runs \"db\""),
+            "{message}"
+        );
+    }
 }

@@ -25,7 +25,7 @@ use prism_api::application::Template;
 use prism_api::labels::APP_LABEL;
 use serde_json::{Map, Value};
 
-use super::{object, set_metadata};
+use super::{Version, object, set_metadata};
 use crate::touches::{Touch, Verb};
 use crate::write::{Kind, Write};
 
@@ -70,8 +70,9 @@ pub fn shared_kinds() -> impl Iterator<Item = Kind> {
 }
 
 const PER_VERSION: &[Verb] = &[Verb::Apply, Verb::Delete, Verb::DeleteByRelease];
-/// Deleted by collection, by the application's label, once the application is gone.
-const SHARED: &[Verb] = &[Verb::Apply, Verb::DeleteByRelease];
+/// Deleted by name when the application leaves the cluster, and by collection, by the
+/// application's label, once the application is gone.
+const SHARED: &[Verb] = &[Verb::Apply, Verb::Delete, Verb::DeleteByRelease];
 
 pub const TOUCHES: &[Touch] = &[
     Touch {
@@ -97,17 +98,17 @@ pub const TOUCHES: &[Touch] = &[
     Touch {
         kind: Kind::PodDisruptionBudget,
         verbs: SHARED,
-        why: "(--allow-kind PodDisruptionBudget) the application's PodDisruptionBudget, one for every version, written by the newest to install",
+        why: "(--allow-kind PodDisruptionBudget) the application's PodDisruptionBudget, one for every version, written by the newest to install and deleted when the application leaves the cluster",
     },
     Touch {
         kind: Kind::Ingress,
         verbs: SHARED,
-        why: "(--allow-kind Ingress) the application's Ingress to its Service, one for every version, written by the newest to install",
+        why: "(--allow-kind Ingress) the application's Ingress to its Service, one for every version, written by the newest to install and deleted when the application leaves the cluster",
     },
     Touch {
         kind: Kind::NetworkPolicy,
         verbs: SHARED,
-        why: "(--allow-kind NetworkPolicy) the application's NetworkPolicy, one for every version, written by the newest to install",
+        why: "(--allow-kind NetworkPolicy) the application's NetworkPolicy, one for every version, written by the newest to install and deleted when the application leaves the cluster",
     },
 ];
 
@@ -129,7 +130,13 @@ fn objects(
 }
 
 /// The writes of a version's objects, made before its workload so that its pods find them.
-pub fn install(release: &Release, owner: Option<&OwnerReference>) -> Vec<Write> {
+pub fn install(version: Version<'_>) -> Vec<Write> {
+    let Version {
+        release,
+        owner,
+        app_owner,
+        ..
+    } = version;
     let name = release.name_any();
     let template = &release.spec.template;
     objects(template)
@@ -143,7 +150,7 @@ pub fn install(release: &Release, owner: Option<&OwnerReference>) -> Vec<Write> 
                         rename_binding(&mut body, &name, template);
                     }
                 }
-                Scope::Shared => shared_metadata(&mut body, &release.spec.application),
+                Scope::Shared => shared_metadata(&mut body, &release.spec.application, app_owner),
             }
             Write::Apply {
                 kind,
@@ -161,6 +168,18 @@ pub fn remove(release: &Release) -> Vec<Write> {
         .map(|(manifest, kind, _)| Write::Delete {
             kind,
             name: copy_name(&name, manifest.name().unwrap_or_default()),
+        })
+        .collect()
+}
+
+/// The deletes of the objects a version shares with the others, once the application leaves the
+/// cluster with it.
+pub fn remove_shared(release: &Release) -> Vec<Write> {
+    objects(&release.spec.template)
+        .filter(|(.., scope)| *scope == Scope::Shared)
+        .map(|(manifest, kind, _)| Write::Delete {
+            kind,
+            name: manifest.name().unwrap_or_default().to_owned(),
         })
         .collect()
 }
@@ -211,11 +230,19 @@ fn rename_binding(body: &mut Map<String, Value>, release: &str, template: &Templ
 }
 
 /// A shared object keeps its name and carries the application's label alone, so that no
-/// version's removal takes it.
-fn shared_metadata(body: &mut Map<String, Value>, app: &str) {
+/// version's removal takes it; it goes when the application leaves the cluster
+/// ([`remove_shared`]), or with the Application (its owner where they share an API server, and
+/// the orphan sweep elsewhere).
+fn shared_metadata(body: &mut Map<String, Value>, app: &str, app_owner: Option<&OwnerReference>) {
     let metadata = object(body, "metadata");
     metadata.remove("namespace");
     object(metadata, "labels").insert(APP_LABEL.into(), app.into());
+    if let Some(owner) = app_owner {
+        metadata.insert(
+            "ownerReferences".into(),
+            Value::Array(vec![serde_json::to_value(owner).unwrap_or_default()]),
+        );
+    }
 }
 
 /// A version's copy of a template object: versions never share one, so a new version's
@@ -291,7 +318,20 @@ mod tests {
             {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web", "namespace": "x"},
              "spec": {"rules": [{"host": "web.example"}]}},
         ]));
-        let writes = install(&release, None);
+        let app_owner = OwnerReference {
+            api_version: "prism.dev/v1alpha1".into(),
+            kind: "Application".into(),
+            name: "web".into(),
+            uid: "uid-web".into(),
+            ..OwnerReference::default()
+        };
+        let writes = install(Version {
+            release: &release,
+            pod_labels: &[],
+            owner: None,
+            app_owner: Some(&app_owner),
+            successor: None,
+        });
         assert_eq!(writes.len(), 4);
         let account = applied(&writes, Kind::ServiceAccount);
         assert_eq!(account["metadata"]["name"], "web-3-web");
@@ -310,6 +350,10 @@ mod tests {
             json!({"prism.dev/app": "web"})
         );
         assert_eq!(ingress["metadata"].get("namespace"), None);
+        assert_eq!(
+            ingress["metadata"]["ownerReferences"][0]["uid"], "uid-web",
+            "the Application owns it where they share an API server"
+        );
 
         assert_eq!(
             remove(&release),
@@ -328,6 +372,14 @@ mod tests {
                 },
             ],
             "the shared Ingress stays for the other versions"
+        );
+        assert_eq!(
+            remove_shared(&release),
+            vec![Write::Delete {
+                kind: Kind::Ingress,
+                name: "web".into()
+            }],
+            "until the application leaves the cluster"
         );
     }
 

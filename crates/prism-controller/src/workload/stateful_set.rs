@@ -381,7 +381,7 @@ fn take_over(
     };
     let mut writes = Vec::new();
     if holding.is_none() {
-        writes.extend(objects::install(version.release, version.owner));
+        writes.extend(objects::install(version));
     }
     if let Some(body) = stateful_set(version.release, replicas, replicas - share, &pod_labels) {
         writes.push(Write::Apply {

@@ -88,6 +88,7 @@ fn install(
         release,
         pod_labels: &[],
         owner: None,
+        app_owner: None,
         successor,
     };
     DaemonSets.install(cluster, version, Capacity::Replicas(share))
@@ -293,6 +294,7 @@ fn a_version_the_daemon_set_does_not_hold_writes_nothing_to_shrink() {
                 release: &v1,
                 pod_labels: &[],
                 owner: None,
+                app_owner: None,
                 successor: None
             }
         ),

@@ -76,6 +76,7 @@ fn install(
         release,
         pod_labels: &[],
         owner: None,
+        app_owner: None,
         successor: None,
     };
     StatefulSets.install(cluster, version, Capacity::Replicas(replicas))
