@@ -14,7 +14,7 @@ REPO="$ROOT/sandbox/charts/repo"
 URL=http://127.0.0.1:8879
 # name:version; web is packaged twice from one source, each version its own appVersion (the
 # default image tag), so that a test can move a Release from one version to the next.
-CHARTS=(web:1.0.0 web:1.1.0 worker:1.0.0 pair:1.0.0 store:1.0.0)
+CHARTS=(web:1.0.0 web:1.1.0 worker:1.0.0 pair:1.0.0 store:1.0.0 dashboards:1.0.0)
 
 helm() { "$ROOT/sandbox/sandbox" helm "$@"; }
 

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use prism_api::Release;
 use prism_api::application::Manifest;
@@ -326,6 +326,37 @@ async fn a_headless_worker_chart_rolls_out_by_capacity_and_again_on_a_values_cha
     )
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn a_chart_of_megabytes_rolls_out_from_its_compressed_release() {
+    let env = TestEnv::new("chart-large").await;
+    let ns = env.namespace();
+    let (client, apps, releases, _controller) = setup(&env).await.unwrap();
+    let spec = json!({
+        "template": {"chart": chart(charts::DASHBOARDS, "1.0.0", json!({})).await},
+        "traffic": {"provider": "none"},
+        "strategy": {"steps": [{"name": "all", "capacity": {"contender": "100%"}}]},
+    });
+    apply(&apps, &application("dashboards", spec).unwrap())
+        .await
+        .unwrap();
+    wait_for_phase(&releases, "dashboards-1", ReleasePhase::Complete)
+        .await
+        .unwrap();
+    // More than the API server keeps in one object as JSON, a fraction of it as the Release.
+    let (_, manifests) = kept_render(&client, ns, "dashboards-1").await;
+    let json = serde_json::to_vec(&manifests).unwrap().len();
+    assert!(json > 3 * 512 * 1024, "{json} bytes rendered");
+    let release = raw_release(&client, ns, "dashboards-1").await.len();
+    assert!(release < 512 * 1024, "the Release is {release} bytes");
+    // Every dashboard is installed, as the version's own copy.
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let installed = config_maps
+        .list(&ListParams::default().labels("prism.dev/release=dashboards-1"))
+        .await
+        .unwrap();
+    assert_eq!(installed.items.len(), 60);
 }
 
 /// An Application of a chart that cannot make a Release, and what its `Valid` condition says.

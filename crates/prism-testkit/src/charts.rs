@@ -10,12 +10,14 @@ use tokio::sync::OnceCell;
 use crate::check_output;
 use crate::helm::repository;
 
-/// The charts the repository holds: `web` (1.0.0 and 1.1.0), `worker`, `pair` and `store`
-/// (1.0.0); their sources are under `sandbox/charts/src`.
+/// The charts the repository holds: `web` (1.0.0 and 1.1.0), `worker`, `pair`, `store` and
+/// `dashboards` (1.0.0); their sources are under `sandbox/charts/src`.
 pub const WEB: &str = "web";
 pub const WORKER: &str = "worker";
 pub const PAIR: &str = "pair";
 pub const STORE: &str = "store";
+/// Megabytes of dashboards as ConfigMaps: a render that fits a Release only compressed.
+pub const DASHBOARDS: &str = "dashboards";
 
 static REPOSITORY_URL: OnceCell<Result<String, String>> = OnceCell::const_new();
 static HELM_PATH: OnceCell<Result<PathBuf, String>> = OnceCell::const_new();

@@ -136,8 +136,8 @@ pub fn engine_pipeline<'p>(template: &Template, pipeline: &'p Pipeline) -> Cow<'
 /// Why a Release of `template` cannot follow the versions that still run (`running`, by
 /// release name), if it cannot: a provider moves capacity only between versions of its own kind
 /// (a StatefulSet created for a contender would start all of its pods at once, and a DaemonSet
-/// rolled back would take a Deployment's pod template), and a StatefulSet, rolled out in place,
-/// keeps its name (a renamed one would be a second StatefulSet, started whole).
+/// rolled back would take a Deployment's pod template), and a StatefulSet or DaemonSet, rolled
+/// out in place, keeps its name (a renamed one would be a second one, started whole).
 pub fn refuses_to_follow<'t>(
     template: &Template,
     running: impl IntoIterator<Item = (&'t str, &'t Template)>,
@@ -157,11 +157,13 @@ pub fn refuses_to_follow<'t>(
             ));
         }
         let earlier_name = earlier.workload().and_then(|workload| workload.name());
-        if kind == WorkloadKind::StatefulSet && earlier_name != name {
+        let in_place = matches!(kind, WorkloadKind::StatefulSet | WorkloadKind::DaemonSet);
+        if in_place && earlier_name != name {
             return Some(format!(
-                "spec.template: the StatefulSet is named {new:?} where version {release} runs \
-                 {old:?}; a StatefulSet is rolled out in place and keeps its name (and its \
-                 PersistentVolumeClaims). Name it {old:?} again",
+                "spec.template: the {kind} is named {new:?} where version {release} runs \
+                 {old:?}; a {kind} is rolled out in place and keeps its name. Name it {old:?} \
+                 again",
+                kind = kind.as_str(),
                 new = name.unwrap_or_default(),
                 old = earlier_name.unwrap_or_default(),
             ));
@@ -292,15 +294,17 @@ mod tests {
     }
 
     #[test]
-    fn a_renamed_stateful_set_is_refused() {
-        let message = refuses_to_follow(
-            &template("StatefulSet", "db2"),
-            [("db-1", &template("StatefulSet", "db"))],
-        )
-        .unwrap();
-        assert!(
-            message.contains("named \"db2\" where version db-1 runs \"db\""),
-            "{message}"
-        );
+    fn a_renamed_stateful_set_or_daemon_set_is_refused() {
+        for kind in ["StatefulSet", "DaemonSet"] {
+            let message =
+                refuses_to_follow(&template(kind, "db2"), [("db-1", &template(kind, "db"))])
+                    .unwrap();
+            assert!(
+                message.contains(&format!(
+                    "the {kind} is named \"db2\" where version db-1 runs \"db\""
+                )),
+                "{message}"
+            );
+        }
     }
 }
