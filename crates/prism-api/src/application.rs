@@ -38,6 +38,7 @@ pub const RESCHEDULE_ANNOTATION: &str = "prism.dev/reschedule";
     category = "prism",
     doc = "An application that Prism rolls out across the fleet: each change of spec.template makes a new Release.",
     printcolumn(name = "Strategy", type_ = "string", json_path = ".status.strategy"),
+    printcolumn(name = "Workload", type_ = "string", json_path = ".status.workload"),
     printcolumn(name = "Contender", type_ = "string", json_path = ".status.contender"),
     printcolumn(name = "Incumbent", type_ = "string", json_path = ".status.incumbent"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
@@ -339,6 +340,12 @@ impl Template {
             (Some(only), None) => Some(only),
             _ => None,
         }
+    }
+
+    /// The workload as people name it: `<kind>/<name>`.
+    pub fn workload_name(&self) -> Option<String> {
+        let workload = self.workload()?;
+        Some(format!("{}/{}", workload.kind()?, workload.name()?))
     }
 
     /// The kind of the template's workload; a Deployment when it has none that is clear
@@ -803,6 +810,9 @@ pub struct ApplicationStatus {
     /// The strategy in use: a Strategy's name, `ClusterStrategy/<name>`, or `inline`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<String>,
+    /// The newest Release's workload, `<kind>/<name>` (a chart's, as it rendered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
     /// The Release being rolled out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contender: Option<String>,

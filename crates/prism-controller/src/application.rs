@@ -939,6 +939,7 @@ pub fn desired_status(
         observed_generation: generation,
         conditions,
         strategy,
+        workload: newest.and_then(|r| r.spec.template.workload_name()),
         contender: newest
             .filter(|r| phase(r) != Some(ReleasePhase::Complete))
             .map(ResourceExt::name_any),
@@ -1316,6 +1317,7 @@ mod tests {
         assert_eq!(first.contender.as_deref(), Some("web-2"));
         assert_eq!(first.incumbent.as_deref(), Some("web-1"));
         assert_eq!(first.phase, Some(ApplicationPhase::Progressing));
+        assert_eq!(first.workload.as_deref(), Some("Deployment/web"));
 
         let done = [
             release(&app, 1, Some(ReleasePhase::Complete)),

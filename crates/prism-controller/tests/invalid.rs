@@ -363,6 +363,8 @@ async fn a_running_application_s_workload_keeps_its_kind() -> anyhow::Result<()>
     )
     .await?;
     wait_for_phase(&releases, "web-1", ReleasePhase::Complete).await?;
+    let status = wait_for_valid(&apps, "web", "web is reconciled", |_| true).await?;
+    assert_eq!(status.workload.as_deref(), Some("Deployment/web"));
 
     // The same application as a StatefulSet: its one StatefulSet would start every pod of the
     // new version at once, past the strategy's steps.
