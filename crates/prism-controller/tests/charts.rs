@@ -349,6 +349,7 @@ async fn a_chart_of_megabytes_rolls_out_from_its_compressed_release() {
     let json = serde_json::to_vec(&manifests).unwrap().len();
     assert!(json > 3 * 512 * 1024, "{json} bytes rendered");
     let release = raw_release(&client, ns, "dashboards-1").await.len();
+    println!("dashboards-1: {json} bytes of objects rendered, a Release of {release} bytes");
     assert!(release < 512 * 1024, "the Release is {release} bytes");
     // Every dashboard is installed, as the version's own copy.
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
