@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says how long the run has taken so far, so a slow CI run shows where its time went.
+step() { printf '\n==> [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 
 if [ ! -x /usr/bin/prometheus ]; then
   # The metric-analysis tests start their own Prometheus servers (prism-testkit's prometheus.rs).
@@ -60,3 +61,4 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 step "running the tests"
 cargo test --workspace --locked
+step "every test passed"

@@ -135,6 +135,37 @@ async fn install_everywhere(
     Ok(())
 }
 
+/// Waits until the Deployment `web-1` and the `K` named `web` are gone from every cluster.
+async fn wait_until_web_is_gone<K>(env: &TestEnv) -> anyhow::Result<()>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    for cluster in env.clusters() {
+        let deployments = Api::<Deployment>::namespaced(cluster.client(), env.namespace());
+        let others = Api::<K>::namespaced(cluster.client(), env.namespace());
+        prism_testkit::wait_until(
+            format!(
+                "web's Deployment and {} are gone from {}",
+                K::kind(&Default::default()),
+                cluster.name()
+            ),
+            // The sweep waits out a grace period before it takes anything for an orphan.
+            prism_testkit::DEFAULT_TIMEOUT,
+            || async {
+                let gone = deployments.get_opt("web-1").await?.is_none()
+                    && others.get_opt("web").await?.is_none();
+                Ok(gone.then_some(()))
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn deleting_an_application_removes_what_it_installed_in_every_cluster() -> anyhow::Result<()>
 {
@@ -143,27 +174,7 @@ async fn deleting_an_application_removes_what_it_installed_in_every_cluster() ->
     let _fleet = TestFleet::join(&env, &client).await?;
     install_everywhere(&apps, &releases).await?;
     apps.delete("web", &Default::default()).await?;
-    for cluster in env.clusters() {
-        let deployments = Api::<Deployment>::namespaced(cluster.client(), env.namespace());
-        let services = Api::<k8s_openapi::api::core::v1::Service>::namespaced(
-            cluster.client(),
-            env.namespace(),
-        );
-        prism_testkit::wait_until(
-            format!(
-                "web's Deployment and Service are gone from {}",
-                cluster.name()
-            ),
-            // The sweep waits out a grace period before it takes anything for an orphan.
-            prism_testkit::DEFAULT_TIMEOUT,
-            || async {
-                let gone = deployments.get_opt("web-1").await?.is_none()
-                    && services.get_opt("web").await?.is_none();
-                Ok(gone.then_some(()))
-            },
-        )
-        .await?;
-    }
+    wait_until_web_is_gone::<Service>(&env).await?;
     Ok(())
 }
 
@@ -201,24 +212,7 @@ async fn a_deleted_headless_application_leaves_no_shared_object_in_any_cluster()
     }
 
     apps.delete("web", &Default::default()).await?;
-    for cluster in env.clusters() {
-        let deployments = Api::<Deployment>::namespaced(cluster.client(), env.namespace());
-        let budgets = budgets(cluster);
-        prism_testkit::wait_until(
-            format!(
-                "web's Deployment and budget are gone from {}",
-                cluster.name()
-            ),
-            // The sweep waits out a grace period before it takes anything for an orphan.
-            prism_testkit::DEFAULT_TIMEOUT,
-            || async {
-                let gone = deployments.get_opt("web-1").await?.is_none()
-                    && budgets.get_opt("web").await?.is_none();
-                Ok(gone.then_some(()))
-            },
-        )
-        .await?;
-    }
+    wait_until_web_is_gone::<PodDisruptionBudget>(&env).await?;
     Ok(())
 }
 
