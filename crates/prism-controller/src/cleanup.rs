@@ -3,11 +3,10 @@
 //! cluster, it is). The sweep deletes such orphans: a version whose Release is gone, and an
 //! application's Service and what its versions shared, whose Application is gone. The caches
 //! only suggest an orphan; the management cluster's API server confirms it before anything is
-//! deleted. It also deletes the
-//! Service of an application that left the cluster (no version of it here, no Release of it
-//! scheduled here), which a reconcile deletes with its last version but cannot see once the
-//! Releases scheduled here are pruned or deleted: a Service that routes to nothing. A
-//! StatefulSet, which outlives each version it holds, goes only with its Application.
+//! deleted. It also deletes the Service of an application that left the cluster (no version of
+//! it here, no Release of it scheduled here), which a reconcile deletes with its last version but
+//! cannot see once the Releases scheduled here are pruned or deleted: a Service that routes to
+//! nothing. A StatefulSet, which outlives each version it holds, goes only with its Application.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
